@@ -193,6 +193,9 @@ class PresenceEngine:
         if not call_id:
             raise PresenceError("call_id", "must not be empty")
         phase = CallPhase.RINGING if ringing else CallPhase.CONNECTED
+        # A repeated start (a retransmitted INVITE, a second fork) must not undo an answer.
+        if record.call(call_id) is not None:
+            return self._apply(record, now, Reason.CALL_STARTED, lambda r: r)
         return self._apply(
             record, now, Reason.CALL_STARTED, lambda r: _set_call(r, call_id, phase, now)
         )

@@ -196,6 +196,15 @@ def test_a_waiting_call_ringing_during_a_call_changes_nothing_visible() -> None:
     ]
 
 
+def test_a_repeated_start_does_not_undo_an_answer() -> None:
+    record, _ = ENGINE.on_call_started(registered(), "c1", ringing=True, now=T0 + 10)
+    record, _ = ENGINE.on_call_answered(record, "c1", T0 + 12)
+    record, change = ENGINE.on_call_started(record, "c1", ringing=True, now=T0 + 13)
+
+    assert change is None
+    assert record.calls[0].phase is CallPhase.CONNECTED
+
+
 def test_ending_an_unknown_call_changes_nothing() -> None:
     record = registered()
 
