@@ -150,6 +150,17 @@ class DtmfReceived:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MediaTimeout:
+    """An endpoint that should be sending RTP has been silent too long."""
+
+    leg_id: str
+    silent_for: float
+
+
+RelayEvent = DtmfReceived | MediaTimeout
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LegStats:
     leg_id: str
     received: StreamSnapshot
@@ -395,6 +406,9 @@ class RelaySession:
         # _flows[i] carries packets received on leg i.
         self._flows = (_Flow(a, b, origins[0]), _Flow(b, a, origins[1]))
         self.events: list[DtmfReceived] = []
+        #: Set when a timer became due to be (re)armed: an event opened or DTMF was
+        #: queued. The adapter clears it and schedules :meth:`next_deadline`.
+        self.wants_timer = False
         self._generator = DtmfGenerator(ptime_ms=dtmf_ptime_ms)
 
     def close(self) -> None:
@@ -466,6 +480,7 @@ class RelaySession:
                 flow.rebase(ssrc, seq, ts, now)
         out_pt, table, kind = entry
         if kind == _EVENT:
+            self.wants_timer = True
             digits = flow.detector.feed(ts, bool(b1 & 0x80), seq, data[hlen:end], now)
             if digits:
                 leg_id = rx_leg.leg_id
@@ -528,6 +543,7 @@ class RelaySession:
             for i, p in enumerate(packets):
                 flow.pending.append((start + p.offset, p.marker, p.payload, i == 0))
             start = start + packets[-1].offset + ptime + 0.05
+        self.wants_timer = True
 
     def next_deadline(self) -> float | None:
         deadlines = [f.pending[0][0] for f in self._flows if f.pending]
@@ -637,18 +653,18 @@ class RelaySession:
         return bytes(buf)
 
     # ----------------------------------------------------------------- liveness
-    def expired(self, now: float, timeout: float) -> list[str]:
+    def expired(self, now: float, timeout: float) -> list[MediaTimeout]:
         """Legs whose endpoint should be sending but has been silent for ``timeout`` s.
 
         A leg that declared ``recvonly``/``inactive`` (on hold) is not expected to send.
         """
-        out: list[str] = []
+        out: list[MediaTimeout] = []
         for leg in self.legs:
             if not leg.media.direction.endpoint_sends:
                 continue
             last = leg.created if leg.last_rx is None else leg.last_rx
             if now - last >= timeout:
-                out.append(leg.leg_id)
+                out.append(MediaTimeout(leg_id=leg.leg_id, silent_for=now - last))
         return out
 
     def stats(self) -> tuple[LegStats, LegStats]:

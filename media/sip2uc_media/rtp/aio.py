@@ -1,0 +1,329 @@
+"""asyncio adapter for the relay core: sockets, timers, and nothing else.
+
+Each leg gets two UDP sockets (RTP on an even port, RTCP on the next) with a large
+receive buffer, because the default (~208 KB) holds only a few hundred packets and a
+few milliseconds' stall would drop audio. ``datagram_received`` hands the bytes to the
+session core and writes what comes back on the *other* leg's socket (symmetric RTP:
+every endpoint hears from the port it was told to send to). The per-packet path reads
+the loop clock, calls the core, and calls ``sendto``: no logging, no per-packet objects
+beyond the output bytes.
+
+:class:`RelayEngine` owns the port allocator, the legs and the sessions, arms the
+session timers the core asks for (DTMF injection, digits whose end was lost), checks
+media timeouts periodically, and reports events to one callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+from .ports import PortAllocator, PortsExhausted
+from .relay import (
+    Addr,
+    LegMedia,
+    LegStats,
+    MediaLeg,
+    RelayError,
+    RelayEvent,
+    RelaySession,
+    StreamOrigin,
+)
+
+DEFAULT_RCVBUF: Final = 4 * 1024 * 1024
+_BIND_ATTEMPTS: Final = 16
+
+EventCallback = Callable[[str, RelayEvent], None]
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed, else on the default loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional
+        return asyncio.run(main)
+    result: T = uvloop.run(main)
+    return result
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("clock", "engine", "leg", "peer", "transport")
+
+    def __init__(self, engine: RelayEngine, leg: MediaLeg, clock: Callable[[], float]) -> None:
+        self.engine = engine
+        self.leg = leg
+        self.clock = clock
+        self.transport: asyncio.DatagramTransport | None = None
+        #: The other leg's RTP protocol once bridged: its socket sends our output.
+        self.peer: _RtpProtocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        session = self.leg.session
+        peer = self.peer
+        if session is None or peer is None or peer.transport is None:
+            self.leg.drops["no_destination"] += 1
+            return
+        out = session.on_rtp(self.leg.index, data, addr, self.clock())
+        if out:
+            sendto = peer.transport.sendto
+            for packet, dest in out:
+                sendto(packet, dest)
+        if session.wants_timer:
+            self.engine._arm(session)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a handset that went away: the media timeout ends
+        # the call, nothing to do per packet.
+        pass
+
+
+class _RtcpProtocol(_RtpProtocol):
+    __slots__ = ()
+
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        session = self.leg.session
+        peer = self.peer
+        if session is None or peer is None or peer.transport is None:
+            self.leg.drops["no_destination"] += 1
+            return
+        for packet, dest in session.on_rtcp(self.leg.index, data, addr, self.clock()):
+            peer.transport.sendto(packet, dest)
+
+
+class _LegSockets:
+    __slots__ = ("rtcp", "rtp")
+
+    def __init__(self, rtp: _RtpProtocol, rtcp: _RtcpProtocol) -> None:
+        self.rtp = rtp
+        self.rtcp = rtcp
+
+    def close(self) -> None:
+        for proto in (self.rtp, self.rtcp):
+            if proto.transport is not None:
+                proto.transport.close()
+
+
+class RelayEngine:
+    """Owns ports, legs and sessions of one sidecar's media relay."""
+
+    def __init__(
+        self,
+        host: str,
+        ports: PortAllocator,
+        *,
+        on_event: EventCallback | None = None,
+        media_timeout: float = 60.0,
+        check_interval: float = 1.0,
+        rcvbuf: int = DEFAULT_RCVBUF,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.host = host
+        self.ports = ports
+        self.on_event = on_event
+        self.media_timeout = media_timeout
+        self.check_interval = check_interval
+        self.rcvbuf = rcvbuf
+        self._rng = rng or random.SystemRandom()
+        self._legs: dict[str, tuple[MediaLeg, _LegSockets]] = {}
+        self._sessions: dict[str, RelaySession] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timed_out: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._checker: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._checker = asyncio.create_task(self._check_timeouts())
+
+    async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+            self._checker = None
+        for session_id in list(self._sessions):
+            self.close_session(session_id)
+        for leg_id in list(self._legs):
+            self.release_leg(leg_id)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RelayError("RelayEngine.start() has not been awaited")
+        return self._loop
+
+    # ------------------------------------------------------------------ legs
+    async def open_leg(
+        self, leg_id: str, media: LegMedia | None = None, *, symmetric: bool = True
+    ) -> MediaLeg:
+        """Bind a port pair for a new leg; raises :class:`PortsExhausted` when full."""
+        if leg_id in self._legs:
+            raise RelayError(f"leg {leg_id} exists")
+        loop = self.loop
+        for _ in range(_BIND_ATTEMPTS):
+            port = self.ports.allocate()
+            try:
+                rtp_sock = self._bind(port)
+            except OSError:
+                self.ports.release(port)
+                continue
+            try:
+                rtcp_sock = self._bind(port + 1)
+            except OSError:
+                rtp_sock.close()
+                self.ports.release(port)
+                continue
+            break
+        else:
+            raise PortsExhausted(self.ports.low, self.ports.high)
+        leg = MediaLeg(leg_id, port, media=media, symmetric=symmetric, now=loop.time())
+        rtp = _RtpProtocol(self, leg, loop.time)
+        rtcp = _RtcpProtocol(self, leg, loop.time)
+        await loop.create_datagram_endpoint(lambda: rtp, sock=rtp_sock)
+        await loop.create_datagram_endpoint(lambda: rtcp, sock=rtcp_sock)
+        self._legs[leg_id] = (leg, _LegSockets(rtp, rtcp))
+        return leg
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            sock.bind((self.host, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def leg(self, leg_id: str) -> MediaLeg:
+        try:
+            return self._legs[leg_id][0]
+        except KeyError:
+            raise RelayError(f"no leg {leg_id}") from None
+
+    def release_leg(self, leg_id: str) -> None:
+        entry = self._legs.pop(leg_id, None)
+        if entry is None:
+            return
+        leg, socks = entry
+        if leg.session is not None:
+            self.close_session(leg.session.session_id)
+        socks.close()
+        self.ports.release(leg.local_port)
+
+    # ------------------------------------------------------------------ sessions
+    def _origin(self) -> StreamOrigin:
+        r = self._rng
+        return StreamOrigin(
+            ssrc=r.getrandbits(32), seq=r.getrandbits(16), timestamp=r.getrandbits(32)
+        )
+
+    def bridge(self, session_id: str, a_leg_id: str, b_leg_id: str) -> RelaySession:
+        """Join two open legs; media flows as soon as both have a destination."""
+        if session_id in self._sessions:
+            raise RelayError(f"session {session_id} exists")
+        (a, a_socks), (b, b_socks) = self._legs[a_leg_id], self._legs[b_leg_id]
+        session = RelaySession(session_id, a, b, origins=(self._origin(), self._origin()))
+        a_socks.rtp.peer, b_socks.rtp.peer = b_socks.rtp, a_socks.rtp
+        a_socks.rtcp.peer, b_socks.rtcp.peer = b_socks.rtcp, a_socks.rtcp
+        self._sessions[session_id] = session
+        return session
+
+    def session(self, session_id: str) -> RelaySession:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise RelayError(f"no session {session_id}") from None
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def close_session(self, session_id: str, *, release_legs: bool = True) -> None:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return
+        handle = self._timers.pop(session_id, None)
+        if handle is not None:
+            handle.cancel()
+        self._timed_out.discard(session_id)
+        legs = [leg.leg_id for leg in session.legs]
+        session.close()
+        for leg_id in legs:
+            socks = self._legs[leg_id][1]
+            socks.rtp.peer = socks.rtcp.peer = None
+            if release_legs:
+                self.release_leg(leg_id)
+
+    def inject_dtmf(
+        self, session_id: str, to_leg_id: str, digits: str, duration_ms: int = 100
+    ) -> None:
+        session = self.session(session_id)
+        index = next((i for i, leg in enumerate(session.legs) if leg.leg_id == to_leg_id), -1)
+        if index < 0:
+            raise RelayError(f"leg {to_leg_id} is not in session {session_id}")
+        session.inject_dtmf(index, digits, self.loop.time(), duration_ms)
+        self._arm(session)
+
+    def stats(self, session_id: str) -> tuple[LegStats, LegStats]:
+        return self.session(session_id).stats()
+
+    # ------------------------------------------------------------------ timers
+    def _arm(self, session: RelaySession) -> None:
+        session.wants_timer = False
+        self._dispatch(session)
+        deadline = session.next_deadline()
+        sid = session.session_id
+        old = self._timers.pop(sid, None)
+        if old is not None:
+            old.cancel()
+        if deadline is not None and sid in self._sessions:
+            self._timers[sid] = self.loop.call_at(deadline, self._fire, session)
+
+    def _fire(self, session: RelaySession) -> None:
+        self._timers.pop(session.session_id, None)
+        if session.session_id not in self._sessions:
+            return
+        socks = [self._legs[leg.leg_id][1] for leg in session.legs]
+        for index, packet, dest in session.handle_timer(self.loop.time()):
+            transport = socks[index].rtp.transport
+            if transport is not None:
+                transport.sendto(packet, dest)
+        self._arm(session)
+
+    def _dispatch(self, session: RelaySession) -> None:
+        if not session.events:
+            return
+        events = session.pop_events()
+        if self.on_event is not None:
+            for event in events:
+                self.on_event(session.session_id, event)
+
+    def check_timeouts(self) -> None:
+        """Report each session with a silent leg once (the caller ends the call)."""
+        now = self.loop.time()
+        for sid, session in list(self._sessions.items()):
+            if sid in self._timed_out:
+                continue
+            expired = session.expired(now, self.media_timeout)
+            if expired:
+                self._timed_out.add(sid)
+                if self.on_event is not None:
+                    for event in expired:
+                        self.on_event(sid, event)
+
+    async def _check_timeouts(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_interval)
+            self.check_timeouts()
