@@ -17,7 +17,7 @@ _STRING_FIELDS = ("sip_uri", "display_name", "e164", "extension", "email", "upn"
 
 
 class InMemoryUserRepository:
-    """Users kept in a dict; ids are ``u1``, ``u2``, ... in creation order."""
+    """Users kept in a dict; new ids are ``u<n>`` with ``n`` counting up, skipping taken ones."""
 
     def __init__(self, users: list[ExistingUser] | None = None) -> None:
         self.users: dict[str, ExistingUser] = {u.id: u for u in users or []}
@@ -29,6 +29,9 @@ class InMemoryUserRepository:
 
     async def create_user(self, user: NewUser, handset_password: str) -> str:
         user_id = f"u{self._next_id}"
+        while user_id in self.users:  # ids given to the constructor may be anything
+            self._next_id += 1
+            user_id = f"u{self._next_id}"
         self._next_id += 1
         self.users[user_id] = ExistingUser(
             id=user_id,

@@ -49,10 +49,11 @@ def build_plan(
 ) -> ImportPlan:
     """Plan an import of ``records`` into a store holding ``existing_users``.
 
-    ``source`` names the directory; when given, only users created from that source are matched
-    by id or reported MISSING (several directories can feed one store). Users of this source
-    that no usable record mentions are MISSING; with ``disable_missing`` or ``delete_missing``
-    applying the plan disables or deletes them, otherwise they are only reported.
+    ``source`` names the directory; when given, only users created from that source (or from an
+    unnamed one) are matched by id or reported MISSING (several directories can feed one store).
+    Users of this source that no usable record mentions are MISSING; with ``disable_missing``
+    or ``delete_missing`` applying the plan disables or deletes them, otherwise they are only
+    reported.
     """
     if disable_missing and delete_missing:
         raise ValueError("disable_missing and delete_missing are mutually exclusive")
@@ -90,7 +91,8 @@ class _Planner:
         self.disabled_in_directory: set[str] = set()
 
     def _is_ours(self, user: ExistingUser) -> bool:
-        return self.source is None or user.source == self.source
+        # Users imported without a source name are adopted by the first named source.
+        return self.source is None or user.source in (None, self.source)
 
     def _find(self, source_id: str | None, sip_uri: str | None) -> ExistingUser | None:
         user = self.by_source_id.get(source_id) if source_id is not None else None
