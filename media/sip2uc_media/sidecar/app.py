@@ -1,0 +1,221 @@
+"""The sidecar process: binds the SIP listeners, wires the edge to the control link.
+
+`Sidecar.start` never waits for the control plane: the link dials in the background and, until
+the first welcome, requests that need the control plane are answered 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+
+from ..sip.digest import NonceCountTracker, NonceIssuer
+from ..sip.transaction import Destination
+from ..transport.base import TransportKind
+from ..transport.tcp import StreamServer, open_stream_server
+from ..transport.tls import ensure_self_signed, server_context
+from ..transport.udp import UdpTransport, open_udp
+from .config import SidecarConfig, parse_hostport
+from .control_link import ControlLink, EdgeSettings, HelloInfo
+from .dispatch import SipEdge
+from .protection import BanList, NetworkAllowList
+from .registrar import Registrar, RegistrarPolicy
+
+__all__ = ["Sidecar", "install_uvloop"]
+
+_log = logging.getLogger(__name__)
+
+NONCE_LIFETIME = 300.0
+SECRET_FILE = "sidecar-secret"  # noqa: S105 - a file name, not a secret
+
+
+def install_uvloop() -> bool:
+    """Use uvloop's event loop policy when it is installed; True if it now is."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The nonce/tag secret, kept across restarts so that handsets' nonces stay valid.
+
+    Losing it is harmless (every handset is challenged again), so a corrupt file is replaced.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = data_dir / SECRET_FILE
+    try:
+        secret = path.read_bytes()
+        if len(secret) >= 32:
+            return secret[:32]
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+    return secret
+
+
+class Sidecar:
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        self.instance_id = uuid.uuid4().hex
+        self._udp: UdpTransport | None = None
+        self._streams: dict[TransportKind, StreamServer] = {}
+        self.listen_addresses: dict[TransportKind, tuple[str, int]] = {}
+        self.edge: SipEdge | None = None
+        self.control: ControlLink | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        clock = loop.time
+        secret = load_secret(config.data_dir)
+        registrar = Registrar(
+            NonceIssuer(secret, NONCE_LIFETIME),
+            NonceCountTracker(200_000, max_idle=NONCE_LIFETIME),
+            tag_secret=secret,
+            policy=RegistrarPolicy(),
+        )
+        self.control = ControlLink(
+            config.control,
+            token=config.token,
+            hello=self._hello,
+            on_settings=self._apply_settings,
+            credentials=self._control_credentials(),
+            rpc_timeout=config.rpc_timeout,
+            heartbeat_interval=config.heartbeat_interval,
+        )
+        self.edge = SipEdge(
+            name=config.name,
+            registrar=registrar,
+            control=self.control,
+            send=self._send,
+            clock=clock,
+            wall_clock=time.time,
+            bans=BanList(),
+            local_allow=NetworkAllowList(config.allowed_networks),
+            max_message_size=config.max_message_size,
+            retry_after=config.retry_after,
+        )
+        await self._bind(clock)
+        await self.control.start()
+        for kind, (host, port) in self.listen_addresses.items():
+            _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.value, host, port)
+        _log.info("sidecar %s: dialling control plane at %s", config.name, config.control)
+
+    async def _bind(self, clock: asyncio.AbstractEventLoop | object) -> None:
+        config = self.config
+        edge = self.edge
+        assert edge is not None
+        loop = asyncio.get_running_loop()
+        host, port = parse_hostport(config.sip_listen, 5060)
+        # UDP and TCP share one port number (RFC 3263 clients try both on the same port); with
+        # port 0 the UDP choice is taken for TCP, retrying if that number is busy for TCP.
+        for _attempt in range(20):
+            udp = await open_udp(host, port, edge.receive)
+            try:
+                tcp = await open_stream_server(
+                    TransportKind.TCP,
+                    host,
+                    udp.local_port,
+                    edge.receive,
+                    max_message_size=config.max_message_size,
+                    max_connections=config.max_connections,
+                    idle_timeout=config.tcp_idle_timeout,
+                    clock=loop.time,
+                    on_framing_error=lambda _e: edge.metrics.dropped.add(1, {"reason": "framing"}),
+                )
+            except OSError:
+                udp.close()
+                if port != 0:
+                    raise
+                continue
+            break
+        else:
+            raise OSError(f"no port free for both UDP and TCP on {host}")
+        self._udp = udp
+        self._streams[TransportKind.TCP] = tcp
+        self.listen_addresses[TransportKind.UDP] = (udp.local_host, udp.local_port)
+        self.listen_addresses[TransportKind.TCP] = (tcp.local_host, tcp.local_port)
+        if config.tls_listen is not None:
+            tls_host, tls_port = parse_hostport(config.tls_listen, 5061)
+            if config.tls_cert is not None and config.tls_key is not None:
+                cert, key = config.tls_cert, config.tls_key
+            else:
+                cert, key = ensure_self_signed(config.data_dir, [tls_host, "localhost"])
+            tls = await open_stream_server(
+                TransportKind.TLS,
+                tls_host,
+                tls_port,
+                edge.receive,
+                ssl_context=server_context(cert, key),
+                max_message_size=config.max_message_size,
+                max_connections=config.max_connections,
+                idle_timeout=config.tcp_idle_timeout,
+                clock=loop.time,
+            )
+            self._streams[TransportKind.TLS] = tls
+            self.listen_addresses[TransportKind.TLS] = (tls.local_host, tls.local_port)
+
+    def _control_credentials(self) -> grpc.ChannelCredentials | None:
+        if not self.config.control_tls:
+            return None
+        root = self.config.control_ca.read_bytes() if self.config.control_ca else None
+        return grpc.ssl_channel_credentials(root_certificates=root)
+
+    def _hello(self) -> HelloInfo:
+        config = self.config
+        sip_host = self.listen_addresses.get(TransportKind.UDP, ("", 0))[0]
+        return HelloInfo(
+            name=config.name,
+            site=config.site,
+            listeners=tuple((k, h, p) for k, (h, p) in self.listen_addresses.items()),
+            rtp_host=config.rtp_host or sip_host,
+            rtp_ports=config.rtp_ports,
+            capacity=config.capacity,
+            instance_id=self.instance_id,
+        )
+
+    def _apply_settings(self, settings: EdgeSettings) -> None:
+        edge = self.edge
+        if edge is None:
+            return
+        edge.registrar.policy = RegistrarPolicy(
+            realm=settings.realm, algorithms=edge.registrar.policy.algorithms
+        )
+        edge.bans.configure(settings.ban)
+        edge.allow = NetworkAllowList(settings.allowed_networks)
+
+    def _send(self, data: bytes, dest: Destination) -> bool:
+        if dest.transport.upper() == "UDP":
+            return self._udp is not None and self._udp.send_to(data, dest.host, dest.port)
+        server = self._streams.get(TransportKind(dest.transport.upper()))
+        if server is None:
+            return False
+        connection = None
+        if dest.connection_id is not None:
+            connection = server.connections.get(dest.connection_id)
+        if connection is None:
+            connection = server.find(dest.host, dest.port)
+        return connection is not None and connection.write(data)
+
+    async def stop(self, grace: float | None = None) -> None:
+        for server in self._streams.values():
+            await server.stop()
+        if self._udp is not None:
+            self._udp.close()
+        if self.edge is not None:
+            await self.edge.close()
+        if self.control is not None:
+            await self.control.stop()

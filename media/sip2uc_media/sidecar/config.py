@@ -1,0 +1,90 @@
+"""Static configuration of one media sidecar process."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SidecarConfig", "format_hostport", "parse_hostport"]
+
+
+def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """Split ``host:port``, ``[v6]:port`` or ``host`` (with `default_port`); ValueError if bad."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"unterminated IPv6 literal in {text!r}")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"garbage after IPv6 literal in {text!r}")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        ipaddress.IPv6Address(text)
+        host, port_text = text, ""
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"no port in {text!r}")
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return host, int(port_text)
+
+
+def format_hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(kw_only=True)
+class SidecarConfig:
+    """Everything a sidecar needs before it has talked to the control plane.
+
+    `sip_listen` binds both UDP and TCP; `tls_listen` (e.g. ``0.0.0.0:5061``) enables TLS with
+    `tls_cert`/`tls_key`, or with a self-signed certificate generated into `data_dir`.
+    Settings that change at run time (realm, ban policy, allowed networks...) come from the
+    control plane; `allowed_networks` here is a local floor applied in addition.
+    """
+
+    control: str
+    token: str | None = None
+    name: str
+    site: str = ""
+    sip_listen: str = "127.0.0.1:5060"
+    tls_listen: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    data_dir: Path = field(default_factory=lambda: Path("sip2uc-data"))
+    rtp_host: str | None = None
+    rtp_ports: tuple[int, int] = (20000, 29999)
+    allowed_networks: list[str] = field(default_factory=list)
+    max_message_size: int = 65535
+    control_tls: bool = False
+    control_ca: Path | None = None
+    # Beyond the public knobs: limits an operator rarely needs to touch.
+    max_connections: int = 4096
+    tcp_idle_timeout: float = 3600.0
+    capacity: int = 500
+    rpc_timeout: float = 2.0
+    heartbeat_interval: float = 5.0
+    retry_after: int = 5
+
+    def __post_init__(self) -> None:
+        parse_hostport(self.sip_listen, 5060)
+        if self.tls_listen is not None:
+            parse_hostport(self.tls_listen, 5061)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        low, high = self.rtp_ports
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"bad RTP port range {low}-{high}")
+        if self.max_message_size < 1024:
+            raise ValueError("max_message_size below 1024 bytes cannot carry a REGISTER")
+        for network in self.allowed_networks:
+            ipaddress.ip_network(network, strict=False)

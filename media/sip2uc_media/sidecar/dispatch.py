@@ -1,0 +1,443 @@
+"""The SIP edge: every message from every transport goes through `SipEdge.receive`.
+
+Order of business for one message: allow-list, ban list, size, parse, transaction layer
+(retransmissions are absorbed there and the stored response is resent, RFC 3261 §17.2.2), then
+the method table. Methods this sidecar does not serve yet get a clean 405/501 from the same
+table, so the B2BUA later plugs in by adding rows.
+
+`receive` never raises: a bug in a handler is logged once per kind, counted, and the message
+dropped, so one bad packet cannot take the listener down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from opentelemetry import trace
+
+from ..sip.errors import SipParseError
+from ..sip.framing import is_keepalive_datagram
+from ..sip.message import (
+    REASON_PHRASES,
+    SipRequest,
+    SipResponse,
+    make_response,
+    parse_message,
+    unsupported_requirements,
+    validate_request,
+)
+from ..sip.transaction import (
+    CancelReceived,
+    Destination,
+    Event,
+    Overloaded,
+    RequestReceived,
+    TransactionError,
+    TransactionId,
+    TransactionLayer,
+)
+from ..transport.base import Source, TransportKind
+from .control_link import ControlUnavailableError
+from .protection import BanList, NetworkAllowList
+from .registrar import (
+    Origin,
+    RegisterAttempt,
+    RegisterOutcome,
+    RegisterResult,
+    Registrar,
+    Rejection,
+)
+from .telemetry import EdgeMetrics, tracer
+
+__all__ = ["ALLOW", "ControlBackend", "SipEdge"]
+
+_log = logging.getLogger(__name__)
+
+ALLOW = "REGISTER, OPTIONS"
+ACCEPT = "application/sdp"
+SUPPORTED: tuple[str, ...] = ()
+# Methods a later B2BUA serves: until then a request for them is refused cleanly.
+_NOT_IMPLEMENTED = frozenset({"INVITE"})
+_NOT_ALLOWED = frozenset(
+    {"MESSAGE", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "UPDATE", "PRACK"}
+)
+_NO_TRANSACTION = frozenset({"BYE"})
+
+
+class ControlBackend(Protocol):
+    """What the edge needs from the control link (a fake in unit tests)."""
+
+    @property
+    def up(self) -> bool: ...
+
+    async def register(self, attempt: RegisterAttempt, origin: Origin) -> RegisterResult: ...
+
+
+Sender = Callable[[bytes, Destination], bool]
+
+
+class SipEdge:
+    def __init__(
+        self,
+        *,
+        name: str,
+        registrar: Registrar,
+        control: ControlBackend,
+        send: Sender,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float],
+        bans: BanList | None = None,
+        allow: NetworkAllowList | None = None,
+        local_allow: NetworkAllowList | None = None,
+        metrics: EdgeMetrics | None = None,
+        max_message_size: int = 65535,
+        retry_after: int = 5,
+        max_transactions: int = 200_000,
+    ) -> None:
+        self.name = name
+        self.registrar = registrar
+        self._control = control
+        self._send = send
+        self._clock = clock
+        self._wall = wall_clock
+        self.bans = bans or BanList()
+        self.allow = allow or NetworkAllowList()
+        self._local_allow = local_allow or NetworkAllowList()
+        self.metrics = metrics or EdgeMetrics()
+        self._max_size = max_message_size
+        self._retry_after = retry_after
+        # Handsets behind NAT rarely ask for rport but can only be reached at the source port.
+        self.transactions = TransactionLayer(max_transactions=max_transactions, force_rport=True)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._logged_errors: set[str] = set()
+        self.internal_errors = 0
+        self._methods: dict[str, Callable[[TransactionId, SipRequest, Destination], None]] = {
+            "REGISTER": self._register,
+            "OPTIONS": self._options,
+        }
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes, source: Source) -> None:
+        try:
+            self._receive(data, source)
+        except Exception as exc:
+            self._internal_error(exc)
+
+    def _internal_error(self, exc: BaseException) -> None:
+        self.internal_errors += 1
+        self.metrics.dropped.add(1, {"reason": "internal_error"})
+        kind = type(exc).__name__
+        if kind not in self._logged_errors:
+            self._logged_errors.add(kind)
+            _log.error("SIP edge dropped a message after an internal error", exc_info=exc)
+
+    def _drop(self, reason: str) -> None:
+        self.metrics.dropped.add(1, {"reason": reason})
+
+    def _receive(self, data: bytes, source: Source) -> None:
+        host = source.host
+        if not (self.allow.allows(host) and self._local_allow.allows(host)):
+            self._drop("not_allowed")
+            return
+        now = self._clock()
+        if self.bans.is_banned(host, now):
+            self._drop("banned")
+            return
+        if source.transport is TransportKind.UDP and is_keepalive_datagram(data):
+            return
+        if len(data) > self._max_size:
+            self._too_large(data, source)
+            return
+        try:
+            message = parse_message(data, max_size=self._max_size)
+        except SipParseError as exc:
+            self._unparseable(data, exc, source)
+            return
+        if isinstance(message, SipResponse):
+            # Nothing is sent from here yet, so any response is stray (RFC 3261 §18.1.2).
+            self._drop("stray_response")
+            return
+        self.metrics.messages_in.add(1, {"method": message.method})
+        dest = Destination(
+            transport=source.transport.value,
+            host=host,
+            port=source.port,
+            connection_id=source.connection_id or None,
+        )
+        events = self.transactions.receive(message, dest, now)
+        if not events:
+            self.metrics.retransmissions.add(1, {"method": message.method})
+        for event in events:
+            self._event(event)
+        self._flush()
+
+    def _event(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            if event.txn_id is not None:
+                self._request(event.txn_id, event.request, event.source)
+        elif isinstance(event, CancelReceived):
+            # No INVITE is ever left pending here yet, so the CANCEL finds nothing (§9.2).
+            status = 481 if event.invite_txn_id is None else 200
+            self._respond(
+                event.txn_id,
+                make_response(event.request, status, to_tag=self.registrar.tag_for(event.request)),
+            )
+        elif isinstance(event, Overloaded):
+            response = make_response(
+                event.request, 503, headers=[("Retry-After", str(self._retry_after))]
+            )
+            self.transactions.send_stateless(response, event.reply_to)
+            self.metrics.messages_out.add(1, {"method": event.request.method, "status": 503})
+
+    def _request(self, txn_id: TransactionId, request: SipRequest, source: Destination) -> None:
+        problem = validate_request(request)
+        if problem is not None:
+            self._reply(txn_id, request, problem.status, problem.reason)
+            return
+        unsupported = unsupported_requirements(request, SUPPORTED)
+        if unsupported:
+            # RFC 3261 §8.2.2.3
+            self._reply(txn_id, request, 420, None, [("Unsupported", ", ".join(unsupported))])
+            return
+        handler = self._methods.get(request.method)
+        if handler is not None:
+            handler(txn_id, request, source)
+        elif request.method in _NOT_ALLOWED:
+            self._reply(txn_id, request, 405, None, [("Allow", ALLOW)])
+        elif request.method in _NO_TRANSACTION:
+            self._reply(txn_id, request, 481, None)
+        else:
+            # INVITE and unknown methods (RFC 3261 §8.2.1).
+            self._reply(txn_id, request, 501, None, [("Allow", ALLOW)])
+
+    # -- methods --------------------------------------------------------------------------------
+
+    def _options(self, txn_id: TransactionId, request: SipRequest, _source: Destination) -> None:
+        # RFC 3261 §11.2
+        self._reply(
+            txn_id,
+            request,
+            200,
+            None,
+            [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))],
+        )
+
+    def _register(self, txn_id: TransactionId, request: SipRequest, source: Destination) -> None:
+        span = tracer.start_span(
+            "SIP REGISTER",
+            kind=trace.SpanKind.SERVER,
+            attributes={
+                "sip.method": "REGISTER",
+                "sip.call_id": request.call_id,
+                "net.peer.ip": source.host,
+                "net.transport": source.transport,
+            },
+        )
+        with trace.use_span(span, end_on_exit=False):
+            verdict = self.registrar.receive(request, source.host, self._wall())
+            if isinstance(verdict, Rejection):
+                self._rejected(txn_id, request, source, verdict)
+                span.set_attribute("sip.status_code", verdict.response.status)
+                span.end()
+                return
+            if not self._control.up:
+                self._unavailable(txn_id, request)
+                span.set_attribute("sip.status_code", 503)
+                span.end()
+                return
+            origin = Origin(
+                sidecar=self.name,
+                host=source.host,
+                port=source.port,
+                transport=TransportKind(source.transport),
+                user_agent=request.headers.get("User-Agent") or "",
+                call_id=request.call_id,
+            )
+            # The task copies the current context, so the RPC span becomes this span's child.
+            self._spawn(self._register_rpc(txn_id, request, source, verdict, origin, span))
+
+    async def _register_rpc(
+        self,
+        txn_id: TransactionId,
+        request: SipRequest,
+        source: Destination,
+        attempt: RegisterAttempt,
+        origin: Origin,
+        span: trace.Span,
+    ) -> None:
+        try:
+            try:
+                result = await self._control.register(attempt, origin)
+            except ControlUnavailableError as exc:
+                span.add_event("control unavailable", {"error": str(exc)})
+                self._unavailable(txn_id, request)
+                return
+            response = self.registrar.complete(
+                request, result, source.host, self._wall(), self._wall()
+            )
+            self.metrics.register_outcomes.add(1, {"outcome": result.outcome.value})
+            if result.outcome is RegisterOutcome.UNAUTHORIZED:
+                self._auth_failure(source.host)
+            span.set_attribute("sip.status_code", response.status)
+            self._respond(txn_id, response)
+            self._flush()
+        except Exception as exc:
+            self._internal_error(exc)
+        finally:
+            span.end()
+
+    def _rejected(
+        self, txn_id: TransactionId, request: SipRequest, source: Destination, rejection: Rejection
+    ) -> None:
+        self.metrics.register_outcomes.add(1, {"outcome": rejection.label})
+        if rejection.auth_failure:
+            self._auth_failure(source.host)
+        self._respond(txn_id, rejection.response)
+
+    def _auth_failure(self, host: str) -> None:
+        self.metrics.auth_failures.add(1)
+        if self.bans.record_failure(host, self._clock()):
+            self.metrics.bans.add(1)
+            _log.warning("banning %s after repeated authentication failures", host)
+
+    def _unavailable(self, txn_id: TransactionId, request: SipRequest) -> None:
+        # RFC 3261 §21.5.4: Retry-After tells the handset when to try again.
+        self._reply(txn_id, request, 503, None, [("Retry-After", str(self._retry_after))])
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _reply(
+        self,
+        txn_id: TransactionId,
+        request: SipRequest,
+        status: int,
+        reason: str | None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        response = make_response(
+            request, status, reason, to_tag=self.registrar.tag_for(request), headers=headers or ()
+        )
+        self._respond(txn_id, response)
+
+    def _respond(self, txn_id: TransactionId, response: SipResponse) -> None:
+        try:
+            self.transactions.send_response(txn_id, response, self._clock())
+        except TransactionError:
+            # The transaction ended meanwhile (a reliable transport dropped): nobody to answer.
+            self._drop("transaction_gone")
+            return
+        self.metrics.messages_out.add(
+            1, {"method": response.cseq.method, "status": response.status}
+        )
+        self._arm_timer()
+
+    def _flush(self) -> None:
+        for data, dest in self.transactions.datagrams_to_send():
+            if not self._send(data, dest):
+                self._drop("unreachable")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        deadline = self.transactions.next_deadline()
+        if deadline is None:
+            return
+        # Timer J is 32 s; 50 ms of slack lets one wake-up serve many transactions.
+        if self._timer_at is not None and self._timer_at <= deadline + 0.05:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline + 0.05
+        self._timer = loop.call_at(self._timer_at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            for _event in self.transactions.handle_timer(self._clock()):
+                pass
+            self._flush()
+        except Exception as exc:
+            self._internal_error(exc)
+        self._arm_timer()
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- messages that never became requests ----------------------------------------------------
+
+    def _too_large(self, data: bytes, source: Source) -> None:
+        self._drop("too_large")
+        if source.transport is not TransportKind.UDP:
+            return
+        try:
+            message = parse_message(data, max_size=len(data))
+        except SipParseError:
+            return
+        if isinstance(message, SipRequest) and message.method != "ACK":
+            # RFC 3261 §21.4.11; stateless: the request is not worth a transaction.
+            source.send(
+                make_response(message, 413, to_tag=self.registrar.tag_for(message)).serialize()
+            )
+            self.metrics.messages_out.add(1, {"method": message.method, "status": 413})
+
+    def _unparseable(self, data: bytes, error: SipParseError, source: Source) -> None:
+        self._drop("malformed")
+        salvaged = _salvage_response(data, error.status)
+        if salvaged is not None:
+            source.send(salvaged)
+            self.metrics.messages_out.add(1, {"method": "unknown", "status": error.status})
+
+
+_REQUEST_LINE_RE = re.compile(rb"\A(?:\r\n)*([A-Za-z]+) [^ \r\n]+ SIP/[0-9.]+\r\n")
+_HEADER_RE = re.compile(
+    rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*)\r\n", re.I | re.M
+)
+_SALVAGE_NAMES = {b"v": b"Via", b"f": b"From", b"t": b"To", b"i": b"Call-ID"}
+
+
+def _salvage_response(data: bytes, status: int) -> bytes | None:
+    """The error response for a request the parser refused, built from its raw header lines.
+
+    Only when the request line and Via, From, To, Call-ID and CSeq can be read; otherwise the
+    message is dropped (RFC 3261 §16.3 would have a proxy do the same). Never for an ACK.
+    """
+    match = _REQUEST_LINE_RE.match(data)
+    if match is None or match.group(1).upper() == b"ACK":
+        return None
+    header_end = data.find(b"\r\n\r\n")
+    head = data if header_end < 0 else data[: header_end + 2]
+    lines: list[bytes] = []
+    seen: set[bytes] = set()
+    for found in _HEADER_RE.finditer(head):
+        name = found.group(1).lower()
+        canonical = _SALVAGE_NAMES.get(name, name.title() if name != b"call-id" else b"Call-ID")
+        if canonical == b"Cseq":
+            canonical = b"CSeq"
+        if canonical != b"Via" and canonical in seen:
+            return None
+        seen.add(canonical)
+        lines.append(canonical + b": " + found.group(2))
+    if seen != {b"Via", b"From", b"To", b"Call-ID", b"CSeq"}:
+        return None
+    reason = REASON_PHRASES.get(status, "Bad Request").encode()
+    start = b"SIP/2.0 %d %s\r\n" % (status, reason)
+    return start + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n"

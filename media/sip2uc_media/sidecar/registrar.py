@@ -1,0 +1,279 @@
+"""The registrar's SIP side (RFC 3261 §10.3): challenge, check credentials, map the control
+plane's verdict to a response.
+
+Sans-IO: `Registrar.receive` turns a REGISTER into either a finished response (400, 401) or a
+`RegisterAttempt` for the control plane; `Registrar.complete` turns the control plane's
+`RegisterResult` into the response. No clocks, sockets or randomness are read here.
+
+No enumeration: a wrong password and an unknown user both come back as UNAUTHORIZED and are
+answered by the same function with a fresh challenge, so their responses differ only in the nonce.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from ..sip.digest import (
+    Algorithm,
+    Credentials,
+    DigestError,
+    NonceCountTracker,
+    NonceIssuer,
+    NonceStatus,
+    parse_credentials,
+)
+from ..sip.errors import SipParseError
+from ..sip.headers import NameAddr, unquote_string
+from ..sip.message import SipRequest, SipResponse, make_response
+from ..transport.base import TransportKind
+
+__all__ = [
+    "ContactSpec",
+    "Origin",
+    "RegisterAttempt",
+    "RegisterOutcome",
+    "RegisterResult",
+    "Registrar",
+    "RegistrarPolicy",
+    "Rejection",
+    "to_tag_for",
+]
+
+DEFAULT_EXPIRES = 3600
+MAX_EXPIRES_FIELD = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from, as the control plane is told (RequestOrigin)."""
+
+    sidecar: str
+    host: str
+    port: int
+    transport: TransportKind
+    user_agent: str
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSpec:
+    """One Contact of a REGISTER, or one binding in the answer."""
+
+    uri: str
+    expires: int
+    q_milli: int = 1000
+    instance_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterAttempt:
+    """A REGISTER with credentials that passed the sidecar's checks, for the Register RPC."""
+
+    credentials: Credentials
+    method: str
+    aor: str
+    contacts: tuple[ContactSpec, ...]
+    remove_all: bool
+    cseq: int
+
+
+class RegisterOutcome(enum.Enum):
+    OK = "ok"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    INTERVAL_TOO_BRIEF = "interval_too_brief"
+    TOO_MANY_BINDINGS = "too_many_bindings"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterResult:
+    outcome: RegisterOutcome
+    bindings: tuple[ContactSpec, ...] = ()
+    min_expires: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A REGISTER answered without the control plane; `auth_failure` counts towards a ban."""
+
+    response: SipResponse
+    auth_failure: bool
+    label: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistrarPolicy:
+    realm: str = "sip2uc"
+    algorithms: tuple[Algorithm, ...] = (Algorithm.SHA_256, Algorithm.MD5)
+    default_expires: int = DEFAULT_EXPIRES
+
+
+def to_tag_for(secret: bytes, request: SipRequest) -> str:
+    """A To tag that is the same for every retransmission of a request, without keeping state.
+
+    RFC 3261 §8.2.6.2 wants a tag on final responses; deriving it from the request means a
+    stateless 401 looks identical however often the handset asks.
+    """
+    key = f"{request.call_id}\x00{request.from_.tag or ''}\x00{request.cseq.seq}"
+    return hmac.new(secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+
+
+def _instance_id(contact: NameAddr) -> str:
+    value = contact.get_param("+sip.instance")
+    if not value:
+        return ""
+    if value.startswith('"'):
+        try:
+            value = unquote_string(value)
+        except SipParseError:
+            return ""
+    return value.strip("<>")
+
+
+def _clamp_expires(value: int) -> int:
+    return max(0, min(value, MAX_EXPIRES_FIELD))
+
+
+class Registrar:
+    """Stateless challenges and credential pre-checks for REGISTER; see the module docstring.
+
+    `tag_secret` makes To tags; `nonces` and `counts` come from `sip.digest`. The source passed
+    to the nonce functions is the IP only (NATs move ports between refreshes).
+    """
+
+    def __init__(
+        self,
+        nonces: NonceIssuer,
+        counts: NonceCountTracker,
+        *,
+        tag_secret: bytes,
+        policy: RegistrarPolicy | None = None,
+    ) -> None:
+        self._nonces = nonces
+        self._counts = counts
+        self._tag_secret = tag_secret
+        self.policy = policy or RegistrarPolicy()
+
+    def tag_for(self, request: SipRequest) -> str:
+        return to_tag_for(self._tag_secret, request)
+
+    # -- request side ---------------------------------------------------------------------------
+
+    def receive(
+        self, request: SipRequest, source_host: str, now: float
+    ) -> RegisterAttempt | Rejection:
+        try:
+            contacts, remove_all = self._contacts(request)
+        except SipParseError as exc:
+            return Rejection(self._reply(request, exc.status, exc.reason), False, "bad_request")
+        authorization = request.headers.get("Authorization")
+        if authorization is None:
+            return Rejection(self.challenge(request, source_host, now), False, "challenge")
+        try:
+            credentials = parse_credentials(authorization)
+        except DigestError as exc:
+            return Rejection(
+                self._reply(request, exc.status_code, "Bad Authorization header"), True, "bad_auth"
+            )
+        if credentials.realm != self.policy.realm:
+            return Rejection(self.challenge(request, source_host, now), True, "wrong_realm")
+        status = self._nonces.check(credentials.nonce, now, source_host)
+        if status is NonceStatus.INVALID:
+            return Rejection(self.challenge(request, source_host, now), True, "invalid_nonce")
+        if status is NonceStatus.STALE:
+            return Rejection(
+                self.challenge(request, source_host, now, stale=True), False, "stale_nonce"
+            )
+        count = credentials.nonce_count
+        if count is not None and not self._counts.accept(credentials.nonce, count, now):
+            # RFC 7616 §3.4: a replayed or out-of-order count; an honest client restarts.
+            return Rejection(
+                self.challenge(request, source_host, now, stale=True), True, "nonce_replay"
+            )
+        return RegisterAttempt(
+            credentials=credentials,
+            method=request.method,
+            aor=str(request.to.uri),
+            contacts=contacts,
+            remove_all=remove_all,
+            cseq=request.cseq.seq,
+        )
+
+    def _contacts(self, request: SipRequest) -> tuple[tuple[ContactSpec, ...], bool]:
+        header_expires = request.expires
+        if request.contact_is_star:
+            # RFC 3261 §10.3 step 6: "*" only alone and only with Expires: 0.
+            if header_expires != 0:
+                raise SipParseError("Contact: * needs Expires: 0 (RFC 3261 §10.3)", field="Contact")
+            return (), True
+        default = self.policy.default_expires if header_expires is None else header_expires
+        specs: list[ContactSpec] = []
+        for contact in request.contact:
+            expires = contact.expires
+            q = contact.q
+            specs.append(
+                ContactSpec(
+                    uri=str(contact.uri),
+                    expires=_clamp_expires(default if expires is None else expires),
+                    q_milli=1000 if q is None else max(0, min(1000, round(q * 1000))),
+                    instance_id=_instance_id(contact),
+                )
+            )
+        return tuple(specs), False
+
+    # -- response side --------------------------------------------------------------------------
+
+    def complete(
+        self, request: SipRequest, result: RegisterResult, source_host: str, now: float, wall: float
+    ) -> SipResponse:
+        """The final response for the control plane's `result` (`wall` is for the Date header)."""
+        outcome = result.outcome
+        if outcome is RegisterOutcome.OK:
+            headers = [("Contact", _binding_value(b)) for b in result.bindings]
+            headers.append(("Date", formatdate(wall, usegmt=True)))
+            return self._reply(request, 200, None, headers)
+        if outcome is RegisterOutcome.UNAUTHORIZED:
+            return self.challenge(request, source_host, now)
+        if outcome is RegisterOutcome.INTERVAL_TOO_BRIEF:
+            return self._reply(request, 423, None, [("Min-Expires", str(result.min_expires))])
+        if outcome is RegisterOutcome.TOO_MANY_BINDINGS:
+            return self._reply(request, 403, result.reason or "Too Many Bindings")
+        return self._reply(request, 403, result.reason or None)
+
+    def challenge(
+        self, request: SipRequest, source_host: str, now: float, *, stale: bool = False
+    ) -> SipResponse:
+        """401 with one WWW-Authenticate per algorithm, strongest first (RFC 8760 §2.4)."""
+        values = self._nonces.challenge_header(
+            self.policy.realm, now, source_host, stale=stale, algorithms=self.policy.algorithms
+        )
+        return self._reply(request, 401, None, [("WWW-Authenticate", v) for v in values])
+
+    def _reply(
+        self,
+        request: SipRequest,
+        status: int,
+        reason: str | None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> SipResponse:
+        return make_response(
+            request,
+            status,
+            reason,
+            to_tag=to_tag_for(self._tag_secret, request),
+            headers=headers or (),
+        )
+
+
+def _binding_value(binding: ContactSpec) -> str:
+    value = f"<{binding.uri}>;expires={binding.expires}"
+    if binding.q_milli != 1000:
+        value += f";q={binding.q_milli / 1000:.3g}"
+    if binding.instance_id:
+        value += f';+sip.instance="<{binding.instance_id}>"'
+    return value
