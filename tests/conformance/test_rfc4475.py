@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from sip2uc_media.sip.errors import SipParseError
 from sip2uc_media.sip.headers import CSeq, parse_auth_params
 from sip2uc_media.sip.message import (
@@ -352,7 +351,7 @@ REJECTED: dict[str, tuple[int, str | None]] = {
 
 DROPPED_RESPONSES = {"scalarlg", "bigcode"}
 
-# -- parsed, then refused by validate_request --------------------------------------------------------
+# -- parsed, then refused by validate_request ----------------------------------------------
 
 REFUSED: dict[str, tuple[int, str]] = {
     "escruri": (400, "uri"),

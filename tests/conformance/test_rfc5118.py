@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from sip2uc_media.sip.errors import SipParseError
 from sip2uc_media.sip.message import SipRequest, parse_message
 from sip2uc_media.sip.sdp import Connection, parse_sdp
