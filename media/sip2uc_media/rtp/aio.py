@@ -20,7 +20,7 @@ import contextlib
 import random
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from .ports import PortAllocator, PortsExhausted
 from .relay import (
@@ -63,8 +63,8 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self.peer: _RtpProtocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # Datagram endpoints hand over a DatagramTransport (not always a subclass of it).
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         session = self.leg.session
