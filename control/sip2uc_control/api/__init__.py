@@ -1,0 +1,1 @@
+"""gRPC servicers: the one place where generated types meet the domain."""

@@ -1,0 +1,339 @@
+"""Conversions between domain objects and sip2uc.v1 messages."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sip2uc.v1 import admin_pb2, common_pb2, presence_pb2, registrations_pb2, users_pb2
+
+from ..domain import (
+    Device,
+    DirectoryOrigin,
+    Forwarding,
+    RegisteringDevice,
+    Transport,
+    TrunkDevice,
+    User,
+    UserSettings,
+)
+from ..presence import Activity, Availability, EffectivePresence, PresenceChange, Source
+from ..settings import ServerSettings, SidecarPolicy, UpstreamTrunk
+from ..sidecars import SidecarInfo
+from ..store.bindings import Binding
+
+AVAILABILITY_TO_PB = {
+    Availability.AVAILABLE: common_pb2.AVAILABILITY_AVAILABLE,
+    Availability.BUSY: common_pb2.AVAILABILITY_BUSY,
+    Availability.IN_A_CALL: common_pb2.AVAILABILITY_IN_A_CALL,
+    Availability.DO_NOT_DISTURB: common_pb2.AVAILABILITY_DO_NOT_DISTURB,
+    Availability.BE_RIGHT_BACK: common_pb2.AVAILABILITY_BE_RIGHT_BACK,
+    Availability.AWAY: common_pb2.AVAILABILITY_AWAY,
+    Availability.OFFLINE: common_pb2.AVAILABILITY_OFFLINE,
+}
+AVAILABILITY_FROM_PB = {v: k for k, v in AVAILABILITY_TO_PB.items()}
+ACTIVITY_TO_PB = {
+    Activity.NONE: common_pb2.ACTIVITY_NONE,
+    Activity.RINGING: common_pb2.ACTIVITY_RINGING,
+    Activity.IN_A_CALL: common_pb2.ACTIVITY_IN_A_CALL,
+}
+SOURCE_TO_PB = {
+    Source.REGISTRATION: common_pb2.PRESENCE_SOURCE_REGISTRATION,
+    Source.CALL: common_pb2.PRESENCE_SOURCE_CALL,
+    Source.MANUAL: common_pb2.PRESENCE_SOURCE_MANUAL,
+    Source.EXTERNAL: common_pb2.PRESENCE_SOURCE_EXTERNAL,
+}
+SOURCE_FROM_PB = {v: k for k, v in SOURCE_TO_PB.items()}
+TRANSPORT_TO_PB = {
+    Transport.UDP: common_pb2.TRANSPORT_UDP,
+    Transport.TCP: common_pb2.TRANSPORT_TCP,
+    Transport.TLS: common_pb2.TRANSPORT_TLS,
+}
+TRANSPORT_FROM_PB = {v: k for k, v in TRANSPORT_TO_PB.items()}
+
+
+def ts(seconds: float | None) -> Timestamp | None:
+    if seconds is None or seconds == 0:
+        return None
+    t = Timestamp()
+    t.FromNanoseconds(int(seconds * 1e9))
+    return t
+
+
+def from_ts(t: Timestamp) -> float:
+    return float(t.ToNanoseconds()) / 1e9
+
+
+# --- users -------------------------------------------------------------------------------------
+
+
+def forwarding_to_pb(f: Forwarding) -> users_pb2.Forwarding:
+    return users_pb2.Forwarding(enabled=f.enabled, target=f.target)
+
+
+def settings_to_pb(s: UserSettings) -> users_pb2.UserSettings:
+    return users_pb2.UserSettings(
+        dnd_allowed=s.dnd_allowed,
+        forward_always=forwarding_to_pb(s.forward_always),
+        forward_busy=forwarding_to_pb(s.forward_busy),
+        forward_no_answer=forwarding_to_pb(s.forward_no_answer),
+        no_answer_timeout_seconds=s.no_answer_timeout_seconds,
+        call_waiting=s.call_waiting,
+    )
+
+
+def settings_from_pb(s: users_pb2.UserSettings) -> UserSettings:
+    def fwd(f: users_pb2.Forwarding) -> Forwarding:
+        return Forwarding(enabled=f.enabled, target=f.target)
+
+    return UserSettings(
+        dnd_allowed=s.dnd_allowed,
+        forward_always=fwd(s.forward_always),
+        forward_busy=fwd(s.forward_busy),
+        forward_no_answer=fwd(s.forward_no_answer),
+        no_answer_timeout_seconds=s.no_answer_timeout_seconds,
+        call_waiting=s.call_waiting,
+    )
+
+
+def device_to_pb(d: Device) -> users_pb2.Device:
+    out = users_pb2.Device(id=d.id, label=d.label)
+    if d.registering is not None:
+        out.registering.CopyFrom(
+            users_pb2.RegisteringDevice(
+                digest_username=d.registering.digest_username,
+                has_password=d.registering.has_password,
+                max_bindings=d.registering.max_bindings,
+            )
+        )
+    elif d.trunk is not None:
+        t = d.trunk
+        out.trunk.CopyFrom(
+            users_pb2.TrunkDevice(
+                source_network=t.source_network,
+                source_port=t.source_port,
+                request_uri_user=t.request_uri_user,
+                target=t.target,
+                transport=TRANSPORT_TO_PB[t.transport],
+                sidecar=t.sidecar,
+            )
+        )
+    return out
+
+
+def devices_from_pb(
+    devices: list[users_pb2.Device], extension: str
+) -> tuple[tuple[Device, ...], dict[int, str]]:
+    """Domain devices plus the passwords given, by device position."""
+    out: list[Device] = []
+    passwords: dict[int, str] = {}
+    for i, d in enumerate(devices):
+        kind = d.WhichOneof("kind")
+        if kind == "registering":
+            r = d.registering
+            out.append(
+                Device(
+                    id=d.id,
+                    label=d.label,
+                    registering=RegisteringDevice(
+                        digest_username=r.digest_username or extension,
+                        max_bindings=r.max_bindings,
+                    ),
+                )
+            )
+            if r.password:
+                passwords[i] = r.password
+        elif kind == "trunk":
+            t = d.trunk
+            out.append(
+                Device(
+                    id=d.id,
+                    label=d.label,
+                    trunk=TrunkDevice(
+                        source_network=t.source_network,
+                        source_port=t.source_port,
+                        request_uri_user=t.request_uri_user or extension,
+                        target=t.target,
+                        transport=TRANSPORT_FROM_PB.get(t.transport, Transport.UDP),
+                        sidecar=t.sidecar,
+                    ),
+                )
+            )
+        else:
+            out.append(Device(id=d.id, label=d.label))
+    return tuple(out), passwords
+
+
+def origin_to_pb(o: DirectoryOrigin) -> users_pb2.DirectoryOrigin:
+    return users_pb2.DirectoryOrigin(
+        source=o.source,
+        source_id=o.source_id,
+        overridden_fields=list(o.overridden_fields),
+        import_time=ts(o.import_time),
+    )
+
+
+def user_to_pb(u: User) -> users_pb2.User:
+    return users_pb2.User(
+        name=u.name,
+        sip_uri=u.sip_uri,
+        display_name=u.display_name,
+        extension=u.extension,
+        e164=u.e164,
+        email=u.email,
+        disabled=u.disabled,
+        devices=[device_to_pb(d) for d in u.devices],
+        settings=settings_to_pb(u.settings),
+        origin=origin_to_pb(u.origin) if u.origin.source else None,
+        create_time=ts(u.create_time),
+        update_time=ts(u.update_time),
+    )
+
+
+# --- presence ----------------------------------------------------------------------------------
+
+
+def presence_to_pb(
+    user: User | None, user_id: str, p: EffectivePresence, registered: bool, calls: int
+) -> presence_pb2.Presence:
+    return presence_pb2.Presence(
+        user=f"users/{user_id}",
+        extension=user.extension if user else "",
+        sip_uri=user.sip_uri if user else "",
+        availability=AVAILABILITY_TO_PB[p.availability],
+        activity=ACTIVITY_TO_PB[p.activity],
+        source=SOURCE_TO_PB[p.source],
+        note=p.note or "",
+        since=ts(p.since),
+        expire_time=ts(p.expires_at),
+        registered=registered,
+        active_calls=calls,
+    )
+
+
+def change_to_pb(user: User | None, change: PresenceChange) -> presence_pb2.PresenceChange:
+    return presence_pb2.PresenceChange(
+        previous=presence_to_pb(user, change.user, change.previous, False, 0),
+        current=presence_to_pb(user, change.user, change.current, False, 0),
+        source=SOURCE_TO_PB[change.source],
+        reason=change.reason.value,
+        change_time=ts(change.at),
+    )
+
+
+# --- registrations -----------------------------------------------------------------------------
+
+
+def binding_to_pb(b: Binding) -> registrations_pb2.Registration:
+    return registrations_pb2.Registration(
+        name=b.name,
+        user=f"users/{b.user_id}",
+        device_id=b.device_id,
+        aor=b.aor,
+        contact_uri=b.contact_uri,
+        source=common_pb2.SocketAddress(host=b.source_host, port=b.source_port),
+        transport=TRANSPORT_TO_PB.get(Transport(b.transport), common_pb2.TRANSPORT_UNSPECIFIED),
+        sidecar=b.sidecar,
+        user_agent=b.user_agent,
+        q_milli=b.q_milli,
+        call_id=b.call_id,
+        cseq=b.cseq,
+        instance_id=b.instance_id,
+        expire_time=ts(b.expire_time),
+        create_time=ts(b.create_time),
+        refresh_time=ts(b.refresh_time),
+    )
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+CODE_ACTION_TO_PB = {
+    "dnd-on": admin_pb2.PRESENCE_CODE_ACTION_DND_ON,
+    "dnd-off": admin_pb2.PRESENCE_CODE_ACTION_DND_OFF,
+    "away": admin_pb2.PRESENCE_CODE_ACTION_AWAY,
+    "be-right-back": admin_pb2.PRESENCE_CODE_ACTION_BE_RIGHT_BACK,
+    "busy": admin_pb2.PRESENCE_CODE_ACTION_BUSY,
+    "reset": admin_pb2.PRESENCE_CODE_ACTION_RESET,
+    "appear-offline": admin_pb2.PRESENCE_CODE_ACTION_APPEAR_OFFLINE,
+    "forward-always-on": admin_pb2.PRESENCE_CODE_ACTION_FORWARD_ALWAYS_ON,
+    "forward-always-off": admin_pb2.PRESENCE_CODE_ACTION_FORWARD_ALWAYS_OFF,
+    "forward-busy-on": admin_pb2.PRESENCE_CODE_ACTION_FORWARD_BUSY_ON,
+    "forward-busy-off": admin_pb2.PRESENCE_CODE_ACTION_FORWARD_BUSY_OFF,
+    "forward-no-answer-on": admin_pb2.PRESENCE_CODE_ACTION_FORWARD_NO_ANSWER_ON,
+    "forward-no-answer-off": admin_pb2.PRESENCE_CODE_ACTION_FORWARD_NO_ANSWER_OFF,
+}
+CODE_ACTION_FROM_PB = {v: k for k, v in CODE_ACTION_TO_PB.items()}
+
+
+def server_settings_to_pb(s: ServerSettings) -> admin_pb2.Settings:
+    return admin_pb2.Settings(
+        sip_domain=s.sip_domain,
+        realm=s.realm,
+        presence_codes=[
+            admin_pb2.PresenceCode(
+                code=c["code"],
+                action=CODE_ACTION_TO_PB.get(c["action"], admin_pb2.PRESENCE_CODE_ACTION_UNSPECIFIED),
+                description=c.get("description", ""),
+            )
+            for c in s.presence_codes
+        ],
+        media_timeout_seconds=s.media_timeout_seconds,
+        no_answer_timeout_seconds=s.no_answer_timeout_seconds,
+        min_expires=s.min_expires,
+        max_expires=s.max_expires,
+        default_expires=s.default_expires,
+        max_bindings_per_device=s.max_bindings_per_device,
+        ban_threshold=s.ban_threshold,
+        ban_window_seconds=s.ban_window_seconds,
+        ban_seconds=s.ban_seconds,
+        sidecar_grace_seconds=s.sidecar_grace_seconds,
+        default_channel_limit=s.default_channel_limit,
+        sidecars=[
+            admin_pb2.SidecarPolicy(
+                name=p.name, allowed_networks=list(p.allowed_networks), channel_limit=p.channel_limit
+            )
+            for p in s.sidecars
+        ],
+        upstream_trunk=admin_pb2.UpstreamTrunk(
+            enabled=s.upstream_trunk.enabled,
+            address=s.upstream_trunk.address,
+            sidecar=s.upstream_trunk.sidecar,
+            allowed_pattern=s.upstream_trunk.allowed_pattern,
+        ),
+        default_region=s.default_region,
+    )
+
+
+def server_settings_field_from_pb(name: str, pb: admin_pb2.Settings) -> object:
+    """The domain value of one top-level Settings field (for field-mask updates)."""
+    if name == "presence_codes":
+        return tuple(
+            {
+                "code": c.code,
+                "action": CODE_ACTION_FROM_PB.get(c.action, "unspecified"),
+                **({"description": c.description} if c.description else {}),
+            }
+            for c in pb.presence_codes
+        )
+    if name == "sidecars":
+        return tuple(
+            SidecarPolicy(p.name, tuple(p.allowed_networks), p.channel_limit) for p in pb.sidecars
+        )
+    if name == "upstream_trunk":
+        t = pb.upstream_trunk
+        return UpstreamTrunk(t.enabled, t.address, t.sidecar, t.allowed_pattern)
+    return getattr(pb, name)
+
+
+def sidecar_to_pb(s: SidecarInfo, bindings: int) -> admin_pb2.Sidecar:
+    return admin_pb2.Sidecar(
+        name=f"sidecars/{s.name}",
+        site=s.site,
+        state=admin_pb2.SIDECAR_STATE_CONNECTED if s.connected else admin_pb2.SIDECAR_STATE_LOST,
+        sip_listeners=s.sip_listeners,
+        rtp=s.rtp,
+        capacity=s.capacity,
+        active_legs=s.active_legs,
+        bindings=bindings,
+        version=s.version,
+        connect_time=ts(s.connect_time),
+        last_seen_time=ts(s.last_seen),
+    )

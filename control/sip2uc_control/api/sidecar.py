@@ -1,0 +1,194 @@
+"""SidecarService: the sidecars' session stream and the RPCs handset requests become."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError
+
+from ..core import ControlCore
+from ..errors import FieldViolation, InvalidArgument
+from ..registrar import ContactRequest, Outcome, RegisterInput
+from ..settings import ServerSettings
+from ..sidecars import SidecarInfo
+from .convert import TRANSPORT_FROM_PB
+from .status import unary
+
+log = logging.getLogger(__name__)
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+_OUTCOMES = {
+    Outcome.OK: sidecar_pb2.REGISTER_OUTCOME_OK,
+    Outcome.UNAUTHORIZED: sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED,
+    Outcome.FORBIDDEN: sidecar_pb2.REGISTER_OUTCOME_FORBIDDEN,
+    Outcome.INTERVAL_TOO_BRIEF: sidecar_pb2.REGISTER_OUTCOME_INTERVAL_TOO_BRIEF,
+    Outcome.TOO_MANY_BINDINGS: sidecar_pb2.REGISTER_OUTCOME_TOO_MANY_BINDINGS,
+}
+
+
+def credentials_from_pb(c: sidecar_pb2.DigestCredentials) -> Credentials:
+    """Raises DigestError for an unknown algorithm or a malformed nonce count."""
+    if c.nc and (len(c.nc) != 8 or any(ch not in "0123456789abcdefABCDEF" for ch in c.nc)):
+        raise DigestError("nc must be 8 hex digits")
+    return Credentials(
+        username=c.username,
+        realm=c.realm,
+        nonce=c.nonce,
+        uri=c.uri,
+        response=c.response,
+        algorithm=Algorithm.parse(c.algorithm or "MD5"),
+        qop=c.qop or None,
+        nc=c.nc or None,
+        cnonce=c.cnonce or None,
+    )
+
+
+def sidecar_settings(settings: ServerSettings, sidecar: str, trunks: list[tuple[str, int]]) -> sidecar_pb2.SidecarSettings:
+    policy = settings.policy(sidecar)
+    return sidecar_pb2.SidecarSettings(
+        realm=settings.realm,
+        domain=settings.sip_domain,
+        allowed_networks=list(policy.allowed_networks),
+        trunk_sources=[sidecar_pb2.TrunkSource(network=n, port=p) for n, p in trunks],
+        ban_threshold=settings.ban_threshold,
+        ban_window_seconds=settings.ban_window_seconds,
+        ban_seconds=settings.ban_seconds,
+        channel_limit=settings.channel_limit(sidecar),
+        media_timeout_seconds=settings.media_timeout_seconds,
+        min_expires=settings.min_expires,
+        max_expires=settings.max_expires,
+    )
+
+
+class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
+    def __init__(self, core: ControlCore) -> None:
+        self.core = core
+
+    def trunk_sources(self, sidecar: str) -> list[tuple[str, int]]:
+        out: set[tuple[str, int]] = set()
+        for user in self.core.users.index.by_id.values():
+            for dev in user.devices:
+                if dev.trunk is not None and dev.trunk.sidecar in ("", sidecar):
+                    out.add((dev.trunk.source_network, dev.trunk.source_port))
+        return sorted(out)
+
+    def settings_for(self, sidecar: str) -> sidecar_pb2.SidecarSettings:
+        return sidecar_settings(self.core.settings.current, sidecar, self.trunk_sources(sidecar))
+
+    def push_settings(self) -> None:
+        """Send every connected sidecar its settings (after an admin change)."""
+        self.core.sidecars.broadcast(
+            lambda name: sidecar_pb2.ConnectResponse(settings=self.settings_for(name))
+        )
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[sidecar_pb2.ConnectRequest], context: Ctx
+    ) -> AsyncIterator[sidecar_pb2.ConnectResponse]:
+        iterator = request_iterator.__aiter__()
+        try:
+            first = await asyncio.wait_for(iterator.__anext__(), timeout=10)
+        except (StopAsyncIteration, TimeoutError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello")
+            return
+        if first.WhichOneof("payload") != "hello" or not first.hello.name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello with a name")
+            return
+        hello = first.hello
+        now = self.core.clock()
+        info = SidecarInfo(
+            name=hello.name,
+            site=hello.site,
+            sip_listeners=[
+                f"{common_pb2.Transport.Name(listener.transport).removeprefix('TRANSPORT_').lower()} "
+                f"{listener.address.host}:{listener.address.port}"
+                for listener in hello.sip_listeners
+            ],
+            rtp=f"{hello.rtp_host}:{hello.rtp_port_min}-{hello.rtp_port_max}",
+            capacity=hello.capacity,
+            version=hello.version,
+            instance_id=hello.instance_id,
+            connected=True,
+            connect_time=now,
+            last_seen=now,
+        )
+        queue = await self.core.sidecars.connected(info)
+        log.info("sidecar %s connected (%s)", info.name, ", ".join(info.sip_listeners))
+
+        async def read_loop() -> None:
+            async for message in iterator:
+                info.last_seen = self.core.clock()
+                kind = message.WhichOneof("payload")
+                if kind == "heartbeat":
+                    info.active_legs = message.heartbeat.active_legs
+                    info.relay_ports_in_use = message.heartbeat.relay_ports_in_use
+                elif kind == "result" and not message.result.ok:
+                    log.warning("sidecar %s: command %s failed: %s", info.name, message.result.command_id, message.result.error)
+
+        reader = asyncio.create_task(read_loop())
+        try:
+            welcome = sidecar_pb2.SidecarWelcome(settings=self.settings_for(info.name), server_time=Timestamp())
+            welcome.server_time.GetCurrentTime()
+            yield sidecar_pb2.ConnectResponse(welcome=welcome)
+            while not reader.done():
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            reader.cancel()
+            self.core.sidecars.disconnected(info.name, queue, self.core.clock())
+            log.warning("sidecar %s disconnected", info.name)
+
+    @unary
+    async def Register(self, request: sidecar_pb2.RegisterRequest, context: Ctx) -> sidecar_pb2.RegisterResponse:
+        origin = request.origin
+        if not origin.sidecar:
+            raise InvalidArgument(FieldViolation("origin.sidecar", "required"))
+        try:
+            creds = credentials_from_pb(request.credentials)
+        except DigestError:
+            return sidecar_pb2.RegisterResponse(outcome=sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED, reason="Unauthorized")
+        transport = TRANSPORT_FROM_PB.get(origin.transport)
+        if transport is None:
+            raise InvalidArgument(FieldViolation("origin.transport", "required"))
+        inp = RegisterInput(
+            credentials=creds,
+            aor=request.aor,
+            contacts=tuple(
+                ContactRequest(uri=c.uri, expires=c.expires, q_milli=c.q_milli or 1000, instance_id=c.instance_id)
+                for c in request.contacts
+            ),
+            remove_all=request.remove_all,
+            cseq=request.cseq,
+            call_id=origin.call_id,
+            source_host=origin.source.host,
+            source_port=origin.source.port,
+            transport=transport.value,
+            sidecar=origin.sidecar,
+            user_agent=origin.user_agent,
+        )
+        decision, bindings = await self.core.register(inp)
+        now = self.core.clock()
+        mine = [b for b in bindings if decision.device is not None and b.device_id == decision.device.id]
+        return sidecar_pb2.RegisterResponse(
+            outcome=_OUTCOMES[decision.outcome],
+            bindings=[
+                sidecar_pb2.ContactBinding(
+                    uri=b.contact_uri,
+                    expires=max(0, int(b.expire_time - now + 0.5)),
+                    q_milli=b.q_milli,
+                    instance_id=b.instance_id,
+                )
+                for b in mine
+            ],
+            min_expires=decision.min_expires,
+            reason=decision.reason,
+        )

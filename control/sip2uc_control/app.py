@@ -1,0 +1,151 @@
+"""The control-plane process: gRPC server (API, sidecar API, health, reflection) over the core."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sip2uc.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    calls_pb2,
+    calls_pb2_grpc,
+    directory_pb2,
+    directory_pb2_grpc,
+    presence_pb2,
+    presence_pb2_grpc,
+    registrations_pb2,
+    registrations_pb2_grpc,
+    sidecar_pb2,
+    sidecar_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
+
+from .api.admin import AdminServicer
+from .api.presence import PresenceServicer
+from .api.registrations import RegistrationServicer
+from .api.sidecar import SidecarServicer
+from .api.users import UserServicer
+from .auth import AuthInterceptor, LatencyInterceptor, is_loopback_host, load_or_create_token
+from .core import ControlCore
+from .telemetry import setup_telemetry
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    presence_pb2.DESCRIPTOR.services_by_name["PresenceService"].full_name,
+    registrations_pb2.DESCRIPTOR.services_by_name["RegistrationService"].full_name,
+    calls_pb2.DESCRIPTOR.services_by_name["CallService"].full_name,
+    sidecar_pb2.DESCRIPTOR.services_by_name["SidecarService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
+)
+
+
+@dataclass
+class ControlConfig:
+    data_dir: Path = Path("var")
+    grpc_listen: str = "127.0.0.1:50051"
+    metrics_listen: str | None = "127.0.0.1:9464"
+    database_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be run (e.g. a public listen address without TLS)."""
+
+
+class ControlPlane:
+    def __init__(self, config: ControlConfig) -> None:
+        self.config = config
+        self.core: ControlCore | None = None
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+        self.token = ""
+        self.address = ""
+
+    async def start(self) -> None:
+        cfg = self.config
+        host, _, port_text = cfg.grpc_listen.rpartition(":")
+        if not host or not port_text.isdigit():
+            raise ConfigError(f"--grpc-listen must be HOST:PORT, got {cfg.grpc_listen!r}")
+        loopback = is_loopback_host(host)
+        tls = cfg.tls_cert is not None and cfg.tls_key is not None
+        if not loopback and not tls:
+            raise ConfigError(
+                f"listening on {cfg.grpc_listen} (not loopback) requires TLS: give --tls-cert and --tls-key"
+            )
+        self.token = load_or_create_token(cfg.data_dir)
+        setup_telemetry("sip2uc-control", cfg.metrics_listen)
+        self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir)
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            AuthInterceptor(self.token, required=not loopback),
+            LatencyInterceptor(lambda s, attrs: core.metrics.rpc_duration.record(s, attrs)),
+        ]
+        try:
+            from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+            interceptors.insert(0, aio_server_interceptor())
+        except ImportError:  # pragma: no cover - instrumentation is a locked dependency
+            pass
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        )
+        sidecar = SidecarServicer(core)
+        users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(core), server)
+        presence_pb2_grpc.add_PresenceServiceServicer_to_server(PresenceServicer(core), server)
+        registrations_pb2_grpc.add_RegistrationServiceServicer_to_server(RegistrationServicer(core), server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core, sidecar.push_settings), server)
+        sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
+        calls_pb2_grpc.add_CallServiceServicer_to_server(calls_pb2_grpc.CallServiceServicer(), server)
+        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(
+            _directory_servicer(core), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        if tls:
+            assert cfg.tls_cert is not None and cfg.tls_key is not None
+            creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
+            port = server.add_secure_port(cfg.grpc_listen, creds)
+        else:
+            port = server.add_insecure_port(cfg.grpc_listen)
+        if port == 0:
+            raise ConfigError(f"cannot listen on {cfg.grpc_listen}")
+        await server.start()
+        self.server = server
+        self.address = f"{host}:{port}"
+        core.start_background()
+        for name in (*SERVICE_NAMES, ""):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "control plane listening on %s (%s, token in %s)",
+            self.address,
+            "TLS" if tls else "plaintext, loopback only",
+            cfg.data_dir / "admin-token",
+        )
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self.core is not None:
+            await self.core.close()
+        log.info("control plane stopped")
+
+
+def _directory_servicer(core: ControlCore) -> directory_pb2_grpc.DirectoryServiceServicer:
+    try:
+        from .api.directory import DirectoryServicer
+    except ImportError:
+        return directory_pb2_grpc.DirectoryServiceServicer()
+    return DirectoryServicer(core)

@@ -1,0 +1,302 @@
+"""The control plane's state and the operations on it, below the gRPC layer.
+
+Servicers convert requests into calls on `ControlCore` and results back into messages; nothing
+here imports generated code. One clock (`self.clock`) serves every decision, so tests can run the
+core on a fixed time line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from sip2uc_media.sip.digest import Algorithm, compute_ha1
+
+from .domain import Device, RegisteringDevice, User, validate_password, validate_user_fields
+from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
+from .presence import Availability, PresenceChange, PresenceEngine, Source
+from .presence_hub import PresenceHub
+from .registrar import Outcome, RegisterDecision, RegisterInput, decide
+from .settings import ServerSettings, SettingsStore
+from .sidecars import SidecarRegistry
+from .store.bindings import Binding, BindingChange, BindingStore
+from .store.db import Database, open_database
+from .store.users import UserStore
+from .telemetry import ControlMetrics
+
+log = logging.getLogger(__name__)
+
+
+class ControlCore:
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        self.metrics = ControlMetrics()
+        self.users = UserStore(db)
+        self.bindings = BindingStore(db)
+        self.settings = SettingsStore(db)
+        self.sidecars = SidecarRegistry(db)
+        self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
+        self._binding_watchers: set[asyncio.Queue[BindingChange | None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.start_time = clock()
+
+    @classmethod
+    async def open(
+        cls, url: str | None, data_dir: Path, clock: Callable[[], float] = time.time
+    ) -> ControlCore:
+        core = cls(await open_database(url, data_dir), clock)
+        await core.users.load()
+        await core.bindings.load()
+        await core.settings.load()
+        await core.presence.load()
+        await core.sidecars.load(clock())
+        core.metrics.observe(core)
+        return core
+
+    def start_background(self) -> None:
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="expiry-sweeper"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        for q in list(self._binding_watchers):
+            q.put_nowait(None)
+        await self.db.close()
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def resolve_user(self, ref: str, field_name: str = "name") -> User:
+        if not ref:
+            raise InvalidArgument(FieldViolation(field_name, "required: users/{id}, extension, +E.164 or SIP URI"))
+        user = self.users.resolve(ref)
+        if user is None:
+            raise NotFound("user", ref)
+        return user
+
+    def _hash_device(self, device: Device, password: str) -> Device:
+        reg = device.registering
+        assert reg is not None
+        realm = self.settings.current.realm
+        return replace(
+            device,
+            registering=replace(
+                reg,
+                ha1_md5=compute_ha1(Algorithm.MD5, reg.digest_username, realm, password),
+                ha1_sha256=compute_ha1(Algorithm.SHA_256, reg.digest_username, realm, password),
+            ),
+        )
+
+    def _apply_passwords(
+        self, user: User, passwords: dict[int, str], previous: User | None
+    ) -> User:
+        """Hash new passwords into HA1s; keep the HA1s of devices whose password is not given."""
+        violations: list[FieldViolation] = []
+        devices: list[Device] = []
+        for i, dev in enumerate(user.devices):
+            if dev.registering is None:
+                devices.append(dev)
+                continue
+            password = passwords.get(i, "")
+            if password:
+                violations += validate_password(password, f"user.devices[{i}].registering.password")
+                devices.append(self._hash_device(dev, password))
+                continue
+            old = previous.device(dev.id) if previous is not None else None
+            if (
+                old is not None
+                and old.registering is not None
+                and old.registering.digest_username == dev.registering.digest_username
+            ):
+                devices.append(
+                    replace(
+                        dev,
+                        registering=replace(
+                            dev.registering,
+                            ha1_md5=old.registering.ha1_md5,
+                            ha1_sha256=old.registering.ha1_sha256,
+                        ),
+                    )
+                )
+            else:
+                violations.append(
+                    FieldViolation(
+                        f"user.devices[{i}].registering.password",
+                        "required for a new registering device or a changed digest username",
+                    )
+                )
+        check(violations)
+        return replace(user, devices=tuple(devices))
+
+    async def create_user(self, user: User, passwords: dict[int, str]) -> User:
+        now = self.clock()
+        user = replace(user, id=uuid.uuid4().hex[:16], create_time=now, update_time=now)
+        user = self._assign_device_ids(user)
+        check(validate_user_fields(user))
+        user = self._apply_passwords(user, passwords, None)
+        saved = await self.users.save(user, create=True)
+        log.info("user %s created (%s)", saved.name, saved.sip_uri)
+        return saved
+
+    async def update_user(self, user: User, passwords: dict[int, str], previous: User) -> User:
+        user = replace(user, id=previous.id, create_time=previous.create_time, update_time=self.clock())
+        user = self._assign_device_ids(user)
+        check(validate_user_fields(user))
+        user = self._apply_passwords(user, passwords, previous)
+        saved = await self.users.save(user, create=False)
+        gone = {d.id for d in previous.devices} - {d.id for d in saved.devices}
+        stale = [b for b in self.bindings.for_user(saved.id) if b.device_id in gone]
+        if stale:
+            await self.remove_bindings(stale, "device removed")
+        if saved.disabled and not previous.disabled:
+            await self.remove_bindings(self.bindings.for_user(saved.id), "user disabled")
+        return saved
+
+    async def delete_user(self, user: User) -> None:
+        bindings = self.bindings.for_user(user.id)
+        await self.users.delete(user)
+        self.bindings.forget_user(user.id)
+        for b in bindings:
+            self._binding_event(BindingChange("removed", b, "user deleted"))
+        await self.presence.forget(user.id)
+
+    @staticmethod
+    def _assign_device_ids(user: User) -> User:
+        taken = {d.id for d in user.devices if d.id}
+        devices = []
+        n = 1
+        for dev in user.devices:
+            if not dev.id:
+                while f"device-{n}" in taken:
+                    n += 1
+                dev = replace(dev, id=f"device-{n}")
+                taken.add(dev.id)
+            devices.append(dev)
+        return replace(user, devices=tuple(devices))
+
+    # --- registrations -------------------------------------------------------------------------
+
+    async def register(self, inp: RegisterInput) -> tuple[RegisterDecision, list[Binding]]:
+        settings = self.settings.current
+        found = self.users.by_digest_username(inp.credentials.username)
+        existing = self.bindings.for_user(found[0].id) if found else []
+        decision = decide(inp, self.users, existing, settings, self.clock())
+        self.metrics.register_outcomes.add(1, {"outcome": decision.outcome.value})
+        if decision.outcome is not Outcome.OK or decision.user is None:
+            return decision, []
+        before = {b.id for b in existing}
+        await self.bindings.apply(decision.upserts, decision.removals)
+        for b in decision.removals:
+            self._binding_event(BindingChange("removed", b, "unregistered"))
+        for b in decision.upserts:
+            self._binding_event(BindingChange("refreshed" if b.id in before else "added", b, "registered"))
+        await self._bindings_changed(decision.user.id)
+        return decision, self.bindings.for_user(decision.user.id)
+
+    async def remove_bindings(self, bindings: list[Binding], reason: str) -> int:
+        if not bindings:
+            return 0
+        await self.bindings.apply([], bindings)
+        for b in bindings:
+            self._binding_event(BindingChange("removed", b, reason))
+        for uid in sorted({b.user_id for b in bindings}):
+            if self.users.get(uid) is not None:
+                await self._bindings_changed(uid)
+        return len(bindings)
+
+    async def _bindings_changed(self, user_id: str) -> None:
+        count = self.bindings.count_user(user_id)
+        await self.presence.update(
+            user_id, lambda rec, now: self.presence.engine.on_bindings(rec, count, now)
+        )
+
+    def _binding_event(self, change: BindingChange) -> None:
+        for q in list(self._binding_watchers):
+            q.put_nowait(change)
+
+    def watch_bindings(self) -> asyncio.Queue[BindingChange | None]:
+        q: asyncio.Queue[BindingChange | None] = asyncio.Queue()
+        self._binding_watchers.add(q)
+        return q
+
+    def unwatch_bindings(self, q: asyncio.Queue[BindingChange | None]) -> None:
+        self._binding_watchers.discard(q)
+
+    # --- presence ------------------------------------------------------------------------------
+
+    async def set_presence(
+        self,
+        user: User,
+        availability: Availability,
+        source: Source,
+        expires_at: float | None,
+        note: str | None,
+    ) -> PresenceChange | None:
+        if availability is Availability.DO_NOT_DISTURB and not user.settings.dnd_allowed:
+            raise FailedPrecondition(
+                f"{user.name} may not set do-not-disturb (settings.dnd_allowed is false)",
+                subject=user.name,
+                kind="DND_NOT_ALLOWED",
+            )
+        engine = self.presence.engine
+        if source is Source.EXTERNAL:
+            return await self.presence.update(
+                user.id, lambda r, now: engine.set_external(r, availability, now, expires_at=expires_at, note=note)
+            )
+        return await self.presence.update(
+            user.id, lambda r, now: engine.set_manual(r, availability, now, expires_at=expires_at, note=note)
+        )
+
+    async def clear_presence(self, user: User, source: Source) -> PresenceChange | None:
+        engine = self.presence.engine
+        return await self.presence.update(user.id, lambda r, now: engine.clear(r, source, now))
+
+    def _presence_changed(self, change: PresenceChange) -> None:
+        self.metrics.presence_changes.add(1, {"availability": change.current.availability.value})
+
+    # --- settings ------------------------------------------------------------------------------
+
+    async def update_settings(self, new: ServerSettings) -> ServerSettings:
+        old = self.settings.current
+        saved = await self.settings.save(new)
+        if saved.realm != old.realm:
+            log.warning("realm changed from %r to %r: every handset password must be set again", old.realm, saved.realm)
+        return saved
+
+    # --- background ----------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire bindings, lapse manual presence, drop lost sidecars' bindings."""
+        now = self.clock()
+        due = self.bindings.due(now)
+        if due:
+            await self.remove_bindings(due, "expired")
+        await self.presence.expire_due()
+        grace = self.settings.current.sidecar_grace_seconds
+        for name in self.sidecars.lost_longer_than(grace, now):
+            lost = [b for b in self.bindings.all() if b.sidecar == name]
+            if lost:
+                log.warning("sidecar %s lost for %ds: removing its %d bindings", name, grace, len(lost))
+                await self.remove_bindings(lost, "sidecar lost")
+
+    async def _sweeper(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                await self.sweep()
+                ticks += 1
+                if ticks % 2400 == 0:
+                    await self.presence.trim_log()
+            except Exception:
+                log.exception("expiry sweep failed; retrying")

@@ -1,0 +1,192 @@
+"""The registrar's decisions (RFC 3261 §10.3), made in the control plane, which alone holds HA1.
+
+The sidecar has already checked the nonce (authentic, not stale, not replayed); here the digest
+response is verified against the stored HA1 of the credentials' algorithm, the address-of-record
+is checked against the user, and the contact list becomes binding changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError, verify_response
+
+from .domain import Device, User
+from .settings import ServerSettings
+from .store.bindings import Binding
+from .store.users import UserStore
+
+# A fixed HA1 checked when the user is unknown, so the work done (and the time taken) does not
+# reveal whether a digest username exists.
+_DUMMY_HA1 = {32: "0" * 32, 64: "0" * 64}
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    INTERVAL_TOO_BRIEF = "interval_too_brief"
+    TOO_MANY_BINDINGS = "too_many_bindings"
+
+
+@dataclass(frozen=True)
+class ContactRequest:
+    uri: str
+    expires: int
+    q_milli: int = 1000
+    instance_id: str = ""
+
+
+@dataclass(frozen=True)
+class RegisterInput:
+    credentials: Credentials
+    aor: str
+    contacts: tuple[ContactRequest, ...]
+    remove_all: bool
+    cseq: int
+    call_id: str
+    source_host: str
+    source_port: int
+    transport: str
+    sidecar: str
+    user_agent: str
+
+
+@dataclass
+class RegisterDecision:
+    outcome: Outcome
+    reason: str = ""
+    user: User | None = None
+    device: Device | None = None
+    upserts: list[Binding] = field(default_factory=list)
+    removals: list[Binding] = field(default_factory=list)
+    min_expires: int = 0
+
+
+def authenticate(users: UserStore, creds: Credentials, realm: str, method: str) -> tuple[User, Device] | None:
+    """The user and device the credentials prove, or None (unknown user and wrong password alike)."""
+    found = users.by_digest_username(creds.username)
+    alg = creds.algorithm.base
+    if found is None or found[1].registering is None:
+        verify_response(_DUMMY_HA1[alg.hexdigest_length], creds, method)
+        return None
+    user, device = found
+    reg = device.registering
+    assert reg is not None
+    ha1 = {Algorithm.MD5: reg.ha1_md5, Algorithm.SHA_256: reg.ha1_sha256}.get(alg, "")
+    if creds.realm != realm or not ha1:
+        verify_response(_DUMMY_HA1[alg.hexdigest_length], creds, method)
+        return None
+    return (user, device) if verify_response(ha1, creds, method) else None
+
+
+def aor_user_part(aor: str) -> str:
+    rest = aor.split(":", 1)[1] if ":" in aor else aor
+    return rest.split("@", 1)[0].split(";", 1)[0]
+
+
+def _binding_id(user_id: str, device_id: str, contact: ContactRequest) -> str:
+    key = contact.instance_id or contact.uri
+    digest = hashlib.sha256(f"{user_id}\0{device_id}\0{key}".encode()).hexdigest()
+    return digest[:24]
+
+
+def decide(
+    inp: RegisterInput,
+    users: UserStore,
+    existing: list[Binding],
+    settings: ServerSettings,
+    now: float,
+) -> RegisterDecision:
+    try:
+        found = authenticate(users, inp.credentials, settings.realm, "REGISTER")
+    except DigestError:
+        found = None
+    if found is None:
+        return RegisterDecision(Outcome.UNAUTHORIZED, "Unauthorized")
+    user, device = found
+    reg = device.registering
+    assert reg is not None
+    if user.disabled:
+        return RegisterDecision(Outcome.FORBIDDEN, "User disabled", user, device)
+    aor_user = aor_user_part(inp.aor)
+    if aor_user not in {user.alias, user.extension, reg.digest_username, user.e164}:
+        return RegisterDecision(Outcome.FORBIDDEN, "Address of record does not belong to you", user, device)
+
+    mine = [b for b in existing if b.device_id == device.id]
+    if inp.remove_all:
+        return RegisterDecision(Outcome.OK, "", user, device, removals=mine)
+
+    upserts: list[Binding] = []
+    removals: list[Binding] = []
+    for c in inp.contacts:
+        # RFC 3261 §10.3 step 7: 423 when a non-zero expiry is below the minimum.
+        if 0 < c.expires < settings.min_expires:
+            return RegisterDecision(
+                Outcome.INTERVAL_TOO_BRIEF,
+                "Interval Too Brief",
+                user,
+                device,
+                min_expires=settings.min_expires,
+            )
+    for c in inp.contacts:
+        current = next((b for b in mine if b.same_contact(c.uri, c.instance_id)), None)
+        if c.expires == 0:
+            if current is not None:
+                removals.append(current)
+            continue
+        expires = min(c.expires, settings.max_expires)
+        if current is not None:
+            upserts.append(
+                current.with_changes(
+                    contact_uri=c.uri,
+                    source_host=inp.source_host,
+                    source_port=inp.source_port,
+                    transport=inp.transport,
+                    sidecar=inp.sidecar,
+                    user_agent=inp.user_agent,
+                    q_milli=c.q_milli,
+                    call_id=inp.call_id,
+                    cseq=inp.cseq,
+                    instance_id=c.instance_id,
+                    expire_time=now + expires,
+                    refresh_time=now,
+                )
+            )
+        else:
+            upserts.append(
+                Binding(
+                    id=_binding_id(user.id, device.id, c),
+                    user_id=user.id,
+                    device_id=device.id,
+                    aor=inp.aor,
+                    contact_uri=c.uri,
+                    source_host=inp.source_host,
+                    source_port=inp.source_port,
+                    transport=inp.transport,
+                    sidecar=inp.sidecar,
+                    user_agent=inp.user_agent,
+                    q_milli=c.q_milli,
+                    call_id=inp.call_id,
+                    cseq=inp.cseq,
+                    instance_id=c.instance_id,
+                    expire_time=now + expires,
+                    create_time=now,
+                    refresh_time=now,
+                )
+            )
+    kept = {b.id for b in mine} - {b.id for b in removals}
+    total = len(kept | {b.id for b in upserts})
+    limit = reg.max_bindings or settings.max_bindings_per_device
+    if total > limit:
+        return RegisterDecision(
+            Outcome.TOO_MANY_BINDINGS, f"Too many bindings (at most {limit})", user, device
+        )
+    return RegisterDecision(Outcome.OK, "", user, device, upserts=upserts, removals=removals)
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)

@@ -1,0 +1,111 @@
+"""Connected sidecars: who they are, their command queues, and when they were lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .store.db import Database
+
+
+@dataclass
+class SidecarInfo:
+    name: str
+    site: str = ""
+    sip_listeners: list[str] = field(default_factory=list)
+    rtp: str = ""
+    capacity: int = 0
+    version: str = ""
+    instance_id: str = ""
+    connected: bool = False
+    connect_time: float = 0.0
+    last_seen: float = 0.0
+    lost_time: float | None = None
+    active_legs: int = 0
+    relay_ports_in_use: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "site": self.site,
+                "sip_listeners": self.sip_listeners,
+                "rtp": self.rtp,
+                "capacity": self.capacity,
+                "version": self.version,
+            }
+        )
+
+
+class SidecarRegistry:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.sidecars: dict[str, SidecarInfo] = {}
+        self.queues: dict[str, asyncio.Queue[Any]] = {}
+
+    async def load(self, now: float) -> None:
+        """Sidecars known from before a restart count as lost since `now` until they reconnect."""
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT * FROM sidecars"))).all()
+        for row in rows:
+            info = json.loads(row.info)
+            self.sidecars[row.name] = SidecarInfo(
+                name=row.name,
+                site=info.get("site", ""),
+                sip_listeners=list(info.get("sip_listeners", [])),
+                rtp=info.get("rtp", ""),
+                capacity=int(info.get("capacity", 0)),
+                version=info.get("version", ""),
+                connect_time=row.connect_time,
+                last_seen=row.last_seen,
+                lost_time=now,
+            )
+
+    async def connected(self, info: SidecarInfo) -> asyncio.Queue[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.sidecars[info.name] = info
+        self.queues[info.name] = queue
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(
+                text(
+                    "INSERT INTO sidecars (name, info, connect_time, last_seen) VALUES (:n, :i, :c, :l) "
+                    "ON CONFLICT (name) DO UPDATE SET info = excluded.info, "
+                    "connect_time = excluded.connect_time, last_seen = excluded.last_seen"
+                ),
+                {"n": info.name, "i": info.to_json(), "c": info.connect_time, "l": info.last_seen},
+            )
+
+        await self.db.submit(write)
+        return queue
+
+    def disconnected(self, name: str, queue: asyncio.Queue[Any], now: float) -> None:
+        # A sidecar that reconnected already has a new queue; only the current session ends it.
+        if self.queues.get(name) is queue:
+            del self.queues[name]
+            info = self.sidecars.get(name)
+            if info is not None:
+                info.connected = False
+                info.lost_time = now
+
+    def send(self, name: str, command: Any) -> bool:
+        queue = self.queues.get(name)
+        if queue is None:
+            return False
+        queue.put_nowait(command)
+        return True
+
+    def broadcast(self, make: Any) -> None:
+        for name, queue in self.queues.items():
+            queue.put_nowait(make(name))
+
+    def lost_longer_than(self, grace: float, now: float) -> list[str]:
+        return [
+            s.name
+            for s in self.sidecars.values()
+            if not s.connected and s.lost_time is not None and now - s.lost_time >= grace
+        ]

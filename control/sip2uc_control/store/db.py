@@ -1,0 +1,124 @@
+"""The async database handle and group commit.
+
+Writes that happen at handset rate (bindings, presence) go through `Database.submit`: callers
+queue a write and await its commit; one task runs whatever has queued in a single transaction.
+Under load many registrations share one commit, at no load a write commits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .migrations import migrate
+
+log = logging.getLogger(__name__)
+
+Write = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+def default_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{(data_dir / 'sip2uc.db').resolve()}"
+
+
+class Database:
+    """An SQLAlchemy async engine plus a group-commit writer."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._queue: asyncio.Queue[tuple[Write, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.writes = 0
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="db-group-commit")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._queue.join()
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+        await self.engine.dispose()
+
+    async def submit(self, write: Write) -> Any:
+        """Queue `write` for the next group commit and wait until it is durable."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((write, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._commit(batch)
+            except Exception as exc:  # one bad write must not lose the others
+                log.warning("group commit of %d writes failed, retrying one by one: %s", len(batch), exc)
+                for write, future in batch:
+                    try:
+                        result = (await self._commit([(write, future)]))[0]
+                        if not future.done():
+                            future.set_result(result)
+                    except Exception as single_exc:
+                        if not future.done():
+                            future.set_exception(single_exc)
+            else:
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> list[Any]:
+        async with self.engine.begin() as conn:
+            results = [await write(conn) for write, _ in batch]
+        self.commits += 1
+        self.writes += len(batch)
+        return results
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed during a write; NORMAL sync is durable across process crashes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+async def open_database(url: str | None, data_dir: Path) -> Database:
+    """Create the engine, apply migrations and start the group-commit writer."""
+    if url is None:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        url = default_url(data_dir)
+        db_file = data_dir / "sip2uc.db"
+        if not db_file.exists():
+            db_file.touch(mode=0o600)
+        os.chmod(db_file, 0o600)
+    engine = create_async_engine(url, pool_pre_ping=url.startswith("postgresql"))
+    if engine.dialect.name == "sqlite":
+        sync_engine: Engine = engine.sync_engine
+        event.listen(sync_engine, "connect", _sqlite_pragmas)
+    async with engine.begin() as conn:
+        applied = await migrate(conn, engine.dialect.name)
+        if applied:
+            log.info("database schema migrated to version %d", applied[-1])
+        await conn.execute(text("SELECT 1"))
+    db = Database(engine)
+    db.start()
+    return db

@@ -1,0 +1,144 @@
+"""Versioned schema migrations.
+
+Each migration is applied once, in order, inside a transaction, and recorded in
+``schema_migrations``. The SQL is written to mean the same on SQLite and PostgreSQL; where the
+two differ (auto-increment keys) a migration gives one statement per dialect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+    sqlite_only: tuple[str, ...] = ()
+    postgresql_only: tuple[str, ...] = ()
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "users, devices, bindings, presence, settings, sidecars",
+        (
+            """CREATE TABLE users (
+                id TEXT PRIMARY KEY,
+                sip_uri TEXT NOT NULL UNIQUE,
+                extension TEXT UNIQUE,
+                e164 TEXT UNIQUE,
+                display_name TEXT NOT NULL DEFAULT '',
+                email TEXT NOT NULL DEFAULT '',
+                disabled BOOLEAN NOT NULL DEFAULT FALSE,
+                settings TEXT NOT NULL DEFAULT '{}',
+                origin TEXT NOT NULL DEFAULT '{}',
+                create_time DOUBLE PRECISION NOT NULL,
+                update_time DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE devices (
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                device_id TEXT NOT NULL,
+                label TEXT NOT NULL DEFAULT '',
+                kind TEXT NOT NULL,
+                digest_username TEXT UNIQUE,
+                ha1_md5 TEXT NOT NULL DEFAULT '',
+                ha1_sha256 TEXT NOT NULL DEFAULT '',
+                max_bindings INTEGER NOT NULL DEFAULT 0,
+                trunk TEXT NOT NULL DEFAULT '{}',
+                PRIMARY KEY (user_id, device_id)
+            )""",
+            """CREATE TABLE bindings (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                device_id TEXT NOT NULL,
+                aor TEXT NOT NULL,
+                contact_uri TEXT NOT NULL,
+                source_host TEXT NOT NULL,
+                source_port INTEGER NOT NULL,
+                transport TEXT NOT NULL,
+                sidecar TEXT NOT NULL,
+                user_agent TEXT NOT NULL DEFAULT '',
+                q_milli INTEGER NOT NULL DEFAULT 1000,
+                call_id TEXT NOT NULL DEFAULT '',
+                cseq BIGINT NOT NULL DEFAULT 0,
+                instance_id TEXT NOT NULL DEFAULT '',
+                expire_time DOUBLE PRECISION NOT NULL,
+                create_time DOUBLE PRECISION NOT NULL,
+                refresh_time DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX bindings_user ON bindings (user_id)",
+            """CREATE TABLE presence (
+                user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+                record TEXT NOT NULL
+            )""",
+            """CREATE TABLE settings (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            )""",
+            """CREATE TABLE sidecars (
+                name TEXT PRIMARY KEY,
+                info TEXT NOT NULL,
+                connect_time DOUBLE PRECISION NOT NULL,
+                last_seen DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+        sqlite_only=(
+            """CREATE TABLE presence_events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_id TEXT NOT NULL,
+                change TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+        postgresql_only=(
+            """CREATE TABLE presence_events (
+                seq BIGSERIAL PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                change TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
+)
+
+
+async def current_version(conn: AsyncConnection) -> int:
+    await conn.execute(
+        text(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+    )
+    row = (await conn.execute(text("SELECT MAX(version) FROM schema_migrations"))).scalar()
+    return int(row or 0)
+
+
+async def migrate(conn: AsyncConnection, dialect: str) -> list[int]:
+    """Apply every pending migration; returns the versions applied."""
+    applied: list[int] = []
+    version = await current_version(conn)
+    latest = MIGRATIONS[-1].version
+    if version > latest:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this software ({latest}); upgrade sip2uc"
+        )
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        extra = migration.sqlite_only if dialect == "sqlite" else migration.postgresql_only
+        for statement in (*migration.statements, *extra):
+            await conn.execute(text(statement))
+        await conn.execute(
+            text(
+                "INSERT INTO schema_migrations (version, description, applied_at) "
+                "VALUES (:v, :d, CURRENT_TIMESTAMP)"
+            ),
+            {"v": migration.version, "d": migration.description},
+        )
+        applied.append(migration.version)
+    return applied

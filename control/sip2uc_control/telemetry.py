@@ -1,0 +1,108 @@
+"""OpenTelemetry for the control plane: spans per RPC, metrics, Prometheus scrape endpoint.
+
+By default metrics are served for Prometheus on ``--metrics-listen`` (127.0.0.1:9464). When the
+standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_TRACES_EXPORTER=otlp`` /
+``OTEL_METRICS_EXPORTER=otlp``) is set, traces and metrics are also exported over OTLP/gRPC.
+Providers are process-wide; the first control plane (or sidecar) in a process installs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+if TYPE_CHECKING:
+    from .core import ControlCore
+
+log = logging.getLogger(__name__)
+_installed = False
+_prometheus_started: set[str] = set()
+
+
+def _otlp_wanted(kind: str) -> bool:
+    exporter = os.environ.get(f"OTEL_{kind}_EXPORTER", "")
+    return "otlp" in exporter or bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get(f"OTEL_EXPORTER_OTLP_{kind}_ENDPOINT")
+    )
+
+
+def setup_telemetry(service_name: str, metrics_listen: str | None) -> None:
+    """Install the tracer and meter providers once per process and start the scrape endpoint."""
+    global _installed
+    if not _installed:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        resource = Resource.create({"service.name": service_name})
+        readers: list[Any] = [PrometheusMetricReader()]
+        if _otlp_wanted("METRICS"):
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+        tracer_provider = TracerProvider(resource=resource)
+        if _otlp_wanted("TRACES"):
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(tracer_provider)
+        _installed = True
+    if metrics_listen and metrics_listen not in _prometheus_started:
+        from prometheus_client import start_http_server
+
+        host, _, port = metrics_listen.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+        _prometheus_started.add(metrics_listen)
+        log.info("metrics for Prometheus on http://%s/metrics", metrics_listen)
+
+
+class ControlMetrics:
+    """The control plane's instruments (no-ops until a meter provider is installed)."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("sip2uc.control")
+        self.meter = meter
+        self.presence_changes = meter.create_counter(
+            "sip2uc_presence_changes", description="Presence changes by new availability"
+        )
+        self.register_outcomes = meter.create_counter(
+            "sip2uc_register_requests", description="Authenticated REGISTER requests by outcome"
+        )
+        self.rpc_duration = meter.create_histogram(
+            "sip2uc_rpc_duration", unit="s", description="Server-side RPC latency by method and code"
+        )
+        self._core: ControlCore | None = None
+
+    def observe(self, core: ControlCore) -> None:
+        self._core = core
+        self.meter.create_observable_gauge(
+            "sip2uc_users", callbacks=[self._users], description="Users"
+        )
+        self.meter.create_observable_gauge(
+            "sip2uc_bindings", callbacks=[self._bindings], description="Registration bindings"
+        )
+        self.meter.create_observable_gauge(
+            "sip2uc_sidecars_connected", callbacks=[self._sidecars], description="Connected sidecars"
+        )
+
+    def _users(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._core is not None:
+            yield Observation(self._core.users.count())
+
+    def _bindings(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._core is not None:
+            yield Observation(len(self._core.bindings.by_id))
+
+    def _sidecars(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._core is not None:
+            yield Observation(sum(1 for s in self._core.sidecars.sidecars.values() if s.connected))
