@@ -47,6 +47,7 @@ __all__ = [
     "TransactionLayer",
     "TransactionTerminated",
     "TransactionTimeout",
+    "TransportFailed",
     "response_destination",
     "stamp_received",
 ]
@@ -216,6 +217,13 @@ class TransactionTimeout:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TransportFailed:
+    """The adapter could not deliver for this transaction (RFC 3261 §17.1.1.2, §17.2.4)."""
+
+    txn_id: TransactionId
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TransactionTerminated:
     txn_id: TransactionId
 
@@ -227,6 +235,7 @@ Event: TypeAlias = (
     | StrayResponse
     | Overloaded
     | TransactionTimeout
+    | TransportFailed
     | TransactionTerminated
 )
 
@@ -260,6 +269,7 @@ class Input(enum.Enum):
     SEND_PROVISIONAL = "TU sends 1xx"
     SEND_SUCCESS = "TU sends 2xx"
     SEND_FAILURE = "TU sends 300-699"
+    TRANSPORT_ERROR = "the transport could not deliver"
 
 
 class Action(enum.Enum):
@@ -271,6 +281,7 @@ class Action(enum.Enum):
     RESEND_RESPONSE = "resend the last response"
     SEND_TRYING = "send 100 Trying"  # §17.2.1
     REPORT_TIMEOUT = "tell the TU the transaction timed out"
+    REPORT_TRANSPORT_ERROR = "tell the TU the transport failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,11 +408,20 @@ _NON_INVITE_SERVER: _Table = {
     (_S.COMPLETED, _T.J): Transition(_S.TERMINATED),
 }
 
+_TRANSPORT_ERROR = Transition(_S.TERMINATED, (_A.REPORT_TRANSPORT_ERROR,))
+
+
+def _with_transport_errors(table: _Table) -> _Table:
+    """Every machine gives up on a transport error in any state (§17.1.1.2, §17.1.2.2, §17.2.4)."""
+    states = tuple(sorted({state for state, _ in table}, key=lambda state: state.value))
+    return {**table, **_each(states, _I.TRANSPORT_ERROR, _TRANSPORT_ERROR)}
+
+
 TRANSITIONS: dict[Kind, _Table] = {
-    Kind.INVITE_CLIENT: _INVITE_CLIENT,
-    Kind.NON_INVITE_CLIENT: _NON_INVITE_CLIENT,
-    Kind.INVITE_SERVER: _INVITE_SERVER,
-    Kind.NON_INVITE_SERVER: _NON_INVITE_SERVER,
+    Kind.INVITE_CLIENT: _with_transport_errors(_INVITE_CLIENT),
+    Kind.NON_INVITE_CLIENT: _with_transport_errors(_NON_INVITE_CLIENT),
+    Kind.INVITE_SERVER: _with_transport_errors(_INVITE_SERVER),
+    Kind.NON_INVITE_SERVER: _with_transport_errors(_NON_INVITE_SERVER),
 }
 
 #: Where each machine starts and what it arms on creation.
@@ -607,6 +627,15 @@ class TransactionLayer:
             self._feed(txn, timer, now, events)
         return events
 
+    def transport_error(self, txn_id: TransactionId) -> list[Event]:
+        """The adapter failed to send for `txn_id` (connection refused or reset, ICMP error)."""
+        txn = self._transactions.get(txn_id)
+        if txn is None:
+            return []
+        events: list[Event] = []
+        self._feed(txn, Input.TRANSPORT_ERROR, 0.0, events)
+        return events
+
     def terminate(self, txn_id: TransactionId) -> list[Event]:
         """Forget a transaction now (e.g. an INVITE whose CANCEL got no 487 in 64*T1, §9.1)."""
         txn = self._transactions.get(txn_id)
@@ -784,6 +813,8 @@ class TransactionLayer:
             self._send_trying(txn)
         elif action is Action.REPORT_TIMEOUT:
             events.append(TransactionTimeout(txn_id=txn.id))
+        elif action is Action.REPORT_TRANSPORT_ERROR:
+            events.append(TransportFailed(txn_id=txn.id))
 
     def _send_trying(self, txn: _Transaction) -> None:
         txn.last_response = make_response(txn.request, 100, "Trying").serialize()

@@ -551,3 +551,23 @@ def test_idle_nonces_are_forgotten() -> None:
     tracker.accept("b", 1, 30.0)
     tracker.accept("b", 2, 61.0)
     assert len(tracker) == 1
+
+
+@given(
+    st.sampled_from(list(Algorithm)),
+    st.text(min_size=1, max_size=20),
+    st.text(max_size=20),
+    st.text(max_size=20),
+    st.integers(1, 0xFFFFFFFF),
+)
+def test_any_answer_built_from_the_password_verifies(
+    algorithm: Algorithm, username: str, realm: str, password: str, nc: int
+) -> None:
+    challenge = Challenge(realm=realm, nonce="n0", algorithm=algorithm, qop=("auth",))
+    ha1 = compute_ha1(algorithm, username, realm, password)
+    credentials = build_credentials(
+        challenge, username=username, ha1=ha1, method="REGISTER", uri="sip:r", cnonce="c", nc=nc
+    )
+    assert verify_response(ha1, credentials, "REGISTER")
+    wrong = compute_ha1(algorithm, username, realm, password + "x")
+    assert not verify_response(wrong, credentials, "REGISTER")

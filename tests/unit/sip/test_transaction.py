@@ -20,6 +20,7 @@ from sip2uc_media.sip.transaction import (
     TransactionLayer,
     TransactionTerminated,
     TransactionTimeout,
+    TransportFailed,
     response_destination,
     stamp_received,
 )
@@ -585,3 +586,12 @@ def test_custom_timer_values_scale_every_timer() -> None:
         [0.1, 0.3, 0.7, 1.1, 1.5, 1.9, 2.3, 2.7, 3.1, 3.5, 3.9, 4.3, 4.7, 5.1, 5.5, 5.9, 6.3]
     )
     assert steps[-1][0] == pytest.approx(6.4)
+
+
+def test_transport_error_ends_the_transaction_and_tells_the_tu() -> None:
+    layer, txn, _ = start_client("OPTIONS", dest=TRUNK_TCP)
+    assert layer.transport_error(txn) == [
+        TransportFailed(txn_id=txn),
+        TransactionTerminated(txn_id=txn),
+    ]
+    assert layer.transport_error(txn) == []
