@@ -1,0 +1,264 @@
+"""`sip2uc presence ...`: read, set, clear and watch users' presence."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Annotated
+
+import grpc
+import typer
+from google.protobuf import duration_pb2
+from sip2uc.cli import output
+from sip2uc.cli.parsing import STATE_CHOICES, parse_duration, parse_state
+from sip2uc.cli.state import JsonFlag, get_state
+from sip2uc.client import describe_rpc_error
+from sip2uc.v1 import common_pb2, presence_pb2
+
+app = typer.Typer(help="Read, set and watch users' presence.", no_args_is_help=True)
+
+UserRef = Annotated[
+    str, typer.Argument(metavar="EXT", help="Extension, E.164 number, SIP URI or users/ID.")
+]
+
+# Codes after which a dropped watch stream is worth opening again: the
+# server went away or restarted, or a proxy cut the connection.
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 10.0
+
+
+def who(p: presence_pb2.Presence) -> str:
+    return p.extension or p.sip_uri or p.user
+
+
+def presence_text(p: presence_pb2.Presence) -> str:
+    text = output.availability(p.availability)
+    activity = output.enum_label(common_pb2.Activity, p.activity)
+    if activity not in ("-", "none"):
+        text += f" [{activity}]"
+    return text
+
+
+def format_snapshot_entry(p: presence_pb2.Presence) -> str:
+    source = output.enum_label(common_pb2.PresenceSource, p.source)
+    return f"{output.timestamp(p.since)} {who(p)} {presence_text(p)} ({source}) snapshot"
+
+
+def format_change(change: presence_pb2.PresenceChange) -> str:
+    source = output.enum_label(common_pb2.PresenceSource, change.source)
+    cause = f"{source}: {change.reason}" if change.reason else source
+    return (
+        f"{output.timestamp(change.change_time)} {who(change.current)} "
+        f"{presence_text(change.previous)} -> {presence_text(change.current)} ({cause})"
+    )
+
+
+def watch_loop(
+    open_stream: Callable[[str, bool], Iterable[presence_pb2.WatchPresenceResponse]],
+    cursor: str,
+    on_message: Callable[[presence_pb2.WatchPresenceResponse], bool],
+    on_retry: Callable[[str, float], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Reads the presence stream until `on_message` returns False, reopening
+    it from the last cursor whenever it drops (the server replays what was
+    missed, or sends a fresh snapshot if the cursor aged out). Returns the
+    last cursor.
+
+    `open_stream(cursor, reconnecting)` opens the stream. A failure before
+    anything was received is raised: the address or token is wrong, and
+    retrying would only hide it.
+    """
+    received_any = False
+    backoff = FIRST_BACKOFF
+    while True:
+        reason = "the server closed the stream"
+        try:
+            for response in open_stream(cursor, received_any):
+                received_any = True
+                backoff = FIRST_BACKOFF
+                if response.cursor:
+                    cursor = response.cursor
+                if not on_message(response):
+                    return cursor
+        except grpc.RpcError as exc:
+            code = exc.code() if callable(getattr(exc, "code", None)) else None
+            if not received_any or code not in RETRYABLE_CODES:
+                raise
+            reason = describe_rpc_error(exc).message
+        on_retry(reason, backoff)
+        sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+@app.command("get")
+def get(ctx: typer.Context, ref: UserRef, json_flag: JsonFlag = False) -> None:
+    """Show a user's effective presence and which source decided it."""
+    state = get_state(ctx)
+    client = state.client()
+    p = client.presence.GetPresence(
+        presence_pb2.GetPresenceRequest(user=ref), timeout=client.timeout
+    ).presence
+    if state.wants_json(json_flag):
+        output.print_json(p)
+        return
+    pairs = [
+        ("user", f"{who(p)} ({p.sip_uri})" if p.sip_uri else who(p)),
+        ("availability", output.availability(p.availability)),
+        ("activity", output.enum_label(common_pb2.Activity, p.activity)),
+        ("source", output.enum_label(common_pb2.PresenceSource, p.source)),
+        ("since", output.timestamp(p.since)),
+        ("expires", output.timestamp(p.expire_time)),
+        ("registered", "yes" if p.registered else "no"),
+        ("active calls", str(p.active_calls)),
+    ]
+    if p.note:
+        pairs.append(("note", p.note))
+    output.show(output.key_values(None, pairs))
+
+
+def _state(value: str) -> int:
+    try:
+        return parse_state(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _duration(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+@app.command("set")
+def set_(
+    ctx: typer.Context,
+    ref: UserRef,
+    state_name: Annotated[str, typer.Argument(metavar="STATE", help=STATE_CHOICES + ".")],
+    for_: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            metavar="DURATION",
+            help="Lapse after this long (30s, 15m, 2h, 1h30m; at most 30 days).",
+        ),
+    ] = None,
+    note: Annotated[str, typer.Option("--note", help="Note shown with the state.")] = "",
+    external: Annotated[
+        bool,
+        typer.Option("--external", help="Set it as the UC side's state instead of a manual one."),
+    ] = False,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Set a manual state that overrides what the handset shows, until cleared
+    or until --for has passed."""
+    availability = _state(state_name)
+    seconds = _duration(for_)
+    request = presence_pb2.SetPresenceRequest(
+        user=ref,
+        availability=availability,  # type: ignore[arg-type]
+        source=(
+            common_pb2.PRESENCE_SOURCE_EXTERNAL if external else common_pb2.PRESENCE_SOURCE_MANUAL
+        ),
+        note=note,
+    )
+    if seconds is not None:
+        request.ttl.CopyFrom(duration_pb2.Duration(seconds=seconds))
+    state = get_state(ctx)
+    client = state.client()
+    p = client.presence.SetPresence(request, timeout=client.timeout).presence
+    if state.wants_json(json_flag):
+        output.print_json(p)
+        return
+    until = f" until {output.timestamp(p.expire_time)}" if p.HasField("expire_time") else ""
+    output.info_line(f"{who(p)} is {presence_text(p)}{until}")
+
+
+@app.command("clear")
+def clear(
+    ctx: typer.Context,
+    ref: UserRef,
+    external: Annotated[
+        bool, typer.Option("--external", help="Clear the UC side's state instead.")
+    ] = False,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Remove the manual state; the handset's registration and calls show again."""
+    state = get_state(ctx)
+    client = state.client()
+    source = common_pb2.PRESENCE_SOURCE_EXTERNAL if external else common_pb2.PRESENCE_SOURCE_MANUAL
+    p = client.presence.ClearPresence(
+        presence_pb2.ClearPresenceRequest(user=ref, source=source), timeout=client.timeout
+    ).presence
+    if state.wants_json(json_flag):
+        output.print_json(p)
+    else:
+        output.info_line(f"{who(p)} is {presence_text(p)}")
+
+
+@app.command("watch")
+def watch(
+    ctx: typer.Context,
+    refs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[EXT]...", help="Users to watch; none: every user."),
+    ] = None,
+    cursor: Annotated[
+        str,
+        typer.Option("--cursor", help="Resume after this cursor (from an earlier --json run)."),
+    ] = "",
+    count: Annotated[
+        int | None,
+        typer.Option("--count", min=1, help="Stop after this many changes."),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Stop after the first change.")] = False,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Print one line per presence change as it happens (after a line per
+    watched user with the current state). Reconnects by itself when the
+    stream drops and resumes from the last cursor, so no change is missed."""
+    state = get_state(ctx)
+    client = state.client()
+    as_json = state.wants_json(json_flag)
+    limit = 1 if once else count
+    seen = 0
+
+    def open_stream(at: str, reconnecting: bool) -> Iterable[presence_pb2.WatchPresenceResponse]:
+        request = presence_pb2.WatchPresenceRequest(users=refs or [], cursor=at)
+        # While reconnecting, wait for the server to come back rather than fail.
+        return client.presence.WatchPresence(request, wait_for_ready=reconnecting)
+
+    def on_message(response: presence_pb2.WatchPresenceResponse) -> bool:
+        nonlocal seen
+        kind = response.WhichOneof("event")
+        if as_json:
+            output.json_line(response)
+        elif kind == "snapshot":
+            if response.snapshot.cursor_expired:
+                sys.stderr.write("note: changes were missed while away; fresh snapshot follows\n")
+            for p in response.snapshot.presences:
+                output.info_line(format_snapshot_entry(p))
+        elif kind == "change":
+            output.info_line(format_change(response.change))
+        if kind == "change":
+            seen += 1
+        return limit is None or seen < limit
+
+    def on_retry(reason: str, delay: float) -> None:
+        sys.stderr.write(f"watch: {reason}; reconnecting in {delay:g}s\n")
+        sys.stderr.flush()
+
+    watch_loop(open_stream, cursor, on_message, on_retry)

@@ -1,0 +1,402 @@
+"""`sip2uc up` and `sip2uc sidecar`: run sip2uc in the foreground.
+
+`up` is the all-in-one: the control plane and one sidecar named "default" in
+one process and one event loop, for a single site or a first try. `sidecar`
+runs one more sidecar (another VLAN or site) against a control plane
+elsewhere. Both stop cleanly on SIGINT/SIGTERM and then exit with code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sip2uc.cli.parsing import normalise_listen, parse_listen, parse_port_range
+from sip2uc.cli.state import get_state
+from sip2uc.client import discover_token, is_loopback, join_target
+
+log = logging.getLogger("sip2uc")
+
+# Seconds in-flight RPCs and SIP transactions get to finish on shutdown.
+STOP_GRACE = 5.0
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def _listen(value: str) -> str:
+    try:
+        return normalise_listen(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _ports(value: str) -> str:
+    try:
+        parse_port_range(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _metrics(value: str) -> str:
+    if value.lower() in ("", "off", "none"):
+        return ""
+    return _listen(value)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_until_signalled(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Runs `body(stop)` on uvloop when available; SIGINT/SIGTERM set `stop`."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await body(stop)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a locked dependency on Linux
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
+
+
+def _dial_address(bound: str) -> str:
+    """Where a local client reaches a server bound to `bound` (a wildcard
+    bind is reached over loopback)."""
+    host, port = parse_listen(bound)
+    if host in _WILDCARDS:
+        host = "127.0.0.1" if host != "::" else "::1"
+    return join_target(host, port)
+
+
+@dataclass
+class _Stoppable:
+    name: str
+    stop: Callable[[float], Awaitable[None]]
+
+
+async def _stop_all(started: list[_Stoppable]) -> None:
+    for item in reversed(started):
+        try:
+            await item.stop(STOP_GRACE)
+        except Exception:
+            log.exception("stopping the %s failed", item.name)
+
+
+def up(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the database, admin token and keys live (default: global --data-dir).",
+            show_default=False,
+        ),
+    ] = None,
+    grpc_listen: Annotated[
+        str,
+        typer.Option(
+            "--grpc-listen",
+            metavar="HOST:PORT",
+            help="Admin and sidecar API address. Not loopback: TLS is required.",
+            callback=_listen,
+        ),
+    ] = "127.0.0.1:50051",
+    sip_listen: Annotated[
+        str,
+        typer.Option(
+            "--sip-listen",
+            metavar="HOST:PORT",
+            help="SIP (UDP and TCP) address of the default sidecar: the handsets' registrar.",
+            callback=_listen,
+        ),
+    ] = "127.0.0.1:5060",
+    rtp_ports: Annotated[
+        str,
+        typer.Option(
+            "--rtp-ports", metavar="A-B", help="UDP port range for RTP relays.", callback=_ports
+        ),
+    ] = "20000-29999",
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls/--no-tls",
+            help=(
+                "Serve the admin API over TLS (with --tls-cert/--tls-key, or a self-signed "
+                "certificate generated in the data directory). Default: TLS unless loopback."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate chain for the admin API.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM private key for the admin API.")
+    ] = None,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            "--metrics-listen",
+            metavar="HOST:PORT",
+            help="Prometheus scrape endpoint ('off' to disable).",
+            callback=_metrics,
+        ),
+    ] = "127.0.0.1:9464",
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="SIP2UC_DATABASE_URL",
+            help="SQLAlchemy URL of a shared PostgreSQL. Default: SQLite in the data directory.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-network",
+            metavar="CIDR",
+            help="Accept SIP only from this network (repeatable). Default: any.",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the control plane and one SIP/RTP sidecar ("default") in the
+    foreground, in one process. Logs where each listens; Ctrl-C or SIGTERM
+    stops both cleanly."""
+    from sip2uc_control.app import ControlConfig, ControlPlane
+    from sip2uc_media.sidecar import Sidecar, SidecarConfig
+
+    state = get_state(ctx)
+    directory = data_dir if data_dir is not None else state.data_dir
+    low, high = parse_port_range(rtp_ports)
+    grpc_host, _ = parse_listen(grpc_listen)
+    use_tls = tls if tls is not None else not is_loopback(_dial_address(grpc_listen))
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    configure_logging(log_level)
+
+    async def body(stop: asyncio.Event) -> None:
+        cert, key = tls_cert, tls_key
+        if use_tls and cert is None:
+            cert, key = _self_signed(directory / "admin-tls", grpc_host)
+            log.info("admin API certificate: %s (give it to clients with --ca-file)", cert)
+        plane = ControlPlane(
+            ControlConfig(
+                data_dir=directory,
+                grpc_listen=grpc_listen,
+                metrics_listen=metrics_listen or None,
+                database_url=database_url,
+                tls_cert=cert if use_tls else None,
+                tls_key=key if use_tls else None,
+            )
+        )
+        started: list[_Stoppable] = []
+        try:
+            await plane.start()
+            started.append(_Stoppable("control plane", plane.stop))
+            sidecar = Sidecar(
+                SidecarConfig(
+                    control=_dial_address(plane.address),
+                    token=plane.token,
+                    name="default",
+                    sip_listen=sip_listen,
+                    data_dir=directory,
+                    rtp_ports=(low, high),
+                    allowed_networks=list(allow_network or []),
+                    control_tls=use_tls,
+                    control_ca=cert if use_tls else None,
+                )
+            )
+            await sidecar.start()
+            started.append(_Stoppable("sidecar", sidecar.stop))
+            log.info(
+                "sip2uc up: admin API %s, SIP %s, RTP %d-%d, data in %s",
+                plane.address,
+                ", ".join(
+                    f"{kind.value} {join_target(host, port)}"
+                    for kind, (host, port) in sidecar.listen_addresses.items()
+                ),
+                low,
+                high,
+                directory,
+            )
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await _stop_all(started)
+
+    _run(body)
+
+
+def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    from sip2uc_media.transport.tls import ensure_self_signed
+
+    names = [name for name in (host, "localhost", "127.0.0.1") if name not in _WILDCARDS]
+    return ensure_self_signed(directory, names)
+
+
+def _run(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Runs `body`; start-up failures (a port in use, a bad configuration)
+    become one line and exit code 1."""
+    try:
+        run_until_signalled(body)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise typer.Exit(1) from None
+
+
+def sidecar(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option("--name", help="Sidecar name, unique per control plane.")],
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control",
+            metavar="HOST:PORT",
+            help="Control plane to dial (default: the global --control).",
+            show_default=False,
+        ),
+    ] = None,
+    sip_listen: Annotated[
+        str,
+        typer.Option(
+            "--sip-listen",
+            metavar="HOST:PORT",
+            help="SIP (UDP and TCP) address the handsets register with.",
+            callback=_listen,
+        ),
+    ] = "127.0.0.1:5060",
+    tls_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--sip-tls-listen",
+            metavar="HOST:PORT",
+            help="Also accept SIP over TLS here (e.g. 0.0.0.0:5061).",
+        ),
+    ] = None,
+    rtp_ports: Annotated[
+        str,
+        typer.Option(
+            "--rtp-ports", metavar="A-B", help="UDP port range for RTP relays.", callback=_ports
+        ),
+    ] = "20000-29999",
+    rtp_host: Annotated[
+        str | None,
+        typer.Option("--rtp-host", help="Address RTP relays bind and announce (default: SIP's)."),
+    ] = None,
+    site: Annotated[str, typer.Option("--site", help="VLAN or site label.")] = "",
+    allow_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-network",
+            metavar="CIDR",
+            help="Accept SIP only from this network (repeatable). Default: any.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Token for the control plane (default: the global --token / SIP2UC_TOKEN).",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the sidecar keeps its nonce secret and TLS keys.",
+            show_default=False,
+        ),
+    ] = None,
+    control_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--control-tls/--no-control-tls",
+            help="TLS to the control plane. Default: TLS unless it is on loopback.",
+            show_default=False,
+        ),
+    ] = None,
+    control_ca: Annotated[
+        Path | None,
+        typer.Option("--control-ca", help="PEM CA certificates to verify the control plane with."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run one SIP/RTP sidecar in the foreground: it dials the control plane,
+    serves the handsets of its VLAN or site, and stops cleanly on
+    Ctrl-C/SIGTERM. While the control plane is unreachable it answers new
+    requests with 503 and keeps retrying."""
+    from sip2uc_media.sidecar import Sidecar, SidecarConfig
+
+    state = get_state(ctx)
+    target = _dial_address(_listen(control)) if control else state.control
+    directory = data_dir if data_dir is not None else state.data_dir
+    low, high = parse_port_range(rtp_ports)
+    use_tls = control_tls if control_tls is not None else not is_loopback(target)
+    secret = discover_token(token or state.token, target, state.data_dir)
+    try:
+        config = SidecarConfig(
+            control=target,
+            token=secret,
+            name=name,
+            site=site,
+            sip_listen=sip_listen,
+            tls_listen=tls_listen,
+            data_dir=directory,
+            rtp_host=rtp_host,
+            rtp_ports=(low, high),
+            allowed_networks=list(allow_network or []),
+            control_tls=use_tls,
+            control_ca=control_ca or state.ca_file,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    configure_logging(log_level)
+
+    async def body(stop: asyncio.Event) -> None:
+        node = Sidecar(config)
+        try:
+            await node.start()
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            with contextlib.suppress(Exception):
+                await node.stop(STOP_GRACE)
+
+    _run(body)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+    app.command("sidecar")(sidecar)

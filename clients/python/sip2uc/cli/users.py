@@ -1,0 +1,249 @@
+"""`sip2uc user ...`: create, list, show, change and delete users."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sip2uc.cli import output
+from sip2uc.cli.state import JsonFlag, get_state
+from sip2uc.client import ClientError
+from sip2uc.v1 import users_pb2
+
+app = typer.Typer(
+    help=(
+        "Manage users. A user is referenced by extension, E.164 number, SIP URI "
+        "or resource name (users/ID)."
+    ),
+    no_args_is_help=True,
+)
+
+UserRef = Annotated[
+    str, typer.Argument(metavar="EXT", help="Extension, E.164 number, SIP URI or users/ID.")
+]
+
+
+def _device_summary(device: users_pb2.Device) -> str:
+    kind = device.WhichOneof("kind")
+    if kind == "registering":
+        reg = device.registering
+        password = "password set" if reg.has_password else "no password"
+        return f"{device.id or '-'}: registers as {reg.digest_username} ({password})"
+    if kind == "trunk":
+        trunk = device.trunk
+        return (
+            f"{device.id or '-'}: trunk port {trunk.request_uri_user} from {trunk.source_network}"
+        )
+    return f"{device.id or '-'}: (no kind)"
+
+
+def _user_row(user: users_pb2.User) -> tuple[str, ...]:
+    return (
+        user.extension or "-",
+        user.display_name or "-",
+        user.sip_uri,
+        user.e164 or "-",
+        user.email or "-",
+        "disabled" if user.disabled else "enabled",
+        str(len(user.devices)),
+    )
+
+
+_USER_COLUMNS = ("ext", "name", "sip uri", "e164", "email", "state", "devices")
+
+
+def show_user(user: users_pb2.User) -> None:
+    pairs = [
+        ("name", user.name),
+        ("extension", user.extension or "-"),
+        ("display name", user.display_name or "-"),
+        ("sip uri", user.sip_uri),
+        ("e164", user.e164 or "-"),
+        ("email", user.email or "-"),
+        ("state", "disabled" if user.disabled else "enabled"),
+    ]
+    pairs.extend(("device", _device_summary(device)) for device in user.devices)
+    if user.HasField("origin") and user.origin.source:
+        pairs.append(("imported from", f"{user.origin.source} {user.origin.source_id}".strip()))
+    pairs.append(("created", output.timestamp(user.create_time)))
+    pairs.append(("updated", output.timestamp(user.update_time)))
+    output.show(output.key_values(None, pairs))
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    extension: Annotated[str, typer.Argument(metavar="EXT", help="Extension, 2-10 digits.")],
+    name: Annotated[str, typer.Option("--name", help="Display name (caller ID).")],
+    password: Annotated[
+        str,
+        typer.Option(
+            "--password",
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="Digest password of the handset (asked for when not given).",
+        ),
+    ],
+    e164: Annotated[
+        str | None, typer.Option("--e164", help="E.164 number, e.g. +4989123456.")
+    ] = None,
+    sip_uri: Annotated[
+        str | None,
+        typer.Option("--sip-uri", help="SIP identity. Default: sip:EXT@<sip_domain setting>."),
+    ] = None,
+    email: Annotated[str | None, typer.Option("--email", help="E-mail address.")] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Create a user with one registering handset whose digest username is EXT."""
+    state = get_state(ctx)
+    user = state.client().create_user(
+        extension, name, password, e164=e164, sip_uri=sip_uri, email=email
+    )
+    if state.wants_json(json_flag):
+        output.print_json(user)
+    else:
+        output.info_line(f"created {user.name} ({user.sip_uri}, extension {user.extension})")
+
+
+@app.command("list")
+def list_users(
+    ctx: typer.Context,
+    filter_text: Annotated[
+        str,
+        typer.Option(
+            "--filter",
+            help="Case-insensitive text matched against SIP URI, name, extension, number, e-mail.",
+        ),
+    ] = "",
+    json_flag: JsonFlag = False,
+) -> None:
+    """List users ordered by extension."""
+    state = get_state(ctx)
+    found = list(state.client().iter_users(filter_text))
+    if state.wants_json(json_flag):
+        output.print_json([output.message_dict(user) for user in found])
+        return
+    output.show(output.table(None, _USER_COLUMNS, (_user_row(user) for user in found)))
+
+
+@app.command("show")
+def show(ctx: typer.Context, ref: UserRef, json_flag: JsonFlag = False) -> None:
+    """Show one user with its devices."""
+    state = get_state(ctx)
+    user = state.client().resolve_user(ref)
+    if state.wants_json(json_flag):
+        output.print_json(user)
+    else:
+        show_user(user)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, ref: UserRef) -> None:
+    """Delete a user, its devices and its registration bindings."""
+    client = get_state(ctx).client()
+    response = client.users.DeleteUser(
+        users_pb2.DeleteUserRequest(name=ref), timeout=client.timeout
+    )
+    output.info_line(f"deleted {response.name or ref}")
+
+
+@app.command("set-password")
+def set_password(
+    ctx: typer.Context,
+    ref: UserRef,
+    password: Annotated[
+        str,
+        typer.Option(
+            "--password",
+            prompt="New password",
+            hide_input=True,
+            confirmation_prompt=True,
+            help="The new digest password (asked for when not given).",
+        ),
+    ],
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Device id, when the user has several handsets."),
+    ] = None,
+) -> None:
+    """Set the digest password of a user's registering handset."""
+    client = get_state(ctx).client()
+    user = client.resolve_user(ref)
+    candidates = [d for d in user.devices if d.WhichOneof("kind") == "registering"]
+    if device is not None:
+        candidates = [d for d in candidates if d.id == device]
+        if not candidates:
+            raise ClientError(f"{ref} has no registering device {device!r}")
+    if not candidates:
+        raise ClientError(f"{ref} has no registering handset")
+    if len(candidates) > 1:
+        ids = ", ".join(d.id for d in candidates)
+        raise typer.BadParameter(f"{ref} has several handsets ({ids})", param_hint="--device")
+    target = candidates[0].id
+    update = users_pb2.User(name=user.name)
+    for existing in user.devices:
+        copy = update.devices.add()
+        copy.CopyFrom(existing)
+        # Other devices keep their password: the server keeps it when it is empty.
+        if existing.id == target and existing.WhichOneof("kind") == "registering":
+            copy.registering.password = password
+    updated = client.update_user(update, ["devices"])
+    output.info_line(f"password of {updated.extension or updated.name} ({target}) changed")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    ref: UserRef,
+    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
+    e164: Annotated[
+        str | None, typer.Option("--e164", help="New E.164 number ('' removes it).")
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", help="New e-mail ('' removes it).")
+    ] = None,
+    sip_uri: Annotated[str | None, typer.Option("--sip-uri", help="New SIP identity.")] = None,
+    extension: Annotated[str | None, typer.Option("--extension", help="New extension.")] = None,
+    enabled: Annotated[
+        bool | None,
+        typer.Option(
+            "--enable/--disable",
+            help="Enable, or disable (keeps the data but refuses registration and calls).",
+            show_default=False,
+        ),
+    ] = None,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Change the given fields of a user (only those: a field mask is sent)."""
+    state = get_state(ctx)
+    user = users_pb2.User(name=ref)
+    paths: list[str] = []
+    if name is not None:
+        user.display_name = name
+        paths.append("display_name")
+    if e164 is not None:
+        user.e164 = e164
+        paths.append("e164")
+    if email is not None:
+        user.email = email
+        paths.append("email")
+    if sip_uri is not None:
+        user.sip_uri = sip_uri
+        paths.append("sip_uri")
+    if extension is not None:
+        user.extension = extension
+        paths.append("extension")
+    if enabled is not None:
+        user.disabled = not enabled
+        paths.append("disabled")
+    if not paths:
+        raise typer.BadParameter(
+            "nothing to change: give at least one of --name, --e164, --email, --sip-uri, "
+            "--extension, --enable/--disable"
+        )
+    updated = state.client().update_user(user, paths)
+    if state.wants_json(json_flag):
+        output.print_json(updated)
+    else:
+        output.info_line(f"updated {updated.name}: {', '.join(paths)}")
