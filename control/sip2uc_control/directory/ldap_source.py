@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
+import math
 import ssl
 import types
 import typing
@@ -192,7 +193,7 @@ def fetch_ldap_records(config: LdapSourceConfig) -> Iterator[SourceRecord]:
                     paged_size=config.page_size,
                     paged_cookie=cookie,
                 )
-            except LDAPException as exc:
+            except (LDAPException, OSError) as exc:
                 raise LdapSourceError(f"search under {config.base_dn!r} failed: {exc}") from None
             for response in connection.response or ():
                 if response.get("type") == "searchResEntry":
@@ -226,7 +227,8 @@ def _connect(config: LdapSourceConfig) -> ldap3.Connection:
             user=config.bind_dn,
             password=config.password,
             auto_bind=ldap3.AUTO_BIND_NONE,
-            receive_timeout=config.timeout,
+            # ldap3 packs this into SO_RCVTIMEO as whole seconds; a float breaks the pack.
+            receive_timeout=max(1, math.ceil(config.timeout)),
             raise_exceptions=True,
             read_only=True,
         )
@@ -234,7 +236,7 @@ def _connect(config: LdapSourceConfig) -> ldap3.Connection:
         if not secure and config.start_tls:
             connection.start_tls()
         connection.bind()
-    except LDAPException as exc:
+    except (LDAPException, OSError) as exc:
         # ldap3 messages carry no credentials; the bind DN is fine to name.
         raise LdapSourceError(f"cannot bind to {config.url} as {config.bind_dn!r}: {exc}") from None
     return connection

@@ -18,6 +18,9 @@ from .model import DirectoryError
 # RFC 3966 §3: visual separators may appear anywhere in a phone number and carry no meaning.
 _VISUAL_SEPARATORS = re.compile(r"[\s\-.()]")
 _EXTENSION = re.compile(r"[0-9]{1,15}")
+# RFC 3966 §3: a tel: number is digits and visual separators only; no letters (phonenumbers
+# would read "CALL-ME" as a vanity number, which a directory's line URI never means).
+_TEL_SUBSCRIBER = re.compile(r"\+?[0-9\-.()]*[0-9][0-9\-.()]*")
 
 
 class NumberError(DirectoryError):
@@ -99,6 +102,8 @@ def parse_tel_uri(raw: str, policy: NumberPolicy) -> ParsedNumber:
     subscriber = subscriber.strip()
     if not subscriber:
         raise NumberError(f"{raw!r} has no number")
+    if not _TEL_SUBSCRIBER.fullmatch(subscriber):
+        raise NumberError(f"{raw!r}: a tel: number has only digits and - . ( ) (RFC 3966 §3)")
     if not subscriber.startswith("+") and context is not None and context.startswith("+"):
         subscriber = context + subscriber
     return ParsedNumber(normalise_e164(subscriber, policy), extension)

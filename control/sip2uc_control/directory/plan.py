@@ -70,6 +70,12 @@ def build_plan(
     return ImportPlan(items=tuple(items), missing_policy=policy, source=source)
 
 
+def _some(names: list[str], shown: int = 3) -> str:
+    """Name a few claimants; a reason line must stay readable when hundreds collide."""
+    text = ", ".join(names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def _order(item: PlanItem) -> tuple[int, str, str, str]:
     sip = item.entry.sip_uri if item.entry is not None else ""
     return (_RANK[item.action], sip, item.origin, item.user_id or "")
@@ -225,10 +231,10 @@ class _Planner:
                     continue
                 rivals = [active[i].origin for i in claims[(name, value)] if i != index]
                 if rivals:
-                    reasons.append(f"{name} {value} also claimed by {', '.join(rivals)}")
+                    reasons.append(f"{name} {value} also claimed by {_some(rivals)}")
                 others = [h for h in holders[(name, value)] if owner is None or h != owner.id]
                 if others:
-                    reasons.append(f"{name} {value} held by user {', '.join(others)}")
+                    reasons.append(f"{name} {value} held by user {_some(others)}")
             if reasons:
                 items.append(
                     PlanItem(

@@ -69,6 +69,11 @@ def test_tel_uri_with_letters_in_extension_is_an_error() -> None:
         parse_tel_uri("tel:+4989123456;ext=12a", NO_REGION)
 
 
+def test_tel_uri_with_letters_is_an_error_not_a_vanity_number() -> None:
+    with pytest.raises(NumberError, match="RFC 3966"):
+        parse_tel_uri("tel:+49-89-CALL-ME", NO_REGION)
+
+
 def test_tel_uri_without_number_is_an_error() -> None:
     with pytest.raises(NumberError, match="has no number"):
         parse_tel_uri("tel:;ext=12", NO_REGION)

@@ -187,6 +187,11 @@ def test_two_entries_claiming_one_extension_both_conflict() -> None:
     assert plan.items[2].reason == "extension 500 also claimed by row 1"
 
 
+def test_many_claimants_are_named_in_part() -> None:
+    plan = build_plan([entry(n, extension="500") for n in range(1, 6)], [])
+    assert plan.items[0].reason == "extension 500 also claimed by row 2, row 3, row 4 and 1 more"
+
+
 def test_entry_claiming_a_number_held_by_an_unrelated_user_conflicts() -> None:
     plan = build_plan([entry(1, e164="+49891234502")], [user(1), user(2, source_id=None)])
     assert actions(plan.items) == [(X, "u1")]

@@ -1,0 +1,1 @@
+"""Fixtures for a throwaway OpenLDAP server: AD/Lync schema subset, config, LDIF generator."""
