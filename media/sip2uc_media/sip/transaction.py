@@ -679,7 +679,10 @@ class TransactionLayer:
             events.append(RequestReceived(txn_id=None, request=request, source=source))
             return
         reply_to = response_destination(stamped, source, force_rport=self._force_rport)
-        if len(self._transactions) >= self._max:
+        invite_txn_id = self._server_index.get(cancel_key) if cancel_key is not None else None
+        # A CANCEL for a live INVITE is let through even when full: it frees a slot soon, and
+        # there can be at most one per INVITE, so the bound merely doubles.
+        if len(self._transactions) >= self._max and invite_txn_id is None:
             events.append(Overloaded(request=request, source=source, reply_to=reply_to))
             return
         kind = Kind.INVITE_SERVER if method == "INVITE" else Kind.NON_INVITE_SERVER
@@ -691,7 +694,7 @@ class TransactionLayer:
                     txn_id=txn.id,
                     request=request,
                     source=source,
-                    invite_txn_id=self._server_index.get(cancel_key),
+                    invite_txn_id=invite_txn_id,
                 )
             )
         else:

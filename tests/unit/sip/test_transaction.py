@@ -595,3 +595,14 @@ def test_transport_error_ends_the_transaction_and_tells_the_tu() -> None:
         TransactionTerminated(txn_id=txn),
     ]
     assert layer.transport_error(txn) == []
+
+
+def test_cancel_for_a_live_invite_gets_through_when_full() -> None:
+    layer = TransactionLayer(max_transactions=1)
+    (invite_event,) = layer.receive(request("INVITE"), PHONE, 0.0)
+    events = layer.receive(request("CANCEL"), PHONE, 1.0)
+    assert isinstance(invite_event, RequestReceived)
+    assert len(events) == 1 and isinstance(events[0], CancelReceived)
+    assert events[0].invite_txn_id == invite_event.txn_id
+    unrelated = request("CANCEL", branch="z9hG4bKother")
+    assert isinstance(layer.receive(unrelated, PHONE, 1.0)[0], Overloaded)
