@@ -16,7 +16,7 @@ from pathlib import Path
 
 import grpc
 
-from ..sip.digest import NonceCountTracker, NonceIssuer
+from ..sip.digest import Algorithm, NonceCountTracker, NonceIssuer
 from ..sip.transaction import Destination
 from ..transport.base import TransportKind
 from ..transport.tcp import StreamServer, open_stream_server
@@ -85,7 +85,9 @@ class Sidecar:
             NonceIssuer(secret, NONCE_LIFETIME),
             NonceCountTracker(200_000, max_idle=NONCE_LIFETIME),
             tag_secret=secret,
-            policy=RegistrarPolicy(),
+            policy=RegistrarPolicy(
+                algorithms=tuple(Algorithm.parse(a) for a in config.digest_algorithms)
+            ),
         )
         self.control = ControlLink(
             config.control,

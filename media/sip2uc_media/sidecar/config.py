@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..sip.digest import Algorithm
+
 __all__ = ["SidecarConfig", "format_hostport", "parse_hostport"]
 
 
@@ -67,6 +69,9 @@ class SidecarConfig:
     max_message_size: int = 65535
     control_tls: bool = False
     control_ca: Path | None = None
+    # Challenge algorithms, most preferred first (RFC 8760 §2.4). Some old handsets (and SIPp)
+    # read only the first WWW-Authenticate; a site full of them can put MD5 alone here.
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     # Beyond the public knobs: limits an operator rarely needs to touch.
     max_connections: int = 4096
     tcp_idle_timeout: float = 3600.0
@@ -86,5 +91,9 @@ class SidecarConfig:
             raise ValueError(f"bad RTP port range {low}-{high}")
         if self.max_message_size < 1024:
             raise ValueError("max_message_size below 1024 bytes cannot carry a REGISTER")
+        if not self.digest_algorithms:
+            raise ValueError("digest_algorithms must name at least one algorithm")
+        for name in self.digest_algorithms:
+            Algorithm.parse(name)
         for network in self.allowed_networks:
             ipaddress.ip_network(network, strict=False)
