@@ -1,0 +1,160 @@
+"""PresenceService: get/set/clear and a watch stream that resumes from its cursor."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+from sip2uc.v1 import common_pb2, presence_pb2, presence_pb2_grpc, users_pb2, users_pb2_grpc
+from sip2uc_control.app import ControlConfig, ControlPlane
+
+
+async def make_user(channel: grpc.aio.Channel, ext: str) -> str:
+    stub = users_pb2_grpc.UserServiceStub(channel)
+    user = users_pb2.User(sip_uri=f"sip:u{ext}@example.com", extension=ext)
+    return (await stub.CreateUser(users_pb2.CreateUserRequest(user=user))).user.name
+
+
+async def set_state(stub: presence_pb2_grpc.PresenceServiceStub, ext: str, state: int) -> None:
+    await stub.SetPresence(presence_pb2.SetPresenceRequest(user=ext, availability=state))
+
+
+async def test_new_user_is_offline_from_registration(channel: grpc.aio.Channel) -> None:
+    await make_user(channel, "200")
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    p = (await stub.GetPresence(presence_pb2.GetPresenceRequest(user="200"))).presence
+    assert (p.availability, p.source, p.registered) == (
+        common_pb2.AVAILABILITY_OFFLINE,
+        common_pb2.PRESENCE_SOURCE_REGISTRATION,
+        False,
+    )
+
+
+async def test_set_with_ttl_reports_expiry_and_clear_restores(channel: grpc.aio.Channel) -> None:
+    await make_user(channel, "200")
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    set_resp = await stub.SetPresence(
+        presence_pb2.SetPresenceRequest(
+            user="200", availability=common_pb2.AVAILABILITY_BE_RIGHT_BACK, ttl=duration_pb2.Duration(seconds=600)
+        )
+    )
+    p = set_resp.presence
+    assert (p.availability, p.source) == (common_pb2.AVAILABILITY_BE_RIGHT_BACK, common_pb2.PRESENCE_SOURCE_MANUAL)
+    assert p.expire_time.seconds > 0
+    cleared = (await stub.ClearPresence(presence_pb2.ClearPresenceRequest(user="200"))).presence
+    assert cleared.availability == common_pb2.AVAILABILITY_OFFLINE
+
+
+async def test_in_a_call_cannot_be_set_by_hand(channel: grpc.aio.Channel) -> None:
+    await make_user(channel, "200")
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await set_state(stub, "200", common_pb2.AVAILABILITY_IN_A_CALL)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await set_state(stub, "200", common_pb2.AVAILABILITY_UNSPECIFIED)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_watch_sends_snapshot_then_changes_with_cursors(channel: grpc.aio.Channel) -> None:
+    await make_user(channel, "200")
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    call = stub.WatchPresence(presence_pb2.WatchPresenceRequest())
+    snapshot = await call.read()
+    assert snapshot.WhichOneof("event") == "snapshot"
+    assert [p.extension for p in snapshot.snapshot.presences] == ["200"]
+    await set_state(stub, "200", common_pb2.AVAILABILITY_AWAY)
+    change = await call.read()
+    assert change.change.current.availability == common_pb2.AVAILABILITY_AWAY
+    assert change.change.previous.availability == common_pb2.AVAILABILITY_OFFLINE
+    assert int(change.cursor) > int(snapshot.cursor)
+    call.cancel()
+
+
+async def test_watcher_that_drops_resumes_without_missing_a_change(channel: grpc.aio.Channel) -> None:
+    await make_user(channel, "200")
+    await make_user(channel, "201")
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    first = stub.WatchPresence(presence_pb2.WatchPresenceRequest())
+    await first.read()  # snapshot
+    await set_state(stub, "200", common_pb2.AVAILABILITY_AWAY)
+    seen = await first.read()
+    first.cancel()  # the watcher drops...
+
+    # ...and while it is away, three changes happen.
+    await set_state(stub, "201", common_pb2.AVAILABILITY_BUSY)
+    await set_state(stub, "200", common_pb2.AVAILABILITY_DO_NOT_DISTURB)
+    await stub.ClearPresence(presence_pb2.ClearPresenceRequest(user="201"))
+
+    resumed = stub.WatchPresence(presence_pb2.WatchPresenceRequest(cursor=seen.cursor))
+    missed = [await resumed.read() for _ in range(3)]
+    assert [m.WhichOneof("event") for m in missed] == ["change"] * 3
+    assert [(m.change.current.extension, m.change.current.availability) for m in missed] == [
+        ("201", common_pb2.AVAILABILITY_BUSY),
+        ("200", common_pb2.AVAILABILITY_DO_NOT_DISTURB),
+        ("201", common_pb2.AVAILABILITY_OFFLINE),
+    ]
+    cursors = [int(m.cursor) for m in missed]
+    assert cursors == sorted(cursors) and cursors[0] > int(seen.cursor)
+    # and it carries on live.
+    await set_state(stub, "201", common_pb2.AVAILABILITY_AWAY)
+    live = await resumed.read()
+    assert live.change.current.availability == common_pb2.AVAILABILITY_AWAY
+    resumed.cancel()
+
+
+async def test_watch_filtered_to_one_user_skips_others(channel: grpc.aio.Channel) -> None:
+    await make_user(channel, "200")
+    await make_user(channel, "201")
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    call = stub.WatchPresence(presence_pb2.WatchPresenceRequest(users=["201"]))
+    snap = await call.read()
+    assert [p.extension for p in snap.snapshot.presences] == ["201"]
+    await set_state(stub, "200", common_pb2.AVAILABILITY_AWAY)
+    await set_state(stub, "201", common_pb2.AVAILABILITY_BUSY)
+    change = await call.read()
+    assert change.change.current.extension == "201"
+    call.cancel()
+
+
+async def test_cursor_from_the_future_gets_a_fresh_snapshot(channel: grpc.aio.Channel) -> None:
+    await make_user(channel, "200")
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    call = stub.WatchPresence(presence_pb2.WatchPresenceRequest(cursor="999999"))
+    first = await call.read()
+    assert first.WhichOneof("event") == "snapshot"
+    assert first.snapshot.cursor_expired is True
+    call.cancel()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        bad = stub.WatchPresence(presence_pb2.WatchPresenceRequest(cursor="abc"))
+        await bad.read()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_presence_and_cursor_survive_a_restart(tmp_path: object) -> None:
+    from pathlib import Path
+
+    data = Path(str(tmp_path))
+    plane = ControlPlane(ControlConfig(data_dir=data, grpc_listen="127.0.0.1:0", metrics_listen=None))
+    await plane.start()
+    async with grpc.aio.insecure_channel(plane.address) as ch:
+        await make_user(ch, "200")
+        stub = presence_pb2_grpc.PresenceServiceStub(ch)
+        await set_state(stub, "200", common_pb2.AVAILABILITY_AWAY)
+        watch = stub.WatchPresence(presence_pb2.WatchPresenceRequest())
+        cursor = (await watch.read()).cursor
+        watch.cancel()
+    await plane.stop(0.1)
+
+    plane = ControlPlane(ControlConfig(data_dir=data, grpc_listen="127.0.0.1:0", metrics_listen=None))
+    await plane.start()
+    async with grpc.aio.insecure_channel(plane.address) as ch:
+        stub = presence_pb2_grpc.PresenceServiceStub(ch)
+        p = (await stub.GetPresence(presence_pb2.GetPresenceRequest(user="200"))).presence
+        assert p.availability == common_pb2.AVAILABILITY_AWAY
+        await set_state(stub, "200", common_pb2.AVAILABILITY_BUSY)
+        resumed = stub.WatchPresence(presence_pb2.WatchPresenceRequest(cursor=cursor))
+        change = await resumed.read()
+        assert change.change.current.availability == common_pb2.AVAILABILITY_BUSY
+        resumed.cancel()
+    await plane.stop(0.1)
