@@ -4,9 +4,10 @@ Each leg gets two UDP sockets (RTP on an even port, RTCP on the next) with a lar
 receive buffer, because the default (~208 KB) holds only a few hundred packets and a
 few milliseconds' stall would drop audio. ``datagram_received`` hands the bytes to the
 session core and writes what comes back on the *other* leg's socket (symmetric RTP:
-every endpoint hears from the port it was told to send to). The per-packet path reads
-the loop clock, calls the core, and calls ``sendto``: no logging, no per-packet objects
-beyond the output bytes.
+every endpoint hears from the port it was told to send to). Sockets are read by loop
+reader callbacks that drain a batch per wake-up with one clock read; the per-packet
+path is ``recvfrom``, the core, ``sendto``: no logging, no per-packet objects beyond
+the received and the output bytes.
 
 :class:`RelayEngine` owns the port allocator, the legs and the sessions, arms the
 session timers the core asks for (DTMF injection, digits whose end was lost), checks
@@ -20,7 +21,7 @@ import contextlib
 import random
 import socket
 from collections.abc import Callable, Coroutine
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 from .ports import PortAllocator, PortsExhausted
 from .relay import (
@@ -36,6 +37,8 @@ from .relay import (
 
 DEFAULT_RCVBUF: Final = 4 * 1024 * 1024
 _BIND_ATTEMPTS: Final = 16
+#: Datagrams read per readiness callback before other sockets get their turn.
+_BATCH: Final = 32
 
 EventCallback = Callable[[str, RelayEvent], None]
 T = TypeVar("T")
@@ -51,65 +54,107 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("clock", "engine", "leg", "peer", "transport")
+class _Socket:
+    """One non-blocking UDP socket of a leg, read by a loop reader callback.
 
-    def __init__(self, engine: RelayEngine, leg: MediaLeg, clock: Callable[[], float]) -> None:
+    A reader callback instead of an asyncio transport: when the socket becomes
+    readable it drains up to ``_BATCH`` datagrams in one go with a single clock read,
+    which measured markedly cheaper per packet than one ``datagram_received`` call
+    each, and it sends with plain ``sendto`` (RTP is not queued: a full send buffer
+    drops the packet, as the network would).
+    """
+
+    __slots__ = ("engine", "leg", "loop", "peer", "rtcp", "sock")
+
+    def __init__(
+        self, engine: RelayEngine, leg: MediaLeg, sock: socket.socket, *, rtcp: bool
+    ) -> None:
         self.engine = engine
         self.leg = leg
-        self.clock = clock
-        self.transport: asyncio.DatagramTransport | None = None
-        #: The other leg's RTP protocol once bridged: its socket sends our output.
-        self.peer: _RtpProtocol | None = None
+        self.sock = sock
+        self.rtcp = rtcp
+        self.loop = engine.loop
+        #: The other leg's socket of the same kind once bridged: it sends our output.
+        self.peer: _Socket | None = None
+        self.loop.add_reader(sock.fileno(), self._rtcp_readable if rtcp else self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Datagram endpoints hand over a DatagramTransport (not always a subclass of it).
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
-        session = self.leg.session
+    def _readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        leg = self.leg
+        session = leg.session
         peer = self.peer
-        if session is None or peer is None or peer.transport is None:
-            self.leg.drops["no_destination"] += 1
+        now = self.loop.time()
+        if session is None or peer is None:
+            # Not bridged yet (early media before the other leg exists): discard.
+            for _ in range(_BATCH):
+                try:
+                    recvfrom(2048)
+                except OSError:
+                    break
+                leg.drops["no_destination"] += 1
             return
-        out = session.on_rtp(self.leg.index, data, addr, self.clock())
-        if out:
-            sendto = peer.transport.sendto
-            for packet, dest in out:
-                sendto(packet, dest)
+        on_rtp = session.on_rtp
+        index = leg.index
+        sendto = peer.sock.sendto
+        for _ in range(_BATCH):
+            try:
+                data, addr = recvfrom(2048)
+            except BlockingIOError:
+                break
+            except OSError:
+                # ICMP errors surface here (a handset went away); the media timeout
+                # ends such calls.
+                continue
+            for packet, dest in on_rtp(index, data, addr, now):
+                try:
+                    sendto(packet, dest)
+                except OSError:
+                    leg.drops["send_failed"] += 1
         if session.wants_timer:
             self.engine._arm(session)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a handset that went away: the media timeout ends
-        # the call, nothing to do per packet.
-        pass
+    def _rtcp_readable(self) -> None:
+        leg = self.leg
+        now = self.loop.time()
+        for _ in range(_BATCH):
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except BlockingIOError:
+                break
+            except OSError:
+                continue
+            session = leg.session
+            peer = self.peer
+            if session is None or peer is None:
+                leg.drops["no_destination"] += 1
+                continue
+            for packet, dest in session.on_rtcp(leg.index, data, addr, now):
+                try:
+                    peer.sock.sendto(packet, dest)
+                except OSError:
+                    leg.drops["send_failed"] += 1
 
+    def send(self, packet: bytes, dest: Addr) -> None:
+        try:
+            self.sock.sendto(packet, dest)
+        except OSError:
+            self.leg.drops["send_failed"] += 1
 
-class _RtcpProtocol(_RtpProtocol):
-    __slots__ = ()
-
-    def datagram_received(self, data: bytes, addr: Addr) -> None:
-        session = self.leg.session
-        peer = self.peer
-        if session is None or peer is None or peer.transport is None:
-            self.leg.drops["no_destination"] += 1
-            return
-        for packet, dest in session.on_rtcp(self.leg.index, data, addr, self.clock()):
-            peer.transport.sendto(packet, dest)
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class _LegSockets:
     __slots__ = ("rtcp", "rtp")
 
-    def __init__(self, rtp: _RtpProtocol, rtcp: _RtcpProtocol) -> None:
+    def __init__(self, rtp: _Socket, rtcp: _Socket) -> None:
         self.rtp = rtp
         self.rtcp = rtcp
 
     def close(self) -> None:
-        for proto in (self.rtp, self.rtcp):
-            if proto.transport is not None:
-                proto.transport.close()
+        self.rtp.close()
+        self.rtcp.close()
 
 
 class RelayEngine:
@@ -187,11 +232,12 @@ class RelayEngine:
         else:
             raise PortsExhausted(self.ports.low, self.ports.high)
         leg = MediaLeg(leg_id, port, media=media, symmetric=symmetric, now=loop.time())
-        rtp = _RtpProtocol(self, leg, loop.time)
-        rtcp = _RtcpProtocol(self, leg, loop.time)
-        await loop.create_datagram_endpoint(lambda: rtp, sock=rtp_sock)
-        await loop.create_datagram_endpoint(lambda: rtcp, sock=rtcp_sock)
-        self._legs[leg_id] = (leg, _LegSockets(rtp, rtcp))
+        self._legs[leg_id] = (
+            leg,
+            _LegSockets(
+                _Socket(self, leg, rtp_sock, rtcp=False), _Socket(self, leg, rtcp_sock, rtcp=True)
+            ),
+        )
         return leg
 
     def _bind(self, port: int) -> socket.socket:
@@ -297,9 +343,7 @@ class RelayEngine:
             return
         socks = [self._legs[leg.leg_id][1] for leg in session.legs]
         for index, packet, dest in session.handle_timer(self.loop.time()):
-            transport = socks[index].rtp.transport
-            if transport is not None:
-                transport.sendto(packet, dest)
+            socks[index].rtp.send(packet, dest)
         self._arm(session)
 
     def _dispatch(self, session: RelaySession) -> None:

@@ -16,7 +16,7 @@ class PortRangeError(ValueError):
     """A port range that cannot hold a single RTP/RTCP pair."""
 
 
-class PortsExhausted(Exception):  # noqa: N818 - the condition, not a fault in the caller
+class PortsExhausted(Exception):
     """Every port pair of the range is in use."""
 
     sip_status: Final = 503

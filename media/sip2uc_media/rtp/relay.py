@@ -78,6 +78,7 @@ DROP_REASONS: Final = (
     "direction",
     "during_injection",
     "rtcp_invalid",
+    "send_failed",
 )
 
 
