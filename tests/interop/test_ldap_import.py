@@ -7,7 +7,6 @@ search, so these tests also show that the import binds over StartTLS/LDAPS and p
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import importlib.util
@@ -28,7 +27,7 @@ from sip2uc_control.directory import (
     PlanAction,
     apply_plan,
     build_plan,
-    fetch_ldap_records,
+    load_ldap_records,
 )
 from sip2uc_control.directory.memory import InMemoryUserRepository
 
@@ -107,7 +106,7 @@ def directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Directory]:
 async def plan_from(
     directory: Directory, repo: InMemoryUserRepository, **config: Any
 ) -> ImportPlan:
-    records = await asyncio.to_thread(lambda: list(fetch_ldap_records(directory.config(**config))))
+    records = await load_ldap_records(directory.config(**config))
     return build_plan(records, repo.existing_users(), source="corp-ad")
 
 

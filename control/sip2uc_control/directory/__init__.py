@@ -1,6 +1,6 @@
 """Directory import: users from LDAP/Active Directory (Lync/Teams attributes) or CSV files.
 
-Read records from a source (:func:`fetch_ldap_records`, :func:`load_csv`), compare them with the
+Read records from a source (:func:`load_ldap_records`, :func:`load_csv`), compare them with the
 users store (:func:`build_plan`, pure; a plan is also the dry run), then carry the plan out
 through a :class:`UserRepository` (:func:`apply_plan`).
 """
@@ -22,6 +22,7 @@ from .ldap_source import (
     LdapSourceConfig,
     LdapSourceError,
     fetch_ldap_records,
+    load_ldap_records,
     map_ldap_entry,
 )
 from .model import (
@@ -67,6 +68,7 @@ __all__ = [
     "fetch_ldap_records",
     "generate_handset_password",
     "load_csv",
+    "load_ldap_records",
     "map_ldap_entry",
     "read_csv",
     "write_provisioning_csv",

@@ -7,12 +7,13 @@ Results control (RFC 2696): AD returns at most 1,000 entries per search otherwis
 (``MaxPageSize``), OpenLDAP 500 (``sizelimit``).
 
 :func:`map_ldap_entry` (raw attribute values -> record) is pure and holds all the attribute
-rules; :func:`fetch_ldap_records` only talks to the server. The latter blocks; call it from
-asyncio through ``asyncio.to_thread``.
+rules; :func:`fetch_ldap_records` only talks to the server. The latter blocks; asyncio callers
+use :func:`load_ldap_records`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import ipaddress
@@ -204,6 +205,11 @@ def fetch_ldap_records(config: LdapSourceConfig) -> Iterator[SourceRecord]:
     finally:
         with contextlib.suppress(LDAPException):  # dropped either way
             connection.unbind()
+
+
+async def load_ldap_records(config: LdapSourceConfig) -> list[SourceRecord]:
+    """:func:`fetch_ldap_records` run in a worker thread, for asyncio callers."""
+    return await asyncio.to_thread(lambda: list(fetch_ldap_records(config)))
 
 
 def _connect(config: LdapSourceConfig) -> ldap3.Connection:

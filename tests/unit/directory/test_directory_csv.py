@@ -3,6 +3,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sip2uc_control.directory.csv_source import CsvSourceError, load_csv, read_csv
 from sip2uc_control.directory.model import DirectoryEntry, RowError, SourceRecord
 from sip2uc_control.directory.numbers import NumberPolicy
@@ -160,3 +162,12 @@ def test_load_csv_rejects_non_utf8_file(tmp_path: Path) -> None:
 def test_load_csv_reports_missing_file(tmp_path: Path) -> None:
     with pytest.raises(CsvSourceError, match="cannot read"):
         load_csv(os.path.join(tmp_path, "absent.csv"), GERMANY)
+
+
+@given(st.text(max_size=300))
+def test_any_text_gives_records_or_a_csv_source_error(text: str) -> None:
+    try:
+        records = read("sip_uri,e164,extension,disabled,source_id\n" + text)
+    except CsvSourceError:
+        return
+    assert all(isinstance(r, DirectoryEntry | RowError) for r in records)

@@ -1,6 +1,8 @@
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sip2uc_control.directory.ldap_source import (
     DEFAULT_FILTER,
     LdapAttributeMap,
@@ -162,3 +164,16 @@ def test_plain_ldap_allowed_to_loopback_or_when_asked() -> None:
 def test_non_ldap_url_is_refused() -> None:
     with pytest.raises(LdapSourceError, match="is not ldap://host"):
         LdapSourceConfig(url="http://dc.example.com", base_dn="dc=x")
+
+
+_ATTRIBUTE_NAMES = st.sampled_from(
+    [*CONFIG.attributes.requested(), "telephoneNumber", "ipPhone", "objectGUID"]
+)
+
+
+@given(st.dictionaries(_ATTRIBUTE_NAMES, st.lists(st.binary(max_size=40), max_size=2)))
+def test_any_attribute_values_give_an_entry_or_a_row_error(
+    attributes: dict[str, list[bytes]],
+) -> None:
+    record = map_ldap_entry(DN, attributes, CONFIG)
+    assert isinstance(record, DirectoryEntry | RowError)
