@@ -17,6 +17,8 @@ from .errors import SipParseError
 from .uri import AbsoluteUri, Params, SipUri, Uri, parse_uri
 
 __all__ = [
+    "COMPACT_NAMES",
+    "HEADER_NAMES",
     "CSeq",
     "Headers",
     "NameAddr",
@@ -141,6 +143,10 @@ _OTHER_KNOWN = (
     "User-Agent",
     "WWW-Authenticate",
 )
+
+HEADER_NAMES: tuple[str, ...] = (*_LIST_HEADERS, *_OTHER_KNOWN)
+"""Canonical spellings of the headers this package knows by name."""
+COMPACT_NAMES: tuple[str, ...] = tuple(_COMPACT)
 
 _CANONICAL: dict[str, str] = {n.lower(): n for n in (*_LIST_HEADERS, *_OTHER_KNOWN)}
 _CANONICAL.update(_COMPACT)

@@ -20,6 +20,8 @@ from typing import Literal
 
 from .errors import SipParseError
 from .headers import (
+    COMPACT_NAMES,
+    HEADER_NAMES,
     CSeq,
     Headers,
     NameAddr,
@@ -121,6 +123,13 @@ _DATE_RE = re.compile(
     r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
     r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT\Z"
 )
+
+# Header names as commonly spelled on the wire -> lookup key
+_KNOWN_NAME_KEYS: dict[str, str] = {
+    spelled: header_key(spelled)
+    for name in (*HEADER_NAMES, *COMPACT_NAMES)
+    for spelled in (name, name.lower())
+}
 
 # Headers that may appear at most once (RFC 3261 §7.3.1: only list headers may repeat).
 _SINGLE_KEYS = ("call-id", "cseq", "from", "to", "max-forwards", "content-type")
@@ -321,15 +330,17 @@ def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SipReques
 
     items: list[tuple[str, str, str]] = []
     index: dict[str, list[str]] = {}
-    keys = header_key
-    name_ok = _HEADER_NAME_RE.match
+    known = _KNOWN_NAME_KEYS
     for line in lines[1:]:
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not name_ok(name):
-            raise SipParseError(f"malformed header line {line[:60]!r}")
+        # the common spellings skip validation and case folding
+        key = known.get(name) if colon else None
+        if key is None:
+            name = name.rstrip(" \t")
+            if not colon or not _HEADER_NAME_RE.match(name):
+                raise SipParseError(f"malformed header line {line[:60]!r}")
+            key = header_key(name)
         value = value.strip(" \t")
-        key = keys(name)
         items.append((key, name, value))
         existing = index.get(key)
         if existing is None:
