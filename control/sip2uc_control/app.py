@@ -27,6 +27,7 @@ from sip2uc.v1 import (
 )
 
 from .api.admin import AdminServicer
+from .api.calls import CallServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
@@ -67,7 +68,7 @@ class ControlPlane:
         self.config = config
         self.core: ControlCore | None = None
         self.server: grpc.aio.Server | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.token = ""
         self.address = ""
 
@@ -85,14 +86,14 @@ class ControlPlane:
         self.token = load_or_create_token(cfg.data_dir)
         setup_telemetry("sip2uc-control", cfg.metrics_listen)
         self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir)
-        interceptors: list[grpc.aio.ServerInterceptor] = [
+        interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
             AuthInterceptor(self.token, required=not loopback),
             LatencyInterceptor(lambda s, attrs: core.metrics.rpc_duration.record(s, attrs)),
         ]
         try:
             from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-            interceptors.insert(0, aio_server_interceptor())
+            interceptors.insert(0, aio_server_interceptor())  # type: ignore[no-untyped-call]
         except ImportError:  # pragma: no cover - instrumentation is a locked dependency
             pass
         server = grpc.aio.server(
@@ -102,20 +103,24 @@ class ControlPlane:
         sidecar = SidecarServicer(core)
         users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(core), server)
         presence_pb2_grpc.add_PresenceServiceServicer_to_server(PresenceServicer(core), server)
-        registrations_pb2_grpc.add_RegistrationServiceServicer_to_server(RegistrationServicer(core), server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(core, sidecar.push_settings), server)
-        sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
-        calls_pb2_grpc.add_CallServiceServicer_to_server(calls_pb2_grpc.CallServiceServicer(), server)
-        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(
-            _directory_servicer(core), server
+        registrations_pb2_grpc.add_RegistrationServiceServicer_to_server(
+            RegistrationServicer(core), server
         )
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(core, sidecar.push_settings), server
+        )
+        sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
+        calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(), server)
+        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(_directory_servicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         if tls:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
-            creds = grpc.ssl_server_credentials([(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())])
+            creds = grpc.ssl_server_credentials(
+                [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())]
+            )
             port = server.add_secure_port(cfg.grpc_listen, creds)
         else:
             port = server.add_insecure_port(cfg.grpc_listen)

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-TOKEN_FILE = "admin-token"
+TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 # Health checks must work for load balancers and probes without credentials.
 _OPEN_METHODS = ("/grpc.health.v1.Health/",)
 
@@ -41,14 +41,14 @@ def is_loopback_host(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
-def _abort_handler(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+def _abort_handler(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler[Any, Any]:
     async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message)
 
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Checks `authorization: Bearer <token>`; optional on loopback, where a wrong token still fails."""
 
     def __init__(self, token: str, *, required: bool) -> None:
@@ -57,9 +57,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         method = handler_call_details.method
         if method.startswith(_OPEN_METHODS):
             return await continuation(handler_call_details)
@@ -69,15 +71,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 header = value if isinstance(value, str) else value.decode()
         if not header:
             if self._required:
-                return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>'")
+                return _abort_handler(
+                    grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>'"
+                )
             return await continuation(handler_call_details)
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), self._token
+        ):
             return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
         return await continuation(handler_call_details)
 
 
-class LatencyInterceptor(grpc.aio.ServerInterceptor):
+class LatencyInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Records the latency of unary RPCs by method and status code."""
 
     def __init__(self, record: Callable[[float, dict[str, str]], None]) -> None:
@@ -85,9 +91,11 @@ class LatencyInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
@@ -99,7 +107,7 @@ class LatencyInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = "OK"
             try:
-                return await inner(request, context)
+                return await inner(request, context)  # type: ignore[arg-type]
             except BaseException:
                 code = "ERROR"
                 raise

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sip2uc_media.sip.digest import Algorithm, compute_ha1
 
-from .domain import Device, RegisteringDevice, User, validate_password, validate_user_fields
+from .domain import Device, User, validate_password, validate_user_fields
 from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
@@ -78,7 +78,9 @@ class ControlCore:
 
     def resolve_user(self, ref: str, field_name: str = "name") -> User:
         if not ref:
-            raise InvalidArgument(FieldViolation(field_name, "required: users/{id}, extension, +E.164 or SIP URI"))
+            raise InvalidArgument(
+                FieldViolation(field_name, "required: users/{id}, extension, +E.164 or SIP URI")
+            )
         user = self.users.resolve(ref)
         if user is None:
             raise NotFound("user", ref)
@@ -149,7 +151,9 @@ class ControlCore:
         return saved
 
     async def update_user(self, user: User, passwords: dict[int, str], previous: User) -> User:
-        user = replace(user, id=previous.id, create_time=previous.create_time, update_time=self.clock())
+        user = replace(
+            user, id=previous.id, create_time=previous.create_time, update_time=self.clock()
+        )
         user = self._assign_device_ids(user)
         check(validate_user_fields(user))
         user = self._apply_passwords(user, passwords, previous)
@@ -199,7 +203,9 @@ class ControlCore:
         for b in decision.removals:
             self._binding_event(BindingChange("removed", b, "unregistered"))
         for b in decision.upserts:
-            self._binding_event(BindingChange("refreshed" if b.id in before else "added", b, "registered"))
+            self._binding_event(
+                BindingChange("refreshed" if b.id in before else "added", b, "registered")
+            )
         await self._bindings_changed(decision.user.id)
         return decision, self.bindings.for_user(decision.user.id)
 
@@ -251,10 +257,16 @@ class ControlCore:
         engine = self.presence.engine
         if source is Source.EXTERNAL:
             return await self.presence.update(
-                user.id, lambda r, now: engine.set_external(r, availability, now, expires_at=expires_at, note=note)
+                user.id,
+                lambda r, now: engine.set_external(
+                    r, availability, now, expires_at=expires_at, note=note
+                ),
             )
         return await self.presence.update(
-            user.id, lambda r, now: engine.set_manual(r, availability, now, expires_at=expires_at, note=note)
+            user.id,
+            lambda r, now: engine.set_manual(
+                r, availability, now, expires_at=expires_at, note=note
+            ),
         )
 
     async def clear_presence(self, user: User, source: Source) -> PresenceChange | None:
@@ -270,7 +282,11 @@ class ControlCore:
         old = self.settings.current
         saved = await self.settings.save(new)
         if saved.realm != old.realm:
-            log.warning("realm changed from %r to %r: every handset password must be set again", old.realm, saved.realm)
+            log.warning(
+                "realm changed from %r to %r: every handset password must be set again",
+                old.realm,
+                saved.realm,
+            )
         return saved
 
     # --- background ----------------------------------------------------------------------------
@@ -286,7 +302,9 @@ class ControlCore:
         for name in self.sidecars.lost_longer_than(grace, now):
             lost = [b for b in self.bindings.all() if b.sidecar == name]
             if lost:
-                log.warning("sidecar %s lost for %ds: removing its %d bindings", name, grace, len(lost))
+                log.warning(
+                    "sidecar %s lost for %ds: removing its %d bindings", name, grace, len(lost)
+                )
                 await self.remove_bindings(lost, "sidecar lost")
 
     async def _sweeper(self) -> None:

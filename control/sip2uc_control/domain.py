@@ -147,28 +147,36 @@ def validate_user_fields(user: User, prefix: str = "user") -> list[FieldViolatio
     if not user.sip_uri:
         out.append(FieldViolation(f"{prefix}.sip_uri", "required, like sip:alice@example.com"))
     elif not SIP_URI_RE.match(user.sip_uri):
-        out.append(FieldViolation(f"{prefix}.sip_uri", "must be a SIP URI like sip:alice@example.com"))
+        out.append(
+            FieldViolation(f"{prefix}.sip_uri", "must be a SIP URI like sip:alice@example.com")
+        )
     if user.extension and not EXTENSION_RE.match(user.extension):
         out.append(FieldViolation(f"{prefix}.extension", "must be 2-10 digits"))
     if user.e164 and not E164_RE.match(user.e164):
         out.append(
-            FieldViolation(f"{prefix}.e164", "must be E.164: '+', country code and number, like +4989123456")
+            FieldViolation(
+                f"{prefix}.e164", "must be E.164: '+', country code and number, like +4989123456"
+            )
         )
     if len(user.display_name) > MAX_DISPLAY_NAME:
-        out.append(FieldViolation(f"{prefix}.display_name", f"at most {MAX_DISPLAY_NAME} characters"))
-    if any(ch in user.display_name for ch in "\r\n\"<>"):
-        out.append(FieldViolation(f"{prefix}.display_name", "must not contain CR, LF, quotes or <>"))
+        out.append(
+            FieldViolation(f"{prefix}.display_name", f"at most {MAX_DISPLAY_NAME} characters")
+        )
+    if any(ch in user.display_name for ch in '\r\n"<>'):
+        out.append(
+            FieldViolation(f"{prefix}.display_name", "must not contain CR, LF, quotes or <>")
+        )
     if user.email and not EMAIL_RE.match(user.email):
         out.append(FieldViolation(f"{prefix}.email", "must be an e-mail address"))
     if user.settings.no_answer_timeout_seconds < 0 or user.settings.no_answer_timeout_seconds > 600:
-        out.append(
-            FieldViolation(f"{prefix}.settings.no_answer_timeout_seconds", "must be 0-600")
-        )
+        out.append(FieldViolation(f"{prefix}.settings.no_answer_timeout_seconds", "must be 0-600"))
     seen: set[str] = set()
     for i, dev in enumerate(user.devices):
         path = f"{prefix}.devices[{i}]"
         if not DEVICE_ID_RE.match(dev.id):
-            out.append(FieldViolation(f"{path}.id", "lowercase letters, digits, '-' or '_', max 63"))
+            out.append(
+                FieldViolation(f"{path}.id", "lowercase letters, digits, '-' or '_', max 63")
+            )
         if dev.id in seen:
             out.append(FieldViolation(f"{path}.id", f"duplicate device id {dev.id!r}"))
         seen.add(dev.id)
@@ -178,7 +186,9 @@ def validate_user_fields(user: User, prefix: str = "user") -> list[FieldViolatio
             reg = dev.registering
             if not DIGEST_USERNAME_RE.match(reg.digest_username):
                 out.append(
-                    FieldViolation(f"{path}.registering.digest_username", "1-64 URI user characters")
+                    FieldViolation(
+                        f"{path}.registering.digest_username", "1-64 URI user characters"
+                    )
                 )
             if reg.max_bindings < 0 or reg.max_bindings > 100:
                 out.append(FieldViolation(f"{path}.registering.max_bindings", "must be 0-100"))
@@ -187,7 +197,9 @@ def validate_user_fields(user: User, prefix: str = "user") -> list[FieldViolatio
                 ip_network(dev.trunk.source_network, strict=False)
             except ValueError:
                 out.append(
-                    FieldViolation(f"{path}.trunk.source_network", "must be a CIDR like 10.0.0.5/32")
+                    FieldViolation(
+                        f"{path}.trunk.source_network", "must be a CIDR like 10.0.0.5/32"
+                    )
                 )
             if dev.trunk.source_port > 65535:
                 out.append(FieldViolation(f"{path}.trunk.source_port", "must be 0-65535"))

@@ -25,7 +25,6 @@ from .presence import (
     PresenceChange,
     PresenceEngine,
     PresenceRecord,
-    Source,
     Transition,
 )
 from .store.db import Database
@@ -96,7 +95,9 @@ class PresenceHub:
                 try:
                     self.records[row.user_id] = PresenceRecord.from_dict(json.loads(row.record))
                 except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("presence record of %s unreadable, starting it afresh: %s", row.user_id, exc)
+                    log.warning(
+                        "presence record of %s unreadable, starting it afresh: %s", row.user_id, exc
+                    )
             seq = (await conn.execute(text("SELECT MAX(seq) FROM presence_events"))).scalar()
             self.last_seq = int(seq or 0)
             rows = (
@@ -106,7 +107,9 @@ class PresenceHub:
                 )
             ).all()
         for row in rows:
-            self.recent.append(LoggedChange(row.seq, PresenceChange.from_dict(json.loads(row.change))))
+            self.recent.append(
+                LoggedChange(row.seq, PresenceChange.from_dict(json.loads(row.change)))
+            )
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -177,7 +180,9 @@ class PresenceHub:
         self._locks.pop(user_id, None)
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for r in self.records.values() if (d := self.engine.next_deadline(r)) is not None]
+        deadlines = [
+            d for r in self.records.values() if (d := self.engine.next_deadline(r)) is not None
+        ]
         return min(deadlines) if deadlines else None
 
     async def expire_due(self) -> int:
@@ -246,18 +251,16 @@ class PresenceHub:
                         yield WatchItem(cursor=item.seq, change=item.change)
                     position = item.seq
             while True:
-                item = await watcher.queue.get()
-                if item is None:
+                live = await watcher.queue.get()
+                if live is None:
                     return  # overflowed: the client resumes from its last cursor
-                if item.seq <= position:
+                if live.seq <= position:
                     continue  # already sent from the backlog
-                position = item.seq
-                yield WatchItem(cursor=item.seq, change=item.change)
+                position = live.seq
+                yield WatchItem(cursor=live.seq, change=live.change)
         finally:
             self._watchers.discard(watcher)
 
     @property
     def watcher_count(self) -> int:
         return len(self._watchers)
-
-

@@ -66,7 +66,9 @@ class RegisterDecision:
     min_expires: int = 0
 
 
-def authenticate(users: UserStore, creds: Credentials, realm: str, method: str) -> tuple[User, Device] | None:
+def authenticate(
+    users: UserStore, creds: Credentials, realm: str, method: str
+) -> tuple[User, Device] | None:
     """The user and device the credentials prove, or None (unknown user and wrong password alike)."""
     found = users.by_digest_username(creds.username)
     alg = creds.algorithm.base
@@ -114,7 +116,9 @@ def decide(
         return RegisterDecision(Outcome.FORBIDDEN, "User disabled", user, device)
     aor_user = aor_user_part(inp.aor)
     if aor_user not in {user.alias, user.extension, reg.digest_username, user.e164}:
-        return RegisterDecision(Outcome.FORBIDDEN, "Address of record does not belong to you", user, device)
+        return RegisterDecision(
+            Outcome.FORBIDDEN, "Address of record does not belong to you", user, device
+        )
 
     mine = [b for b in existing if b.device_id == device.id]
     if inp.remove_all:

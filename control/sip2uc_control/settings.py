@@ -94,7 +94,7 @@ def validate(settings: ServerSettings) -> None:
     def bad(name: str, why: str) -> None:
         v.append(FieldViolation(f"settings.{name}", why))
 
-    if not settings.sip_domain or any(c in settings.sip_domain for c in " @:;<>\"\r\n"):
+    if not settings.sip_domain or any(c in settings.sip_domain for c in ' @:;<>"\r\n'):
         bad("sip_domain", "must be a host name like example.com")
     if not settings.realm or any(c in settings.realm for c in '"\\\r\n'):
         bad("realm", "must be non-empty without quotes, backslashes or line breaks")

@@ -79,7 +79,9 @@ class ControlMetrics:
             "sip2uc_register_requests", description="Authenticated REGISTER requests by outcome"
         )
         self.rpc_duration = meter.create_histogram(
-            "sip2uc_rpc_duration", unit="s", description="Server-side RPC latency by method and code"
+            "sip2uc_rpc_duration",
+            unit="s",
+            description="Server-side RPC latency by method and code",
         )
         self._core: ControlCore | None = None
 
@@ -92,7 +94,9 @@ class ControlMetrics:
             "sip2uc_bindings", callbacks=[self._bindings], description="Registration bindings"
         )
         self.meter.create_observable_gauge(
-            "sip2uc_sidecars_connected", callbacks=[self._sidecars], description="Connected sidecars"
+            "sip2uc_sidecars_connected",
+            callbacks=[self._sidecars],
+            description="Connected sidecars",
         )
 
     def _users(self, _options: CallbackOptions) -> Iterable[Observation]:

@@ -6,13 +6,19 @@ from dataclasses import fields, replace
 from typing import Any
 
 import grpc
-from sip2uc.v1 import admin_pb2, admin_pb2_grpc
+from sip2uc.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 from .. import __version__
 from ..core import ControlCore
 from ..errors import FieldViolation, InvalidArgument
 from ..settings import ServerSettings
-from .convert import AVAILABILITY_TO_PB, common_pb2, server_settings_field_from_pb, server_settings_to_pb, sidecar_to_pb, ts
+from .convert import (
+    AVAILABILITY_TO_PB,
+    server_settings_field_from_pb,
+    server_settings_to_pb,
+    sidecar_to_pb,
+    ts,
+)
 from .status import unary
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -25,8 +31,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.on_settings_changed = on_settings_changed
 
     @unary
-    async def GetSettings(self, request: admin_pb2.GetSettingsRequest, context: Ctx) -> admin_pb2.GetSettingsResponse:
-        return admin_pb2.GetSettingsResponse(settings=server_settings_to_pb(self.core.settings.current))
+    async def GetSettings(
+        self, request: admin_pb2.GetSettingsRequest, context: Ctx
+    ) -> admin_pb2.GetSettingsResponse:
+        return admin_pb2.GetSettingsResponse(
+            settings=server_settings_to_pb(self.core.settings.current)
+        )
 
     @unary
     async def UpdateSettings(
@@ -34,13 +44,17 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> admin_pb2.UpdateSettingsResponse:
         paths = list(request.update_mask.paths)
         if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
+            raise InvalidArgument(
+                FieldViolation("update_mask", "name at least one field to update")
+            )
         unknown = [p for p in paths if p not in _SETTINGS_FIELDS]
         if unknown:
             raise InvalidArgument(
                 [FieldViolation("update_mask", f"unknown settings field {p!r}") for p in unknown]
             )
-        changes = {p: server_settings_field_from_pb(p, request.settings) for p in paths}
+        changes: dict[str, Any] = {
+            p: server_settings_field_from_pb(p, request.settings) for p in paths
+        }
         saved = await self.core.update_settings(replace(self.core.settings.current, **changes))
         if self.on_settings_changed is not None:
             self.on_settings_changed()
@@ -61,7 +75,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     @unary
-    async def GetStatus(self, request: admin_pb2.GetStatusRequest, context: Ctx) -> admin_pb2.GetStatusResponse:
+    async def GetStatus(
+        self, request: admin_pb2.GetStatusRequest, context: Ctx
+    ) -> admin_pb2.GetStatusResponse:
         core = self.core
         user_ids = list(core.users.index.by_id)
         presence = {

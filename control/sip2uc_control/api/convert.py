@@ -270,7 +270,9 @@ def server_settings_to_pb(s: ServerSettings) -> admin_pb2.Settings:
         presence_codes=[
             admin_pb2.PresenceCode(
                 code=c["code"],
-                action=CODE_ACTION_TO_PB.get(c["action"], admin_pb2.PRESENCE_CODE_ACTION_UNSPECIFIED),
+                action=CODE_ACTION_TO_PB.get(
+                    c["action"], admin_pb2.PRESENCE_CODE_ACTION_UNSPECIFIED
+                ),
                 description=c.get("description", ""),
             )
             for c in s.presence_codes
@@ -288,7 +290,9 @@ def server_settings_to_pb(s: ServerSettings) -> admin_pb2.Settings:
         default_channel_limit=s.default_channel_limit,
         sidecars=[
             admin_pb2.SidecarPolicy(
-                name=p.name, allowed_networks=list(p.allowed_networks), channel_limit=p.channel_limit
+                name=p.name,
+                allowed_networks=list(p.allowed_networks),
+                channel_limit=p.channel_limit,
             )
             for p in s.sidecars
         ],

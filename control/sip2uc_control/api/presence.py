@@ -38,13 +38,17 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
     def _override_source(value: int, field: str) -> Source:
         if value == common_pb2.PRESENCE_SOURCE_UNSPECIFIED:
             return Source.MANUAL
-        source = SOURCE_FROM_PB.get(value)
+        source = SOURCE_FROM_PB.get(value)  # type: ignore[call-overload]
         if source not in (Source.MANUAL, Source.EXTERNAL):
-            raise InvalidArgument(FieldViolation(field, "only MANUAL or EXTERNAL can be set or cleared"))
-        return source
+            raise InvalidArgument(
+                FieldViolation(field, "only MANUAL or EXTERNAL can be set or cleared")
+            )
+        return Source(source)
 
     @unary
-    async def GetPresence(self, request: presence_pb2.GetPresenceRequest, context: Ctx) -> presence_pb2.GetPresenceResponse:
+    async def GetPresence(
+        self, request: presence_pb2.GetPresenceRequest, context: Ctx
+    ) -> presence_pb2.GetPresenceResponse:
         user = self.core.resolve_user(request.user, "user")
         return presence_pb2.GetPresenceResponse(presence=self._presence(user))
 
@@ -58,7 +62,9 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         return presence_pb2.BatchGetPresenceResponse(presences=[self._presence(u) for u in users])
 
     @unary
-    async def SetPresence(self, request: presence_pb2.SetPresenceRequest, context: Ctx) -> presence_pb2.SetPresenceResponse:
+    async def SetPresence(
+        self, request: presence_pb2.SetPresenceRequest, context: Ctx
+    ) -> presence_pb2.SetPresenceResponse:
         user = self.core.resolve_user(request.user, "user")
         availability = AVAILABILITY_FROM_PB.get(request.availability)
         if availability is None:
@@ -75,7 +81,9 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         elif which == "expire_time":
             expires_at = from_ts(request.expire_time)
             if not now < expires_at <= now + MAX_TTL:
-                raise InvalidArgument(FieldViolation("expire_time", "must be in the future, at most 30 days ahead"))
+                raise InvalidArgument(
+                    FieldViolation("expire_time", "must be in the future, at most 30 days ahead")
+                )
         await self.core.set_presence(user, availability, source, expires_at, request.note or None)
         return presence_pb2.SetPresenceResponse(presence=self._presence(user))
 
@@ -96,7 +104,9 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         cursor: int | None = None
         if request.cursor:
             if not request.cursor.isdigit():
-                raise InvalidArgument(FieldViolation("cursor", "not a cursor from a previous response"))
+                raise InvalidArgument(
+                    FieldViolation("cursor", "not a cursor from a previous response")
+                )
             cursor = int(request.cursor)
 
         def snapshot_ids() -> list[str]:

@@ -60,10 +60,14 @@ class RegistrationServicer(registrations_pb2_grpc.RegistrationServiceServicer):
     ) -> registrations_pb2.DeleteRegistrationResponse:
         name = request.name.strip()
         if not name:
-            raise InvalidArgument(FieldViolation("name", "required: registrations/{id} or <user>/registrations/-"))
+            raise InvalidArgument(
+                FieldViolation("name", "required: registrations/{id} or <user>/registrations/-")
+            )
         if name.endswith("/registrations/-"):
             user = self.core.resolve_user(name.removesuffix("/registrations/-"), "name")
-            removed = await self.core.remove_bindings(self.core.bindings.for_user(user.id), "deleted")
+            removed = await self.core.remove_bindings(
+                self.core.bindings.for_user(user.id), "deleted"
+            )
         else:
             binding = self.core.bindings.by_id.get(name.removeprefix("registrations/"))
             if binding is None:
@@ -81,7 +85,8 @@ class RegistrationServicer(registrations_pb2_grpc.RegistrationServiceServicer):
             current = self.core.bindings.for_user(user_id) if user_id else self.core.bindings.all()
             for b in current:
                 yield registrations_pb2.WatchRegistrationsResponse(
-                    type=registrations_pb2.REGISTRATION_EVENT_TYPE_EXISTING, registration=binding_to_pb(b)
+                    type=registrations_pb2.REGISTRATION_EVENT_TYPE_EXISTING,
+                    registration=binding_to_pb(b),
                 )
             yield registrations_pb2.WatchRegistrationsResponse(snapshot_complete=True)
             while True:

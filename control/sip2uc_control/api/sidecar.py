@@ -49,7 +49,9 @@ def credentials_from_pb(c: sidecar_pb2.DigestCredentials) -> Credentials:
     )
 
 
-def sidecar_settings(settings: ServerSettings, sidecar: str, trunks: list[tuple[str, int]]) -> sidecar_pb2.SidecarSettings:
+def sidecar_settings(
+    settings: ServerSettings, sidecar: str, trunks: list[tuple[str, int]]
+) -> sidecar_pb2.SidecarSettings:
     policy = settings.policy(sidecar)
     return sidecar_pb2.SidecarSettings(
         realm=settings.realm,
@@ -94,10 +96,14 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         try:
             first = await asyncio.wait_for(iterator.__anext__(), timeout=10)
         except (StopAsyncIteration, TimeoutError):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello"
+            )
             return
         if first.WhichOneof("payload") != "hello" or not first.hello.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello with a name")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello with a name"
+            )
             return
         hello = first.hello
         now = self.core.clock()
@@ -128,11 +134,18 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                     info.active_legs = message.heartbeat.active_legs
                     info.relay_ports_in_use = message.heartbeat.relay_ports_in_use
                 elif kind == "result" and not message.result.ok:
-                    log.warning("sidecar %s: command %s failed: %s", info.name, message.result.command_id, message.result.error)
+                    log.warning(
+                        "sidecar %s: command %s failed: %s",
+                        info.name,
+                        message.result.command_id,
+                        message.result.error,
+                    )
 
         reader = asyncio.create_task(read_loop())
         try:
-            welcome = sidecar_pb2.SidecarWelcome(settings=self.settings_for(info.name), server_time=Timestamp())
+            welcome = sidecar_pb2.SidecarWelcome(
+                settings=self.settings_for(info.name), server_time=Timestamp()
+            )
             welcome.server_time.GetCurrentTime()
             yield sidecar_pb2.ConnectResponse(welcome=welcome)
             while not reader.done():
@@ -148,14 +161,18 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             log.warning("sidecar %s disconnected", info.name)
 
     @unary
-    async def Register(self, request: sidecar_pb2.RegisterRequest, context: Ctx) -> sidecar_pb2.RegisterResponse:
+    async def Register(
+        self, request: sidecar_pb2.RegisterRequest, context: Ctx
+    ) -> sidecar_pb2.RegisterResponse:
         origin = request.origin
         if not origin.sidecar:
             raise InvalidArgument(FieldViolation("origin.sidecar", "required"))
         try:
             creds = credentials_from_pb(request.credentials)
         except DigestError:
-            return sidecar_pb2.RegisterResponse(outcome=sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED, reason="Unauthorized")
+            return sidecar_pb2.RegisterResponse(
+                outcome=sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED, reason="Unauthorized"
+            )
         transport = TRANSPORT_FROM_PB.get(origin.transport)
         if transport is None:
             raise InvalidArgument(FieldViolation("origin.transport", "required"))
@@ -163,7 +180,12 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             credentials=creds,
             aor=request.aor,
             contacts=tuple(
-                ContactRequest(uri=c.uri, expires=c.expires, q_milli=c.q_milli or 1000, instance_id=c.instance_id)
+                ContactRequest(
+                    uri=c.uri,
+                    expires=c.expires,
+                    q_milli=c.q_milli or 1000,
+                    instance_id=c.instance_id,
+                )
                 for c in request.contacts
             ),
             remove_all=request.remove_all,
@@ -177,7 +199,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         )
         decision, bindings = await self.core.register(inp)
         now = self.core.clock()
-        mine = [b for b in bindings if decision.device is not None and b.device_id == decision.device.id]
+        mine = [
+            b for b in bindings if decision.device is not None and b.device_id == decision.device.id
+        ]
         return sidecar_pb2.RegisterResponse(
             outcome=_OUTCOMES[decision.outcome],
             bindings=[
@@ -192,3 +216,52 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             min_expires=decision.min_expires,
             reason=decision.reason,
         )
+
+    # Calls, messages and subscriptions are routed by the call layer; until a sidecar's request
+    # reaches a control plane that routes them, the sidecar hears a clear UNIMPLEMENTED.
+
+    async def Invite(
+        self, request: sidecar_pb2.InviteRequest, context: Ctx
+    ) -> sidecar_pb2.InviteResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
+        )
+        raise AssertionError("unreachable")
+
+    async def Cancel(
+        self, request: sidecar_pb2.CancelRequest, context: Ctx
+    ) -> sidecar_pb2.CancelResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
+        )
+        raise AssertionError("unreachable")
+
+    async def Bye(self, request: sidecar_pb2.ByeRequest, context: Ctx) -> sidecar_pb2.ByeResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
+        )
+        raise AssertionError("unreachable")
+
+    async def ReportLeg(
+        self, request: sidecar_pb2.ReportLegRequest, context: Ctx
+    ) -> sidecar_pb2.ReportLegResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
+        )
+        raise AssertionError("unreachable")
+
+    async def Message(
+        self, request: sidecar_pb2.MessageRequest, context: Ctx
+    ) -> sidecar_pb2.MessageResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "messaging is not available on this control plane"
+        )
+        raise AssertionError("unreachable")
+
+    async def Subscribe(
+        self, request: sidecar_pb2.SubscribeRequest, context: Ctx
+    ) -> sidecar_pb2.SubscribeResponse:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "subscriptions are not available on this control plane"
+        )
+        raise AssertionError("unreachable")

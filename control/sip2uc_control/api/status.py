@@ -30,7 +30,8 @@ def _pack(message: Any) -> any_pb2.Any:
 def bad_request(violations: list[tuple[str, str]]) -> error_details_pb2.BadRequest:
     return error_details_pb2.BadRequest(
         field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+            for f, d in violations
         ]
     )
 
@@ -38,16 +39,26 @@ def bad_request(violations: list[tuple[str, str]]) -> error_details_pb2.BadReque
 def to_status(exc: Exception) -> status_pb2.Status:
     if isinstance(exc, InvalidArgument):
         details = bad_request([(v.field, v.description) for v in exc.violations])
-        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=exc.message, details=[_pack(details)])
+        return status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT, message=exc.message, details=[_pack(details)]
+        )
     if isinstance(exc, PresenceError):
         details = bad_request([(exc.field, str(exc))])
-        return status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[_pack(details)])
+        return status_pb2.Status(
+            code=code_pb2.INVALID_ARGUMENT, message=str(exc), details=[_pack(details)]
+        )
     if isinstance(exc, AlreadyExists):
         details = bad_request([(exc.violation.field, exc.violation.description)])
-        return status_pb2.Status(code=code_pb2.ALREADY_EXISTS, message=exc.message, details=[_pack(details)])
+        return status_pb2.Status(
+            code=code_pb2.ALREADY_EXISTS, message=exc.message, details=[_pack(details)]
+        )
     if isinstance(exc, NotFound):
-        info = error_details_pb2.ResourceInfo(resource_type=exc.resource_type, resource_name=exc.name)
-        return status_pb2.Status(code=code_pb2.NOT_FOUND, message=exc.message, details=[_pack(info)])
+        info = error_details_pb2.ResourceInfo(
+            resource_type=exc.resource_type, resource_name=exc.name
+        )
+        return status_pb2.Status(
+            code=code_pb2.NOT_FOUND, message=exc.message, details=[_pack(info)]
+        )
     if isinstance(exc, FailedPrecondition):
         pf = error_details_pb2.PreconditionFailure(
             violations=[
@@ -56,13 +67,15 @@ def to_status(exc: Exception) -> status_pb2.Status:
                 )
             ]
         )
-        return status_pb2.Status(code=code_pb2.FAILED_PRECONDITION, message=exc.message, details=[_pack(pf)])
+        return status_pb2.Status(
+            code=code_pb2.FAILED_PRECONDITION, message=exc.message, details=[_pack(pf)]
+        )
     assert isinstance(exc, ControlError)
     return status_pb2.Status(code=code_pb2.INTERNAL, message=exc.message)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
-    await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+    await context.abort_with_status(rpc_status.to_status(to_status(exc)))  # type: ignore[attr-defined]
 
 
 def unary(
@@ -71,7 +84,9 @@ def unary(
     """Turn domain errors raised by a unary handler into a rich status."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+    async def wrapper(
+        self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
         try:
             return await method(self, request, context)
         except (ControlError, PresenceError) as exc:

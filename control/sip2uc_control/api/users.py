@@ -39,7 +39,9 @@ def _user_from_pb(pb: users_pb2.User) -> tuple[User, dict[int, str]]:
         email=pb.email.strip(),
         disabled=pb.disabled,
         devices=devices,
-        settings=settings_from_pb(pb.settings) if pb.HasField("settings") else User(id="", sip_uri="").settings,
+        settings=settings_from_pb(pb.settings)
+        if pb.HasField("settings")
+        else User(id="", sip_uri="").settings,
     )
     return user, passwords
 
@@ -49,21 +51,29 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         self.core = core
 
     @unary
-    async def CreateUser(self, request: users_pb2.CreateUserRequest, context: Ctx) -> users_pb2.CreateUserResponse:
+    async def CreateUser(
+        self, request: users_pb2.CreateUserRequest, context: Ctx
+    ) -> users_pb2.CreateUserResponse:
         if not request.HasField("user"):
             raise InvalidArgument(FieldViolation("user", "required"))
         user, passwords = _user_from_pb(request.user)
         if not user.sip_uri and user.extension:
-            user = replace(user, sip_uri=f"sip:{user.extension}@{self.core.settings.current.sip_domain}")
+            user = replace(
+                user, sip_uri=f"sip:{user.extension}@{self.core.settings.current.sip_domain}"
+            )
         created = await self.core.create_user(user, passwords)
         return users_pb2.CreateUserResponse(user=user_to_pb(created))
 
     @unary
-    async def GetUser(self, request: users_pb2.GetUserRequest, context: Ctx) -> users_pb2.GetUserResponse:
+    async def GetUser(
+        self, request: users_pb2.GetUserRequest, context: Ctx
+    ) -> users_pb2.GetUserResponse:
         return users_pb2.GetUserResponse(user=user_to_pb(self.core.resolve_user(request.name)))
 
     @unary
-    async def ListUsers(self, request: users_pb2.ListUsersRequest, context: Ctx) -> users_pb2.ListUsersResponse:
+    async def ListUsers(
+        self, request: users_pb2.ListUsersRequest, context: Ctx
+    ) -> users_pb2.ListUsersResponse:
         size = page_size(request.page_size)
         offset = decode_token(request.page_token)
         users = self.core.users.all()
@@ -90,13 +100,17 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         )
 
     @unary
-    async def UpdateUser(self, request: users_pb2.UpdateUserRequest, context: Ctx) -> users_pb2.UpdateUserResponse:
+    async def UpdateUser(
+        self, request: users_pb2.UpdateUserRequest, context: Ctx
+    ) -> users_pb2.UpdateUserResponse:
         if not request.HasField("user"):
             raise InvalidArgument(FieldViolation("user", "required"))
         previous = self.core.resolve_user(request.user.name, "user.name")
         paths = list(request.update_mask.paths)
         if not paths:
-            raise InvalidArgument(FieldViolation("update_mask", "name at least one field to update"))
+            raise InvalidArgument(
+                FieldViolation("update_mask", "name at least one field to update")
+            )
         given, passwords = _user_from_pb(request.user)
         changes: dict[str, Any] = {}
         settings = previous.settings
@@ -114,22 +128,37 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
                 key = path.split(".", 1)[1]
                 settings = replace(settings, **{key: getattr(given.settings, key)})
             else:
-                violations.append(FieldViolation("update_mask", f"unknown or read-only field {path!r}"))
+                violations.append(
+                    FieldViolation("update_mask", f"unknown or read-only field {path!r}")
+                )
         check(violations)
         changes["settings"] = settings
         # Hand edits of imported users are remembered so a re-import does not undo them.
         if previous.origin.source:
-            touched = {p.split(".", 1)[0] for p in paths} & {"display_name", "extension", "e164", "email", "sip_uri"}
+            touched = {p.split(".", 1)[0] for p in paths} & {
+                "display_name",
+                "extension",
+                "e164",
+                "email",
+                "sip_uri",
+            }
             if touched:
                 merged = tuple(sorted(set(previous.origin.overridden_fields) | touched))
                 changes["origin"] = DirectoryOrigin(
-                    previous.origin.source, previous.origin.source_id, merged, previous.origin.import_time
+                    previous.origin.source,
+                    previous.origin.source_id,
+                    merged,
+                    previous.origin.import_time,
                 )
-        updated = await self.core.update_user(replace(previous, **changes), device_passwords, previous)
+        updated = await self.core.update_user(
+            replace(previous, **changes), device_passwords, previous
+        )
         return users_pb2.UpdateUserResponse(user=user_to_pb(updated))
 
     @unary
-    async def DeleteUser(self, request: users_pb2.DeleteUserRequest, context: Ctx) -> users_pb2.DeleteUserResponse:
+    async def DeleteUser(
+        self, request: users_pb2.DeleteUserRequest, context: Ctx
+    ) -> users_pb2.DeleteUserResponse:
         user = self.core.resolve_user(request.name)
         await self.core.delete_user(user)
         return users_pb2.DeleteUserResponse(name=user.name)

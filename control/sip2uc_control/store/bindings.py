@@ -97,7 +97,9 @@ class BindingStore:
                 del self.by_user[binding.user_id]
 
     def for_user(self, user_id: str) -> list[Binding]:
-        return sorted(self.by_user.get(user_id, {}).values(), key=lambda b: (-b.q_milli, b.create_time))
+        return sorted(
+            self.by_user.get(user_id, {}).values(), key=lambda b: (-b.q_milli, b.create_time)
+        )
 
     def count_user(self, user_id: str) -> int:
         return len(self.by_user.get(user_id, ()))
@@ -130,7 +132,7 @@ class BindingStore:
         """Bindings whose expiry has passed (stale heap entries of refreshed bindings are skipped)."""
         out: list[Binding] = []
         while self._expiry and self._expiry[0][0] <= now:
-            expire_time, bid = heapq.heappop(self._expiry)
+            _, bid = heapq.heappop(self._expiry)
             b = self.by_id.get(bid)
             if b is not None and b.expire_time <= now:
                 out.append(b)

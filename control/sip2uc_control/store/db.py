@@ -67,7 +67,9 @@ class Database:
             try:
                 results = await self._commit(batch)
             except Exception as exc:  # one bad write must not lose the others
-                log.warning("group commit of %d writes failed, retrying one by one: %s", len(batch), exc)
+                log.warning(
+                    "group commit of %d writes failed, retrying one by one: %s", len(batch), exc
+                )
                 for write, future in batch:
                     try:
                         result = (await self._commit([(write, future)]))[0]

@@ -184,8 +184,8 @@ class UserStore:
             uid = self.index.by_e164.get(ref)
         else:
             uid = self.index.by_extension.get(ref)
-            if uid is None:
-                uid = self.index.by_id.get(ref) and ref
+            if uid is None and ref in self.index.by_id:
+                uid = ref
         return self.index.by_id.get(uid) if uid else None
 
     def by_digest_username(self, username: str) -> tuple[User, Device] | None:

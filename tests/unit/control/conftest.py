@@ -10,7 +10,9 @@ from sip2uc_control.app import ControlConfig, ControlPlane
 
 @pytest.fixture
 async def control(tmp_path: Path) -> AsyncIterator[ControlPlane]:
-    plane = ControlPlane(ControlConfig(data_dir=tmp_path, grpc_listen="127.0.0.1:0", metrics_listen=None))
+    plane = ControlPlane(
+        ControlConfig(data_dir=tmp_path, grpc_listen="127.0.0.1:0", metrics_listen=None)
+    )
     await plane.start()
     yield plane
     await plane.stop(0.5)

@@ -35,11 +35,16 @@ async def test_set_with_ttl_reports_expiry_and_clear_restores(channel: grpc.aio.
     stub = presence_pb2_grpc.PresenceServiceStub(channel)
     set_resp = await stub.SetPresence(
         presence_pb2.SetPresenceRequest(
-            user="200", availability=common_pb2.AVAILABILITY_BE_RIGHT_BACK, ttl=duration_pb2.Duration(seconds=600)
+            user="200",
+            availability=common_pb2.AVAILABILITY_BE_RIGHT_BACK,
+            ttl=duration_pb2.Duration(seconds=600),
         )
     )
     p = set_resp.presence
-    assert (p.availability, p.source) == (common_pb2.AVAILABILITY_BE_RIGHT_BACK, common_pb2.PRESENCE_SOURCE_MANUAL)
+    assert (p.availability, p.source) == (
+        common_pb2.AVAILABILITY_BE_RIGHT_BACK,
+        common_pb2.PRESENCE_SOURCE_MANUAL,
+    )
     assert p.expire_time.seconds > 0
     cleared = (await stub.ClearPresence(presence_pb2.ClearPresenceRequest(user="200"))).presence
     assert cleared.availability == common_pb2.AVAILABILITY_OFFLINE
@@ -71,7 +76,9 @@ async def test_watch_sends_snapshot_then_changes_with_cursors(channel: grpc.aio.
     call.cancel()
 
 
-async def test_watcher_that_drops_resumes_without_missing_a_change(channel: grpc.aio.Channel) -> None:
+async def test_watcher_that_drops_resumes_without_missing_a_change(
+    channel: grpc.aio.Channel,
+) -> None:
     await make_user(channel, "200")
     await make_user(channel, "201")
     stub = presence_pb2_grpc.PresenceServiceStub(channel)
@@ -135,7 +142,9 @@ async def test_presence_and_cursor_survive_a_restart(tmp_path: object) -> None:
     from pathlib import Path
 
     data = Path(str(tmp_path))
-    plane = ControlPlane(ControlConfig(data_dir=data, grpc_listen="127.0.0.1:0", metrics_listen=None))
+    plane = ControlPlane(
+        ControlConfig(data_dir=data, grpc_listen="127.0.0.1:0", metrics_listen=None)
+    )
     await plane.start()
     async with grpc.aio.insecure_channel(plane.address) as ch:
         await make_user(ch, "200")
@@ -146,7 +155,9 @@ async def test_presence_and_cursor_survive_a_restart(tmp_path: object) -> None:
         watch.cancel()
     await plane.stop(0.1)
 
-    plane = ControlPlane(ControlConfig(data_dir=data, grpc_listen="127.0.0.1:0", metrics_listen=None))
+    plane = ControlPlane(
+        ControlConfig(data_dir=data, grpc_listen="127.0.0.1:0", metrics_listen=None)
+    )
     await plane.start()
     async with grpc.aio.insecure_channel(plane.address) as ch:
         stub = presence_pb2_grpc.PresenceServiceStub(ch)

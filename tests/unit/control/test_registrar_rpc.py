@@ -25,24 +25,40 @@ async def make_alice(channel: grpc.aio.Channel) -> None:
             user=users_pb2.User(
                 sip_uri="sip:alice@example.com",
                 extension="456",
-                devices=[users_pb2.Device(registering=users_pb2.RegisteringDevice(password="s3cret-pw"))],
+                devices=[
+                    users_pb2.Device(registering=users_pb2.RegisteringDevice(password="s3cret-pw"))
+                ],
             )
         )
     )
 
 
-def creds(password: str, *, username: str = "456", algorithm: str = "MD5", nc: int = 1) -> sidecar_pb2.DigestCredentials:
+def creds(
+    password: str, *, username: str = "456", algorithm: str = "MD5", nc: int = 1
+) -> sidecar_pb2.DigestCredentials:
     alg = Algorithm.parse(algorithm)
     ha1 = compute_ha1(alg, username, REALM, password)
     nonce, uri, cnonce, nc_text = "n0nce", "sip:example.com", "c1", f"{nc:08x}"
-    response = compute_response(alg, ha1, nonce=nonce, method="REGISTER", uri=uri, qop="auth", nc=nc_text, cnonce=cnonce)
+    response = compute_response(
+        alg, ha1, nonce=nonce, method="REGISTER", uri=uri, qop="auth", nc=nc_text, cnonce=cnonce
+    )
     return sidecar_pb2.DigestCredentials(
-        username=username, realm=REALM, nonce=nonce, uri=uri, response=response,
-        algorithm=algorithm, cnonce=cnonce, nc=nc_text, qop="auth", method="REGISTER",
+        username=username,
+        realm=REALM,
+        nonce=nonce,
+        uri=uri,
+        response=response,
+        algorithm=algorithm,
+        cnonce=cnonce,
+        nc=nc_text,
+        qop="auth",
+        method="REGISTER",
     )
 
 
-def register(c: sidecar_pb2.DigestCredentials, *contacts: tuple[str, int], remove_all: bool = False) -> sidecar_pb2.RegisterRequest:
+def register(
+    c: sidecar_pb2.DigestCredentials, *contacts: tuple[str, int], remove_all: bool = False
+) -> sidecar_pb2.RegisterRequest:
     return sidecar_pb2.RegisterRequest(
         origin=sidecar_pb2.RequestOrigin(
             sidecar="vlan10",
@@ -59,25 +75,36 @@ def register(c: sidecar_pb2.DigestCredentials, *contacts: tuple[str, int], remov
     )
 
 
-async def test_md5_and_sha256_credentials_bind_and_report_remaining_expiry(channel: grpc.aio.Channel) -> None:
+async def test_md5_and_sha256_credentials_bind_and_report_remaining_expiry(
+    channel: grpc.aio.Channel,
+) -> None:
     await make_alice(channel)
     stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
     for algorithm in ("MD5", "SHA-256"):
-        resp = await stub.Register(register(creds("s3cret-pw", algorithm=algorithm), ("sip:456@10.0.0.7:5060", 600)))
+        resp = await stub.Register(
+            register(creds("s3cret-pw", algorithm=algorithm), ("sip:456@10.0.0.7:5060", 600))
+        )
         assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_OK, algorithm
         assert [(b.uri, b.expires) for b in resp.bindings] == [("sip:456@10.0.0.7:5060", 600)]
     regs = await registrations_pb2_grpc.RegistrationServiceStub(channel).ListRegistrations(
         registrations_pb2.ListRegistrationsRequest(user="456")
     )
     (reg,) = regs.registrations
-    assert (reg.source.host, reg.source.port, reg.transport, reg.sidecar) == ("10.0.0.7", 40123, common_pb2.TRANSPORT_UDP, "vlan10")
+    assert (reg.source.host, reg.source.port, reg.transport, reg.sidecar) == (
+        "10.0.0.7",
+        40123,
+        common_pb2.TRANSPORT_UDP,
+        "vlan10",
+    )
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(channel: grpc.aio.Channel) -> None:
     await make_alice(channel)
     stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
     wrong = await stub.Register(register(creds("guess"), ("sip:456@10.0.0.7", 600)))
-    unknown = await stub.Register(register(creds("guess", username="999"), ("sip:999@10.0.0.7", 600)))
+    unknown = await stub.Register(
+        register(creds("guess", username="999"), ("sip:999@10.0.0.7", 600))
+    )
     assert wrong == unknown
     assert wrong.outcome == sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED
 
@@ -105,9 +132,13 @@ async def test_presence_follows_first_and_last_binding(channel: grpc.aio.Channel
     presence = presence_pb2_grpc.PresenceServiceStub(channel)
 
     async def availability() -> int:
-        return (await presence.GetPresence(presence_pb2.GetPresenceRequest(user="456"))).presence.availability
+        return (
+            await presence.GetPresence(presence_pb2.GetPresenceRequest(user="456"))
+        ).presence.availability
 
-    await stub.Register(register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600), ("sip:456@10.0.0.8", 600)))
+    await stub.Register(
+        register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600), ("sip:456@10.0.0.8", 600))
+    )
     assert await availability() == common_pb2.AVAILABILITY_AVAILABLE
     await stub.Register(register(creds("s3cret-pw", nc=2), ("sip:456@10.0.0.7", 0)))
     assert await availability() == common_pb2.AVAILABILITY_AVAILABLE  # one binding left
@@ -124,11 +155,19 @@ async def test_aor_of_another_user_is_forbidden(channel: grpc.aio.Channel) -> No
     assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_FORBIDDEN
 
 
-async def test_force_unregister_removes_bindings_and_goes_offline(channel: grpc.aio.Channel) -> None:
+async def test_force_unregister_removes_bindings_and_goes_offline(
+    channel: grpc.aio.Channel,
+) -> None:
     await make_alice(channel)
-    await sidecar_pb2_grpc.SidecarServiceStub(channel).Register(register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600)))
+    await sidecar_pb2_grpc.SidecarServiceStub(channel).Register(
+        register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600))
+    )
     regs = registrations_pb2_grpc.RegistrationServiceStub(channel)
-    resp = await regs.DeleteRegistration(registrations_pb2.DeleteRegistrationRequest(name="456/registrations/-"))
+    resp = await regs.DeleteRegistration(
+        registrations_pb2.DeleteRegistrationRequest(name="456/registrations/-")
+    )
     assert resp.removed == 1
-    p = await presence_pb2_grpc.PresenceServiceStub(channel).GetPresence(presence_pb2.GetPresenceRequest(user="456"))
+    p = await presence_pb2_grpc.PresenceServiceStub(channel).GetPresence(
+        presence_pb2.GetPresenceRequest(user="456")
+    )
     assert p.presence.availability == common_pb2.AVAILABILITY_OFFLINE

@@ -42,25 +42,35 @@ async def test_create_returns_the_user_without_any_password(channel: grpc.aio.Ch
     stub = users_pb2_grpc.UserServiceStub(channel)
     created = (await stub.CreateUser(users_pb2.CreateUserRequest(user=alice()))).user
     assert created.name.startswith("users/")
-    assert (created.extension, created.e164, created.display_name) == ("456", "+4989123456", "Alice")
+    assert (created.extension, created.e164, created.display_name) == (
+        "456",
+        "+4989123456",
+        "Alice",
+    )
     device = created.devices[0]
     assert device.registering.digest_username == "456"
     assert device.registering.has_password is True
     assert device.registering.password == ""
 
 
-async def test_duplicate_extension_is_already_exists_naming_the_field(channel: grpc.aio.Channel) -> None:
+async def test_duplicate_extension_is_already_exists_naming_the_field(
+    channel: grpc.aio.Channel,
+) -> None:
     stub = users_pb2_grpc.UserServiceStub(channel)
     await stub.CreateUser(users_pb2.CreateUserRequest(user=alice()))
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CreateUser(
-            users_pb2.CreateUserRequest(user=alice(sip_uri="sip:bob@example.com", e164="", devices=[]))
+            users_pb2.CreateUserRequest(
+                user=alice(sip_uri="sip:bob@example.com", e164="", devices=[])
+            )
         )
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert [f for f, _ in violations(info.value)] == ["user.extension"]
 
 
-async def test_malformed_e164_is_invalid_argument_naming_the_field(channel: grpc.aio.Channel) -> None:
+async def test_malformed_e164_is_invalid_argument_naming_the_field(
+    channel: grpc.aio.Channel,
+) -> None:
     stub = users_pb2_grpc.UserServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CreateUser(users_pb2.CreateUserRequest(user=alice(e164="089 123456")))
@@ -74,7 +84,9 @@ async def test_every_bad_field_is_reported_at_once(channel: grpc.aio.Channel) ->
     stub = users_pb2_grpc.UserServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CreateUser(
-            users_pb2.CreateUserRequest(user=alice(sip_uri="alice", extension="4a", devices=[handset("x")]))
+            users_pb2.CreateUserRequest(
+                user=alice(sip_uri="alice", extension="4a", devices=[handset("x")])
+            )
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {f for f, _ in violations(info.value)} == {"user.sip_uri", "user.extension"}
@@ -113,12 +125,20 @@ async def test_list_pages_and_filters(channel: grpc.aio.Channel) -> None:
     for n in range(25):
         await stub.CreateUser(
             users_pb2.CreateUserRequest(
-                user=users_pb2.User(sip_uri=f"sip:u{n}@example.com", display_name=f"User {n}", extension=f"{100 + n}")
+                user=users_pb2.User(
+                    sip_uri=f"sip:u{n}@example.com",
+                    display_name=f"User {n}",
+                    extension=f"{100 + n}",
+                )
             )
         )
     page1 = await stub.ListUsers(users_pb2.ListUsersRequest(page_size=10))
-    page2 = await stub.ListUsers(users_pb2.ListUsersRequest(page_size=10, page_token=page1.next_page_token))
-    page3 = await stub.ListUsers(users_pb2.ListUsersRequest(page_size=10, page_token=page2.next_page_token))
+    page2 = await stub.ListUsers(
+        users_pb2.ListUsersRequest(page_size=10, page_token=page1.next_page_token)
+    )
+    page3 = await stub.ListUsers(
+        users_pb2.ListUsersRequest(page_size=10, page_token=page2.next_page_token)
+    )
     exts = [u.extension for p in (page1, page2, page3) for u in p.users]
     assert exts == [str(100 + n) for n in range(25)]
     assert page3.next_page_token == ""
@@ -132,26 +152,42 @@ async def test_list_pages_and_filters(channel: grpc.aio.Channel) -> None:
     assert violations(info.value)[0][0] == "page_token"
 
 
-async def test_update_changes_only_masked_fields_and_keeps_the_password(channel: grpc.aio.Channel) -> None:
+async def test_update_changes_only_masked_fields_and_keeps_the_password(
+    channel: grpc.aio.Channel,
+) -> None:
     stub = users_pb2_grpc.UserServiceStub(channel)
     created = (await stub.CreateUser(users_pb2.CreateUserRequest(user=alice()))).user
     patch = users_pb2.User(name="456", display_name="Alice Smith", e164="+4989999999")
     updated = (
         await stub.UpdateUser(
-            users_pb2.UpdateUserRequest(user=patch, update_mask=field_mask_pb2.FieldMask(paths=["display_name"]))
+            users_pb2.UpdateUserRequest(
+                user=patch, update_mask=field_mask_pb2.FieldMask(paths=["display_name"])
+            )
         )
     ).user
     assert (updated.display_name, updated.e164) == ("Alice Smith", "+4989123456")
-    devices = users_pb2.User(name=created.name, devices=[users_pb2.Device(id=created.devices[0].id, registering=users_pb2.RegisteringDevice(digest_username="456"))])
+    devices = users_pb2.User(
+        name=created.name,
+        devices=[
+            users_pb2.Device(
+                id=created.devices[0].id,
+                registering=users_pb2.RegisteringDevice(digest_username="456"),
+            )
+        ],
+    )
     kept = (
         await stub.UpdateUser(
-            users_pb2.UpdateUserRequest(user=devices, update_mask=field_mask_pb2.FieldMask(paths=["devices"]))
+            users_pb2.UpdateUserRequest(
+                user=devices, update_mask=field_mask_pb2.FieldMask(paths=["devices"])
+            )
         )
     ).user
     assert kept.devices[0].registering.has_password is True
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.UpdateUser(
-            users_pb2.UpdateUserRequest(user=patch, update_mask=field_mask_pb2.FieldMask(paths=["create_time"]))
+            users_pb2.UpdateUserRequest(
+                user=patch, update_mask=field_mask_pb2.FieldMask(paths=["create_time"])
+            )
         )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
