@@ -36,6 +36,7 @@ USERS = 1_200
 
 pytestmark = [
     pytest.mark.interop,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not SLAPD.exists() or not Path("/usr/sbin/slapadd").exists(),
         reason="OpenLDAP server not installed (/usr/sbin/slapd, /usr/sbin/slapadd; Debian slapd)",

@@ -203,7 +203,9 @@ def write_provisioning_csv(path: str | os.PathLike[str], rows: Iterable[CreatedU
     The file is created owner-only before anything is written, so the passwords are never
     readable by others, even briefly; an existing file is truncated and its mode tightened.
     """
-    fd = os.open(Path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_NOFOLLOW: a symlink planted at ``path`` must not redirect the passwords elsewhere.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(Path(path), flags, 0o600)
     os.fchmod(fd, 0o600)
     count = 0
     with open(fd, "w", newline="", encoding="utf-8") as out:
