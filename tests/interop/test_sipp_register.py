@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 from sip2uc.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -25,7 +26,6 @@ from sip2uc.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
-
 from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
 from sip2uc_media.sip.digest import build_credentials, compute_ha1, parse_challenge
 from sip2uc_media.sip.message import SipResponse, parse_message
@@ -105,7 +105,7 @@ class Stack:
         await stub.UpdateSettings(
             admin_pb2.UpdateSettingsRequest(
                 settings=admin_pb2.Settings(min_expires=seconds, default_expires=seconds),
-                update_mask={"paths": ["min_expires", "default_expires"]},
+                update_mask=field_mask_pb2.FieldMask(paths=["min_expires", "default_expires"]),
             ),
             metadata=self.metadata,
         )
@@ -124,7 +124,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     finally:
         for sidecar in stack.sidecars:
             await sidecar.stop(1.0)
-        await channel.close()
+        await channel.close(None)
         await control.stop(1.0)
 
 
@@ -302,4 +302,4 @@ async def test_sha256_registration_over_tls_with_a_scripted_client(stack: Stack)
     assert challenge_response.status == 401
     assert [c.algorithm.value for c in challenges] == ["SHA-256", "MD5"]
     assert final.status == 200
-    assert final.headers.get("Contact", "").endswith(";expires=120")
+    assert (final.headers.get("Contact") or "").endswith(";expires=120")

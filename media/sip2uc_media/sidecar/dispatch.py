@@ -278,6 +278,7 @@ class SipEdge:
             except ControlUnavailableError as exc:
                 span.add_event("control unavailable", {"error": str(exc)})
                 self._unavailable(txn_id, request)
+                self._flush()
                 return
             response = self.registrar.complete(
                 request, result, source.host, self._wall(), self._wall()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, NoReturn
 
 import grpc
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
-
 from sip2uc_media.sip.digest import Algorithm, Credentials, compute_ha1, verify_response
 
 REALM = "test.realm"
@@ -80,6 +80,28 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
                 if b.expires
             ],
         )
+
+    async def _unimplemented(self, context: Any) -> NoReturn:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
+        raise AssertionError("abort returned")
+
+    async def Invite(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def Cancel(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def Bye(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def ReportLeg(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def Message(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+
+    async def Subscribe(self, request: Any, context: Any) -> Any:
+        await self._unimplemented(context)
 
 
 async def serve(servicer: FakeControl, port: int = 0) -> tuple[grpc.aio.Server, int]:

@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+import asyncio
+
+from sip2uc_media.sidecar.control_link import ControlUnavailableError
+from sip2uc_media.sidecar.dispatch import SipEdge
+from sip2uc_media.sidecar.protection import BanList, BanPolicy, NetworkAllowList
+from sip2uc_media.sidecar.registrar import (
+    ContactSpec,
+    Origin,
+    RegisterAttempt,
+    RegisterOutcome,
+    RegisterResult,
+    Registrar,
+    RegistrarPolicy,
+)
+from sip2uc_media.sip.digest import (
+    NonceCountTracker,
+    NonceIssuer,
+    build_credentials,
+    compute_ha1,
+    parse_challenge,
+)
+from sip2uc_media.sip.message import SipResponse, parse_message
+from sip2uc_media.sip.transaction import Destination
+from sip2uc_media.transport.base import Source, TransportKind
+
+SECRET = b"s" * 32
+HANDSET = ("192.0.2.10", 5062)
+
+
+class FakeControl:
+    def __init__(self, outcome: RegisterOutcome = RegisterOutcome.OK) -> None:
+        self.up = True
+        self.calls: list[tuple[RegisterAttempt, Origin]] = []
+        self.outcome = outcome
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def register(self, attempt: RegisterAttempt, origin: Origin) -> RegisterResult:
+        self.calls.append((attempt, origin))
+        await self.release.wait()
+        if not self.up:
+            raise ControlUnavailableError("down")
+        return RegisterResult(
+            outcome=self.outcome,
+            bindings=tuple(ContactSpec(c.uri, c.expires) for c in attempt.contacts),
+            min_expires=120,
+        )
+
+
+class Harness:
+    def __init__(self, *, threshold: int = 10, allow: list[str] | None = None) -> None:
+        self.now = 1000.0
+        self.sent: list[tuple[bytes, Destination]] = []
+        self.direct: list[bytes] = []
+        self.control = FakeControl()
+        self.edge = SipEdge(
+            name="unit",
+            registrar=Registrar(
+                NonceIssuer(SECRET, 300.0),
+                NonceCountTracker(100),
+                tag_secret=SECRET,
+                policy=RegistrarPolicy(realm="example.net"),
+            ),
+            control=self.control,
+            send=self._send,
+            clock=lambda: self.now,
+            wall_clock=lambda: 1_700_000_000.0 + self.now,
+            bans=BanList(BanPolicy(threshold=threshold, window=60.0, ban_seconds=300.0)),
+            local_allow=NetworkAllowList(allow or []),
+            max_message_size=2048,
+            retry_after=7,
+        )
+
+    def _send(self, data: bytes, dest: Destination) -> bool:
+        self.sent.append((data, dest))
+        return True
+
+    def deliver(self, data: bytes, host: str = HANDSET[0]) -> None:
+        def direct(payload: bytes) -> bool:
+            self.direct.append(payload)
+            return True
+
+        self.edge.receive(data, Source(TransportKind.UDP, host, HANDSET[1], direct))
+
+    def responses(self) -> list[SipResponse]:
+        out = []
+        for data, _dest in self.sent:
+            message = parse_message(data)
+            assert isinstance(message, SipResponse)
+            out.append(message)
+        return out
+
+
+def request(
+    method: str = "REGISTER", *extra: str, branch: str = "z9hG4bK1", cseq: int = 1
+) -> bytes:
+    lines = [
+        f"{method} sip:example.net SIP/2.0",
+        f"Via: SIP/2.0/UDP 192.0.2.10:5062;branch={branch}",
+        "From: <sip:alice@example.net>;tag=77",
+        "To: <sip:alice@example.net>",
+        "Call-ID: edge-test",
+        f"CSeq: {cseq} {method}",
+        "Max-Forwards: 70",
+        "Contact: <sip:alice@192.0.2.10:5062>;expires=600",
+        *extra,
+        "Content-Length: 0",
+        "",
+        "",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+def authorized(h: Harness, password: str = "pw", branch: str = "z9hG4bK2") -> bytes:
+    h.deliver(request(branch="z9hG4bKchallenge"))
+    challenge = h.responses()[-1]
+    md5 = parse_challenge(challenge.headers.get_all("WWW-Authenticate")[1])
+    creds = build_credentials(
+        md5,
+        username="alice",
+        ha1=compute_ha1(md5.algorithm, "alice", md5.realm, password),
+        method="REGISTER",
+        uri="sip:example.net",
+        cnonce="abc",
+    )
+    return request("REGISTER", f"Authorization: {creds.serialize()}", branch=branch, cseq=2)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_challenge_needs_no_control_plane() -> None:
+    h = Harness()
+    h.control.up = False
+
+    h.deliver(request())
+
+    assert [r.status for r in h.responses()] == [401]
+    assert h.control.calls == []
+
+
+async def test_an_authorized_register_calls_the_control_plane_once_and_answers_200() -> None:
+    h = Harness()
+
+    h.deliver(authorized(h))
+    await settle()
+
+    assert [r.status for r in h.responses()] == [401, 200]
+    attempt, origin = h.control.calls[0]
+    assert origin == Origin("unit", "192.0.2.10", 5062, TransportKind.UDP, "", "edge-test")
+    assert attempt.contacts == (ContactSpec("sip:alice@192.0.2.10:5062", 600),)
+    assert h.sent[-1][1] == Destination(transport="UDP", host="192.0.2.10", port=5062)
+
+
+async def test_a_retransmission_during_the_rpc_is_absorbed_and_the_answer_sent_once() -> None:
+    h = Harness()
+    h.control.release.clear()
+    message = authorized(h)
+
+    h.deliver(message)
+    h.deliver(message)
+    await settle()
+    h.control.release.set()
+    await settle()
+
+    assert len(h.control.calls) == 1
+    assert [r.status for r in h.responses()] == [401, 200]
+
+
+async def test_a_retransmission_after_the_answer_gets_the_same_answer_again() -> None:
+    h = Harness()
+    message = authorized(h)
+    h.deliver(message)
+    await settle()
+
+    h.deliver(message)
+
+    assert len(h.control.calls) == 1
+    assert [r.status for r in h.responses()] == [401, 200, 200]
+    assert h.sent[-1][0] == h.sent[-2][0]
+
+
+async def test_while_the_control_plane_is_down_registrations_get_503_with_retry_after() -> None:
+    h = Harness()
+    h.control.up = False
+
+    h.deliver(authorized(h))
+
+    final = h.responses()[-1]
+    assert (final.status, final.headers.get("Retry-After")) == (503, "7")
+
+
+async def test_a_failed_rpc_answers_503() -> None:
+    h = Harness()
+    h.control.release.clear()
+    h.deliver(authorized(h))
+    h.control.up = False
+    h.control.release.set()
+    await settle()
+
+    assert [r.status for r in h.responses()] == [401, 503]
+
+
+async def test_unauthorized_outcomes_ban_the_source_at_the_threshold() -> None:
+    h = Harness(threshold=2)
+    h.control.outcome = RegisterOutcome.UNAUTHORIZED
+    for n in range(2):
+        h.deliver(authorized(h, "wrong", branch=f"z9hG4bKfail{n}"))
+        await settle()
+    answered = len(h.sent)
+
+    h.deliver(request(branch="z9hG4bKafter"))
+
+    assert [r.status for r in h.responses()] == [401, 401, 401, 401]
+    assert len(h.sent) == answered
+    assert h.edge.bans.is_banned("192.0.2.10", h.now)
+
+
+async def test_sources_outside_the_allowed_networks_are_dropped() -> None:
+    h = Harness(allow=["10.0.0.0/8"])
+
+    h.deliver(request())
+
+    assert h.sent == [] and h.direct == []
+
+
+async def test_options_is_answered_with_allow_accept_and_supported() -> None:
+    h = Harness()
+
+    h.deliver(request("OPTIONS"))
+
+    response = h.responses()[0]
+    assert response.status == 200
+    assert response.headers.get("Allow") == "REGISTER, OPTIONS"
+    assert response.headers.get("Accept") == "application/sdp"
+    assert "Supported" in response.headers
+
+
+async def test_invite_is_not_implemented_yet() -> None:
+    h = Harness()
+
+    h.deliver(request("INVITE"))
+
+    assert [r.status for r in h.responses()] == [501]
+
+
+async def test_message_is_not_allowed_yet() -> None:
+    h = Harness()
+
+    h.deliver(request("MESSAGE"))
+
+    response = h.responses()[0]
+    assert (response.status, response.headers.get("Allow")) == (405, "REGISTER, OPTIONS")
+
+
+async def test_an_oversize_datagram_is_refused_with_413() -> None:
+    h = Harness()
+
+    h.deliver(request("OPTIONS", "Subject: " + "x" * 3000))
+
+    message = parse_message(h.direct[0])
+    assert isinstance(message, SipResponse)
+    assert message.status == 413
+
+
+async def test_a_malformed_request_gets_the_parsers_status_when_it_can_be_answered() -> None:
+    h = Harness()
+
+    h.deliver(request("OPTIONS").replace(b"SIP/2.0\r\n", b"SIP/7.0\r\n", 1))
+
+    message = parse_message(h.direct[0])
+    assert isinstance(message, SipResponse)
+    assert message.status == 505
+    assert message.call_id == "edge-test"
+
+
+async def test_garbage_is_dropped_without_an_answer() -> None:
+    h = Harness()
+
+    h.deliver(b"\x00\x01 not sip at all\r\n\r\n")
+
+    assert h.sent == [] and h.direct == []
+
+
+async def test_a_crlf_keepalive_datagram_is_ignored() -> None:
+    h = Harness()
+
+    h.deliver(b"\r\n\r\n")
+
+    assert h.sent == [] and h.direct == []

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sip2uc_media.sip.errors import SipParseError
+from sip2uc_media.transport.base import Source, TransportKind
+from sip2uc_media.transport.tcp import StreamConnection
+
+OPTIONS = (
+    b"OPTIONS sip:example.net SIP/2.0\r\n"
+    b"Via: SIP/2.0/TCP 192.0.2.10:5062;branch=z9hG4bK1\r\n"
+    b"From: <sip:a@example.net>;tag=1\r\nTo: <sip:a@example.net>\r\n"
+    b"Call-ID: c1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 4\r\n\r\nbody"
+)
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("192.0.2.10", 40001), "sockname": ("127.0.0.1", 5060)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def connection() -> tuple[StreamConnection, FakeTransport, list[bytes], list[SipParseError]]:
+    received: list[bytes] = []
+    errors: list[SipParseError] = []
+
+    def sink(data: bytes, source: Source) -> None:
+        assert (source.transport, source.host, source.port) == (
+            TransportKind.TCP,
+            "192.0.2.10",
+            40001,
+        )
+        received.append(data)
+
+    conn = StreamConnection(
+        TransportKind.TCP,
+        sink,
+        max_message_size=1024,
+        clock=lambda: 0.0,
+        on_framing_error=errors.append,
+    )
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    return conn, transport, received, errors
+
+
+def test_a_double_crlf_ping_is_answered_with_a_single_crlf() -> None:
+    conn, transport, received, _ = connection()
+
+    conn.data_received(b"\r\n\r\n")
+
+    assert transport.written == [b"\r\n"]
+    assert received == []
+
+
+def test_a_message_split_across_reads_is_delivered_once_whole() -> None:
+    conn, _, received, _ = connection()
+
+    conn.data_received(OPTIONS[:50])
+    conn.data_received(OPTIONS[50:])
+
+    assert received == [OPTIONS]
+
+
+def test_two_messages_and_a_ping_in_one_read_come_out_in_order() -> None:
+    conn, transport, received, _ = connection()
+
+    conn.data_received(OPTIONS + b"\r\n\r\n" + OPTIONS)
+
+    assert received == [OPTIONS, OPTIONS]
+    assert transport.written == [b"\r\n"]
+
+
+def test_a_message_without_content_length_closes_the_connection() -> None:
+    conn, transport, received, errors = connection()
+
+    conn.data_received(OPTIONS.replace(b"Content-Length: 4\r\n", b"") + b"\r\n\r\n")
+
+    assert transport.closed
+    assert received == []
+    assert errors[0].field == "Content-Length"
+
+
+def test_an_oversize_message_closes_the_connection() -> None:
+    conn, transport, _, errors = connection()
+
+    conn.data_received(OPTIONS.replace(b"Content-Length: 4", b"Content-Length: 4000"))
+
+    assert transport.closed
+    assert errors[0].status == 413
+
+
+def test_replies_go_back_on_the_same_connection() -> None:
+    conn, transport, _, _ = connection()
+    assert conn.source is not None
+
+    assert conn.source.send(b"SIP/2.0 200 OK\r\n") is True
+    transport.closed = True
+    assert conn.source.send(b"late") is False
+
+    assert transport.written == [b"SIP/2.0 200 OK\r\n"]
