@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import grpc
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2
 
 from sip2uc.v1 import (
     admin_pb2,
@@ -432,7 +432,11 @@ def describe_rpc_error(err: grpc.RpcError, target: str | None = None) -> ErrorDe
             " (pass --token or set SIP2UC_TOKEN; on the control plane's host the token "
             "is in <data-dir>/admin-token)"
         )
-    elif code is grpc.StatusCode.UNIMPLEMENTED and not parts:
+    elif code is grpc.StatusCode.UNIMPLEMENTED and (
+        not violations and (not details or "method not implemented" in lowered)
+    ):
+        # The generated servicer's default text names a Python exception;
+        # say what it means instead.
         message = "not implemented by this control plane yet"
     return ErrorDescription(code, message, False)
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from sip2uc.cli import output
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.v1 import calls_pb2, common_pb2, sidecar_pb2
 
-app = typer.Typer(help="Live calls: list, inspect, end and place calls.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Live calls: list, inspect, end and place calls.",
+    no_args_is_help=True,
+)
 
 CallRef = Annotated[str, typer.Argument(metavar="ID", help="Call id or calls/ID.")]
 

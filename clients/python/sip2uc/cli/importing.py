@@ -21,13 +21,16 @@ from typing import IO, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
 from sip2uc.cli import output
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.client import ClientError, Sip2ucClient
 from sip2uc.v1 import directory_pb2
 
 app = typer.Typer(
-    help="Import users from an LDAP/Active Directory or a CSV file.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Import users from an LDAP/Active Directory or a CSV file.",
+    no_args_is_help=True,
 )
 
 CREDENTIAL_COLUMNS = ("user", "sip_uri", "extension", "digest_username", "password")

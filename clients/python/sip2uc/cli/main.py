@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import grpc
 import typer
+from typer.core import TyperGroup
+
 from sip2uc.cli import calls, importing, presence, registrations, run, status, users
 from sip2uc.cli.output import error_line
 from sip2uc.cli.parsing import parse_target
 from sip2uc.cli.state import CliState
 from sip2uc.client import ClientError, describe_rpc_error
-from typer.core import TyperGroup
 
 
 class _FriendlyErrors(TyperGroup):
@@ -21,10 +22,10 @@ class _FriendlyErrors(TyperGroup):
     instead of a traceback. Programming errors still show a traceback."""
 
     def invoke(self, ctx: Any) -> Any:
-        state = ctx.obj if isinstance(ctx.obj, CliState) else None
         try:
             return super().invoke(ctx)
         except grpc.RpcError as exc:
+            state = ctx.obj if isinstance(ctx.obj, CliState) else None
             target = state.control if state is not None else None
             error_line(describe_rpc_error(exc, target).message)
             raise typer.Exit(1) from None
@@ -32,15 +33,16 @@ class _FriendlyErrors(TyperGroup):
             error_line(str(exc))
             raise typer.Exit(1) from None
         except OSError as exc:
-            name = f" {exc.filename}" if exc.filename else ""
-            error_line(f"{exc.strerror or exc}{':' if name else ''}{name}")
+            name = f": {exc.filename}" if exc.filename else ""
+            error_line(f"{exc.strerror or exc}{name}")
             raise typer.Exit(1) from None
         finally:
-            if state is not None:
-                state.close()
+            if isinstance(ctx.obj, CliState):
+                ctx.obj.close()
 
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     name="sip2uc",
     cls=_FriendlyErrors,
     help=(

@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf import descriptor, json_format, message, timestamp_pb2
 from rich.console import Console
 from rich.table import Table
+
 from sip2uc.v1 import admin_pb2, calls_pb2, common_pb2, directory_pb2, registrations_pb2
 
 _PIPE_WIDTH = 250

@@ -10,13 +10,16 @@ from typing import Annotated
 import grpc
 import typer
 from google.protobuf import duration_pb2
+
 from sip2uc.cli import output
 from sip2uc.cli.parsing import STATE_CHOICES, parse_duration, parse_state
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.client import describe_rpc_error
 from sip2uc.v1 import common_pb2, presence_pb2
 
-app = typer.Typer(help="Read, set and watch users' presence.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown", help="Read, set and watch users' presence.", no_args_is_help=True
+)
 
 UserRef = Annotated[
     str, typer.Argument(metavar="EXT", help="Extension, E.164 number, SIP URI or users/ID.")

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from sip2uc.cli import output
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.v1 import registrations_pb2
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="List and remove registration bindings (where each handset can be reached).",
     no_args_is_help=True,
 )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from sip2uc.cli.parsing import normalise_listen, parse_listen, parse_port_range
 from sip2uc.cli.state import get_state
 from sip2uc.client import discover_token, is_loopback, join_target
@@ -26,7 +27,7 @@ from sip2uc.client import discover_token, is_loopback, join_target
 log = logging.getLogger("sip2uc")
 
 # Seconds in-flight RPCs and SIP transactions get to finish on shutdown.
-STOP_GRACE = 5.0
+STOP_GRACE = 3.0
 _WILDCARDS = ("0.0.0.0", "::", "")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from sip2uc.client import Sip2ucClient, discover_token
 
 JsonFlag = Annotated[

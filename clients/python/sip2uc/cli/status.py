@@ -7,11 +7,14 @@ from typing import Annotated, Any
 
 import typer
 from google.protobuf import descriptor, json_format
+
 from sip2uc.cli import output
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.v1 import admin_pb2, common_pb2
 
-settings_app = typer.Typer(help="Show and change server-wide settings.", no_args_is_help=True)
+settings_app = typer.Typer(
+    rich_markup_mode="markdown", help="Show and change server-wide settings.", no_args_is_help=True
+)
 
 _FD = descriptor.FieldDescriptor
 _INTEGER_TYPES = {

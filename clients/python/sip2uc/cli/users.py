@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from sip2uc.cli import output
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.client import ClientError
 from sip2uc.v1 import users_pb2
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help=(
         "Manage users. A user is referenced by extension, E.164 number, SIP URI "
         "or resource name (users/ID)."
