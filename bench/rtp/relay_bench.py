@@ -184,7 +184,12 @@ def generator(
             if timeout == 0:
                 return
 
+    # Bounded by count (ticks) and by time: a generator starved of CPU stops at twice
+    # the planned duration instead of running on.
+    hard_stop = t_start + 2 * ticks * PTIME + 1.0
     for k in range(ticks):
+        if mono() > hard_stop:
+            break
         seq = k & 0xFFFF
         ts = (k * 160) & 0xFFFFFFFF
         base = t_start + k * PTIME
@@ -204,7 +209,12 @@ def generator(
                     sent += 1
                 except OSError:
                     send_err += 1
-    drain_until(mono() + drain)
+    send_elapsed = mono() - t_start
+    # Keep reading until everything sent has come back, bounded by time: what is still
+    # missing then was lost (or is later than any audio would be useful).
+    drain_end = mono() + drain
+    while received < sent and mono() < drain_end:
+        drain_until(min(drain_end, mono() + 0.05))
     ru = resource.getrusage(resource.RUSAGE_SELF)
     os.write(
         wfd,
@@ -215,6 +225,7 @@ def generator(
                 "received": received,
                 "bad": bad,
                 "max_late": max_late,
+                "send_elapsed": send_elapsed,
                 "latencies": latencies,
                 "cpu_s": ru.ru_utime + ru.ru_stime,
             }
@@ -359,7 +370,8 @@ def run_step(relay: Relay, n: int, args: argparse.Namespace) -> dict[str, Any]:
     drops = relay.request({"op": "clear"})["drops"]
     for s in a_socks + b_socks:
         s.close()
-    elapsed = ticks * PTIME
+    # The send phase as it really ran: a starved generator stretches it.
+    elapsed = max(ticks * PTIME, max(x["send_elapsed"] for x in results))
     sent = sum(x["sent"] for x in results)
     received = sum(x["received"] for x in results)
     lat: list[int] = [v for x in results for v in x["latencies"]]
@@ -395,12 +407,12 @@ def main() -> None:
     ap.add_argument("mode", nargs="?", default="run", choices=["run", "serve"])
     ap.add_argument("--calls", default="100,200,400,600,800,1000")
     ap.add_argument("--duration", type=float, default=10.0)
-    ap.add_argument("--drain", type=float, default=0.5)
+    ap.add_argument("--drain", type=float, default=2.0, help="max seconds to wait for stragglers")
     ap.add_argument("--slots", type=int, default=10, help="send bursts per 20 ms")
     ap.add_argument("--generators", type=int, default=2)
     ap.add_argument("--transcode", action="store_true", help="PCMU on leg A, PCMA on leg B")
-    ap.add_argument("--port-min", type=int, default=30000)
-    ap.add_argument("--port-max", type=int, default=39999)
+    ap.add_argument("--port-min", type=int, default=20000)
+    ap.add_argument("--port-max", type=int, default=29999)
     ap.add_argument("--max-loss", type=float, default=0.1, help="percent; the ramp stops above")
     ap.add_argument("--profile", action="store_true", help="cProfile the relay for 5 s per step")
     ap.add_argument("--json", help="write all steps to this file")
