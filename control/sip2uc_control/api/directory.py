@@ -1,0 +1,542 @@
+"""DirectoryService: users from LDAP/Active Directory or a CSV export, through the import library.
+
+The request is checked first (a bad one changes nothing), the source is read in a worker thread
+(ldap3 blocks; parsing thousands of numbers is CPU work too), the plan is built against the users
+as they are now, and, unless it is a dry run, applied through :class:`CoreUserRepository`. One
+import runs at a time: a plan is only valid against the snapshot it was built from.
+
+Generated handset passwords travel once, in ``ProvisioningCredential`` messages sent as soon as
+each user is saved, so an interrupted stream loses as few as possible. They are never logged and
+the store keeps only HA1 values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import phonenumbers
+from ldap3.core.exceptions import LDAPException
+from ldap3.operation.search import parse_filter
+from sip2uc.v1 import directory_pb2, directory_pb2_grpc
+
+from ..core import ControlCore
+from ..directory import (
+    DEFAULT_FILTER,
+    ApplyResult,
+    CsvSourceError,
+    ImportPlan,
+    LdapAttributeMap,
+    LdapSourceConfig,
+    LdapSourceError,
+    MissingPolicy,
+    NewUser,
+    NumberPolicy,
+    PlanAction,
+    PlanItem,
+    RowError,
+    SourceRecord,
+    apply_plan,
+    build_plan,
+    fetch_ldap_records,
+    read_csv,
+)
+from ..directory.csv_source import DEFAULT_COLUMNS, FIELDS
+from ..directory_repository import (
+    CoreUserRepository,
+    ImportedCredential,
+    existing_users,
+    imported_user,
+)
+from ..domain import validate_user_fields
+from ..errors import FailedPrecondition, FieldViolation, InvalidArgument, check
+from .status import streaming
+
+log = logging.getLogger(__name__)
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+Response = directory_pb2.ImportUsersResponse
+
+#: The source name users imported from CSV files carry (see ``DirectoryOrigin.source``).
+CSV_SOURCE = "csv"
+DEFAULT_PAGE_SIZE = 500
+MAX_PAGE_SIZE = 100_000
+LDAP_TIMEOUT_SECONDS = 30.0
+#: At most about this many progress messages while applying, whatever the size of the import.
+PROGRESS_STEPS = 100
+
+_ACTIONS = {
+    PlanAction.CREATE: directory_pb2.IMPORT_ACTION_CREATE,
+    PlanAction.UPDATE: directory_pb2.IMPORT_ACTION_UPDATE,
+    PlanAction.UNCHANGED: directory_pb2.IMPORT_ACTION_UNCHANGED,
+    PlanAction.SKIP: directory_pb2.IMPORT_ACTION_SKIP,
+    PlanAction.CONFLICT: directory_pb2.IMPORT_ACTION_CONFLICT,
+    PlanAction.MISSING: directory_pb2.IMPORT_ACTION_MISSING,
+}
+
+# Attribute names callers may remap: LdapAttributeMap's fields, "ids" as a comma list.
+_LDAP_ATTRIBUTE_KEYS = frozenset(f.name for f in dataclasses.fields(LdapAttributeMap))
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """A validated request: how to read the source and how to plan."""
+
+    source: str
+    kind: str  # "csv" or "ldap"
+    read: Callable[[], list[SourceRecord]]
+    extension_digits: int
+    disable_missing: bool
+    delete_missing: bool
+    dry_run: bool
+
+
+class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
+    def __init__(self, core: ControlCore) -> None:
+        self.core = core
+        self._lock = asyncio.Lock()
+
+    @streaming
+    async def ImportUsers(
+        self, request: directory_pb2.ImportUsersRequest, context: Ctx
+    ) -> AsyncIterator[Response]:
+        job = self._job(request)
+        async with self._lock:
+            yield _progress("reading")
+            try:
+                raw = await asyncio.to_thread(job.read)
+            except CsvSourceError as exc:
+                raise InvalidArgument(FieldViolation("csv.content", str(exc))) from None
+            except LdapSourceError as exc:
+                raise FailedPrecondition(
+                    str(exc), subject="ldap.url", kind="DIRECTORY_UNREADABLE"
+                ) from None
+            records = [_fit_to_store(r, job.extension_digits) for r in raw]
+            yield _progress("planning", read=len(records), total=len(records))
+            users = existing_users(self.core.users.all())
+            source_ids = {u.id: u.source_id or "" for u in users}
+            plan = build_plan(
+                records,
+                users,
+                source=job.source,
+                disable_missing=job.disable_missing,
+                delete_missing=job.delete_missing,
+            )
+            result: ApplyResult | None = None
+            if not job.dry_run:
+                applying = _Application(self.core, plan, job.source, len(records))
+                async for event in applying.run():
+                    yield event
+                result = applying.result
+            outcomes = _outcomes(plan, records, job.kind, result, source_ids)
+            for outcome in outcomes:
+                yield Response(row=outcome)
+            counts: dict[str, int] = {}
+            for outcome in outcomes:
+                name = directory_pb2.ImportAction.Name(outcome.action)
+                counts[name] = counts.get(name, 0) + 1
+            failed = len(result.failed) if result is not None else 0
+            log.info(
+                "directory import from %s: %s; %s",
+                job.source,
+                plan.summary(),
+                result.summary() if result is not None else "dry run",
+            )
+            yield Response(
+                summary=directory_pb2.ImportSummary(
+                    counts=counts, applied=result is not None, failed=failed
+                )
+            )
+
+    # --- request validation ------------------------------------------------------------------
+
+    def _job(self, request: directory_pb2.ImportUsersRequest) -> _Job:
+        violations: list[FieldViolation] = []
+        region = request.default_region.strip().upper() or self.core.settings.current.default_region
+        if region and region not in phonenumbers.SUPPORTED_REGIONS:
+            violations.append(
+                FieldViolation("default_region", f"{region!r} is not a region code like DE")
+            )
+        digits = request.extension_digits
+        if digits > 15:
+            violations.append(FieldViolation("extension_digits", "must be 0-15"))
+        policy = NumberPolicy(default_region=region.upper() or None)
+        kind = request.WhichOneof("source")
+        read: Callable[[], list[SourceRecord]] | None = None
+        source = ""
+        if kind == "csv":
+            read = _csv_reader(request.csv, policy, violations)
+            source = CSV_SOURCE
+        elif kind == "ldap":
+            read = _ldap_reader(request.ldap, policy, violations)
+            # The base DN names a directory; host and scheme change with failover and TLS setup.
+            source = f"ldap:{request.ldap.base_dn.strip().lower()}"
+        else:
+            violations.append(FieldViolation("source", "required: ldap or csv"))
+        check(violations)
+        assert read is not None and kind is not None
+        missing = request.missing_users
+        return _Job(
+            source=source,
+            kind=kind,
+            read=read,
+            extension_digits=digits,
+            disable_missing=missing == directory_pb2.MISSING_USER_ACTION_DISABLE,
+            delete_missing=missing == directory_pb2.MISSING_USER_ACTION_DELETE,
+            dry_run=request.dry_run,
+        )
+
+
+def _csv_reader(
+    csv: directory_pb2.CsvSource, policy: NumberPolicy, violations: list[FieldViolation]
+) -> Callable[[], list[SourceRecord]]:
+    try:
+        text = csv.content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        violations.append(FieldViolation("csv.content", f"the file is not UTF-8: {exc.reason}"))
+        text = ""
+    if not text.strip() and not violations:
+        violations.append(FieldViolation("csv.content", "empty: a header line is required"))
+    # The request maps our column names to the file's; the library wants file header -> field.
+    ours = dict(DEFAULT_COLUMNS)
+    columns: dict[str, str] = {}
+    for name, header in csv.column_map.items():
+        field = ours.get(name.strip().lower())
+        if field is None:
+            violations.append(
+                FieldViolation(
+                    f"csv.column_map[{name}]",
+                    f"unknown column; one of {', '.join(sorted(FIELDS | {'e164'}))}",
+                )
+            )
+        elif not header.strip():
+            violations.append(FieldViolation(f"csv.column_map[{name}]", "names no column"))
+        else:
+            columns[header] = field
+
+    def read() -> list[SourceRecord]:
+        return list(read_csv(StringIO(text, newline=""), policy, columns=columns))
+
+    return read
+
+
+def _ldap_reader(
+    ldap: directory_pb2.LdapSource, policy: NumberPolicy, violations: list[FieldViolation]
+) -> Callable[[], list[SourceRecord]]:
+    before = len(violations)
+    url = ldap.url.strip()
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises on a port that is not a number
+    except ValueError:
+        parts, host = urlsplit(""), None
+    if parts.scheme not in ("ldap", "ldaps") or not host:
+        violations.append(FieldViolation("ldap.url", "must be ldaps://host[:port] or ldap://host"))
+    plain = ldap.allow_plain and parts.scheme == "ldap"
+    if plain and host and not _is_loopback(host):
+        # RFC 4513 §5.1.2: a simple bind sends the password as is; only loopback stays local.
+        violations.append(
+            FieldViolation(
+                "ldap.allow_plain",
+                f"plain LDAP to {host} would send the bind password in clear: "
+                "only a loopback host may skip StartTLS",
+            )
+        )
+    if not ldap.base_dn.strip():
+        violations.append(FieldViolation("ldap.base_dn", "required, like dc=example,dc=com"))
+    search_filter = ldap.filter.strip() or DEFAULT_FILTER
+    try:
+        parse_filter(search_filter, None, True, True, None, False)
+    except LDAPException:
+        violations.append(FieldViolation("ldap.filter", "not an RFC 4515 search filter"))
+    page_size = ldap.page_size or DEFAULT_PAGE_SIZE
+    if page_size > MAX_PAGE_SIZE:
+        violations.append(FieldViolation("ldap.page_size", f"must be at most {MAX_PAGE_SIZE}"))
+    ca_pem = ldap.ca_pem
+    if ca_pem.strip() and "-----BEGIN CERTIFICATE-----" not in ca_pem:
+        violations.append(FieldViolation("ldap.ca_pem", "must hold PEM CA certificates"))
+    attributes: dict[str, Any] = {}
+    for key, value in ldap.attribute_map.items():
+        if key not in _LDAP_ATTRIBUTE_KEYS:
+            violations.append(
+                FieldViolation(
+                    f"ldap.attribute_map[{key}]",
+                    f"unknown; one of {', '.join(sorted(_LDAP_ATTRIBUTE_KEYS))}",
+                )
+            )
+        elif key == "ids":
+            attributes[key] = tuple(v.strip() for v in value.split(",") if v.strip())
+        else:
+            attributes[key] = value.strip()
+    if len(violations) > before:
+        return _refused
+
+    try:
+        config = LdapSourceConfig(
+            url=url,
+            base_dn=ldap.base_dn.strip(),
+            bind_dn=ldap.bind_dn.strip() or None,
+            password=ldap.bind_password or None,
+            search_filter=search_filter,
+            start_tls=not plain,
+            allow_plain=False,  # plain is only ever loopback, checked above
+            verify=not ldap.insecure_skip_verify,
+            page_size=page_size,
+            timeout=LDAP_TIMEOUT_SECONDS,
+            attributes=LdapAttributeMap(**attributes),
+            numbers=policy,
+        )
+    except LdapSourceError as exc:
+        violations.append(FieldViolation("ldap", str(exc)))
+        return _refused
+
+    def read() -> list[SourceRecord]:
+        if not ca_pem.strip():
+            return list(fetch_ldap_records(config))
+        # ldap3 takes CA certificates from a file; this one lives only while the search runs.
+        with tempfile.TemporaryDirectory(prefix="sip2uc-ldap-") as folder:
+            ca_file = Path(folder) / "ca.pem"
+            ca_file.write_text(ca_pem, encoding="utf-8")
+            return list(fetch_ldap_records(dataclasses.replace(config, ca_file=str(ca_file))))
+
+    return read
+
+
+def _refused() -> list[SourceRecord]:
+    raise AssertionError("a refused request is never read")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- fitting records to the users store -------------------------------------------------------
+
+
+def _fit_to_store(record: SourceRecord, extension_digits: int) -> SourceRecord:
+    """Bring an entry to what the users store holds, or report why it cannot be stored.
+
+    The store keeps no UPN (left out, or every re-import would look like a change) and is
+    stricter than the directory rules about extensions and display names: a row it would
+    refuse is reported as skipped before planning, so a dry run shows it too.
+    """
+    if isinstance(record, RowError):
+        return record
+    entry = dataclasses.replace(record, upn=None)
+    if entry.extension is None and extension_digits and entry.e164:
+        entry = dataclasses.replace(entry, extension=entry.e164[-extension_digits:])
+    if entry.disabled:
+        return entry
+    candidate = imported_user(
+        NewUser(
+            sip_uri=entry.sip_uri,
+            display_name=entry.display_name,
+            source_id=entry.source_id,
+            e164=entry.e164,
+            extension=entry.extension,
+            email=entry.email,
+        ),
+        source="",
+        import_time=0.0,
+    )
+    violations = validate_user_fields(candidate, prefix="")
+    if not violations:
+        return entry
+    message = "; ".join(
+        f"{v.field.removeprefix('.').replace('devices[0].registering.', '')}: {v.description}"
+        for v in violations
+    )
+    return RowError(
+        origin=entry.origin, message=message, source_id=entry.source_id, sip_uri=entry.sip_uri
+    )
+
+
+# --- applying ---------------------------------------------------------------------------------
+
+
+class _Application:
+    """Applies a plan in a task, turning its progress and new credentials into messages."""
+
+    def __init__(self, core: ControlCore, plan: ImportPlan, source: str, rows_read: int) -> None:
+        self.plan = plan
+        self.rows_read = rows_read
+        self.events: asyncio.Queue[Response | None] = asyncio.Queue()
+        self.repo = _StoppableRepository(core, source, self._created)
+        self.total = sum(1 for item in plan.items if _applies(item, plan))
+        self.step = max(1, self.total // PROGRESS_STEPS)
+        self.result: ApplyResult | None = None
+
+    def _created(self, credential: ImportedCredential) -> None:
+        self.events.put_nowait(
+            Response(
+                credential=directory_pb2.ProvisioningCredential(
+                    user=f"users/{credential.user_id}",
+                    sip_uri=credential.sip_uri,
+                    extension=credential.extension,
+                    digest_username=credential.digest_username,
+                    password=credential.password,
+                )
+            )
+        )
+
+    def _progress(self, done: int, total: int, item: PlanItem) -> None:
+        if done == total or done % self.step == 0:
+            self.events.put_nowait(
+                _progress("applying", read=self.rows_read, done=done, total=total)
+            )
+
+    async def run(self) -> AsyncIterator[Response]:
+        yield _progress("applying", read=self.rows_read, total=self.total)
+        task = asyncio.create_task(apply_plan(self.plan, self.repo, progress=self._progress))
+        task.add_done_callback(lambda _: self.events.put_nowait(None))
+        try:
+            while (event := await self.events.get()) is not None:
+                yield event
+            self.result = await task
+        finally:
+            if not task.done():
+                # The caller went away. Cancelling inside a store write could leave the store's
+                # index behind its database, so the remaining rows are refused instead.
+                self.repo.stopped = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(task)
+
+
+class ImportStopped(Exception):
+    """The import's caller went away; rows not yet applied are left alone."""
+
+
+class _StoppableRepository(CoreUserRepository):
+    stopped = False
+
+    async def create_user(self, user: NewUser, handset_password: str) -> str:
+        if self.stopped:
+            raise ImportStopped("import cancelled")
+        return await super().create_user(user, handset_password)
+
+    async def update_user(self, user_id: str, changes: Mapping[str, Any]) -> None:
+        if self.stopped:
+            raise ImportStopped("import cancelled")
+        await super().update_user(user_id, changes)
+
+    async def disable_user(self, user_id: str) -> None:
+        if self.stopped:
+            raise ImportStopped("import cancelled")
+        await super().disable_user(user_id)
+
+    async def delete_user(self, user_id: str) -> None:
+        if self.stopped:
+            raise ImportStopped("import cancelled")
+        await super().delete_user(user_id)
+
+
+def _applies(item: PlanItem, plan: ImportPlan) -> bool:
+    """Whether applying ``plan`` writes ``item`` (mirrors the library's rules)."""
+    if item.action in (PlanAction.CREATE, PlanAction.UPDATE):
+        return True
+    if item.action is PlanAction.MISSING:
+        policy = plan.missing_policy
+        return policy is MissingPolicy.DELETE or (
+            policy is MissingPolicy.DISABLE and "enabled" in item.changes
+        )
+    return False
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _progress(phase: str, *, read: int = 0, done: int = 0, total: int = 0) -> Response:
+    return Response(
+        progress=directory_pb2.ImportProgress(
+            rows_read=read, rows_done=done, rows_total=total, phase=phase
+        )
+    )
+
+
+def _row_numbers(records: Sequence[SourceRecord], kind: str) -> dict[str, int]:
+    """Origin -> 1-based row: the CSV line number, or the LDAP entry's ordinal."""
+    rows: dict[str, int] = {}
+    for ordinal, record in enumerate(records, start=1):
+        origin = record.origin
+        if kind == "csv":
+            number = origin.removeprefix("row ")
+            rows[origin] = int(number) if number.isdigit() else ordinal
+        else:
+            rows[origin] = ordinal
+    return rows
+
+
+def _value(value: object) -> str:
+    return "(none)" if value is None else str(value)
+
+
+def _outcomes(
+    plan: ImportPlan,
+    records: Sequence[SourceRecord],
+    kind: str,
+    result: ApplyResult | None,
+    source_ids: Mapping[str, str],
+) -> list[directory_pb2.ImportRowOutcome]:
+    """One outcome per plan item, in source order; ``source_ids`` names users by id."""
+    rows = _row_numbers(records, kind)
+    by_origin = {record.origin: record for record in records}
+    failed = {id(f.item): f.error for f in result.failed} if result is not None else {}
+    created = {c.sip_uri: c.user_id for c in result.created} if result is not None else {}
+    outcomes: list[directory_pb2.ImportRowOutcome] = []
+    for item in plan.items:
+        action = _ACTIONS[item.action]
+        if item.action is PlanAction.MISSING and _applies(item, plan):
+            action = (
+                directory_pb2.IMPORT_ACTION_DELETE
+                if plan.missing_policy is MissingPolicy.DELETE
+                else directory_pb2.IMPORT_ACTION_DISABLE
+            )
+        record = by_origin.get(item.origin)
+        entry = item.entry if item.entry is not None else record
+        sip_uri = entry.sip_uri if entry is not None else None
+        source_id = entry.source_id if entry is not None else None
+        missing = item.action is PlanAction.MISSING
+        if missing:
+            sip_uri = item.origin  # the planner names a missing user by its SIP URI
+            source_id = source_ids.get(item.user_id or "", "")
+        user_id = item.user_id
+        if user_id is None and item.action is PlanAction.CREATE and sip_uri is not None:
+            user_id = created.get(sip_uri)
+        error = failed.get(id(item))
+        reason = item.reason if error is None else f"not applied: {error}"
+        outcomes.append(
+            directory_pb2.ImportRowOutcome(
+                row=0 if missing else rows.get(item.origin, 0),
+                # LDAP rows are named by DN; CSV rows and missing users by their source id.
+                source_ref=(source_id or "") if missing or kind == "csv" else item.origin,
+                action=action,
+                user=f"users/{user_id}" if user_id else "",
+                sip_uri=sip_uri or "",
+                changes=[
+                    f"{name}: {_value(old)} -> {_value(new)}"
+                    for name, (old, new) in item.changes.items()
+                ],
+                reason=reason,
+                applied=result is not None and _applies(item, plan) and error is None,
+            )
+        )
+    # Source order reads best; users that left the source have no row and come last.
+    outcomes.sort(key=lambda o: (o.row == 0, o.row, o.sip_uri))
+    return outcomes
