@@ -102,6 +102,11 @@ def is_loopback(target: str) -> bool:
         host, _ = split_target(target)
     except ClientError:
         return False
+    return is_loopback_host(host)
+
+
+def is_loopback_host(host: str) -> bool:
+    host = host.removeprefix("[").removesuffix("]")
     if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
         return True
     try:

@@ -22,7 +22,7 @@ import typer
 
 from sip2uc.cli.parsing import normalise_listen, parse_listen, parse_port_range
 from sip2uc.cli.state import get_state
-from sip2uc.client import discover_token, is_loopback, join_target
+from sip2uc.client import discover_token, is_loopback, is_loopback_host, join_target
 
 log = logging.getLogger("sip2uc")
 
@@ -199,7 +199,7 @@ def up(
     directory = data_dir if data_dir is not None else state.data_dir
     low, high = parse_port_range(rtp_ports)
     grpc_host, _ = parse_listen(grpc_listen)
-    use_tls = tls if tls is not None else not is_loopback(_dial_address(grpc_listen))
+    use_tls = tls if tls is not None else not is_loopback_host(parse_listen(grpc_listen)[0])
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
     configure_logging(log_level)
