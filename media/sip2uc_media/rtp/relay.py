@@ -438,9 +438,6 @@ class RelaySession:
         if b0 & 0xC0 != 0x80:
             rx_leg.drops["version"] += 1
             return _NOTHING
-        if src != rx_leg.latched and not rx_leg.accept_source(src, now):
-            rx_leg.drops["foreign_source"] += 1
-            return _NOTHING
         if b0 & 0x3F:
             # CSRC list, header extension or padding (RFC 3550 §5.1, §5.3.1).
             hlen = 12 + 4 * (b0 & 0x0F)
@@ -469,8 +466,15 @@ class RelaySession:
         if entry is None:
             rx_leg.drops["unknown_pt"] += 1
             return _NOTHING
+        # Only a packet that passed validation may latch: garbage must not steer media.
+        if src != rx_leg.latched and not rx_leg.accept_source(src, now):
+            rx_leg.drops["foreign_source"] += 1
+            return _NOTHING
+        out_pt, table, kind = entry
         rx_leg.last_rx = now
-        rx_leg.rx.on_packet(ssrc, seq, ts, n, now)
+        # Event packets carry their event's start timestamp (RFC 4733 §2.5.1.1), which
+        # says nothing about arrival timing: count them, keep them out of the jitter.
+        rx_leg.rx.on_packet(ssrc, seq, ts, n, now, kind != _EVENT)
         if ssrc != flow.in_ssrc:
             flow.rebase(ssrc, seq, ts, now)
         else:
@@ -479,7 +483,6 @@ class RelaySession:
                 flow.in_seq = seq
             elif d <= 0x10000 - MAX_MISORDER:
                 flow.rebase(ssrc, seq, ts, now)
-        out_pt, table, kind = entry
         if kind == _EVENT:
             self.wants_timer = True
             digits = flow.detector.feed(ts, bool(b1 & 0x80), seq, data[hlen:end], now)

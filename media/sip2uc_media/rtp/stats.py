@@ -144,8 +144,14 @@ class StreamStats:
             return 0
         return self._cycles + self._max_seq - self._base_seq + 1
 
-    def on_packet(self, ssrc: int, seq: int, timestamp: int, size: int, now: float) -> None:
-        """Account one received packet of ``size`` bytes (RFC 3550 A.1 and A.8)."""
+    def on_packet(
+        self, ssrc: int, seq: int, timestamp: int, size: int, now: float, timing: bool = True
+    ) -> None:
+        """Account one received packet of ``size`` bytes (RFC 3550 A.1 and A.8).
+
+        ``timing=False`` counts the packet without feeding the jitter estimator (for
+        packets whose timestamp is not their sampling instant).
+        """
         self.packets += 1
         self.bytes += size
         if ssrc != self._ssrc:
@@ -165,6 +171,9 @@ class StreamStats:
                     self._bad_seq = (seq + 1) & 0xFFFF
                     return
                 self._init_seq(seq)
+            if not timing:
+                self._received_source += 1
+                return
             transit = now * self._clock_rate - timestamp
             d = transit - self._transit
             self._transit = transit

@@ -279,3 +279,10 @@ def test_a_leg_cannot_join_two_sessions() -> None:
     _, a, _ = make()
     with pytest.raises(RelayError):
         RelaySession("call-2", a, MediaLeg("c", 20004), origins=(A_TO_B, B_TO_A))
+
+
+def test_invalid_packet_from_a_new_source_does_not_latch() -> None:
+    s, a, _ = make()
+    s.on_rtp(0, rtp(0, 7, 1600), A_SDP, 0.0)
+    s.on_rtp(0, rtp(34, 8, 1760), A_NAT, 5.0)  # quiet long enough, but unknown PT
+    assert a.latched == A_SDP

@@ -112,3 +112,11 @@ def test_emodel_long_delay_adds_the_second_delay_term() -> None:
 
 def test_mos_is_clamped() -> None:
     assert (mos_from_r(-5), mos_from_r(120)) == (1.0, 4.5)
+
+
+def test_packets_without_timing_are_counted_but_leave_jitter_alone() -> None:
+    s = StreamStats()
+    s.on_packet(SSRC, 1, 0, 172, 0.0)
+    s.on_packet(SSRC, 2, 0, 16, 0.02, timing=False)  # an event packet: start timestamp
+    s.on_packet(SSRC, 3, 320, 172, 0.04)
+    assert (s.packets, s.expected, s.lost, s.jitter_ms) == (3, 3, 0, 0.0)
