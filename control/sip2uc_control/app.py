@@ -110,7 +110,7 @@ class ControlPlane:
             AdminServicer(core, sidecar.push_settings), server
         )
         sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
-        calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(), server)
+        calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(_directory_servicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sip2uc_media.sip.digest import Algorithm, compute_ha1
 
+from .calls import CallController
 from .domain import Device, User, validate_password, validate_user_fields
 from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
 from .presence import Availability, PresenceChange, PresenceEngine, Source
@@ -42,6 +43,7 @@ class ControlCore:
         self.settings = SettingsStore(db)
         self.sidecars = SidecarRegistry(db)
         self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
+        self.calls = CallController(self, self.sidecars.send)
         self._binding_watchers: set[asyncio.Queue[BindingChange | None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.start_time = clock()
@@ -298,6 +300,7 @@ class ControlCore:
         if due:
             await self.remove_bindings(due, "expired")
         await self.presence.expire_due()
+        await self.calls.sweep()
         grace = self.settings.current.sidecar_grace_seconds
         for name in self.sidecars.lost_longer_than(grace, now):
             lost = [b for b in self.bindings.all() if b.sidecar == name]

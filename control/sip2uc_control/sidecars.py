@@ -93,6 +93,7 @@ class SidecarRegistry:
                 info.lost_time = now
 
     def send(self, name: str, command: Any) -> bool:
+        """Queue a command for a connected sidecar; False when it is not connected."""
         queue = self.queues.get(name)
         if queue is None:
             return False

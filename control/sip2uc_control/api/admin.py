@@ -89,7 +89,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             users=len(user_ids),
             registered_users=len(core.bindings.by_user),
             bindings=len(core.bindings.by_id),
-            active_calls=0,
+            active_calls=core.calls.active_count(),
             sidecars_connected=sum(1 for s in sidecars if s.connected),
             sidecars_lost=sum(1 for s in sidecars if not s.connected),
             presence=presence,

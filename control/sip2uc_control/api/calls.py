@@ -1,57 +1,101 @@
-"""CallService: the live call registry arrives with call routing; until then every method says so."""
+"""CallService: live calls, history and call control."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import Any
 
 import grpc
 from sip2uc.v1 import calls_pb2, calls_pb2_grpc
 
+from ..core import ControlCore
+from ..errors import NotFound
+from .convert import call_to_pb
+from .paging import decode_token, encode_token, page_size
+from .status import streaming, unary
+
 Ctx = grpc.aio.ServicerContext[Any, Any]
-_WHY = "calls are not routed by this control plane version"
-
-
-async def _unimplemented(context: Ctx) -> NoReturn:
-    await context.abort(grpc.StatusCode.UNIMPLEMENTED, _WHY)
-    raise AssertionError("unreachable")
 
 
 class CallServicer(calls_pb2_grpc.CallServiceServicer):
+    def __init__(self, core: ControlCore) -> None:
+        self.core = core
+
+    def _user_id(self, ref: str, field: str) -> str | None:
+        return self.core.resolve_user(ref, field).id if ref else None
+
+    @unary
     async def ListCalls(
         self, request: calls_pb2.ListCallsRequest, context: Ctx
     ) -> calls_pb2.ListCallsResponse:
-        # No call can exist without routing: an empty list is the truth, not a placeholder.
-        return calls_pb2.ListCallsResponse()
+        uid = self._user_id(request.user, "user")
+        calls = [c for c in self.core.calls.live() if uid is None or c.involves(uid)]
+        return calls_pb2.ListCallsResponse(calls=[call_to_pb(c) for c in calls])
 
+    @unary
     async def GetCall(
         self, request: calls_pb2.GetCallRequest, context: Ctx
     ) -> calls_pb2.GetCallResponse:
-        await context.abort(grpc.StatusCode.NOT_FOUND, f"call {request.name!r} not found")
-        raise AssertionError("unreachable")
+        call = self.core.calls.get(request.name) or await self.core.calls.stored(
+            request.name.removeprefix("calls/")
+        )
+        if call is None:
+            raise NotFound("call", request.name)
+        return calls_pb2.GetCallResponse(call=call_to_pb(call))
 
+    @streaming
     async def WatchCalls(
         self, request: calls_pb2.WatchCallsRequest, context: Ctx
     ) -> AsyncIterator[calls_pb2.WatchCallsResponse]:
-        await _unimplemented(context)
-        yield calls_pb2.WatchCallsResponse()
+        uid = self._user_id(request.user, "user")
+        queue = self.core.calls.watch()
+        try:
+            for call in self.core.calls.live():
+                if uid is None or call.involves(uid):
+                    yield calls_pb2.WatchCallsResponse(call=call_to_pb(call))
+            yield calls_pb2.WatchCallsResponse(snapshot_complete=True)
+            while True:
+                changed = await queue.get()
+                if changed is None:
+                    return
+                if uid is None or changed.involves(uid):
+                    yield calls_pb2.WatchCallsResponse(call=call_to_pb(changed))
+        finally:
+            self.core.calls.unwatch(queue)
 
+    @unary
     async def EndCall(
         self, request: calls_pb2.EndCallRequest, context: Ctx
     ) -> calls_pb2.EndCallResponse:
-        await _unimplemented(context)
+        return calls_pb2.EndCallResponse(
+            call=call_to_pb(await self.core.calls.end_call(request.name))
+        )
 
+    @unary
     async def SendDtmf(
         self, request: calls_pb2.SendDtmfRequest, context: Ctx
     ) -> calls_pb2.SendDtmfResponse:
-        await _unimplemented(context)
+        towards = self.core.resolve_user(request.towards, "towards") if request.towards else None
+        await self.core.calls.send_dtmf(request.name, request.digits, towards)
+        return calls_pb2.SendDtmfResponse()
 
+    @unary
     async def PlaceCall(
         self, request: calls_pb2.PlaceCallRequest, context: Ctx
     ) -> calls_pb2.PlaceCallResponse:
-        await _unimplemented(context)
+        caller = self.core.resolve_user(getattr(request, "from"), "from")
+        call = await self.core.calls.place_call(caller, request.to)
+        return calls_pb2.PlaceCallResponse(call=call_to_pb(call))
 
+    @unary
     async def ListCallHistory(
         self, request: calls_pb2.ListCallHistoryRequest, context: Ctx
     ) -> calls_pb2.ListCallHistoryResponse:
-        return calls_pb2.ListCallHistoryResponse()
+        size = page_size(request.page_size)
+        offset = decode_token(request.page_token)
+        uid = self._user_id(request.user, "user")
+        calls = await self.core.calls.history(uid, offset, size + 1)
+        return calls_pb2.ListCallHistoryResponse(
+            calls=[call_to_pb(c) for c in calls[:size]],
+            next_page_token=encode_token(offset + size) if len(calls) > size else "",
+        )

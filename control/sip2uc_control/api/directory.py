@@ -18,6 +18,7 @@ import dataclasses
 import ipaddress
 import logging
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from io import StringIO
@@ -142,10 +143,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             outcomes = _outcomes(plan, records, job.kind, result, source_ids)
             for outcome in outcomes:
                 yield Response(row=outcome)
-            counts: dict[str, int] = {}
-            for outcome in outcomes:
-                name = directory_pb2.ImportAction.Name(outcome.action)
-                counts[name] = counts.get(name, 0) + 1
+            tally = Counter(outcome.action for outcome in outcomes)
+            counts = {  # in the enum's order, which is the order reports read best in
+                directory_pb2.ImportAction.Name(action): tally[action]
+                for action in directory_pb2.ImportAction.values()
+                if tally[action]
+            }
             failed = len(result.failed) if result is not None else 0
             log.info(
                 "directory import from %s: %s; %s",

@@ -12,16 +12,31 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError
 
+from ..calls import InviteInput, LegReport
 from ..core import ControlCore
 from ..errors import FieldViolation, InvalidArgument
 from ..registrar import ContactRequest, Outcome, RegisterInput
 from ..settings import ServerSettings
 from ..sidecars import SidecarInfo
-from .convert import TRANSPORT_FROM_PB
+from .convert import (
+    LEG_STATE_FROM_PB,
+    TRANSPORT_FROM_PB,
+    command_to_pb,
+    direction_from_pb,
+    media_from_pb,
+    stats_from_pb,
+)
 from .status import unary
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+_DISPOSITIONS = {
+    "routing": sidecar_pb2.INVITE_DISPOSITION_ROUTING,
+    "reject": sidecar_pb2.INVITE_DISPOSITION_REJECT,
+    "unauthorized": sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED,
+    "feedback": sidecar_pb2.INVITE_DISPOSITION_FEEDBACK_TONE,
+}
 
 _OUTCOMES = {
     Outcome.OK: sidecar_pb2.REGISTER_OUTCOME_OK,
@@ -152,7 +167,12 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 getter = asyncio.create_task(queue.get())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
-                    yield getter.result()
+                    item = getter.result()
+                    yield (
+                        item
+                        if isinstance(item, sidecar_pb2.ConnectResponse)
+                        else command_to_pb(item)
+                    )
                 else:
                     getter.cancel()
         finally:
@@ -217,38 +237,88 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             reason=decision.reason,
         )
 
-    # Calls, messages and subscriptions are routed by the call layer; until a sidecar's request
-    # reaches a control plane that routes them, the sidecar hears a clear UNIMPLEMENTED.
-
+    @unary
     async def Invite(
         self, request: sidecar_pb2.InviteRequest, context: Ctx
     ) -> sidecar_pb2.InviteResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
+        origin = request.origin
+        if not origin.sidecar or not request.leg_id:
+            raise InvalidArgument(
+                [
+                    FieldViolation(f, "required")
+                    for f, v in (("origin.sidecar", origin.sidecar), ("leg_id", request.leg_id))
+                    if not v
+                ]
+            )
+        creds: Credentials | None = None
+        if request.HasField("credentials"):
+            try:
+                creds = credentials_from_pb(request.credentials)
+            except DigestError:
+                return sidecar_pb2.InviteResponse(
+                    disposition=sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED,
+                    status=407,
+                    reason="Proxy Authentication Required",
+                )
+        outcome = await self.core.calls.invite(
+            InviteInput(
+                sidecar=origin.sidecar,
+                leg_id=request.leg_id,
+                credentials=creds,
+                source_host=origin.source.host,
+                source_port=origin.source.port,
+                request_uri=request.request_uri,
+                from_uri=request.from_uri,
+                from_display_name=request.from_display_name,
+                to_uri=request.to_uri,
+                offer=media_from_pb(request.offer) if request.HasField("offer") else None,
+            )
         )
-        raise AssertionError("unreachable")
+        return sidecar_pb2.InviteResponse(
+            disposition=_DISPOSITIONS[outcome.disposition],
+            call_id=outcome.call_id,
+            status=outcome.status,
+            reason=outcome.reason,
+            retry_after=outcome.retry_after,
+            tone=sidecar_pb2.FEEDBACK_TONE_CONFIRM
+            if outcome.tone_ok
+            else sidecar_pb2.FEEDBACK_TONE_ERROR,
+        )
 
+    @unary
     async def Cancel(
         self, request: sidecar_pb2.CancelRequest, context: Ctx
     ) -> sidecar_pb2.CancelResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
-        )
-        raise AssertionError("unreachable")
+        await self.core.calls.cancel(request.origin.sidecar, request.leg_id)
+        return sidecar_pb2.CancelResponse()
 
+    @unary
     async def Bye(self, request: sidecar_pb2.ByeRequest, context: Ctx) -> sidecar_pb2.ByeResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
-        )
-        raise AssertionError("unreachable")
+        await self.core.calls.bye(request.origin.sidecar, request.leg_id, request.reason)
+        return sidecar_pb2.ByeResponse()
 
+    @unary
     async def ReportLeg(
         self, request: sidecar_pb2.ReportLegRequest, context: Ctx
     ) -> sidecar_pb2.ReportLegResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "call routing is not available on this control plane"
+        await self.core.calls.report_leg(
+            LegReport(
+                sidecar=request.sidecar,
+                call_id=request.call_id,
+                leg_id=request.leg_id,
+                state=LEG_STATE_FROM_PB.get(request.state),
+                status=request.status,
+                reason=request.reason,
+                media=media_from_pb(request.media) if request.HasField("media") else None,
+                dtmf_digits=request.dtmf_digits,
+                stats=tuple(stats_from_pb(s) for s in request.stats),
+                direction=direction_from_pb(request.direction),
+            )
         )
-        raise AssertionError("unreachable")
+        return sidecar_pb2.ReportLegResponse()
+
+    # Short messages and subscriptions (BLF) are not served yet: the sidecar hears UNIMPLEMENTED
+    # and answers the handset 501.
 
     async def Message(
         self, request: sidecar_pb2.MessageRequest, context: Ctx

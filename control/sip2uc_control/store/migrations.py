@@ -104,6 +104,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        2,
+        "call history",
+        (
+            """CREATE TABLE call_history (
+                id TEXT PRIMARY KEY,
+                start_time DOUBLE PRECISION NOT NULL,
+                users TEXT NOT NULL,
+                doc TEXT NOT NULL
+            )""",
+            "CREATE INDEX call_history_start ON call_history (start_time)",
+        ),
+    ),
 )
 
 
