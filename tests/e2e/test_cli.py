@@ -314,6 +314,46 @@ def test_up_exits_0_on_sigterm(tmp_path: Path) -> None:
     assert "Traceback" not in "".join(running.log)
 
 
+def test_sidecar_joins_the_control_plane_and_exits_0_on_sigterm(server: Running) -> None:
+    node = subprocess.Popen(
+        [
+            *CLI,
+            "--control",
+            server.address,
+            "--data-dir",
+            str(server.data_dir),
+            "sidecar",
+            "--name",
+            "vlan20",
+            "--site",
+            "second floor",
+            "--sip-listen",
+            "127.0.0.1:0",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert node.stderr is not None
+    log = []
+    for line in node.stderr:
+        log.append(line)
+        if "welcomed this sidecar" in line:
+            break
+    else:
+        pytest.fail("the sidecar never joined:\n" + "".join(log))
+    sidecars = json.loads(sip2uc(server, "--json", "sidecars").stdout)
+    joined = [s for s in sidecars if s["name"] == "sidecars/vlan20"]
+    assert [(s["site"], s["state"]) for s in joined] == [
+        ("second floor", "SIDECAR_STATE_CONNECTED")
+    ]
+    node.send_signal(signal.SIGTERM)
+    _, rest = node.communicate(timeout=30)
+    assert node.returncode == 0, rest
+    assert "Traceback" not in rest
+
+
 def grpcurl() -> str:
     path = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     if path is None:

@@ -416,6 +416,12 @@ def describe_rpc_error(err: grpc.RpcError, target: str | None = None) -> ErrorDe
     violations, notes = _detail_lines(status) if status is not None else ([], [])
     where = target or "the configured address"
     lowered = details.lower()
+    if code is grpc.StatusCode.UNAVAILABLE and status is None and "ssl" in lowered:
+        return ErrorDescription(
+            code,
+            f"TLS with the control plane at {where} failed: check --tls/--no-tls and --ca-file",
+            True,
+        )
     if (
         code is grpc.StatusCode.UNAVAILABLE
         and status is None

@@ -122,6 +122,18 @@ def test_connection_refused_suggests_starting_the_control_plane() -> None:
     assert description.unreachable
 
 
+def test_certificate_failure_points_at_the_tls_options() -> None:
+    err = FakeRpcError(
+        grpc.StatusCode.UNAVAILABLE,
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.0.0.1:50051: "
+        "Ssl handshake failed: SSL_ERROR_SSL: error:1000007d:SSL routines:"
+        "OPENSSL_internal:CERTIFICATE_VERIFY_FAILED",
+    )
+    assert describe_rpc_error(err, "10.0.0.1:50051").message == (
+        "TLS with the control plane at 10.0.0.1:50051 failed: check --tls/--no-tls and --ca-file"
+    )
+
+
 def test_unavailable_from_the_server_itself_is_shown_as_is() -> None:
     err = FakeRpcError(grpc.StatusCode.UNAVAILABLE, "no sidecar serves users/1")
     description = describe_rpc_error(err, "127.0.0.1:50051")
