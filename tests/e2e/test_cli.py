@@ -13,6 +13,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -352,6 +353,33 @@ def test_sidecar_joins_the_control_plane_and_exits_0_on_sigterm(server: Running)
     _, rest = node.communicate(timeout=30)
     assert node.returncode == 0, rest
     assert "Traceback" not in rest
+
+
+def test_up_on_a_busy_port_fails_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                *CLI,
+                "up",
+                "--data-dir",
+                str(tmp_path),
+                "--grpc-listen",
+                f"127.0.0.1:{port}",
+                "--sip-listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "off",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"error: Failed to bind to address 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def grpcurl() -> str:

@@ -269,7 +269,8 @@ def _run(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     become one line and exit code 1."""
     try:
         run_until_signalled(body)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
+        # grpc reports a port it cannot bind as RuntimeError.
         sys.stderr.write(f"error: {exc}\n")
         raise typer.Exit(1) from None
 
