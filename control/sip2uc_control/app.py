@@ -28,6 +28,7 @@ from sip2uc.v1 import (
 
 from .api.admin import AdminServicer
 from .api.calls import CallServicer
+from .api.directory import DirectoryServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
@@ -111,7 +112,7 @@ class ControlPlane:
         )
         sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
         calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
-        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(_directory_servicer(core), server)
+        directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -148,9 +149,3 @@ class ControlPlane:
         log.info("control plane stopped")
 
 
-def _directory_servicer(core: ControlCore) -> directory_pb2_grpc.DirectoryServiceServicer:
-    try:
-        from .api.directory import DirectoryServicer
-    except ImportError:
-        return directory_pb2_grpc.DirectoryServiceServicer()
-    return DirectoryServicer(core)

@@ -168,8 +168,13 @@ def validate_user_fields(user: User, prefix: str = "user") -> list[FieldViolatio
         )
     if user.email and not EMAIL_RE.match(user.email):
         out.append(FieldViolation(f"{prefix}.email", "must be an e-mail address"))
-    if user.settings.no_answer_timeout_seconds < 0 or user.settings.no_answer_timeout_seconds > 600:
-        out.append(FieldViolation(f"{prefix}.settings.no_answer_timeout_seconds", "must be 0-600"))
+    timeout = user.settings.no_answer_timeout_seconds
+    if timeout != 0 and not 5 <= timeout <= 300:
+        out.append(
+            FieldViolation(
+                f"{prefix}.settings.no_answer_timeout_seconds", "must be 5-300 (0: server default)"
+            )
+        )
     seen: set[str] = set()
     for i, dev in enumerate(user.devices):
         path = f"{prefix}.devices[{i}]"

@@ -104,7 +104,7 @@ def validate(settings: ServerSettings) -> None:
         bad("presence_codes", str(exc))
     ranges = {
         "media_timeout_seconds": (5, 3600),
-        "no_answer_timeout_seconds": (5, 600),
+        "no_answer_timeout_seconds": (5, 300),
         "min_expires": (10, 3600),
         "max_expires": (60, 86400),
         "default_expires": (10, 86400),

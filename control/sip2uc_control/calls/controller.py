@@ -375,7 +375,8 @@ class CallController:
             assert isinstance(decision, Deliver)
             chain = decision.chain
             call.forward_chain = chain.visited
-            started = await self._ring_user(call, user, offer, decision.no_answer_timeout)
+            ring_for = decision.no_answer_timeout or float(user.settings.no_answer_timeout_seconds)
+            started = await self._ring_user(call, user, offer, ring_for or None)
             if not started:
                 return InviteOutcome("reject", status=480, reason="Temporarily Unavailable")
             call.no_answer_target = decision.no_answer_target

@@ -1,0 +1,132 @@
+"""A sidecar's half of the SidecarService contract, driven by tests over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_media.sip.digest import Algorithm, compute_ha1, compute_response
+
+REALM = "sip2uc"
+
+
+def digest(username: str, password: str, method: str, nc: int = 1) -> sidecar_pb2.DigestCredentials:
+    ha1 = compute_ha1(Algorithm.MD5, username, REALM, password)
+    nc_text = f"{nc:08x}"
+    uri = "sip:sip2uc.local"
+    response = compute_response(
+        Algorithm.MD5, ha1, nonce="n", method=method, uri=uri, qop="auth", nc=nc_text, cnonce="c"
+    )
+    return sidecar_pb2.DigestCredentials(
+        username=username,
+        realm=REALM,
+        nonce="n",
+        uri=uri,
+        response=response,
+        algorithm="MD5",
+        cnonce="c",
+        nc=nc_text,
+        qop="auth",
+        method=method,
+    )
+
+
+def media(port: int, *codecs: tuple[str, int]) -> common_pb2.MediaEndpoint:
+    return common_pb2.MediaEndpoint(
+        rtp=common_pb2.SocketAddress(host="127.0.0.1", port=port),
+        codecs=[common_pb2.Codec(name=n, payload_type=pt, clock_rate=8000) for n, pt in codecs],
+    )
+
+
+class SidecarSession:
+    """Connects as a named sidecar and collects the commands the control plane sends it."""
+
+    def __init__(self, channel: grpc.aio.Channel, name: str) -> None:
+        self.name = name
+        self.stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
+        self.commands: asyncio.Queue[sidecar_pb2.ConnectResponse] = asyncio.Queue()
+        self._outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] = asyncio.Queue()
+        self._call: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> SidecarSession:
+        await self._outgoing.put(
+            sidecar_pb2.ConnectRequest(hello=sidecar_pb2.SidecarHello(name=self.name))
+        )
+
+        async def requests() -> Any:
+            while (item := await self._outgoing.get()) is not None:
+                yield item
+
+        self._call = self.stub.Connect(requests())
+        welcome = await self._call.read()
+        assert welcome.WhichOneof("payload") == "welcome"
+
+        async def read() -> None:
+            # read() and async iteration cannot be mixed on one call: keep using read().
+            while (message := await self._call.read()) is not grpc.aio.EOF:
+                await self.commands.put(message)
+
+        self._reader = asyncio.create_task(read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._outgoing.put(None)
+        if self._reader is not None:
+            self._reader.cancel()
+        self._call.cancel()
+
+    async def next(self, kind: str, timeout: float = 5.0) -> Any:
+        message = await asyncio.wait_for(self.commands.get(), timeout)
+        assert message.WhichOneof("payload") == kind, message
+        return getattr(message, kind)
+
+    def pending(self) -> int:
+        return self.commands.qsize()
+
+    def origin(self, port: int = 40000) -> sidecar_pb2.RequestOrigin:
+        return sidecar_pb2.RequestOrigin(
+            sidecar=self.name,
+            source=common_pb2.SocketAddress(host="127.0.0.1", port=port),
+            transport=common_pb2.TRANSPORT_UDP,
+            call_id=f"c-{port}",
+        )
+
+    async def register(self, ext: str, password: str, contact_port: int, nc: int = 1) -> None:
+        resp = await self.stub.Register(
+            sidecar_pb2.RegisterRequest(
+                origin=self.origin(contact_port),
+                credentials=digest(ext, password, "REGISTER", nc),
+                aor=f"sip:{ext}@sip2uc.local",
+                contacts=[
+                    sidecar_pb2.ContactBinding(
+                        uri=f"sip:{ext}@127.0.0.1:{contact_port}", expires=600
+                    )
+                ],
+            )
+        )
+        assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_OK
+
+    async def invite(
+        self, ext: str, password: str, dialled: str, leg_id: str, port: int = 30000
+    ) -> sidecar_pb2.InviteResponse:
+        return await self.stub.Invite(
+            sidecar_pb2.InviteRequest(
+                origin=self.origin(),
+                credentials=digest(ext, password, "INVITE"),
+                leg_id=leg_id,
+                request_uri=f"sip:{dialled}@sip2uc.local",
+                from_uri=f"sip:{ext}@sip2uc.local",
+                to_uri=f"sip:{dialled}@sip2uc.local",
+                offer=media(port, ("PCMU", 0), ("telephone-event", 101)),
+            )
+        )
+
+    async def report(self, call_id: str, leg_id: str, state: int, **fields: Any) -> None:
+        await self.stub.ReportLeg(
+            sidecar_pb2.ReportLegRequest(
+                sidecar=self.name, call_id=call_id, leg_id=leg_id, state=state, **fields
+            )
+        )
