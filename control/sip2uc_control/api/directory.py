@@ -137,9 +137,16 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             result: ApplyResult | None = None
             if not job.dry_run:
                 applying = _Application(self.core, plan, job.source, len(records))
-                async for event in applying.run():
-                    yield event
-                result = applying.result
+                yield _progress("applying", read=len(records), total=applying.total)
+                applying.start()
+                # The loop and its cleanup stay in this frame, inside the lock: a nested
+                # generator would be closed only when collected, after the lock is released.
+                try:
+                    while (event := await applying.next_event()) is not None:
+                        yield event
+                    result = await applying.finish()
+                finally:
+                    await applying.stop()
             outcomes = _outcomes(plan, records, job.kind, result, source_ids)
             for outcome in outcomes:
                 yield Response(row=outcome)
@@ -385,6 +392,7 @@ class _Application:
         self.total = sum(1 for item in plan.items if _applies(item, plan))
         self.step = max(1, self.total // PROGRESS_STEPS)
         self.result: ApplyResult | None = None
+        self.task: asyncio.Task[ApplyResult]
 
     def _created(self, credential: ImportedCredential) -> None:
         self.events.put_nowait(
@@ -405,21 +413,34 @@ class _Application:
                 _progress("applying", read=self.rows_read, done=done, total=total)
             )
 
-    async def run(self) -> AsyncIterator[Response]:
-        yield _progress("applying", read=self.rows_read, total=self.total)
-        task = asyncio.create_task(apply_plan(self.plan, self.repo, progress=self._progress))
-        task.add_done_callback(lambda _: self.events.put_nowait(None))
-        try:
-            while (event := await self.events.get()) is not None:
-                yield event
-            self.result = await task
-        finally:
-            if not task.done():
-                # The caller went away. Cancelling inside a store write could leave the store's
-                # index behind its database, so the remaining rows are refused instead.
-                self.repo.stopped = True
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(task)
+    def start(self) -> None:
+        self.task = asyncio.create_task(apply_plan(self.plan, self.repo, progress=self._progress))
+        self.task.add_done_callback(lambda _: self.events.put_nowait(None))
+
+    async def next_event(self) -> Response | None:
+        """A progress or credential message; ``None`` once the plan is applied."""
+        return await self.events.get()
+
+    async def finish(self) -> ApplyResult:
+        self.result = await self.task
+        return self.result
+
+    async def stop(self) -> None:
+        """Called however the stream ends; after a caller went away, wind the import down."""
+        if self.result is not None:
+            return
+        if not self.task.done():
+            # Cancelling inside a store write could leave the store's index behind its
+            # database, so the rows not yet applied are refused instead.
+            self.repo.stopped = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self.task)
+        if self.task.done() and not self.task.cancelled():
+            # Credentials not yet sent are lost with the stream: say how far it got.
+            log.warning(
+                "directory import left by its caller: %s (refused rows count as failed)",
+                self.task.result().summary(),
+            )
 
 
 class ImportStopped(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import grpc
@@ -184,6 +185,19 @@ async def test_credentials_are_streamed_once_for_each_created_user(
     assert of(again, "credential") == []
 
 
+async def test_generated_passwords_never_reach_the_logs(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    events = await run_import(channel, STAFF)
+
+    passwords = [c.password for c in of(events, "credential")]  # type: ignore[attr-defined]
+    assert len(passwords) == 3
+    assert "directory import from csv" in caplog.text
+    assert not [p for p in passwords if p in caplog.text]
+
+
 async def test_created_users_can_be_fetched_with_their_handset(channel: grpc.aio.Channel) -> None:
     events = await run_import(channel, STAFF)
     (alice_row,) = [r for r in rows(events) if r.sip_uri == "sip:alice@example.com"]
@@ -352,3 +366,24 @@ async def test_unreachable_directory_is_failed_precondition(channel: grpc.aio.Ch
             pass
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "cannot bind to ldaps://127.0.0.1:1" in (info.value.details() or "")
+
+
+async def test_import_left_by_its_caller_stops_and_the_next_one_completes_it(
+    channel: grpc.aio.Channel,
+) -> None:
+    content = HEADER + "".join(f"sip:u{n}@example.com,U {n},{3000 + n},,\n" for n in range(50))
+    stub = directory_pb2_grpc.DirectoryServiceStub(channel)
+    call = stub.ImportUsers(
+        directory_pb2.ImportUsersRequest(csv=directory_pb2.CsvSource(content=content.encode()))
+    )
+    async for event in call:
+        if event.WhichOneof("event") == "credential":
+            call.cancel()
+            break
+
+    events = await run_import(channel, content)
+
+    counted = Counter(actions(events).values())
+    assert counted["CREATE"] + counted["UNCHANGED"] == 50
+    assert counted["UNCHANGED"] >= 1
+    assert events[-1].summary.failed == 0
