@@ -37,6 +37,7 @@ from ..directory import (
     DEFAULT_FILTER,
     ApplyResult,
     CsvSourceError,
+    ExistingUser,
     ImportPlan,
     LdapAttributeMap,
     LdapSourceConfig,
@@ -123,17 +124,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
                 raise FailedPrecondition(
                     str(exc), subject="ldap.url", kind="DIRECTORY_UNREADABLE"
                 ) from None
-            records = [_fit_to_store(r, job.extension_digits) for r in raw]
-            yield _progress("planning", read=len(records), total=len(records))
+            yield _progress("planning", read=len(raw), total=len(raw))
             users = existing_users(self.core.users.all())
             source_ids = {u.id: u.source_id or "" for u in users}
-            plan = build_plan(
-                records,
-                users,
-                source=job.source,
-                disable_missing=job.disable_missing,
-                delete_missing=job.delete_missing,
-            )
+            # Planning is pure but takes a while for large directories: keep the loop free for
+            # registrations. It works on the snapshot just taken.
+            records, plan = await asyncio.to_thread(_plan, raw, users, job)
             result: ApplyResult | None = None
             if not job.dry_run:
                 applying = _Application(self.core, plan, job.source, len(records))
@@ -335,6 +331,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _plan(
+    raw: list[SourceRecord], users: list[ExistingUser], job: _Job
+) -> tuple[list[SourceRecord], ImportPlan]:
+    records = [_fit_to_store(r, job.extension_digits) for r in raw]
+    plan = build_plan(
+        records,
+        users,
+        source=job.source,
+        disable_missing=job.disable_missing,
+        delete_missing=job.delete_missing,
+    )
+    return records, plan
 
 
 # --- fitting records to the users store -------------------------------------------------------

@@ -387,3 +387,36 @@ async def test_import_left_by_its_caller_stops_and_the_next_one_completes_it(
     assert counted["CREATE"] + counted["UNCHANGED"] == 50
     assert counted["UNCHANGED"] >= 1
     assert events[-1].summary.failed == 0
+
+
+async def test_user_made_by_hand_is_adopted_and_keeps_its_handset(
+    channel: grpc.aio.Channel,
+) -> None:
+    users = users_pb2_grpc.UserServiceStub(channel)
+    made = await users.CreateUser(
+        users_pb2.CreateUserRequest(
+            user=users_pb2.User(
+                sip_uri="sip:alice@example.com",
+                extension="2001",
+                devices=[
+                    users_pb2.Device(registering=users_pb2.RegisteringDevice(password="desk-pw-1"))
+                ],
+            )
+        )
+    )
+
+    first = await run_import(channel, HEADER + ALICE)
+    second = await run_import(channel, HEADER + ALICE)
+
+    (adopted,) = rows(first)
+    assert (adopted.action, adopted.user) == (directory_pb2.IMPORT_ACTION_UPDATE, made.user.name)
+    assert sorted(c.split(":")[0] for c in adopted.changes) == [
+        "display_name",
+        "e164",
+        "email",
+        "source",
+        "source_id",
+    ]
+    assert actions(second) == {"sip:alice@example.com": "UNCHANGED"}
+    alice = (await users.GetUser(users_pb2.GetUserRequest(name=made.user.name))).user
+    assert alice.devices == made.user.devices
