@@ -136,7 +136,10 @@ class PresenceHub:
         lock = self._locks.setdefault(user_id, asyncio.Lock())
         async with lock:
             now = self.clock()
+            old_record = self.records.get(user_id)
             new_record, change = step(self.record(user_id), now)
+            if change is None and new_record == old_record:
+                return None  # a refresh that changes nothing needs no write
             record_json = json.dumps(new_record.to_dict())
             change_json = json.dumps(change.to_dict()) if change is not None else None
 

@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .db import Database
 
@@ -113,16 +112,13 @@ class BindingStore:
         updates = [asdict(b) for b in upserts if b.id in self.by_id]
         deletes = [{"id": b.id} for b in removals]
 
-        async def write(conn: AsyncConnection) -> None:
-            if inserts:
-                await conn.execute(_INSERT, inserts)
-            if updates:
-                await conn.execute(_UPDATE, updates)
-            if deletes:
-                await conn.execute(_DELETE, deletes)
-
-        if inserts or updates or deletes:
-            await self.db.submit(write)
+        statements = [
+            (clause, rows)
+            for clause, rows in ((_INSERT, inserts), (_UPDATE, updates), (_DELETE, deletes))
+            if rows
+        ]
+        if statements:
+            await self.db.submit_rows(statements)
         for b in removals:
             self._unindex(b)
         for b in upserts:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import TextClause, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -23,6 +23,10 @@ from .migrations import migrate
 log = logging.getLogger(__name__)
 
 Write = Callable[[AsyncConnection], Awaitable[Any]]
+# A statement with the parameter rows to run it with; consecutive rows of one statement from
+# different callers run as one executemany, which is what makes a busy registrar cheap.
+Rows = tuple[TextClause, list[dict[str, Any]]]
+Item = Write | list[Rows]
 
 
 def default_url(data_dir: Path) -> str:
@@ -35,7 +39,7 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._queue: asyncio.Queue[tuple[Write, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0
         self.writes = 0
@@ -58,6 +62,12 @@ class Database:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         await self._queue.put((write, future))
         return await future
+
+    async def submit_rows(self, statements: list[Rows]) -> None:
+        """Queue plain statements (no results needed) for the next group commit."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((statements, future))
+        await future
 
     async def _write_loop(self) -> None:
         while True:
@@ -85,9 +95,27 @@ class Database:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> list[Any]:
+    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Any]]]) -> list[Any]:
+        results: list[Any] = []
         async with self.engine.begin() as conn:
-            results = [await write(conn) for write, _ in batch]
+            run_clause: TextClause | None = None
+            run_rows: list[dict[str, Any]] = []
+            for item, _ in batch:
+                if callable(item):
+                    if run_clause is not None:
+                        await conn.execute(run_clause, run_rows)
+                        run_clause, run_rows = None, []
+                    results.append(await item(conn))
+                    continue
+                for clause, rows in item:
+                    if clause is not run_clause:
+                        if run_clause is not None:
+                            await conn.execute(run_clause, run_rows)
+                        run_clause, run_rows = clause, []
+                    run_rows.extend(rows)
+                results.append(None)
+            if run_clause is not None:
+                await conn.execute(run_clause, run_rows)
         self.commits += 1
         self.writes += len(batch)
         return results
