@@ -15,13 +15,18 @@ import uuid
 from pathlib import Path
 
 import grpc
+from sip2uc.v1 import sidecar_pb2
 
+from ..b2bua.legs import LegConfig
+from ..rtp.aio import RelayEngine
+from ..rtp.ports import PortAllocator
 from ..sip.digest import Algorithm, NonceCountTracker, NonceIssuer
 from ..sip.transaction import Destination
 from ..transport.base import TransportKind
 from ..transport.tcp import StreamServer, open_stream_server
 from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
+from .calls import CallHandler
 from .config import SidecarConfig, parse_hostport
 from .control_link import ControlLink, EdgeSettings, HelloInfo
 from .dispatch import SipEdge
@@ -75,6 +80,8 @@ class Sidecar:
         self.listen_addresses: dict[TransportKind, tuple[str, int]] = {}
         self.edge: SipEdge | None = None
         self.control: ControlLink | None = None
+        self.relay: RelayEngine | None = None
+        self.calls: CallHandler | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -97,6 +104,8 @@ class Sidecar:
             credentials=self._control_credentials(),
             rpc_timeout=config.rpc_timeout,
             heartbeat_interval=config.heartbeat_interval,
+            on_command=self._command,
+            load=self._load,
         )
         self.edge = SipEdge(
             name=config.name,
@@ -111,6 +120,28 @@ class Sidecar:
             retry_after=config.retry_after,
         )
         await self._bind(clock)
+        sip_host, sip_port = self.listen_addresses[TransportKind.UDP]
+        rtp_host = config.rtp_host or sip_host
+        self.relay = RelayEngine(rtp_host, PortAllocator(*config.rtp_ports))
+        await self.relay.start()
+        self.calls = CallHandler(
+            name=config.name,
+            registrar=registrar,
+            control=self.control,
+            relay=self.relay,
+            config=LegConfig(
+                sip_host=sip_host,
+                sip_port=sip_port,
+                relay_host=rtp_host,
+                random_bytes=os.urandom,
+            ),
+            clock=clock,
+            retry_after=config.retry_after,
+        )
+        self.relay.on_event = self.calls.relay_event
+        self.calls.configure(trunk_sources=(), channel_limit=config.capacity, media_timeout=60.0)
+        self.edge.attach_calls(self.calls)
+        self.calls.start()
         await self.control.start()
         for kind, (host, port) in self.listen_addresses.items():
             _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.value, host, port)
@@ -198,6 +229,24 @@ class Sidecar:
         )
         edge.bans.configure(settings.ban)
         edge.allow = NetworkAllowList(settings.allowed_networks)
+        if self.calls is not None:
+            self.calls.configure(
+                trunk_sources=settings.trunk_sources,
+                channel_limit=min(
+                    settings.channel_limit or self.config.capacity, self.config.capacity
+                ),
+                media_timeout=settings.media_timeout,
+            )
+
+    async def _command(self, message: sidecar_pb2.ConnectResponse) -> str:
+        if self.calls is None:
+            return "sidecar starting"
+        return await self.calls.command(message)
+
+    def _load(self) -> tuple[int, int]:
+        legs = self.calls.active_legs if self.calls is not None else 0
+        ports = self.relay.ports.in_use * 2 if self.relay is not None else 0
+        return legs, ports
 
     def _send(self, data: bytes, dest: Destination) -> bool:
         if dest.transport.upper() == "UDP":
@@ -219,5 +268,9 @@ class Sidecar:
             self._udp.close()
         if self.edge is not None:
             await self.edge.close()
+        if self.calls is not None:
+            await self.calls.close()
+        if self.relay is not None:
+            await self.relay.close()
         if self.control is not None:
             await self.control.stop()

@@ -10,13 +10,19 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
 from opentelemetry import propagate
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
 
+from ..b2bua.actions import ByeRpc, CancelRpc, InviteRpc, LegState, ReportLeg, Tone
+from ..b2bua.legs import CreateLeg, Disposition, InviteResult
+from ..b2bua.offer_answer import CodecSpec, MediaSpec
+from ..rtp.relay import Direction
+from ..sip.digest import Credentials
+from ..sip.transaction import Destination
 from ..transport.base import TransportKind
 from .protection import BanPolicy
 from .registrar import (
@@ -55,6 +61,10 @@ class EdgeSettings:
     ban: BanPolicy = field(default_factory=BanPolicy)
     min_expires: int = 60
     max_expires: int = 3600
+    #: Trunk sources (network, port or 0) whose requests are not challenged.
+    trunk_sources: tuple[tuple[str, int], ...] = ()
+    channel_limit: int = 0  # 0: only the relay's port range limits
+    media_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,7 +114,168 @@ def settings_from_proto(message: sidecar_pb2.SidecarSettings, base: EdgeSettings
         ban=ban,
         min_expires=message.min_expires or base.min_expires,
         max_expires=message.max_expires or base.max_expires,
+        trunk_sources=tuple((t.network, t.port) for t in message.trunk_sources),
+        channel_limit=message.channel_limit or base.channel_limit,
+        media_timeout=float(message.media_timeout_seconds or base.media_timeout),
     )
+
+
+# -- calls: domain <-> sidecar.proto (docs/calls.md) ----------------------------------------------
+
+_DIRECTIONS = {
+    Direction.SENDRECV: common_pb2.MEDIA_DIRECTION_SENDRECV,
+    Direction.SENDONLY: common_pb2.MEDIA_DIRECTION_SENDONLY,
+    Direction.RECVONLY: common_pb2.MEDIA_DIRECTION_RECVONLY,
+    Direction.INACTIVE: common_pb2.MEDIA_DIRECTION_INACTIVE,
+}
+_DIRECTIONS_BACK = {v: k for k, v in _DIRECTIONS.items()}
+_LEG_STATES = {
+    LegState.TRYING: sidecar_pb2.LEG_STATE_TRYING,
+    LegState.RINGING: sidecar_pb2.LEG_STATE_RINGING,
+    LegState.EARLY_MEDIA: sidecar_pb2.LEG_STATE_EARLY_MEDIA,
+    LegState.ANSWERED: sidecar_pb2.LEG_STATE_ANSWERED,
+    LegState.FAILED: sidecar_pb2.LEG_STATE_FAILED,
+    LegState.ENDED: sidecar_pb2.LEG_STATE_ENDED,
+}
+_DISPOSITIONS = {
+    sidecar_pb2.INVITE_DISPOSITION_ROUTING: Disposition.ROUTING,
+    sidecar_pb2.INVITE_DISPOSITION_REJECT: Disposition.REJECT,
+    sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED: Disposition.UNAUTHORIZED,
+    sidecar_pb2.INVITE_DISPOSITION_FEEDBACK_TONE: Disposition.FEEDBACK_TONE,
+}
+_TRANSPORT_NAMES = {
+    common_pb2.TRANSPORT_UDP: "UDP",
+    common_pb2.TRANSPORT_TCP: "TCP",
+    common_pb2.TRANSPORT_TLS: "TLS",
+}
+
+
+def media_to_proto(spec: MediaSpec) -> common_pb2.MediaEndpoint:
+    return common_pb2.MediaEndpoint(
+        rtp=common_pb2.SocketAddress(host=spec.host, port=spec.port),
+        codecs=[
+            common_pb2.Codec(
+                name=c.name, payload_type=c.payload_type, clock_rate=c.clock_rate, fmtp=c.fmtp
+            )
+            for c in spec.codecs
+        ],
+        direction=_DIRECTIONS[spec.direction],
+        ptime_ms=spec.ptime_ms,
+    )
+
+
+def media_from_proto(message: common_pb2.MediaEndpoint) -> MediaSpec:
+    return MediaSpec(
+        host=message.rtp.host,
+        port=message.rtp.port,
+        codecs=tuple(
+            CodecSpec(c.name, c.payload_type, c.clock_rate or 8000, c.fmtp) for c in message.codecs
+        ),
+        direction=_DIRECTIONS_BACK.get(message.direction, Direction.SENDRECV),
+        ptime_ms=message.ptime_ms or 20,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InviteCall:
+    """Everything the `Invite` RPC carries besides the leg's offer."""
+
+    origin: Origin
+    credentials: Credentials | None
+    request_uri: str
+    from_uri: str
+    from_display_name: str
+    to_uri: str
+
+
+def credentials_to_proto(creds: Credentials, method: str) -> sidecar_pb2.DigestCredentials:
+    return sidecar_pb2.DigestCredentials(
+        username=creds.username,
+        realm=creds.realm,
+        nonce=creds.nonce,
+        uri=creds.uri,
+        response=creds.response,
+        algorithm=creds.algorithm.value,
+        cnonce=creds.cnonce or "",
+        nc=creds.nc or "",
+        qop=creds.qop or "",
+        method=method,
+    )
+
+
+def invite_request(call: InviteCall, rpc: InviteRpc) -> sidecar_pb2.InviteRequest:
+    request = sidecar_pb2.InviteRequest(
+        origin=origin_to_proto(call.origin),
+        leg_id=rpc.leg_id,
+        request_uri=call.request_uri,
+        from_uri=call.from_uri,
+        from_display_name=call.from_display_name,
+        to_uri=call.to_uri,
+        offer=media_to_proto(rpc.offer),
+    )
+    if call.credentials is not None:
+        request.credentials.CopyFrom(credentials_to_proto(call.credentials, "INVITE"))
+    return request
+
+
+def invite_result(response: sidecar_pb2.InviteResponse) -> InviteResult:
+    disposition = _DISPOSITIONS.get(response.disposition)
+    if disposition is None:
+        # An answer this sidecar does not understand: refuse the call cleanly.
+        return InviteResult(disposition=Disposition.REJECT, status=500)
+    return InviteResult(
+        disposition=disposition,
+        call_id=response.call_id,
+        status=response.status,
+        reason=response.reason,
+        retry_after=response.retry_after,
+        tone=Tone.ERROR if response.tone == sidecar_pb2.FEEDBACK_TONE_ERROR else Tone.CONFIRM,
+    )
+
+
+def report_request(
+    sidecar: str, report: ReportLeg, stats: list[sidecar_pb2.StreamStats] | None = None
+) -> sidecar_pb2.ReportLegRequest:
+    request = sidecar_pb2.ReportLegRequest(
+        sidecar=sidecar,
+        call_id=report.call_id,
+        leg_id=report.leg_id,
+        state=_LEG_STATES[report.state]
+        if report.state is not None
+        else sidecar_pb2.LEG_STATE_UNSPECIFIED,
+        status=report.status,
+        reason=report.reason,
+        dtmf_digits=report.dtmf_digits,
+        stats=stats or [],
+        direction=_DIRECTIONS[report.direction]
+        if report.direction is not None
+        else common_pb2.MEDIA_DIRECTION_UNSPECIFIED,
+    )
+    if report.media is not None:
+        request.media.CopyFrom(media_to_proto(report.media))
+    return request
+
+
+def create_leg_from_proto(message: sidecar_pb2.CreateLegCommand) -> CreateLeg:
+    transport = _TRANSPORT_NAMES.get(message.transport, "UDP")
+    return CreateLeg(
+        call_id=message.call_id,
+        leg_id=message.leg_id,
+        request_uri=message.request_uri,
+        destination=Destination(
+            transport=transport, host=message.destination.host, port=message.destination.port
+        ),
+        from_uri=message.from_uri,
+        from_display_name=message.from_display_name,
+        to_uri=message.to_uri,
+        peer_media=media_from_proto(message.peer_media) if message.HasField("peer_media") else None,
+        ring_timeout=float(message.ring_timeout_seconds or 60),
+        bridge_leg_id=message.bridge_leg_id,
+    )
+
+
+#: Executes one Connect-stream command; returns "" when done, else why not.
+CommandHandler = Callable[[sidecar_pb2.ConnectResponse], Awaitable[str]]
 
 
 def register_request(attempt: RegisterAttempt, origin: Origin) -> sidecar_pb2.RegisterRequest:
@@ -195,7 +366,11 @@ class ControlLink:
         rpc_timeout: float = 2.0,
         heartbeat_interval: float = 5.0,
         rng: random.Random | None = None,
+        on_command: CommandHandler | None = None,
+        load: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
+        self._on_command = on_command
+        self._load = load
         self._target = target
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
@@ -302,12 +477,19 @@ class ControlLink:
                 elif kind == "settings":
                     self._apply(message.settings)
                 elif kind is not None:
-                    # Call-leg, message and notify commands arrive with the B2BUA; until then
-                    # the control plane must learn at once that they were not carried out.
+                    # Commands run one at a time, in the order sent: an EndLeg must not
+                    # overtake the CreateLeg it ends.
+                    error = UNSUPPORTED
+                    if self._on_command is not None:
+                        try:
+                            error = await self._on_command(message)
+                        except Exception as exc:
+                            _log.exception("command %s failed", kind)
+                            error = f"internal error: {type(exc).__name__}"
                     outgoing.put_nowait(
                         sidecar_pb2.ConnectRequest(
                             result=sidecar_pb2.CommandResult(
-                                command_id=message.command_id, ok=False, error=UNSUPPORTED
+                                command_id=message.command_id, ok=not error, error=error
                             )
                         )
                     )
@@ -325,8 +507,13 @@ class ControlLink:
     async def _heartbeats(self, outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None]) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
+            legs, ports = self._load() if self._load is not None else (0, 0)
             outgoing.put_nowait(
-                sidecar_pb2.ConnectRequest(heartbeat=sidecar_pb2.SidecarHeartbeat())
+                sidecar_pb2.ConnectRequest(
+                    heartbeat=sidecar_pb2.SidecarHeartbeat(
+                        active_legs=legs, relay_ports_in_use=ports
+                    )
+                )
             )
 
     # -- unary calls ----------------------------------------------------------------------------
@@ -350,3 +537,54 @@ class ControlLink:
         except grpc.aio.AioRpcError as exc:
             raise ControlUnavailableError(f"Register failed: {exc.code().name}") from exc
         return register_result(response)
+
+    async def invite(self, call: InviteCall, rpc: InviteRpc) -> InviteResult:
+        if not self._up or self._stub is None:
+            raise ControlUnavailableError("control plane link is down")
+        try:
+            response = await self._stub.Invite(
+                invite_request(call, rpc),
+                timeout=self._rpc_timeout,
+                metadata=self._call_metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise ControlUnavailableError(f"Invite failed: {exc.code().name}") from exc
+        return invite_result(response)
+
+    async def cancel(self, origin: Origin, rpc: CancelRpc) -> None:
+        await self._notify(
+            "Cancel",
+            sidecar_pb2.CancelRequest(origin=origin_to_proto(origin), leg_id=rpc.leg_id),
+        )
+
+    async def bye(self, origin: Origin, rpc: ByeRpc) -> None:
+        await self._notify(
+            "Bye",
+            sidecar_pb2.ByeRequest(
+                origin=origin_to_proto(origin), leg_id=rpc.leg_id, reason=rpc.reason
+            ),
+        )
+
+    async def report_leg(self, request: sidecar_pb2.ReportLegRequest) -> None:
+        await self._notify("ReportLeg", request)
+
+    async def _notify(self, method: str, request: object) -> None:
+        """A one-way report: retried a few times, since a lost Bye or answer leaves a call
+        hanging on the control plane."""
+        for attempt in range(3):
+            if self._up and self._stub is not None:
+                try:
+                    await getattr(self._stub, method)(
+                        request, timeout=self._rpc_timeout, metadata=self._call_metadata()
+                    )
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in (
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        grpc.StatusCode.NOT_FOUND,
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                    ):
+                        _log.debug("%s refused: %s", method, exc.details())
+                        return
+            await asyncio.sleep(backoff_delay(attempt, self._rng, first=0.2, cap=2.0))
+        _log.warning("%s could not reach the control plane", method)

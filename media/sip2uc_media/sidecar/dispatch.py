@@ -29,6 +29,7 @@ from ..sip.message import (
     parse_message,
     unsupported_requirements,
     validate_request,
+    validate_response,
 )
 from ..sip.transaction import (
     CancelReceived,
@@ -36,11 +37,17 @@ from ..sip.transaction import (
     Event,
     Overloaded,
     RequestReceived,
+    ResponseReceived,
+    StrayResponse,
     TransactionError,
     TransactionId,
     TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransportFailed,
 )
 from ..transport.base import Source, TransportKind
+from .calls import CallHandler
 from .control_link import ControlUnavailableError
 from .protection import BanList, NetworkAllowList
 from .registrar import (
@@ -58,10 +65,9 @@ __all__ = ["ALLOW", "ControlBackend", "SipEdge"]
 _log = logging.getLogger(__name__)
 
 ALLOW = "REGISTER, OPTIONS"
+ALLOW_WITH_CALLS = "REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE"
 ACCEPT = "application/sdp"
 SUPPORTED: tuple[str, ...] = ()
-# Methods a later B2BUA serves: until then a request for them is refused cleanly.
-_NOT_IMPLEMENTED = frozenset({"INVITE"})
 _NOT_ALLOWED = frozenset(
     {"MESSAGE", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "UPDATE", "PRACK"}
 )
@@ -121,6 +127,17 @@ class SipEdge:
             "REGISTER": self._register,
             "OPTIONS": self._options,
         }
+        self.calls: CallHandler | None = None
+
+    @property
+    def _allow(self) -> str:
+        return ALLOW if self.calls is None else ALLOW_WITH_CALLS
+
+    def attach_calls(self, calls: CallHandler) -> None:
+        """Serve INVITE and the in-dialog methods with the B2BUA."""
+        self.calls = calls
+        calls.edge = self
+        self._methods["INVITE"] = calls.invite
 
     # -- entry point ----------------------------------------------------------------------------
 
@@ -160,17 +177,22 @@ class SipEdge:
         except SipParseError as exc:
             self._unparseable(data, exc, source)
             return
-        if isinstance(message, SipResponse):
-            # Nothing is sent from here yet, so any response is stray (RFC 3261 §18.1.2).
-            self._drop("stray_response")
-            return
-        self.metrics.messages_in.add(1, {"method": message.method})
         dest = Destination(
             transport=source.transport.value,
             host=host,
             port=source.port,
             connection_id=source.connection_id or None,
         )
+        if isinstance(message, SipResponse):
+            if self.calls is None or validate_response(message) is not None:
+                # RFC 3261 §18.1.2 / §8.1.3.3: a response we cannot have asked for.
+                self._drop("stray_response")
+                return
+            for event in self.transactions.receive(message, dest, now):
+                self._event(event)
+            self._flush()
+            return
+        self.metrics.messages_in.add(1, {"method": message.method})
         events = self.transactions.receive(message, dest, now)
         if not events:
             self.metrics.retransmissions.add(1, {"method": message.method})
@@ -179,11 +201,26 @@ class SipEdge:
         self._flush()
 
     def _event(self, event: Event) -> None:
+        calls = self.calls
         if isinstance(event, RequestReceived):
             if event.txn_id is not None:
                 self._request(event.txn_id, event.request, event.source)
+            elif calls is not None:
+                calls.request(None, event.request, event.source)  # an ACK for a 2xx
+        elif isinstance(event, (ResponseReceived, StrayResponse)):
+            if calls is not None:
+                txn_id = event.txn_id if isinstance(event, ResponseReceived) else None
+                calls.response(txn_id, event.response)
+        elif isinstance(event, (TransactionTimeout, TransportFailed)):
+            if calls is not None:
+                calls.transaction_timeout(event.txn_id)
+        elif isinstance(event, TransactionTerminated):
+            if calls is not None:
+                calls.transaction_ended(event.txn_id)
         elif isinstance(event, CancelReceived):
-            # No INVITE is ever left pending here yet, so the CANCEL finds nothing (§9.2).
+            if calls is not None and calls.cancel(event.txn_id, event.request, event.invite_txn_id):
+                return
+            # §9.2: a CANCEL that finds no pending INVITE of ours.
             status = 481 if event.invite_txn_id is None else 200
             self._respond(
                 event.txn_id,
@@ -206,16 +243,23 @@ class SipEdge:
             # RFC 3261 §8.2.2.3
             self._reply(txn_id, request, 420, None, [("Unsupported", ", ".join(unsupported))])
             return
+        calls = self.calls
+        if (
+            calls is not None
+            and request.method not in ("INVITE", "REGISTER")
+            and calls.request(txn_id, request, source)
+        ):
+            return
         handler = self._methods.get(request.method)
         if handler is not None:
             handler(txn_id, request, source)
         elif request.method in _NOT_ALLOWED:
-            self._reply(txn_id, request, 405, None, [("Allow", ALLOW)])
+            self._reply(txn_id, request, 405, None, [("Allow", self._allow)])
         elif request.method in _NO_TRANSACTION:
             self._reply(txn_id, request, 481, None)
         else:
             # INVITE and unknown methods (RFC 3261 §8.2.1).
-            self._reply(txn_id, request, 501, None, [("Allow", ALLOW)])
+            self._reply(txn_id, request, 501, None, [("Allow", self._allow)])
 
     # -- methods --------------------------------------------------------------------------------
 
@@ -226,7 +270,7 @@ class SipEdge:
             request,
             200,
             None,
-            [("Allow", ALLOW), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))],
+            [("Allow", self._allow), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))],
         )
 
     def _register(self, txn_id: TransactionId, request: SipRequest, source: Destination) -> None:
@@ -344,6 +388,30 @@ class SipEdge:
             if not self._send(data, dest):
                 self._drop("unreachable")
 
+    # -- what the B2BUA uses (calls.EdgeHooks) ----------------------------------------------------
+
+    def respond(self, txn_id: TransactionId, response: SipResponse) -> None:
+        self._respond(txn_id, response)
+
+    def send_request(self, request: SipRequest, dest: Destination) -> TransactionId | None:
+        try:
+            txn_id = self.transactions.send_request(request, dest, self._clock())
+        except TransactionError:
+            self._drop("transaction_refused")
+            return None
+        self.metrics.messages_out.add(1, {"method": request.method, "status": 0})
+        self._arm_timer()
+        return txn_id
+
+    def send_stateless(self, message: SipRequest | SipResponse, dest: Destination) -> None:
+        self.transactions.send_stateless(message, dest)
+
+    def auth_failure(self, host: str) -> None:
+        self._auth_failure(host)
+
+    def flush(self) -> None:
+        self._flush()
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -368,8 +436,8 @@ class SipEdge:
         self._timer = None
         self._timer_at = None
         try:
-            for _event in self.transactions.handle_timer(self._clock()):
-                pass
+            for event in self.transactions.handle_timer(self._clock()):
+                self._event(event)
             self._flush()
         except Exception as exc:
             self._internal_error(exc)

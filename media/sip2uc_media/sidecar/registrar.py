@@ -171,30 +171,10 @@ class Registrar:
             contacts, remove_all = self._contacts(request)
         except SipParseError as exc:
             return Rejection(self._reply(request, exc.status, exc.reason), False, "bad_request")
-        authorization = request.headers.get("Authorization")
-        if authorization is None:
-            return Rejection(self.challenge(request, source_host, now), False, "challenge")
-        try:
-            credentials = parse_credentials(authorization)
-        except DigestError as exc:
-            return Rejection(
-                self._reply(request, exc.status_code, "Bad Authorization header"), True, "bad_auth"
-            )
-        if credentials.realm != self.policy.realm:
-            return Rejection(self.challenge(request, source_host, now), True, "wrong_realm")
-        status = self._nonces.check(credentials.nonce, now, source_host)
-        if status is NonceStatus.INVALID:
-            return Rejection(self.challenge(request, source_host, now), True, "invalid_nonce")
-        if status is NonceStatus.STALE:
-            return Rejection(
-                self.challenge(request, source_host, now, stale=True), False, "stale_nonce"
-            )
-        count = credentials.nonce_count
-        if count is not None and not self._counts.accept(credentials.nonce, count, now):
-            # RFC 7616 §3.4: a replayed or out-of-order count; an honest client restarts.
-            return Rejection(
-                self.challenge(request, source_host, now, stale=True), True, "nonce_replay"
-            )
+        checked = self._credentials(request, source_host, now, proxy=False)
+        if isinstance(checked, Rejection):
+            return checked
+        credentials = checked
         return RegisterAttempt(
             credentials=credentials,
             method=request.method,
@@ -203,6 +183,44 @@ class Registrar:
             remove_all=remove_all,
             cseq=request.cseq.seq,
         )
+
+    def authenticate(
+        self, request: SipRequest, source_host: str, now: float
+    ) -> Credentials | Rejection:
+        """Pre-check a request's Proxy-Authorization the way REGISTER's Authorization is
+        checked: the same stateless nonces, failure counting and 407 in place of 401 (RFC 3261
+        §22.3).  The digest itself is verified by the control plane."""
+        return self._credentials(request, source_host, now, proxy=True)
+
+    def _credentials(
+        self, request: SipRequest, source_host: str, now: float, *, proxy: bool
+    ) -> Credentials | Rejection:
+        def challenge(stale: bool = False) -> SipResponse:
+            if proxy:
+                return self.proxy_challenge(request, source_host, now, stale=stale)
+            return self.challenge(request, source_host, now, stale=stale)
+
+        authorization = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
+        if authorization is None:
+            return Rejection(challenge(), False, "challenge")
+        try:
+            credentials = parse_credentials(authorization)
+        except DigestError as exc:
+            return Rejection(
+                self._reply(request, exc.status_code, "Bad Authorization header"), True, "bad_auth"
+            )
+        if credentials.realm != self.policy.realm:
+            return Rejection(challenge(), True, "wrong_realm")
+        status = self._nonces.check(credentials.nonce, now, source_host)
+        if status is NonceStatus.INVALID:
+            return Rejection(challenge(), True, "invalid_nonce")
+        if status is NonceStatus.STALE:
+            return Rejection(challenge(stale=True), False, "stale_nonce")
+        count = credentials.nonce_count
+        if count is not None and not self._counts.accept(credentials.nonce, count, now):
+            # RFC 7616 §3.4: a replayed or out-of-order count; an honest client restarts.
+            return Rejection(challenge(stale=True), True, "nonce_replay")
+        return credentials
 
     def _contacts(self, request: SipRequest) -> tuple[tuple[ContactSpec, ...], bool]:
         header_expires = request.expires
@@ -253,6 +271,15 @@ class Registrar:
             self.policy.realm, now, source_host, stale=stale, algorithms=self.policy.algorithms
         )
         return self._reply(request, 401, None, [("WWW-Authenticate", v) for v in values])
+
+    def proxy_challenge(
+        self, request: SipRequest, source_host: str, now: float, *, stale: bool = False
+    ) -> SipResponse:
+        """407 with Proxy-Authenticate: how a B2BUA challenges an INVITE (RFC 3261 §22.3)."""
+        values = self._nonces.challenge_header(
+            self.policy.realm, now, source_host, stale=stale, algorithms=self.policy.algorithms
+        )
+        return self._reply(request, 407, None, [("Proxy-Authenticate", v) for v in values])
 
     def _reply(
         self,

@@ -1,0 +1,689 @@
+"""The B2BUA's asyncio side: feeds the sans-IO legs and carries out their actions.
+
+`CallHandler` sits between the SIP edge (which hands it INVITE, ACK, BYE, CANCEL, in-dialog
+requests, responses and transaction timeouts), the control link (RPCs out, Connect-stream
+commands in) and the relay engine (ports, bridges, DTMF and media-timeout events).  All
+protocol decisions are the legs' (``b2bua/legs.py``); this module only finds the leg a message
+belongs to, runs timers, and executes ``b2bua/actions.py`` in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sip2uc.v1 import sidecar_pb2
+
+from ..b2bua.actions import (
+    Action,
+    ByeRpc,
+    CancelRpc,
+    CancelTimer,
+    Challenge,
+    InviteRpc,
+    LegFinished,
+    LegTimer,
+    PlayTone,
+    RelayBridge,
+    RelayRelease,
+    RelayUpdate,
+    ReportLeg,
+    SendAck,
+    SendRequest,
+    SendResponse,
+    StartTimer,
+    Tone,
+)
+from ..b2bua.legs import (
+    Disposition,
+    InboundLeg,
+    InviteResult,
+    LegConfig,
+    OutboundLeg,
+    peer_relay_id,
+)
+from ..rtp import tones
+from ..rtp.aio import RelayEngine
+from ..rtp.ports import PortsExhausted
+from ..rtp.relay import DtmfReceived, LegMedia, LegStats, MediaTimeout, RelayError, RelayEvent
+from ..sip.digest import Credentials
+from ..sip.message import SipRequest, SipResponse, make_response
+from ..sip.transaction import Destination, TransactionId
+from ..transport.base import TransportKind
+from .control_link import (
+    ControlUnavailableError,
+    InviteCall,
+    create_leg_from_proto,
+    media_from_proto,
+    report_request,
+)
+from .registrar import Origin, Registrar, Rejection
+
+__all__ = ["CallControl", "CallHandler", "EdgeHooks"]
+
+_log = logging.getLogger(__name__)
+
+Leg = InboundLeg | OutboundLeg
+STATS_INTERVAL = 5.0
+_RTP_HEADER = struct.Struct("!BBHII")
+
+
+class CallControl(Protocol):
+    """The control-link calls the B2BUA makes (a fake in unit tests)."""
+
+    @property
+    def up(self) -> bool: ...
+
+    async def invite(self, call: InviteCall, rpc: InviteRpc) -> InviteResult: ...
+
+    async def cancel(self, origin: Origin, rpc: CancelRpc) -> None: ...
+
+    async def bye(self, origin: Origin, rpc: ByeRpc) -> None: ...
+
+    async def report_leg(self, request: sidecar_pb2.ReportLegRequest) -> None: ...
+
+
+class EdgeHooks(Protocol):
+    """What the B2BUA needs from the SIP edge."""
+
+    def respond(self, txn_id: TransactionId, response: SipResponse) -> None: ...
+
+    def send_request(self, request: SipRequest, dest: Destination) -> TransactionId | None: ...
+
+    def send_stateless(self, message: SipRequest | SipResponse, dest: Destination) -> None: ...
+
+    def auth_failure(self, host: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _LegEntry:
+    leg: Leg
+    origin: Origin
+    invite_txn: TransactionId | None = None
+
+
+class CallHandler:
+    def __init__(
+        self,
+        *,
+        name: str,
+        registrar: Registrar,
+        control: CallControl,
+        relay: RelayEngine,
+        config: LegConfig,
+        clock: Callable[[], float],
+        retry_after: int = 5,
+    ) -> None:
+        self.name = name
+        self.registrar = registrar
+        self.control = control
+        self.relay = relay
+        self.config = config
+        self._clock = clock
+        self._retry_after = retry_after
+        self.edge: EdgeHooks | None = None
+        self.trunk_sources: tuple[
+            tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int], ...
+        ] = ()
+        self.channel_limit = 0
+        self._legs: dict[str, _LegEntry] = {}
+        self._by_key: dict[tuple[str, str], str] = {}
+        self._by_invite_txn: dict[TransactionId, str] = {}
+        self._by_client_txn: dict[TransactionId, tuple[str, str]] = {}
+        self._timers: dict[tuple[str, LegTimer], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stats_task: asyncio.Task[None] | None = None
+
+    # -- settings and load ------------------------------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        trunk_sources: tuple[tuple[str, int], ...],
+        channel_limit: int,
+        media_timeout: float,
+    ) -> None:
+        sources = []
+        for network, port in trunk_sources:
+            try:
+                sources.append((ipaddress.ip_network(network, strict=False), port))
+            except ValueError:
+                _log.warning("ignoring malformed trunk source %r", network)
+        self.trunk_sources = tuple(sources)
+        self.channel_limit = channel_limit
+        self.relay.media_timeout = media_timeout
+
+    @property
+    def active_legs(self) -> int:
+        return len(self._legs)
+
+    def load(self) -> tuple[int, int]:
+        return (len(self._legs), 4 * len(self._legs))
+
+    def _is_trunk(self, source: Destination) -> bool:
+        try:
+            address = ipaddress.ip_address(source.host)
+        except ValueError:
+            return False
+        return any(
+            address in network and (port == 0 or port == source.port)
+            for network, port in self.trunk_sources
+        )
+
+    # -- SIP in ---------------------------------------------------------------------------------
+
+    def invite(self, txn_id: TransactionId, request: SipRequest, source: Destination) -> None:
+        """An INVITE: a re-INVITE within a dialog, or a new call."""
+        if request.to.tag is not None:
+            self._in_dialog(txn_id, request)
+            return
+        edge = self._edge
+        now = self._clock()
+        credentials: Credentials | None = None
+        if not self._is_trunk(source):
+            checked = self.registrar.authenticate(request, source.host, now)
+            if isinstance(checked, Rejection):
+                if checked.auth_failure:
+                    edge.auth_failure(source.host)
+                edge.respond(txn_id, checked.response)
+                return
+            credentials = checked
+        if not self.control.up:
+            self._reply(txn_id, request, 503, [("Retry-After", str(self._retry_after))])
+            return
+        if self.channel_limit and len(self._legs) >= self.channel_limit:
+            self._reply(txn_id, request, 503, [("Retry-After", str(self._retry_after))])
+            return
+        leg_id = f"{self.name}-{os.urandom(8).hex()}"
+        origin = Origin(
+            sidecar=self.name,
+            host=source.host,
+            port=source.port,
+            transport=TransportKind(source.transport.upper()),
+            user_agent=request.headers.get("User-Agent") or "",
+            call_id=request.call_id,
+        )
+        try:
+            relay_port, peer_port = self._open_ports(leg_id)
+        except PortsExhausted:
+            self._reply(txn_id, request, 503, [("Retry-After", str(self._retry_after))])
+            return
+        leg = InboundLeg(
+            leg_id,
+            invite=request,
+            txn_id=txn_id,
+            source=source,
+            relay_port=relay_port,
+            peer_port=peer_port,
+            config=self.config,
+        )
+        self._legs[leg_id] = _LegEntry(leg, origin, txn_id)
+        self._by_key[leg.key] = leg_id
+        self._by_invite_txn[txn_id] = leg_id
+        call = InviteCall(
+            origin=origin,
+            credentials=credentials,
+            request_uri=str(request.uri),
+            from_uri=str(request.from_.uri),
+            from_display_name=request.from_.display_name or "",
+            to_uri=str(request.to.uri),
+        )
+        self._run(leg_id, leg.start(now), call=call)
+
+    def request(
+        self, txn_id: TransactionId | None, request: SipRequest, source: Destination
+    ) -> bool:
+        """ACK, BYE, OPTIONS, INFO...: True when it belonged to a call (and was handled)."""
+        if request.to.tag is None:
+            return False
+        key = (request.call_id, request.to.tag)
+        leg_id = self._by_key.get(key)
+        if leg_id is None:
+            if txn_id is not None and request.method in ("BYE", "INFO", "INVITE"):
+                self._reply(txn_id, request, 481)
+                return True
+            return request.method == "ACK"
+        if txn_id is None and request.method != "ACK":
+            return True
+        self._in_dialog(txn_id, request)
+        return True
+
+    def _in_dialog(self, txn_id: TransactionId | None, request: SipRequest) -> None:
+        key = (request.call_id, request.to.tag or "")
+        leg_id = self._by_key.get(key)
+        if leg_id is None:
+            if txn_id is not None:
+                self._reply(txn_id, request, 481)
+            return
+        leg = self._legs[leg_id].leg
+        self._run(leg_id, leg.on_request(request, txn_id, self._clock()))
+
+    def cancel(
+        self, txn_id: TransactionId, request: SipRequest, invite_txn: TransactionId | None
+    ) -> bool:
+        leg_id = self._by_invite_txn.get(invite_txn) if invite_txn is not None else None
+        if leg_id is None or leg_id not in self._legs:
+            return False
+        leg = self._legs[leg_id].leg
+        assert isinstance(leg, InboundLeg)
+        self._run(leg_id, leg.on_cancel(request, txn_id, self._clock()))
+        return True
+
+    def response(self, txn_id: TransactionId | None, response: SipResponse) -> None:
+        key = (response.call_id, response.from_.tag or "")
+        leg_id = self._by_key.get(key)
+        if leg_id is None and txn_id is not None:
+            leg_id = self._by_client_txn.get(txn_id, ("", ""))[0] or None
+        if leg_id is None or leg_id not in self._legs:
+            return
+        leg = self._legs[leg_id].leg
+        self._run(leg_id, leg.on_response(response, self._clock()))
+
+    def transaction_timeout(self, txn_id: TransactionId) -> None:
+        entry = self._by_client_txn.pop(txn_id, None)
+        if entry is None:
+            return
+        leg_id, method = entry
+        found = self._legs.get(leg_id)
+        if found is not None and isinstance(found.leg, OutboundLeg):
+            self._run(leg_id, found.leg.on_transaction_timeout(method, self._clock()))
+
+    def transaction_ended(self, txn_id: TransactionId) -> None:
+        self._by_client_txn.pop(txn_id, None)
+        self._by_invite_txn.pop(txn_id, None)
+
+    # -- relay events ---------------------------------------------------------------------------
+
+    def relay_event(self, session_id: str, event: RelayEvent) -> None:
+        try:
+            # Only handset-facing relay legs are ours to report; the peer stream's events
+            # belong to the other sidecar's handset.
+            found = self._legs.get(event.leg_id)
+            if found is None:
+                return
+            now = self._clock()
+            if isinstance(event, DtmfReceived):
+                self._run(event.leg_id, found.leg.on_dtmf(event.digit, now))
+            elif isinstance(event, MediaTimeout):
+                self._run(event.leg_id, found.leg.on_media_timeout(now))
+        except Exception:
+            _log.exception("relay event %r failed", event)
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    async def command(self, message: sidecar_pb2.ConnectResponse) -> str:
+        """Carry out one Connect-stream command; "" when done, else the reason it was not."""
+        kind = message.WhichOneof("payload")
+        now = self._clock()
+        if kind == "create_leg":
+            create = create_leg_from_proto(message.create_leg)
+            if create.leg_id in self._legs:
+                return f"leg {create.leg_id} exists"
+            if self.channel_limit and len(self._legs) >= self.channel_limit:
+                return "channel limit reached"
+            try:
+                relay_port, peer_port = self._open_ports(create.leg_id)
+            except PortsExhausted:
+                return "relay ports exhausted"
+            try:
+                leg = OutboundLeg(
+                    create, relay_port=relay_port, peer_port=peer_port, config=self.config
+                )
+            except Exception:
+                self._release_ports(create.leg_id)
+                return "bad CreateLeg"
+            origin = Origin(
+                sidecar=self.name,
+                host=create.destination.host,
+                port=create.destination.port,
+                transport=TransportKind(create.destination.transport),
+                user_agent="",
+                call_id=leg.sip_call_id,
+            )
+            self._legs[create.leg_id] = _LegEntry(leg, origin)
+            self._by_key[leg.key] = create.leg_id
+            self._run(create.leg_id, leg.start(now))
+            return ""
+        if kind == "answer_leg":
+            cmd = message.answer_leg
+            found = self._legs.get(cmd.leg_id)
+            if found is None or not isinstance(found.leg, InboundLeg):
+                return f"no caller leg {cmd.leg_id}"
+            peer = media_from_proto(cmd.peer_media) if cmd.HasField("peer_media") else None
+            self._run(
+                cmd.leg_id, found.leg.on_answer_command(cmd.status, peer, cmd.bridge_leg_id, now)
+            )
+            return ""
+        if kind == "end_leg":
+            end = message.end_leg
+            found = self._legs.get(end.leg_id)
+            if found is None:
+                return ""  # already over: ending is idempotent
+            self._run(end.leg_id, found.leg.on_end_command(end.status, end.reason, now))
+            return ""
+        if kind == "update_media":
+            update = message.update_media
+            found = self._legs.get(update.leg_id)
+            if found is None:
+                return f"no leg {update.leg_id}"
+            self._run(
+                update.leg_id,
+                found.leg.on_update_media(media_from_proto(update.peer_media), now),
+            )
+            return ""
+        if kind == "inject_dtmf":
+            dtmf = message.inject_dtmf
+            found = self._legs.get(dtmf.leg_id)
+            if found is None:
+                return f"no leg {dtmf.leg_id}"
+            media_leg = self.relay.leg(dtmf.leg_id)
+            if media_leg.session is None:
+                return "leg has no media yet"
+            try:
+                self.relay.inject_dtmf(
+                    media_leg.session.session_id, dtmf.leg_id, dtmf.digits, dtmf.duration_ms or 100
+                )
+            except (RelayError, ValueError) as exc:
+                return str(exc)
+            return ""
+        return "not supported by this sidecar"
+
+    # -- executing actions ----------------------------------------------------------------------
+
+    @property
+    def _edge(self) -> EdgeHooks:
+        assert self.edge is not None
+        return self.edge
+
+    def _reply(
+        self,
+        txn_id: TransactionId,
+        request: SipRequest,
+        status: int,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        tag = self.registrar.tag_for(request)
+        self._edge.respond(
+            txn_id, make_response(request, status, to_tag=tag, headers=headers or ())
+        )
+
+    def _run(self, leg_id: str, actions: list[Action], *, call: InviteCall | None = None) -> None:
+        edge = self._edge
+        entry = self._legs.get(leg_id)
+        for action in actions:
+            try:
+                self._act(leg_id, entry, action, call)
+            except Exception:
+                _log.exception("leg %s: %s failed", leg_id, type(action).__name__)
+        edge.flush()
+
+    def _act(
+        self, leg_id: str, entry: _LegEntry | None, action: Action, call: InviteCall | None
+    ) -> None:
+        edge = self._edge
+        if isinstance(action, SendResponse):
+            edge.respond(action.txn_id, action.response)
+        elif isinstance(action, SendRequest):
+            txn_id = edge.send_request(action.request, action.destination)
+            if txn_id is not None:
+                self._by_client_txn[txn_id] = (leg_id, action.request.method)
+        elif isinstance(action, SendAck):
+            edge.send_stateless(action.request, action.destination)
+        elif isinstance(action, Challenge):
+            edge.auth_failure(entry.origin.host if entry else "")
+            edge.respond(
+                action.txn_id,
+                self.registrar.proxy_challenge(
+                    action.request, entry.origin.host if entry else "", self._clock()
+                ),
+            )
+        elif isinstance(action, InviteRpc):
+            assert call is not None
+            self._spawn(self._invite(leg_id, call, action))
+        elif isinstance(action, CancelRpc):
+            if entry is not None:
+                self._spawn(self.control.cancel(entry.origin, action))
+        elif isinstance(action, ByeRpc):
+            if entry is not None:
+                self._spawn(self.control.bye(entry.origin, action))
+        elif isinstance(action, ReportLeg):
+            self._spawn(self.control.report_leg(report_request(self.name, action)))
+        elif isinstance(action, RelayUpdate):
+            self.relay.leg(action.relay_leg).update(action.media)
+        elif isinstance(action, RelayBridge):
+            self._bridge(action)
+        elif isinstance(action, RelayRelease):
+            self._release(action.relay_legs, entry)
+        elif isinstance(action, PlayTone):
+            self._spawn(self._play_tone(action))
+        elif isinstance(action, StartTimer):
+            self._start_timer(action)
+        elif isinstance(action, CancelTimer):
+            handle = self._timers.pop((action.leg_id, action.timer), None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(action, LegFinished):
+            self._forget(action.leg_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _invite(self, leg_id: str, call: InviteCall, rpc: InviteRpc) -> None:
+        try:
+            result = await self.control.invite(call, rpc)
+        except ControlUnavailableError:
+            result = InviteResult(
+                disposition=Disposition.REJECT, status=503, retry_after=self._retry_after
+            )
+        entry = self._legs.get(leg_id)
+        if entry is None or not isinstance(entry.leg, InboundLeg):
+            return
+        self._run(leg_id, entry.leg.on_invite_result(result, self._clock()))
+
+    # -- relay ------------------------------------------------------------------------------------
+
+    def _open_ports(self, leg_id: str) -> tuple[int, int]:
+        # RelayEngine.open_leg never awaits (binding is synchronous); drive it to completion here
+        # so that the port is known before the leg exists.
+        handset = _complete(self.relay.open_leg(leg_id))
+        try:
+            peer = _complete(self.relay.open_leg(peer_relay_id(leg_id), symmetric=False))
+        except Exception:
+            self.relay.release_leg(leg_id)
+            raise
+        return handset.local_port, peer.local_port
+
+    def _release_ports(self, leg_id: str) -> None:
+        for relay_leg in (leg_id, peer_relay_id(leg_id)):
+            self.relay.release_leg(relay_leg)
+
+    def _bridge(self, action: RelayBridge) -> None:
+        try:
+            a, b = self.relay.leg(action.a), self.relay.leg(action.b)
+        except RelayError:
+            return  # the other leg ended meanwhile
+        if a.session is not None or b.session is not None:
+            return  # bridged already (both local legs ask)
+        self.relay.bridge(action.session_id, action.a, action.b)
+
+    def _release(self, relay_legs: tuple[str, ...], entry: _LegEntry | None) -> None:
+        if entry is not None:
+            self._final_stats(entry)
+        for relay_leg in relay_legs:
+            try:
+                leg = self.relay.leg(relay_leg)
+            except RelayError:
+                continue
+            if leg.session is not None:
+                # A local bridge: the other call leg keeps its ports until it ends itself.
+                self.relay.close_session(leg.session.session_id, release_legs=False)
+            self.relay.release_leg(relay_leg)
+
+    async def _play_tone(self, action: PlayTone) -> None:
+        """Send the tone to the handset through its own relay leg, so it comes from the port
+        its SDP named: a local socket stands in as the far end of the peer relay leg."""
+        law = "PCMA" if action.codec == "PCMA" else "PCMU"
+        pattern = tones.ERROR if action.tone is Tone.ERROR else tones.CONFIRM
+        frames = tones.tone_frames(pattern, law)
+        leg_id = action.relay_leg
+        peer_id = peer_relay_id(leg_id)
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in self.relay.host else socket.AF_INET, socket.SOCK_DGRAM
+        )
+        try:
+            sock.bind((self.relay.host, 0))
+            sock.setblocking(False)
+            here = sock.getsockname()[:2]
+            try:
+                peer = self.relay.leg(peer_id)
+                peer.update(
+                    LegMedia(
+                        remote_rtp=(here[0], here[1]),
+                        audio_pt=action.payload_type,
+                        telephone_event_pt=None,
+                    )
+                )
+                handset = self.relay.leg(leg_id)
+                if handset.session is None:
+                    self.relay.bridge(leg_id, leg_id, peer_id)
+            except RelayError:
+                return
+            target = (self.relay.host, peer.local_port)
+            ssrc = int.from_bytes(os.urandom(4), "big")
+            seq = int.from_bytes(os.urandom(2), "big")
+            ts = int.from_bytes(os.urandom(4), "big")
+            count = max(1, round(self.config.tone_seconds / 0.02))
+            start = loop.time()
+            for i in range(count):
+                frame = frames[i % len(frames)]
+                header = _RTP_HEADER.pack(
+                    0x80, (0x80 if i == 0 else 0) | action.payload_type, seq & 0xFFFF, ts, ssrc
+                )
+                try:
+                    sock.sendto(header + frame, target)
+                except OSError:
+                    return
+                seq += 1
+                ts = (ts + 160) & 0xFFFFFFFF
+                # Pace on the clock, not on the sleeps, so that jitter does not accumulate.
+                await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - loop.time()))
+        finally:
+            sock.close()
+
+    # -- timers and bookkeeping -------------------------------------------------------------
+
+    def _start_timer(self, action: StartTimer) -> None:
+        key = (action.leg_id, action.timer)
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_at(action.at, self._fire, action.leg_id, action.timer)
+
+    def _fire(self, leg_id: str, timer: LegTimer) -> None:
+        self._timers.pop((leg_id, timer), None)
+        entry = self._legs.get(leg_id)
+        if entry is None:
+            return
+        try:
+            self._run(leg_id, entry.leg.on_timer(timer, self._clock()))
+        except Exception:
+            _log.exception("leg %s timer %s failed", leg_id, timer)
+
+    def _forget(self, leg_id: str) -> None:
+        entry = self._legs.pop(leg_id, None)
+        if entry is None:
+            return
+        self._by_key.pop(entry.leg.key, None)
+        if entry.invite_txn is not None:
+            self._by_invite_txn.pop(entry.invite_txn, None)
+        for key in [k for k in self._timers if k[0] == leg_id]:
+            self._timers.pop(key).cancel()
+
+    def _stats_for(self, entry: _LegEntry) -> list[sidecar_pb2.StreamStats] | None:
+        try:
+            leg = self.relay.leg(entry.leg.leg_id)
+        except RelayError:
+            return None
+        negotiated = entry.leg.negotiated
+        codec = negotiated.codec if negotiated is not None else ""
+        return _stream_stats(leg.stats(), codec)
+
+    def _final_stats(self, entry: _LegEntry) -> None:
+        if not entry.leg.call_id:
+            return
+        stats = self._stats_for(entry)
+        if stats is None:
+            return
+        report = ReportLeg(call_id=entry.leg.call_id, leg_id=entry.leg.leg_id)
+        self._spawn(self.control.report_leg(report_request(self.name, report, stats)))
+
+    async def report_stats_forever(self) -> None:
+        """``ReportLeg(stats=…)`` every 5 s for every leg with media (docs/calls.md)."""
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            for entry in list(self._legs.values()):
+                if not entry.leg.call_id or not entry.leg.bridged:
+                    continue
+                stats = self._stats_for(entry)
+                if stats is None:
+                    continue
+                report = ReportLeg(call_id=entry.leg.call_id, leg_id=entry.leg.leg_id)
+                self._spawn(self.control.report_leg(report_request(self.name, report, stats)))
+
+    def start(self) -> None:
+        self._stats_task = asyncio.get_running_loop().create_task(self.report_stats_forever())
+
+    async def close(self) -> None:
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        tasks = list(self._tasks)
+        if self._stats_task is not None:
+            tasks.append(self._stats_task)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _complete(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends to completion, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("coroutine suspended")
+
+
+def _stream_stats(stats: LegStats, codec: str) -> list[sidecar_pb2.StreamStats]:
+    received = stats.received
+    return [
+        sidecar_pb2.StreamStats(
+            direction="rx",
+            packets=received.packets,
+            bytes=received.bytes,
+            lost=received.lost,
+            jitter_ms=received.jitter_ms,
+            mos=received.mos,
+            codec=codec,
+        ),
+        sidecar_pb2.StreamStats(
+            direction="tx", packets=stats.sent_packets, bytes=stats.sent_bytes, codec=codec
+        ),
+    ]
