@@ -220,7 +220,7 @@ _CredentialsOption = Annotated[
         metavar="FILE",
         help=(
             "CSV (mode 0600, must not exist) for the passwords generated for new users. "
-            "Default: ./provisioning-<timestamp>.csv when users were created."
+            "Default: ./provisioning-YYYYMMDD-HHMMSS.csv when users were created."
         ),
         show_default=False,
     ),
