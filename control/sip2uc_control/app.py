@@ -147,5 +147,3 @@ class ControlPlane:
         if self.core is not None:
             await self.core.close()
         log.info("control plane stopped")
-
-
