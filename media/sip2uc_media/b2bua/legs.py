@@ -718,6 +718,7 @@ class InboundLeg(_Leg):
         relay_port: int,
         peer_port: int,
         config: LegConfig,
+        to_tag: str | None = None,
     ) -> None:
         super().__init__(
             leg_id,
@@ -729,7 +730,7 @@ class InboundLeg(_Leg):
         )
         self.invite = invite
         self.txn_id = txn_id
-        self.to_tag = config.tag()
+        self.to_tag = to_tag or config.tag()
         self._answer_sdp: SessionDescription | None = None
         self._tone = Tone.CONFIRM
 

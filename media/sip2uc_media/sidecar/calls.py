@@ -166,6 +166,16 @@ class CallHandler:
     def active_legs(self) -> int:
         return len(self._legs)
 
+    def relay_stats(self) -> dict[str, LegStats]:
+        """Media counters of every live call leg's handset-facing relay leg."""
+        out: dict[str, LegStats] = {}
+        for leg_id in self._legs:
+            try:
+                out[leg_id] = self.relay.leg(leg_id).stats()
+            except RelayError:
+                continue
+        return out
+
     def load(self) -> tuple[int, int]:
         return (len(self._legs), 4 * len(self._legs))
 
@@ -225,6 +235,8 @@ class CallHandler:
             relay_port=relay_port,
             peer_port=peer_port,
             config=self.config,
+            # The tag of our 407, so that handsets keeping the first tag they saw stay in step.
+            to_tag=self.registrar.tag_for(request),
         )
         self._legs[leg_id] = _LegEntry(leg, origin, txn_id)
         self._by_key[leg.key] = leg_id
@@ -420,6 +432,8 @@ class CallHandler:
         edge = self._edge
         entry = self._legs.get(leg_id)
         for action in actions:
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("leg %s: %s", leg_id, action)
             try:
                 self._act(leg_id, entry, action, call)
             except Exception:

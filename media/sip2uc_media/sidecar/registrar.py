@@ -117,9 +117,11 @@ def to_tag_for(secret: bytes, request: SipRequest) -> str:
     """A To tag that is the same for every retransmission of a request, without keeping state.
 
     RFC 3261 §8.2.6.2 wants a tag on final responses; deriving it from the request means a
-    stateless 401 looks identical however often the handset asks.
+    stateless 401 looks identical however often the handset asks.  The CSeq is left out: a 407
+    to an INVITE and the dialog the authenticated retry creates then share one tag, which
+    handsets that remember the first tag they saw (SIPp among them) rely on.
     """
-    key = f"{request.call_id}\x00{request.from_.tag or ''}\x00{request.cseq.seq}"
+    key = f"{request.call_id}\x00{request.from_.tag or ''}"
     return hmac.new(secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
 
 
