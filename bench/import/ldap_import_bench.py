@@ -3,7 +3,9 @@
 Prints users per second for
   * fetch + plan (the dry run): paged search over StartTLS, mapping, number normalisation and
     planning against an empty store and against a fully imported one;
-  * apply into the in-memory repository (excludes any database: it measures the library).
+  * apply into the in-memory repository (excludes any database: it measures the library);
+  * the whole import through the control plane's API (`DirectoryService.ImportUsers` against a
+    real control plane with its SQLite store, in this process): dry run, apply, and a re-import.
 
 Run: .venv/bin/python bench/import/ldap_import_bench.py [--users N] [--page-size N] [--rounds N]
 """
@@ -119,8 +121,53 @@ def main() -> None:
                 f"fetch+plan, imported store: {len(replan.items)} rows, best {best:.3f} s "
                 f"({len(replan.items) / best:,.0f} users/s); {replan.summary()}"
             )
+            asyncio.run(through_api(server, args.users))
         finally:
             server.stop()
+
+
+async def through_api(server: object, users: int) -> None:
+    """ImportUsers over gRPC against a real control plane: the figure an administrator sees."""
+    import grpc
+    from sip2uc.v1 import directory_pb2, directory_pb2_grpc
+    from sip2uc_control.app import ControlConfig, ControlPlane
+
+    ca_pem = Path(str(server.ca_file)).read_text()  # type: ignore[attr-defined]
+    source = directory_pb2.LdapSource(
+        url=server.ldap_url,  # type: ignore[attr-defined]
+        bind_dn=server.service_dn,  # type: ignore[attr-defined]
+        bind_password=server.service_password,  # type: ignore[attr-defined]
+        base_dn=server.base_dn,  # type: ignore[attr-defined]
+        ca_pem=ca_pem,
+        page_size=500,
+    )
+    with tempfile.TemporaryDirectory() as data:
+        plane = ControlPlane(
+            ControlConfig(data_dir=Path(data), grpc_listen="127.0.0.1:0", metrics_listen=None)
+        )
+        await plane.start()
+        try:
+            async with grpc.aio.insecure_channel(
+                plane.address, options=[("grpc.max_receive_message_length", 64 << 20)]
+            ) as channel:
+                stub = directory_pb2_grpc.DirectoryServiceStub(channel)
+                for label, dry in (("dry run", True), ("apply", False), ("re-import", False)):
+                    request = directory_pb2.ImportUsersRequest(
+                        ldap=source, dry_run=dry, default_region="DE"
+                    )
+                    start = time.perf_counter()
+                    summary = None
+                    async for message in stub.ImportUsers(request):
+                        if message.WhichOneof("event") == "summary":
+                            summary = message.summary
+                    seconds = time.perf_counter() - start
+                    counts = dict(summary.counts) if summary is not None else {}
+                    print(
+                        f"through the API, {label}: {users} entries in {seconds:.2f} s "
+                        f"({users / seconds:,.0f} users/s); {counts}"
+                    )
+        finally:
+            await plane.stop(0.5)
 
 
 if __name__ == "__main__":

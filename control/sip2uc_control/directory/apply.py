@@ -8,6 +8,7 @@ own persistence. New users get a generated handset password which is handed to t
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import secrets
@@ -128,6 +129,7 @@ async def apply_plan(
     password_generator: Callable[[], str] = generate_handset_password,
     *,
     progress: ProgressCallback | None = None,
+    concurrency: int = 32,
 ) -> ApplyResult:
     """Apply the CREATE, UPDATE and (per the plan's policy) MISSING items of ``plan``.
 
@@ -137,14 +139,59 @@ async def apply_plan(
     steps = ((_step(item, plan.missing_policy), item) for item in plan.items)
     work = sorted(((s, i) for s, i in steps if s is not None), key=lambda pair: pair[0])
     result = ApplyResult()
-    for done, (step, item) in enumerate(work, start=1):
-        try:
-            await _apply_one(step, item, plan, repo, password_generator, result)
-        except Exception as exc:  # the repository is foreign code; one row must not stop all
-            result.failed.append(FailedItem(item=item, error=f"{type(exc).__name__}: {exc}"))
-        if progress is not None:
-            progress(done, len(work), item)
+    counter = _Progress(len(work), progress)
+    # Items of one step are independent (the plan has already set clashing rows aside as
+    # conflicts), so they run a few at a time: a database that commits in groups then writes
+    # many users per transaction. Steps stay in order, so values are freed before reuse.
+    for step in _Step:
+        items = [item for s, item in work if s is step]
+        await _apply_step(step, items, plan, repo, password_generator, result, counter, concurrency)
     return result
+
+
+@dataclass(slots=True)
+class _Progress:
+    total: int
+    callback: ProgressCallback | None
+    done: int = 0
+
+    def tick(self, item: PlanItem) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total, item)
+
+
+async def _apply_step(
+    step: _Step,
+    items: list[PlanItem],
+    plan: ImportPlan,
+    repo: UserRepository,
+    password_generator: Callable[[], str],
+    result: ApplyResult,
+    counter: _Progress,
+    concurrency: int,
+) -> None:
+    partial = [ApplyResult() for _ in items]
+    failures: list[FailedItem | None] = [None] * len(items)
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def run(index: int, item: PlanItem) -> None:
+        async with gate:
+            try:
+                await _apply_one(step, item, plan, repo, password_generator, partial[index])
+            except Exception as exc:  # the repository is foreign code; one row must not stop all
+                failures[index] = FailedItem(item=item, error=f"{type(exc).__name__}: {exc}")
+        counter.tick(item)
+
+    await asyncio.gather(*(run(n, item) for n, item in enumerate(items)))
+    # Results keep the plan's order whatever order the rows finished in.
+    for one, failure in zip(partial, failures, strict=True):
+        result.created += one.created
+        result.updated += one.updated
+        result.disabled += one.disabled
+        result.deleted += one.deleted
+        if failure is not None:
+            result.failed.append(failure)
 
 
 async def _apply_one(
