@@ -96,6 +96,9 @@ class LegConfig:
     t1: float = 0.5
     t2: float = 4.0
     tone_seconds: float = 1.0
+    #: Listening ports of transports whose port differs from ``sip_port`` (TLS on 5061 while
+    #: UDP and TCP share 5060), as ("TLS", 5061) pairs.
+    transport_ports: tuple[tuple[str, int], ...] = ()
 
     def tag(self) -> str:
         return self.random_bytes(6).hex()
@@ -103,11 +106,21 @@ class LegConfig:
     def branch(self) -> str:
         return MAGIC_COOKIE + self.random_bytes(12).hex()
 
+    def port_for(self, transport: str) -> int:
+        """Where this sidecar listens for ``transport``."""
+        wanted = transport.upper()
+        return next((p for t, p in self.transport_ports if t.upper() == wanted), self.sip_port)
+
     def via(self, transport: str) -> str:
-        return f"SIP/2.0/{transport.upper()} {self.sip_host}:{self.sip_port};branch={self.branch()};rport"
+        # RFC 3261 §18.2.1: sent-by is where responses come back over this transport.
+        port = self.port_for(transport)
+        return f"SIP/2.0/{transport.upper()} {self.sip_host}:{port};branch={self.branch()};rport"
 
     def contact(self, transport: str) -> NameAddr:
-        uri = SipUri(host=self.sip_host, port=self.sip_port)
+        """Our target for in-dialog requests, reachable over the transport the dialog uses:
+        a handset that called over TCP or TLS must send its BYE there too (RFC 3261 §12.1.1,
+        §19.1.1 ``transport`` parameter), not to our UDP port."""
+        uri = SipUri(host=self.sip_host, port=self.port_for(transport))
         if transport.upper() != "UDP":
             uri = uri.with_param("transport", transport.lower())
         return NameAddr(uri=uri)

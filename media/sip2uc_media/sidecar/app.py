@@ -134,6 +134,8 @@ class Sidecar:
                 sip_port=sip_port,
                 relay_host=rtp_host,
                 random_bytes=os.urandom,
+                # TLS listens on its own port: Via and Contact of a TLS dialog must name it.
+                transport_ports=tuple((k.value, p) for k, (_h, p) in self.listen_addresses.items()),
             ),
             clock=clock,
             retry_after=config.retry_after,
