@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import secrets
 import signal
 import socket
@@ -193,6 +192,8 @@ def main() -> None:
     args = parser.parse_args()
     grpc_port, sip_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data:
+        log_path = Path(data) / "up.log"
+        log = log_path.open("w")
         proc = subprocess.Popen(
             [
                 str(ROOT / ".venv" / "bin" / "sip2uc"),
@@ -208,16 +209,15 @@ def main() -> None:
                 "--rtp-ports",
                 "40000-40999",
             ],
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
-            text=True,
         )
         try:
-            assert proc.stdout is not None
             deadline = time.monotonic() + 30
-            for line in proc.stdout:
-                if re.search(r"welcomed this sidecar", line) or time.monotonic() > deadline:
-                    break
+            while "welcomed this sidecar" not in log_path.read_text():
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    sys.exit(f"sip2uc up did not start:\n{log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
             print(
                 f"sip2uc up (pid {proc.pid}); {args.users} users; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
             )
@@ -225,6 +225,7 @@ def main() -> None:
         finally:
             os.kill(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)
+            log.close()
 
 
 if __name__ == "__main__":
