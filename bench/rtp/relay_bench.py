@@ -70,10 +70,10 @@ async def serve(args: argparse.Namespace) -> None:
             ports = []
             for i, (a_port, b_port) in enumerate(cmd["calls"]):
                 sid = f"c{len(sessions)}-{i}"
-                la = await engine.open_leg(
+                la = engine.open_leg(
                     sid + "a", LegMedia(remote_rtp=("127.0.0.1", a_port), audio_pt=0)
                 )
-                lb = await engine.open_leg(
+                lb = engine.open_leg(
                     sid + "b", LegMedia(remote_rtp=("127.0.0.1", b_port), audio_pt=b_pt)
                 )
                 engine.bridge(sid, sid + "a", sid + "b")
