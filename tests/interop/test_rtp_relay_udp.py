@@ -76,10 +76,8 @@ async def engine(events: asyncio.Queue[tuple[str, RelayEvent]]) -> AsyncIterator
 
 async def open_call(engine: RelayEngine, a_pt: int, b_pt: int) -> Call:
     a, b = Endpoint(), Endpoint()
-    leg_a = await engine.open_leg("a", LegMedia(remote_rtp=a.addr, audio_pt=a_pt))
-    leg_b = await engine.open_leg(
-        "b", LegMedia(remote_rtp=b.addr, audio_pt=b_pt, telephone_event_pt=96)
-    )
+    leg_a = engine.open_leg("a", LegMedia(remote_rtp=a.addr, audio_pt=a_pt))
+    leg_b = engine.open_leg("b", LegMedia(remote_rtp=b.addr, audio_pt=b_pt, telephone_event_pt=96))
     engine.bridge("call", "a", "b")
     return Call(engine, a, b, leg_a.local_port, leg_b.local_port)
 
@@ -145,10 +143,10 @@ async def test_full_port_range_is_reported_as_exhausted() -> None:
     eng = RelayEngine(HOST, PortAllocator(41200, 41203))
     await eng.start()
     try:
-        await eng.open_leg("x")
-        await eng.open_leg("y")
+        eng.open_leg("x")
+        eng.open_leg("y")
         with pytest.raises(PortsExhausted):
-            await eng.open_leg("z")
+            eng.open_leg("z")
     finally:
         await eng.close()
 

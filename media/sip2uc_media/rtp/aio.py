@@ -10,7 +10,8 @@ path is ``recvfrom``, the core, ``sendto``: no logging, no per-packet objects be
 the received and the output bytes.
 
 :class:`RelayEngine` owns the port allocator, the legs and the sessions, arms the
-session timers the core asks for (DTMF injection, digits whose end was lost), checks
+session timers the core asks for (DTMF injection, digits whose end was lost), paces
+prepared audio played into a leg (:meth:`RelayEngine.play`, feedback tones), checks
 media timeouts periodically, and reports events to one callback.
 """
 
@@ -20,9 +21,10 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
+from .playout import Playout
 from .ports import PortAllocator, PortsExhausted
 from .relay import (
     Addr,
@@ -182,6 +184,7 @@ class RelayEngine:
         self._sessions: dict[str, RelaySession] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._timed_out: set[str] = set()
+        self._playouts: dict[str, tuple[Playout, asyncio.TimerHandle | None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._checker: asyncio.Task[None] | None = None
 
@@ -198,6 +201,8 @@ class RelayEngine:
             self._checker = None
         for session_id in list(self._sessions):
             self.close_session(session_id)
+        for leg_id in list(self._playouts):
+            self.stop_playing(leg_id)
         for leg_id in list(self._legs):
             self.release_leg(leg_id)
 
@@ -208,10 +213,13 @@ class RelayEngine:
         return self._loop
 
     # ------------------------------------------------------------------ legs
-    async def open_leg(
+    def open_leg(
         self, leg_id: str, media: LegMedia | None = None, *, symmetric: bool = True
     ) -> MediaLeg:
-        """Bind a port pair for a new leg; raises :class:`PortsExhausted` when full."""
+        """Bind a port pair for a new leg; raises :class:`PortsExhausted` when full.
+
+        Synchronous (binding a UDP socket never blocks), so that a SIP handler knows the port
+        for its SDP in the same step that creates the leg."""
         if leg_id in self._legs:
             raise RelayError(f"leg {leg_id} exists")
         loop = self.loop
@@ -258,7 +266,12 @@ class RelayEngine:
         except KeyError:
             raise RelayError(f"no leg {leg_id}") from None
 
+    def legs(self) -> list[MediaLeg]:
+        """Every open leg, in the order they were opened."""
+        return [leg for leg, _socks in self._legs.values()]
+
     def release_leg(self, leg_id: str) -> None:
+        self.stop_playing(leg_id)
         entry = self._legs.pop(leg_id, None)
         if entry is None:
             return
@@ -267,6 +280,55 @@ class RelayEngine:
             self.close_session(leg.session.session_id)
         socks.close()
         self.ports.release(leg.local_port)
+
+    # ------------------------------------------------------------------ playing audio
+    def play(
+        self, leg_id: str, frames: Sequence[bytes], payload_type: int, *, ptime_ms: int = 20
+    ) -> None:
+        """Send ``frames`` to the leg's endpoint, one every ``ptime_ms``, from the leg's own
+        RTP port (the one its SDP named, so symmetric-RTP handsets accept it).
+
+        Meant for legs that carry no relayed audio meanwhile (a feedback tone before BYE); a
+        new call replaces what is still playing. The packets go where relayed audio would:
+        the latched source address, else the SDP address; a leg with neither skips them.
+        """
+        self.leg(leg_id)
+        self.stop_playing(leg_id)
+        playout = Playout(
+            frames, payload_type, self._origin(), start=self.loop.time(), ptime_ms=ptime_ms
+        )
+        self._playouts[leg_id] = (playout, None)
+        self._play_due(leg_id)
+
+    def playing(self, leg_id: str) -> bool:
+        return leg_id in self._playouts
+
+    def stop_playing(self, leg_id: str) -> None:
+        entry = self._playouts.pop(leg_id, None)
+        if entry is not None and entry[1] is not None:
+            entry[1].cancel()
+
+    def _play_due(self, leg_id: str) -> None:
+        entry = self._playouts.get(leg_id)
+        found = self._legs.get(leg_id)
+        if entry is None or found is None:
+            self._playouts.pop(leg_id, None)
+            return
+        playout = entry[0]
+        leg, socks = found
+        for packet in playout.due(self.loop.time()):
+            dest = leg.rtp_destination
+            if dest is None:
+                leg.drops["no_destination"] += 1
+                continue
+            socks.rtp.send(packet, dest)
+            leg.tx_packets += 1
+            leg.tx_bytes += len(packet)
+        deadline = playout.next_deadline()
+        if deadline is None:
+            del self._playouts[leg_id]
+            return
+        self._playouts[leg_id] = (playout, self.loop.call_at(deadline, self._play_due, leg_id))
 
     # ------------------------------------------------------------------ sessions
     def _origin(self) -> StreamOrigin:

@@ -13,8 +13,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import socket
-import struct
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,7 +50,7 @@ from ..b2bua.legs import (
 from ..rtp import tones
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortsExhausted
-from ..rtp.relay import DtmfReceived, LegMedia, LegStats, MediaTimeout, RelayError, RelayEvent
+from ..rtp.relay import DtmfReceived, LegStats, MediaTimeout, RelayError, RelayEvent
 from ..sip.digest import Credentials
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import Destination, TransactionId
@@ -72,7 +70,6 @@ _log = logging.getLogger(__name__)
 
 Leg = InboundLeg | OutboundLeg
 STATS_INTERVAL = 5.0
-_RTP_HEADER = struct.Struct("!BBHII")
 
 
 class CallControl(Protocol):
@@ -478,7 +475,7 @@ class CallHandler:
         elif isinstance(action, RelayRelease):
             self._release(action.relay_legs, entry)
         elif isinstance(action, PlayTone):
-            self._spawn(self._play_tone(action))
+            self._play_tone(action)
         elif isinstance(action, StartTimer):
             self._start_timer(action)
         elif isinstance(action, CancelTimer):
@@ -508,11 +505,9 @@ class CallHandler:
     # -- relay ------------------------------------------------------------------------------------
 
     def _open_ports(self, leg_id: str) -> tuple[int, int]:
-        # RelayEngine.open_leg never awaits (binding is synchronous); drive it to completion here
-        # so that the port is known before the leg exists.
-        handset = _complete(self.relay.open_leg(leg_id))
+        handset = self.relay.open_leg(leg_id)
         try:
-            peer = _complete(self.relay.open_leg(peer_relay_id(leg_id), symmetric=False))
+            peer = self.relay.open_leg(peer_relay_id(leg_id), symmetric=False)
         except Exception:
             self.relay.release_leg(leg_id)
             raise
@@ -544,57 +539,20 @@ class CallHandler:
                 self.relay.close_session(leg.session.session_id, release_legs=False)
             self.relay.release_leg(relay_leg)
 
-    async def _play_tone(self, action: PlayTone) -> None:
-        """Send the tone to the handset through its own relay leg, so it comes from the port
-        its SDP named: a local socket stands in as the far end of the peer relay leg."""
+    def _play_tone(self, action: PlayTone) -> None:
+        """The tone goes out of the handset's own relay leg, the port its SDP named."""
         law = "PCMA" if action.codec == "PCMA" else "PCMU"
         pattern = tones.ERROR if action.tone is Tone.ERROR else tones.CONFIRM
         frames = tones.tone_frames(pattern, law)
-        leg_id = action.relay_leg
-        peer_id = peer_relay_id(leg_id)
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in self.relay.host else socket.AF_INET, socket.SOCK_DGRAM
-        )
+        count = max(1, round(self.config.tone_seconds / 0.02))
         try:
-            sock.bind((self.relay.host, 0))
-            sock.setblocking(False)
-            here = sock.getsockname()[:2]
-            try:
-                peer = self.relay.leg(peer_id)
-                peer.update(
-                    LegMedia(
-                        remote_rtp=(here[0], here[1]),
-                        audio_pt=action.payload_type,
-                        telephone_event_pt=None,
-                    )
-                )
-                handset = self.relay.leg(leg_id)
-                if handset.session is None:
-                    self.relay.bridge(leg_id, leg_id, peer_id)
-            except RelayError:
-                return
-            target = (self.relay.host, peer.local_port)
-            ssrc = int.from_bytes(os.urandom(4), "big")
-            seq = int.from_bytes(os.urandom(2), "big")
-            ts = int.from_bytes(os.urandom(4), "big")
-            count = max(1, round(self.config.tone_seconds / 0.02))
-            start = loop.time()
-            for i in range(count):
-                frame = frames[i % len(frames)]
-                header = _RTP_HEADER.pack(
-                    0x80, (0x80 if i == 0 else 0) | action.payload_type, seq & 0xFFFF, ts, ssrc
-                )
-                try:
-                    sock.sendto(header + frame, target)
-                except OSError:
-                    return
-                seq += 1
-                ts = (ts + 160) & 0xFFFFFFFF
-                # Pace on the clock, not on the sleeps, so that jitter does not accumulate.
-                await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - loop.time()))
-        finally:
-            sock.close()
+            self.relay.play(
+                action.relay_leg,
+                [frames[i % len(frames)] for i in range(count)],
+                action.payload_type,
+            )
+        except RelayError:
+            return  # the leg ended meanwhile
 
     # -- timers and bookkeeping -------------------------------------------------------------
 
@@ -673,16 +631,6 @@ class CallHandler:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _complete(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine that never suspends to completion, synchronously."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("coroutine suspended")
 
 
 def _stream_stats(stats: LegStats, codec: str) -> list[sidecar_pb2.StreamStats]:
