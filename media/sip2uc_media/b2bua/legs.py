@@ -286,6 +286,22 @@ class _ClientReinvite:
     direction: Direction
 
 
+@dataclass(frozen=True, slots=True)
+class _EarlyAnswer:
+    status: int
+    peer: MediaSpec | None
+    bridge: str
+
+
+@dataclass(frozen=True, slots=True)
+class _EarlyEnd:
+    status: int
+    reason: str
+
+
+_EarlyCommand = _EarlyAnswer | _EarlyEnd
+
+
 class _Leg:
     """What both leg kinds share: the dialog once established and the in-call behaviour."""
 
@@ -746,6 +762,10 @@ class InboundLeg(_Leg):
         self.to_tag = to_tag or config.tag()
         self._answer_sdp: SessionDescription | None = None
         self._tone = Tone.CONFIRM
+        #: Commands for this leg that overtook the ``Invite`` answer: the control plane may ring,
+        #: hear a fast 486 or 200 and command this leg before the RPC's response is read here
+        #: (the stream and the RPC are separate HTTP/2 streams). Replayed once it is ROUTING.
+        self._early_commands: list[_EarlyCommand] = []
 
     def _local_tag(self) -> str:
         return self.to_tag
@@ -808,7 +828,17 @@ class InboundLeg(_Leg):
                 actions.append(CancelRpc(leg_id=self.leg_id))
             return [*actions, *self._release()]
         if result.disposition is Disposition.ROUTING:
-            return []
+            actions = []
+            early, self._early_commands = self._early_commands, []
+            for command in early:
+                if isinstance(command, _EarlyAnswer):
+                    actions.extend(
+                        self.on_answer_command(command.status, command.peer, command.bridge, now)
+                    )
+                else:
+                    actions.extend(self.on_end_command(command.status, command.reason, now))
+            return actions
+        self._early_commands.clear()
         if result.disposition is Disposition.REJECT:
             return self._reject(
                 result.status or DEFAULT_END_STATUS, result.reason, result.retry_after
@@ -851,6 +881,9 @@ class InboundLeg(_Leg):
         self, status: int, peer: MediaSpec | None, bridge_leg_id: str, now: float
     ) -> list[Action]:
         """``AnswerLegCommand``: the callee side rings (180), has early media (183) or answered."""
+        if self.state is InboundState.TRYING:
+            self._early_commands.append(_EarlyAnswer(status, peer, bridge_leg_id))
+            return []
         if 100 < status < 200:
             if not self._go(Input.PROGRESS):
                 return []
@@ -868,6 +901,9 @@ class InboundLeg(_Leg):
 
     def on_end_command(self, status: int, reason: str, now: float) -> list[Action]:
         """``EndLegCommand``: a final error before the answer, a BYE after it."""
+        if self.state is InboundState.TRYING:
+            self._early_commands.append(_EarlyEnd(status, reason))
+            return []
         if self.state in (InboundState.ROUTING, InboundState.EARLY):
             self._go(Input.END)
             return self._reject(status or DEFAULT_END_STATUS, reason)

@@ -361,6 +361,46 @@ def test_end_command_while_ringing_sends_the_final_status() -> None:
     assert actions[1:] == RELEASE_LA
 
 
+def test_an_end_command_that_overtakes_the_routing_answer_is_applied_once_routed() -> None:
+    leg = inbound()
+    leg.start(0.0)
+
+    early = leg.on_end_command(486, "Busy Here", 0.1)
+    routed_now = leg.on_invite_result(
+        InviteResult(disposition=Disposition.ROUTING, call_id="call-1"), 0.2
+    )
+
+    assert early == []
+    assert responses(routed_now) == [(486, b"")]
+    assert routed_now[1:] == RELEASE_LA
+    assert leg.state is InboundState.TERMINATED
+
+
+def test_ringing_and_answer_that_overtake_the_routing_answer_are_applied_in_order() -> None:
+    leg = inbound()
+    leg.start(0.0)
+
+    early = leg.on_answer_command(180, None, "", 0.1) + leg.on_answer_command(200, None, "LB", 0.1)
+    routed_now = leg.on_invite_result(
+        InviteResult(disposition=Disposition.ROUTING, call_id="call-1"), 0.2
+    )
+
+    assert early == []
+    assert [status for status, _body in responses(routed_now)] == [180, 200]
+    assert RelayBridge(session_id="LB+LA", a="LB", b="LA") in routed_now
+    assert leg.state is InboundState.ANSWERED
+
+
+def test_commands_that_overtook_a_rejection_are_dropped() -> None:
+    leg = inbound()
+    leg.start(0.0)
+    leg.on_end_command(486, "Busy Here", 0.1)
+
+    actions = leg.on_invite_result(InviteResult(disposition=Disposition.REJECT, status=404), 0.2)
+
+    assert responses(actions) == [(404, b"")]
+
+
 def test_end_command_after_answer_sends_bye_without_a_bye_rpc() -> None:
     leg = confirmed()
 
