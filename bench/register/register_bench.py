@@ -73,8 +73,13 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, port: int) -> 
 
 
 def run_server(argv: list[str]) -> None:
+    import logging
+
     from sip2uc_media.sidecar import install_uvloop
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # Why a control session ended is logged at debug level.
+    logging.getLogger("sip2uc_media.sidecar.control_link").setLevel(logging.DEBUG)
     install_uvloop()
     if argv[0] == "control":
         asyncio.run(serve_control(Path(argv[1])))

@@ -3,6 +3,7 @@
 By default metrics are served for Prometheus on ``--metrics-listen`` (127.0.0.1:9464). When the
 standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_TRACES_EXPORTER=otlp`` /
 ``OTEL_METRICS_EXPORTER=otlp``) is set, traces and metrics are also exported over OTLP/gRPC.
+Spans are recorded only when traces are exported; otherwise the tracer is the API's no-op one.
 Providers are process-wide; the first control plane (or sidecar) in a process installs them.
 """
 
@@ -50,12 +51,14 @@ def setup_telemetry(service_name: str, metrics_listen: str | None) -> None:
 
             readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
-        tracer_provider = TracerProvider(resource=resource)
         if _otlp_wanted("TRACES"):
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
+            tracer_provider = TracerProvider(resource=resource)
             tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        trace.set_tracer_provider(tracer_provider)
+            trace.set_tracer_provider(tracer_provider)
+        # Without a trace exporter the API's no-op tracer stays: recording spans that nobody
+        # exports cost a tenth of the control plane's CPU per registration.
         _installed = True
     if metrics_listen and metrics_listen not in _prometheus_started:
         from prometheus_client import start_http_server

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import propagate, trace
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError
 
 from ..calls import InviteInput, LegReport
 from ..core import ControlCore
-from ..errors import FieldViolation, InvalidArgument
+from ..errors import ControlError, FieldViolation, InvalidArgument
 from ..registrar import ContactRequest, Outcome, RegisterInput
 from ..settings import ServerSettings
 from ..sidecars import SidecarInfo
@@ -26,10 +28,22 @@ from .convert import (
     media_from_pb,
     stats_from_pb,
 )
-from .status import unary
+from .status import to_status, unary
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+_tracer = trace.get_tracer("sip2uc_control.api.sidecar")
+_REGISTER_METHOD = "/sip2uc.v1.SidecarService/RegisterStream"
+# The span a streamed REGISTER gets is named like the unary call's, so traces read the same.
+_REGISTER_SPAN = "/sip2uc.v1.SidecarService/Register"
+_SPAN_ATTRS = {
+    "rpc.system": "grpc",
+    "rpc.service": "sip2uc.v1.SidecarService",
+    "rpc.method": "Register",
+}
+_OK_ATTRS = {"rpc.method": _REGISTER_METHOD, "rpc.code": "OK"}
+_ERROR_ATTRS = {"rpc.method": _REGISTER_METHOD, "rpc.code": "ERROR"}
 
 _DISPOSITIONS = {
     "routing": sidecar_pb2.INVITE_DISPOSITION_ROUTING,
@@ -184,6 +198,95 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
     async def Register(
         self, request: sidecar_pb2.RegisterRequest, context: Ctx
     ) -> sidecar_pb2.RegisterResponse:
+        return await self._register(request)
+
+    async def RegisterStream(
+        self, request_iterator: AsyncIterator[sidecar_pb2.RegisterStreamRequest], context: Ctx
+    ) -> AsyncIterator[sidecar_pb2.RegisterStreamResponse]:
+        """`Register` for many REGISTERs on one stream (see sidecar.proto).
+
+        Every call runs as its own task so that concurrent registrations share group commits, as
+        unary calls do; replies that complete while a write is under way leave together.
+        """
+        replies: list[sidecar_pb2.RegisterReply] = []
+        ready = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+        outstanding = 0
+
+        async def one(call: sidecar_pb2.RegisterCall) -> None:
+            nonlocal outstanding
+            try:
+                replies.append(await self._register_call(call))
+            finally:
+                outstanding -= 1
+                ready.set()
+
+        async def read_loop() -> None:
+            nonlocal outstanding
+            loop = asyncio.get_running_loop()
+            async for message in request_iterator:
+                for call in message.calls:
+                    outstanding += 1
+                    task = loop.create_task(one(call))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+
+        reader = asyncio.create_task(read_loop())
+        reader.add_done_callback(lambda _: ready.set())
+        try:
+            while True:
+                if replies:
+                    batch = replies[:]
+                    replies.clear()
+                    yield sidecar_pb2.RegisterStreamResponse(replies=batch)
+                    continue
+                if reader.done() and (
+                    outstanding == 0 or reader.cancelled() or reader.exception() is not None
+                ):
+                    # The sidecar closed its side and has every answer, or the stream broke.
+                    break
+                ready.clear()
+                await ready.wait()
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+
+    async def _register_call(self, call: sidecar_pb2.RegisterCall) -> sidecar_pb2.RegisterReply:
+        """One REGISTER of the stream, under its own server span (the unary call's twin)."""
+        carrier = {"traceparent": call.traceparent} if call.traceparent else None
+        if carrier is not None and call.tracestate:
+            carrier["tracestate"] = call.tracestate
+        parent = propagate.extract(carrier) if carrier is not None else None
+        started = time.perf_counter()
+        with _tracer.start_as_current_span(
+            _REGISTER_SPAN, context=parent, kind=trace.SpanKind.SERVER, attributes=_SPAN_ATTRS
+        ):
+            try:
+                response = await self._register(call.request)
+            except ControlError as exc:
+                status = to_status(exc)
+                self._record_stream_rpc(started, _ERROR_ATTRS)
+                return sidecar_pb2.RegisterReply(
+                    correlation_id=call.correlation_id,
+                    error_code=status.code,
+                    error_message=status.message,
+                )
+            except Exception:
+                log.exception("register on the stream failed")
+                self._record_stream_rpc(started, _ERROR_ATTRS)
+                return sidecar_pb2.RegisterReply(
+                    correlation_id=call.correlation_id,
+                    error_code=grpc.StatusCode.INTERNAL.value[0],
+                    error_message="internal error",
+                )
+        self._record_stream_rpc(started, _OK_ATTRS)
+        return sidecar_pb2.RegisterReply(correlation_id=call.correlation_id, response=response)
+
+    def _record_stream_rpc(self, started: float, attrs: dict[str, str]) -> None:
+        self.core.metrics.rpc_duration.record(time.perf_counter() - started, attrs)
+
+    async def _register(self, request: sidecar_pb2.RegisterRequest) -> sidecar_pb2.RegisterResponse:
         origin = request.origin
         if not origin.sidecar:
             raise InvalidArgument(FieldViolation("origin.sidecar", "required"))

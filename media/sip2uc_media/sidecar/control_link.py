@@ -38,6 +38,7 @@ __all__ = [
     "ControlUnavailableError",
     "EdgeSettings",
     "HelloInfo",
+    "RegisterStream",
     "backoff_delay",
 ]
 
@@ -351,6 +352,147 @@ def hello_to_proto(hello: HelloInfo) -> sidecar_pb2.SidecarHello:
     )
 
 
+class _StreamUnsupportedError(Exception):
+    """The control plane predates `RegisterStream`: use the unary `Register`."""
+
+
+class RegisterStream:
+    """One `RegisterStream` call: REGISTERs queued in the same loop turn (or while the previous
+    write was under way) leave in one message; replies are matched by correlation id.
+
+    Each call keeps the unary call's deadline (`timeout`), enforced by one periodic sweep rather
+    than a timer per call, and carries its span's trace context (`traceparent`).
+    """
+
+    def __init__(
+        self,
+        stub: sidecar_pb2_grpc.SidecarServiceAsyncStub,
+        metadata: tuple[tuple[str, str], ...],
+        timeout: float,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._call = stub.RegisterStream(metadata=metadata)  # type: ignore[call-arg]
+        self._timeout = timeout
+        # correlation id -> (future, deadline); ids grow, so the oldest calls come first.
+        self._pending: dict[int, tuple[asyncio.Future[sidecar_pb2.RegisterResponse], float]] = {}
+        self._outbox: list[sidecar_pb2.RegisterCall] = []
+        self._wake = asyncio.Event()
+        self._next_id = 1
+        self._sweep: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.unsupported = False
+        self._writer = self._loop.create_task(self._write_loop(), name="register-stream-writer")
+        self._reader = self._loop.create_task(self._read_loop(), name="register-stream-reader")
+
+    async def register(self, request: sidecar_pb2.RegisterRequest) -> sidecar_pb2.RegisterResponse:
+        if self.closed:
+            raise (
+                _StreamUnsupportedError
+                if self.unsupported
+                else ControlUnavailableError("register stream closed")
+            )
+        correlation_id = self._next_id
+        self._next_id += 1
+        future: asyncio.Future[sidecar_pb2.RegisterResponse] = self._loop.create_future()
+        self._pending[correlation_id] = (future, self._loop.time() + self._timeout)
+        call = sidecar_pb2.RegisterCall(correlation_id=correlation_id, request=request)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if carrier:
+            call.traceparent = carrier.get("traceparent", "")
+            call.tracestate = carrier.get("tracestate", "")
+        self._outbox.append(call)
+        self._wake.set()
+        if self._sweep is None:
+            self._sweep = self._loop.call_later(self._timeout / 4, self._expire)
+        try:
+            return await future
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    def _expire(self) -> None:
+        self._sweep = None
+        now = self._loop.time()
+        pending = self._pending
+        while pending:
+            correlation_id = next(iter(pending))
+            future, deadline = pending[correlation_id]
+            if deadline > now:
+                break
+            del pending[correlation_id]
+            if not future.done():
+                future.set_exception(ControlUnavailableError("Register failed: DEADLINE_EXCEEDED"))
+        if pending:
+            self._sweep = self._loop.call_later(self._timeout / 4, self._expire)
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._outbox:
+                    batch, self._outbox = self._outbox, []
+                    await self._call.write(sidecar_pb2.RegisterStreamRequest(calls=batch))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The reader sees the same end of the call and says why; this only stops writing.
+            _log.debug("register stream write failed: %r", exc)
+
+    async def _read_loop(self) -> None:
+        error: Exception = ControlUnavailableError("register stream ended")
+        try:
+            while True:
+                message = await self._call.read()
+                if message is grpc.aio.EOF:  # type: ignore[attr-defined]
+                    break
+                assert isinstance(message, sidecar_pb2.RegisterStreamResponse)
+                for reply in message.replies:
+                    entry = self._pending.get(reply.correlation_id)
+                    if entry is None or entry[0].done():
+                        continue  # answered after its deadline
+                    if reply.error_code:
+                        code = grpc.StatusCode.UNKNOWN
+                        for candidate in grpc.StatusCode:
+                            if candidate.value[0] == reply.error_code:
+                                code = candidate
+                        entry[0].set_exception(
+                            ControlUnavailableError(f"Register failed: {code.name}")
+                        )
+                    else:
+                        entry[0].set_result(reply.response)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                self.unsupported = True
+                error = _StreamUnsupportedError()
+            else:
+                error = ControlUnavailableError(f"Register failed: {exc.code().name}")
+        except asyncio.CancelledError:
+            self._fail(ControlUnavailableError("register stream closed"))
+            raise
+        self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        self.closed = True
+        self._writer.cancel()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for future, _deadline in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+
+    async def close(self) -> None:
+        self._call.cancel()
+        for task in (self._reader, self._writer):
+            task.cancel()
+        for task in (self._reader, self._writer):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail(ControlUnavailableError("register stream closed"))
+
+
 class ControlLink:
     """Keeps the `Connect` session up (hello, welcome, heartbeats, reconnect with backoff) and
     makes unary calls with a deadline. `up` is True between a welcome and the stream's end."""
@@ -368,7 +510,9 @@ class ControlLink:
         rng: random.Random | None = None,
         on_command: CommandHandler | None = None,
         load: Callable[[], tuple[int, int]] | None = None,
+        use_register_stream: bool = True,
     ) -> None:
+        self._use_register_stream = use_register_stream
         self._on_command = on_command
         self._load = load
         self._target = target
@@ -388,6 +532,10 @@ class ControlLink:
         self._up_event = asyncio.Event()
         self.settings = EdgeSettings()
         self.connects = 0
+        self._register_stream: RegisterStream | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        # Cleared for the rest of a session when the control plane lacks RegisterStream.
+        self._stream_supported = use_register_stream
 
     @property
     def up(self) -> bool:
@@ -419,6 +567,8 @@ class ControlLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
@@ -428,6 +578,12 @@ class ControlLink:
             _log.warning("control plane link down; answering 503 until it is back")
         self._up = False
         self._up_event.clear()
+        stream, self._register_stream = self._register_stream, None
+        if stream is not None:
+            task = asyncio.get_running_loop().create_task(stream.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        self._stream_supported = self._use_register_stream
 
     # -- the session ----------------------------------------------------------------------------
 
@@ -528,11 +684,21 @@ class ControlLink:
     async def register(self, attempt: RegisterAttempt, origin: Origin) -> RegisterResult:
         if not self._up or self._stub is None:
             raise ControlUnavailableError("control plane link is down")
+        request = register_request(attempt, origin)
+        if self._stream_supported:
+            stream = self._register_stream
+            if stream is None or stream.closed:
+                stream = self._register_stream = RegisterStream(
+                    self._stub, self._metadata, self._rpc_timeout
+                )
+            try:
+                return register_result(await stream.register(request))
+            except _StreamUnsupportedError:
+                _log.info("control plane has no RegisterStream; using unary Register calls")
+                self._stream_supported = False
         try:
             response = await self._stub.Register(
-                register_request(attempt, origin),
-                timeout=self._rpc_timeout,
-                metadata=self._call_metadata(),
+                request, timeout=self._rpc_timeout, metadata=self._call_metadata()
             )
         except grpc.aio.AioRpcError as exc:
             raise ControlUnavailableError(f"Register failed: {exc.code().name}") from exc

@@ -12,7 +12,6 @@ answered by the same function with a fresh challenge, so their responses differ 
 from __future__ import annotations
 
 import enum
-import hashlib
 import hmac
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -122,7 +121,8 @@ def to_tag_for(secret: bytes, request: SipRequest) -> str:
     handsets that remember the first tag they saw (SIPp among them) rely on.
     """
     key = f"{request.call_id}\x00{request.from_.tag or ''}"
-    return hmac.new(secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:16]
+    # hmac.digest is the one-shot C path: several times cheaper than an HMAC object.
+    return hmac.digest(secret, key.encode("utf-8", "surrogatepass"), "sha256")[:8].hex()
 
 
 def _instance_id(contact: NameAddr) -> str:

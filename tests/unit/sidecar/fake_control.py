@@ -85,6 +85,11 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
         raise AssertionError("abort returned")
 
+    async def RegisterStream(self, request_iterator: Any, context: Any) -> Any:
+        # Like a control plane that predates the stream: the link falls back to unary calls.
+        await self._unimplemented(context)
+        yield  # an async generator, as stream handlers are
+
     async def Invite(self, request: Any, context: Any) -> Any:
         await self._unimplemented(context)
 

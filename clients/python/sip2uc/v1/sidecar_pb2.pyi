@@ -758,6 +758,130 @@ class RegisterResponse(_message.Message):
 Global___RegisterResponse: _TypeAlias = RegisterResponse  # noqa: Y015
 
 @_typing.final
+class RegisterStreamRequest(_message.Message):
+    """Request of SidecarService.RegisterStream: a batch of REGISTERs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegisterCall]:
+        """The REGISTERs, in the order received."""
+
+    def __init__(
+        self,
+        *,
+        calls: _abc.Iterable[Global___RegisterCall] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterStreamRequest: _TypeAlias = RegisterStreamRequest  # noqa: Y015
+
+@_typing.final
+class RegisterCall(_message.Message):
+    """One REGISTER on the RegisterStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
+    TRACESTATE_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.int
+    """Chosen by the sidecar, unique among its unanswered calls; quoted in
+    the reply.
+    """
+    traceparent: _builtins.str
+    """W3C `traceparent` of the SIP transaction's span (empty: untraced)."""
+    tracestate: _builtins.str
+    """W3C `tracestate`, if any."""
+    @_builtins.property
+    def request(self) -> Global___RegisterRequest:
+        """The same message the unary `Register` takes."""
+
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.int = ...,
+        traceparent: _builtins.str = ...,
+        tracestate: _builtins.str = ...,
+        request: Global___RegisterRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "request", b"request", "traceparent", b"traceparent", "tracestate", b"tracestate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterCall: _TypeAlias = RegisterCall  # noqa: Y015
+
+@_typing.final
+class RegisterStreamResponse(_message.Message):
+    """Response of SidecarService.RegisterStream: answers to earlier calls."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def replies(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegisterReply]:
+        """The answers, in completion order."""
+
+    def __init__(
+        self,
+        *,
+        replies: _abc.Iterable[Global___RegisterReply] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replies", b"replies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterStreamResponse: _TypeAlias = RegisterStreamResponse  # noqa: Y015
+
+@_typing.final
+class RegisterReply(_message.Message):
+    """The answer to one RegisterCall."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.int
+    """The call's correlation id."""
+    error_code: _builtins.int
+    """The gRPC status code the unary `Register` would have failed with
+    (0 when `response` is set).
+    """
+    error_message: _builtins.str
+    """The error message that goes with `error_code`."""
+    @_builtins.property
+    def response(self) -> Global___RegisterResponse:
+        """What the unary `Register` would have returned (unset on error)."""
+
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.int = ...,
+        response: Global___RegisterResponse | None = ...,
+        error_code: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "error_code", b"error_code", "error_message", b"error_message", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterReply: _TypeAlias = RegisterReply  # noqa: Y015
+
+@_typing.final
 class InviteRequest(_message.Message):
     """Request of SidecarService.Invite."""
 

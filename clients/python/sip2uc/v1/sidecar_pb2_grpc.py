@@ -48,6 +48,11 @@ class SidecarServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterResponse.FromString,
                 _registered_method=True)
+        self.RegisterStream = channel.stream_stream(
+                '/sip2uc.v1.SidecarService/RegisterStream',
+                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamResponse.FromString,
+                _registered_method=True)
         self.Invite = channel.unary_unary(
                 '/sip2uc.v1.SidecarService/Invite',
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.InviteRequest.SerializeToString,
@@ -100,6 +105,20 @@ class SidecarServiceServicer:
 
     def Register(self, request, context):
         """A REGISTER (RFC 3261 section 10) that carried digest credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterStream(self, request_iterator, context):
+        """The same as `Register`, carried on one long-lived stream per sidecar so
+        that a busy registrar pays for one HTTP/2 stream instead of one per
+        REGISTER. Each request message holds the REGISTERs the sidecar received
+        since its last write, each with a correlation id and the W3C trace
+        context of its SIP transaction (so every REGISTER keeps its own span,
+        as with the unary call); each response message answers some of them,
+        in any order. Sidecars fall back to `Register` when this returns
+        UNIMPLEMENTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +181,11 @@ def add_SidecarServiceServicer_to_server(servicer, server):
                     servicer.Register,
                     request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterResponse.SerializeToString,
+            ),
+            'RegisterStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.RegisterStream,
+                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamResponse.SerializeToString,
             ),
             'Invite': grpc.unary_unary_rpc_method_handler(
                     servicer.Invite,
@@ -252,6 +276,33 @@ class SidecarService:
             '/sip2uc.v1.SidecarService/Register',
             sip2uc_dot_v1_dot_sidecar__pb2.RegisterRequest.SerializeToString,
             sip2uc_dot_v1_dot_sidecar__pb2.RegisterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sip2uc.v1.SidecarService/RegisterStream',
+            sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamRequest.SerializeToString,
+            sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

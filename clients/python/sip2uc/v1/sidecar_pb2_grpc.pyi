@@ -46,6 +46,16 @@ class SidecarServiceStub:
     """
     Register: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.RegisterRequest, _sidecar_pb2.RegisterResponse]
     """A REGISTER (RFC 3261 section 10) that carried digest credentials."""
+    RegisterStream: _grpc.StreamStreamMultiCallable[_sidecar_pb2.RegisterStreamRequest, _sidecar_pb2.RegisterStreamResponse]
+    """The same as `Register`, carried on one long-lived stream per sidecar so
+    that a busy registrar pays for one HTTP/2 stream instead of one per
+    REGISTER. Each request message holds the REGISTERs the sidecar received
+    since its last write, each with a correlation id and the W3C trace
+    context of its SIP transaction (so every REGISTER keeps its own span,
+    as with the unary call); each response message answers some of them,
+    in any order. Sidecars fall back to `Register` when this returns
+    UNIMPLEMENTED.
+    """
     Invite: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.InviteRequest, _sidecar_pb2.InviteResponse]
     """An INVITE starting a new call from a handset or trunk device."""
     Cancel: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.CancelRequest, _sidecar_pb2.CancelResponse]
@@ -82,6 +92,16 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     """
     Register: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.RegisterRequest, _sidecar_pb2.RegisterResponse]  # type: ignore[assignment]
     """A REGISTER (RFC 3261 section 10) that carried digest credentials."""
+    RegisterStream: _aio.StreamStreamMultiCallable[_sidecar_pb2.RegisterStreamRequest, _sidecar_pb2.RegisterStreamResponse]  # type: ignore[assignment]
+    """The same as `Register`, carried on one long-lived stream per sidecar so
+    that a busy registrar pays for one HTTP/2 stream instead of one per
+    REGISTER. Each request message holds the REGISTERs the sidecar received
+    since its last write, each with a correlation id and the W3C trace
+    context of its SIP transaction (so every REGISTER keeps its own span,
+    as with the unary call); each response message answers some of them,
+    in any order. Sidecars fall back to `Register` when this returns
+    UNIMPLEMENTED.
+    """
     Invite: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.InviteRequest, _sidecar_pb2.InviteResponse]  # type: ignore[assignment]
     """An INVITE starting a new call from a handset or trunk device."""
     Cancel: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.CancelRequest, _sidecar_pb2.CancelResponse]  # type: ignore[assignment]
@@ -127,6 +147,22 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sidecar_pb2.RegisterResponse, _abc.Awaitable[_sidecar_pb2.RegisterResponse]]:
         """A REGISTER (RFC 3261 section 10) that carried digest credentials."""
+
+    @_abc_1.abstractmethod
+    def RegisterStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_sidecar_pb2.RegisterStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sidecar_pb2.RegisterStreamResponse], _abc.AsyncIterator[_sidecar_pb2.RegisterStreamResponse]]:
+        """The same as `Register`, carried on one long-lived stream per sidecar so
+        that a busy registrar pays for one HTTP/2 stream instead of one per
+        REGISTER. Each request message holds the REGISTERs the sidecar received
+        since its last write, each with a correlation id and the W3C trace
+        context of its SIP transaction (so every REGISTER keeps its own span,
+        as with the unary call); each response message answers some of them,
+        in any order. Sidecars fall back to `Register` when this returns
+        UNIMPLEMENTED.
+        """
 
     @_abc_1.abstractmethod
     def Invite(
