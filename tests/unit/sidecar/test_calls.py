@@ -1,0 +1,390 @@
+"""The B2BUA's asyncio side against a tiny control plane: the RPCs it makes and the command
+results it returns, exactly, with a recording SIP edge and a real relay on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+import pytest
+from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_media.b2bua.legs import LegConfig
+from sip2uc_media.rtp.aio import RelayEngine
+from sip2uc_media.rtp.ports import PortAllocator
+from sip2uc_media.sidecar.calls import CallHandler
+from sip2uc_media.sidecar.control_link import ControlLink, HelloInfo
+from sip2uc_media.sidecar.registrar import Registrar, RegistrarPolicy
+from sip2uc_media.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
+from sip2uc_media.sip.message import SipRequest, SipResponse, parse_message
+from sip2uc_media.sip.transaction import Destination, TransactionId
+
+T = TypeVar("T")
+TRUNK = Destination(transport="UDP", host="192.0.2.10", port=5060)
+HANDSET = Destination(transport="UDP", host="192.0.2.20", port=5062)
+SDP = (
+    "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+)
+
+
+class TinyControl(sidecar_pb2_grpc.SidecarServiceServicer):
+    """Records what the sidecar asks and answers as told; commands go out on Connect."""
+
+    def __init__(self) -> None:
+        self.invites: list[sidecar_pb2.InviteRequest] = []
+        self.reports: list[sidecar_pb2.ReportLegRequest] = []
+        self.cancels: list[sidecar_pb2.CancelRequest] = []
+        self.byes: list[sidecar_pb2.ByeRequest] = []
+        self.results: list[sidecar_pb2.CommandResult] = []
+        self.invite_answer = sidecar_pb2.InviteResponse(
+            disposition=sidecar_pb2.INVITE_DISPOSITION_ROUTING, call_id="call-1"
+        )
+        self.commands: asyncio.Queue[sidecar_pb2.ConnectResponse] = asyncio.Queue()
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[sidecar_pb2.ConnectRequest], context: Any
+    ) -> AsyncIterator[sidecar_pb2.ConnectResponse]:
+        await anext(aiter(request_iterator))  # the hello
+
+        async def read() -> None:
+            async for message in request_iterator:
+                if message.WhichOneof("payload") == "result":
+                    self.results.append(message.result)
+
+        reader = asyncio.create_task(read())
+        try:
+            yield sidecar_pb2.ConnectResponse(
+                welcome=sidecar_pb2.SidecarWelcome(settings=sidecar_pb2.SidecarSettings())
+            )
+            while True:
+                yield await self.commands.get()
+        finally:
+            reader.cancel()
+
+    async def Invite(
+        self, request: sidecar_pb2.InviteRequest, context: Any
+    ) -> sidecar_pb2.InviteResponse:
+        self.invites.append(request)
+        return self.invite_answer
+
+    async def Cancel(
+        self, request: sidecar_pb2.CancelRequest, context: Any
+    ) -> sidecar_pb2.CancelResponse:
+        self.cancels.append(request)
+        return sidecar_pb2.CancelResponse()
+
+    async def Bye(self, request: sidecar_pb2.ByeRequest, context: Any) -> sidecar_pb2.ByeResponse:
+        self.byes.append(request)
+        return sidecar_pb2.ByeResponse()
+
+    async def Register(self, request: Any, context: Any) -> NoReturn:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of these tests")
+        raise AssertionError
+
+    Message = Subscribe = Register
+
+    async def RegisterStream(
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[sidecar_pb2.RegisterStreamResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of these tests")
+        yield sidecar_pb2.RegisterStreamResponse()
+
+    async def ReportLeg(
+        self, request: sidecar_pb2.ReportLegRequest, context: Any
+    ) -> sidecar_pb2.ReportLegResponse:
+        self.reports.append(request)
+        return sidecar_pb2.ReportLegResponse()
+
+
+class RecordingEdge:
+    def __init__(self) -> None:
+        self.responses: list[tuple[TransactionId, SipResponse]] = []
+        self.requests: list[tuple[SipRequest, Destination]] = []
+        self.auth_failures: list[str] = []
+        self._txn = itertools.count(100)
+
+    def respond(self, txn_id: TransactionId, response: SipResponse) -> None:
+        self.responses.append((txn_id, response))
+
+    def send_request(self, request: SipRequest, dest: Destination) -> TransactionId | None:
+        self.requests.append((request, dest))
+        return TransactionId(next(self._txn))
+
+    def send_stateless(self, message: SipRequest | SipResponse, dest: Destination) -> None:
+        if isinstance(message, SipRequest):
+            self.requests.append((message, dest))
+
+    def auth_failure(self, host: str) -> None:
+        self.auth_failures.append(host)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def statuses(self) -> list[int]:
+        return [response.status for _txn, response in self.responses]
+
+
+@dataclass
+class Harness:
+    control: TinyControl
+    handler: CallHandler
+    edge: RecordingEdge
+    relay: RelayEngine
+
+    async def command(self, command_id: str, **payload: Any) -> sidecar_pb2.CommandResult:
+        self.control.commands.put_nowait(
+            sidecar_pb2.ConnectResponse(command_id=command_id, **payload)
+        )
+
+        async def answered() -> sidecar_pb2.CommandResult | None:
+            return next((r for r in self.control.results if r.command_id == command_id), None)
+
+        return await eventually(answered, f"the result of {command_id}")
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while (value := await probe()) is None:
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+    return value
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    control = TinyControl()
+    server = grpc.aio.server()
+    sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(control, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    loop = asyncio.get_running_loop()
+    secret = b"s" * 32
+    relay = RelayEngine("127.0.0.1", PortAllocator(41400, 41439))
+    await relay.start()
+    handler_box: list[CallHandler] = []
+
+    async def on_command(message: sidecar_pb2.ConnectResponse) -> str:
+        return await handler_box[0].command(message)
+
+    link = ControlLink(
+        f"127.0.0.1:{port}",
+        token=None,
+        hello=lambda: HelloInfo(
+            name="edge-1",
+            site="",
+            listeners=(),
+            rtp_host="127.0.0.1",
+            rtp_ports=(41400, 41439),
+            capacity=10,
+            instance_id="i",
+        ),
+        on_settings=lambda _settings: None,
+        on_command=on_command,
+        use_register_stream=False,
+    )
+    handler = CallHandler(
+        name="edge-1",
+        registrar=Registrar(
+            NonceIssuer(secret, 300.0),
+            NonceCountTracker(1000, max_idle=300.0),
+            tag_secret=secret,
+            policy=RegistrarPolicy(algorithms=(Algorithm.MD5,)),
+        ),
+        control=link,
+        relay=relay,
+        config=LegConfig(
+            sip_host="127.0.0.1",
+            sip_port=5060,
+            relay_host="127.0.0.1",
+            random_bytes=lambda n: bytes([7]) * n,
+        ),
+        clock=loop.time,
+    )
+    handler_box.append(handler)
+    edge = RecordingEdge()
+    handler.edge = edge
+    handler.configure(trunk_sources=(("192.0.2.0/24", 0),), channel_limit=4, media_timeout=60.0)
+    await link.start()
+    await asyncio.wait_for(link.wait_up(), 5)
+    try:
+        yield Harness(control, handler, edge, relay)
+    finally:
+        await handler.close()
+        await link.stop()
+        await relay.close()
+        await server.stop(None)
+
+
+def trunk_invite(call_id: str = "t1@192.0.2.10") -> SipRequest:
+    message = parse_message(
+        (
+            "INVITE sip:200@127.0.0.1 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKtrunk1\r\n"
+            "Max-Forwards: 70\r\n"
+            'From: "Trunk" <sip:+4930123@192.0.2.10>;tag=tr1\r\n'
+            "To: <sip:200@127.0.0.1>\r\n"
+            f"Call-ID: {call_id}\r\n"
+            "CSeq: 1 INVITE\r\n"
+            "Contact: <sip:+4930123@192.0.2.10:5060>\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(SDP)}\r\n\r\n{SDP}"
+        ).encode()
+    )
+    assert isinstance(message, SipRequest)
+    return message
+
+
+async def test_a_trunk_invite_becomes_one_invite_rpc_with_the_peer_port_as_offer(
+    harness: Harness,
+) -> None:
+    harness.handler.invite(TransactionId(1), trunk_invite(), TRUNK)
+
+    async def asked() -> sidecar_pb2.InviteRequest | None:
+        return harness.control.invites[0] if harness.control.invites else None
+
+    rpc = await eventually(asked, "the Invite RPC")
+    legs = harness.relay.legs()
+    assert [leg.leg_id for leg in legs] == [rpc.leg_id, f"{rpc.leg_id}/peer"]
+    assert rpc.leg_id.startswith("edge-1-")
+    assert (rpc.request_uri, rpc.from_uri, rpc.from_display_name, rpc.to_uri) == (
+        "sip:200@127.0.0.1",
+        "sip:+4930123@192.0.2.10",
+        "Trunk",
+        "sip:200@127.0.0.1",
+    )
+    assert not rpc.HasField("credentials")
+    assert (rpc.origin.source.host, rpc.origin.source.port) == ("192.0.2.10", 5060)
+    assert (rpc.offer.rtp.host, rpc.offer.rtp.port) == ("127.0.0.1", legs[1].local_port)
+    assert [c.name for c in rpc.offer.codecs] == ["PCMA", "PCMU", "telephone-event"]
+    assert harness.edge.statuses == [100]
+
+
+async def test_a_rejected_invite_gets_the_status_and_frees_its_relay_ports(
+    harness: Harness,
+) -> None:
+    harness.control.invite_answer = sidecar_pb2.InviteResponse(
+        disposition=sidecar_pb2.INVITE_DISPOSITION_REJECT, status=404, reason="Not Found"
+    )
+
+    harness.handler.invite(TransactionId(1), trunk_invite(), TRUNK)
+
+    async def rejected() -> bool | None:
+        return True if harness.edge.statuses == [100, 404] else None
+
+    await eventually(rejected, "the 404")
+    assert harness.relay.legs() == []
+    assert harness.handler.active_legs == 0
+
+
+async def test_ringing_and_busy_commands_are_relayed_to_the_caller_and_acknowledged(
+    harness: Harness,
+) -> None:
+    harness.handler.invite(TransactionId(1), trunk_invite(), TRUNK)
+
+    async def asked() -> str | None:
+        return harness.control.invites[0].leg_id if harness.control.invites else None
+
+    leg_id = await eventually(asked, "the Invite RPC")
+
+    ringing = await harness.command(
+        "c1", answer_leg=sidecar_pb2.AnswerLegCommand(call_id="call-1", leg_id=leg_id, status=180)
+    )
+    busy = await harness.command(
+        "c2",
+        end_leg=sidecar_pb2.EndLegCommand(
+            call_id="call-1", leg_id=leg_id, status=486, reason="Busy Here"
+        ),
+    )
+
+    assert (ringing.ok, ringing.error, busy.ok, busy.error) == (True, "", True, "")
+    assert harness.edge.statuses == [100, 180, 486]
+    assert harness.relay.legs() == []
+
+
+async def test_create_leg_invites_the_handset_and_its_ringing_is_reported(
+    harness: Harness,
+) -> None:
+    result = await harness.command(
+        "c1",
+        create_leg=sidecar_pb2.CreateLegCommand(
+            call_id="call-9",
+            leg_id="LB",
+            request_uri="sip:bob@192.0.2.20:5062",
+            destination=common_pb2.SocketAddress(host="192.0.2.20", port=5062),
+            transport=common_pb2.TRANSPORT_UDP,
+            from_uri="sip:alice@example.com",
+            to_uri="sip:bob@example.com",
+        ),
+    )
+
+    assert (result.ok, result.error) == (True, "")
+    [(invite, destination)] = harness.edge.requests
+    assert (invite.method, str(invite.uri), destination) == (
+        "INVITE",
+        "sip:bob@192.0.2.20:5062",
+        HANDSET,
+    )
+    ringing = parse_message(
+        (
+            "SIP/2.0 180 Ringing\r\n"
+            f"Via: {invite.headers.get('Via')}\r\n"
+            f"From: {invite.headers.get('From')}\r\n"
+            f"To: {invite.headers.get('To')};tag=bob1\r\n"
+            f"Call-ID: {invite.call_id}\r\n"
+            "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+    )
+    assert isinstance(ringing, SipResponse)
+    harness.handler.response(TransactionId(100), ringing)
+
+    async def reported() -> sidecar_pb2.ReportLegRequest | None:
+        return harness.control.reports[0] if harness.control.reports else None
+
+    report = await eventually(reported, "the ringing report")
+    assert (report.sidecar, report.call_id, report.leg_id, report.state, report.status) == (
+        "edge-1",
+        "call-9",
+        "LB",
+        sidecar_pb2.LEG_STATE_RINGING,
+        180,
+    )
+
+
+async def test_commands_about_unknown_legs_say_why_and_ending_one_is_idempotent(
+    harness: Harness,
+) -> None:
+    answer = await harness.command(
+        "c1", answer_leg=sidecar_pb2.AnswerLegCommand(leg_id="ghost", status=200)
+    )
+    dtmf = await harness.command(
+        "c2", inject_dtmf=sidecar_pb2.InjectDtmfCommand(leg_id="ghost", digits="1")
+    )
+    end = await harness.command("c3", end_leg=sidecar_pb2.EndLegCommand(leg_id="ghost"))
+
+    assert [(r.ok, r.error) for r in (answer, dtmf, end)] == [
+        (False, "no caller leg ghost"),
+        (False, "no leg ghost"),
+        (True, ""),
+    ]
+
+
+async def test_a_full_sidecar_answers_503_without_asking_the_control_plane(
+    harness: Harness,
+) -> None:
+    harness.handler.configure(
+        trunk_sources=(("192.0.2.0/24", 0),), channel_limit=1, media_timeout=60
+    )
+    harness.handler.invite(TransactionId(1), trunk_invite("first@x"), TRUNK)
+
+    harness.handler.invite(TransactionId(2), trunk_invite("second@x"), TRUNK)
+
+    second = [r for txn, r in harness.edge.responses if txn == TransactionId(2)]
+    assert [(r.status, r.headers.get("Retry-After")) for r in second] == [(503, "5")]
+    assert len(harness.relay.legs()) == 2  # the first call's two relay legs only
