@@ -264,11 +264,17 @@ class Stack:
         return await eventually(probe, f"{name} in state {state}", timeout)
 
     async def history(self) -> list[tuple[str, int]]:
-        """(end reason, final status) of every finished call, newest first."""
-        response = await self.calls.ListCallHistory(
-            calls_pb2.ListCallHistoryRequest(), metadata=self.metadata
-        )
-        return [(call.end_reason, call.final_status) for call in response.calls]
+        """(end reason, final status) of every finished call, newest first, once there is one:
+        a handset may be done before the control plane has heard the last RPC."""
+
+        async def probe() -> list[tuple[str, int]] | None:
+            response = await self.calls.ListCallHistory(
+                calls_pb2.ListCallHistoryRequest(), metadata=self.metadata
+            )
+            found = [(call.end_reason, call.final_status) for call in response.calls]
+            return found or None
+
+        return await eventually(probe, "a call in the history")
 
     async def set_media_timeout(self, seconds: int) -> None:
         await self.admin.UpdateSettings(
@@ -583,7 +589,16 @@ async def test_a_caller_in_manual_dnd_stays_dnd_during_the_call_and_after(stack:
     await uac.finished(10)
     await uas.finished(10)
     await stack.wait_availability("bob", AVAILABLE)
-    assert await stack.availability("alice") == DND
+
+    async def alice_out_of_the_call() -> presence_pb2.Presence | None:
+        response = await stack.presence.GetPresence(
+            presence_pb2.GetPresenceRequest(user=f"sip:alice@{DOMAIN}"), metadata=stack.metadata
+        )
+        presence = response.presence
+        return presence if presence.activity == common_pb2.ACTIVITY_NONE else None
+
+    after = await eventually(alice_out_of_the_call, "alice's call activity to end")
+    assert after.availability == DND
 
 
 # --- endings ----------------------------------------------------------------------------------
@@ -674,6 +689,7 @@ async def test_dialling_star_30_plays_a_tone_hangs_up_and_sets_dnd(stack: Stack)
     uac = await caller(
         stack, sidecar, "uac_pcma_until_bye.xml", f"alice;alice-secret;*30;{alice_media.addr[1]}"
     )
+    await alice_media.wait_for(8, 50)
     await uac.finished()
 
     tone = alice_media.of_type(8)
