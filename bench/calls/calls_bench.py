@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""Calls per second through sip2uc (control plane + sidecar), stepped rates, SIPp.
+
+The callee is one SIPp UAS: it first registers every callee user from its port (SIPp instance
+one, which then exits), then answers on that same port (instance two, `uas_answer.xml`: 180,
+20 ms, 200). The caller is a SIPp UAC (`uac_auth.xml`): INVITE, 407, INVITE with MD5 digest,
+200, ACK, hold for --hold-ms, BYE. Each step is bounded by -m rate*seconds and -timeout.
+
+Prints one line per step: achieved rate, failed %, retransmissions, INVITE->200 p50/p99 (of the
+authenticated INVITE, SIPp -trace_rtt, 1 ms resolution) and CPU per process (exact, from
+/proc/PID/task/*/schedstat). No assertions.
+
+    .venv/bin/python bench/calls/calls_bench.py --rates 100,200,300,400 --seconds 10
+    .venv/bin/python bench/calls/calls_bench.py --kamailio --rates 300,1000,2000 --seconds 10
+
+--kamailio drives the reference stateful proxy (/work/shared/bench/anchors/kamailio/proxy.cfg,
+4 UDP children, 127.0.0.1:5070, forwarding to the UAS on 127.0.0.1:5090) with `uac_plain.xml`,
+the same caller without the 407 round, so that the two can be compared in one session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "bench" / "register"))
+
+import register_bench  # noqa: E402  (the REGISTER bench's user creation and measuring)
+
+KAMAILIO_PROXY = Path("/work/shared/bench/anchors/kamailio/proxy.cfg")
+KAMAILIO_UAS_PORT = 5090  # UAS_ADDR in proxy.cfg
+REGISTER_SCENARIO = ROOT / "tests" / "interop" / "sipp" / "register_auth.xml"
+PASSWORD = register_bench.PASSWORD
+
+
+# --- server processes -----------------------------------------------------------------------
+
+
+async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int) -> None:
+    from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
+
+    sidecar = Sidecar(
+        SidecarConfig(
+            control=control,
+            token=token,
+            name="bench",
+            sip_listen="127.0.0.1:0",
+            data_dir=data_dir,
+            digest_algorithms=("MD5",),  # SIPp computes MD5 only
+            capacity=capacity,
+            rtp_ports=(20000, 39999),
+        )
+    )
+    await sidecar.start()
+    assert sidecar.control is not None
+    await sidecar.control.wait_up()
+    print(json.dumps({"udp": sidecar.listen_addresses[TransportKind.UDP][1]}), flush=True)
+    await asyncio.Event().wait()
+
+
+def run_server(argv: list[str]) -> None:
+    import logging
+
+    from sip2uc_media.sidecar import install_uvloop
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    install_uvloop()
+    asyncio.run(serve_sidecar(argv[0], argv[1], Path(argv[2]), int(argv[3])))
+
+
+def spawn_sidecar(
+    address: str, token: str, data_dir: Path, capacity: int, log: Path
+) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", address, token, str(data_dir), str(capacity)],
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise SystemExit(f"sidecar did not start, see {log}")
+    return process, int(json.loads(line)["udp"])
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def udp_port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def start_uas(target: str, port: int, work: Path, seconds: int) -> subprocess.Popen[bytes]:
+    uas_dir = work / "uas"
+    uas_dir.mkdir(exist_ok=True)
+    process = subprocess.Popen(
+        [
+            "sipp",
+            target,
+            "-sf",
+            str(HERE / "uas_answer.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-mp",
+            str(free_udp_port() & ~1),
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+            "-timeout",
+            f"{seconds}s",
+            "-trace_err",
+        ],
+        cwd=uas_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=(uas_dir / "stderr").open("w"),
+    )
+    deadline = time.monotonic() + 10
+    while not udp_port_taken(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the SIPp UAS did not start, see {uas_dir}")
+        time.sleep(0.05)
+    return process
+
+
+def register_callees(target: str, port: int, callees: list[str], work: Path) -> None:
+    """Register every callee from `port`, the port the UAS then answers on."""
+    reg_dir = work / "register"
+    reg_dir.mkdir(exist_ok=True)
+    users = reg_dir / "callees.csv"
+    users.write_text("SEQUENTIAL\n" + "".join(f"{u};{PASSWORD};3600\n" for u in callees))
+    result = subprocess.run(
+        [
+            "sipp",
+            target,
+            "-sf",
+            str(REGISTER_SCENARIO),
+            "-inf",
+            str(users),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-r",
+            "200",
+            "-m",
+            str(len(callees)),
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ],
+        cwd=reg_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=90,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"registering the callees failed ({result.returncode}), see {reg_dir}")
+
+
+def start_kamailio(log: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["kamailio", "-f", str(KAMAILIO_PROXY), "-DD", "-E", "-m", "512", "-M", "16", "-n", "4"],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.2)
+        port = sock.getsockname()[1]
+        ping = (
+            "OPTIONS sip:ping@127.0.0.1:5070 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKping\r\n"
+            "From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping\r\n"
+            "CSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        for _ in range(50):
+            sock.sendto(ping, ("127.0.0.1", 5070))
+            with contextlib.suppress(OSError):
+                sock.recv(4096)
+                return process
+    process.kill()
+    raise SystemExit(f"kamailio did not answer, see {log}")
+
+
+# --- measuring ------------------------------------------------------------------------------
+
+
+def run_step(
+    target: str,
+    scenario: Path,
+    pairs_csv: Path,
+    rate: int,
+    seconds: int,
+    hold_ms: int,
+    work: Path,
+    pids: dict[str, int],
+) -> dict[str, object]:
+    step = work / f"r{rate}"
+    step.mkdir(parents=True, exist_ok=True)
+    count = rate * seconds
+    before = {name: register_bench.cpu_ns([pid]) for name, pid in pids.items()}
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            "sipp",
+            target,
+            "-sf",
+            str(scenario),
+            "-inf",
+            str(pairs_csv),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_udp_port()),
+            "-mp",
+            str(free_udp_port() & ~1),
+            "-r",
+            str(rate),
+            "-m",
+            str(count),
+            "-d",
+            str(hold_ms),
+            "-l",
+            str(int(rate * (hold_ms / 1000 + 3))),
+            "-timeout",
+            f"{seconds + hold_ms // 1000 + 30}s",
+            "-timeout_error",
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+            "-max_socket",
+            "1",
+            "-trace_stat",
+            "-fd",
+            "1",
+            "-trace_err",
+            "-trace_rtt",
+            "-rtt_freq",
+            "100",
+            "-recv_timeout",
+            "10000",
+        ],
+        cwd=step,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=seconds + hold_ms // 1000 + 60,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    after = {name: register_bench.cpu_ns([pid]) for name, pid in pids.items()}
+    stats = sorted(step.glob("*_.csv")) or sorted(step.glob("*.csv"))
+    rows = [r for r in (stats[0].read_text().splitlines() if stats else []) if r]
+    header = rows[0].split(";") if rows else []
+    last = rows[-1].split(";") if len(rows) > 1 else []
+    field = dict(zip(header, last, strict=False))
+    ok = int(field.get("SuccessfulCall(C)", 0) or 0)
+    failed = int(field.get("FailedCall(C)", 0) or 0)
+    retrans = int(field.get("Retransmissions(C)", 0) or 0)
+    rtts: list[float] = []
+    for path in step.glob("*_rtt.csv"):
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 3:
+                rtts.append(float(parts[1]))
+    # The calls of a step take about seconds + hold; the rate is over the sending phase.
+    sending = max(1e-9, elapsed - hold_ms / 1000)
+    return {
+        "rate": rate,
+        "achieved": round(ok / sending, 1),
+        "ok": ok,
+        "failed_pct": round(100 * failed / max(1, ok + failed), 2),
+        "retransmissions": retrans,
+        "invite_200_ms": (
+            register_bench.percentile(rtts, 50),
+            register_bench.percentile(rtts, 99),
+        ),
+        "cpu_pct": {
+            name: round(100 * (after[name] - before[name]) / 1e9 / elapsed, 1) for name in pids
+        },
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        run_server(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=200, help="caller and callee users each")
+    parser.add_argument("--rates", default="100,200,300,400")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--hold-ms", type=int, default=1000)
+    parser.add_argument("--capacity", type=int, default=10000, help="sidecar channel limit")
+    parser.add_argument("--kamailio", action="store_true", help="measure the reference instead")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        raise SystemExit("sipp is not installed (Debian package sip-tester)")
+    work = Path(tempfile.mkdtemp(prefix="sip2uc-calls-bench-"))
+    callers = [f"u{100000 + i}" for i in range(args.pairs)]
+    callees = [f"u{100000 + args.pairs + i}" for i in range(args.pairs)]
+    pairs_csv = work / "pairs.csv"
+    pairs_csv.write_text(
+        "SEQUENTIAL\n"
+        + "".join(f"{a};{PASSWORD};{b}\n" for a, b in zip(callers, callees, strict=True))
+    )
+    processes: list[subprocess.Popen[str] | subprocess.Popen[bytes]] = []
+    longest = len(args.rates.split(",")) * (args.seconds + args.hold_ms // 1000 + 40) + 60
+    try:
+        if args.kamailio:
+            kam = start_kamailio(work / "kamailio.log")
+            processes.append(kam)
+            target = "127.0.0.1:5070"
+            uas = start_uas(target, KAMAILIO_UAS_PORT, work, longest)
+            processes.append(uas)
+            scenario = HERE / "uac_plain.xml"
+            print(f"kamailio stateful proxy (4 UDP children) on {target}; work dir {work}")
+        else:
+            control, info = register_bench.spawn(
+                ["control", str(work / "control")], work / "control.log"
+            )
+            processes.append(control)
+            took = asyncio.run(
+                register_bench.create_users(
+                    str(info["address"]), str(info["token"]), 2 * args.pairs
+                )
+            )
+            print(f"created {2 * args.pairs} users in {took:.1f} s")
+            sidecar, port = spawn_sidecar(
+                str(info["address"]),
+                str(info["token"]),
+                work / "sidecar",
+                args.capacity,
+                work / "sidecar.log",
+            )
+            processes.append(sidecar)
+            target = f"127.0.0.1:{port}"
+            uas_port = free_udp_port()
+            register_callees(target, uas_port, callees, work)
+            uas = start_uas(target, uas_port, work, longest)
+            processes.append(uas)
+            scenario = HERE / "uac_auth.xml"
+            pids = {"sidecar": sidecar.pid, "control": control.pid}
+            print(f"sip2uc sidecar on {target} (uvloop), callees on :{uas_port}; work dir {work}")
+        for rate in (int(r) for r in args.rates.split(",")):
+            if args.kamailio:
+                pids = {
+                    f"kamailio-{i}": p
+                    for i, p in enumerate(register_bench.kamailio_pids(processes[0].pid))
+                }
+            pids["uas"] = uas.pid
+            result = run_step(
+                target, scenario, pairs_csv, rate, args.seconds, args.hold_ms, work, pids
+            )
+            cpu = result["cpu_pct"]
+            assert isinstance(cpu, dict)
+            if args.kamailio:
+                cpu = {
+                    "kamailio": round(sum(v for k, v in cpu.items() if k != "uas"), 1),
+                    "uas": cpu["uas"],
+                }
+            print(
+                f"rate {rate:>5}/s  achieved {result['achieved']:>7}/s  ok {result['ok']:>6}  "
+                f"failed {result['failed_pct']:>5}%  retrans {result['retransmissions']:>5}  "
+                f"INVITE->200 p50/p99 ms {result['invite_200_ms']}  cpu% of one core {cpu}",
+                flush=True,
+            )
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
