@@ -185,6 +185,18 @@ def up(
             help="Accept SIP only from this network (repeatable). Default: any.",
         ),
     ] = None,
+    digest_algorithm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--digest-algorithm",
+            metavar="ALG",
+            help=(
+                "Digest algorithm to challenge handsets with, strongest first (repeatable: "
+                "SHA-256, MD5). Default: SHA-256 then MD5. Give only MD5 for handsets that read "
+                "just the first challenge and cannot do SHA-256."
+            ),
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
@@ -234,6 +246,7 @@ def up(
                     allowed_networks=list(allow_network or []),
                     control_tls=use_tls,
                     control_ca=cert if use_tls else None,
+                    digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
                 )
             )
             await sidecar.start()
@@ -351,6 +364,18 @@ def sidecar(
         Path | None,
         typer.Option("--control-ca", help="PEM CA certificates to verify the control plane with."),
     ] = None,
+    digest_algorithm: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--digest-algorithm",
+            metavar="ALG",
+            help=(
+                "Digest algorithm to challenge handsets with, strongest first (repeatable: "
+                "SHA-256, MD5). Default: SHA-256 then MD5. Give only MD5 for handsets that read "
+                "just the first challenge and cannot do SHA-256."
+            ),
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
@@ -381,6 +406,7 @@ def sidecar(
             allowed_networks=list(allow_network or []),
             control_tls=use_tls,
             control_ca=control_ca or state.ca_file,
+            digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -402,3 +428,18 @@ def sidecar(
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("sidecar")(sidecar)
+
+
+def _digest(algorithms: list[str] | None) -> tuple[str, ...]:
+    """The algorithms --digest-algorithm names, in order; empty when not given."""
+    if not algorithms:
+        return ()
+    known = {"sha-256": "SHA-256", "md5": "MD5"}
+    chosen = []
+    for name in algorithms:
+        if name.lower() not in known:
+            raise typer.BadParameter(
+                f"{name!r}: choose SHA-256 or MD5", param_hint="--digest-algorithm"
+            )
+        chosen.append(known[name.lower()])
+    return tuple(dict.fromkeys(chosen))
