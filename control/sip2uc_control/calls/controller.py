@@ -56,6 +56,18 @@ DTMF_DIGITS = set("0123456789*#ABCD")
 
 
 @dataclass(frozen=True)
+class _Target:
+    """One place a user can be rung: a binding or a trunk port."""
+
+    sidecar: str
+    request_uri: str
+    host: str
+    port: int
+    transport: str
+    registration: str
+
+
+@dataclass(frozen=True)
 class InviteInput:
     sidecar: str
     leg_id: str
@@ -386,6 +398,29 @@ class CallController:
     def _has_trunk_device(self, user: User) -> bool:
         return any(d.trunk is not None and d.trunk.target for d in user.devices)
 
+    def _user_targets(self, user: User) -> list[_Target]:
+        """Where a user's handsets can be rung: every binding, and trunk ports with a target."""
+        targets = [
+            _Target(b.sidecar, b.contact_uri, b.source_host, b.source_port, b.transport, b.name)
+            for b in self.core.bindings.for_user(user.id)
+        ]
+        for dev in user.devices:
+            t = dev.trunk
+            if t is None or not t.target or not t.sidecar:
+                continue
+            host, _, port = t.target.rpartition(":")
+            targets.append(
+                _Target(
+                    t.sidecar,
+                    f"sip:{t.request_uri_user or user.extension}@{t.target}",
+                    host.strip("[]"),
+                    int(port or 5060),
+                    t.transport.value,
+                    f"{user.name}/devices/{dev.id}",
+                )
+            )
+        return targets
+
     async def _ring_user(
         self, call: Call, user: User, offer: MediaInfo | None, ring_for: float | None
     ) -> bool:
@@ -397,49 +432,25 @@ class CallController:
         if call.caller_user and (cu := self.core.users.get(call.caller_user)):
             display = cu.display_name
         started = 0
-        for b in self.core.bindings.for_user(user.id):
+        for target in self._user_targets(user):
             leg_id = self._new_id()
             cmd = CreateLeg(
                 call_id=call.id,
                 leg_id=leg_id,
-                request_uri=b.contact_uri,
-                host=b.source_host,
-                port=b.source_port,
-                transport=b.transport,
+                request_uri=target.request_uri,
+                host=target.host,
+                port=target.port,
+                transport=target.transport,
                 from_uri=from_uri,
                 from_display_name=display,
                 to_uri=user.sip_uri,
                 peer_media=offer,
                 ring_timeout_seconds=int(timeout) + 5,
                 bridge_leg_id=caller_leg.id
-                if caller_leg and caller_leg.sidecar == b.sidecar
+                if caller_leg and caller_leg.sidecar == target.sidecar
                 else "",
             )
-            if self._add_fork(call, leg_id, b.sidecar, user, b.name, cmd):
-                started += 1
-        for dev in user.devices:
-            t = dev.trunk
-            if t is None or not t.target or not t.sidecar:
-                continue
-            host, _, port = t.target.rpartition(":")
-            leg_id = self._new_id()
-            cmd = CreateLeg(
-                call_id=call.id,
-                leg_id=leg_id,
-                request_uri=f"sip:{t.request_uri_user or user.extension}@{t.target}",
-                host=host.strip("[]"),
-                port=int(port or 5060),
-                transport=t.transport.value,
-                from_uri=from_uri,
-                from_display_name=display,
-                to_uri=user.sip_uri,
-                peer_media=offer,
-                ring_timeout_seconds=int(timeout) + 5,
-                bridge_leg_id=caller_leg.id
-                if caller_leg and caller_leg.sidecar == t.sidecar
-                else "",
-            )
-            if self._add_fork(call, leg_id, t.sidecar, user, f"{user.name}/devices/{dev.id}", cmd):
+            if self._add_fork(call, leg_id, target.sidecar, user, target.registration, cmd):
                 started += 1
         if started:
             call.no_answer_deadline = self._now() + timeout
