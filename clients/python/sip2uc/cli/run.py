@@ -108,6 +108,36 @@ async def _stop_all(started: list[_Stoppable]) -> None:
             log.exception("stopping the %s failed", item.name)
 
 
+# Options both `up` and `sidecar` take, declared once.
+RtpPortsOption = Annotated[
+    str,
+    typer.Option(
+        "--rtp-ports", metavar="A-B", help="UDP port range for RTP relays.", callback=_ports
+    ),
+]
+AllowNetworkOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-network",
+        metavar="CIDR",
+        help="Accept SIP only from this network (repeatable). Default: any.",
+    ),
+]
+DigestAlgorithmOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--digest-algorithm",
+        metavar="ALG",
+        help=(
+            "Digest algorithm to challenge handsets with, strongest first (repeatable: "
+            "SHA-256, MD5). Default: SHA-256 then MD5. Give only MD5 for handsets that read "
+            "just the first challenge and cannot do SHA-256."
+        ),
+    ),
+]
+LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
 def up(
     ctx: typer.Context,
     data_dir: Annotated[
@@ -136,12 +166,7 @@ def up(
             callback=_listen,
         ),
     ] = "127.0.0.1:5060",
-    rtp_ports: Annotated[
-        str,
-        typer.Option(
-            "--rtp-ports", metavar="A-B", help="UDP port range for RTP relays.", callback=_ports
-        ),
-    ] = "20000-29999",
+    rtp_ports: RtpPortsOption = "20000-29999",
     tls: Annotated[
         bool | None,
         typer.Option(
@@ -177,29 +202,9 @@ def up(
             show_default=False,
         ),
     ] = None,
-    allow_network: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-network",
-            metavar="CIDR",
-            help="Accept SIP only from this network (repeatable). Default: any.",
-        ),
-    ] = None,
-    digest_algorithm: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--digest-algorithm",
-            metavar="ALG",
-            help=(
-                "Digest algorithm to challenge handsets with, strongest first (repeatable: "
-                "SHA-256, MD5). Default: SHA-256 then MD5. Give only MD5 for handsets that read "
-                "just the first challenge and cannot do SHA-256."
-            ),
-        ),
-    ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "info",
+    allow_network: AllowNetworkOption = None,
+    digest_algorithm: DigestAlgorithmOption = None,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run the control plane and one SIP/RTP sidecar ("default") in the
     foreground, in one process. Logs where each listens; Ctrl-C or SIGTERM
@@ -317,25 +322,13 @@ def sidecar(
             help="Also accept SIP over TLS here (e.g. 0.0.0.0:5061).",
         ),
     ] = None,
-    rtp_ports: Annotated[
-        str,
-        typer.Option(
-            "--rtp-ports", metavar="A-B", help="UDP port range for RTP relays.", callback=_ports
-        ),
-    ] = "20000-29999",
+    rtp_ports: RtpPortsOption = "20000-29999",
     rtp_host: Annotated[
         str | None,
         typer.Option("--rtp-host", help="Address RTP relays bind and announce (default: SIP's)."),
     ] = None,
     site: Annotated[str, typer.Option("--site", help="VLAN or site label.")] = "",
-    allow_network: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-network",
-            metavar="CIDR",
-            help="Accept SIP only from this network (repeatable). Default: any.",
-        ),
-    ] = None,
+    allow_network: AllowNetworkOption = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -364,21 +357,8 @@ def sidecar(
         Path | None,
         typer.Option("--control-ca", help="PEM CA certificates to verify the control plane with."),
     ] = None,
-    digest_algorithm: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--digest-algorithm",
-            metavar="ALG",
-            help=(
-                "Digest algorithm to challenge handsets with, strongest first (repeatable: "
-                "SHA-256, MD5). Default: SHA-256 then MD5. Give only MD5 for handsets that read "
-                "just the first challenge and cannot do SHA-256."
-            ),
-        ),
-    ] = None,
-    log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.")
-    ] = "info",
+    digest_algorithm: DigestAlgorithmOption = None,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run one SIP/RTP sidecar in the foreground: it dials the control plane,
     serves the handsets of its VLAN or site, and stops cleanly on
