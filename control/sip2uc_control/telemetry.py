@@ -69,12 +69,41 @@ def setup_telemetry(service_name: str, metrics_listen: str | None) -> None:
         log.info("metrics for Prometheus on http://%s/metrics", metrics_listen)
 
 
-class ControlMetrics:
-    """The control plane's instruments (no-ops until a meter provider is installed)."""
+# RPC latencies are milliseconds, not the SDK's default buckets of 5-10 000 (seconds here).
+RPC_LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
-    def __init__(self) -> None:
+# The core whose state the observable gauges report: the latest control plane started in this
+# process (tests start several; a process normally runs one).
+_current_core: ControlCore | None = None
+_instruments: ControlMetrics | None = None
+
+
+class ControlMetrics:
+    """The control plane's instruments, created once per process (no-ops until a provider is set)."""
+
+    def __new__(cls) -> ControlMetrics:
+        global _instruments
+        if _instruments is None:
+            _instruments = super().__new__(cls)
+            _instruments._create()
+        return _instruments
+
+    def _create(self) -> None:
         meter = metrics.get_meter("sip2uc.control")
-        self.meter = meter
         self.presence_changes = meter.create_counter(
             "sip2uc_presence_changes", description="Presence changes by new availability"
         )
@@ -85,31 +114,31 @@ class ControlMetrics:
             "sip2uc_rpc_duration",
             unit="s",
             description="Server-side RPC latency by method and code",
+            explicit_bucket_boundaries_advisory=list(RPC_LATENCY_BUCKETS),
         )
-        self._core: ControlCore | None = None
+        meter.create_observable_gauge("sip2uc_users", callbacks=[_users], description="Users")
+        meter.create_observable_gauge(
+            "sip2uc_bindings", callbacks=[_bindings], description="Registration bindings"
+        )
+        meter.create_observable_gauge(
+            "sip2uc_sidecars_connected", callbacks=[_sidecars], description="Connected sidecars"
+        )
 
     def observe(self, core: ControlCore) -> None:
-        self._core = core
-        self.meter.create_observable_gauge(
-            "sip2uc_users", callbacks=[self._users], description="Users"
-        )
-        self.meter.create_observable_gauge(
-            "sip2uc_bindings", callbacks=[self._bindings], description="Registration bindings"
-        )
-        self.meter.create_observable_gauge(
-            "sip2uc_sidecars_connected",
-            callbacks=[self._sidecars],
-            description="Connected sidecars",
-        )
+        global _current_core
+        _current_core = core
 
-    def _users(self, _options: CallbackOptions) -> Iterable[Observation]:
-        if self._core is not None:
-            yield Observation(self._core.users.count())
 
-    def _bindings(self, _options: CallbackOptions) -> Iterable[Observation]:
-        if self._core is not None:
-            yield Observation(len(self._core.bindings.by_id))
+def _users(_options: CallbackOptions) -> Iterable[Observation]:
+    if _current_core is not None:
+        yield Observation(_current_core.users.count())
 
-    def _sidecars(self, _options: CallbackOptions) -> Iterable[Observation]:
-        if self._core is not None:
-            yield Observation(sum(1 for s in self._core.sidecars.sidecars.values() if s.connected))
+
+def _bindings(_options: CallbackOptions) -> Iterable[Observation]:
+    if _current_core is not None:
+        yield Observation(len(_current_core.bindings.by_id))
+
+
+def _sidecars(_options: CallbackOptions) -> Iterable[Observation]:
+    if _current_core is not None:
+        yield Observation(sum(1 for s in _current_core.sidecars.sidecars.values() if s.connected))
