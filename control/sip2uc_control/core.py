@@ -74,6 +74,7 @@ class ControlCore:
                 pass
         for q in list(self._binding_watchers):
             q.put_nowait(None)
+        await self.presence.drain()
         await self.db.close()
 
     # --- users ---------------------------------------------------------------------------------

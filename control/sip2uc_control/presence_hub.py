@@ -1,9 +1,10 @@
 """Per-user presence records, their persistence, and the resumable change stream.
 
-The engine (`presence.engine`) decides; the hub keeps one record per user, persists the record and
-the change event in one commit, and fans changes out to watchers. Every change gets a sequence
-number from the database (`presence_events.seq`): a watcher's cursor is the last sequence number it
-saw, so a watcher that reconnects with it gets exactly the changes it missed, in order, from the
+The engine (`presence.engine`) decides; the hub keeps one record per user, changes it in memory at
+once, writes the records and change events of everything that changed meanwhile in one batch, and
+fans changes out to watchers once they are committed. Every change gets a sequence number
+(`presence_events.seq`, assigned here in change order): a watcher's cursor is the last sequence
+number it saw, so a watcher that reconnects with it gets exactly the changes it missed, in order, from the
 log — as long as the log still holds them (`retain` events), else a fresh snapshot.
 """
 
@@ -27,11 +28,30 @@ from .presence import (
     PresenceRecord,
     Transition,
 )
-from .store.db import Database
+from .store.db import Database, Rows
 
 log = logging.getLogger(__name__)
 
 WATCHER_QUEUE_LIMIT = 10_000
+
+# The row is written only while the user exists: a change queued just before the user was deleted
+# must not fail its whole batch on the foreign key.
+_UPSERT_RECORD = text(
+    "INSERT INTO presence (user_id, record) SELECT :u, :r "
+    "WHERE EXISTS (SELECT 1 FROM users WHERE id = :u) "
+    "ON CONFLICT (user_id) DO UPDATE SET record = excluded.record"
+)
+_INSERT_EVENT = text(
+    "INSERT INTO presence_events (seq, user_id, change, at) VALUES (:s, :u, :c, :a)"
+)
+
+
+def _resolver(future: asyncio.Future[None]) -> Callable[[asyncio.Future[None]], None]:
+    def resolve(_: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    return resolve
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,13 @@ class PresenceHub:
         self.recent: deque[LoggedChange] = deque(maxlen=min(retain, 10_000))
         self.last_seq = 0
         self._watchers: set[_Watcher] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._next_seq = 0
+        # Queued writes: the latest record per user, and change events in sequence order.
+        self._pending_records: dict[str, str] = {}
+        self._pending_events: list[tuple[LoggedChange, float]] = []
+        # Resolved when the batch that the queued writes will join is committed.
+        self._flushed: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._on_change = on_change
 
     async def load(self) -> None:
@@ -100,6 +126,7 @@ class PresenceHub:
                     )
             seq = (await conn.execute(text("SELECT MAX(seq) FROM presence_events"))).scalar()
             self.last_seq = int(seq or 0)
+            self._next_seq = self.last_seq
             rows = (
                 await conn.execute(
                     text("SELECT seq, change FROM presence_events WHERE seq > :s ORDER BY seq"),
@@ -129,46 +156,131 @@ class PresenceHub:
 
     # --- changing ------------------------------------------------------------------------------
 
+    def apply(
+        self, user_id: str, step: Callable[[PresenceRecord, float], Transition]
+    ) -> PresenceChange | None:
+        """Apply one engine transition now and queue its write; watchers hear of it once durable.
+
+        The record in memory changes at once, so routing decisions that follow (busy, in a call)
+        see it; the row and the change event are written by the flusher in the next batch. Callers
+        that must not answer before the change is durable use `update`.
+        """
+        return self._apply(user_id, step)[0]
+
+    def _apply(
+        self, user_id: str, step: Callable[[PresenceRecord, float], Transition]
+    ) -> tuple[PresenceChange | None, asyncio.Future[None] | None]:
+        """The change, and the future of the commit that writes it (None: nothing to write)."""
+        now = self.clock()
+        old_record = self.records.get(user_id)
+        new_record, change = step(self.record(user_id), now)
+        if change is None and new_record == old_record:
+            return None, None  # a refresh that changes nothing needs no write
+        self.records[user_id] = new_record
+        self._pending_records[user_id] = json.dumps(new_record.to_dict())
+        if change is not None:
+            # Sequence numbers are assigned here, not by the database, so that a batch of events
+            # is one executemany without RETURNING. This assumes one writer of presence_events
+            # (one control plane per database); replicas sharing PostgreSQL would need a
+            # database sequence reserved in blocks instead.
+            self._next_seq += 1
+            self._pending_events.append((LoggedChange(self._next_seq, change), now))
+        return change, self._schedule_flush()
+
     async def update(
         self, user_id: str, step: Callable[[PresenceRecord, float], Transition]
     ) -> PresenceChange | None:
-        """Apply one engine transition to a user's record, persist it, and publish any change."""
-        lock = self._locks.setdefault(user_id, asyncio.Lock())
-        async with lock:
-            now = self.clock()
-            old_record = self.records.get(user_id)
-            new_record, change = step(self.record(user_id), now)
-            if change is None and new_record == old_record:
-                return None  # a refresh that changes nothing needs no write
-            record_json = json.dumps(new_record.to_dict())
-            change_json = json.dumps(change.to_dict()) if change is not None else None
+        """`apply`, then wait until the change is committed and published."""
+        change, committed = self._apply(user_id, step)
+        if committed is not None:
+            await asyncio.shield(committed)
+        return change
 
-            async def write(conn: AsyncConnection) -> int | None:
-                await conn.execute(
-                    text(
-                        "INSERT INTO presence (user_id, record) VALUES (:u, :r) "
-                        "ON CONFLICT (user_id) DO UPDATE SET record = excluded.record"
-                    ),
-                    {"u": user_id, "r": record_json},
-                )
-                if change_json is None:
-                    return None
-                seq = (
-                    await conn.execute(
-                        text(
-                            "INSERT INTO presence_events (user_id, change, at) "
-                            "VALUES (:u, :c, :a) RETURNING seq"
-                        ),
-                        {"u": user_id, "c": change_json, "a": now},
+    async def drain(self) -> None:
+        """Wait until every queued write is committed (before the database closes)."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    def _schedule_flush(self) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        if self._flushed is None:
+            self._flushed = loop.create_future()
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush_loop(), name="presence-flusher")
+        return self._flushed
+
+    async def _flush_loop(self) -> None:
+        """Write what has queued as one batch (two executemany statements), one batch at a time
+        so that a user's rows reach the database in the order they changed."""
+        records: dict[str, str] = {}
+        events: list[tuple[LoggedChange, float]] = []
+        done: asyncio.Future[None] | None = None
+        try:
+            while self._pending_records or self._pending_events:
+                records, self._pending_records = self._pending_records, {}
+                events, self._pending_events = self._pending_events, []
+                done, self._flushed = self._flushed, None
+                statements: list[Rows] = []
+                if records:
+                    statements.append(
+                        (_UPSERT_RECORD, [{"u": u, "r": r} for u, r in records.items()])
                     )
-                ).scalar_one()
-                return int(seq)
+                if events:
+                    statements.append(
+                        (
+                            _INSERT_EVENT,
+                            [
+                                {
+                                    "s": item.seq,
+                                    "u": item.change.user,
+                                    "c": json.dumps(item.change.to_dict()),
+                                    "a": at,
+                                }
+                                for item, at in events
+                            ],
+                        )
+                    )
+                await self._write(statements)
+                for item, _at in events:
+                    self._publish(item)
+                records, events = {}, []
+                if done is not None and not done.done():
+                    done.set_result(None)
+                done = None
+        finally:
+            self._flusher = None
+            if records or events:
+                # Cancelled mid-batch: put the batch back in front of what queued since.
+                records.update(self._pending_records)
+                self._pending_records = records
+                self._pending_events[:0] = events
+                if done is not None and self._flushed is not None:
+                    self._flushed.add_done_callback(_resolver(done))
+                elif done is not None:
+                    self._flushed = done
+            if self._pending_records or self._pending_events:
+                self._schedule_flush()
 
-            seq = await self.db.submit(write)
-            self.records[user_id] = new_record
-            if change is not None and seq is not None:
-                self._publish(LoggedChange(seq, change))
-            return change
+    async def _write(self, statements: list[Rows]) -> None:
+        """Retry until the batch is committed: a presence change is never dropped."""
+        attempt = 0
+        while True:
+            try:
+                await self.db.submit_rows(statements)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                delay = min(5.0, 0.05 * (1 << min(attempt, 7)))
+                log.warning(
+                    "presence write of %d statements failed (attempt %d), retrying in %.2fs: %s",
+                    len(statements),
+                    attempt,
+                    delay,
+                    exc,
+                )
+                await asyncio.sleep(delay)
 
     def _publish(self, item: LoggedChange) -> None:
         self.last_seq = max(self.last_seq, item.seq)
@@ -180,7 +292,7 @@ class PresenceHub:
 
     async def forget(self, user_id: str) -> None:
         self.records.pop(user_id, None)
-        self._locks.pop(user_id, None)
+        self._pending_records.pop(user_id, None)
 
     def next_deadline(self) -> float | None:
         deadlines = [

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from sip2uc_media.sip.digest import Credentials, DigestError
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import User
 from ..errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
@@ -52,6 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 100_000
+_INSERT_HISTORY = text(
+    "INSERT INTO call_history (id, start_time, users, doc) VALUES (:i, :s, :u, :d)"
+)
 DTMF_DIGITS = set("0123456789*#ABCD")
 
 
@@ -223,22 +225,23 @@ class CallController:
                     return user
         return None
 
-    async def _presence(self, user_id: str, step: str, call_id: str, ringing: bool = False) -> None:
+    def _presence(self, user_id: str, step: str, call_id: str, ringing: bool = False) -> None:
+        """Move a party's presence with the call. The record changes at once (routing reads it:
+        busy, in a call); its commit and the watchers' update follow in the hub's next batch, so
+        no answer to a sidecar and no command waits for a database commit."""
         if self.core.users.get(user_id) is None:
             return
         engine = self.core.presence.engine
         if step == "start":
-            await self.core.presence.update(
+            self.core.presence.apply(
                 user_id, lambda r, now: engine.on_call_started(r, call_id, ringing, now)
             )
         elif step == "answer":
-            await self.core.presence.update(
+            self.core.presence.apply(
                 user_id, lambda r, now: engine.on_call_answered(r, call_id, now)
             )
         else:
-            await self.core.presence.update(
-                user_id, lambda r, now: engine.on_call_ended(r, call_id, now)
-            )
+            self.core.presence.apply(user_id, lambda r, now: engine.on_call_ended(r, call_id, now))
 
     # --- new calls from handsets ---------------------------------------------------------------
 
@@ -291,7 +294,7 @@ class CallController:
         )
         self.calls[call.id] = call
         self.by_leg[inp.leg_id] = call.id
-        await self._presence(caller.id, "start", call.id, ringing=False)
+        self._presence(caller.id, "start", call.id, ringing=False)
         call.presence_users.add(caller.id)
         outcome = await self._route(call, route, inp.offer, ForwardChain())
         if outcome is not None:
@@ -454,7 +457,7 @@ class CallController:
                 started += 1
         if started:
             call.no_answer_deadline = self._now() + timeout
-            await self._presence(user.id, "start", call.id, ringing=True)
+            self._presence(user.id, "start", call.id, ringing=True)
             call.presence_users.add(user.id)
         return started > 0
 
@@ -596,7 +599,7 @@ class CallController:
                         AnswerLeg(call.id, caller_leg.id, 200, leg.media, bridge),
                     )
             if leg.user_id:
-                await self._presence(leg.user_id, "answer", call.id)
+                self._presence(leg.user_id, "answer", call.id)
         elif leg.state is LegState.FAILED:
             if not call.live_forks() and call.state is CallState.RINGING:
                 statuses = [
@@ -673,7 +676,7 @@ class CallController:
         offer = caller_leg.media if caller_leg else None
         chain = ForwardChain(visited=call.forward_chain or (user.id,))
         if call.callee_user and call.callee_user in call.presence_users:
-            await self._presence(call.callee_user, "end", call.id)
+            self._presence(call.callee_user, "end", call.id)
             call.presence_users.discard(call.callee_user)
         outcome = await self._route(call, route, offer, chain)
         return outcome is None
@@ -690,7 +693,9 @@ class CallController:
             leg.status = 487
         await self._finish(call, "caller cancelled", 487, notify_caller=False, skip=leg_id)
 
-    async def bye(self, sidecar: str, leg_id: str, reason: str) -> None:
+    async def bye(
+        self, sidecar: str, leg_id: str, reason: str, stats: tuple[dict[str, Any], ...] = ()
+    ) -> None:
         call = self.calls.get(self.by_leg.get(leg_id, ""))
         if call is None:
             return
@@ -698,6 +703,8 @@ class CallController:
         if leg is not None:
             leg.state = LegState.ENDED
             leg.reason = reason
+            if stats:
+                leg.stats = list(stats)
         who = "caller" if leg is not None and leg.role == "caller" else "callee"
         why = f"{who} hung up" if reason in ("", "bye") else f"{who}: {reason}"
         await self._finish(call, why, 0, notify_caller=who != "caller", skip=leg_id)
@@ -728,7 +735,7 @@ class CallController:
             self.send(leg.sidecar, EndLeg(call.id, leg.id, end_status, reason))
             leg.state = LegState.ENDED
         for uid in sorted(call.presence_users):
-            await self._presence(uid, "end", call.id)
+            self._presence(uid, "end", call.id)
         call.presence_users.clear()
         self.calls.pop(call.id, None)
         for leg_id in call.legs:
@@ -738,23 +745,15 @@ class CallController:
         log.info("call %s ended: %s", call.id, reason)
 
     async def _store_history(self, call: Call) -> None:
-        doc = json.dumps(call.to_dict())
-
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                text(
-                    "INSERT INTO call_history (id, start_time, users, doc) VALUES (:i, :s, :u, :d)"
-                ),
-                {
-                    "i": call.id,
-                    "s": call.start_time,
-                    "u": " ".join(sorted({u for u in (call.caller_user, call.callee_user) if u})),
-                    "d": doc,
-                },
-            )
-
+        row = {
+            "i": call.id,
+            "s": call.start_time,
+            "u": " ".join(sorted({u for u in (call.caller_user, call.callee_user) if u})),
+            "d": json.dumps(call.to_dict()),
+        }
         try:
-            await self.core.db.submit(write)
+            # Plain rows: the history rows of calls ending together share one executemany.
+            await self.core.db.submit_rows([(_INSERT_HISTORY, [row])])
         except Exception as exc:  # history is a record; a failed write must not break calls
             log.warning("call %s not stored in history: %s", call.id, exc)
 
@@ -884,7 +883,7 @@ class CallController:
                 kind="NOT_REGISTERED",
             )
         call.caller_leg = next(iter(call.legs))
-        await self._presence(caller.id, "start", call.id, ringing=True)
+        self._presence(caller.id, "start", call.id, ringing=True)
         call.presence_users.add(caller.id)
         self._publish(call)
         return call

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2
@@ -169,3 +171,36 @@ async def test_presence_and_cursor_survive_a_restart(tmp_path: object) -> None:
         assert change.change.current.availability == common_pb2.AVAILABILITY_BUSY
         resumed.cancel()
     await plane.stop(0.1)
+
+
+async def test_burst_of_concurrent_changes_reaches_live_and_resuming_watchers_in_order(
+    channel: grpc.aio.Channel,
+) -> None:
+    exts = [str(300 + i) for i in range(12)]
+    for ext in exts:
+        await make_user(channel, ext)
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    live = stub.WatchPresence(presence_pb2.WatchPresenceRequest())
+    start = await live.read()
+
+    # Twelve users change at once (they share group commits), twice each.
+    states = (common_pb2.AVAILABILITY_AWAY, common_pb2.AVAILABILITY_BUSY)
+    for state in states:
+        await asyncio.gather(*(set_state(stub, ext, state) for ext in exts))
+
+    seen = [await live.read() for _ in range(2 * len(exts))]
+    cursors = [int(m.cursor) for m in seen]
+    assert cursors == list(range(int(start.cursor) + 1, int(start.cursor) + 25))
+    for ext in exts:
+        mine = [m.change.current.availability for m in seen if m.change.current.extension == ext]
+        assert mine == list(states)
+    live.cancel()
+
+    # A watcher resuming from the middle of the burst gets exactly the rest, in the same order.
+    middle = seen[9]
+    resumed = stub.WatchPresence(presence_pb2.WatchPresenceRequest(cursor=middle.cursor))
+    rest = [await resumed.read() for _ in range(len(seen) - 10)]
+    assert [(m.cursor, m.change.current.extension) for m in rest] == [
+        (m.cursor, m.change.current.extension) for m in seen[10:]
+    ]
+    resumed.cancel()

@@ -1,0 +1,118 @@
+"""PresenceHub: changes apply in memory at once, are written in batches, and are never dropped."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sip2uc_control.presence import Availability, PresenceEngine, PresenceRecord, Transition
+from sip2uc_control.presence_hub import PresenceHub
+from sip2uc_control.store.db import Database, Rows, open_database
+from sqlalchemy import text
+
+
+class FlakyDatabase:
+    """Fails the first `failures` batches, then hands them to the real database."""
+
+    def __init__(self, db: Database, failures: int) -> None:
+        self.db = db
+        self.engine = db.engine
+        self.failures = failures
+        self.batches: list[list[Rows]] = []
+
+    async def submit_rows(self, statements: list[Rows]) -> None:
+        self.batches.append(statements)
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk full")
+        await self.db.submit_rows(statements)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await open_database(None, tmp_path)
+    async with database.engine.begin() as conn:
+        for uid in ("u1", "u2"):
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, sip_uri, create_time, update_time) "
+                    "VALUES (:i, :s, 0, 0)"
+                ),
+                {"i": uid, "s": f"sip:{uid}@example.com"},
+            )
+    yield database
+    await database.close()
+
+
+def manual(availability: Availability) -> Any:
+    engine = PresenceEngine()
+
+    def step(record: PresenceRecord, now: float) -> Transition:
+        return engine.set_manual(record, availability, now, expires_at=None, note=None)
+
+    return step
+
+
+async def stored_events(db: Database) -> list[tuple[int, str]]:
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT seq, user_id FROM presence_events ORDER BY seq"))
+        return [(r.seq, r.user_id) for r in rows.all()]
+
+
+async def test_apply_changes_the_record_before_anything_is_written(db: Database) -> None:
+    hub = PresenceHub(db, PresenceEngine(), lambda: 100.0)
+    change = hub.apply("u1", manual(Availability.BUSY))
+    assert change is not None
+    assert hub.effective("u1").availability is Availability.BUSY
+    assert (hub.last_seq, await stored_events(db)) == (0, [])
+    await hub.drain()
+    assert (hub.last_seq, await stored_events(db)) == (1, [(1, "u1")])
+
+
+async def test_changes_queued_together_are_one_batch_with_consecutive_sequence_numbers(
+    db: Database,
+) -> None:
+    flaky = FlakyDatabase(db, failures=0)
+    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0)  # type: ignore[arg-type]
+    hub.apply("u1", manual(Availability.BUSY))
+    hub.apply("u2", manual(Availability.AWAY))
+    hub.apply("u1", manual(Availability.DO_NOT_DISTURB))
+    await hub.drain()
+    assert len(flaky.batches) == 1
+    records, events = flaky.batches[0]
+    assert [row["u"] for row in records[1]] == ["u1", "u2"]  # the latest record per user
+    assert [(row["s"], row["u"]) for row in events[1]] == [(1, "u1"), (2, "u2"), (3, "u1")]
+    assert await stored_events(db) == [(1, "u1"), (2, "u2"), (3, "u1")]
+
+
+async def test_a_failed_write_is_retried_and_published_only_once_committed(db: Database) -> None:
+    flaky = FlakyDatabase(db, failures=2)
+    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0)  # type: ignore[arg-type]
+    published: list[int] = []
+    watcher = hub.watch(None, 0, lambda: [])
+
+    async def watch() -> None:
+        async for item in watcher:
+            published.append(item.cursor)
+            return
+
+    reader = asyncio.create_task(watch())
+    change = await hub.update("u1", manual(Availability.BUSY))
+    await reader
+    assert change is not None
+    assert len(flaky.batches) == 3
+    assert published == [1]
+    assert await stored_events(db) == [(1, "u1")]
+
+
+async def test_a_change_for_a_deleted_user_does_not_block_the_others(db: Database) -> None:
+    hub = PresenceHub(db, PresenceEngine(), lambda: 100.0)
+    hub.apply("gone", manual(Availability.BUSY))
+    hub.apply("u1", manual(Availability.AWAY))
+    await hub.drain()
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT user_id FROM presence ORDER BY user_id"))
+        assert [r.user_id for r in rows.all()] == ["u1"]
