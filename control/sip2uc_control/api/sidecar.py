@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from opentelemetry import propagate, trace
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError
 
 from ..calls import InviteInput, LegReport
 from ..core import ControlCore
-from ..errors import ControlError, FieldViolation, InvalidArgument
+from ..errors import FieldViolation, InvalidArgument
 from ..registrar import ContactRequest, Outcome, RegisterInput
 from ..settings import ServerSettings
 from ..sidecars import SidecarInfo
+from . import streams
 from .convert import (
     LEG_STATE_FROM_PB,
     TRANSPORT_FROM_PB,
@@ -28,22 +27,10 @@ from .convert import (
     media_from_pb,
     stats_from_pb,
 )
-from .status import to_status, unary
+from .status import unary
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
-
-_tracer = trace.get_tracer("sip2uc_control.api.sidecar")
-_REGISTER_METHOD = "/sip2uc.v1.SidecarService/RegisterStream"
-# The span a streamed REGISTER gets is named like the unary call's, so traces read the same.
-_REGISTER_SPAN = "/sip2uc.v1.SidecarService/Register"
-_SPAN_ATTRS = {
-    "rpc.system": "grpc",
-    "rpc.service": "sip2uc.v1.SidecarService",
-    "rpc.method": "Register",
-}
-_OK_ATTRS = {"rpc.method": _REGISTER_METHOD, "rpc.code": "OK"}
-_ERROR_ATTRS = {"rpc.method": _REGISTER_METHOD, "rpc.code": "ERROR"}
 
 _DISPOSITIONS = {
     "routing": sidecar_pb2.INVITE_DISPOSITION_ROUTING,
@@ -97,9 +84,72 @@ def sidecar_settings(
     )
 
 
+_SERVICE = "sip2uc.v1.SidecarService"
+
+
+def _register_calls(
+    message: sidecar_pb2.RegisterStreamRequest,
+) -> list[streams.StreamedCall[sidecar_pb2.RegisterCall]]:
+    return [
+        streams.StreamedCall(c, c.correlation_id, c.traceparent, c.tracestate, "Register")
+        for c in message.calls
+    ]
+
+
+_CALL_METHODS = {
+    "invite": "Invite",
+    "cancel": "Cancel",
+    "bye": "Bye",
+    "report_leg": "ReportLeg",
+}
+
+
+def _call_calls(
+    message: sidecar_pb2.CallStreamRequest,
+) -> list[streams.StreamedCall[sidecar_pb2.CallStreamCall]]:
+    out = []
+    for c in message.calls:
+        kind = c.WhichOneof("request")
+        leg_id = getattr(c, kind).leg_id if kind is not None else ""
+        out.append(
+            streams.StreamedCall(
+                c,
+                c.correlation_id,
+                c.traceparent,
+                c.tracestate,
+                _CALL_METHODS.get(kind or "", "CallStream"),
+                # A leg's calls in order: its RINGING before its ANSWERED, its Invite before
+                # its Cancel. Leg ids are unique per sidecar, and a stream is one sidecar's.
+                key=leg_id or None,
+                timeout=c.timeout_ms / 1000,
+            )
+        )
+    return out
+
+
 class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
     def __init__(self, core: ControlCore) -> None:
         self.core = core
+        self._register_spec = streams.StreamSpec(
+            service=_SERVICE,
+            stream_method="RegisterStream",
+            calls_of=_register_calls,
+            handle=self._register_reply,
+            error_reply=lambda cid, code, message: sidecar_pb2.RegisterReply(
+                correlation_id=cid, error_code=code, error_message=message
+            ),
+            batch=lambda replies: sidecar_pb2.RegisterStreamResponse(replies=replies),
+        )
+        self._call_spec = streams.StreamSpec(
+            service=_SERVICE,
+            stream_method="CallStream",
+            calls_of=_call_calls,
+            handle=self._call_reply,
+            error_reply=lambda cid, code, message: sidecar_pb2.CallStreamReply(
+                correlation_id=cid, error_code=code, error_message=message
+            ),
+            batch=lambda replies: sidecar_pb2.CallStreamResponse(replies=replies),
+        )
 
     def trunk_sources(self, sidecar: str) -> list[tuple[str, int]]:
         out: set[tuple[str, int]] = set()
@@ -203,88 +253,43 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
     async def RegisterStream(
         self, request_iterator: AsyncIterator[sidecar_pb2.RegisterStreamRequest], context: Ctx
     ) -> AsyncIterator[sidecar_pb2.RegisterStreamResponse]:
-        """`Register` for many REGISTERs on one stream (see sidecar.proto).
-
-        Every call runs as its own task so that concurrent registrations share group commits, as
-        unary calls do; replies that complete while a write is under way leave together.
-        """
-        replies: list[sidecar_pb2.RegisterReply] = []
-        ready = asyncio.Event()
-        tasks: set[asyncio.Task[None]] = set()
-        outstanding = 0
-
-        async def one(call: sidecar_pb2.RegisterCall) -> None:
-            nonlocal outstanding
-            try:
-                replies.append(await self._register_call(call))
-            finally:
-                outstanding -= 1
-                ready.set()
-
-        async def read_loop() -> None:
-            nonlocal outstanding
-            loop = asyncio.get_running_loop()
-            async for message in request_iterator:
-                for call in message.calls:
-                    outstanding += 1
-                    task = loop.create_task(one(call))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-
-        reader = asyncio.create_task(read_loop())
-        reader.add_done_callback(lambda _: ready.set())
-        try:
-            while True:
-                if replies:
-                    batch = replies[:]
-                    replies.clear()
-                    yield sidecar_pb2.RegisterStreamResponse(replies=batch)
-                    continue
-                if reader.done() and (
-                    outstanding == 0 or reader.cancelled() or reader.exception() is not None
-                ):
-                    # The sidecar closed its side and has every answer, or the stream broke.
-                    break
-                ready.clear()
-                await ready.wait()
-        finally:
-            reader.cancel()
-            for task in list(tasks):
-                task.cancel()
-
-    async def _register_call(self, call: sidecar_pb2.RegisterCall) -> sidecar_pb2.RegisterReply:
-        """One REGISTER of the stream, under its own server span (the unary call's twin)."""
-        carrier = {"traceparent": call.traceparent} if call.traceparent else None
-        if carrier is not None and call.tracestate:
-            carrier["tracestate"] = call.tracestate
-        parent = propagate.extract(carrier) if carrier is not None else None
-        started = time.perf_counter()
-        with _tracer.start_as_current_span(
-            _REGISTER_SPAN, context=parent, kind=trace.SpanKind.SERVER, attributes=_SPAN_ATTRS
+        """`Register` for many REGISTERs on one stream (see sidecar.proto and `streams`)."""
+        async for response in streams.serve(
+            self._register_spec, request_iterator, self.core.metrics.rpc_duration
         ):
-            try:
-                response = await self._register(call.request)
-            except ControlError as exc:
-                status = to_status(exc)
-                self._record_stream_rpc(started, _ERROR_ATTRS)
-                return sidecar_pb2.RegisterReply(
-                    correlation_id=call.correlation_id,
-                    error_code=status.code,
-                    error_message=status.message,
-                )
-            except Exception:
-                log.exception("register on the stream failed")
-                self._record_stream_rpc(started, _ERROR_ATTRS)
-                return sidecar_pb2.RegisterReply(
-                    correlation_id=call.correlation_id,
-                    error_code=grpc.StatusCode.INTERNAL.value[0],
-                    error_message="internal error",
-                )
-        self._record_stream_rpc(started, _OK_ATTRS)
-        return sidecar_pb2.RegisterReply(correlation_id=call.correlation_id, response=response)
+            yield response
 
-    def _record_stream_rpc(self, started: float, attrs: dict[str, str]) -> None:
-        self.core.metrics.rpc_duration.record(time.perf_counter() - started, attrs)
+    async def CallStream(
+        self, request_iterator: AsyncIterator[sidecar_pb2.CallStreamRequest], context: Ctx
+    ) -> AsyncIterator[sidecar_pb2.CallStreamResponse]:
+        """`Invite`, `Cancel`, `Bye` and `ReportLeg` on one stream, in order per leg."""
+        async for response in streams.serve(
+            self._call_spec, request_iterator, self.core.metrics.rpc_duration
+        ):
+            yield response
+
+    async def _register_reply(self, call: sidecar_pb2.RegisterCall) -> sidecar_pb2.RegisterReply:
+        return sidecar_pb2.RegisterReply(
+            correlation_id=call.correlation_id, response=await self._register(call.request)
+        )
+
+    async def _call_reply(self, call: sidecar_pb2.CallStreamCall) -> sidecar_pb2.CallStreamReply:
+        reply = sidecar_pb2.CallStreamReply(correlation_id=call.correlation_id)
+        kind = call.WhichOneof("request")
+        if kind == "invite":
+            reply.invite.CopyFrom(await self._invite(call.invite))
+        elif kind == "report_leg":
+            await self._report_leg(call.report_leg)
+            reply.report_leg.SetInParent()
+        elif kind == "bye":
+            await self._bye(call.bye)
+            reply.bye.SetInParent()
+        elif kind == "cancel":
+            await self._cancel(call.cancel)
+            reply.cancel.SetInParent()
+        else:
+            raise InvalidArgument(FieldViolation("request", "one of the call RPCs is required"))
+        return reply
 
     async def _register(self, request: sidecar_pb2.RegisterRequest) -> sidecar_pb2.RegisterResponse:
         origin = request.origin
@@ -344,6 +349,28 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
     async def Invite(
         self, request: sidecar_pb2.InviteRequest, context: Ctx
     ) -> sidecar_pb2.InviteResponse:
+        return await self._invite(request)
+
+    @unary
+    async def Cancel(
+        self, request: sidecar_pb2.CancelRequest, context: Ctx
+    ) -> sidecar_pb2.CancelResponse:
+        await self._cancel(request)
+        return sidecar_pb2.CancelResponse()
+
+    @unary
+    async def Bye(self, request: sidecar_pb2.ByeRequest, context: Ctx) -> sidecar_pb2.ByeResponse:
+        await self._bye(request)
+        return sidecar_pb2.ByeResponse()
+
+    @unary
+    async def ReportLeg(
+        self, request: sidecar_pb2.ReportLegRequest, context: Ctx
+    ) -> sidecar_pb2.ReportLegResponse:
+        await self._report_leg(request)
+        return sidecar_pb2.ReportLegResponse()
+
+    async def _invite(self, request: sidecar_pb2.InviteRequest) -> sidecar_pb2.InviteResponse:
         origin = request.origin
         if not origin.sidecar or not request.leg_id:
             raise InvalidArgument(
@@ -388,22 +415,18 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             else sidecar_pb2.FEEDBACK_TONE_ERROR,
         )
 
-    @unary
-    async def Cancel(
-        self, request: sidecar_pb2.CancelRequest, context: Ctx
-    ) -> sidecar_pb2.CancelResponse:
+    async def _cancel(self, request: sidecar_pb2.CancelRequest) -> None:
         await self.core.calls.cancel(request.origin.sidecar, request.leg_id)
-        return sidecar_pb2.CancelResponse()
 
-    @unary
-    async def Bye(self, request: sidecar_pb2.ByeRequest, context: Ctx) -> sidecar_pb2.ByeResponse:
-        await self.core.calls.bye(request.origin.sidecar, request.leg_id, request.reason)
-        return sidecar_pb2.ByeResponse()
+    async def _bye(self, request: sidecar_pb2.ByeRequest) -> None:
+        await self.core.calls.bye(
+            request.origin.sidecar,
+            request.leg_id,
+            request.reason,
+            tuple(stats_from_pb(s) for s in request.stats),
+        )
 
-    @unary
-    async def ReportLeg(
-        self, request: sidecar_pb2.ReportLegRequest, context: Ctx
-    ) -> sidecar_pb2.ReportLegResponse:
+    async def _report_leg(self, request: sidecar_pb2.ReportLegRequest) -> None:
         await self.core.calls.report_leg(
             LegReport(
                 sidecar=request.sidecar,
@@ -418,7 +441,6 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 direction=direction_from_pb(request.direction),
             )
         )
-        return sidecar_pb2.ReportLegResponse()
 
     # Short messages and subscriptions (BLF) are not served yet: the sidecar hears UNIMPLEMENTED
     # and answers the handset 501.

@@ -82,7 +82,9 @@ class CallControl(Protocol):
 
     async def cancel(self, origin: Origin, rpc: CancelRpc) -> None: ...
 
-    async def bye(self, origin: Origin, rpc: ByeRpc) -> None: ...
+    async def bye(
+        self, origin: Origin, rpc: ByeRpc, stats: list[sidecar_pb2.StreamStats] | None = None
+    ) -> None: ...
 
     async def report_leg(self, request: sidecar_pb2.ReportLegRequest) -> None: ...
 
@@ -106,6 +108,8 @@ class _LegEntry:
     leg: Leg
     origin: Origin
     invite_txn: TransactionId | None = None
+    #: The final statistics went out with the leg's last report (or there were none).
+    stats_sent: bool = False
 
 
 class CallHandler:
@@ -428,14 +432,48 @@ class CallHandler:
     def _run(self, leg_id: str, actions: list[Action], *, call: InviteCall | None = None) -> None:
         edge = self._edge
         entry = self._legs.get(leg_id)
+        final = self._final_report(entry, actions)
         for action in actions:
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("leg %s: %s", leg_id, action)
             try:
-                self._act(leg_id, entry, action, call)
+                if final is not None and action is final[0]:
+                    self._send_final(entry, action, final[1])
+                else:
+                    self._act(leg_id, entry, action, call)
             except Exception:
                 _log.exception("leg %s: %s failed", leg_id, type(action).__name__)
         edge.flush()
+
+    def _final_report(
+        self, entry: _LegEntry | None, actions: list[Action]
+    ) -> tuple[Action, list[sidecar_pb2.StreamStats]] | None:
+        """When these actions end the leg, its final statistics ride on the Bye or the last
+        report of the same step instead of a report of their own (docs/calls.md)."""
+        if entry is None or not entry.leg.call_id:
+            return None
+        if not any(isinstance(a, RelayRelease) for a in actions):
+            return None
+        carrier = None
+        for action in actions:
+            if isinstance(action, ByeRpc) or (
+                isinstance(action, ReportLeg) and action.leg_id == entry.leg.leg_id
+            ):
+                carrier = action
+        if carrier is None:
+            return None
+        entry.stats_sent = True  # nothing more to send at release, with or without RTP
+        stats = self._stats_for(entry)
+        return (carrier, stats) if stats is not None else None
+
+    def _send_final(
+        self, entry: _LegEntry | None, action: Action, stats: list[sidecar_pb2.StreamStats]
+    ) -> None:
+        assert entry is not None
+        if isinstance(action, ByeRpc):
+            self._spawn(self.control.bye(entry.origin, action, stats))
+        elif isinstance(action, ReportLeg):
+            self._spawn(self.control.report_leg(report_request(self.name, action, stats)))
 
     def _act(
         self, leg_id: str, entry: _LegEntry | None, action: Action, call: InviteCall | None
@@ -585,16 +623,20 @@ class CallHandler:
             self._timers.pop(key).cancel()
 
     def _stats_for(self, entry: _LegEntry) -> list[sidecar_pb2.StreamStats] | None:
+        """The leg's statistics; None when no RTP flowed either way (nothing worth reporting,
+        and the quality estimate would be computed for nothing)."""
         try:
             leg = self.relay.leg(entry.leg.leg_id)
         except RelayError:
+            return None
+        if leg.last_rx is None and leg.tx_packets == 0:
             return None
         negotiated = entry.leg.negotiated
         codec = negotiated.codec if negotiated is not None else ""
         return _stream_stats(leg.stats(), codec)
 
     def _final_stats(self, entry: _LegEntry) -> None:
-        if not entry.leg.call_id:
+        if not entry.leg.call_id or entry.stats_sent:
             return
         stats = self._stats_for(entry)
         if stats is None:

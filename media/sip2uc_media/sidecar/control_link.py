@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 from opentelemetry import propagate
@@ -34,6 +35,8 @@ from .registrar import (
 )
 
 __all__ = [
+    "BatchedStream",
+    "CallStream",
     "ControlLink",
     "ControlUnavailableError",
     "EdgeSettings",
@@ -353,62 +356,112 @@ def hello_to_proto(hello: HelloInfo) -> sidecar_pb2.SidecarHello:
 
 
 class _StreamUnsupportedError(Exception):
-    """The control plane predates `RegisterStream`: use the unary `Register`."""
+    """The control plane predates this stream RPC: use the unary calls."""
 
 
-class RegisterStream:
-    """One `RegisterStream` call: REGISTERs queued in the same loop turn (or while the previous
-    write was under way) leave in one message; replies are matched by correlation id.
+class _CallFailedError(ControlUnavailableError):
+    """The control plane answered a streamed call with an error status, as a unary call fails."""
 
-    Each call keeps the unary call's deadline (`timeout`), enforced by one periodic sweep rather
-    than a timer per call, and carries its span's trace context (`traceparent`).
+    def __init__(self, method: str, code: int) -> None:
+        self.code = _status_name(code)
+        super().__init__(f"{method} failed: {self.code}")
+
+
+class _StreamCall(Protocol):
+    """A per-call message of a batched stream (`RegisterCall`, `CallStreamCall`)."""
+
+    correlation_id: int
+    traceparent: str
+    tracestate: str
+
+
+class _StreamReply(Protocol):
+    """A per-call answer of a batched stream (`RegisterReply`, `CallStreamReply`)."""
+
+    @property
+    def correlation_id(self) -> int: ...
+
+    @property
+    def error_code(self) -> int: ...
+
+
+CallT = TypeVar("CallT", bound=_StreamCall)
+ReplyT = TypeVar("ReplyT", bound=_StreamReply)
+
+
+def _status_name(code: int) -> str:
+    for candidate in grpc.StatusCode:
+        if candidate.value[0] == code:
+            return str(candidate.name)
+    return "UNKNOWN"
+
+
+class BatchedStream(Generic[CallT, ReplyT]):
+    """One stream RPC that carries unary-style calls: calls queued in the same loop turn (or while
+    the previous write was under way) leave in one message; replies are matched by correlation id.
+
+    Each call keeps the unary call's deadline, enforced by one periodic sweep rather than a timer
+    per call, and carries its span's trace context (`traceparent`). Calls leave in the order they
+    were made, which the control plane keeps per leg (`CallStream`).
     """
 
     def __init__(
         self,
-        stub: sidecar_pb2_grpc.SidecarServiceAsyncStub,
-        metadata: tuple[tuple[str, str], ...],
+        call: grpc.aio.StreamStreamCall[Any, Any],
+        *,
+        name: str,
         timeout: float,
+        batch: Callable[[list[CallT]], object],
+        replies: Callable[[Any], Iterable[ReplyT]],
     ) -> None:
         self._loop = asyncio.get_running_loop()
-        self._call = stub.RegisterStream(metadata=metadata)  # type: ignore[call-arg]
+        self._call = call
+        self._name = name
         self._timeout = timeout
-        # correlation id -> (future, deadline); ids grow, so the oldest calls come first.
-        self._pending: dict[int, tuple[asyncio.Future[sidecar_pb2.RegisterResponse], float]] = {}
-        self._outbox: list[sidecar_pb2.RegisterCall] = []
+        self._batch = batch
+        self._replies = replies
+        # correlation id -> (future, deadline, method); ids grow, so the oldest calls come first.
+        self._pending: dict[int, tuple[asyncio.Future[ReplyT], float, str]] = {}
+        self._outbox: list[CallT] = []
         self._wake = asyncio.Event()
         self._next_id = 1
         self._sweep: asyncio.TimerHandle | None = None
         self.closed = False
         self.unsupported = False
-        self._writer = self._loop.create_task(self._write_loop(), name="register-stream-writer")
-        self._reader = self._loop.create_task(self._read_loop(), name="register-stream-reader")
+        self._writer = self._loop.create_task(self._write_loop(), name=f"{name}-writer")
+        self._reader = self._loop.create_task(self._read_loop(), name=f"{name}-reader")
 
-    async def register(self, request: sidecar_pb2.RegisterRequest) -> sidecar_pb2.RegisterResponse:
+    async def call(self, message: CallT, method: str) -> ReplyT:
+        """Send `message` (its correlation id and trace context are filled in here) and wait for
+        its reply; a reply with an error code raises ControlUnavailableError like the unary call.
+        """
         if self.closed:
             raise (
                 _StreamUnsupportedError
                 if self.unsupported
-                else ControlUnavailableError("register stream closed")
+                else ControlUnavailableError(f"{self._name} closed")
             )
         correlation_id = self._next_id
         self._next_id += 1
-        future: asyncio.Future[sidecar_pb2.RegisterResponse] = self._loop.create_future()
-        self._pending[correlation_id] = (future, self._loop.time() + self._timeout)
-        call = sidecar_pb2.RegisterCall(correlation_id=correlation_id, request=request)
+        future: asyncio.Future[ReplyT] = self._loop.create_future()
+        self._pending[correlation_id] = (future, self._loop.time() + self._timeout, method)
+        message.correlation_id = correlation_id
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         if carrier:
-            call.traceparent = carrier.get("traceparent", "")
-            call.tracestate = carrier.get("tracestate", "")
-        self._outbox.append(call)
+            message.traceparent = carrier.get("traceparent", "")
+            message.tracestate = carrier.get("tracestate", "")
+        self._outbox.append(message)
         self._wake.set()
         if self._sweep is None:
             self._sweep = self._loop.call_later(self._timeout / 4, self._expire)
         try:
-            return await future
+            reply = await future
         finally:
             self._pending.pop(correlation_id, None)
+        if reply.error_code:
+            raise _CallFailedError(method, reply.error_code)
+        return reply
 
     def _expire(self) -> None:
         self._sweep = None
@@ -416,12 +469,12 @@ class RegisterStream:
         pending = self._pending
         while pending:
             correlation_id = next(iter(pending))
-            future, deadline = pending[correlation_id]
+            future, deadline, method = pending[correlation_id]
             if deadline > now:
                 break
             del pending[correlation_id]
             if not future.done():
-                future.set_exception(ControlUnavailableError("Register failed: DEADLINE_EXCEEDED"))
+                future.set_exception(ControlUnavailableError(f"{method} failed: DEADLINE_EXCEEDED"))
         if pending:
             self._sweep = self._loop.call_later(self._timeout / 4, self._expire)
 
@@ -432,43 +485,33 @@ class RegisterStream:
                 self._wake.clear()
                 if self._outbox:
                     batch, self._outbox = self._outbox, []
-                    await self._call.write(sidecar_pb2.RegisterStreamRequest(calls=batch))
+                    await self._call.write(self._batch(batch))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # The reader sees the same end of the call and says why; this only stops writing.
-            _log.debug("register stream write failed: %r", exc)
+            _log.debug("%s write failed: %r", self._name, exc)
 
     async def _read_loop(self) -> None:
-        error: Exception = ControlUnavailableError("register stream ended")
+        error: Exception = ControlUnavailableError(f"{self._name} ended")
         try:
             while True:
                 message = await self._call.read()
                 if message is grpc.aio.EOF:  # type: ignore[attr-defined]
                     break
-                assert isinstance(message, sidecar_pb2.RegisterStreamResponse)
-                for reply in message.replies:
+                for reply in self._replies(message):
                     entry = self._pending.get(reply.correlation_id)
                     if entry is None or entry[0].done():
                         continue  # answered after its deadline
-                    if reply.error_code:
-                        code = grpc.StatusCode.UNKNOWN
-                        for candidate in grpc.StatusCode:
-                            if candidate.value[0] == reply.error_code:
-                                code = candidate
-                        entry[0].set_exception(
-                            ControlUnavailableError(f"Register failed: {code.name}")
-                        )
-                    else:
-                        entry[0].set_result(reply.response)
+                    entry[0].set_result(reply)
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
                 self.unsupported = True
                 error = _StreamUnsupportedError()
             else:
-                error = ControlUnavailableError(f"Register failed: {exc.code().name}")
+                error = ControlUnavailableError(f"{self._name} failed: {exc.code().name}")
         except asyncio.CancelledError:
-            self._fail(ControlUnavailableError("register stream closed"))
+            self._fail(ControlUnavailableError(f"{self._name} closed"))
             raise
         self._fail(error)
 
@@ -478,7 +521,7 @@ class RegisterStream:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for future, _deadline in self._pending.values():
+        for future, _deadline, _method in self._pending.values():
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
@@ -490,7 +533,39 @@ class RegisterStream:
         for task in (self._reader, self._writer):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._fail(ControlUnavailableError("register stream closed"))
+        self._fail(ControlUnavailableError(f"{self._name} closed"))
+
+
+RegisterStream = BatchedStream[sidecar_pb2.RegisterCall, sidecar_pb2.RegisterReply]
+CallStream = BatchedStream[sidecar_pb2.CallStreamCall, sidecar_pb2.CallStreamReply]
+
+
+def open_register_stream(
+    stub: sidecar_pb2_grpc.SidecarServiceAsyncStub,
+    metadata: tuple[tuple[str, str], ...],
+    timeout: float,
+) -> RegisterStream:
+    return BatchedStream(
+        stub.RegisterStream(metadata=metadata),  # type: ignore[call-arg]
+        name="register stream",
+        timeout=timeout,
+        batch=lambda calls: sidecar_pb2.RegisterStreamRequest(calls=calls),
+        replies=lambda message: message.replies,
+    )
+
+
+def open_call_stream(
+    stub: sidecar_pb2_grpc.SidecarServiceAsyncStub,
+    metadata: tuple[tuple[str, str], ...],
+    timeout: float,
+) -> CallStream:
+    return BatchedStream(
+        stub.CallStream(metadata=metadata),  # type: ignore[call-arg]
+        name="call stream",
+        timeout=timeout,
+        batch=lambda calls: sidecar_pb2.CallStreamRequest(calls=calls),
+        replies=lambda message: message.replies,
+    )
 
 
 class ControlLink:
@@ -511,8 +586,10 @@ class ControlLink:
         on_command: CommandHandler | None = None,
         load: Callable[[], tuple[int, int]] | None = None,
         use_register_stream: bool = True,
+        use_call_stream: bool = True,
     ) -> None:
         self._use_register_stream = use_register_stream
+        self._use_call_stream = use_call_stream
         self._on_command = on_command
         self._load = load
         self._target = target
@@ -533,9 +610,11 @@ class ControlLink:
         self.settings = EdgeSettings()
         self.connects = 0
         self._register_stream: RegisterStream | None = None
+        self._call_stream: CallStream | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        # Cleared for the rest of a session when the control plane lacks RegisterStream.
+        # Cleared for the rest of a session when the control plane lacks the stream RPC.
         self._stream_supported = use_register_stream
+        self._call_stream_supported = use_call_stream
 
     @property
     def up(self) -> bool:
@@ -578,12 +657,18 @@ class ControlLink:
             _log.warning("control plane link down; answering 503 until it is back")
         self._up = False
         self._up_event.clear()
-        stream, self._register_stream = self._register_stream, None
-        if stream is not None:
-            task = asyncio.get_running_loop().create_task(stream.close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        streams: list[RegisterStream | CallStream | None] = [
+            self._register_stream,
+            self._call_stream,
+        ]
+        self._register_stream = self._call_stream = None
+        for stream in streams:
+            if stream is not None:
+                task = asyncio.get_running_loop().create_task(stream.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
         self._stream_supported = self._use_register_stream
+        self._call_stream_supported = self._use_call_stream
 
     # -- the session ----------------------------------------------------------------------------
 
@@ -688,11 +773,12 @@ class ControlLink:
         if self._stream_supported:
             stream = self._register_stream
             if stream is None or stream.closed:
-                stream = self._register_stream = RegisterStream(
+                stream = self._register_stream = open_register_stream(
                     self._stub, self._metadata, self._rpc_timeout
                 )
             try:
-                return register_result(await stream.register(request))
+                reply = await stream.call(sidecar_pb2.RegisterCall(request=request), "Register")
+                return register_result(reply.response)
             except _StreamUnsupportedError:
                 _log.info("control plane has no RegisterStream; using unary Register calls")
                 self._stream_supported = False
@@ -704,53 +790,109 @@ class ControlLink:
             raise ControlUnavailableError(f"Register failed: {exc.code().name}") from exc
         return register_result(response)
 
+    def _calls(self) -> CallStream | None:
+        """The call stream, opened on first use; None when the control plane lacks it."""
+        if not self._call_stream_supported or self._stub is None:
+            return None
+        stream = self._call_stream
+        if stream is None or stream.closed:
+            stream = self._call_stream = open_call_stream(
+                self._stub, self._metadata, self._rpc_timeout
+            )
+        return stream
+
+    def _stream_unsupported(self) -> None:
+        if self._call_stream_supported:
+            _log.info("control plane has no CallStream; using unary call RPCs")
+        self._call_stream_supported = False
+
     async def invite(self, call: InviteCall, rpc: InviteRpc) -> InviteResult:
         if not self._up or self._stub is None:
             raise ControlUnavailableError("control plane link is down")
+        request = invite_request(call, rpc)
+        stream = self._calls()
+        if stream is not None:
+            try:
+                reply = await stream.call(
+                    sidecar_pb2.CallStreamCall(invite=request, timeout_ms=self._timeout_ms),
+                    "Invite",
+                )
+                return invite_result(reply.invite)
+            except _StreamUnsupportedError:
+                self._stream_unsupported()
         try:
             response = await self._stub.Invite(
-                invite_request(call, rpc),
-                timeout=self._rpc_timeout,
-                metadata=self._call_metadata(),
+                request, timeout=self._rpc_timeout, metadata=self._call_metadata()
             )
         except grpc.aio.AioRpcError as exc:
             raise ControlUnavailableError(f"Invite failed: {exc.code().name}") from exc
         return invite_result(response)
 
+    @property
+    def _timeout_ms(self) -> int:
+        return max(1, int(self._rpc_timeout * 1000))
+
     async def cancel(self, origin: Origin, rpc: CancelRpc) -> None:
         await self._notify(
             "Cancel",
-            sidecar_pb2.CancelRequest(origin=origin_to_proto(origin), leg_id=rpc.leg_id),
+            sidecar_pb2.CallStreamCall(
+                cancel=sidecar_pb2.CancelRequest(origin=origin_to_proto(origin), leg_id=rpc.leg_id)
+            ),
         )
 
-    async def bye(self, origin: Origin, rpc: ByeRpc) -> None:
+    async def bye(
+        self, origin: Origin, rpc: ByeRpc, stats: list[sidecar_pb2.StreamStats] | None = None
+    ) -> None:
         await self._notify(
             "Bye",
-            sidecar_pb2.ByeRequest(
-                origin=origin_to_proto(origin), leg_id=rpc.leg_id, reason=rpc.reason
+            sidecar_pb2.CallStreamCall(
+                bye=sidecar_pb2.ByeRequest(
+                    origin=origin_to_proto(origin),
+                    leg_id=rpc.leg_id,
+                    reason=rpc.reason,
+                    stats=stats or [],
+                )
             ),
         )
 
     async def report_leg(self, request: sidecar_pb2.ReportLegRequest) -> None:
-        await self._notify("ReportLeg", request)
+        await self._notify("ReportLeg", sidecar_pb2.CallStreamCall(report_leg=request))
 
-    async def _notify(self, method: str, request: object) -> None:
+    async def _notify(self, method: str, call: sidecar_pb2.CallStreamCall) -> None:
         """A one-way report: retried a few times, since a lost Bye or answer leaves a call
-        hanging on the control plane."""
+        hanging on the control plane. `call` holds the unary request in its oneof."""
+        call.timeout_ms = self._timeout_ms
+        kind = call.WhichOneof("request")
+        assert kind is not None
         for attempt in range(3):
             if self._up and self._stub is not None:
+                stream = self._calls()
                 try:
+                    if stream is not None:
+                        try:
+                            await stream.call(call, method)
+                            return
+                        except _StreamUnsupportedError:
+                            self._stream_unsupported()
                     await getattr(self._stub, method)(
-                        request, timeout=self._rpc_timeout, metadata=self._call_metadata()
+                        getattr(call, kind),
+                        timeout=self._rpc_timeout,
+                        metadata=self._call_metadata(),
                     )
                     return
+                except _CallFailedError as exc:
+                    if exc.code in _FINAL_CODES:
+                        _log.debug("%s refused: %s", method, exc)
+                        return
+                except ControlUnavailableError:
+                    pass
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() in (
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        grpc.StatusCode.NOT_FOUND,
-                        grpc.StatusCode.FAILED_PRECONDITION,
-                    ):
+                    if exc.code().name in _FINAL_CODES:
                         _log.debug("%s refused: %s", method, exc.details())
                         return
             await asyncio.sleep(backoff_delay(attempt, self._rng, first=0.2, cap=2.0))
         _log.warning("%s could not reach the control plane", method)
+
+
+# Answers that a retry would only repeat.
+_FINAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
-from sip2uc_control.api import sidecar as sidecar_api
+from sip2uc_control.api import streams
 
 from .test_registrar_rpc import creds, make_alice, register
 
@@ -71,7 +71,7 @@ async def test_each_streamed_register_continues_the_trace_it_carries(
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(sidecar_api, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(streams, "_tracer", provider.get_tracer("test"))
     await make_alice(channel)
 
     await replies_of(

@@ -882,6 +882,177 @@ class RegisterReply(_message.Message):
 Global___RegisterReply: _TypeAlias = RegisterReply  # noqa: Y015
 
 @_typing.final
+class CallStreamRequest(_message.Message):
+    """Request of SidecarService.CallStream: a batch of call RPCs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallStreamCall]:
+        """The calls, in the order the sidecar made them."""
+
+    def __init__(
+        self,
+        *,
+        calls: _abc.Iterable[Global___CallStreamCall] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallStreamRequest: _TypeAlias = CallStreamRequest  # noqa: Y015
+
+@_typing.final
+class CallStreamCall(_message.Message):
+    """One call RPC on the CallStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
+    TRACESTATE_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    INVITE_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    BYE_FIELD_NUMBER: _builtins.int
+    REPORT_LEG_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.int
+    """Chosen by the sidecar, unique among its unanswered calls on this
+    stream; quoted in the reply.
+    """
+    traceparent: _builtins.str
+    """W3C `traceparent` of the SIP transaction's span (empty: untraced)."""
+    tracestate: _builtins.str
+    """W3C `tracestate`, if any."""
+    timeout_ms: _builtins.int
+    """The deadline of the call in milliseconds from its sending, as the unary
+    call's timeout; the control plane answers DEADLINE_EXCEEDED instead of
+    starting a call whose deadline has passed (0: no deadline).
+    """
+    @_builtins.property
+    def invite(self) -> Global___InviteRequest:
+        """As `Invite`."""
+
+    @_builtins.property
+    def cancel(self) -> Global___CancelRequest:
+        """As `Cancel`."""
+
+    @_builtins.property
+    def bye(self) -> Global___ByeRequest:
+        """As `Bye`."""
+
+    @_builtins.property
+    def report_leg(self) -> Global___ReportLegRequest:
+        """As `ReportLeg`."""
+
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.int = ...,
+        traceparent: _builtins.str = ...,
+        tracestate: _builtins.str = ...,
+        timeout_ms: _builtins.int = ...,
+        invite: Global___InviteRequest | None = ...,
+        cancel: Global___CancelRequest | None = ...,
+        bye: Global___ByeRequest | None = ...,
+        report_leg: Global___ReportLegRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bye", b"bye", "cancel", b"cancel", "invite", b"invite", "report_leg", b"report_leg", "request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bye", b"bye", "cancel", b"cancel", "correlation_id", b"correlation_id", "invite", b"invite", "report_leg", b"report_leg", "request", b"request", "timeout_ms", b"timeout_ms", "traceparent", b"traceparent", "tracestate", b"tracestate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["invite", "cancel", "bye", "report_leg"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___CallStreamCall: _TypeAlias = CallStreamCall  # noqa: Y015
+
+@_typing.final
+class CallStreamResponse(_message.Message):
+    """Response of SidecarService.CallStream: answers to earlier calls."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def replies(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallStreamReply]:
+        """The answers, in completion order."""
+
+    def __init__(
+        self,
+        *,
+        replies: _abc.Iterable[Global___CallStreamReply] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replies", b"replies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallStreamResponse: _TypeAlias = CallStreamResponse  # noqa: Y015
+
+@_typing.final
+class CallStreamReply(_message.Message):
+    """The answer to one CallStreamCall."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    INVITE_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    BYE_FIELD_NUMBER: _builtins.int
+    REPORT_LEG_FIELD_NUMBER: _builtins.int
+    correlation_id: _builtins.int
+    """The call's correlation id."""
+    error_code: _builtins.int
+    """The gRPC status code the unary RPC would have failed with (0 when a
+    response is set).
+    """
+    error_message: _builtins.str
+    """The error message that goes with `error_code`."""
+    @_builtins.property
+    def invite(self) -> Global___InviteResponse:
+        """Answer to an `invite` call."""
+
+    @_builtins.property
+    def cancel(self) -> Global___CancelResponse:
+        """Answer to a `cancel` call."""
+
+    @_builtins.property
+    def bye(self) -> Global___ByeResponse:
+        """Answer to a `bye` call."""
+
+    @_builtins.property
+    def report_leg(self) -> Global___ReportLegResponse:
+        """Answer to a `report_leg` call."""
+
+    def __init__(
+        self,
+        *,
+        correlation_id: _builtins.int = ...,
+        error_code: _builtins.int = ...,
+        error_message: _builtins.str = ...,
+        invite: Global___InviteResponse | None = ...,
+        cancel: Global___CancelResponse | None = ...,
+        bye: Global___ByeResponse | None = ...,
+        report_leg: Global___ReportLegResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bye", b"bye", "cancel", b"cancel", "invite", b"invite", "report_leg", b"report_leg", "response", b"response"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bye", b"bye", "cancel", b"cancel", "correlation_id", b"correlation_id", "error_code", b"error_code", "error_message", b"error_message", "invite", b"invite", "report_leg", b"report_leg", "response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["invite", "cancel", "bye", "report_leg"]  # noqa: Y015
+    _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
+
+Global___CallStreamReply: _TypeAlias = CallStreamReply  # noqa: Y015
+
+@_typing.final
 class InviteRequest(_message.Message):
     """Request of SidecarService.Invite."""
 
@@ -1035,6 +1206,7 @@ class ByeRequest(_message.Message):
     ORIGIN_FIELD_NUMBER: _builtins.int
     LEG_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
     leg_id: _builtins.str
     """The leg that ended."""
     reason: _builtins.str
@@ -1043,16 +1215,23 @@ class ByeRequest(_message.Message):
     def origin(self) -> Global___RequestOrigin:
         """Where the BYE came from (or the sidecar itself)."""
 
+    @_builtins.property
+    def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamStats]:
+        """The leg's final media statistics (empty when no RTP flowed), so that
+        ending a leg needs no separate `ReportLeg`.
+        """
+
     def __init__(
         self,
         *,
         origin: Global___RequestOrigin | None = ...,
         leg_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        stats: _abc.Iterable[Global___StreamStats] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["leg_id", b"leg_id", "origin", b"origin", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["leg_id", b"leg_id", "origin", b"origin", "reason", b"reason", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -73,6 +73,11 @@ class SidecarServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegResponse.FromString,
                 _registered_method=True)
+        self.CallStream = channel.stream_stream(
+                '/sip2uc.v1.SidecarService/CallStream',
+                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.CallStreamRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.CallStreamResponse.FromString,
+                _registered_method=True)
         self.Message = channel.unary_unary(
                 '/sip2uc.v1.SidecarService/Message',
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.MessageRequest.SerializeToString,
@@ -155,6 +160,19 @@ class SidecarServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallStream(self, request_iterator, context):
+        """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
+        stream per sidecar, batched and correlated like `RegisterStream`, each
+        call with the W3C trace context of its SIP transaction and its deadline.
+        The control plane handles the calls of one leg (same `leg_id`) one after
+        another in the order they were sent, and calls of different legs
+        concurrently; answers come in completion order. Sidecars fall back to
+        the unary RPCs when this returns UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Message(self, request, context):
         """A MESSAGE (RFC 3428) from a handset.
         """
@@ -206,6 +224,11 @@ def add_SidecarServiceServicer_to_server(servicer, server):
                     servicer.ReportLeg,
                     request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegResponse.SerializeToString,
+            ),
+            'CallStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.CallStream,
+                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.CallStreamRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.CallStreamResponse.SerializeToString,
             ),
             'Message': grpc.unary_unary_rpc_method_handler(
                     servicer.Message,
@@ -411,6 +434,33 @@ class SidecarService:
             '/sip2uc.v1.SidecarService/ReportLeg',
             sip2uc_dot_v1_dot_sidecar__pb2.ReportLegRequest.SerializeToString,
             sip2uc_dot_v1_dot_sidecar__pb2.ReportLegResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/sip2uc.v1.SidecarService/CallStream',
+            sip2uc_dot_v1_dot_sidecar__pb2.CallStreamRequest.SerializeToString,
+            sip2uc_dot_v1_dot_sidecar__pb2.CallStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,15 @@ class SidecarServiceStub:
     (ringing, early media, answer, failure) and in-call events (DTMF,
     hold, media statistics).
     """
+    CallStream: _grpc.StreamStreamMultiCallable[_sidecar_pb2.CallStreamRequest, _sidecar_pb2.CallStreamResponse]
+    """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
+    stream per sidecar, batched and correlated like `RegisterStream`, each
+    call with the W3C trace context of its SIP transaction and its deadline.
+    The control plane handles the calls of one leg (same `leg_id`) one after
+    another in the order they were sent, and calls of different legs
+    concurrently; answers come in completion order. Sidecars fall back to
+    the unary RPCs when this returns UNIMPLEMENTED.
+    """
     Message: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]
     """A MESSAGE (RFC 3428) from a handset."""
     Subscribe: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.SubscribeRequest, _sidecar_pb2.SubscribeResponse]
@@ -114,6 +123,15 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     """Progress of a leg the control plane asked the sidecar to create
     (ringing, early media, answer, failure) and in-call events (DTMF,
     hold, media statistics).
+    """
+    CallStream: _aio.StreamStreamMultiCallable[_sidecar_pb2.CallStreamRequest, _sidecar_pb2.CallStreamResponse]  # type: ignore[assignment]
+    """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
+    stream per sidecar, batched and correlated like `RegisterStream`, each
+    call with the W3C trace context of its SIP transaction and its deadline.
+    The control plane handles the calls of one leg (same `leg_id`) one after
+    another in the order they were sent, and calls of different legs
+    concurrently; answers come in completion order. Sidecars fall back to
+    the unary RPCs when this returns UNIMPLEMENTED.
     """
     Message: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]  # type: ignore[assignment]
     """A MESSAGE (RFC 3428) from a handset."""
@@ -199,6 +217,21 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         """Progress of a leg the control plane asked the sidecar to create
         (ringing, early media, answer, failure) and in-call events (DTMF,
         hold, media statistics).
+        """
+
+    @_abc_1.abstractmethod
+    def CallStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_sidecar_pb2.CallStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sidecar_pb2.CallStreamResponse], _abc.AsyncIterator[_sidecar_pb2.CallStreamResponse]]:
+        """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
+        stream per sidecar, batched and correlated like `RegisterStream`, each
+        call with the W3C trace context of its SIP transaction and its deadline.
+        The control plane handles the calls of one leg (same `leg_id`) one after
+        another in the order they were sent, and calls of different legs
+        concurrently; answers come in completion order. Sidecars fall back to
+        the unary RPCs when this returns UNIMPLEMENTED.
         """
 
     @_abc_1.abstractmethod
