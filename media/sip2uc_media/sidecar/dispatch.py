@@ -103,6 +103,7 @@ class SipEdge:
         max_message_size: int = 65535,
         retry_after: int = 5,
         max_transactions: int = 200_000,
+        max_held_bytes: int = 128 * 1024 * 1024,
     ) -> None:
         self.name = name
         self.registrar = registrar
@@ -117,7 +118,9 @@ class SipEdge:
         self._max_size = max_message_size
         self._retry_after = retry_after
         # Handsets behind NAT rarely ask for rport but can only be reached at the source port.
-        self.transactions = TransactionLayer(max_transactions=max_transactions, force_rport=True)
+        self.transactions = TransactionLayer(
+            max_transactions=max_transactions, max_held_bytes=max_held_bytes, force_rport=True
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()

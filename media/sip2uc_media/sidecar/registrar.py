@@ -220,8 +220,10 @@ class Registrar:
             return Rejection(challenge(stale=True), False, "stale_nonce")
         count = credentials.nonce_count
         if count is not None and not self._counts.accept(credentials.nonce, count, now):
-            # RFC 7616 §3.4: a replayed or out-of-order count; an honest client restarts.
-            return Rejection(challenge(stale=True), True, "nonce_replay")
+            # RFC 7616 §3.4: a count not above the highest accepted for this nonce.  A client
+            # that fell behind a busy server sends these honestly (retransmitted challenge,
+            # reordered retries), so it is answered stale=true and never counts towards a ban.
+            return Rejection(challenge(stale=True), False, "nonce_replay")
         return credentials
 
     def _contacts(self, request: SipRequest) -> tuple[tuple[ContactSpec, ...], bool]:

@@ -621,11 +621,16 @@ class NonceIssuer:
 class NonceCountTracker:
     """Replay protection by nonce count (RFC 7616 §3.4 nc, §5.4), in bounded memory.
 
-    Each nonce remembers the highest count accepted; a count is accepted only if it is higher.
-    A nonce not remembered (never seen, evicted, or forgotten after `max_idle` seconds) is
-    accepted only with count 1, so eviction never reopens a window for replaying later counts.
-    When `accept` says no to an otherwise valid request, challenge again with ``stale=true``:
-    an honest client then simply restarts with a fresh nonce.
+    Each nonce remembers the highest count accepted; a count is accepted only if it is higher
+    (a replay is a count not above the highest already accepted for a remembered nonce).  A
+    nonce not remembered (never seen, evicted, or forgotten after `max_idle` seconds) starts at
+    whatever count comes first: a client that got a retransmitted challenge answers with
+    ``nc=00000002`` while its ``nc=00000001`` request may still be queued, and both are honest.
+    Counts are never reordered; the later-arriving lower count is refused.  When `accept` says
+    no to an otherwise valid request, challenge again with ``stale=true``: an honest client then
+    simply restarts with a fresh nonce, so a refusal is not an authentication failure.
+    Size `capacity` for the nonces in use within their lifetime: a forgotten nonce starts
+    afresh, which reopens it to replay until the issuer's lifetime check retires it.
     """
 
     def __init__(self, capacity: int, *, max_idle: float | None = None) -> None:
@@ -641,11 +646,10 @@ class NonceCountTracker:
 
     def accept(self, nonce: str, nc: int, now: float) -> bool:
         self._forget_idle(now)
+        if nc < 1:
+            return False  # RFC 7616 §3.4: the first request with a nonce counts 1
         entry = self._seen.get(nonce)
-        if entry is None:
-            if nc != 1:
-                return False
-        elif nc <= entry[0]:
+        if entry is not None and nc <= entry[0]:
             return False
         self._seen[nonce] = (nc, now)
         self._seen.move_to_end(nonce)

@@ -160,8 +160,19 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
+# The spellings callers and the wire use most, mapped straight to their key without case folding.
+_SPELLED_KEYS: dict[str, str] = {
+    **_KEYS,
+    **{canon: canon.lower() for canon in (*_LIST_HEADERS, *_OTHER_KNOWN)},
+    **{short.upper(): long.lower() for short, long in _COMPACT.items()},
+}
+
+
 def header_key(name: str) -> str:
     """The case-folded lookup key of a header name, compact forms mapped to long ones."""
+    key = _SPELLED_KEYS.get(name)
+    if key is not None:
+        return key
     low = name.lower()
     return _KEYS.get(low, low)
 
@@ -287,7 +298,8 @@ class Headers:
         return Headers._from_parsed(list(self._items))
 
     def parsed(self, key: str, parse: Callable[[], T]) -> T:
-        """``parse()``'s result, cached under ``key`` until the headers are modified."""
+        """``parse()``'s result, cached under ``key`` (a header key such as ``"via"``) until a
+        header with that key is modified."""
         try:
             return cast(T, self._cache[key])
         except KeyError:
@@ -304,16 +316,49 @@ class Headers:
         if "\r" in value or "\n" in value:
             raise ValueError(f"header {name} value contains a line break")
 
-    def _changed(self) -> None:
+    def _changed(self, key: str) -> None:
+        # Only the parsed view of the header that changed goes stale: stamping the top Via
+        # must not throw away the From, To and CSeq already parsed.
         self._index = None
         if self._cache:
-            self._cache = {}
+            self._cache.pop(key, None)
+
+    def replace_first_value(self, name: str, value: str, parsed: object | None = None) -> None:
+        """Replace the first value of the first line called ``name`` (e.g. the top Via when
+        ``received``/``rport`` are stamped, RFC 3261 §18.2.1), keeping that line's other
+        values and every other line in place.  ``parsed``, when given, becomes the cached
+        parsed view of the header (see :meth:`parsed`)."""
+        self._check(name, value)
+        key = header_key(name)
+        items = self._items
+        for i, (k, n, v) in enumerate(items):
+            if k == key:
+                if "," in v:
+                    rest = split_header_values(v)[1:]
+                    if rest:
+                        value = ", ".join([value, *rest])
+                items[i] = (k, n, value)
+                break
+        else:
+            items.append((key, name, value))
+        index = self._index
+        if index is not None:
+            lines = index.get(key)
+            if lines:
+                lines[0] = value
+            else:
+                self._index = None
+        if parsed is None:
+            self._cache.pop(key, None)
+        else:
+            self._cache[key] = parsed
 
     def add(self, name: str, value: str) -> None:
         """Append a line (after any existing lines)."""
         self._check(name, value)
-        self._items.append((header_key(name), name, value))
-        self._changed()
+        key = header_key(name)
+        self._items.append((key, name, value))
+        self._changed(key)
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line before the first line of the same header (or at the very top).
@@ -328,7 +373,7 @@ class Headers:
                 position = i
                 break
         self._items.insert(position, (key, name, value))
-        self._changed()
+        self._changed(key)
 
     def set(self, name: str, value: str) -> None:
         """Replace the first line called ``name`` in place, drop the others; append if absent."""
@@ -346,7 +391,7 @@ class Headers:
         if not done:
             items.append((key, name, value))
         self._items = items
-        self._changed()
+        self._changed(key)
 
     def remove(self, name: str) -> int:
         """Remove every line called ``name``; returns how many there were."""
@@ -355,7 +400,7 @@ class Headers:
         self._items = [item for item in self._items if item[0] != key]
         removed = before - len(self._items)
         if removed:
-            self._changed()
+            self._changed(key)
         return removed
 
     def remove_first_value(self, name: str) -> str | None:
@@ -368,7 +413,7 @@ class Headers:
                     del self._items[i]
                 else:
                     self._items[i] = (k, n, ", ".join(values[1:]))
-                self._changed()
+                self._changed(key)
                 return values[0] if values else None
         return None
 

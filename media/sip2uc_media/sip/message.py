@@ -278,6 +278,8 @@ class SipRequest(SipMessage):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
+    #: Octets the message took on the wire (0 when built locally); what holding it costs.
+    wire_size: int = field(default=0, compare=False, repr=False)
 
     def _start_line(self) -> str:
         return f"{self.method} {self.uri} {self.version}"
@@ -290,6 +292,8 @@ class SipResponse(SipMessage):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
+    #: Octets the message took on the wire (0 when built locally).
+    wire_size: int = field(default=0, compare=False, repr=False)
 
     def _start_line(self) -> str:
         return f"{self.version} {self.status} {self.reason}"
@@ -359,12 +363,13 @@ def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SipReques
             raise SipParseError(f"more than one {_field_name(key)} header", field=_field_name(key))
 
     body = _body(data, body_start, index.get("content-length"))
+    size = len(data)
 
     message: SipRequest | SipResponse
     if start.startswith(("SIP/", "sip/")):
-        message = _parse_status_line(start, headers, body)
+        message = _parse_status_line(start, headers, body, size)
     else:
-        message = _parse_request_line(start, headers, body)
+        message = _parse_request_line(start, headers, body, size)
 
     # Parse what every layer needs now, so that a malformed one is answered with 400 here
     # (RFC 4475 §3.1.2.1, §3.1.2.4, §3.1.2.6, §3.1.2.15) and later accesses hit the cache.
@@ -423,7 +428,7 @@ def _check_version(version: str) -> None:
     raise SipParseError(f"invalid SIP version {version[:20]!r}", field="start-line")
 
 
-def _parse_request_line(line: str, headers: Headers, body: bytes) -> SipRequest:
+def _parse_request_line(line: str, headers: Headers, body: bytes, size: int) -> SipRequest:
     # Exactly one SP between the elements (RFC 3261 §25.1 Request-Line); extra or trailing
     # whitespace is rejected rather than guessed at (RFC 4475 §3.1.2.8-§3.1.2.10).
     parts = line.split(" ")
@@ -433,16 +438,16 @@ def _parse_request_line(line: str, headers: Headers, body: bytes) -> SipRequest:
     _check_version(version)
     if not _METHOD_RE.match(method):
         raise SipParseError(f"invalid method {method[:40]!r}", field="start-line")
-    return SipRequest(method, parse_uri(uri_text), headers, body, version)
+    return SipRequest(method, parse_uri(uri_text), headers, body, version, size)
 
 
-def _parse_status_line(line: str, headers: Headers, body: bytes) -> SipResponse:
+def _parse_status_line(line: str, headers: Headers, body: bytes, size: int) -> SipResponse:
     version, _, rest = line.partition(" ")
     _check_version(version)
     code, _, reason = rest.partition(" ")
     if len(code) != 3 or not (code.isascii() and code.isdigit()) or not "100" <= code <= "699":
         raise SipParseError(f"invalid status code {code[:20]!r}", field="start-line")
-    return SipResponse(int(code), reason, headers, body, version)
+    return SipResponse(int(code), reason, headers, body, version, size)
 
 
 # -- building responses -----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import NewType, TypeAlias
 
 from .errors import SipParseError
-from .headers import Headers, Via
+from .headers import Headers, Via, _has_param, _with_param
 from .message import SipRequest, SipResponse, make_response
 from .timers import Backoff, Timer, TimerPolicy
 
@@ -91,6 +91,8 @@ def _bare_host(host: str) -> str:
 
 
 def _same_address(via_host: str, source_ip: str) -> bool:
+    if via_host == source_ip:
+        return True  # the usual case, and no address parsing needed
     try:
         return ipaddress.ip_address(_bare_host(via_host)) == ipaddress.ip_address(source_ip)
     except ValueError:
@@ -103,14 +105,20 @@ def stamp_received(via: Via, source_ip: str, source_port: int) -> Via:
     RFC 3261 §18.2.1: add ``received`` when sent-by is a name or another address than the source.
     RFC 3581 §4: if the client asked with a bare ``rport``, fill in the source port and add
     ``received`` even when it equals sent-by.
+
+    Returns ``via`` itself when nothing needs stamping.
     """
-    stamped = via
-    rport_requested = via.has_param("rport")
+    params = via.params
+    rport_requested = _has_param(params, "rport")
     if rport_requested:
-        stamped = stamped.with_param("rport", str(source_port))
+        params = _with_param(params, "rport", str(source_port))
     if rport_requested or not _same_address(via.host, source_ip):
-        stamped = stamped.with_param("received", source_ip)
-    return stamped
+        params = _with_param(params, "received", source_ip)
+    if params is via.params:
+        return via
+    return Via(
+        protocol=via.protocol, transport=via.transport, host=via.host, port=via.port, params=params
+    )
 
 
 def response_destination(
@@ -441,9 +449,13 @@ class _Transaction:
     id: TransactionId
     kind: Kind
     key: Hashable
-    request: SipRequest
+    # Server transactions let go of the request once their final response is sent: absorbing
+    # retransmissions needs only the key and the response bytes.
+    request: SipRequest | None
     peer: Destination  # client: where the request goes; server: where responses go
     reliable: bool
+    request_size: int = 0
+    held: int = 0  # octets counted against the layer's byte budget
     state: State = State.TERMINATED
     request_bytes: bytes = b""
     last_response: bytes | None = None
@@ -499,12 +511,23 @@ class TransactionLayer:
         *,
         policy: TimerPolicy | None = None,
         max_transactions: int = 10_000,
+        max_held_bytes: int = 64 * 1024 * 1024,
         force_rport: bool = False,
     ) -> None:
         if max_transactions < 1:
             raise ValueError("max_transactions must be at least 1")
+        if max_held_bytes < 1:
+            raise ValueError("max_held_bytes must be at least 1")
         self._policy = policy if policy is not None else TimerPolicy()
         self._max = max_transactions
+        self._max_bytes = max_held_bytes
+        #: Octets of messages the live transactions hold (requests, responses, ACKs).
+        self.held_bytes = 0
+        # Server transactions that only absorb retransmissions (non-INVITE Completed, INVITE
+        # Confirmed), oldest first: the first to go when the layer runs out of room.
+        self._absorbing: dict[TransactionId, None] = {}
+        #: Absorbing transactions forgotten early to make room for new requests.
+        self.evicted = 0
         self._force_rport = force_rport
         self._ids = itertools.count(1)
         self._transactions: dict[TransactionId, _Transaction] = {}
@@ -527,6 +550,8 @@ class TransactionLayer:
         return None if txn is None else txn.state
 
     def request_of(self, txn_id: TransactionId) -> SipRequest | None:
+        """The request of a live transaction; None once a server transaction sent its final
+        response (it keeps only what absorbing retransmissions needs)."""
         txn = self._transactions.get(txn_id)
         return None if txn is None else txn.request
 
@@ -661,9 +686,9 @@ class TransactionLayer:
         # Also computed before stamping, so CANCEL and ACK find the INVITE's entry.
         cancel_key = _server_key(request, original_via, "INVITE") if method == "CANCEL" else None
         stamped = stamp_received(original_via, source.host, source.port)
-        if stamped != original_via:
-            request.headers.remove_first_value("Via")
-            request.headers.prepend("Via", str(stamped))
+        if stamped is not original_via:
+            # Patch the top Via in place; the other headers keep their parsed views.
+            request.headers.replace_first_value("Via", str(stamped), [stamped, *request.vias[1:]])
         txn_id = self._server_index.get(key)
         if txn_id is not None:
             txn = self._transactions[txn_id]
@@ -682,11 +707,13 @@ class TransactionLayer:
         invite_txn_id = self._server_index.get(cancel_key) if cancel_key is not None else None
         # A CANCEL for a live INVITE is let through even when full: it frees a slot soon, and
         # there can be at most one per INVITE, so the bound merely doubles.
-        if len(self._transactions) >= self._max and invite_txn_id is None:
+        size = max(request.wire_size, len(request.body))
+        if not self._make_room(size, events) and invite_txn_id is None:
             events.append(Overloaded(request=request, source=source, reply_to=reply_to))
             return
         kind = Kind.INVITE_SERVER if method == "INVITE" else Kind.NON_INVITE_SERVER
         txn = self._new(kind, key, request, reply_to, source.reliable)
+        txn.request_size = size
         self._server_index[key] = txn.id
         if cancel_key is not None:
             events.append(
@@ -714,6 +741,44 @@ class TransactionLayer:
         transition = TRANSITIONS[txn.kind].get((txn.state, _response_input(response.status)))
         if transition is not None:
             self._apply(txn, transition, now, events, response=response)
+
+    def _make_room(self, size: int, events: list[Event]) -> bool:
+        """Whether a new request of `size` octets fits the count and byte bounds, after
+        forgetting the oldest transactions that only absorb retransmissions if need be.
+
+        Forgetting one early degrades gracefully: a late retransmission of its request is
+        taken as a new request (REGISTER and OPTIONS are answered again) instead of being
+        absorbed, whereas refusing new work would turn a flood into an outage.
+        """
+        transactions = self._transactions
+        absorbing = self._absorbing
+        while len(transactions) >= self._max or self.held_bytes + size > self._max_bytes:
+            if not absorbing:
+                return False
+            txn_id = next(iter(absorbing))
+            self.evicted += 1
+            self._finish(transactions[txn_id], events)
+        return True
+
+    def _account(self, txn: _Transaction) -> None:
+        """Bring the layer's byte count and eviction order up to date with `txn`'s state."""
+        server = txn.kind is Kind.NON_INVITE_SERVER or txn.kind is Kind.INVITE_SERVER
+        state = txn.state
+        if server and state is not _S.TRYING and state is not _S.PROCEEDING:
+            txn.request = None
+        held = len(txn.request_bytes)
+        if txn.last_response is not None:
+            held += len(txn.last_response)
+        if txn.ack_bytes is not None:
+            held += len(txn.ack_bytes)
+        if txn.request is not None and server:
+            held += txn.request_size
+        self.held_bytes += held - txn.held
+        txn.held = held
+        if server and (
+            state is _S.CONFIRMED or (state is _S.COMPLETED and txn.kind is Kind.NON_INVITE_SERVER)
+        ):
+            self._absorbing[txn.id] = None
 
     # --- the machine ---
 
@@ -757,6 +822,7 @@ class TransactionLayer:
         if transition.target is State.TERMINATED:
             self._finish(txn, events)
             return
+        self._account(txn)
         immediate: list[Timer] = []
         for timer, backoff in transition.arm:
             interval = self._policy.next_interval(
@@ -798,6 +864,7 @@ class TransactionLayer:
         elif action is Action.SEND_ACK:
             if txn.ack_bytes is None:
                 assert response is not None
+                assert txn.request is not None  # client transactions keep their request
                 txn.ack_bytes = _ack_for(txn.request, response).serialize()
             self._outbox.append((txn.ack_bytes, txn.peer))
         elif action is Action.SEND_RESPONSE:
@@ -820,6 +887,7 @@ class TransactionLayer:
             events.append(TransportFailed(txn_id=txn.id))
 
     def _send_trying(self, txn: _Transaction) -> None:
+        assert txn.request is not None  # kept until the final response
         txn.last_response = make_response(txn.request, 100, "Trying").serialize()
         self._outbox.append((txn.last_response, txn.peer))
 
@@ -827,6 +895,9 @@ class TransactionLayer:
         txn.state = State.TERMINATED
         txn.timers.clear()
         del self._transactions[txn.id]
+        self._absorbing.pop(txn.id, None)
+        self.held_bytes -= txn.held
+        txn.held = 0
         index = (
             self._client_index
             if txn.kind in (Kind.INVITE_CLIENT, Kind.NON_INVITE_CLIENT)

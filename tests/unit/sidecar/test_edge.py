@@ -113,8 +113,13 @@ def request(
     return "\r\n".join(lines).encode()
 
 
-def authorized(h: Harness, password: str = "pw", branch: str = "z9hG4bK2") -> bytes:
-    h.deliver(request(branch="z9hG4bKchallenge"))
+def authorized(
+    h: Harness,
+    password: str = "pw",
+    branch: str = "z9hG4bK2",
+    challenge_branch: str = "z9hG4bKchallenge",
+) -> bytes:
+    h.deliver(request(branch=challenge_branch))
     challenge = h.responses()[-1]
     md5 = parse_challenge(challenge.headers.get_all("WWW-Authenticate")[1])
     creds = build_credentials(
@@ -209,7 +214,10 @@ async def test_unauthorized_outcomes_ban_the_source_at_the_threshold() -> None:
     h = Harness(threshold=2)
     h.control.outcome = RegisterOutcome.UNAUTHORIZED
     for n in range(2):
-        h.deliver(authorized(h, "wrong", branch=f"z9hG4bKfail{n}"))
+        # a fresh challenge each time: a reused nonce count would be a replay, not a failure
+        h.deliver(
+            authorized(h, "wrong", branch=f"z9hG4bKfail{n}", challenge_branch=f"z9hG4bKch{n}")
+        )
         await settle()
     answered = len(h.sent)
 
@@ -218,6 +226,27 @@ async def test_unauthorized_outcomes_ban_the_source_at_the_threshold() -> None:
     assert [r.status for r in h.responses()] == [401, 401, 401, 401]
     assert len(h.sent) == answered
     assert h.edge.bans.is_banned("192.0.2.10", h.now)
+
+
+async def test_replayed_nonce_counts_are_answered_stale_and_never_ban() -> None:
+    h = Harness(threshold=2)
+    first = authorized(h, branch="z9hG4bKfirst")
+    h.deliver(first)
+    await settle()
+    for n in range(3):
+        # the same credentials again, as a handset falling behind resends them
+        h.deliver(first.replace(b"z9hG4bKfirst", f"z9hG4bKagain{n}".encode()))
+        await settle()
+
+    statuses = [r.status for r in h.responses()]
+    stale = [
+        parse_challenge(v).stale
+        for r in h.responses()[2:]
+        for v in r.headers.get_all("WWW-Authenticate")
+    ]
+    assert statuses == [401, 200, 401, 401, 401]
+    assert stale == [True, True] * 3
+    assert not h.edge.bans.is_banned("192.0.2.10", h.now)
 
 
 async def test_sources_outside_the_allowed_networks_are_dropped() -> None:

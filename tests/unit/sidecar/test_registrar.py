@@ -168,6 +168,38 @@ def test_a_replayed_nonce_count_is_refused() -> None:
 
     assert isinstance(replay, Rejection)
     assert replay.response.status == 401
+    assert replay.label == "nonce_replay"
+
+
+def test_a_replayed_nonce_count_is_answered_stale_and_is_no_failure() -> None:
+    reg = registrar()
+    header = authorization(reg)
+    reg.receive(register(header), SOURCE, NOW)
+
+    replay = reg.receive(register(header), SOURCE, NOW + 1)
+
+    assert isinstance(replay, Rejection)
+    assert replay.auth_failure is False
+    assert [
+        parse_challenge(v).stale for v in replay.response.headers.get_all("WWW-Authenticate")
+    ] == [
+        True,
+        True,
+    ]
+
+
+def test_a_second_count_overtaking_the_first_is_accepted() -> None:
+    reg = registrar()
+    first = authorization(reg)
+    second = first.replace("nc=00000001", "nc=00000002")
+
+    overtaking = reg.receive(register(second), SOURCE, NOW)
+    late_first = reg.receive(register(first), SOURCE, NOW)
+
+    assert isinstance(overtaking, RegisterAttempt)
+    assert overtaking.credentials.nc == "00000002"
+    assert isinstance(late_first, Rejection)
+    assert late_first.auth_failure is False
 
 
 def test_a_nonce_issued_to_another_source_is_invalid() -> None:

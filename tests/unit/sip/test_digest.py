@@ -528,8 +528,16 @@ def test_lower_count_is_a_replay() -> None:
     assert not tracker.accept("n", 2, 0.0)
 
 
-def test_unknown_nonce_must_start_at_one() -> None:
-    assert not NonceCountTracker(capacity=4).accept("n", 2, 0.0)
+def test_unknown_nonce_starts_at_the_first_count_that_arrives() -> None:
+    # A retransmitted challenge makes honest clients send nc=2 before nc=1 is processed.
+    tracker = NonceCountTracker(capacity=4)
+    assert tracker.accept("n", 2, 0.0)
+    assert not tracker.accept("n", 1, 0.0)
+    assert tracker.accept("n", 3, 0.0)
+
+
+def test_count_zero_is_never_accepted() -> None:
+    assert not NonceCountTracker(capacity=4).accept("n", 0, 0.0)
 
 
 def test_least_recently_used_nonce_is_evicted_at_capacity() -> None:
@@ -539,10 +547,10 @@ def test_least_recently_used_nonce_is_evicted_at_capacity() -> None:
     tracker.accept("a", 2, 0.0)
     tracker.accept("c", 1, 0.0)
     assert len(tracker) == 2
-    # "b" was forgotten, so only a fresh start is accepted for it; "a" is still remembered.
-    assert not tracker.accept("b", 2, 0.0)
+    # "a" is still remembered; "b" was forgotten, so it starts afresh like an unseen nonce.
     assert not tracker.accept("a", 2, 0.0)
     assert tracker.accept("a", 3, 0.0)
+    assert tracker.accept("b", 2, 0.0)
 
 
 def test_idle_nonces_are_forgotten() -> None:

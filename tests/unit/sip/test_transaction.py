@@ -606,3 +606,84 @@ def test_cancel_for_a_live_invite_gets_through_when_full() -> None:
     assert events[0].invite_txn_id == invite_event.txn_id
     unrelated = request("CANCEL", branch="z9hG4bKother")
     assert isinstance(layer.receive(unrelated, PHONE, 1.0)[0], Overloaded)
+
+
+# --- memory: what a finished server transaction keeps -----------------------------------------
+
+
+def _answered_options(layer: TransactionLayer, branch: str, now: float) -> TransactionId:
+    (event,) = layer.receive(request("OPTIONS", branch=branch), PHONE, now)
+    assert isinstance(event, RequestReceived) and event.txn_id is not None
+    layer.send_response(event.txn_id, make_response(event.request, 200, to_tag="t"), now)
+    layer.datagrams_to_send()
+    return event.txn_id
+
+
+def test_an_answered_server_transaction_keeps_only_its_response_bytes() -> None:
+    layer = TransactionLayer()
+    req = request("OPTIONS")
+    (event,) = layer.receive(req, PHONE, 0.0)
+    assert isinstance(event, RequestReceived) and event.txn_id is not None
+    assert layer.held_bytes == req.wire_size
+
+    reply = make_response(req, 200, to_tag="t")
+    layer.send_response(event.txn_id, reply, 0.0)
+
+    assert layer.state_of(event.txn_id) is State.COMPLETED
+    assert layer.request_of(event.txn_id) is None
+    assert layer.held_bytes == len(reply.serialize())
+    # retransmission absorption still answers from the kept bytes (§17.2.2)
+    layer.datagrams_to_send()
+    assert layer.receive(request("OPTIONS"), PHONE, 1.0) == []
+    assert layer.datagrams_to_send() == [(reply.serialize(), PHONE)]
+
+
+def test_held_bytes_return_to_zero_when_timer_j_fires() -> None:
+    layer = TransactionLayer()
+    _answered_options(layer, "z9hG4bK1", 0.0)
+
+    layer.handle_timer(32.0)
+
+    assert (len(layer), layer.held_bytes) == (0, 0)
+
+
+def test_over_the_byte_budget_the_oldest_answered_transaction_makes_room() -> None:
+    probe = TransactionLayer()
+    _answered_options(probe, "z9hG4bK1", 0.0)
+    one_answered = probe.held_bytes
+    budget = one_answered + request("OPTIONS").wire_size + 10  # room for one answered and one new
+    layer = TransactionLayer(max_held_bytes=budget)
+    first = _answered_options(layer, "z9hG4bK1", 0.0)
+    second = _answered_options(layer, "z9hG4bK2", 1.0)
+
+    events = layer.receive(request("OPTIONS", branch="z9hG4bK3"), PHONE, 2.0)
+
+    assert events[0] == TransactionTerminated(txn_id=first)
+    assert isinstance(events[1], RequestReceived)
+    assert layer.state_of(first) is None
+    assert layer.state_of(second) is State.COMPLETED
+    assert layer.evicted == 1
+    assert layer.held_bytes <= budget
+
+
+def test_over_the_byte_budget_with_nothing_to_forget_a_request_is_handed_back_for_503() -> None:
+    big = request("OPTIONS", branch="z9hG4bK1")
+    layer = TransactionLayer(max_held_bytes=big.wire_size + 10)
+    layer.receive(big, PHONE, 0.0)  # still waiting for the TU's answer: not evictable
+    second = request("OPTIONS", branch="z9hG4bK2")
+
+    assert layer.receive(second, PHONE, 0.0) == [
+        Overloaded(request=second, source=PHONE, reply_to=PHONE)
+    ]
+    assert len(layer) == 1
+
+
+def test_at_the_transaction_limit_an_answered_transaction_makes_room() -> None:
+    layer = TransactionLayer(max_transactions=1)
+    first = _answered_options(layer, "z9hG4bK1", 0.0)
+
+    events = layer.receive(request("OPTIONS", branch="z9hG4bK2"), PHONE, 1.0)
+
+    assert events[0] == TransactionTerminated(txn_id=first)
+    assert isinstance(events[1], RequestReceived)
+    assert len(layer) == 1
