@@ -204,10 +204,12 @@ def quote_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_LWS_RUN = re.compile(r"[ \t\r\n]*").match
+
+
 def _skip_lws(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in _LWS:
-        pos += 1
-    return pos
+    match = _LWS_RUN(text, pos)
+    return pos if match is None else match.end()
 
 
 def _parse_auth_params(value: str, what: str) -> dict[str, str]:
@@ -254,6 +256,11 @@ def _parse_auth_params(value: str, what: str) -> dict[str, str]:
 
 
 def _parse_quoted(value: str, pos: int, what: str) -> tuple[str, int]:
+    end = value.find('"', pos + 1)
+    if end >= 0:
+        text = value[pos + 1 : end]
+        if "\\" not in text:
+            return text, end + 1  # no quoted-pair, so the first quote closes the string
     out: list[str] = []
     pos += 1
     while pos < len(value):
@@ -550,6 +557,10 @@ class NonceIssuer:
         self._lifetime = lifetime
         self._serial = 0
         self._opaque = _b64(hmac.digest(secret, b"sip2uc digest opaque", "sha256")[:12])
+        # (realm, stale, algorithms) -> the text around the nonce in each challenge value
+        self._templates: dict[
+            tuple[str, bool, tuple[Algorithm | str, ...]], list[tuple[str, str]]
+        ] = {}
 
     @property
     def lifetime(self) -> float:
@@ -601,21 +612,37 @@ class NonceIssuer:
 
         All values share one fresh nonce, so whichever the client picks is checked the same way.
         """
+        chosen = tuple(algorithms)
+        template = self._templates.get((realm, stale, chosen))
+        if template is None:
+            template = self._template(realm, stale, chosen)
+        nonce = self.issue(now, source)
+        return [prefix + nonce + suffix for prefix, suffix in template]
+
+    def _template(
+        self, realm: str, stale: bool, algorithms: tuple[Algorithm | str, ...]
+    ) -> list[tuple[str, str]]:
+        """Each challenge value split around its nonce, formatted once per realm/algorithms."""
         chosen = sorted({Algorithm.parse(a) for a in algorithms}, key=_STRENGTH.__getitem__)
         if not chosen:
             raise ValueError("a challenge needs at least one algorithm")
-        nonce = self.issue(now, source)
-        return [
-            Challenge(
+        marker = "\x00"  # never in a realm's quoted form next to the nonce, never in a nonce
+        template: list[tuple[str, str]] = []
+        for alg in chosen:
+            text = Challenge(
                 realm=realm,
-                nonce=nonce,
+                nonce=marker,
                 algorithm=alg,
                 qop=(QOP_AUTH,),
                 opaque=self._opaque,
                 stale=stale,
             ).serialize()
-            for alg in chosen
-        ]
+            prefix, _, suffix = text.partition(f'nonce="{marker}"')
+            template.append((prefix + 'nonce="', '"' + suffix))
+        if len(self._templates) >= 64:
+            self._templates.clear()  # realms and algorithm sets are few; bound it anyway
+        self._templates[(realm, stale, algorithms)] = template
+        return template
 
 
 class NonceCountTracker:

@@ -467,28 +467,37 @@ def make_response(
     Via (every value, in order), From, Call-ID and CSeq are copied; To is copied and gets
     ``to_tag`` unless it already has a tag.  A 100 Trying copies Timestamp (§8.2.6.1).
     """
-    out = Headers()
-    for name, value in request.headers.get_lines_with_names("Via"):
-        out.add(name, value)
-    to_value = request.headers.get("To") or ""
+    # The copied values come from a parsed (or checked) request, so they are added without
+    # being validated again; only the caller's extra headers are checked.
+    source = request.headers
+    index = source._lookup()
+    items = [item for item in source._items if item[0] == "via"]
+    to_value = _first(index, "to")
     if to_tag is not None and request.to.tag is None:
         to_value = f"{to_value};tag={to_tag}"
-    out.add("From", request.headers.get("From") or "")
-    out.add("To", to_value)
-    out.add("Call-ID", request.call_id)
-    out.add("CSeq", request.headers.get("CSeq") or "")
+    items.append(("from", "From", _first(index, "from")))
+    items.append(("to", "To", to_value))
+    items.append(("call-id", "Call-ID", request.call_id))
+    items.append(("cseq", "CSeq", _first(index, "cseq")))
     if status == 100:
-        timestamp = request.headers.get("Timestamp")
-        if timestamp is not None:
-            out.add("Timestamp", timestamp)
+        timestamp = index.get("timestamp")
+        if timestamp:
+            items.append(("timestamp", "Timestamp", timestamp[0]))
+    check = Headers._check
     for name, value in headers:
-        out.add(name, value)
+        check(name, value)
+        items.append((header_key(name), name, value))
     return SipResponse(
         status,
         REASON_PHRASES.get(status, "Unknown") if reason is None else reason,
-        out,
+        Headers._from_parsed(items),
         body,
     )
+
+
+def _first(index: dict[str, list[str]], key: str) -> str:
+    values = index.get(key)
+    return values[0] if values else ""
 
 
 # -- checks a UAS applies before acting ----------------------------------------------------------

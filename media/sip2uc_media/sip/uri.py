@@ -42,6 +42,13 @@ _HCHARS_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/?:+$]*\Z")
 
 Params = tuple[tuple[str, str | None], ...]
 
+# The form nearly every handset sends (sip:user@host:port;param=value), as a strict subset of
+# what the general parser accepts and with the same result; anything else takes the long way.
+_COMMON_SIP_RE = re.compile(
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)\Z"
+)
+
 
 def unescape(text: str) -> str:
     """Undo ``%HH`` escapes (RFC 3261 §19.1.4); malformed escapes are left as they are."""
@@ -177,6 +184,18 @@ def parse_uri(text: str) -> Uri:
     Raises :class:`SipParseError` (400, field ``"uri"``) for anything malformed, including
     embedded whitespace and angle brackets (RFC 4475 §3.1.2.7, §3.1.2.8, §3.1.2.14).
     """
+    common = _COMMON_SIP_RE.match(text)
+    if common is not None:
+        scheme, user, host, port_text, param_text = common.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or port <= 65535:
+            params: Params = ()
+            if param_text:
+                params = tuple(
+                    (name, value if eq else None)
+                    for name, eq, value in (p.partition("=") for p in param_text[1:].split(";"))
+                )
+            return SipUri(scheme=scheme, user=user, host=host, port=port, params=params)
     colon = text.find(":")
     if colon <= 0:
         raise SipParseError(f"URI has no scheme: {text[:80]!r}", field="uri")

@@ -579,3 +579,31 @@ def test_any_answer_built_from_the_password_verifies(
     assert verify_response(ha1, credentials, "REGISTER")
     wrong = compute_ha1(algorithm, username, realm, password + "x")
     assert not verify_response(wrong, credentials, "REGISTER")
+
+
+def test_challenge_values_from_the_template_equal_the_formatted_challenges() -> None:
+    issuer = NonceIssuer(b"k" * 32, 300.0)
+    for stale in (False, True, False):
+        values = issuer.challenge_header(
+            "sip2uc", 1000.0, "192.0.2.10", stale=stale, algorithms=("MD5", Algorithm.SHA_256)
+        )
+        nonce = parse_challenge(values[0]).nonce
+        assert values == [
+            Challenge(
+                realm="sip2uc",
+                nonce=nonce,
+                algorithm=algorithm,
+                qop=("auth",),
+                opaque=issuer.opaque,
+                stale=stale,
+            ).serialize()
+            for algorithm in (Algorithm.SHA_256, Algorithm.MD5)
+        ]
+        assert issuer.check(nonce, 1000.0, "192.0.2.10") is NonceStatus.VALID
+
+
+def test_a_quoted_value_with_an_escaped_quote_is_unescaped() -> None:
+    credentials = parse_credentials(
+        'Digest username="a\\"b", realm="r", nonce="n", uri="sip:r", response="00"'
+    )
+    assert credentials.username == 'a"b'

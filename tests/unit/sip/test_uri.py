@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sip2uc_media.sip import uri as uri_module
 from sip2uc_media.sip.errors import SipParseError
 from sip2uc_media.sip.uri import AbsoluteUri, SipUri, parse_uri, unescape, uri_equal
 
@@ -146,3 +149,37 @@ def test_rfc3261_equivalent_uris_compare_equal(a: str, b: str) -> None:
 )
 def test_rfc3261_different_uris_compare_unequal(a: str, b: str) -> None:
     assert not uri_equal(parse_uri(a), parse_uri(b))
+
+
+@given(
+    st.sampled_from(["sip", "sips"]),
+    st.one_of(st.none(), st.text("ab1-_.!~*'()&=+$,", min_size=1, max_size=6)),
+    st.text("ab1-.", min_size=1, max_size=8),
+    st.one_of(st.none(), st.integers(0, 99999)),
+    st.lists(
+        st.tuples(
+            st.text("ab1-_.!~*'()[]/:&+$", min_size=1, max_size=5),
+            st.one_of(st.none(), st.text("ab1-_.!~*'()[]/:&+$", min_size=1, max_size=5)),
+        ),
+        max_size=3,
+    ),
+)
+def test_the_common_form_parses_exactly_as_the_general_parser_does(
+    scheme: str,
+    user: str | None,
+    host: str,
+    port: int | None,
+    params: list[tuple[str, str | None]],
+) -> None:
+    text = f"{scheme}:{'' if user is None else user + '@'}{host}"
+    text += "" if port is None else f":{port}"
+    text += "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
+    try:
+        fast: object = parse_uri(text)
+    except SipParseError as exc:
+        fast = ("error", exc.status)
+    try:
+        general: object = uri_module._parse_sip(scheme, text[len(scheme) + 1 :], text)
+    except SipParseError as exc:
+        general = ("error", exc.status)
+    assert fast == general
