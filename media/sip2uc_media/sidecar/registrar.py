@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from ..sip.digest import (
+    QOP_AUTH,
     Algorithm,
     Credentials,
     DigestError,
@@ -28,6 +29,7 @@ from ..sip.digest import (
 from ..sip.errors import SipParseError
 from ..sip.headers import NameAddr, unquote_string
 from ..sip.message import SipRequest, SipResponse, make_response
+from ..sip.uri import parse_uri, uri_equal
 from ..transport.base import TransportKind
 
 __all__ = [
@@ -213,6 +215,19 @@ class Registrar:
             )
         if credentials.realm != self.policy.realm:
             return Rejection(challenge(), True, "wrong_realm")
+        if credentials.qop != QOP_AUTH or credentials.nonce_count is None:
+            # Every challenge offers qop="auth"; an RFC 2069 answer (no qop, nc or cnonce) would
+            # escape the nonce-count replay check, so it is refused like a wrong password.
+            return Rejection(challenge(), True, "no_qop")
+        if not _same_uri(credentials.uri, request.uri):
+            # RFC 3261 §22.4 / RFC 7616 §3.4.6: the digest covers the Request-URI; credentials
+            # computed for another URI must not authorise this request (a captured INVITE's
+            # credentials would otherwise dial any number).
+            return Rejection(
+                self._reply(request, 400, "Authorization uri does not match Request-URI"),
+                True,
+                "uri_mismatch",
+            )
         status = self._nonces.check(credentials.nonce, now, source_host)
         if status is NonceStatus.INVALID:
             return Rejection(challenge(), True, "invalid_nonce")
@@ -308,3 +323,13 @@ def _binding_value(binding: ContactSpec) -> str:
     if binding.instance_id:
         value += f';+sip.instance="<{binding.instance_id}>"'
     return value
+
+
+def _same_uri(digest_uri: str, request_uri: object) -> bool:
+    """Whether the digest-uri names the Request-URI (RFC 3261 §19.1.4 comparison when both parse)."""
+    if digest_uri == str(request_uri):
+        return True
+    try:
+        return uri_equal(parse_uri(digest_uri), parse_uri(str(request_uri)))
+    except SipParseError:
+        return False

@@ -275,3 +275,50 @@ def test_unknown_user_and_wrong_password_answers_differ_only_in_the_nonce() -> N
     assert masked(wrong_password.headers.get_all("WWW-Authenticate")) == masked(
         unknown_user.headers.get_all("WWW-Authenticate")
     )
+
+
+def test_an_answer_without_qop_is_refused_and_counts_as_a_failure() -> None:
+    # RFC 2069 style (no qop, nc, cnonce) would escape the nonce-count replay check.
+    reg = registrar()
+    challenge_response = reg.receive(register(), SOURCE, NOW)
+    assert isinstance(challenge_response, Rejection)
+    md5 = parse_challenge(challenge_response.response.headers.get_all("WWW-Authenticate")[1])
+    from dataclasses import replace
+
+    legacy = build_credentials(
+        replace(md5, qop=()),
+        username="alice",
+        ha1=compute_ha1(md5.algorithm, "alice", md5.realm, "pw"),
+        method="REGISTER",
+        uri="sip:example.net",
+        cnonce="c0ffee",
+    )
+    assert legacy.qop is None
+
+    verdict = reg.receive(register(f"Authorization: {legacy.serialize()}"), SOURCE, NOW)
+
+    assert isinstance(verdict, Rejection)
+    assert (verdict.response.status, verdict.auth_failure, verdict.label) == (401, True, "no_qop")
+
+
+def test_credentials_for_another_uri_are_a_bad_request_and_a_failure() -> None:
+    reg = registrar()
+    header = authorization(reg).replace('uri="sip:example.net"', 'uri="sip:elsewhere.example"')
+
+    verdict = reg.receive(register(header), SOURCE, NOW)
+
+    assert isinstance(verdict, Rejection)
+    assert (verdict.response.status, verdict.auth_failure, verdict.label) == (
+        400,
+        True,
+        "uri_mismatch",
+    )
+
+
+def test_digest_uri_equal_by_rfc3261_rules_is_accepted() -> None:
+    reg = registrar()
+    header = authorization(reg).replace('uri="sip:example.net"', 'uri="sip:EXAMPLE.net"')
+
+    verdict = reg.receive(register(header), SOURCE, NOW)
+
+    assert isinstance(verdict, RegisterAttempt)
