@@ -143,45 +143,42 @@ def decide(
                 removals.append(current)
             continue
         expires = min(c.expires, settings.max_expires)
-        if current is not None:
-            upserts.append(
-                current.with_changes(
-                    contact_uri=c.uri,
-                    source_host=inp.source_host,
-                    source_port=inp.source_port,
-                    transport=inp.transport,
-                    sidecar=inp.sidecar,
-                    user_agent=inp.user_agent,
-                    q_milli=c.q_milli,
-                    call_id=inp.call_id,
-                    cseq=inp.cseq,
-                    instance_id=c.instance_id,
-                    expire_time=now + expires,
-                    refresh_time=now,
-                )
+        base = current or Binding(
+            id=_binding_id(user.id, device.id, c),
+            user_id=user.id,
+            device_id=device.id,
+            aor=inp.aor,
+            contact_uri=c.uri,
+            source_host="",
+            source_port=0,
+            transport="",
+            sidecar="",
+            user_agent="",
+            q_milli=0,
+            call_id="",
+            cseq=0,
+            instance_id="",
+            expire_time=0.0,
+            create_time=now,
+            refresh_time=now,
+        )
+        # A refresh carries where the handset is now (it may have moved behind its NAT).
+        upserts.append(
+            base.with_changes(
+                contact_uri=c.uri,
+                source_host=inp.source_host,
+                source_port=inp.source_port,
+                transport=inp.transport,
+                sidecar=inp.sidecar,
+                user_agent=inp.user_agent,
+                q_milli=c.q_milli,
+                call_id=inp.call_id,
+                cseq=inp.cseq,
+                instance_id=c.instance_id,
+                expire_time=now + expires,
+                refresh_time=now,
             )
-        else:
-            upserts.append(
-                Binding(
-                    id=_binding_id(user.id, device.id, c),
-                    user_id=user.id,
-                    device_id=device.id,
-                    aor=inp.aor,
-                    contact_uri=c.uri,
-                    source_host=inp.source_host,
-                    source_port=inp.source_port,
-                    transport=inp.transport,
-                    sidecar=inp.sidecar,
-                    user_agent=inp.user_agent,
-                    q_milli=c.q_milli,
-                    call_id=inp.call_id,
-                    cseq=inp.cseq,
-                    instance_id=c.instance_id,
-                    expire_time=now + expires,
-                    create_time=now,
-                    refresh_time=now,
-                )
-            )
+        )
     kept = {b.id for b in mine} - {b.id for b in removals}
     total = len(kept | {b.id for b in upserts})
     limit = reg.max_bindings or settings.max_bindings_per_device
