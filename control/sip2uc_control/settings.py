@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from ipaddress import ip_network
 from typing import Any
 
+import phonenumbers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -55,6 +57,12 @@ class ServerSettings:
     @property
     def code_table(self) -> CodeTable:
         return CodeTable.from_list(list(self.presence_codes))
+
+    @property
+    def trunk_pattern(self) -> re.Pattern[str] | None:
+        """The upstream trunk's allowed numbers, compiled (validated on save)."""
+        pattern = self.upstream_trunk.allowed_pattern
+        return re.compile(pattern) if pattern else None
 
     def policy(self, sidecar: str) -> SidecarPolicy:
         return next((p for p in self.sidecars if p.name == sidecar), SidecarPolicy(sidecar))
@@ -131,10 +139,23 @@ def validate(settings: ServerSettings) -> None:
                 ip_network(net, strict=False)
             except ValueError:
                 bad(f"sidecars[{i}].allowed_networks[{j}]", "must be a CIDR like 10.10.0.0/16")
-    if settings.default_region and not (
-        len(settings.default_region) == 2 and settings.default_region.isalpha()
-    ):
-        bad("default_region", "must be a two-letter region code like DE")
+    if settings.default_region and settings.default_region not in phonenumbers.SUPPORTED_REGIONS:
+        bad(
+            "default_region",
+            "must be a region code like DE (national and emergency numbers need it)",
+        )
+    trunk = settings.upstream_trunk
+    if trunk.allowed_pattern:
+        try:
+            re.compile(trunk.allowed_pattern)
+        except re.error as exc:
+            bad("upstream_trunk.allowed_pattern", f"not a regular expression: {exc}")
+    if trunk.enabled:
+        host, _, port = trunk.address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            bad("upstream_trunk.address", "must be HOST:PORT when the trunk is enabled")
+        if not trunk.sidecar:
+            bad("upstream_trunk.sidecar", "name the sidecar that carries trunk calls")
     if v:
         raise InvalidArgument(v)
 

@@ -343,6 +343,8 @@ def server_settings_field_from_pb(name: str, pb: admin_pb2.Settings) -> object:
         return tuple(
             SidecarPolicy(p.name, tuple(p.allowed_networks), p.channel_limit) for p in pb.sidecars
         )
+    if name == "default_region":
+        return pb.default_region.strip().upper()
     if name == "upstream_trunk":
         t = pb.upstream_trunk
         return UpstreamTrunk(t.enabled, t.address, t.sidecar, t.allowed_pattern)

@@ -203,6 +203,7 @@ class CallController:
             default_region=settings.default_region or None,
             trunk="upstream" if trunk.enabled and trunk.address else None,
             caller_may_use_trunk=caller is not None,
+            trunk_pattern=settings.trunk_pattern,
         )
 
     def _trunk_caller(self, sidecar: str, host: str, port: int, from_uri: str) -> User | None:

@@ -14,7 +14,7 @@ Two pure steps, both returning data the control plane acts on:
    d. the E.164 number of a user (national and ``00`` forms normalised with the default region);
    e. a user's SIP URI user part (for names such as ``alice``);
    f. the upstream trunk, if configured, for a number that is possible in its region; a caller
-      without trunk permission gets 403;
+      without trunk permission, or a number outside the trunk's allowed pattern, gets 403;
    g. otherwise 404 (484 for an empty string or a forward code without its target).
 
 2. :func:`decide_user_target` says what to do with a call for a user, given the user's
@@ -205,6 +205,8 @@ class DialContext:
     default_region: str | None = None
     trunk: str | None = None
     caller_may_use_trunk: bool = True
+    #: Numbers (E.164) the trunk may be used for; None: any. Emergency numbers always pass.
+    trunk_pattern: re.Pattern[str] | None = None
 
 
 class MatchedBy(StrEnum):
@@ -280,6 +282,8 @@ def classify(dialled: str, ctx: DialContext) -> RouteDecision:
     if ctx.trunk is not None and e164 is not None:
         if ctx.caller is None or not ctx.caller_may_use_trunk:
             return Rejected(status=FORBIDDEN, reason="not allowed to call external numbers")
+        if ctx.trunk_pattern is not None and not ctx.trunk_pattern.fullmatch(e164):
+            return Rejected(status=FORBIDDEN, reason="number not allowed on the trunk")
         return TrunkRoute(trunk=ctx.trunk, number=e164)
     return Rejected(status=NOT_FOUND, reason="no such number")
 

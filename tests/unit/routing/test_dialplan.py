@@ -641,3 +641,16 @@ def test_classify_answers_any_dialled_digits_with_a_decision(dialled: str) -> No
     decision = classify(dialled, context())
 
     assert isinstance(decision, PresenceCodeRoute | UserRoute | TrunkRoute | Rejected)
+
+
+def test_numbers_outside_the_trunk_pattern_are_forbidden_but_emergency_passes() -> None:
+    import re as _re
+
+    ctx = DialContext(
+        caller="u1", default_region="DE", trunk="upstream", trunk_pattern=_re.compile(r"\+49.*")
+    )
+    assert classify("+4930123456", ctx) == TrunkRoute(trunk="upstream", number="+4930123456")
+    assert classify("+441234567890", ctx) == Rejected(
+        status=403, reason="number not allowed on the trunk"
+    )
+    assert classify("112", ctx) == TrunkRoute(trunk="upstream", number="112", emergency=True)
