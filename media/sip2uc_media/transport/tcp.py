@@ -25,6 +25,13 @@ __all__ = ["StreamConnection", "StreamServer", "open_stream_server"]
 _log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 
+#: A peer that does not read what we send (pings answered, responses) is cut off rather than
+#: allowed to grow our write buffer without bound.
+MAX_WRITE_BUFFER = 1 << 20
+#: Connections one address may hold: a DECT base or gateway uses a few; one host must not be able
+#: to take every slot of the server for the idle timeout.
+MAX_CONNECTIONS_PER_HOST = 64
+
 
 class StreamConnection(asyncio.Protocol):
     """One accepted TCP or TLS connection."""
@@ -84,6 +91,12 @@ class StreamConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return False
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            _log.warning(
+                "closing %s connection from %s: peer does not read", self.kind.value, self.source
+            )
+            transport.abort()
+            return False
         transport.write(data)
         return True
 
@@ -121,6 +134,7 @@ class StreamServer:
         self._clock = clock
         self._on_framing_error = on_framing_error
         self.connections: dict[int, StreamConnection] = {}
+        self._per_host: dict[str, int] = {}
         self._by_peer: dict[tuple[str, int], StreamConnection] = {}
         self._server: asyncio.Server | None = None
         self._reaper: asyncio.TimerHandle | None = None
@@ -132,17 +146,28 @@ class StreamServer:
         return _CappedConnection(self)
 
     def _opened(self, connection: StreamConnection) -> bool:
-        if len(self.connections) >= self._max_connections:
+        source = connection.source
+        host = source.host if source is not None else ""
+        if (
+            len(self.connections) >= self._max_connections
+            or self._per_host.get(host, 0) >= MAX_CONNECTIONS_PER_HOST
+        ):
             self.refused += 1
             return False
         self.connections[connection.id] = connection
-        source = connection.source
+        self._per_host[host] = self._per_host.get(host, 0) + 1
         if source is not None:
             self._by_peer[(source.host, source.port)] = connection
         return True
 
     def _closed(self, connection: StreamConnection) -> None:
-        self.connections.pop(connection.id, None)
+        if self.connections.pop(connection.id, None) is not None:
+            host = connection.source.host if connection.source is not None else ""
+            left = self._per_host.get(host, 1) - 1
+            if left > 0:
+                self._per_host[host] = left
+            else:
+                self._per_host.pop(host, None)
         source = connection.source
         if source is not None and self._by_peer.get((source.host, source.port)) is connection:
             del self._by_peer[(source.host, source.port)]

@@ -5,7 +5,12 @@ from typing import Any
 
 from sip2uc_media.sip.errors import SipParseError
 from sip2uc_media.transport.base import Source, TransportKind
-from sip2uc_media.transport.tcp import StreamConnection
+from sip2uc_media.transport.tcp import (
+    MAX_CONNECTIONS_PER_HOST,
+    MAX_WRITE_BUFFER,
+    StreamConnection,
+    open_stream_server,
+)
 
 OPTIONS = (
     b"OPTIONS sip:example.net SIP/2.0\r\n"
@@ -20,6 +25,7 @@ class FakeTransport(asyncio.Transport):
         super().__init__()
         self.written: list[bytes] = []
         self.closed = False
+        self.buffered = 0
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("192.0.2.10", 40001), "sockname": ("127.0.0.1", 5060)}.get(
@@ -34,6 +40,12 @@ class FakeTransport(asyncio.Transport):
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
 
 def connection() -> tuple[StreamConnection, FakeTransport, list[bytes], list[SipParseError]]:
@@ -115,3 +127,33 @@ def test_replies_go_back_on_the_same_connection() -> None:
     assert conn.source.send(b"late") is False
 
     assert transport.written == [b"SIP/2.0 200 OK\r\n"]
+
+
+def test_a_peer_that_does_not_read_is_cut_off() -> None:
+    conn, transport, _, _ = connection()
+    transport.buffered = MAX_WRITE_BUFFER + 1
+
+    conn.data_received(b"\r\n\r\n")  # a ping whose pong cannot be queued
+
+    assert transport.closed
+    assert transport.written == []
+
+
+async def test_one_host_cannot_take_every_connection_slot() -> None:
+    server = await open_stream_server(
+        TransportKind.TCP, "127.0.0.1", 0, lambda _d, _s: None, clock=lambda: 0.0
+    )
+    writers = []
+    try:
+        for _ in range(MAX_CONNECTIONS_PER_HOST + 1):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.local_port)
+            writers.append((reader, writer))
+        # The last one is closed by the server at once: its read ends without data.
+        last_reader = writers[-1][0]
+        assert await asyncio.wait_for(last_reader.read(), 5) == b""
+        assert len(server.connections) == MAX_CONNECTIONS_PER_HOST
+        assert server.refused == 1
+    finally:
+        for _, writer in writers:
+            writer.close()
+        await server.stop()
