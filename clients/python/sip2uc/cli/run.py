@@ -198,7 +198,10 @@ def up(
         typer.Option(
             "--database-url",
             envvar="SIP2UC_DATABASE_URL",
-            help="SQLAlchemy URL of a shared PostgreSQL. Default: SQLite in the data directory.",
+            help=(
+                "SQLAlchemy URL of a PostgreSQL database (one control plane per database). "
+                "Default: SQLite in the data directory."
+            ),
             show_default=False,
         ),
     ] = None,

@@ -84,7 +84,10 @@ def add(
             prompt=True,
             hide_input=True,
             confirmation_prompt=True,
-            help="Digest password of the handset (asked for when not given).",
+            help=(
+                "Digest password of the handset. Leave the option out to be asked for it "
+                "(hidden), which keeps it out of shell history and ps."
+            ),
         ),
     ],
     e164: Annotated[
@@ -161,7 +164,10 @@ def set_password(
             prompt="New password",
             hide_input=True,
             confirmation_prompt=True,
-            help="The new digest password (asked for when not given).",
+            help=(
+                "The new digest password. Leave the option out to be asked for it "
+                "(hidden), which keeps it out of shell history and ps."
+            ),
         ),
     ],
     device: Annotated[
