@@ -9,7 +9,7 @@ sidecar and control-plane processes (exact, from /proc/PID/task/*/schedstat). No
     .venv/bin/python bench/register/register_bench.py --kamailio --rates 2000,5000
 
 --kamailio runs the reference registrar (Kamailio 5.6, in-memory usrloc, digest against a fixed
-password) from /work/shared/bench/anchors/kamailio/registrar.cfg on 127.0.0.1:5070 with the same
+password) from <anchors>/kamailio/registrar.cfg on 127.0.0.1:5070 with the same
 SIPp scenario, so that the two can be compared on the same machine in the same session.
 """
 
@@ -33,7 +33,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SCENARIO = ROOT / "tests" / "interop" / "sipp" / "register_auth.xml"
-KAMAILIO_CFG = Path("/work/shared/bench/anchors/kamailio/registrar.cfg")
+# The reference setups live beside the checkout (../shared/bench/anchors) unless
+# SIP2UC_BENCH_ANCHORS names another directory.
+ANCHORS = Path(os.environ.get("SIP2UC_BENCH_ANCHORS", ROOT.parent / "shared" / "bench" / "anchors"))
+KAMAILIO_CFG = ANCHORS / "kamailio" / "registrar.cfg"
 PASSWORD = "secret"  # the Kamailio reference config uses one password for every user
 
 
