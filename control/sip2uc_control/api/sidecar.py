@@ -87,6 +87,11 @@ def sidecar_settings(
 _SERVICE = "sip2uc.v1.SidecarService"
 
 
+def _log_failure(sidecar: str, result: sidecar_pb2.CommandResult) -> None:
+    if not result.ok:
+        log.warning("sidecar %s: command %s failed: %s", sidecar, result.command_id, result.error)
+
+
 def _register_calls(
     message: sidecar_pb2.RegisterStreamRequest,
 ) -> list[streams.StreamedCall[sidecar_pb2.RegisterCall]]:
@@ -212,33 +217,48 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 if kind == "heartbeat":
                     info.active_legs = message.heartbeat.active_legs
                     info.relay_ports_in_use = message.heartbeat.relay_ports_in_use
-                elif kind == "result" and not message.result.ok:
-                    log.warning(
-                        "sidecar %s: command %s failed: %s",
-                        info.name,
-                        message.result.command_id,
-                        message.result.error,
-                    )
+                elif kind == "result":
+                    _log_failure(info.name, message.result)
+                elif kind == "results":
+                    for result in message.results.results:
+                        _log_failure(info.name, result)
 
         reader = asyncio.create_task(read_loop())
+        batched = hello.batched_commands
         try:
             welcome = sidecar_pb2.SidecarWelcome(
                 settings=self.settings_for(info.name), server_time=Timestamp()
             )
             welcome.server_time.GetCurrentTime()
             yield sidecar_pb2.ConnectResponse(welcome=welcome)
-            while not reader.done():
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    item = getter.result()
-                    yield (
-                        item
-                        if isinstance(item, sidecar_pb2.ConnectResponse)
-                        else command_to_pb(item)
+            while True:
+                if queue.empty():
+                    getter = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait(
+                        {getter, reader}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if getter not in done:
+                        getter.cancel()
+                        break
+                    items = [getter.result()]
+                else:
+                    items = []
+                # Everything queued while the previous message was being written leaves in
+                # one message: one write per command capped the stream at a few hundred
+                # commands a second and queued calls behind each other.
+                while not queue.empty():
+                    items.append(queue.get_nowait())
+                messages = [
+                    item if isinstance(item, sidecar_pb2.ConnectResponse) else command_to_pb(item)
+                    for item in items
+                ]
+                if batched and len(messages) > 1:
+                    yield sidecar_pb2.ConnectResponse(
+                        batch=sidecar_pb2.CommandBatch(commands=messages)
                     )
                 else:
-                    getter.cancel()
+                    for message in messages:
+                        yield message
         finally:
             reader.cancel()
             self.core.sidecars.disconnected(info.name, queue, self.core.clock())

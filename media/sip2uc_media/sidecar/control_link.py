@@ -352,6 +352,7 @@ def hello_to_proto(hello: HelloInfo) -> sidecar_pb2.SidecarHello:
         capacity=hello.capacity,
         version=VERSION,
         instance_id=hello.instance_id,
+        batched_commands=True,
     )
 
 
@@ -715,31 +716,54 @@ class ControlLink:
                     _log.info("control plane %s welcomed this sidecar", self._target)
                     if heartbeat is None:
                         heartbeat = asyncio.create_task(self._heartbeats(outgoing))
-                elif kind == "settings":
-                    self._apply(message.settings)
-                elif kind is not None:
-                    # Commands run one at a time, in the order sent: an EndLeg must not
-                    # overtake the CreateLeg it ends.
-                    error = UNSUPPORTED
-                    if self._on_command is not None:
-                        try:
-                            error = await self._on_command(message)
-                        except Exception as exc:
-                            _log.exception("command %s failed", kind)
-                            error = f"internal error: {type(exc).__name__}"
-                    outgoing.put_nowait(
-                        sidecar_pb2.ConnectRequest(
-                            result=sidecar_pb2.CommandResult(
-                                command_id=message.command_id, ok=not error, error=error
+                elif kind == "batch":
+                    # One message for the commands the control plane queued meanwhile; their
+                    # results go back as one message too (it only sends batches to sidecars
+                    # that announced `batched_commands`, which also read `results`).
+                    results = []
+                    for inner in message.batch.commands:
+                        result = await self._dispatch(inner)
+                        if result is not None:
+                            results.append(result)
+                    if results:
+                        outgoing.put_nowait(
+                            sidecar_pb2.ConnectRequest(
+                                results=sidecar_pb2.CommandResults(results=results)
                             )
                         )
-                    )
+                elif kind is not None:
+                    result = await self._dispatch(message)
+                    if result is not None:
+                        outgoing.put_nowait(sidecar_pb2.ConnectRequest(result=result))
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
             outgoing.put_nowait(None)
             call.cancel()
         return welcomed
+
+    async def _dispatch(
+        self, message: sidecar_pb2.ConnectResponse
+    ) -> sidecar_pb2.CommandResult | None:
+        """Carry out one command (settings apply at once); None when there is no result to send.
+
+        Commands run one at a time, in the order sent: an EndLeg must not overtake the
+        CreateLeg it ends.
+        """
+        kind = message.WhichOneof("payload")
+        if kind == "settings":
+            self._apply(message.settings)
+            return None
+        if kind is None or kind in ("welcome", "batch"):
+            return None  # not commands (a batch inside a batch is not sent)
+        error = UNSUPPORTED
+        if self._on_command is not None:
+            try:
+                error = await self._on_command(message)
+            except Exception as exc:
+                _log.exception("command %s failed", kind)
+                error = f"internal error: {type(exc).__name__}"
+        return sidecar_pb2.CommandResult(command_id=message.command_id, ok=not error, error=error)
 
     def _apply(self, message: sidecar_pb2.SidecarSettings) -> None:
         self.settings = settings_from_proto(message, self.settings)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+from collections.abc import AsyncIterator
+from typing import Any
 
 from sip2uc.v1 import common_pb2, sidecar_pb2
 from sip2uc_media.sidecar.control_link import (
@@ -208,3 +210,73 @@ class grpc_unused_port:  # noqa: N801 - reads like a function at the call site
 
     def __exit__(self, *exc: object) -> None:
         self._sock.close()
+
+
+class _BatchingControl(FakeControl):
+    """Sends one batch of commands after the welcome and keeps every result message whole."""
+
+    def __init__(self, batch: list[sidecar_pb2.ConnectResponse]) -> None:
+        super().__init__({})
+        self.batch = batch
+        self.messages: list[sidecar_pb2.ConnectRequest] = []
+
+    async def Connect(
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[sidecar_pb2.ConnectResponse]:
+        first = await anext(aiter(request_iterator))
+        self.hellos.append(first.hello)
+        yield sidecar_pb2.ConnectResponse(
+            welcome=sidecar_pb2.SidecarWelcome(settings=self.settings)
+        )
+        yield sidecar_pb2.ConnectResponse(batch=sidecar_pb2.CommandBatch(commands=self.batch))
+        async for message in request_iterator:
+            if message.WhichOneof("payload") in ("result", "results"):
+                self.messages.append(message)
+
+
+async def test_a_batch_of_commands_runs_in_order_and_is_answered_in_one_message() -> None:
+    fake = _BatchingControl(
+        [
+            sidecar_pb2.ConnectResponse(
+                command_id="c1", end_leg=sidecar_pb2.EndLegCommand(leg_id="l1")
+            ),
+            sidecar_pb2.ConnectResponse(settings=sidecar_pb2.SidecarSettings(realm="other")),
+            sidecar_pb2.ConnectResponse(
+                command_id="c2", create_leg=sidecar_pb2.CreateLegCommand(leg_id="l2")
+            ),
+        ]
+    )
+    server, port = await serve(fake)
+    seen: list[str] = []
+    applied: list[EdgeSettings] = []
+
+    async def on_command(message: sidecar_pb2.ConnectResponse) -> str:
+        seen.append(message.command_id)
+        return "" if message.command_id == "c1" else "no way"
+
+    control = ControlLink(
+        f"127.0.0.1:{port}",
+        token=None,
+        hello=lambda: HELLO,
+        on_settings=applied.append,
+        rng=random.Random(1),
+        on_command=on_command,
+    )
+    try:
+        await control.start()
+        for _ in range(200):
+            if fake.messages:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await control.stop()
+        await server.stop(None)
+
+    assert fake.hellos[0].batched_commands is True
+    assert seen == ["c1", "c2"]
+    assert [s.realm for s in applied] == [REALM, "other"]
+    assert len(fake.messages) == 1
+    assert [(r.command_id, r.ok, r.error) for r in fake.messages[0].results.results] == [
+        ("c1", True, ""),
+        ("c2", False, "no way"),
+    ]

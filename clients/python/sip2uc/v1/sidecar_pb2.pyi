@@ -272,6 +272,7 @@ class SidecarHello(_message.Message):
     CAPACITY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    BATCHED_COMMANDS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique sidecar name, e.g. "vlan10"."""
     site: _builtins.str
@@ -288,6 +289,10 @@ class SidecarHello(_message.Message):
     """Software version."""
     instance_id: _builtins.str
     """Random id of this process run; a change means the sidecar restarted."""
+    batched_commands: _builtins.bool
+    """The sidecar understands `ConnectResponse.batch`: the control plane may send
+    the commands queued for it as one message.
+    """
     @_builtins.property
     def sip_listeners(self) -> _containers.RepeatedCompositeFieldContainer[Global___SipListener]:
         """SIP listening addresses, one per transport."""
@@ -304,10 +309,11 @@ class SidecarHello(_message.Message):
         capacity: _builtins.int = ...,
         version: _builtins.str = ...,
         instance_id: _builtins.str = ...,
+        batched_commands: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "instance_id", b"instance_id", "name", b"name", "rtp_host", b"rtp_host", "rtp_port_max", b"rtp_port_max", "rtp_port_min", b"rtp_port_min", "sip_listeners", b"sip_listeners", "site", b"site", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batched_commands", b"batched_commands", "capacity", b"capacity", "instance_id", b"instance_id", "name", b"name", "rtp_host", b"rtp_host", "rtp_port_max", b"rtp_port_max", "rtp_port_min", b"rtp_port_min", "sip_listeners", b"sip_listeners", "site", b"site", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -406,6 +412,7 @@ class ConnectRequest(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___SidecarHello:
         """Must be the first message."""
@@ -418,22 +425,51 @@ class ConnectRequest(_message.Message):
     def result(self) -> Global___CommandResult:
         """Outcome of a command."""
 
+    @_builtins.property
+    def results(self) -> Global___CommandResults:
+        """Outcomes of the commands of one `ConnectResponse.batch`, in its order."""
+
     def __init__(
         self,
         *,
         hello: Global___SidecarHello | None = ...,
         heartbeat: Global___SidecarHeartbeat | None = ...,
         result: Global___CommandResult | None = ...,
+        results: Global___CommandResults | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
+
+@_typing.final
+class CommandResults(_message.Message):
+    """The outcomes of a batch of commands."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CommandResult]:
+        """One per command of the batch, in the batch's order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CommandResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommandResults: _TypeAlias = CommandResults  # noqa: Y015
 
 @_typing.final
 class SidecarSettings(_message.Message):
@@ -575,6 +611,7 @@ class ConnectResponse(_message.Message):
     DELIVER_MESSAGE_FIELD_NUMBER: _builtins.int
     NOTIFY_FIELD_NUMBER: _builtins.int
     UPDATE_MEDIA_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Identifier to quote in CommandResult."""
     @_builtins.property
@@ -613,6 +650,12 @@ class ConnectResponse(_message.Message):
     def update_media(self) -> Global___UpdateMediaCommand:
         """Change a leg's media (hold/resume, far relay address)."""
 
+    @_builtins.property
+    def batch(self) -> Global___CommandBatch:
+        """Several commands in one message, to be carried out in order; sent only
+        to sidecars whose hello set `batched_commands`.
+        """
+
     def __init__(
         self,
         *,
@@ -626,16 +669,41 @@ class ConnectResponse(_message.Message):
         deliver_message: Global___DeliverMessageCommand | None = ...,
         notify: Global___NotifyCommand | None = ...,
         update_media: Global___UpdateMediaCommand | None = ...,
+        batch: Global___CommandBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "batch", b"batch", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "command_id", b"command_id", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "batch", b"batch", "command_id", b"command_id", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["welcome", "settings", "create_leg", "answer_leg", "end_leg", "inject_dtmf", "deliver_message", "notify", "update_media"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["welcome", "settings", "create_leg", "answer_leg", "end_leg", "inject_dtmf", "deliver_message", "notify", "update_media", "batch"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
+
+@_typing.final
+class CommandBatch(_message.Message):
+    """Commands queued for one sidecar while the previous message was being sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMANDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def commands(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConnectResponse]:
+        """Each with its own `command_id` and payload (never a batch)."""
+
+    def __init__(
+        self,
+        *,
+        commands: _abc.Iterable[Global___ConnectResponse] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommandBatch: _TypeAlias = CommandBatch  # noqa: Y015
 
 @_typing.final
 class RegisterRequest(_message.Message):
