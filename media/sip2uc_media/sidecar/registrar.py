@@ -29,7 +29,7 @@ from ..sip.digest import (
 from ..sip.errors import SipParseError
 from ..sip.headers import NameAddr, unquote_string
 from ..sip.message import SipRequest, SipResponse, make_response
-from ..sip.uri import parse_uri, uri_equal
+from ..sip.uri import SipUri, parse_uri, uri_equal
 from ..transport.base import TransportKind
 
 __all__ = [
@@ -326,10 +326,25 @@ def _binding_value(binding: ContactSpec) -> str:
 
 
 def _same_uri(digest_uri: str, request_uri: object) -> bool:
-    """Whether the digest-uri names the Request-URI (RFC 3261 §19.1.4 comparison when both parse)."""
+    """Whether the digest-uri names the Request-URI.
+
+    RFC 3261 §19.1.4 equality when both parse. Some clients (SIPp among them) put only the
+    server's address in the digest-uri (``sip:host:port``, no user part); that is accepted when
+    scheme, host and port are the request's. Replay of captured credentials is stopped by the
+    nonce count either way; this check keeps credentials from another domain or number out.
+    """
     if digest_uri == str(request_uri):
         return True
     try:
-        return uri_equal(parse_uri(digest_uri), parse_uri(str(request_uri)))
+        given, wanted = parse_uri(digest_uri), parse_uri(str(request_uri))
     except SipParseError:
         return False
+    if uri_equal(given, wanted):
+        return True
+    if not isinstance(given, SipUri) or not isinstance(wanted, SipUri) or given.user is not None:
+        return False
+    return (
+        given.scheme == wanted.scheme
+        and given.host.lower() == wanted.host.lower()
+        and (given.port or 5060) == (wanted.port or 5060)
+    )

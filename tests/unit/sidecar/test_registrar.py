@@ -322,3 +322,23 @@ def test_digest_uri_equal_by_rfc3261_rules_is_accepted() -> None:
     verdict = reg.receive(register(header), SOURCE, NOW)
 
     assert isinstance(verdict, RegisterAttempt)
+
+
+def test_a_digest_uri_with_only_the_servers_address_is_accepted() -> None:
+    # SIPp and some handsets put sip:host[:port] in the digest-uri instead of the Request-URI.
+    reg = registrar()
+    header = authorization(reg).replace('uri="sip:example.net"', 'uri="sip:example.net:5060"')
+
+    verdict = reg.receive(register(header), SOURCE, NOW)
+
+    assert isinstance(verdict, RegisterAttempt)
+
+
+def test_a_digest_uri_naming_another_user_is_refused() -> None:
+    reg = registrar()
+    header = authorization(reg).replace('uri="sip:example.net"', 'uri="sip:900@example.net"')
+
+    verdict = reg.receive(register(header), SOURCE, NOW)
+
+    assert isinstance(verdict, Rejection)
+    assert verdict.label == "uri_mismatch"
