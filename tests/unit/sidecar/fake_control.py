@@ -90,6 +90,11 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
         await self._unimplemented(context)
         yield  # an async generator, as stream handlers are
 
+    async def CallStream(self, request_iterator: Any, context: Any) -> Any:
+        # Likewise for call requests.
+        await self._unimplemented(context)
+        yield
+
     async def Invite(self, request: Any, context: Any) -> Any:
         await self._unimplemented(context)
 
