@@ -462,8 +462,8 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             )
         )
 
-    # Short messages and subscriptions (BLF) are not served yet: the sidecar hears UNIMPLEMENTED
-    # and answers the handset 501.
+    # Reserved for short messages and subscriptions (BLF), not served yet. Sidecars do not call
+    # these: they answer a handset's MESSAGE and SUBSCRIBE 405 (with Allow) themselves.
 
     async def Message(
         self, request: sidecar_pb2.MessageRequest, context: Ctx

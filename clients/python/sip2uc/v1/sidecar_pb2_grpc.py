@@ -174,7 +174,9 @@ class SidecarServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Message(self, request, context):
-        """A MESSAGE (RFC 3428) from a handset.
+        """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
+        served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
+        call it (they answer a handset's MESSAGE 405 themselves).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +184,9 @@ class SidecarServiceServicer:
 
     def Subscribe(self, request, context):
         """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
+        Reserved for BLF and not served yet: the control plane answers
+        UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
+        SUBSCRIBE 405 themselves).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -79,9 +79,16 @@ class SidecarServiceStub:
     the unary RPCs when this returns UNIMPLEMENTED.
     """
     Message: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]
-    """A MESSAGE (RFC 3428) from a handset."""
+    """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
+    served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
+    call it (they answer a handset's MESSAGE 405 themselves).
+    """
     Subscribe: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.SubscribeRequest, _sidecar_pb2.SubscribeResponse]
-    """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF)."""
+    """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
+    Reserved for BLF and not served yet: the control plane answers
+    UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
+    SUBSCRIBE 405 themselves).
+    """
 
 @_typing.type_check_only
 class SidecarServiceAsyncStub(SidecarServiceStub):
@@ -134,9 +141,16 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     the unary RPCs when this returns UNIMPLEMENTED.
     """
     Message: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]  # type: ignore[assignment]
-    """A MESSAGE (RFC 3428) from a handset."""
+    """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
+    served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
+    call it (they answer a handset's MESSAGE 405 themselves).
+    """
     Subscribe: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.SubscribeRequest, _sidecar_pb2.SubscribeResponse]  # type: ignore[assignment]
-    """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF)."""
+    """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
+    Reserved for BLF and not served yet: the control plane answers
+    UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
+    SUBSCRIBE 405 themselves).
+    """
 
 class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
     """The internal API between media sidecars and the control plane. A sidecar
@@ -240,7 +254,10 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sidecar_pb2.MessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sidecar_pb2.MessageResponse, _abc.Awaitable[_sidecar_pb2.MessageResponse]]:
-        """A MESSAGE (RFC 3428) from a handset."""
+        """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
+        served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
+        call it (they answer a handset's MESSAGE 405 themselves).
+        """
 
     @_abc_1.abstractmethod
     def Subscribe(
@@ -248,6 +265,10 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sidecar_pb2.SubscribeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sidecar_pb2.SubscribeResponse, _abc.Awaitable[_sidecar_pb2.SubscribeResponse]]:
-        """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF)."""
+        """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
+        Reserved for BLF and not served yet: the control plane answers
+        UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
+        SUBSCRIBE 405 themselves).
+        """
 
 def add_SidecarServiceServicer_to_server(servicer: SidecarServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
