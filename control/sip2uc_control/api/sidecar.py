@@ -225,6 +225,7 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
 
         reader = asyncio.create_task(read_loop())
         batched = hello.batched_commands
+        getter: asyncio.Future[Any] | None = None
         try:
             welcome = sidecar_pb2.SidecarWelcome(
                 settings=self.settings_for(info.name), server_time=Timestamp()
@@ -238,9 +239,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                         {getter, reader}, return_when=asyncio.FIRST_COMPLETED
                     )
                     if getter not in done:
-                        getter.cancel()
                         break
                     items = [getter.result()]
+                    getter = None
                 else:
                     items = []
                 # Everything queued while the previous message was being written leaves in
@@ -260,7 +261,20 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                     for message in messages:
                         yield message
         finally:
+            # Cancel and await both: a pending getter would otherwise stay parked on the dead
+            # queue, and an unretrieved reader exception is logged as "never retrieved".
+            if getter is not None:
+                getter.cancel()
             reader.cancel()
+            for task in (getter, reader):
+                if task is None:
+                    continue
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:  # the sidecar's stream broke; the session ends either way
+                    log.info("sidecar %s stream ended: %s", info.name, exc)
             self.core.sidecars.disconnected(info.name, queue, self.core.clock())
             log.warning("sidecar %s disconnected", info.name)
 

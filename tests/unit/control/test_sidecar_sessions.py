@@ -1,0 +1,64 @@
+"""One Connect session per sidecar name, and nothing left behind when a session ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_control.app import ControlPlane
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Let the server's tasks run until `condition` holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def queue_getters() -> list[asyncio.Task[Any]]:
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if not t.done() and getattr(t.get_coro(), "__qualname__", "") == "Queue.get"
+    ]
+
+
+class Session:
+    """A raw Connect stream: a hello, then whatever the test does with it."""
+
+    def __init__(self, channel: grpc.aio.Channel, name: str, instance_id: str) -> None:
+        self.stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
+        self.outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] = asyncio.Queue()
+        self.outgoing.put_nowait(
+            sidecar_pb2.ConnectRequest(
+                hello=sidecar_pb2.SidecarHello(name=name, instance_id=instance_id)
+            )
+        )
+
+        async def requests() -> AsyncIterator[sidecar_pb2.ConnectRequest]:
+            while (item := await self.outgoing.get()) is not None:
+                yield item
+
+        self.call: Any = self.stub.Connect(requests())
+
+    async def read(self) -> Any:
+        return await asyncio.wait_for(self.call.read(), 5)
+
+
+async def test_a_cancelled_session_leaves_no_pending_queue_read(
+    control: ControlPlane, channel: grpc.aio.Channel
+) -> None:
+    assert control.core is not None
+    sidecars = control.core.sidecars.sidecars
+    session = Session(channel, "s1", "i1")
+    assert (await session.read()).WhichOneof("payload") == "welcome"
+    await until(lambda: bool(queue_getters()), "the session to wait for commands")
+    session.call.cancel()
+    await until(lambda: not sidecars["s1"].connected, "the session to end")
+    assert queue_getters() == []
