@@ -10,7 +10,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .errors import AlreadyExists
 from .store.db import Database
+
+# Put on a session's queue when the same sidecar instance reconnects: that stream ends.
+SESSION_REPLACED: Any = object()
+
+# A session that has sent nothing (heartbeats come every few seconds) for this long is taken to
+# be a half-open stream, and another instance of the name may take over.
+STALE_SESSION_SECONDS = 30.0
 
 
 @dataclass
@@ -66,7 +74,30 @@ class SidecarRegistry:
             )
 
     async def connected(self, info: SidecarInfo) -> asyncio.Queue[Any]:
+        """Start `info`'s session; AlreadyExists while another live instance holds the name.
+
+        Two processes sharing a name would split its commands between them (in practice: the
+        newest got every command and the first none), so the second is refused. The same
+        instance reconnecting replaces its old stream, which is told to end; so may another
+        instance once the old stream has been silent for STALE_SESSION_SECONDS (half-open).
+        """
+        current = self.sidecars.get(info.name)
+        old = self.queues.get(info.name)
+        if (
+            old is not None
+            and current is not None
+            and current.instance_id != info.instance_id
+            and info.connect_time - current.last_seen < STALE_SESSION_SECONDS
+        ):
+            raise AlreadyExists(
+                "hello.name", info.name, f"sidecar instance {current.instance_id!r}"
+            )
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        if old is not None:
+            # Commands the old stream had not written yet go out on the new one.
+            while not old.empty():
+                queue.put_nowait(old.get_nowait())
+            old.put_nowait(SESSION_REPLACED)
         self.sidecars[info.name] = info
         self.queues[info.name] = queue
 

@@ -14,10 +14,10 @@ from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError
 
 from ..calls import InviteInput, LegReport
 from ..core import ControlCore
-from ..errors import FieldViolation, InvalidArgument
+from ..errors import AlreadyExists, FieldViolation, InvalidArgument
 from ..registrar import ContactRequest, Outcome, RegisterInput
 from ..settings import ServerSettings
-from ..sidecars import SidecarInfo
+from ..sidecars import SESSION_REPLACED, SidecarInfo
 from . import streams
 from .convert import (
     LEG_STATE_FROM_PB,
@@ -207,7 +207,11 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             connect_time=now,
             last_seen=now,
         )
-        queue = await self.core.sidecars.connected(info)
+        try:
+            queue = await self.core.sidecars.connected(info)
+        except AlreadyExists as exc:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
+            return
         log.info("sidecar %s connected (%s)", info.name, ", ".join(info.sip_listeners))
 
         async def read_loop() -> None:
@@ -249,6 +253,8 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 # commands a second and queued calls behind each other.
                 while not queue.empty():
                     items.append(queue.get_nowait())
+                if any(item is SESSION_REPLACED for item in items):
+                    break  # the same instance reconnected on a new stream
                 messages = [
                     item if isinstance(item, sidecar_pb2.ConnectResponse) else command_to_pb(item)
                     for item in items

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+import pytest
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_control.app import ControlPlane
 
@@ -62,3 +63,59 @@ async def test_a_cancelled_session_leaves_no_pending_queue_read(
     session.call.cancel()
     await until(lambda: not sidecars["s1"].connected, "the session to end")
     assert queue_getters() == []
+
+
+async def test_a_second_instance_with_a_taken_name_is_refused_already_exists(
+    channel: grpc.aio.Channel,
+) -> None:
+    first = Session(channel, "s1", "i1")
+    assert (await first.read()).WhichOneof("payload") == "welcome"
+    second = Session(channel, "s1", "i2")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await second.read()
+    assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "'s1'" in (refused.value.details() or "")
+    first.call.cancel()
+
+
+async def test_the_first_instance_keeps_its_commands_after_a_refused_second(
+    control: ControlPlane, channel: grpc.aio.Channel
+) -> None:
+    assert control.core is not None
+    first = Session(channel, "s1", "i1")
+    assert (await first.read()).WhichOneof("payload") == "welcome"
+    second = Session(channel, "s1", "i2")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await second.read()
+    assert control.core.sidecars.send("s1", sidecar_pb2.ConnectResponse(command_id="c1"))
+    assert (await first.read()).command_id == "c1"
+    first.call.cancel()
+
+
+async def test_the_same_instance_reconnecting_replaces_its_old_stream(
+    control: ControlPlane, channel: grpc.aio.Channel
+) -> None:
+    assert control.core is not None
+    old = Session(channel, "s1", "i1")
+    assert (await old.read()).WhichOneof("payload") == "welcome"
+    new = Session(channel, "s1", "i1")
+    assert (await new.read()).WhichOneof("payload") == "welcome"
+    assert await old.read() is grpc.aio.EOF  # type: ignore[attr-defined]
+    assert control.core.sidecars.send("s1", sidecar_pb2.ConnectResponse(command_id="c1"))
+    assert (await new.read()).command_id == "c1"
+    assert control.core.sidecars.sidecars["s1"].connected
+    new.call.cancel()
+
+
+async def test_another_instance_may_take_the_name_once_the_first_has_gone(
+    control: ControlPlane, channel: grpc.aio.Channel
+) -> None:
+    assert control.core is not None
+    first = Session(channel, "s1", "i1")
+    assert (await first.read()).WhichOneof("payload") == "welcome"
+    sidecars = control.core.sidecars.sidecars
+    first.call.cancel()
+    await until(lambda: not sidecars["s1"].connected, "s1 to go")
+    second = Session(channel, "s1", "i2")
+    assert (await second.read()).WhichOneof("payload") == "welcome"
+    second.call.cancel()
