@@ -39,6 +39,10 @@ from .telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
 
+# The largest request is a directory CSV import (`CsvSource.content`); 16 MiB holds a few hundred
+# thousand rows. Anything larger is refused RESOURCE_EXHAUSTED before it is buffered.
+MAX_RECEIVE_MESSAGE_BYTES = 16 * 1024 * 1024
+
 SERVICE_NAMES = (
     users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
     presence_pb2.DESCRIPTOR.services_by_name["PresenceService"].full_name,
@@ -99,7 +103,7 @@ class ControlPlane:
             pass
         server = grpc.aio.server(
             interceptors=interceptors,
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)],
         )
         sidecar = SidecarServicer(core)
         users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(core), server)

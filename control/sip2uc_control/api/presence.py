@@ -99,6 +99,11 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
     async def WatchPresence(
         self, request: presence_pb2.WatchPresenceRequest, context: Ctx
     ) -> AsyncIterator[presence_pb2.WatchPresenceResponse]:
+        if len(request.users) > MAX_BATCH:
+            # Each watched id is held for the stream's life: the same cap as BatchGetPresence.
+            raise InvalidArgument(
+                FieldViolation("users", f"give at most {MAX_BATCH} user references")
+            )
         users = [self.core.resolve_user(ref, f"users[{i}]") for i, ref in enumerate(request.users)]
         ids = frozenset(u.id for u in users) if users else None
         cursor: int | None = None

@@ -7,6 +7,8 @@ import asyncio
 import grpc
 import pytest
 from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from sip2uc.v1 import common_pb2, presence_pb2, presence_pb2_grpc, users_pb2, users_pb2_grpc
 from sip2uc_control.app import ControlConfig, ControlPlane
 
@@ -204,3 +206,31 @@ async def test_burst_of_concurrent_changes_reaches_live_and_resuming_watchers_in
         (m.cursor, m.change.current.extension) for m in seen[10:]
     ]
     resumed.cancel()
+
+
+async def test_watching_more_than_1000_users_is_invalid_naming_users(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    refs = [f"users/u{i}" for i in range(1001)]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.WatchPresence(presence_pb2.WatchPresenceRequest(users=refs)).read()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(info.value)  # type: ignore[arg-type]
+    assert status is not None
+    fields = []
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields += [v.field for v in bad.field_violations]
+    assert fields == ["users"]
+
+
+async def test_a_request_over_16_mib_is_refused_resource_exhausted(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    big = presence_pb2.BatchGetPresenceRequest(users=["x" * (16 * 1024 * 1024 + 1)])
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.BatchGetPresence(big)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

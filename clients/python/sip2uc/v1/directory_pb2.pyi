@@ -207,7 +207,10 @@ class CsvSource(_message.Message):
     FILENAME_FIELD_NUMBER: _builtins.int
     COLUMN_MAP_FIELD_NUMBER: _builtins.int
     content: _builtins.bytes
-    """The file's content (UTF-8, optionally with BOM)."""
+    """The file's content (UTF-8, optionally with BOM). The server accepts
+    requests of at most 16 MiB; a larger file is refused RESOURCE_EXHAUSTED
+    (split it, or import from LDAP).
+    """
     filename: _builtins.str
     """File name, for messages."""
     @_builtins.property

@@ -318,7 +318,7 @@ class WatchPresenceRequest(_message.Message):
     """
     @_builtins.property
     def users(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """User references to watch; empty: every user."""
+        """User references to watch (at most 1000); empty: every user."""
 
     def __init__(
         self,
