@@ -29,6 +29,7 @@ from .store.bindings import Binding, BindingChange, BindingStore
 from .store.db import Database, open_database
 from .store.users import UserStore
 from .telemetry import ControlMetrics
+from .watchers import WATCH_QUEUE_LIMIT, WatchQueue
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class ControlCore:
         self.sidecars = SidecarRegistry(db)
         self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
         self.calls = CallController(self, self.sidecars.send)
-        self._binding_watchers: set[asyncio.Queue[BindingChange | None]] = set()
+        self._binding_watchers: set[WatchQueue[BindingChange]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.start_time = clock()
 
@@ -73,7 +74,7 @@ class ControlCore:
             except asyncio.CancelledError:
                 pass
         for q in list(self._binding_watchers):
-            q.put_nowait(None)
+            q.end()
         await self.presence.drain()
         await self.db.close()
 
@@ -231,14 +232,15 @@ class ControlCore:
 
     def _binding_event(self, change: BindingChange) -> None:
         for q in list(self._binding_watchers):
-            q.put_nowait(change)
+            if not q.offer(change):
+                self._binding_watchers.discard(q)  # cut off: it stopped reading
 
-    def watch_bindings(self) -> asyncio.Queue[BindingChange | None]:
-        q: asyncio.Queue[BindingChange | None] = asyncio.Queue()
+    def watch_bindings(self, limit: int = WATCH_QUEUE_LIMIT) -> WatchQueue[BindingChange]:
+        q: WatchQueue[BindingChange] = WatchQueue(limit)
         self._binding_watchers.add(q)
         return q
 
-    def unwatch_bindings(self, q: asyncio.Queue[BindingChange | None]) -> None:
+    def unwatch_bindings(self, q: WatchQueue[BindingChange]) -> None:
         self._binding_watchers.discard(q)
 
     # --- presence ------------------------------------------------------------------------------

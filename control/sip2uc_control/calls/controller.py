@@ -8,7 +8,6 @@ streams and their results come back as leg reports.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -42,6 +41,7 @@ from ..routing.dialplan import (
     decide_after_no_answer,
     decide_user_target,
 )
+from ..watchers import WATCH_QUEUE_LIMIT, WatchQueue
 from .commands import AnswerLeg, Command, CreateLeg, EndLeg, InjectDtmf, UpdateMedia
 from .model import Call, CallState, Leg, LegState, MediaInfo, best_final_status
 
@@ -143,7 +143,7 @@ class CallController:
         self.send = send
         self.calls: dict[str, Call] = {}
         self.by_leg: dict[str, str] = {}
-        self._watchers: set[asyncio.Queue[Call | None]] = set()
+        self._watchers: set[WatchQueue[Call]] = set()
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -155,14 +155,15 @@ class CallController:
 
     def _publish(self, call: Call) -> None:
         for q in list(self._watchers):
-            q.put_nowait(call)
+            if not q.offer(call):
+                self._watchers.discard(q)  # cut off: it stopped reading
 
-    def watch(self) -> asyncio.Queue[Call | None]:
-        q: asyncio.Queue[Call | None] = asyncio.Queue()
+    def watch(self, limit: int = WATCH_QUEUE_LIMIT) -> WatchQueue[Call]:
+        q: WatchQueue[Call] = WatchQueue(limit)
         self._watchers.add(q)
         return q
 
-    def unwatch(self, q: asyncio.Queue[Call | None]) -> None:
+    def unwatch(self, q: WatchQueue[Call]) -> None:
         self._watchers.discard(q)
 
     def live(self) -> list[Call]:
