@@ -30,6 +30,7 @@ class Outcome(StrEnum):
     FORBIDDEN = "forbidden"
     INTERVAL_TOO_BRIEF = "interval_too_brief"
     TOO_MANY_BINDINGS = "too_many_bindings"
+    OUT_OF_ORDER = "out_of_order"
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ def decide(
 
     mine = [b for b in existing if b.device_id == device.id]
     if inp.remove_all:
+        # §10.3 step 6: a binding from the same Call-ID goes only for a higher CSeq.
+        if any(_out_of_order(b, inp) for b in mine):
+            return RegisterDecision(Outcome.OUT_OF_ORDER, "Out-of-order CSeq", user, device)
         return RegisterDecision(Outcome.OK, "", user, device, removals=mine)
 
     upserts: list[Binding] = []
@@ -138,6 +142,10 @@ def decide(
             )
     for c in inp.contacts:
         current = next((b for b in mine if b.same_contact(c.uri, c.instance_id)), None)
+        if current is not None and _out_of_order(current, inp):
+            # §10.3 step 7: the same Call-ID with a CSeq not higher than the binding's is a
+            # late or replayed request; "the update MUST be aborted and the request fails".
+            return RegisterDecision(Outcome.OUT_OF_ORDER, "Out-of-order CSeq", user, device)
         if c.expires == 0:
             if current is not None:
                 removals.append(current)
@@ -187,6 +195,10 @@ def decide(
             Outcome.TOO_MANY_BINDINGS, f"Too many bindings (at most {limit})", user, device
         )
     return RegisterDecision(Outcome.OK, "", user, device, upserts=upserts, removals=removals)
+
+
+def _out_of_order(binding: Binding, inp: RegisterInput) -> bool:
+    return bool(inp.call_id) and binding.call_id == inp.call_id and inp.cseq <= binding.cseq
 
 
 def new_id() -> str:

@@ -88,6 +88,7 @@ class RegisterOutcome(enum.Enum):
     FORBIDDEN = "forbidden"
     INTERVAL_TOO_BRIEF = "interval_too_brief"
     TOO_MANY_BINDINGS = "too_many_bindings"
+    OUT_OF_ORDER = "out_of_order"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +281,9 @@ class Registrar:
             return self._reply(request, 423, None, [("Min-Expires", str(result.min_expires))])
         if outcome is RegisterOutcome.TOO_MANY_BINDINGS:
             return self._reply(request, 403, result.reason or "Too Many Bindings")
+        if outcome is RegisterOutcome.OUT_OF_ORDER:
+            # RFC 3261 §10.3 step 7 only says the request fails: 400 names the client's fault.
+            return self._reply(request, 400, "Out-of-order CSeq")
         return self._reply(request, 403, result.reason or None)
 
     def challenge(

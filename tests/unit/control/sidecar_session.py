@@ -50,6 +50,7 @@ class SidecarSession:
         self._outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] = asyncio.Queue()
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._cseq = 0
 
     async def __aenter__(self) -> SidecarSession:
         await self._outgoing.put(
@@ -95,8 +96,10 @@ class SidecarSession:
         )
 
     async def register(self, ext: str, password: str, contact_port: int, nc: int = 1) -> None:
+        self._cseq += 1  # a refresh on the same Call-ID needs a higher CSeq (RFC 3261 §10.3)
         resp = await self.stub.Register(
             sidecar_pb2.RegisterRequest(
+                cseq=self._cseq,
                 origin=self.origin(contact_port),
                 credentials=digest(ext, password, "REGISTER", nc),
                 aor=f"sip:{ext}@sip2uc.local",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 from sip2uc.v1 import (
     common_pb2,
@@ -56,9 +58,16 @@ def creds(
     )
 
 
+_cseqs = itertools.count(1)
+
+
 def register(
-    c: sidecar_pb2.DigestCredentials, *contacts: tuple[str, int], remove_all: bool = False
+    c: sidecar_pb2.DigestCredentials,
+    *contacts: tuple[str, int],
+    remove_all: bool = False,
+    cseq: int | None = None,
 ) -> sidecar_pb2.RegisterRequest:
+    """A REGISTER on one Call-ID; each gets the next CSeq unless `cseq` is given."""
     return sidecar_pb2.RegisterRequest(
         origin=sidecar_pb2.RequestOrigin(
             sidecar="vlan10",
@@ -71,7 +80,7 @@ def register(
         aor="sip:456@example.com",
         contacts=[sidecar_pb2.ContactBinding(uri=u, expires=e) for u, e in contacts],
         remove_all=remove_all,
-        cseq=1,
+        cseq=next(_cseqs) if cseq is None else cseq,
     )
 
 
@@ -171,3 +180,28 @@ async def test_force_unregister_removes_bindings_and_goes_offline(
         presence_pb2.GetPresenceRequest(user="456")
     )
     assert p.presence.availability == common_pb2.AVAILABILITY_OFFLINE
+
+
+async def test_a_register_with_the_same_call_id_and_no_higher_cseq_changes_nothing(
+    channel: grpc.aio.Channel,
+) -> None:
+    await make_alice(channel)
+    stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
+    contact = "sip:456@10.0.0.7:5060"
+    first = await stub.Register(register(creds("s3cret-pw"), (contact, 600), cseq=10))
+    assert first.outcome == sidecar_pb2.REGISTER_OUTCOME_OK
+    # RFC 3261 §10.3 step 7: a late REGISTER (CSeq 10 again, then 9) must not touch the binding.
+    for late in (10, 9):
+        removal = register(creds("s3cret-pw", nc=2), (contact, 0), cseq=late)
+        resp = await stub.Register(removal)
+        assert (resp.outcome, resp.reason) == (
+            sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER,
+            "Out-of-order CSeq",
+        )
+    wildcard = await stub.Register(register(creds("s3cret-pw", nc=3), remove_all=True, cseq=10))
+    assert wildcard.outcome == sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER
+    regs = registrations_pb2_grpc.RegistrationServiceStub(channel)
+    listed = await regs.ListRegistrations(registrations_pb2.ListRegistrationsRequest(user="456"))
+    assert [r.contact_uri for r in listed.registrations] == [contact]
+    later = await stub.Register(register(creds("s3cret-pw", nc=4), (contact, 0), cseq=11))
+    assert (later.outcome, list(later.bindings)) == (sidecar_pb2.REGISTER_OUTCOME_OK, [])

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from sip2uc.v1 import sidecar_pb2
+from sip2uc_media.sidecar.control_link import register_result
 from sip2uc_media.sidecar.registrar import (
     ContactSpec,
     RegisterAttempt,
@@ -246,6 +248,20 @@ def test_too_many_bindings_answers_403_with_the_reason() -> None:
     response = registrar().complete(register(), result, SOURCE, NOW, NOW)
 
     assert (response.status, response.reason) == (403, "Too Many Bindings")
+
+
+def test_out_of_order_cseq_answers_400_with_that_reason() -> None:
+    result = RegisterResult(outcome=RegisterOutcome.OUT_OF_ORDER)
+
+    response = registrar().complete(register(), result, SOURCE, NOW, NOW)
+
+    assert (response.status, response.reason) == (400, "Out-of-order CSeq")
+
+
+def test_the_control_planes_out_of_order_outcome_is_understood() -> None:
+    response = sidecar_pb2.RegisterResponse(outcome=sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER)
+
+    assert register_result(response).outcome is RegisterOutcome.OUT_OF_ORDER
 
 
 def test_forbidden_answers_403() -> None:

@@ -41,6 +41,11 @@ class _RegisterOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Regis
     """An expiry below the minimum: 423 with Min-Expires."""
     REGISTER_OUTCOME_TOO_MANY_BINDINGS: _RegisterOutcome.ValueType  # 5
     """More bindings than allowed for the device: 403 with a reason phrase."""
+    REGISTER_OUTCOME_OUT_OF_ORDER: _RegisterOutcome.ValueType  # 6
+    """The same Call-ID as a stored binding with a CSeq that is not higher (a
+    late or replayed REGISTER, RFC 3261 §10.3 steps 6-7): nothing changed;
+    400 "Out-of-order CSeq".
+    """
 
 class RegisterOutcome(_RegisterOutcome, metaclass=_RegisterOutcomeEnumTypeWrapper):
     """Outcome of a REGISTER."""
@@ -59,6 +64,11 @@ REGISTER_OUTCOME_INTERVAL_TOO_BRIEF: RegisterOutcome.ValueType  # 4
 """An expiry below the minimum: 423 with Min-Expires."""
 REGISTER_OUTCOME_TOO_MANY_BINDINGS: RegisterOutcome.ValueType  # 5
 """More bindings than allowed for the device: 403 with a reason phrase."""
+REGISTER_OUTCOME_OUT_OF_ORDER: RegisterOutcome.ValueType  # 6
+"""The same Call-ID as a stored binding with a CSeq that is not higher (a
+late or replayed REGISTER, RFC 3261 §10.3 steps 6-7): nothing changed;
+400 "Out-of-order CSeq".
+"""
 Global___RegisterOutcome: _TypeAlias = RegisterOutcome  # noqa: Y015
 
 class _InviteDisposition:
