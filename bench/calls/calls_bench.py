@@ -13,7 +13,7 @@ authenticated INVITE, SIPp -trace_rtt, 1 ms resolution) and CPU per process (exa
     .venv/bin/python bench/calls/calls_bench.py --rates 100,200,300,400 --seconds 10
     .venv/bin/python bench/calls/calls_bench.py --kamailio --rates 300,1000,2000 --seconds 10
 
---kamailio drives the reference stateful proxy (/work/shared/bench/anchors/kamailio/proxy.cfg,
+--kamailio drives the reference stateful proxy (<anchors>/kamailio/proxy.cfg,
 4 UDP children, 127.0.0.1:5070, forwarding to the UAS on 127.0.0.1:5090) with `uac_plain.xml`,
 the same caller without the 407 round, so that the two can be compared in one session.
 """
@@ -40,7 +40,10 @@ sys.path.insert(0, str(ROOT / "bench" / "register"))
 
 import register_bench  # noqa: E402  (the REGISTER bench's user creation and measuring)
 
-KAMAILIO_PROXY = Path("/work/shared/bench/anchors/kamailio/proxy.cfg")
+# The reference setups live beside the checkout (../shared/bench/anchors) unless
+# SIP2UC_BENCH_ANCHORS names another directory.
+ANCHORS = Path(os.environ.get("SIP2UC_BENCH_ANCHORS", ROOT.parent / "shared" / "bench" / "anchors"))
+KAMAILIO_PROXY = ANCHORS / "kamailio" / "proxy.cfg"
 KAMAILIO_UAS_PORT = 5090  # UAS_ADDR in proxy.cfg
 REGISTER_SCENARIO = ROOT / "tests" / "interop" / "sipp" / "register_auth.xml"
 PASSWORD = register_bench.PASSWORD
