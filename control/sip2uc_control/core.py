@@ -297,7 +297,7 @@ class ControlCore:
     # --- background ----------------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Expire bindings, lapse manual presence, drop lost sidecars' bindings."""
+        """Expire bindings, lapse manual presence, end lost sidecars' calls and drop their bindings."""
         now = self.clock()
         due = self.bindings.due(now)
         if due:
@@ -305,7 +305,10 @@ class ControlCore:
         await self.presence.expire_due()
         await self.calls.sweep()
         grace = self.settings.current.sidecar_grace_seconds
-        for name in self.sidecars.lost_longer_than(grace, now):
+        gone = self.sidecars.lost_longer_than(grace, now)
+        if gone:
+            await self.calls.end_calls_on(frozenset(gone))
+        for name in gone:
             lost = [b for b in self.bindings.all() if b.sidecar == name]
             if lost:
                 log.warning(

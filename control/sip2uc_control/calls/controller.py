@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
@@ -802,6 +802,16 @@ class CallController:
                         if await self._forward(call, user, decision.target):
                             continue
                 await self._finish(call, "no answer", 480, notify_caller=True)
+
+    async def end_calls_on(self, lost: Collection[str]) -> None:
+        """End every call with a live leg on one of the `lost` sidecars (past their grace).
+
+        Such a call can no longer progress or be hung up from that side, yet it would keep its
+        users "in a call" (and busy for routing) forever. Legs on connected sidecars get EndLeg.
+        """
+        for call in list(self.calls.values()):
+            if any(leg.sidecar in lost and not leg.state.finished for leg in call.legs.values()):
+                await self._finish(call, "sidecar lost", 480, notify_caller=True)
 
     # --- API-initiated -------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -16,6 +17,7 @@ from sip2uc.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
+from sip2uc_control.app import ControlPlane
 
 from .sidecar_session import SidecarSession, media
 
@@ -268,3 +270,33 @@ async def test_dtmf_reported_by_a_sidecar_shows_in_the_call(channel: grpc.aio.Ch
         inject = await s1.next("inject_dtmf")
         assert (inject.leg_id, inject.digits) == (fork.leg_id, "5")
         await asyncio.sleep(0)  # nothing else pending
+
+
+async def test_a_call_on_a_sidecar_lost_past_its_grace_ends_and_frees_its_users(
+    control: ControlPlane, channel: grpc.aio.Channel
+) -> None:
+    assert control.core is not None
+    await add_user(channel, "201")
+    await add_user(channel, "202")
+    control.core.settings.current = replace(control.core.settings.current, sidecar_grace_seconds=0)
+    async with SidecarSession(channel, "s1") as s1:
+        await s1.register("201", PW, 41001)
+        async with SidecarSession(channel, "s2") as s2:
+            await s2.register("202", PW, 42001)
+            resp = await s1.invite("201", PW, "202", leg_id="A")
+            fork = await s2.next("create_leg")
+            await s2.report(
+                resp.call_id,
+                fork.leg_id,
+                sidecar_pb2.LEG_STATE_ANSWERED,
+                status=200,
+                media=media(32000, ("PCMU", 0)),
+            )
+            await s1.next("answer_leg")
+        # s2 is gone; with no grace the sweeper (every 250 ms) ends the call towards s1.
+        end = await s1.next("end_leg")
+        assert (end.leg_id, end.reason) == ("A", "sidecar lost")
+    calls = calls_pb2_grpc.CallServiceStub(channel)
+    live = await calls.ListCalls(calls_pb2.ListCallsRequest())
+    assert list(live.calls) == []
+    assert (await presence_of(channel, "201")).availability == common_pb2.AVAILABILITY_AVAILABLE
