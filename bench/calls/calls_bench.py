@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sip2uc_media.gc_policy import tune_for_serving
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "bench" / "register"))
@@ -68,6 +70,7 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int)
         )
     )
     await sidecar.start()
+    tune_for_serving()
     assert sidecar.control is not None
     await sidecar.control.wait_up()
     print(json.dumps({"udp": sidecar.listen_addresses[TransportKind.UDP][1]}), flush=True)

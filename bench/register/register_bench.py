@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sip2uc_media.gc_policy import tune_for_serving
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SCENARIO = ROOT / "tests" / "interop" / "sipp" / "register_auth.xml"
@@ -50,6 +52,7 @@ async def serve_control(data_dir: Path) -> None:
         ControlConfig(data_dir=data_dir, grpc_listen="127.0.0.1:0", metrics_listen=None)
     )
     await control.start()
+    tune_for_serving()
     print(json.dumps({"address": control.address, "token": control.token}), flush=True)
     await asyncio.Event().wait()
 
@@ -69,6 +72,7 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, port: int) -> 
         )
     )
     await sidecar.start()
+    tune_for_serving()
     assert sidecar.control is not None
     await sidecar.control.wait_up()
     print(json.dumps({"udp": sidecar.listen_addresses[TransportKind.UDP][1]}), flush=True)

@@ -213,6 +213,7 @@ def up(
     foreground, in one process. Logs where each listens; Ctrl-C or SIGTERM
     stops both cleanly."""
     from sip2uc_control.app import ControlConfig, ControlPlane
+    from sip2uc_media.gc_policy import tune_for_serving
     from sip2uc_media.sidecar import Sidecar, SidecarConfig
 
     state = get_state(ctx)
@@ -258,6 +259,7 @@ def up(
                 )
             )
             await sidecar.start()
+            tune_for_serving()
             started.append(_Stoppable("sidecar", sidecar.stop))
             log.info(
                 "sip2uc up: admin API %s, SIP %s, RTP %d-%d, data in %s",
@@ -367,6 +369,7 @@ def sidecar(
     serves the handsets of its VLAN or site, and stops cleanly on
     Ctrl-C/SIGTERM. While the control plane is unreachable it answers new
     requests with 503 and keeps retrying."""
+    from sip2uc_media.gc_policy import tune_for_serving
     from sip2uc_media.sidecar import Sidecar, SidecarConfig
 
     state = get_state(ctx)
@@ -399,6 +402,7 @@ def sidecar(
         node = Sidecar(config)
         try:
             await node.start()
+            tune_for_serving()
             await stop.wait()
             log.info("stopping")
         finally:
