@@ -78,6 +78,10 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 #: Status for a caller's leg the control plane ended without saying why.
 DEFAULT_END_STATUS = 480
 DEFAULT_RING_TIMEOUT = 60.0
+#: How long a caller's leg waits for an answer, counted from its INVITE: a control plane that
+#: restarted or lost the call never sends the ``EndLegCommand``, and the handset would ring on
+#: while its relay ports stay held (docs/calls.md "Ending").
+DEFAULT_INBOUND_RING_DEADLINE = 180.0
 
 
 def peer_relay_id(leg_id: str) -> str:
@@ -96,6 +100,8 @@ class LegConfig:
     t1: float = 0.5
     t2: float = 4.0
     tone_seconds: float = 1.0
+    #: Seconds from a handset's INVITE to our 408 when nothing answered it.
+    inbound_ring_deadline: float = DEFAULT_INBOUND_RING_DEADLINE
     #: Listening ports of transports whose port differs from ``sip_port`` (TLS on 5061 while
     #: UDP and TCP share 5060), as ("TLS", 5061) pairs.
     transport_ports: tuple[tuple[str, int], ...] = ()
@@ -193,13 +199,16 @@ INBOUND: dict[tuple[enum.Enum, Input], enum.Enum] = {
     **_each((_IS.TRYING,), (_I.REJECT, _I.UNAUTHORIZED), _IS.TERMINATED),
     (_IS.TRYING, _I.FEEDBACK): _IS.ANSWERED,
     (_IS.TRYING, _I.CANCEL): _IS.CANCELLED,
+    # The ring deadline: 408 at once; the Invite RPC's own deadline bounds the wait for the
+    # decision, which then only tells whether the control plane must hear (as after a CANCEL).
+    (_IS.TRYING, _I.RING_TIMEOUT): _IS.CANCELLED,
     # The 487 went out already; the decision only tells whether the control plane must hear.
     **_each(
         (_IS.CANCELLED,), (_I.ROUTING, _I.REJECT, _I.UNAUTHORIZED, _I.FEEDBACK), _IS.TERMINATED
     ),
     **_each((_IS.ROUTING, _IS.EARLY), (_I.PROGRESS,), _IS.EARLY),
     **_each((_IS.ROUTING, _IS.EARLY), (_I.ANSWER,), _IS.ANSWERED),
-    **_each((_IS.ROUTING, _IS.EARLY), (_I.END, _I.CANCEL), _IS.TERMINATED),
+    **_each((_IS.ROUTING, _IS.EARLY), (_I.END, _I.CANCEL, _I.RING_TIMEOUT), _IS.TERMINATED),
     (_IS.ANSWERED, _I.ACK): _IS.CONFIRMED,
     (_IS.ANSWERED, _I.RESEND_2XX): _IS.ANSWERED,
     (_IS.CONFIRMED, _I.RESEND_2XX): _IS.CONFIRMED,
@@ -779,7 +788,7 @@ class InboundLeg(_Leg):
         if not self.invite.body:
             # Offer-less INVITE (RFC 3264 §5): we offer in the 2xx; the answer comes in the ACK.
             self.negotiated = None
-            return [trying, InviteRpc(leg_id=self.leg_id, offer=self._spec())]
+            return [trying, InviteRpc(leg_id=self.leg_id, offer=self._spec()), self._deadline(now)]
         try:
             answer, negotiated = answer_offer(
                 self.invite.body,
@@ -802,7 +811,15 @@ class InboundLeg(_Leg):
             trying,
             self._handset_media(negotiated),
             InviteRpc(leg_id=self.leg_id, offer=self._spec()),
+            self._deadline(now),
         ]
+
+    def _deadline(self, now: float) -> StartTimer:
+        return StartTimer(
+            leg_id=self.leg_id,
+            timer=LegTimer.RING_TIMEOUT,
+            at=now + self.config.inbound_ring_deadline,
+        )
 
     def _reject(self, status: int, reason: str = "", retry_after: int = 0) -> list[Action]:
         extra = (("Retry-After", str(retry_after)),) if retry_after else ()
@@ -875,7 +892,10 @@ class InboundLeg(_Leg):
         )
         sdp = self._answer_sdp or self._offer_sdp(Direction.SENDRECV)
         response = self._respond(self.txn_id, self.invite, 200, body=sdp.serialize()).response
-        return self._start_2xx(self.txn_id, response, now, offered=self._answer_sdp is None)
+        return [
+            CancelTimer(leg_id=self.leg_id, timer=LegTimer.RING_TIMEOUT),
+            *self._start_2xx(self.txn_id, response, now, offered=self._answer_sdp is None),
+        ]
 
     def on_answer_command(
         self, status: int, peer: MediaSpec | None, bridge_leg_id: str, now: float
@@ -939,7 +959,22 @@ class InboundLeg(_Leg):
     def _on_other_timer(self, timer: LegTimer, now: float) -> list[Action]:
         if timer is LegTimer.TONE_END and self._go(Input.TONE_DONE):
             return self._end_confirmed("feedback tone", tell_control=True)
+        if timer is LegTimer.RING_TIMEOUT:
+            return self._on_ring_deadline()
         return []
+
+    def _on_ring_deadline(self) -> list[Action]:
+        """Nothing answered the handset in time: 408 (RFC 3261 §21.4.9) and free the ports.
+
+        The control plane hears it as a ``Cancel``, so a call it still knows ends its forks."""
+        before = self.state
+        if not self._go(Input.RING_TIMEOUT):
+            return []
+        timeout = self._respond(self.txn_id, self.invite, 408)
+        if before is InboundState.TRYING:
+            self._early_commands.clear()
+            return [timeout]  # the decision, when it comes, releases (as after a CANCEL)
+        return [timeout, CancelRpc(leg_id=self.leg_id), *self._release()]
 
 
 class OutboundLeg(_Leg):

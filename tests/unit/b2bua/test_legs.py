@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from sip2uc_media.b2bua.actions import (
@@ -161,7 +162,7 @@ def test_handset_invite_gets_100_relay_media_and_an_invite_rpc_with_the_peer_por
 
     actions = leg.start(0.0)
 
-    assert [type(a) for a in actions] == [SendResponse, RelayUpdate, InviteRpc]
+    assert [type(a) for a in actions] == [SendResponse, RelayUpdate, InviteRpc, StartTimer]
     assert responses(actions) == [(100, b"")]
     assert actions[1] == RelayUpdate(
         relay_leg="LA",
@@ -494,6 +495,124 @@ def test_dtmf_is_reported_on_the_call() -> None:
     leg = confirmed()
 
     assert leg.on_dtmf("5", 3.0) == [ReportLeg(call_id="call-1", leg_id="LA", dtmf_digits="5")]
+
+
+def test_a_handset_invite_arms_the_ring_deadline_180_s_after_it() -> None:
+    leg = inbound()
+
+    actions = leg.start(5.0)
+
+    assert actions[-1] == StartTimer(leg_id="LA", timer=LegTimer.RING_TIMEOUT, at=185.0)
+
+
+def test_an_offerless_invite_arms_the_ring_deadline_too() -> None:
+    leg = inbound(handset_invite(body=""))
+
+    actions = leg.start(5.0)
+
+    assert actions[-1] == StartTimer(leg_id="LA", timer=LegTimer.RING_TIMEOUT, at=185.0)
+
+
+def test_the_ring_deadline_follows_the_configured_seconds() -> None:
+    leg = InboundLeg(
+        "LA",
+        invite=handset_invite(),
+        txn_id=INVITE_TXN,
+        source=PHONE,
+        relay_port=30000,
+        peer_port=30002,
+        config=dataclasses.replace(config(), inbound_ring_deadline=90.0),
+    )
+
+    actions = leg.start(1.0)
+
+    assert actions[-1] == StartTimer(leg_id="LA", timer=LegTimer.RING_TIMEOUT, at=91.0)
+
+
+def test_ring_deadline_while_ringing_sends_408_cancels_the_call_and_frees_the_ports() -> None:
+    leg = routed()
+    leg.on_answer_command(180, None, "", 0.5)
+
+    actions = leg.on_timer(LegTimer.RING_TIMEOUT, 180.0)
+
+    assert responses(actions) == [(408, b"")]
+    assert actions[1:] == [CancelRpc(leg_id="LA"), *RELEASE_LA]
+    assert leg.state is InboundState.TERMINATED
+
+
+def test_ring_deadline_when_the_control_plane_never_rang_sends_408_and_frees_the_ports() -> None:
+    leg = routed()
+
+    actions = leg.on_timer(LegTimer.RING_TIMEOUT, 180.0)
+
+    assert responses(actions) == [(408, b"")]
+    assert actions[1:] == [CancelRpc(leg_id="LA"), *RELEASE_LA]
+
+
+def test_ring_deadline_before_the_routing_decision_sends_408_and_releases_after_it() -> None:
+    leg = inbound()
+    leg.start(0.0)
+
+    first = leg.on_timer(LegTimer.RING_TIMEOUT, 180.0)
+    later = leg.on_invite_result(InviteResult(disposition=Disposition.ROUTING, call_id="c"), 181.0)
+
+    assert responses(first) == [(408, b"")]
+    assert len(first) == 1
+    assert later == [CancelRpc(leg_id="LA"), *RELEASE_LA]
+    assert leg.state is InboundState.TERMINATED
+
+
+def test_commands_queued_before_a_ring_deadline_are_dropped() -> None:
+    leg = inbound()
+    leg.start(0.0)
+    leg.on_answer_command(180, None, "LB", 1.0)
+
+    leg.on_timer(LegTimer.RING_TIMEOUT, 180.0)
+    later = leg.on_invite_result(InviteResult(disposition=Disposition.ROUTING, call_id="c"), 181.0)
+
+    assert later == [CancelRpc(leg_id="LA"), *RELEASE_LA]
+
+
+def test_answering_cancels_the_ring_deadline() -> None:
+    leg = routed()
+
+    actions = leg.on_answer_command(200, None, "LB", 1.0)
+
+    assert CancelTimer(leg_id="LA", timer=LegTimer.RING_TIMEOUT) in actions
+
+
+def test_a_ring_deadline_after_the_answer_changes_nothing() -> None:
+    leg = confirmed()
+
+    actions = leg.on_timer(LegTimer.RING_TIMEOUT, 180.0)
+
+    assert actions == []
+    assert leg.state is InboundState.CONFIRMED
+
+
+def test_a_ring_deadline_after_a_cancel_changes_nothing() -> None:
+    leg = inbound()
+    leg.start(0.0)
+    cancel = request(
+        handset_invite()
+        .serialize()
+        .decode()
+        .replace("INVITE sip", "CANCEL sip", 1)
+        .replace("1 INVITE", "1 CANCEL")
+    )
+    leg.on_cancel(cancel, TransactionId(2), 0.1)
+
+    assert leg.on_timer(LegTimer.RING_TIMEOUT, 180.0) == []
+    assert leg.state is InboundState.CANCELLED
+
+
+def test_a_presence_code_answer_cancels_the_ring_deadline() -> None:
+    leg = inbound()
+    leg.start(0.0)
+
+    actions = leg.on_invite_result(InviteResult(disposition=Disposition.FEEDBACK_TONE), 0.1)
+
+    assert CancelTimer(leg_id="LA", timer=LegTimer.RING_TIMEOUT) in actions
 
 
 # --- the callee's leg ---------------------------------------------------------------------------
