@@ -455,7 +455,9 @@ class _Leg:
         ]
 
     def _handset_media(self, negotiated: Negotiated) -> RelayUpdate:
-        return RelayUpdate(relay_leg=self.leg_id, media=negotiated.leg_media())
+        # RTP latches only onto the SDP's IP or the one the handset signals from (NAT).
+        media = negotiated.leg_media(expected_ip=self.destination.host)
+        return RelayUpdate(relay_leg=self.leg_id, media=media)
 
     def _connect_peer(self, peer: MediaSpec | None, bridge_leg_id: str) -> list[Action]:
         """Point the relay at the other party: a local leg, or another sidecar's relay."""

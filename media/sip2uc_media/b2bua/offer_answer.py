@@ -125,8 +125,10 @@ class Negotiated:
     def codec(self) -> str:
         return G711[self.audio_pt]
 
-    def leg_media(self) -> LegMedia:
+    def leg_media(self, *, expected_ip: str | None = None) -> LegMedia:
+        """The relay's view of the handset; ``expected_ip`` is its SIP source address."""
         return LegMedia(
+            expected_ip=expected_ip,
             remote_rtp=self.remote_rtp,
             remote_rtcp=self.remote_rtcp,
             audio_pt=self.audio_pt,

@@ -114,6 +114,10 @@ class LegMedia:
     telephone_event_pt: int | None = 101
     direction: Direction = Direction.SENDRECV
     ptime_ms: int = 20
+    #: The IP the endpoint's signalling came from (the handset's SIP source address). Behind
+    #: NAT it, not the SDP's private address, is where RTP arrives from; a symmetric leg latches
+    #: only onto this IP or the SDP's (``MediaLeg.accept_source``).
+    expected_ip: str | None = None
 
     def __post_init__(self) -> None:
         if self.audio_pt not in _AUDIO_PTS:
@@ -244,40 +248,58 @@ class MediaLeg:
         if self.session is not None:
             self.session.legs_changed()
 
+    def _vouched_ip(self, ip: str) -> bool:
+        """An IP the signalling names for this endpoint: its SDP address or its SIP source."""
+        media = self.media
+        return (media.remote_rtp is not None and ip == media.remote_rtp[0]) or (
+            ip == media.expected_ip
+        )
+
     def accept_source(self, src: Addr, now: float) -> bool:
         """Symmetric RTP latching: called when ``src`` is not the latched address.
 
-        The first packet latches. Afterwards another source takes over only if it is
-        the address the SDP announced, or if the latched source has been quiet for
-        ``relatch_after`` seconds (a NAT rebinding, a handset that moved); anything else
+        Only the IPs the signalling vouches for (the SDP address, the SIP source address in
+        ``LegMedia.expected_ip``) may latch, on any port: a NAT picks the port. Whoever else
+        sprays the port would otherwise capture the stream ("RTP bleed"), before the first
+        packet or whenever the endpoint pauses. Once latched, the exact SDP address takes over
+        at once; another port of the latched IP (or of a vouched IP) only after the latched
+        source has been quiet for ``relatch_after`` seconds (a NAT rebinding). Anything else
         is a stray or an injection attempt and is dropped.
         """
         if not self.symmetric:
             return src == self.media.remote_rtp
-        if (
-            self.latched is None
-            or src == self.media.remote_rtp
-            or self.last_rx is None
-            or now - self.last_rx >= self.relatch_after
-        ):
+        latched = self.latched
+        ip = src[0]
+        if latched is None:
+            ok = self._vouched_ip(ip)
+        else:
+            ok = src == self.media.remote_rtp or (
+                (ip == latched[0] or self._vouched_ip(ip))
+                and (self.last_rx is None or now - self.last_rx >= self.relatch_after)
+            )
+        if ok:
             self.latched = src
             self._rtp_dest = src
-            return True
-        return False
+        return ok
 
     def accept_rtcp_source(self, src: Addr, now: float) -> bool:
+        """RTCP latches like RTP, and at once to the IP RTP latched onto (RFC 3550 §11: the
+        RTCP port is its own NAT mapping, not always RTP's port + 1)."""
         if not self.symmetric:
             return src == self.media.rtcp_address
-        if (
-            self.rtcp_latched is None
-            or src == self.media.rtcp_address
-            or self.last_rx is None
-            or now - self.last_rx >= self.relatch_after
-            or (self.latched is not None and src[0] == self.latched[0])
-        ):
+        ip = src[0]
+        rtcp_latched = self.rtcp_latched
+        if src == self.media.rtcp_address or (self.latched is not None and ip == self.latched[0]):
+            ok = True
+        elif rtcp_latched is None:
+            ok = self._vouched_ip(ip)
+        else:
+            ok = (ip == rtcp_latched[0] or self._vouched_ip(ip)) and (
+                self.last_rx is None or now - self.last_rx >= self.relatch_after
+            )
+        if ok:
             self.rtcp_latched = src
-            return True
-        return False
+        return ok
 
     def stats(self) -> LegStats:
         return LegStats(

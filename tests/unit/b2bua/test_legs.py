@@ -166,7 +166,12 @@ def test_handset_invite_gets_100_relay_media_and_an_invite_rpc_with_the_peer_por
     assert responses(actions) == [(100, b"")]
     assert actions[1] == RelayUpdate(
         relay_leg="LA",
-        media=LegMedia(remote_rtp=("192.0.2.10", 4000), audio_pt=8, telephone_event_pt=101),
+        media=LegMedia(
+            remote_rtp=("192.0.2.10", 4000),
+            audio_pt=8,
+            telephone_event_pt=101,
+            expected_ip="192.0.2.10",
+        ),
     )
     assert actions[2] == InviteRpc(
         leg_id="LA",
@@ -424,6 +429,7 @@ def test_hold_reinvite_is_answered_recvonly_and_reported() -> None:
             audio_pt=8,
             telephone_event_pt=101,
             direction=Direction.SENDONLY,
+            expected_ip="192.0.2.10",
         ),
     )
     assert actions[1] == ReportLeg(call_id="call-1", leg_id="LA", direction=Direction.SENDONLY)
@@ -713,7 +719,12 @@ def test_ringing_then_answer_is_acked_and_reported_with_the_handsets_law_first()
     assert (
         RelayUpdate(
             relay_leg="LB",
-            media=LegMedia(remote_rtp=("192.0.2.10", 4000), audio_pt=8, telephone_event_pt=101),
+            media=LegMedia(
+                remote_rtp=("192.0.2.10", 4000),
+                audio_pt=8,
+                telephone_event_pt=101,
+                expected_ip="192.0.2.20",  # the callee's SIP address, not its SDP's
+            ),
         )
         in answer
     )

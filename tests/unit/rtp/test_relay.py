@@ -16,10 +16,13 @@ from sip2uc_media.rtp.relay import (
 
 A_SDP = ("10.0.0.1", 4000)
 B_SDP = ("10.0.0.2", 5000)
-A_NAT = ("192.0.2.9", 30000)
+A_NAT = ("192.0.2.9", 30000)  # where the handset's SIP (and so its RTP) comes from
+A_REBOUND = ("192.0.2.9", 31000)  # the same NAT after a rebinding
+FOREIGN = ("198.51.100.1", 1234)
 A_TO_B = StreamOrigin(ssrc=0xA0A0A0A0, seq=1000, timestamp=50000)
 B_TO_A = StreamOrigin(ssrc=0xB0B0B0B0, seq=2000, timestamp=90000)
 PAYLOAD = bytes(range(160))
+RECEIVER_REPORT = bytes.fromhex("80c9000101020304")  # RFC 3550 §6.4.2, no report blocks
 
 
 def rtp(
@@ -49,7 +52,7 @@ def make(
     a = MediaLeg(
         "a",
         20000,
-        media=a_media or LegMedia(remote_rtp=A_SDP, audio_pt=0),
+        media=a_media or LegMedia(remote_rtp=A_SDP, audio_pt=0, expected_ip=A_NAT[0]),
         symmetric=symmetric,
         relatch_after=relatch_after,
     )
@@ -94,19 +97,103 @@ def test_first_packet_latches_the_real_source_for_the_reverse_direction() -> Non
 def test_other_source_is_dropped_while_the_latched_one_is_active() -> None:
     s, a, _ = make()
     s.on_rtp(0, rtp(0, 7, 1600), A_NAT, 0.0)
-    assert s.on_rtp(0, rtp(0, 8, 1760), ("198.51.100.1", 1234), 0.5) == ()
+    assert s.on_rtp(0, rtp(0, 8, 1760), A_REBOUND, 0.5) == ()
     assert a.drops["foreign_source"] == 1
     assert a.latched == A_NAT
 
 
-def test_relatches_after_the_quiet_time_or_to_the_sdp_address() -> None:
-    s, a, _ = make(relatch_after=2.0)
+def test_a_foreign_ip_before_the_first_packet_is_dropped_and_counted() -> None:
+    s, a, b = make()
+
+    out = s.on_rtp(0, rtp(0, 7, 1600), FOREIGN, 0.0)
+
+    assert out == ()
+    assert a.drops["foreign_source"] == 1
+    assert (a.latched, a.last_rx, b.tx_packets) == (None, None, 0)
+
+
+def test_the_sip_source_ip_latches_on_any_port() -> None:
+    s, a, _ = make()
+
+    out = s.on_rtp(0, rtp(0, 7, 1600), ("192.0.2.9", 41234), 0.0)
+
+    assert [dest for _, dest in out] == [B_SDP]
+    assert a.latched == ("192.0.2.9", 41234)
+    assert a.rtp_destination == ("192.0.2.9", 41234)
+
+
+def test_the_sdp_ip_latches_on_any_port() -> None:
+    s, a, _ = make(a_media=LegMedia(remote_rtp=A_SDP, audio_pt=0))
+
+    assert s.on_rtp(0, rtp(0, 7, 1600), ("10.0.0.1", 4002), 0.0) != ()
+    assert a.latched == ("10.0.0.1", 4002)
+
+
+def test_a_leg_with_no_known_address_latches_nothing() -> None:
+    s, a, _ = make(a_media=LegMedia(audio_pt=0))
+
+    assert s.on_rtp(0, rtp(0, 7, 1600), A_NAT, 0.0) == ()
+    assert a.drops["foreign_source"] == 1
+
+
+def test_the_sdp_address_takes_over_at_once() -> None:
+    s, a, _ = make()
     s.on_rtp(0, rtp(0, 7, 1600), A_NAT, 0.0)
+
     assert s.on_rtp(0, rtp(0, 8, 1760), A_SDP, 0.1) != ()
     assert a.latched == A_SDP
-    other = ("198.51.100.1", 1234)
-    assert s.on_rtp(0, rtp(0, 9, 1920), other, 2.2) != ()
-    assert a.latched == other
+
+
+def test_a_new_port_of_the_same_ip_relatches_after_the_quiet_time() -> None:
+    s, a, _ = make(relatch_after=2.0)
+    s.on_rtp(0, rtp(0, 7, 1600), A_NAT, 0.0)
+
+    early = s.on_rtp(0, rtp(0, 8, 1760), A_REBOUND, 1.9)
+    late = s.on_rtp(0, rtp(0, 8, 1760), A_REBOUND, 2.0)
+
+    assert early == ()
+    assert [dest for _, dest in late] == [B_SDP]
+    assert a.latched == A_REBOUND
+    assert a.rtp_destination == A_REBOUND
+    assert a.drops["foreign_source"] == 1
+
+
+def test_a_foreign_ip_never_relatches_even_after_the_quiet_time() -> None:
+    s, a, b = make(relatch_after=2.0)
+    s.on_rtp(0, rtp(0, 7, 1600), A_NAT, 0.0)
+
+    outs = [s.on_rtp(0, rtp(0, 8 + i, 1760), FOREIGN, t) for i, t in enumerate((2.0, 60.0))]
+
+    assert outs == [(), ()]
+    assert a.drops["foreign_source"] == 2
+    assert a.latched == A_NAT
+    assert b.tx_packets == 1
+
+
+def test_a_foreign_ip_cannot_steer_the_reverse_stream_after_the_quiet_time() -> None:
+    s, _, _ = make(relatch_after=2.0)
+    s.on_rtp(0, rtp(0, 7, 1600), A_NAT, 0.0)
+    s.on_rtp(0, rtp(0, 8, 1760), FOREIGN, 10.0)
+
+    ((_, dest),) = s.on_rtp(1, rtp(8, 1, 160, ssrc=0x99), B_SDP, 10.01)
+
+    assert dest == A_NAT
+
+
+def test_a_foreign_ip_cannot_take_the_rtcp_port() -> None:
+    s, a, _ = make()
+
+    assert s.on_rtcp(0, RECEIVER_REPORT, ("198.51.100.1", 1235), 0.0) == ()
+    assert a.drops["foreign_source"] == 1
+    assert a.rtcp_latched is None
+
+
+def test_rtcp_from_the_sip_source_ip_latches_its_own_port() -> None:
+    s, a, _ = make()
+
+    s.on_rtcp(0, RECEIVER_REPORT, ("192.0.2.9", 30001), 0.0)
+
+    assert a.rtcp_latched == ("192.0.2.9", 30001)
 
 
 def test_remote_relay_leg_accepts_only_its_configured_address() -> None:
