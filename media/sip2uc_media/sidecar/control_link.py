@@ -389,6 +389,8 @@ class _StreamReply(Protocol):
 
 CallT = TypeVar("CallT", bound=_StreamCall)
 ReplyT = TypeVar("ReplyT", bound=_StreamReply)
+#: Completes one streamed call: (reply, None) or (None, the error a unary call would raise).
+Resolver = Callable[[ReplyT | None, Exception | None], None]
 
 
 def _status_name(code: int) -> str:
@@ -422,8 +424,8 @@ class BatchedStream(Generic[CallT, ReplyT]):
         self._timeout = timeout
         self._batch = batch
         self._replies = replies
-        # correlation id -> (future, deadline, method); ids grow, so the oldest calls come first.
-        self._pending: dict[int, tuple[asyncio.Future[ReplyT], float, str]] = {}
+        # correlation id -> (resolve, deadline, method); ids grow, so the oldest calls come first.
+        self._pending: dict[int, tuple[Resolver[ReplyT], float, str]] = {}
         self._outbox: list[CallT] = []
         self._wake = asyncio.Event()
         self._next_id = 1
@@ -437,6 +439,27 @@ class BatchedStream(Generic[CallT, ReplyT]):
         """Send `message` (its correlation id and trace context are filled in here) and wait for
         its reply; a reply with an error code raises ControlUnavailableError like the unary call.
         """
+        future: asyncio.Future[ReplyT] = self._loop.create_future()
+
+        def resolve(reply: ReplyT | None, error: Exception | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(reply)  # type: ignore[arg-type]
+
+        correlation_id = self.submit(message, method, resolve)
+        try:
+            return await future
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    def submit(self, message: CallT, method: str, resolve: Resolver[ReplyT]) -> int:
+        """Queue `message` and call `resolve(reply, None)` or `resolve(None, error)` exactly once,
+        from the reader (or the deadline sweep), without a task waiting per call. The trace
+        context is taken from the caller's current context. Returns the correlation id.
+        """
         if self.closed:
             raise (
                 _StreamUnsupportedError
@@ -445,8 +468,7 @@ class BatchedStream(Generic[CallT, ReplyT]):
             )
         correlation_id = self._next_id
         self._next_id += 1
-        future: asyncio.Future[ReplyT] = self._loop.create_future()
-        self._pending[correlation_id] = (future, self._loop.time() + self._timeout, method)
+        self._pending[correlation_id] = (resolve, self._loop.time() + self._timeout, method)
         message.correlation_id = correlation_id
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
@@ -457,13 +479,16 @@ class BatchedStream(Generic[CallT, ReplyT]):
         self._wake.set()
         if self._sweep is None:
             self._sweep = self._loop.call_later(self._timeout / 4, self._expire)
+        return correlation_id
+
+    def _resolve(
+        self, resolve: Resolver[ReplyT], reply: ReplyT | None, error: Exception | None
+    ) -> None:
+        # A resolver that raises must not stop the reader, the sweep or the others.
         try:
-            reply = await future
-        finally:
-            self._pending.pop(correlation_id, None)
-        if reply.error_code:
-            raise _CallFailedError(method, reply.error_code)
-        return reply
+            resolve(reply, error)
+        except Exception:
+            _log.exception("%s reply handler failed", self._name)
 
     def _expire(self) -> None:
         self._sweep = None
@@ -471,12 +496,13 @@ class BatchedStream(Generic[CallT, ReplyT]):
         pending = self._pending
         while pending:
             correlation_id = next(iter(pending))
-            future, deadline, method = pending[correlation_id]
+            resolve, deadline, method = pending[correlation_id]
             if deadline > now:
                 break
             del pending[correlation_id]
-            if not future.done():
-                future.set_exception(ControlUnavailableError(f"{method} failed: DEADLINE_EXCEEDED"))
+            self._resolve(
+                resolve, None, ControlUnavailableError(f"{method} failed: DEADLINE_EXCEEDED")
+            )
         if pending:
             self._sweep = self._loop.call_later(self._timeout / 4, self._expire)
 
@@ -501,11 +527,15 @@ class BatchedStream(Generic[CallT, ReplyT]):
                 message = await self._call.read()
                 if message is grpc.aio.EOF:  # type: ignore[attr-defined]
                     break
+                pending = self._pending
                 for reply in self._replies(message):
-                    entry = self._pending.get(reply.correlation_id)
-                    if entry is None or entry[0].done():
+                    entry = pending.pop(reply.correlation_id, None)
+                    if entry is None:
                         continue  # answered after its deadline
-                    entry[0].set_result(reply)
+                    if reply.error_code:
+                        self._resolve(entry[0], None, _CallFailedError(entry[2], reply.error_code))
+                    else:
+                        self._resolve(entry[0], reply, None)
         except grpc.aio.AioRpcError as exc:
             if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
                 self.unsupported = True
@@ -523,10 +553,9 @@ class BatchedStream(Generic[CallT, ReplyT]):
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        for future, _deadline, _method in self._pending.values():
-            if not future.done():
-                future.set_exception(error)
-        self._pending.clear()
+        pending, self._pending = self._pending, {}
+        for resolve, _deadline, _method in pending.values():
+            self._resolve(resolve, None, error)
 
     async def close(self) -> None:
         self._call.cancel()
@@ -612,6 +641,7 @@ class ControlLink:
         self.settings = EdgeSettings()
         self.connects = 0
         self._register_stream: RegisterStream | None = None
+        self._register_tasks: set[asyncio.Task[None]] = set()
         self._call_stream: CallStream | None = None
         self._closing: set[asyncio.Task[None]] = set()
         # Cleared for the rest of a session when the control plane lacks the stream RPC.
@@ -814,6 +844,67 @@ class ControlLink:
         except grpc.aio.AioRpcError as exc:
             raise ControlUnavailableError(f"Register failed: {exc.code().name}") from exc
         return register_result(response)
+
+    def register_then(
+        self,
+        attempt: RegisterAttempt,
+        origin: Origin,
+        done: Callable[[RegisterResult | None, ControlUnavailableError | None], None],
+    ) -> None:
+        """`register` without a task per call: `done(result, None)` or `done(None, error)` is
+        called once, from the stream's reader when the reply arrives. Falls back to `register`
+        in a task when the control plane has no RegisterStream.
+        """
+        if not self._up or self._stub is None:
+            done(None, ControlUnavailableError("control plane link is down"))
+            return
+        if self._stream_supported:
+            stream = self._register_stream
+            if stream is None or stream.closed:
+                stream = self._register_stream = open_register_stream(
+                    self._stub, self._metadata, self._rpc_timeout
+                )
+
+            def resolve(reply: sidecar_pb2.RegisterReply | None, error: Exception | None) -> None:
+                if reply is not None:
+                    done(register_result(reply.response), None)
+                elif isinstance(error, _StreamUnsupportedError):
+                    self._stream_supported = False
+                    self._register_in_task(attempt, origin, done)
+                elif isinstance(error, ControlUnavailableError):
+                    done(None, error)
+                else:
+                    done(None, ControlUnavailableError(f"Register failed: {error!r}"))
+
+            try:
+                stream.submit(
+                    sidecar_pb2.RegisterCall(request=register_request(attempt, origin)),
+                    "Register",
+                    resolve,
+                )
+                return
+            except _StreamUnsupportedError:
+                _log.info("control plane has no RegisterStream; using unary Register calls")
+                self._stream_supported = False
+        self._register_in_task(attempt, origin, done)
+
+    def _register_in_task(
+        self,
+        attempt: RegisterAttempt,
+        origin: Origin,
+        done: Callable[[RegisterResult | None, ControlUnavailableError | None], None],
+    ) -> None:
+        async def run() -> None:
+            try:
+                result = await self.register(attempt, origin)
+            except ControlUnavailableError as exc:
+                done(None, exc)
+                return
+            done(result, None)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._register_tasks.add(task)
+        task.add_done_callback(self._register_tasks.discard)
 
     def _calls(self) -> CallStream | None:
         """The call stream, opened on first use; None when the control plane lacks it."""

@@ -60,7 +60,7 @@ from .registrar import (
 )
 from .telemetry import EdgeMetrics, tracer
 
-__all__ = ["ALLOW", "ControlBackend", "SipEdge"]
+__all__ = ["ALLOW", "CallbackControlBackend", "ControlBackend", "RegisterDone", "SipEdge"]
 
 _log = logging.getLogger(__name__)
 
@@ -81,6 +81,19 @@ class ControlBackend(Protocol):
     def up(self) -> bool: ...
 
     async def register(self, attempt: RegisterAttempt, origin: Origin) -> RegisterResult: ...
+
+
+RegisterDone = Callable[[RegisterResult | None, ControlUnavailableError | None], None]
+
+
+class CallbackControlBackend(ControlBackend, Protocol):
+    """A control link that can answer a REGISTER through a callback instead of an awaited call:
+    at a few thousand registrations a second, a task per REGISTER is a sizeable share of the
+    sidecar's CPU."""
+
+    def register_then(
+        self, attempt: RegisterAttempt, origin: Origin, done: RegisterDone
+    ) -> None: ...
 
 
 Sender = Callable[[bytes, Destination], bool]
@@ -108,6 +121,9 @@ class SipEdge:
         self.name = name
         self.registrar = registrar
         self._control = control
+        self._register_then: Callable[[RegisterAttempt, Origin, RegisterDone], None] | None = (
+            getattr(control, "register_then", None)
+        )
         self._send = send
         self._clock = clock
         self._wall = wall_clock
@@ -307,8 +323,22 @@ class SipEdge:
                 user_agent=request.headers.get("User-Agent") or "",
                 call_id=request.call_id,
             )
-            # The task copies the current context, so the RPC span becomes this span's child.
-            self._spawn(self._register_rpc(txn_id, request, source, verdict, origin, span))
+            register_then = self._register_then
+            if register_then is None:
+                # The task copies the current context, so the RPC span becomes this span's child.
+                self._spawn(self._register_rpc(txn_id, request, source, verdict, origin, span))
+                return
+
+            def done(result: RegisterResult | None, error: ControlUnavailableError | None) -> None:
+                try:
+                    self._register_done(txn_id, request, source, span, result, error)
+                except Exception as exc:
+                    self._internal_error(exc)
+                finally:
+                    span.end()
+
+            # Called inside the span, so the streamed call carries this span's trace context.
+            register_then(verdict, origin, done)
 
     async def _register_rpc(
         self,
@@ -323,23 +353,35 @@ class SipEdge:
             try:
                 result = await self._control.register(attempt, origin)
             except ControlUnavailableError as exc:
-                span.add_event("control unavailable", {"error": str(exc)})
-                self._unavailable(txn_id, request)
-                self._flush()
+                self._register_done(txn_id, request, source, span, None, exc)
                 return
-            response = self.registrar.complete(
-                request, result, source.host, self._wall(), self._wall()
-            )
-            self.metrics.register_outcomes.add(1, {"outcome": result.outcome.value})
-            if result.outcome is RegisterOutcome.UNAUTHORIZED:
-                self._auth_failure(source.host)
-            span.set_attribute("sip.status_code", response.status)
-            self._respond(txn_id, response)
-            self._flush()
+            self._register_done(txn_id, request, source, span, result, None)
         except Exception as exc:
             self._internal_error(exc)
         finally:
             span.end()
+
+    def _register_done(
+        self,
+        txn_id: TransactionId,
+        request: SipRequest,
+        source: Destination,
+        span: trace.Span,
+        result: RegisterResult | None,
+        error: ControlUnavailableError | None,
+    ) -> None:
+        if result is None:
+            span.add_event("control unavailable", {"error": str(error)})
+            self._unavailable(txn_id, request)
+            self._flush()
+            return
+        response = self.registrar.complete(request, result, source.host, self._wall(), self._wall())
+        self.metrics.register_outcomes.add(1, {"outcome": result.outcome.value})
+        if result.outcome is RegisterOutcome.UNAUTHORIZED:
+            self._auth_failure(source.host)
+        span.set_attribute("sip.status_code", response.status)
+        self._respond(txn_id, response)
+        self._flush()
 
     def _rejected(
         self, txn_id: TransactionId, request: SipRequest, source: Destination, rejection: Rejection

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from sip2uc_media.sidecar.control_link import ControlUnavailableError
-from sip2uc_media.sidecar.dispatch import SipEdge
+from sip2uc_media.sidecar.dispatch import RegisterDone, SipEdge
 from sip2uc_media.sidecar.protection import BanList, BanPolicy, NetworkAllowList
 from sip2uc_media.sidecar.registrar import (
     ContactSpec,
@@ -49,12 +49,35 @@ class FakeControl:
         )
 
 
+class CallbackControl(FakeControl):
+    """A control link answering through `register_then`; the test calls `answer` to reply."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[RegisterDone] = []
+
+    def register_then(self, attempt: RegisterAttempt, origin: Origin, done: RegisterDone) -> None:
+        self.calls.append((attempt, origin))
+        self.waiting.append(done)
+
+    def answer(self, outcome: RegisterOutcome | None) -> None:
+        attempt, _origin = self.calls[len(self.calls) - len(self.waiting)]
+        done = self.waiting.pop(0)
+        if outcome is None:
+            done(None, ControlUnavailableError("deadline"))
+            return
+        bindings = tuple(ContactSpec(c.uri, c.expires) for c in attempt.contacts)
+        done(RegisterResult(outcome=outcome, bindings=bindings), None)
+
+
 class Harness:
-    def __init__(self, *, threshold: int = 10, allow: list[str] | None = None) -> None:
+    def __init__(
+        self, *, threshold: int = 10, allow: list[str] | None = None, callbacks: bool = False
+    ) -> None:
         self.now = 1000.0
         self.sent: list[tuple[bytes, Destination]] = []
         self.direct: list[bytes] = []
-        self.control = FakeControl()
+        self.control = CallbackControl() if callbacks else FakeControl()
         self.edge = SipEdge(
             name="unit",
             registrar=Registrar(
@@ -159,6 +182,41 @@ async def test_an_authorized_register_calls_the_control_plane_once_and_answers_2
     assert origin == Origin("unit", "192.0.2.10", 5062, TransportKind.UDP, "", "edge-test")
     assert attempt.contacts == (ContactSpec("sip:alice@192.0.2.10:5062", 600),)
     assert h.sent[-1][1] == Destination(transport="UDP", host="192.0.2.10", port=5062)
+
+
+async def test_a_callback_control_link_answers_200_without_a_task_per_register() -> None:
+    h = Harness(callbacks=True)
+    assert isinstance(h.control, CallbackControl)
+    h.deliver(authorized(h))
+    assert [r.status for r in h.responses()] == [401]
+
+    h.control.answer(RegisterOutcome.OK)
+
+    assert [r.status for r in h.responses()] == [401, 200]
+    assert h.responses()[-1].headers.get("Contact") == "<sip:alice@192.0.2.10:5062>;expires=600"
+    assert not h.edge._tasks
+
+
+async def test_a_callback_control_link_error_answers_503() -> None:
+    h = Harness(callbacks=True)
+    assert isinstance(h.control, CallbackControl)
+    h.deliver(authorized(h))
+
+    h.control.answer(None)
+
+    final = h.responses()[-1]
+    assert (final.status, final.headers.get("Retry-After")) == (503, "7")
+
+
+async def test_unauthorized_callback_answers_ban_the_source_at_the_threshold() -> None:
+    h = Harness(threshold=2, callbacks=True)
+    assert isinstance(h.control, CallbackControl)
+    for n in range(2):
+        h.deliver(authorized(h, branch=f"z9hG4bKa{n}", challenge_branch=f"z9hG4bKc{n}"))
+        h.control.answer(RegisterOutcome.UNAUTHORIZED)
+
+    assert [r.status for r in h.responses()] == [401, 401, 401, 401]
+    assert h.edge.bans.is_banned("192.0.2.10", h.now)
 
 
 async def test_a_retransmission_during_the_rpc_is_absorbed_and_the_answer_sent_once() -> None:

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from sip2uc.v1 import sidecar_pb2
 from sip2uc_media.sidecar.control_link import ControlLink, ControlUnavailableError, HelloInfo
-from sip2uc_media.sidecar.registrar import ContactSpec, Origin, RegisterAttempt, RegisterOutcome
+from sip2uc_media.sidecar.registrar import (
+    ContactSpec,
+    Origin,
+    RegisterAttempt,
+    RegisterOutcome,
+    RegisterResult,
+)
 from sip2uc_media.sip.digest import Algorithm, Credentials, compute_ha1, compute_response
 from sip2uc_media.transport.base import TransportKind
 
@@ -201,3 +207,86 @@ async def test_pending_streamed_registers_fail_when_the_link_stops() -> None:
 def _md5_response(user: str, password: str, nonce: str, uri: str) -> str:
     ha1 = compute_ha1(Algorithm.MD5, user, REALM, password)
     return compute_response(Algorithm.MD5, ha1, nonce=nonce, method="REGISTER", uri=uri)
+
+
+class Answers:
+    """Collects what `register_then` hands its callback, and wakes the test on the first."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[RegisterResult | None, ControlUnavailableError | None]] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(
+        self, result: RegisterResult | None, error: ControlUnavailableError | None
+    ) -> None:
+        self.got.append((result, error))
+        self.arrived.set()
+
+
+async def test_register_then_answers_through_its_callback_from_the_stream() -> None:
+    fake = StreamingControl({})
+    fake.outcome_override = sidecar_pb2.RegisterResponse(
+        outcome=sidecar_pb2.REGISTER_OUTCOME_INTERVAL_TOO_BRIEF, min_expires=90
+    )
+    server, control = await started(fake)
+    answers = Answers()
+    try:
+        control.register_then(attempt("u0", 30), ORIGIN, answers)
+        await asyncio.wait_for(answers.arrived.wait(), 5)
+    finally:
+        await control.stop()
+        await server.stop(None)
+
+    [(result, error)] = answers.got
+    assert error is None
+    assert result is not None
+    assert (result.outcome, result.min_expires) == (RegisterOutcome.INTERVAL_TOO_BRIEF, 90)
+    assert [len(m.calls) for m in fake.stream_messages] == [1]
+
+
+async def test_register_then_reports_the_deadline_to_its_callback() -> None:
+    fake = StreamingControl({}, answer=False)
+    server, control = await started(fake, rpc_timeout=0.2)
+    answers = Answers()
+    try:
+        control.register_then(attempt("u0", 60), ORIGIN, answers)
+        await asyncio.wait_for(answers.arrived.wait(), 5)
+    finally:
+        await control.stop()
+        await server.stop(None)
+
+    [(result, error)] = answers.got
+    assert result is None
+    assert "DEADLINE_EXCEEDED" in str(error)
+
+
+async def test_register_then_falls_back_to_unary_calls_without_the_stream() -> None:
+    fake = FakeControl({})
+    fake.outcome_override = sidecar_pb2.RegisterResponse(
+        outcome=sidecar_pb2.REGISTER_OUTCOME_FORBIDDEN, reason="No"
+    )
+    server, control = await started(fake)
+    answers = Answers()
+    try:
+        control.register_then(attempt("u0", 60), ORIGIN, answers)
+        await asyncio.wait_for(answers.arrived.wait(), 5)
+    finally:
+        await control.stop()
+        await server.stop(None)
+
+    [(result, error)] = answers.got
+    assert error is None
+    assert result is not None
+    assert (result.outcome, result.reason) == (RegisterOutcome.FORBIDDEN, "No")
+    assert [c.aor for c in fake.register_calls] == ["sip:u0@example.net"]
+
+
+async def test_register_then_on_a_down_link_answers_at_once_with_an_error() -> None:
+    control = ControlLink(
+        "127.0.0.1:1", token=None, hello=lambda: HELLO, on_settings=lambda _settings: None
+    )
+    answers = Answers()
+
+    control.register_then(attempt("u0", 60), ORIGIN, answers)
+
+    assert [(r, str(e)) for r, e in answers.got] == [(None, "control plane link is down")]
