@@ -212,8 +212,40 @@ def _skip_lws(text: str, pos: int) -> int:
     return pos if match is None else match.end()
 
 
+_TCHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# The common shape of one auth-param: a token name, a token or escape-free quoted value, and a
+# comma or the end. Anything else (quoted-pairs, empty list elements, trailing LWS, errors) goes
+# to the general scanner, which gives the same result or the error.
+_SIMPLE_SCHEME_RE = re.compile(r"[Dd][Ii][Gg][Ee][Ss][Tt] +")
+_SIMPLE_PARAM_RE = re.compile(rf'[ \t]*({_TCHAR})=(?:"([^"\\\r\n]*)"|({_TCHAR}))[ \t]*(?:,|\Z)')
+
+
 def _parse_auth_params(value: str, what: str) -> dict[str, str]:
     """Split ``Digest a=b, c="d"`` into lowercase names and unquoted values (RFC 7235 §2.1)."""
+    match = _SIMPLE_SCHEME_RE.match(value)
+    if match is not None:
+        params: dict[str, str] = {}
+        pos = match.end()
+        end = len(value)
+        param = _SIMPLE_PARAM_RE.match
+        while pos < end:
+            found = param(value, pos)
+            if found is None:
+                break
+            name = found.group(1).lower()
+            if name in params:
+                break
+            quoted = found.group(2)
+            params[name] = quoted if quoted is not None else found.group(3)
+            pos = found.end()
+        else:
+            if params and value[-1] != ",":
+                return params
+    return _scan_auth_params(value, what)
+
+
+def _scan_auth_params(value: str, what: str) -> dict[str, str]:
+    """The general auth-param scanner behind `_parse_auth_params`' fast path."""
     pos = _skip_lws(value, 0)
     match = _TOKEN_RE.match(value, pos)
     if match is None:
