@@ -163,6 +163,9 @@ class Registrar:
         self._counts = counts
         self._tag_secret = tag_secret
         self.policy = policy or RegistrarPolicy()
+        # The Date header (RFC 3261 §20.17) has one-second resolution: format it once a second.
+        self._date_second = -1
+        self._date_text = ""
 
     def tag_for(self, request: SipRequest) -> str:
         return to_tag_for(self._tag_secret, request)
@@ -273,7 +276,7 @@ class Registrar:
         outcome = result.outcome
         if outcome is RegisterOutcome.OK:
             headers = [("Contact", _binding_value(b)) for b in result.bindings]
-            headers.append(("Date", formatdate(wall, usegmt=True)))
+            headers.append(("Date", self._date(wall)))
             return self._reply(request, 200, None, headers)
         if outcome is RegisterOutcome.UNAUTHORIZED:
             return self.challenge(request, source_host, now)
@@ -285,6 +288,13 @@ class Registrar:
             # RFC 3261 §10.3 step 7 only says the request fails: 400 names the client's fault.
             return self._reply(request, 400, "Out-of-order CSeq")
         return self._reply(request, 403, result.reason or None)
+
+    def _date(self, wall: float) -> str:
+        second = int(wall)
+        if second != self._date_second:
+            self._date_second = second
+            self._date_text = formatdate(second, usegmt=True)
+        return self._date_text
 
     def challenge(
         self, request: SipRequest, source_host: str, now: float, *, stale: bool = False

@@ -233,6 +233,23 @@ def test_ok_outcome_answers_200_with_each_binding_and_a_date() -> None:
     assert response.headers.get("Date") == "Thu, 01 Jan 1970 00:00:00 GMT"
 
 
+def test_the_date_header_follows_the_wall_clock_second_by_second() -> None:
+    reg = registrar()
+    result = RegisterResult(outcome=RegisterOutcome.OK)
+
+    dates = [
+        reg.complete(register(), result, SOURCE, NOW, wall).headers.get("Date")
+        for wall in (1_700_000_000.2, 1_700_000_000.9, 1_700_000_001.0, 1_700_000_000.5)
+    ]
+
+    assert dates == [
+        "Tue, 14 Nov 2023 22:13:20 GMT",
+        "Tue, 14 Nov 2023 22:13:20 GMT",
+        "Tue, 14 Nov 2023 22:13:21 GMT",
+        "Tue, 14 Nov 2023 22:13:20 GMT",
+    ]
+
+
 def test_interval_too_brief_answers_423_with_min_expires() -> None:
     result = RegisterResult(outcome=RegisterOutcome.INTERVAL_TOO_BRIEF, min_expires=60)
 
