@@ -683,6 +683,9 @@ class ControlLink:
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
+        if self._register_tasks:
+            # Unary fallbacks end with the channel (their callbacks answer 503).
+            await asyncio.gather(*self._register_tasks, return_exceptions=True)
 
     def _set_down(self) -> None:
         if self._up:
@@ -899,6 +902,10 @@ class ControlLink:
                 result = await self.register(attempt, origin)
             except ControlUnavailableError as exc:
                 done(None, exc)
+                return
+            except Exception as exc:
+                # The REGISTER is answered 503 rather than left to time out.
+                done(None, ControlUnavailableError(f"Register failed: {exc!r}"))
                 return
             done(result, None)
 
