@@ -87,6 +87,22 @@ def run_server(argv: list[str]) -> None:
     asyncio.run(serve_sidecar(argv[0], argv[1], Path(argv[2]), int(argv[3])))
 
 
+async def set_channel_limit(address: str, token: str, limit: int) -> None:
+    """Raise the legs-per-sidecar limit through AdminService, as an administrator would."""
+    import grpc
+    from google.protobuf import field_mask_pb2
+    from sip2uc.v1 import admin_pb2, admin_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        await admin_pb2_grpc.AdminServiceStub(channel).UpdateSettings(
+            admin_pb2.UpdateSettingsRequest(
+                settings=admin_pb2.Settings(default_channel_limit=limit),
+                update_mask=field_mask_pb2.FieldMask(paths=["default_channel_limit"]),
+            ),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
+
+
 def spawn_sidecar(
     address: str, token: str, data_dir: Path, capacity: int, log: Path
 ) -> tuple[subprocess.Popen[str], int]:
@@ -323,6 +339,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--hold-ms", type=int, default=1000)
     parser.add_argument("--capacity", type=int, default=10000, help="sidecar channel limit")
+    parser.add_argument(
+        "--channel-limit",
+        type=int,
+        default=0,
+        help="set the control plane's default_channel_limit (legs per sidecar) before the run; "
+        "0 keeps the server default (1000)",
+    )
     parser.add_argument("--kamailio", action="store_true", help="measure the reference instead")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -358,6 +381,11 @@ def main() -> None:
                 )
             )
             print(f"created {2 * args.pairs} users in {took:.1f} s")
+            if args.channel_limit:
+                asyncio.run(
+                    set_channel_limit(str(info["address"]), str(info["token"]), args.channel_limit)
+                )
+                print(f"default_channel_limit set to {args.channel_limit} legs per sidecar")
             sidecar, port = spawn_sidecar(
                 str(info["address"]),
                 str(info["token"]),
