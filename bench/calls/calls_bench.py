@@ -344,7 +344,7 @@ def main() -> None:
         type=int,
         default=0,
         help="set the control plane's default_channel_limit (legs per sidecar) before the run; "
-        "0 keeps the server default (1000)",
+        "0 keeps the server default (1600)",
     )
     parser.add_argument("--kamailio", action="store_true", help="measure the reference instead")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")

@@ -49,7 +49,9 @@ class ServerSettings:
     ban_window_seconds: int = 60
     ban_seconds: int = 300
     sidecar_grace_seconds: int = 120
-    default_channel_limit: int = 1000
+    # Two legs per call: 1,600 legs is the 800 concurrent calls one relay process carries without
+    # loss (docs/performance.md); below it, call bursts were refused while the relay had room.
+    default_channel_limit: int = 1600
     sidecars: tuple[SidecarPolicy, ...] = ()
     upstream_trunk: UpstreamTrunk = field(default_factory=UpstreamTrunk)
     default_region: str = ""
