@@ -121,6 +121,9 @@ class ControlMetrics:
             "sip2uc_bindings", callbacks=[_bindings], description="Registration bindings"
         )
         meter.create_observable_gauge(
+            "sip2uc_calls_active", callbacks=[_calls], description="Calls in progress"
+        )
+        meter.create_observable_gauge(
             "sip2uc_sidecars_connected", callbacks=[_sidecars], description="Connected sidecars"
         )
 
@@ -137,6 +140,11 @@ def _users(_options: CallbackOptions) -> Iterable[Observation]:
 def _bindings(_options: CallbackOptions) -> Iterable[Observation]:
     if _current_core is not None:
         yield Observation(len(_current_core.bindings.by_id))
+
+
+def _calls(_options: CallbackOptions) -> Iterable[Observation]:
+    if _current_core is not None:
+        yield Observation(_current_core.calls.active_count())
 
 
 def _sidecars(_options: CallbackOptions) -> Iterable[Observation]:

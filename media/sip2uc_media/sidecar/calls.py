@@ -63,6 +63,7 @@ from .control_link import (
     report_request,
 )
 from .registrar import Origin, Registrar, Rejection
+from .telemetry import MediaMetrics
 
 __all__ = ["CallControl", "CallHandler", "EdgeHooks"]
 
@@ -143,6 +144,7 @@ class CallHandler:
         self._timers: dict[tuple[str, LegTimer], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stats_task: asyncio.Task[None] | None = None
+        self._media_metrics = MediaMetrics(lambda: len(self._legs))
 
     # -- settings and load ------------------------------------------------------------------------
 
@@ -567,6 +569,7 @@ class CallHandler:
     def _release(self, relay_legs: tuple[str, ...], entry: _LegEntry | None) -> None:
         if entry is not None:
             self._final_stats(entry)
+            self._record_media(entry)
         for relay_leg in relay_legs:
             try:
                 leg = self.relay.leg(relay_leg)
@@ -634,6 +637,14 @@ class CallHandler:
         negotiated = entry.leg.negotiated
         codec = negotiated.codec if negotiated is not None else ""
         return _stream_stats(leg.stats(), codec)
+
+    def _record_media(self, entry: _LegEntry) -> None:
+        try:
+            leg = self.relay.leg(entry.leg.leg_id)
+        except RelayError:
+            return
+        if leg.last_rx is not None or leg.tx_packets:
+            self._media_metrics.leg_finished(leg.stats())
 
     def _final_stats(self, entry: _LegEntry) -> None:
         if not entry.leg.call_id or entry.stats_sent:

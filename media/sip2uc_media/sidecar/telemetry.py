@@ -3,9 +3,14 @@ by the process that hosts the sidecar)."""
 
 from __future__ import annotations
 
-from opentelemetry import metrics, trace
+from collections.abc import Callable, Iterable
 
-__all__ = ["EdgeMetrics", "tracer"]
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from ..rtp.relay import LegStats
+
+__all__ = ["EdgeMetrics", "MediaMetrics", "tracer"]
 
 tracer = trace.get_tracer("sip2uc_media.sidecar")
 
@@ -38,3 +43,44 @@ class EdgeMetrics:
             "sip2uc.sidecar.sip.retransmissions",
             description="Retransmitted requests absorbed by server transactions",
         )
+
+
+class MediaMetrics:
+    """Call legs and their RTP, per sidecar: live legs, and each finished leg's stream figures."""
+
+    def __init__(self, live_legs: Callable[[], int], meter: metrics.Meter | None = None) -> None:
+        meter = meter or metrics.get_meter("sip2uc_media.sidecar")
+        self._live_legs = live_legs
+        meter.create_observable_gauge(
+            "sip2uc.sidecar.call.legs", callbacks=[self._legs], description="Call legs in progress"
+        )
+        self.packets = meter.create_counter(
+            "sip2uc.sidecar.rtp.packets",
+            description="RTP packets of finished legs, by direction (rx from the handset, tx to it)",
+        )
+        self.lost = meter.create_counter(
+            "sip2uc.sidecar.rtp.lost", description="RTP packets lost on the way from handsets"
+        )
+        self.jitter = meter.create_histogram(
+            "sip2uc.sidecar.rtp.jitter",
+            unit="ms",
+            description="Interarrival jitter of each finished leg's received stream (RFC 3550)",
+            explicit_bucket_boundaries_advisory=[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0],
+        )
+        self.mos = meter.create_histogram(
+            "sip2uc.sidecar.rtp.mos",
+            description="Estimated MOS (E-model) of each finished leg's received stream",
+            explicit_bucket_boundaries_advisory=[1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.2, 4.5],
+        )
+
+    def _legs(self, _options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self._live_legs())
+
+    def leg_finished(self, stats: LegStats) -> None:
+        received = stats.received
+        self.packets.add(received.packets, {"direction": "rx"})
+        self.packets.add(stats.sent_packets, {"direction": "tx"})
+        if received.packets:
+            self.lost.add(max(0, received.lost))
+            self.jitter.record(received.jitter_ms)
+            self.mos.record(received.mos)

@@ -55,6 +55,7 @@ async def test_scrape_shows_users_presence_changes_and_rpc_latency(tmp_path: Pat
             text = _scrape(port)
         assert sample(text, "sip2uc_users") == 3
         assert sample(text, "sip2uc_bindings") == 0
+        assert sample(text, "sip2uc_calls_active") == 0
         assert sample(text, "sip2uc_presence_changes_total", availability="away") == away_before + 1
         creates = sample(
             text,

@@ -363,6 +363,18 @@ def sidecar(
         typer.Option("--control-ca", help="PEM CA certificates to verify the control plane with."),
     ] = None,
     digest_algorithm: DigestAlgorithmOption = None,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            "--metrics-listen",
+            metavar="HOST:PORT",
+            help=(
+                "Prometheus scrape endpoint for this sidecar's metrics ('off', the default, "
+                "keeps only OTLP export when OTEL_* variables ask for it)."
+            ),
+            callback=_metrics,
+        ),
+    ] = "off",
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run one SIP/RTP sidecar in the foreground: it dials the control plane,
@@ -397,6 +409,9 @@ def sidecar(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     configure_logging(log_level)
+    from sip2uc_control.telemetry import setup_telemetry
+
+    setup_telemetry("sip2uc-sidecar", metrics_listen or None)
 
     async def body(stop: asyncio.Event) -> None:
         node = Sidecar(config)
