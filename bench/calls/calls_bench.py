@@ -207,28 +207,8 @@ def register_callees(target: str, port: int, callees: list[str], work: Path) -> 
 
 
 def start_kamailio(log: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        ["kamailio", "-f", str(KAMAILIO_PROXY), "-DD", "-E", "-m", "512", "-M", "16", "-n", "4"],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("w"),
-    )
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.settimeout(0.2)
-        port = sock.getsockname()[1]
-        ping = (
-            "OPTIONS sip:ping@127.0.0.1:5070 SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKping\r\n"
-            "From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping\r\n"
-            "CSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
-        ).encode()
-        for _ in range(50):
-            sock.sendto(ping, ("127.0.0.1", 5070))
-            with contextlib.suppress(OSError):
-                sock.recv(4096)
-                return process
-    process.kill()
-    raise SystemExit(f"kamailio did not answer, see {log}")
+    """The reference stateful proxy, started like the REGISTER bench's registrar."""
+    return register_bench.start_kamailio(log, KAMAILIO_PROXY, defines=())
 
 
 # --- measuring ------------------------------------------------------------------------------

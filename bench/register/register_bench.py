@@ -145,12 +145,15 @@ async def create_users(address: str, token: str, count: int, concurrency: int = 
     return time.perf_counter() - started
 
 
-def start_kamailio(log: Path) -> subprocess.Popen[bytes]:
+def start_kamailio(
+    log: Path, cfg: Path = KAMAILIO_CFG, defines: tuple[str, ...] = ("WITH_AUTH",)
+) -> subprocess.Popen[bytes]:
+    """The reference server with 4 UDP children on 127.0.0.1:5070, once it answers OPTIONS."""
     process = subprocess.Popen(
         [
             "kamailio",
             "-f",
-            str(KAMAILIO_CFG),
+            str(cfg),
             "-DD",
             "-E",
             "-m",
@@ -159,8 +162,7 @@ def start_kamailio(log: Path) -> subprocess.Popen[bytes]:
             "16",
             "-n",
             "4",
-            "-A",
-            "WITH_AUTH",
+            *(arg for define in defines for arg in ("-A", define)),
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
