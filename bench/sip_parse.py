@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from sip2uc_media.sip.message import parse_message
+from sip2uc_core.sip.message import parse_message
 
 REGISTER = (
     b"REGISTER sip:pbx.example.com SIP/2.0\r\n"

@@ -31,8 +31,8 @@ from sip2uc.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
-from sip2uc_media.sip.digest import build_credentials, compute_ha1, parse_challenge
-from sip2uc_media.sip.message import SipResponse, parse_message
+from sip2uc_core.sip.digest import build_credentials, compute_ha1, parse_challenge
+from sip2uc_core.sip.message import SipResponse, parse_message
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "bench-pw-1"

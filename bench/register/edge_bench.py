@@ -20,6 +20,8 @@ import pstats
 import re
 import time
 
+from sip2uc_core.sip.digest import Algorithm, NonceCountTracker, NonceIssuer, compute_response
+from sip2uc_core.sip.transaction import Destination
 from sip2uc_media.sidecar.dispatch import RegisterDone, SipEdge
 from sip2uc_media.sidecar.protection import BanList
 from sip2uc_media.sidecar.registrar import (
@@ -31,8 +33,6 @@ from sip2uc_media.sidecar.registrar import (
     Registrar,
     RegistrarPolicy,
 )
-from sip2uc_media.sip.digest import Algorithm, NonceCountTracker, NonceIssuer, compute_response
-from sip2uc_media.sip.transaction import Destination
 from sip2uc_media.transport.base import Source, TransportKind
 
 SECRET = b"b" * 32

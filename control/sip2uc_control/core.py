@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from sip2uc_media.sip.digest import Algorithm, compute_ha1
+from sip2uc_core.sip.digest import Algorithm, compute_ha1
 
 from .calls import CallController
 from .domain import Device, User, validate_password, validate_user_fields

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError, verify_response
+from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError, verify_response
 
 from .domain import Device, User
 from .settings import ServerSettings

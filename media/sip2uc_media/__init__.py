@@ -1,1 +1,1 @@
-"""sip2uc media sidecar: sans-IO SIP core, RTP/DTMF relay and their thin asyncio adapters."""
+"""sip2uc media sidecar: SIP edge and B2BUA, RTP/DTMF relay and their thin asyncio adapters."""

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.message import SipResponse, parse_message
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.message import SipResponse, parse_message
 
 ENV_VAR = "SIP2UC_PROTOS_DIR"
 CASE_COUNT = 4527

@@ -39,8 +39,8 @@ from protos_support import (
     status_of,
 )
 from sip2uc.v1 import users_pb2, users_pb2_grpc
-from sip2uc_media.sip.digest import build_credentials, compute_ha1, parse_challenge
-from sip2uc_media.sip.message import SipResponse
+from sip2uc_core.sip.digest import build_credentials, compute_ha1, parse_challenge
+from sip2uc_core.sip.message import SipResponse
 
 PROTOS = default_protos_dir()
 

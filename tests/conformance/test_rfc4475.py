@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.headers import CSeq, parse_auth_params
-from sip2uc_media.sip.message import (
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.headers import CSeq, parse_auth_params
+from sip2uc_core.sip.message import (
     SipRequest,
     SipResponse,
     accepts_media_type,
@@ -29,7 +29,7 @@ from sip2uc_media.sip.message import (
     validate_request,
     validate_response,
 )
-from sip2uc_media.sip.uri import AbsoluteUri, SipUri, parse_uri, uri_equal
+from sip2uc_core.sip.uri import AbsoluteUri, SipUri, parse_uri, uri_equal
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "conformance" / "rfc4475"
 

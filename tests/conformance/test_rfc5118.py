@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.message import SipRequest, parse_message
-from sip2uc_media.sip.sdp import Connection, parse_sdp
-from sip2uc_media.sip.uri import SipUri
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.message import SipRequest, parse_message
+from sip2uc_core.sip.sdp import Connection, parse_sdp
+from sip2uc_core.sip.uri import SipUri
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "conformance" / "rfc5118"
 

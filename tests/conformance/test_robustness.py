@@ -8,17 +8,17 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.framing import StreamFramer
-from sip2uc_media.sip.headers import parse_auth_params
-from sip2uc_media.sip.message import (
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.framing import StreamFramer
+from sip2uc_core.sip.headers import parse_auth_params
+from sip2uc_core.sip.message import (
     SipRequest,
     SipResponse,
     parse_message,
     validate_request,
     validate_response,
 )
-from sip2uc_media.sip.sdp import parse_sdp
+from sip2uc_core.sip.sdp import parse_sdp
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "conformance"
 MESSAGES = [p.read_bytes() for p in sorted(DATA.glob("rfc*/*.dat"))]

@@ -26,9 +26,9 @@ from sip2uc.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
+from sip2uc_core.sip.digest import build_credentials, compute_ha1, parse_challenge
+from sip2uc_core.sip.message import SipResponse, parse_message
 from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
-from sip2uc_media.sip.digest import build_credentials, compute_ha1, parse_challenge
-from sip2uc_media.sip.message import SipResponse, parse_message
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIOS = Path(__file__).parent / "sipp"

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
-from sip2uc_media.sip.digest import Algorithm, Credentials, DigestError
+from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError
 
 from ..calls import InviteInput, LegReport
 from ..core import ControlCore

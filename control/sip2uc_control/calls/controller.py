@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 
-from sip2uc_media.sip.digest import Credentials, DigestError
+from sip2uc_core.sip.digest import Credentials, DigestError
 from sqlalchemy import text
 
 from ..domain import User

@@ -11,9 +11,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sip2uc_core.sip.message import SipRequest, SipResponse
+from sip2uc_core.sip.transaction import Destination, TransactionId
+
 from ..rtp.relay import Direction, LegMedia
-from ..sip.message import SipRequest, SipResponse
-from ..sip.transaction import Destination, TransactionId
 from .offer_answer import MediaSpec
 
 __all__ = [

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..sip.headers import CSeq, Headers, NameAddr
-from ..sip.message import SipRequest, SipResponse
-from ..sip.uri import SipUri, Uri
+from sip2uc_core.sip.headers import CSeq, Headers, NameAddr
+from sip2uc_core.sip.message import SipRequest, SipResponse
+from sip2uc_core.sip.uri import SipUri, Uri
 
 __all__ = [
     "Dialog",

@@ -18,12 +18,13 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sip2uc_core.sip.headers import NameAddr
+from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
+from sip2uc_core.sip.sdp import SessionDescription
+from sip2uc_core.sip.transaction import MAGIC_COOKIE, Destination, TransactionId
+from sip2uc_core.sip.uri import SipUri, Uri, parse_uri
+
 from ..rtp.relay import Direction
-from ..sip.headers import NameAddr
-from ..sip.message import SipRequest, SipResponse, make_response
-from ..sip.sdp import SessionDescription
-from ..sip.transaction import MAGIC_COOKIE, Destination, TransactionId
-from ..sip.uri import SipUri, Uri, parse_uri
 from .actions import (
     Action,
     ByeRpc,

@@ -17,9 +17,10 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.sdp import MediaSection, RtpMap, SessionDescription, make_audio_sdp, parse_sdp
+
 from ..rtp.relay import PT_PCMA, PT_PCMU, Direction, LegMedia
-from ..sip.errors import SipParseError
-from ..sip.sdp import MediaSection, RtpMap, SessionDescription, make_audio_sdp, parse_sdp
 
 __all__ = [
     "DEFAULT_TELEPHONE_EVENT_PT",

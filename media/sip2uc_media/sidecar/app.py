@@ -16,12 +16,12 @@ from pathlib import Path
 
 import grpc
 from sip2uc.v1 import sidecar_pb2
+from sip2uc_core.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
+from sip2uc_core.sip.transaction import Destination
 
 from ..b2bua.legs import LegConfig
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortAllocator
-from ..sip.digest import Algorithm, NonceCountTracker, NonceIssuer
-from ..sip.transaction import Destination
 from ..transport.base import TransportKind
 from ..transport.tcp import StreamServer, open_stream_server
 from ..transport.tls import ensure_self_signed, server_context

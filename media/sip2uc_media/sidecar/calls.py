@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sip2uc.v1 import sidecar_pb2
+from sip2uc_core.sip.digest import Credentials
+from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
+from sip2uc_core.sip.transaction import Destination, TransactionId
 
 from ..b2bua.actions import (
     Action,
@@ -51,9 +54,6 @@ from ..rtp import tones
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortsExhausted
 from ..rtp.relay import DtmfReceived, LegStats, MediaTimeout, RelayError, RelayEvent
-from ..sip.digest import Credentials
-from ..sip.message import SipRequest, SipResponse, make_response
-from ..sip.transaction import Destination, TransactionId
 from ..transport.base import TransportKind
 from .control_link import (
     ControlUnavailableError,

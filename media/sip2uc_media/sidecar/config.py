@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..sip.digest import Algorithm
+from sip2uc_core.sip.digest import Algorithm
 
 __all__ = ["SidecarConfig", "format_hostport", "parse_hostport"]
 

@@ -17,13 +17,13 @@ from typing import Any, Generic, Protocol, TypeVar
 import grpc
 from opentelemetry import propagate
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_core.sip.digest import Credentials
+from sip2uc_core.sip.transaction import Destination
 
 from ..b2bua.actions import ByeRpc, CancelRpc, InviteRpc, LegState, ReportLeg, Tone
 from ..b2bua.legs import CreateLeg, Disposition, InviteResult
 from ..b2bua.offer_answer import CodecSpec, MediaSpec
 from ..rtp.relay import Direction
-from ..sip.digest import Credentials
-from ..sip.transaction import Destination
 from ..transport.base import TransportKind
 from .protection import BanPolicy
 from .registrar import (

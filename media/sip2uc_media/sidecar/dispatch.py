@@ -18,10 +18,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from opentelemetry import trace
-
-from ..sip.errors import SipParseError
-from ..sip.framing import is_keepalive_datagram
-from ..sip.message import (
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.framing import is_keepalive_datagram
+from sip2uc_core.sip.message import (
     REASON_PHRASES,
     SipRequest,
     SipResponse,
@@ -31,7 +30,7 @@ from ..sip.message import (
     validate_request,
     validate_response,
 )
-from ..sip.transaction import (
+from sip2uc_core.sip.transaction import (
     CancelReceived,
     Destination,
     Event,
@@ -46,6 +45,7 @@ from ..sip.transaction import (
     TransactionTimeout,
     TransportFailed,
 )
+
 from ..transport.base import Source, TransportKind
 from .calls import CallHandler
 from .control_link import ControlUnavailableError

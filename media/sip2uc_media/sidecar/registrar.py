@@ -16,7 +16,7 @@ import hmac
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from ..sip.digest import (
+from sip2uc_core.sip.digest import (
     QOP_AUTH,
     Algorithm,
     Credentials,
@@ -26,10 +26,11 @@ from ..sip.digest import (
     NonceStatus,
     parse_credentials,
 )
-from ..sip.errors import SipParseError
-from ..sip.headers import NameAddr, unquote_string
-from ..sip.message import SipRequest, SipResponse, make_response
-from ..sip.uri import SipUri, parse_uri, uri_equal
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.headers import NameAddr, unquote_string
+from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
+from sip2uc_core.sip.uri import SipUri, parse_uri, uri_equal
+
 from ..transport.base import TransportKind
 
 __all__ = [

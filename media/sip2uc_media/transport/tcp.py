@@ -16,8 +16,9 @@ import ssl
 from collections.abc import Callable
 from typing import cast
 
-from ..sip.errors import SipParseError
-from ..sip.framing import PONG, KeepAlive, StreamFramer
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.framing import PONG, KeepAlive, StreamFramer
+
 from .base import MessageSink, Source, TransportKind, host_of
 
 __all__ = ["StreamConnection", "StreamServer", "open_stream_server"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from sip2uc_core.sip.headers import NameAddr
+from sip2uc_core.sip.message import SipRequest, SipResponse, parse_message
+from sip2uc_core.sip.uri import SipUri
 from sip2uc_media.b2bua.dialog import Dialog, SuccessRetransmission, build_cancel
-from sip2uc_media.sip.headers import NameAddr
-from sip2uc_media.sip.message import SipRequest, SipResponse, parse_message
-from sip2uc_media.sip.uri import SipUri
 
 US = NameAddr(uri=SipUri(host="198.51.100.1", port=5060))
 VIA = "SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKnew;rport"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+from sip2uc_core.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sip2uc_core.sip.transaction import Destination, TransactionId
 from sip2uc_media.b2bua.actions import (
     Action,
     ByeRpc,
@@ -38,8 +40,6 @@ from sip2uc_media.b2bua.legs import (
 )
 from sip2uc_media.b2bua.offer_answer import CodecSpec, MediaSpec
 from sip2uc_media.rtp.relay import Direction, LegMedia
-from sip2uc_media.sip.message import SipRequest, SipResponse, make_response, parse_message
-from sip2uc_media.sip.transaction import Destination, TransactionId
 
 PHONE = Destination(transport="UDP", host="192.0.2.10", port=5060)
 CALLEE = Destination(transport="UDP", host="192.0.2.20", port=5070)

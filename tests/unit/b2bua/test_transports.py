@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+from sip2uc_core.sip.message import SipRequest, parse_message
+from sip2uc_core.sip.transaction import Destination, TransactionId
 from sip2uc_media.b2bua.actions import SendRequest, SendResponse
 from sip2uc_media.b2bua.legs import (
     CreateLeg,
@@ -13,8 +15,6 @@ from sip2uc_media.b2bua.legs import (
     LegConfig,
     OutboundLeg,
 )
-from sip2uc_media.sip.message import SipRequest, parse_message
-from sip2uc_media.sip.transaction import Destination, TransactionId
 
 
 def config() -> LegConfig:

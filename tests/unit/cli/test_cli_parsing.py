@@ -113,7 +113,7 @@ def test_control_target_rejects_bad_values(text: str) -> None:
 
 
 def test_digest_algorithms_keep_order_ignore_case_and_drop_repeats() -> None:
-    from sip2uc.cli.run import _digest
+    from sip2uc_server.cli import _digest
 
     assert _digest(None) == ()
     assert _digest(["md5"]) == ("MD5",)
@@ -123,7 +123,7 @@ def test_digest_algorithms_keep_order_ignore_case_and_drop_repeats() -> None:
 def test_unknown_digest_algorithm_is_a_usage_error() -> None:
     import pytest
     import typer
-    from sip2uc.cli.run import _digest
+    from sip2uc_server.cli import _digest
 
     with pytest.raises(typer.BadParameter, match="choose SHA-256 or MD5"):
         _digest(["SHA-1"])

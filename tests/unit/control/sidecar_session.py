@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
-from sip2uc_media.sip.digest import Algorithm, compute_ha1, compute_response
+from sip2uc_core.sip.digest import Algorithm, compute_ha1, compute_response
 
 REALM = "sip2uc"
 

@@ -16,7 +16,7 @@ from sip2uc.v1 import (
     users_pb2,
     users_pb2_grpc,
 )
-from sip2uc_media.sip.digest import Algorithm, compute_ha1, compute_response
+from sip2uc_core.sip.digest import Algorithm, compute_ha1, compute_response
 
 REALM = "sip2uc"  # the default realm
 

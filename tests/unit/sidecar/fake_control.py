@@ -7,7 +7,7 @@ from typing import Any, NoReturn
 
 import grpc
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
-from sip2uc_media.sip.digest import Algorithm, Credentials, compute_ha1, verify_response
+from sip2uc_core.sip.digest import Algorithm, Credentials, compute_ha1, verify_response
 
 REALM = "test.realm"
 

@@ -12,15 +12,15 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 import pytest
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_core.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
+from sip2uc_core.sip.message import SipRequest, SipResponse, parse_message
+from sip2uc_core.sip.transaction import Destination, TransactionId
 from sip2uc_media.b2bua.legs import LegConfig
 from sip2uc_media.rtp.aio import RelayEngine
 from sip2uc_media.rtp.ports import PortAllocator
 from sip2uc_media.sidecar.calls import CallHandler
 from sip2uc_media.sidecar.control_link import ControlLink, HelloInfo
 from sip2uc_media.sidecar.registrar import Registrar, RegistrarPolicy
-from sip2uc_media.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
-from sip2uc_media.sip.message import SipRequest, SipResponse, parse_message
-from sip2uc_media.sip.transaction import Destination, TransactionId
 
 T = TypeVar("T")
 TRUNK = Destination(transport="UDP", host="192.0.2.10", port=5060)

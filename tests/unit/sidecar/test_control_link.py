@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sip2uc.v1 import common_pb2, sidecar_pb2
+from sip2uc_core.sip.digest import Algorithm, Credentials
 from sip2uc_media.sidecar.control_link import (
     UNSUPPORTED,
     ControlLink,
@@ -16,7 +17,6 @@ from sip2uc_media.sidecar.control_link import (
 )
 from sip2uc_media.sidecar.protection import BanPolicy
 from sip2uc_media.sidecar.registrar import ContactSpec, Origin, RegisterAttempt, RegisterOutcome
-from sip2uc_media.sip.digest import Algorithm, Credentials
 from sip2uc_media.transport.base import TransportKind
 
 from .fake_control import REALM, FakeControl, serve

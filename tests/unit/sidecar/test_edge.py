@@ -2,6 +2,15 @@ from __future__ import annotations
 
 import asyncio
 
+from sip2uc_core.sip.digest import (
+    NonceCountTracker,
+    NonceIssuer,
+    build_credentials,
+    compute_ha1,
+    parse_challenge,
+)
+from sip2uc_core.sip.message import SipResponse, parse_message
+from sip2uc_core.sip.transaction import Destination
 from sip2uc_media.sidecar.control_link import ControlUnavailableError
 from sip2uc_media.sidecar.dispatch import RegisterDone, SipEdge
 from sip2uc_media.sidecar.protection import BanList, BanPolicy, NetworkAllowList
@@ -14,15 +23,6 @@ from sip2uc_media.sidecar.registrar import (
     Registrar,
     RegistrarPolicy,
 )
-from sip2uc_media.sip.digest import (
-    NonceCountTracker,
-    NonceIssuer,
-    build_credentials,
-    compute_ha1,
-    parse_challenge,
-)
-from sip2uc_media.sip.message import SipResponse, parse_message
-from sip2uc_media.sip.transaction import Destination
 from sip2uc_media.transport.base import Source, TransportKind
 
 SECRET = b"s" * 32

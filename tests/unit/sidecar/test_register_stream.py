@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sip2uc.v1 import sidecar_pb2
+from sip2uc_core.sip.digest import Algorithm, Credentials, compute_ha1, compute_response
 from sip2uc_media.sidecar.control_link import ControlLink, ControlUnavailableError, HelloInfo
 from sip2uc_media.sidecar.registrar import (
     ContactSpec,
@@ -18,7 +19,6 @@ from sip2uc_media.sidecar.registrar import (
     RegisterOutcome,
     RegisterResult,
 )
-from sip2uc_media.sip.digest import Algorithm, Credentials, compute_ha1, compute_response
 from sip2uc_media.transport.base import TransportKind
 
 from .fake_control import REALM, FakeControl, serve

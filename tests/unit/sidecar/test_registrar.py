@@ -1,6 +1,14 @@
 from __future__ import annotations
 
 from sip2uc.v1 import sidecar_pb2
+from sip2uc_core.sip.digest import (
+    NonceCountTracker,
+    NonceIssuer,
+    build_credentials,
+    compute_ha1,
+    parse_challenge,
+)
+from sip2uc_core.sip.message import SipRequest, parse_message
 from sip2uc_media.sidecar.control_link import register_result
 from sip2uc_media.sidecar.registrar import (
     ContactSpec,
@@ -11,14 +19,6 @@ from sip2uc_media.sidecar.registrar import (
     RegistrarPolicy,
     Rejection,
 )
-from sip2uc_media.sip.digest import (
-    NonceCountTracker,
-    NonceIssuer,
-    build_credentials,
-    compute_ha1,
-    parse_challenge,
-)
-from sip2uc_media.sip.message import SipRequest, parse_message
 
 SECRET = b"k" * 32
 SOURCE = "192.0.2.10"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sip2uc_media.sip.errors import SipParseError
+from sip2uc_core.sip.errors import SipParseError
 from sip2uc_media.transport.base import Source, TransportKind
 from sip2uc_media.transport.tcp import (
     MAX_CONNECTIONS_PER_HOST,

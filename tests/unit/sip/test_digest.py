@@ -7,7 +7,7 @@ import contextlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sip2uc_media.sip.digest import (
+from sip2uc_core.sip.digest import (
     Algorithm,
     Challenge,
     Credentials,

@@ -6,8 +6,8 @@ import itertools
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from sip2uc_media.sip import digest
-from sip2uc_media.sip.digest import DigestError
+from sip2uc_core.sip import digest
+from sip2uc_core.sip.digest import DigestError
 
 SCHEMES = ["Digest ", "digest  ", "Digest\t", "Basic ", "Digest", " Digest "]
 NAMES = ["username", "realm", "Realm", "", "x y", "é"]

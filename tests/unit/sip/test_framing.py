@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.framing import KeepAlive, StreamFramer, is_keepalive_datagram
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.framing import KeepAlive, StreamFramer, is_keepalive_datagram
 
 OPTIONS = (
     b"OPTIONS sip:a@h SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nTo: <sip:a@h>\r\n"

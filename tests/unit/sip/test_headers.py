@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.headers import (
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.headers import (
     CSeq,
     Headers,
     NameAddr,
@@ -22,7 +22,7 @@ from sip2uc_media.sip.headers import (
     split_header_values,
     unquote_string,
 )
-from sip2uc_media.sip.uri import AbsoluteUri, SipUri
+from sip2uc_core.sip.uri import AbsoluteUri, SipUri
 
 
 def test_compact_and_odd_case_names_are_found_under_the_long_name() -> None:

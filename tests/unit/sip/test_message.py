@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.headers import CSeq, Headers
-from sip2uc_media.sip.message import (
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.headers import CSeq, Headers
+from sip2uc_core.sip.message import (
     SipRequest,
     SipResponse,
     accepts_media_type,
@@ -15,7 +15,7 @@ from sip2uc_media.sip.message import (
     parse_message,
     validate_request,
 )
-from sip2uc_media.sip.uri import SipUri
+from sip2uc_core.sip.uri import SipUri
 
 REGISTER = (
     b"REGISTER sip:example.com SIP/2.0\r\n"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.sdp import (
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.sdp import (
     Connection,
     Origin,
     RtpMap,

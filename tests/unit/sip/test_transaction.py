@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sip2uc_media.sip.headers import parse_via
-from sip2uc_media.sip.message import SipRequest, SipResponse, make_response, parse_message
-from sip2uc_media.sip.timers import TimerPolicy
-from sip2uc_media.sip.transaction import (
+from sip2uc_core.sip.headers import parse_via
+from sip2uc_core.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sip2uc_core.sip.timers import TimerPolicy
+from sip2uc_core.sip.transaction import (
     BranchGenerator,
     CancelReceived,
     Destination,

@@ -6,8 +6,8 @@ import contextlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sip2uc_media.sip.message import SipRequest, SipResponse, make_response, parse_message
-from sip2uc_media.sip.transaction import (
+from sip2uc_core.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sip2uc_core.sip.transaction import (
     Destination,
     Event,
     Kind,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sip2uc_media.sip import uri as uri_module
-from sip2uc_media.sip.errors import SipParseError
-from sip2uc_media.sip.uri import AbsoluteUri, SipUri, parse_uri, unescape, uri_equal
+from sip2uc_core.sip import uri as uri_module
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.uri import AbsoluteUri, SipUri, parse_uri, unescape, uri_equal
 
 
 def test_full_sip_uri_parses_into_components() -> None:

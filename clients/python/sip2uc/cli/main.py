@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ import grpc
 import typer
 from typer.core import TyperGroup
 
-from sip2uc.cli import calls, importing, presence, registrations, run, status, users
+from sip2uc.cli import calls, importing, presence, registrations, status, users
 from sip2uc.cli.output import error_line
 from sip2uc.cli.parsing import parse_target
 from sip2uc.cli.state import CliState
@@ -127,8 +128,20 @@ app.add_typer(registrations.app, name="registration")
 app.add_typer(calls.app, name="call")
 app.add_typer(status.settings_app, name="settings")
 status.register(app)
-run.register(app)
 users.app.add_typer(importing.app, name="import")
+
+#: Packages installed beside the client add commands through this entry point group: each entry
+#: is a `register(app)` function. The servers add `up` and `sidecar` this way, so the client
+#: works (and installs) without them.
+COMMAND_GROUP = "sip2uc.cli"
+
+
+def _add_installed_commands() -> None:
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        entry.load()(app)
+
+
+_add_installed_commands()
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """SIP requests and responses: parsing, serialising and building responses (RFC 3261 §7, §8.2.6).
 
 :func:`parse_message` takes one whole datagram or one message cut out of a stream by
-:class:`sip2uc_media.sip.framing.StreamFramer` and either returns a :class:`SipRequest` /
+:class:`sip2uc_core.sip.framing.StreamFramer` and either returns a :class:`SipRequest` /
 :class:`SipResponse` or raises :class:`SipParseError` carrying the status the request deserves.
 
 What the parser checks eagerly is what every layer above needs anyway: the start line, the

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
 from sip2uc.cli.parsing import normalise_listen, parse_listen, parse_port_range
 from sip2uc.cli.state import get_state
 from sip2uc.client import discover_token, is_loopback, is_loopback_host, join_target

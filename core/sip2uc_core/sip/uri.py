@@ -4,7 +4,7 @@ A :class:`SipUri` keeps every component exactly as it appeared on the wire (esca
 that a URI round-trips unchanged through ``str()``; comparison (§19.1.4) works on the unescaped
 forms.  Any other scheme (``tel:``, ``urn:``, ``isbn:``, ...) is kept opaque as
 :class:`AbsoluteUri`: RFC 4475 §3.3.2-§3.3.4 require such URIs to parse, and deciding whether they
-are acceptable (416, 400) is the job of :func:`sip2uc_media.sip.message.validate_request`.
+are acceptable (416, 400) is the job of :func:`sip2uc_core.sip.message.validate_request`.
 """
 
 from __future__ import annotations
