@@ -73,7 +73,9 @@ try {
       }
       for (const p of event.value.presences) {
         const source = label(PresenceSource, p.source);
-        console.log(`${p.extension || p.user} ${describe(p)} (${source}) snapshot [cursor ${cursor}]`);
+        console.log(
+          `${p.extension || p.user} ${describe(p)} (${source}) snapshot [cursor ${cursor}]`,
+        );
       }
     } else if (event.case === "change") {
       const change = event.value;

@@ -89,7 +89,9 @@ export class Sip2ucClient {
 
   constructor(options: ClientOptions = {}) {
     const env = options.env ?? process.env;
-    this.address = joinAddress(splitAddress(options.address || env["SIP2UC_CONTROL"] || DEFAULT_ADDRESS));
+    this.address = joinAddress(
+      splitAddress(options.address || env["SIP2UC_CONTROL"] || DEFAULT_ADDRESS),
+    );
     this.tls = options.tls ?? !isLoopback(this.address);
     if (options.caFile !== undefined && !this.tls) {
       throw new ClientError("caFile is given but TLS is off: pass tls: true");

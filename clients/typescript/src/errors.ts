@@ -121,9 +121,9 @@ export function codePhrase(code: Code): string {
 export function describeError(err: unknown, address?: string): ErrorDescription {
   const error = ConnectError.from(err);
   const where = address ?? "the configured address";
-  const fieldViolations = error.findDetails(BadRequestSchema).flatMap((d) =>
-    d.fieldViolations.map((v) => ({ field: v.field, description: v.description })),
-  );
+  const fieldViolations = error
+    .findDetails(BadRequestSchema)
+    .flatMap((d) => d.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
   const preconditionViolations = error
     .findDetails(PreconditionFailureSchema)
     .flatMap((d) =>
@@ -172,7 +172,11 @@ export function describeError(err: unknown, address?: string): ErrorDescription 
     };
   }
   if (error.code === Code.DeadlineExceeded && !fromServer) {
-    return { ...base, unreachable: false, message: `the control plane at ${where} did not answer in time` };
+    return {
+      ...base,
+      unreachable: false,
+      message: `the control plane at ${where} did not answer in time`,
+    };
   }
 
   const phrase = codePhrase(error.code);

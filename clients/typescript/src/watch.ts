@@ -14,7 +14,13 @@ import type { WatchPresenceResponse } from "./gen/sip2uc/v1/presence_pb.js";
 
 /** Codes after which a dropped stream is worth opening again: the server went away or
  * restarted, or something between cut the connection. */
-const RETRYABLE = new Set<Code>([Code.Unavailable, Code.Internal, Code.Unknown, Code.Aborted, Code.Canceled]);
+const RETRYABLE = new Set<Code>([
+  Code.Unavailable,
+  Code.Internal,
+  Code.Unknown,
+  Code.Aborted,
+  Code.Canceled,
+]);
 
 export interface WatchPresenceOptions {
   /** User references to watch (resource names, extensions, E.164 numbers, SIP URIs); none: all. */

@@ -33,9 +33,15 @@ describe("describeError", () => {
 
   it("appends quota violations, localized messages and help links the summary lacks", () => {
     const err = new ConnectError("too many sidecars", Code.ResourceExhausted, undefined, [
-      { desc: QuotaFailureSchema, value: { violations: [{ subject: "sidecars", description: "at most 64" }] } },
+      {
+        desc: QuotaFailureSchema,
+        value: { violations: [{ subject: "sidecars", description: "at most 64" }] },
+      },
       { desc: LocalizedMessageSchema, value: { locale: "en", message: "too many sidecars" } },
-      { desc: HelpSchema, value: { links: [{ description: "limits", url: "https://example.com/limits" }] } },
+      {
+        desc: HelpSchema,
+        value: { links: [{ description: "limits", url: "https://example.com/limits" }] },
+      },
     ]);
     assert.equal(
       describeError(err).message,

@@ -106,7 +106,11 @@ describe("against a live sip2uc up", () => {
     for (let i = 0; i < 3; i += 1) {
       const ext = nextExtension();
       created.push(
-        await client.createUser({ extension: ext, displayName: `Page ${ext}`, password: `pw-${ext}-x` }),
+        await client.createUser({
+          extension: ext,
+          displayName: `Page ${ext}`,
+          password: `pw-${ext}-x`,
+        }),
       );
     }
     const first = created[0];
@@ -162,10 +166,9 @@ describe("against a live sip2uc up", () => {
     assert.equal(snapshot.done, false);
     assert.equal(snapshot.value.event.case, "snapshot");
     assert.deepEqual(
-      snapshot.value.event.value.presences.map((p: { extension: string; availability: Availability }) => [
-        p.extension,
-        p.availability,
-      ]),
+      snapshot.value.event.value.presences.map(
+        (p: { extension: string; availability: Availability }) => [p.extension, p.availability],
+      ),
       [[ext, Availability.OFFLINE]],
     );
     await set(Availability.AWAY);
@@ -238,7 +241,10 @@ describe("against a live sip2uc up", () => {
       described.fieldViolations.map((v) => v.field),
       ["user.extension"],
     );
-    assert.match(described.message, new RegExp(`^already exists: field 'user.extension': '${ext}' is already used by users/`));
+    assert.match(
+      described.message,
+      new RegExp(`^already exists: field 'user.extension': '${ext}' is already used by users/`),
+    );
     assert.equal(described.unreachable, false);
 
     const invalid = client.describeError(
@@ -280,9 +286,10 @@ describe("against a live sip2uc up", () => {
       ),
     );
     assert.equal(refused.code, Code.FailedPrecondition);
-    assert.deepEqual(refused.preconditionViolations.map((v) => [v.type, v.subject]), [
-      ["DND_NOT_ALLOWED", user?.name],
-    ]);
+    assert.deepEqual(
+      refused.preconditionViolations.map((v) => [v.type, v.subject]),
+      [["DND_NOT_ALLOWED", user?.name]],
+    );
     assert.match(refused.message, /^failed precondition: users\/\S+: .*do-not-disturb/);
   });
 
@@ -295,7 +302,10 @@ describe("against a live sip2uc up", () => {
       for (const wrong of [wrongFile, wrongOption]) {
         const unary = wrong.describeError(await failure(wrong.users.listUsers({})));
         assert.equal(unary.code, Code.Unauthenticated);
-        assert.match(unary.message, /^unauthenticated: invalid bearer token \(pass the token option or set SIP2UC_TOKEN/);
+        assert.match(
+          unary.message,
+          /^unauthenticated: invalid bearer token \(pass the token option or set SIP2UC_TOKEN/,
+        );
         const stream = await failure(take(wrong.presence.watchPresence({}), 1));
         assert.equal(stream.code, Code.Unauthenticated);
       }
@@ -314,7 +324,10 @@ describe("against a live sip2uc up", () => {
       const described = nowhere.describeError(await failure(nowhere.admin.getStatus({})));
       assert.equal(described.code, Code.Unavailable);
       assert.equal(described.unreachable, true);
-      assert.match(described.message, /^cannot reach the control plane at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+      assert.match(
+        described.message,
+        /^cannot reach the control plane at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/,
+      );
     } finally {
       nowhere.close();
     }
@@ -333,12 +346,19 @@ describe("against a live sip2uc up", () => {
       [join(EXAMPLES, "create-user.js"), ext, "--name", "Example", "--password", "pw-example-1"],
       { env },
     );
-    assert.match(created.stdout, new RegExp(`^created users/[0-9a-f]+ \\(extension ${ext}, sip:${ext}@`));
+    assert.match(
+      created.stdout,
+      new RegExp(`^created users/[0-9a-f]+ \\(extension ${ext}, sip:${ext}@`),
+    );
 
-    const watcher = spawn(process.execPath, [join(EXAMPLES, "watch-presence.js"), ext, "--count", "1"], {
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const watcher = spawn(
+      process.execPath,
+      [join(EXAMPLES, "watch-presence.js"), ext, "--count", "1"],
+      {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let out = "";
     watcher.stdout.setEncoding("utf8");
     const snapshotLine = new Promise<void>((resolve) =>
@@ -354,8 +374,14 @@ describe("against a live sip2uc up", () => {
     await client.presence.setPresence({ user: ext, availability: Availability.AWAY });
     assert.equal(await exited, 0);
     const lines = out.trim().split("\n");
-    assert.match(lines[0] ?? "", new RegExp(`^${ext} offline \\(registration\\) snapshot \\[cursor \\d+\\]$`));
-    assert.match(lines[1] ?? "", new RegExp(`^${ext} offline -> away \\(manual: .+\\) \\[cursor (\\d+)\\]$`));
+    assert.match(
+      lines[0] ?? "",
+      new RegExp(`^${ext} offline \\(registration\\) snapshot \\[cursor \\d+\\]$`),
+    );
+    assert.match(
+      lines[1] ?? "",
+      new RegExp(`^${ext} offline -> away \\(manual: .+\\) \\[cursor (\\d+)\\]$`),
+    );
     const cursor = /\[cursor (\d+)\]$/.exec(lines[1] ?? "")?.[1];
     assert.ok(cursor !== undefined);
 
@@ -365,6 +391,9 @@ describe("against a live sip2uc up", () => {
       [join(EXAMPLES, "watch-presence.js"), ext, "--cursor", cursor, "--count", "1"],
       { env },
     );
-    assert.match(resumed.stdout, new RegExp(`^${ext} away -> busy \\(manual: .+\\) \\[cursor \\d+\\]\\n$`));
+    assert.match(
+      resumed.stdout,
+      new RegExp(`^${ext} away -> busy \\(manual: .+\\) \\[cursor \\d+\\]\\n$`),
+    );
   });
 });

@@ -158,8 +158,7 @@ async function launch(options: StartOptions, ownDir: boolean): Promise<RunningSe
       child.kill("SIGKILL");
       await exited;
     },
-    restart: async () =>
-      await launch({ ...options, dataDir, grpcListen: ready.address }, ownDir),
+    restart: async () => await launch({ ...options, dataDir, grpcListen: ready.address }, ownDir),
     dispose: async () => {
       await stop();
       if (ownDir) {

@@ -77,7 +77,10 @@ describe("against a live sip2uc up --tls", () => {
     try {
       const described = plaintext.describeError(await failure(plaintext.admin.getStatus({})));
       assert.equal(described.unreachable, true);
-      assert.match(described.message, /closed the connection before answering: if it serves TLS, pass tls: true/);
+      assert.match(
+        described.message,
+        /closed the connection before answering: if it serves TLS, pass tls: true/,
+      );
     } finally {
       plaintext.close();
     }
