@@ -35,7 +35,6 @@ const client = new Sip2ucClient({
   address: values.address,
   token: values.token,
   caFile: values["ca-file"],
-  tls: values["ca-file"] === undefined ? undefined : true,
 });
 try {
   const user = await client.createUser({

@@ -50,7 +50,6 @@ const client = new Sip2ucClient({
   address: values.address,
   token: values.token,
   caFile: values["ca-file"],
-  tls: values["ca-file"] === undefined ? undefined : true,
 });
 const stop = new AbortController();
 process.once("SIGINT", () => stop.abort());

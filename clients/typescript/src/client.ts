@@ -33,7 +33,7 @@ export interface ClientOptions {
   token?: string | undefined;
   /** Where a local `sip2uc up` keeps its data (default: `SIP2UC_DATA_DIR`, else `var`). */
   dataDir?: string | undefined;
-  /** Use TLS (default: unless the address is loopback). */
+  /** Use TLS (default: when a caFile is given or the address is not loopback). */
   tls?: boolean | undefined;
   /** PEM file with the roots to verify the server with, instead of the system's. */
   caFile?: string | undefined;
@@ -92,9 +92,10 @@ export class Sip2ucClient {
     this.address = joinAddress(
       splitAddress(options.address || env["SIP2UC_CONTROL"] || DEFAULT_ADDRESS),
     );
-    this.tls = options.tls ?? !isLoopback(this.address);
+    // A CA file only means something with TLS: it turns TLS on unless told otherwise.
+    this.tls = options.tls ?? (options.caFile !== undefined || !isLoopback(this.address));
     if (options.caFile !== undefined && !this.tls) {
-      throw new ClientError("caFile is given but TLS is off: pass tls: true");
+      throw new ClientError("caFile is given but tls is false");
     }
     let ca: Buffer | undefined;
     if (options.caFile !== undefined) {

@@ -19,13 +19,13 @@ import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import {
   Availability,
   Code,
-  ConnectError,
   PresenceSource,
   Sip2ucClient,
   UserSettingsSchema,
   watchPresence,
   type WatchPresenceResponse,
 } from "../src/index.js";
+import { failure } from "./rejection.js";
 import { startServer, type RunningServer } from "./server.js";
 
 const run = promisify(execFile);
@@ -50,16 +50,6 @@ function changeOf(message: WatchPresenceResponse): { from?: Availability; to?: A
   assert.equal(message.event.case, "change", `expected a change, got ${message.event.case}`);
   const change = message.event.value;
   return { from: change.previous?.availability, to: change.current?.availability };
-}
-
-/** The error a promise rejects with, as a ConnectError. */
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  assert.fail("the call succeeded");
 }
 
 /** A loopback port nothing listens on (bound, then closed again). */

@@ -1,23 +1,15 @@
 /**
  * TLS and reconnection against a real `sip2uc up --tls` (a self-signed certificate in its
  * data directory): the certificate as custom CA, what a client without it or without TLS
- * is told, and a presence watch that outlives a restart of the control plane.
+ * is told, and a presence watch that outlives a crash and restart of the control plane.
  */
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
-import { Availability, Code, ConnectError, Sip2ucClient, watchPresence } from "../src/index.js";
+import { Availability, Code, Sip2ucClient, watchPresence } from "../src/index.js";
+import { failure } from "./rejection.js";
 import { startServer, type RunningServer } from "./server.js";
-
-async function failure(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  assert.fail("the call succeeded");
-}
 
 describe("against a live sip2uc up --tls", () => {
   let server: RunningServer;
@@ -26,9 +18,9 @@ describe("against a live sip2uc up --tls", () => {
   before(async () => {
     server = await startServer({ tls: true });
     assert.ok(server.certificate !== undefined, "the server names its certificate");
+    // A CA file turns TLS on, even on loopback.
     client = new Sip2ucClient({
       address: server.address,
-      tls: true,
       caFile: server.certificate,
       dataDir: server.dataDir,
       env: {},
@@ -40,6 +32,7 @@ describe("against a live sip2uc up --tls", () => {
   });
 
   it("verifies the server with the given CA file, by IP address and by name", async () => {
+    assert.equal(client.tls, true);
     const status = await client.admin.getStatus({});
     assert.ok(status !== undefined);
     const port = server.address.split(":").pop();
@@ -89,7 +82,7 @@ describe("against a live sip2uc up --tls", () => {
   it("refuses a CA file without TLS instead of ignoring it", () => {
     assert.throws(
       () => new Sip2ucClient({ address: server.address, tls: false, caFile: server.certificate }),
-      /caFile is given but TLS is off/,
+      /caFile is given but tls is false/,
     );
   });
 
