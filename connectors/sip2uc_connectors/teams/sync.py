@@ -284,6 +284,10 @@ class PresenceSync:
         self._inbound.clear()
         return found
 
+    def health(self) -> tuple[ConnectionState, str | None]:
+        """State and last error, without the per-user count `status` makes."""
+        return self._state, self._last_error
+
     def status(self, now: float) -> SyncStatus:
         pending = sum(1 for u in self._users.values() if self._change_for(u, now) is not None)
         return SyncStatus(
@@ -476,6 +480,14 @@ class PresenceSync:
         self._failures += 1
         delay = retry_after if retry_after is not None else self._backoff.delay(self._failures - 1)
         self._throttled_until = max(self._throttled_until, now + delay)
+        if not throttled and call.user_id is not None:
+            # A 5xx or a timeout does not say whether Graph applied the write (a 429 says it
+            # did not): stop assuming either way, so the latest state is sent again.
+            user = self._users[call.user_id]
+            if call.kind in (CallKind.SET_PRESENCE, CallKind.CLEAR_PRESENCE):
+                user.session, user.session_refresh_at = UNKNOWN, math.inf
+            else:
+                user.preferred, user.preferred_refresh_at = UNKNOWN, math.inf
         if throttled:
             pass  # Graph answered: the connection itself is fine
         elif self._failures >= self.timing.failed_after:

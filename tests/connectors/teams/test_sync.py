@@ -600,3 +600,31 @@ def test_status_counts_users_and_pending_ones() -> None:
 
 def test_session_pairs_are_graphpairs() -> None:
     assert TeamsMapping().session_pair(A.IN_A_CALL) == GraphPair("Busy", "InACall")
+
+
+def test_a_write_that_timed_out_is_sent_again_even_if_the_state_flipped_back() -> None:
+    sync = make()
+    known(sync, ALICE)
+    sync.publish([state(ALICE, A.AVAILABLE)], 0.0)
+    settle(sync, 0.0)
+    sync.publish([state(ALICE, A.OFFLINE)], 1.0)
+    clear = sync.next_call(1.0)
+    assert clear is not None and clear.kind is CallKind.CLEAR_PRESENCE
+    sync.handle_failure(clear, "no answer within 15 s", 16.0)  # Graph may have cleared it
+    sync.publish([state(ALICE, A.AVAILABLE)], 16.5)
+    deadline = sync.next_deadline(16.5)
+    assert deadline is not None
+    assert settle(sync, deadline) == [("setPresence", "Available/Available", ALICE)]
+
+
+def test_a_write_refused_with_429_is_known_not_applied() -> None:
+    sync = make()
+    known(sync, ALICE)
+    sync.publish([state(ALICE, A.AVAILABLE)], 0.0)
+    settle(sync, 0.0)
+    sync.publish([state(ALICE, A.OFFLINE)], 1.0)
+    clear = sync.next_call(1.0)
+    assert clear is not None
+    sync.handle_reply(clear, GraphReply(status=429, retry_after=1.0), 1.0)
+    sync.publish([state(ALICE, A.AVAILABLE)], 1.5)
+    assert settle(sync, 2.0) == []  # Graph still has the Available session

@@ -61,9 +61,7 @@ def _action(schema: ET.Element, name: str, binding: str) -> ET.Element:
 def extract(source: Path, commit: str) -> ET.Element:
     tree = ET.parse(source)
     schema = next(
-        s
-        for s in tree.getroot().iter(_q("Schema"))
-        if s.get("Namespace") == "microsoft.graph"
+        s for s in tree.getroot().iter(_q("Schema")) if s.get("Namespace") == "microsoft.graph"
     )
     root = ET.Element(f"{{{EDMX}}}Edmx", {"Version": "4.0"})
     services = ET.SubElement(root, f"{{{EDMX}}}DataServices")
@@ -90,14 +88,10 @@ def extract(source: Path, commit: str) -> ET.Element:
     container = schema.find(_q("EntityContainer"))
     assert container is not None
     cut_container = ET.SubElement(out, _q("EntityContainer"), dict(container.attrib))
+    wanted = {("users", _q("EntitySet")), ("communications", _q("Singleton"))}
     for child in container:
-        if child.get("Name") == "users" and child.tag == _q("EntitySet"):
+        if (child.get("Name"), child.tag) in wanted:
             ET.SubElement(cut_container, child.tag, dict(child.attrib))
-        elif child.get("Name") == "communications" and child.tag == _q("Singleton"):
-            ET.SubElement(cut_container, child.tag, dict(child.attrib))
-    for annotations in schema.findall(_q("Annotations")):
-        if (annotations.get("Target") or "").startswith("microsoft.graph.presence/"):
-            out.append(annotations)
     for element in out.iter():
         element.tail = None
         if element.text is not None and not element.text.strip():
