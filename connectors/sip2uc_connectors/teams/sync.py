@@ -365,16 +365,21 @@ class PresenceSync:
         return None
 
     def _next_change(self, now: float) -> GraphCall | None:
-        for uid in list(self._dirty):
+        # Users whose request is out stay queued (at most max_in_flight of them); everyone
+        # examined is dropped from the queue: in sync, or handed a call and re-queued by its reply.
+        examined: list[str] = []
+        found: GraphCall | None = None
+        for uid in self._dirty:
             user = self._users[uid]
             if user.in_flight:
                 continue
-            call = self._change_for(user, now)
-            if call is not None:
-                del self._dirty[uid]  # back in once the reply is handled
-                return call
+            examined.append(uid)
+            found = self._change_for(user, now)
+            if found is not None:
+                break
+        for uid in examined:
             del self._dirty[uid]
-        return None
+        return found
 
     def _next_refresh(self, now: float) -> GraphCall | None:
         while self._refresh and self._refresh[0][0] <= now:

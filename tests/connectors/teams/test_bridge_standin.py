@@ -291,6 +291,22 @@ async def test_server_errors_are_retried_with_backoff(
     assert all(gap >= 0.025 * 2**n for n, gap in enumerate(gaps))
 
 
+async def test_answers_that_are_not_graphs_are_failures_not_crashes(graph: Any) -> None:
+    graph.add_fault(
+        standin.Fault(status=502, body=b"<html>Bad gateway</html>", path_contains="setPresence")
+    )
+    graph.add_fault(
+        standin.Fault(status=200, body=b"<html>captive portal</html>", path_contains="getPresences")
+    )
+    async with running(graph, poll_interval=0.05, inbound_settle=0.0) as bridge:
+        await bridge.publish([state(ALICE, A.IN_A_CALL)])
+        await eventually(shows(graph, ALICE, "Busy", "InACall"))
+        seen: set[str] = set()
+        while seen != set(USERS):  # polls after the garbage one go on
+            seen |= {p.user_id for p in await asyncio.wait_for(bridge.poll(), 5.0)}
+    assert [c.status for c in graph.calls[:2]] == [502, 200]
+
+
 async def test_a_slow_answer_times_out_and_is_retried(graph: Any) -> None:
     graph.add_fault(standin.Fault(delay=2.0))
     bridge = TeamsPresenceBridge(dataclasses.replace(config(graph), request_timeout=0.5))

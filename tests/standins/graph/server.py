@@ -54,6 +54,8 @@ class Fault:
     delay: float = 0.0
     times: int = 1
     path_contains: str = ""
+    body: bytes | None = None
+    """Answer with these bytes (as text/html) instead of Graph's error object: a proxy's page."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,10 @@ class GraphStandin:
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
+            if fault.status is not None and fault.body is not None:
+                return record(
+                    web.Response(status=fault.status, body=fault.body, content_type="text/html")
+                )
             if fault.status is not None:
                 return record(
                     self._error(
