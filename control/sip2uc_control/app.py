@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from .api.sidecar import SidecarServicer
 from .api.users import UserServicer
 from .auth import AuthInterceptor, LatencyInterceptor, is_loopback_host, load_or_create_token
 from .core import ControlCore
+from .recent_log import RecentLog, RecentLogHandler
 from .telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,9 @@ class ControlPlane:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.token = ""
         self.address = ""
+        # The process's recent warnings, for AdminService.ListLogEntries/WatchLogEntries.
+        self.recent_log = RecentLog()
+        self._log_handler: RecentLogHandler | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -89,6 +94,16 @@ class ControlPlane:
                 f"listening on {cfg.grpc_listen} (not loopback) requires TLS: give --tls-cert and --tls-key"
             )
         self.token = load_or_create_token(cfg.data_dir)
+        self._log_handler = RecentLogHandler(self.recent_log, asyncio.get_running_loop())
+        logging.getLogger().addHandler(self._log_handler)
+        try:
+            await self._serve(cfg, loopback, tls)
+        except BaseException:
+            self._remove_log_handler()
+            raise
+
+    async def _serve(self, cfg: ControlConfig, loopback: bool, tls: bool) -> None:
+        host = cfg.grpc_listen.rpartition(":")[0]
         setup_telemetry("sip2uc-control", cfg.metrics_listen)
         self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir)
         interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
@@ -112,7 +127,7 @@ class ControlPlane:
             RegistrationServicer(core), server
         )
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(core, sidecar.push_settings), server
+            AdminServicer(core, sidecar.push_settings, self.recent_log), server
         )
         sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
         calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
@@ -150,4 +165,11 @@ class ControlPlane:
             await self.server.stop(grace)
         if self.core is not None:
             await self.core.close()
+        self.recent_log.close()
         log.info("control plane stopped")
+        self._remove_log_handler()
+
+    def _remove_log_handler(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None

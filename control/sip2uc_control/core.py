@@ -75,6 +75,7 @@ class ControlCore:
                 pass
         for q in list(self._binding_watchers):
             q.end()
+        self.sidecars.close()
         await self.presence.drain()
         await self.db.close()
 

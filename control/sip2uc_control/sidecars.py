@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .errors import AlreadyExists
 from .store.db import Database
+from .watchers import WatchQueue
 
 # Put on a session's queue when the same sidecar instance reconnects: that stream ends.
 SESSION_REPLACED: Any = object()
@@ -54,6 +55,7 @@ class SidecarRegistry:
         self.db = db
         self.sidecars: dict[str, SidecarInfo] = {}
         self.queues: dict[str, asyncio.Queue[Any]] = {}
+        self._watchers: set[WatchQueue[SidecarInfo]] = set()
 
     async def load(self, now: float) -> None:
         """Sidecars known from before a restart count as lost since `now` until they reconnect."""
@@ -112,7 +114,13 @@ class SidecarRegistry:
             )
 
         await self.db.submit(write)
+        self.publish(info)
         return queue
+
+    def heartbeat(self, info: SidecarInfo, active_legs: int, relay_ports_in_use: int) -> None:
+        info.active_legs = active_legs
+        info.relay_ports_in_use = relay_ports_in_use
+        self.publish(info)
 
     def disconnected(self, name: str, queue: asyncio.Queue[Any], now: float) -> None:
         # A sidecar that reconnected already has a new queue; only the current session ends it.
@@ -122,6 +130,7 @@ class SidecarRegistry:
             if info is not None:
                 info.connected = False
                 info.lost_time = now
+                self.publish(info)
 
     def send(self, name: str, command: Any) -> bool:
         """Queue a command for a connected sidecar; False when it is not connected."""
@@ -134,6 +143,32 @@ class SidecarRegistry:
     def broadcast(self, make: Any) -> None:
         for name, queue in self.queues.items():
             queue.put_nowait(make(name))
+
+    # --- watchers (AdminService.WatchSidecars) ---------------------------------------------------
+
+    def watch(self) -> WatchQueue[SidecarInfo]:
+        queue: WatchQueue[SidecarInfo] = WatchQueue()
+        self._watchers.add(queue)
+        return queue
+
+    def unwatch(self, queue: WatchQueue[SidecarInfo]) -> None:
+        self._watchers.discard(queue)
+
+    def publish(self, info: SidecarInfo) -> None:
+        """Tell watchers that `info` changed (connected, lost, heartbeat, settings)."""
+        for queue in list(self._watchers):
+            if not queue.offer(info):
+                self._watchers.discard(queue)  # cut off: it stopped reading
+
+    def publish_all(self) -> None:
+        for info in self.sidecars.values():
+            self.publish(info)
+
+    def close(self) -> None:
+        """End every watch stream (server shutdown)."""
+        for queue in list(self._watchers):
+            queue.end()
+        self._watchers.clear()
 
     def lost_longer_than(self, grace: float, now: float) -> list[str]:
         return [

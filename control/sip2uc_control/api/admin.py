@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import fields, replace
 from typing import Any
 
@@ -11,24 +12,34 @@ from sip2uc.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 from .. import __version__
 from ..core import ControlCore
 from ..errors import FieldViolation, InvalidArgument
+from ..recent_log import RecentLog
 from ..settings import ServerSettings
+from ..sidecars import SidecarInfo
 from .convert import (
     AVAILABILITY_TO_PB,
+    log_entry_to_pb,
+    log_level_from_pb,
     server_settings_field_from_pb,
     server_settings_to_pb,
     sidecar_to_pb,
     ts,
 )
-from .status import unary
+from .status import streaming, unary
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 _SETTINGS_FIELDS = {f.name for f in fields(ServerSettings)}
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, core: ControlCore, on_settings_changed: Any = None) -> None:
+    def __init__(
+        self,
+        core: ControlCore,
+        on_settings_changed: Any = None,
+        recent_log: RecentLog | None = None,
+    ) -> None:
         self.core = core
         self.on_settings_changed = on_settings_changed
+        self.recent_log = recent_log if recent_log is not None else RecentLog()
 
     @unary
     async def GetSettings(
@@ -58,21 +69,74 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         saved = await self.core.update_settings(replace(self.core.settings.current, **changes))
         if self.on_settings_changed is not None:
             self.on_settings_changed()
+        # Channel limits come from the settings: sidecar watchers see the new ones.
+        self.core.sidecars.publish_all()
         return admin_pb2.UpdateSettingsResponse(settings=server_settings_to_pb(saved))
+
+    def _binding_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for b in self.core.bindings.by_id.values():
+            counts[b.sidecar] = counts.get(b.sidecar, 0) + 1
+        return counts
+
+    def _sidecar(self, info: SidecarInfo, counts: dict[str, int]) -> admin_pb2.Sidecar:
+        limit = self.core.settings.current.channel_limit(info.name)
+        return sidecar_to_pb(info, counts.get(info.name, 0), limit)
 
     @unary
     async def ListSidecars(
         self, request: admin_pb2.ListSidecarsRequest, context: Ctx
     ) -> admin_pb2.ListSidecarsResponse:
-        counts: dict[str, int] = {}
-        for b in self.core.bindings.by_id.values():
-            counts[b.sidecar] = counts.get(b.sidecar, 0) + 1
+        counts = self._binding_counts()
         return admin_pb2.ListSidecarsResponse(
             sidecars=[
-                sidecar_to_pb(s, counts.get(s.name, 0))
+                self._sidecar(s, counts)
                 for s in sorted(self.core.sidecars.sidecars.values(), key=lambda s: s.name)
             ]
         )
+
+    @streaming
+    async def WatchSidecars(
+        self, request: admin_pb2.WatchSidecarsRequest, context: Ctx
+    ) -> AsyncIterator[admin_pb2.WatchSidecarsResponse]:
+        registry = self.core.sidecars
+        queue = registry.watch()
+        try:
+            counts = self._binding_counts()
+            for info in sorted(registry.sidecars.values(), key=lambda s: s.name):
+                yield admin_pb2.WatchSidecarsResponse(sidecar=self._sidecar(info, counts))
+            yield admin_pb2.WatchSidecarsResponse(snapshot_complete=True)
+            while (changed := await queue.get()) is not None:
+                yield admin_pb2.WatchSidecarsResponse(
+                    sidecar=self._sidecar(changed, self._binding_counts())
+                )
+        finally:
+            registry.unwatch(queue)
+
+    @unary
+    async def ListLogEntries(
+        self, request: admin_pb2.ListLogEntriesRequest, context: Ctx
+    ) -> admin_pb2.ListLogEntriesResponse:
+        level = log_level_from_pb(request.min_severity)
+        return admin_pb2.ListLogEntriesResponse(
+            entries=[log_entry_to_pb(e) for e in self.recent_log.entries(level)]
+        )
+
+    @streaming
+    async def WatchLogEntries(
+        self, request: admin_pb2.WatchLogEntriesRequest, context: Ctx
+    ) -> AsyncIterator[admin_pb2.WatchLogEntriesResponse]:
+        level = log_level_from_pb(request.min_severity)
+        queue = self.recent_log.watch()
+        try:
+            for entry in self.recent_log.entries(level):
+                yield admin_pb2.WatchLogEntriesResponse(entry=log_entry_to_pb(entry))
+            yield admin_pb2.WatchLogEntriesResponse(snapshot_complete=True)
+            while (new := await queue.get()) is not None:
+                if new.level >= level:
+                    yield admin_pb2.WatchLogEntriesResponse(entry=log_entry_to_pb(new))
+        finally:
+            self.recent_log.unwatch(queue)
 
     @unary
     async def GetStatus(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -38,6 +39,7 @@ from ..domain import (
     UserSettings,
 )
 from ..presence import Activity, Availability, EffectivePresence, PresenceChange, Source
+from ..recent_log import LogEntry
 from ..settings import ServerSettings, SidecarPolicy, UpstreamTrunk
 from ..sidecars import SidecarInfo
 from ..store.bindings import Binding
@@ -351,7 +353,10 @@ def server_settings_field_from_pb(name: str, pb: admin_pb2.Settings) -> object:
     return getattr(pb, name)
 
 
-def sidecar_to_pb(s: SidecarInfo, bindings: int) -> admin_pb2.Sidecar:
+def sidecar_to_pb(s: SidecarInfo, bindings: int, settings_limit: int) -> admin_pb2.Sidecar:
+    """`settings_limit` is the channel limit the settings give the sidecar; it accepts no more
+    legs than its own capacity either (as the sidecar applies it)."""
+    limit = min(settings_limit, s.capacity) if s.capacity else settings_limit
     return admin_pb2.Sidecar(
         name=f"sidecars/{s.name}",
         site=s.site,
@@ -364,6 +369,39 @@ def sidecar_to_pb(s: SidecarInfo, bindings: int) -> admin_pb2.Sidecar:
         version=s.version,
         connect_time=ts(s.connect_time),
         last_seen_time=ts(s.last_seen),
+        channel_limit=limit,
+        relay_ports_in_use=s.relay_ports_in_use,
+    )
+
+
+_LEVEL_TO_SEVERITY = (
+    (logging.CRITICAL, admin_pb2.LOG_SEVERITY_CRITICAL),
+    (logging.ERROR, admin_pb2.LOG_SEVERITY_ERROR),
+    (logging.WARNING, admin_pb2.LOG_SEVERITY_WARNING),
+)
+_SEVERITY_TO_LEVEL = {severity: level for level, severity in _LEVEL_TO_SEVERITY}
+
+
+def log_severity_to_pb(level: int) -> admin_pb2.LogSeverity.ValueType:
+    return next(
+        (severity for floor, severity in _LEVEL_TO_SEVERITY if level >= floor),
+        admin_pb2.LOG_SEVERITY_UNSPECIFIED,
+    )
+
+
+def log_level_from_pb(severity: admin_pb2.LogSeverity.ValueType) -> int:
+    """The least logging level a `min_severity` admits (UNSPECIFIED: every entry)."""
+    return _SEVERITY_TO_LEVEL.get(severity, 0)
+
+
+def log_entry_to_pb(entry: LogEntry) -> admin_pb2.LogEntry:
+    return admin_pb2.LogEntry(
+        sequence=entry.sequence,
+        time=ts(entry.time),
+        severity=log_severity_to_pb(entry.level),
+        logger=entry.logger,
+        message=entry.message,
+        trace_id=entry.trace_id,
     )
 
 

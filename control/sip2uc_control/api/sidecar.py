@@ -220,8 +220,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 info.last_seen = self.core.clock()
                 kind = message.WhichOneof("payload")
                 if kind == "heartbeat":
-                    info.active_legs = message.heartbeat.active_legs
-                    info.relay_ports_in_use = message.heartbeat.relay_ports_in_use
+                    self.core.sidecars.heartbeat(
+                        info, message.heartbeat.active_legs, message.heartbeat.relay_ports_in_use
+                    )
                 elif kind == "result":
                     _log_failure(info.name, message.result)
                 elif kind == "results":

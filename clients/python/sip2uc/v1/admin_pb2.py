@@ -26,7 +26,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip2uc/v1/admin.proto\x12\tsip2uc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x04\n\x08Settings\x12\x12\n\nsip_domain\x18\x01 \x01(\t\x12\r\n\x05realm\x18\x02 \x01(\t\x12/\n\x0epresence_codes\x18\x03 \x03(\x0b\x32\x17.sip2uc.v1.PresenceCode\x12\x1d\n\x15media_timeout_seconds\x18\x04 \x01(\r\x12!\n\x19no_answer_timeout_seconds\x18\x05 \x01(\r\x12\x13\n\x0bmin_expires\x18\x06 \x01(\r\x12\x13\n\x0bmax_expires\x18\x07 \x01(\r\x12\x17\n\x0f\x64\x65\x66\x61ult_expires\x18\x08 \x01(\r\x12\x1f\n\x17max_bindings_per_device\x18\t \x01(\r\x12\x15\n\rban_threshold\x18\n \x01(\r\x12\x1a\n\x12\x62\x61n_window_seconds\x18\x0b \x01(\r\x12\x13\n\x0b\x62\x61n_seconds\x18\x0c \x01(\r\x12\x1d\n\x15sidecar_grace_seconds\x18\r \x01(\r\x12\x1d\n\x15\x64\x65\x66\x61ult_channel_limit\x18\x0e \x01(\r\x12*\n\x08sidecars\x18\x0f \x03(\x0b\x32\x18.sip2uc.v1.SidecarPolicy\x12\x30\n\x0eupstream_trunk\x18\x10 \x01(\x0b\x32\x18.sip2uc.v1.UpstreamTrunk\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x11 \x01(\t\"`\n\x0cPresenceCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12-\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1d.sip2uc.v1.PresenceCodeAction\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"N\n\rSidecarPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_networks\x18\x02 \x03(\t\x12\x15\n\rchannel_limit\x18\x03 \x01(\r\"[\n\rUpstreamTrunk\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07sidecar\x18\x03 \x01(\t\x12\x17\n\x0f\x61llowed_pattern\x18\x04 \x01(\t\"\xa1\x02\n\x07Sidecar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.sip2uc.v1.SidecarState\x12\x15\n\rsip_listeners\x18\x04 \x03(\t\x12\x0b\n\x03rtp\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\r\x12\x13\n\x0b\x61\x63tive_legs\x18\x07 \x01(\r\x12\x10\n\x08\x62indings\x18\x08 \x01(\r\x12\x0f\n\x07version\x18\t \x01(\t\x12\x30\n\x0c\x63onnect_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12GetSettingsRequest\"<\n\x13GetSettingsResponse\x12%\n\x08settings\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Settings\"o\n\x15UpdateSettingsRequest\x12%\n\x08settings\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Settings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x16UpdateSettingsResponse\x12%\n\x08settings\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Settings\"\x15\n\x13ListSidecarsRequest\"<\n\x14ListSidecarsResponse\x12$\n\x08sidecars\x18\x01 \x03(\x0b\x32\x12.sip2uc.v1.Sidecar\"\x12\n\x10GetStatusRequest\"\xc7\x02\n\x11GetStatusResponse\x12\r\n\x05users\x18\x01 \x01(\x05\x12\x18\n\x10registered_users\x18\x02 \x01(\x05\x12\x10\n\x08\x62indings\x18\x03 \x01(\x05\x12\x14\n\x0c\x61\x63tive_calls\x18\x04 \x01(\x05\x12\x1a\n\x12sidecars_connected\x18\x05 \x01(\x05\x12\x15\n\rsidecars_lost\x18\x06 \x01(\x05\x12<\n\x08presence\x18\x07 \x03(\x0b\x32*.sip2uc.v1.GetStatusResponse.PresenceEntry\x12\x0f\n\x07version\x18\x08 \x01(\t\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rPresenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01*\xb9\x04\n\x12PresenceCodeAction\x12$\n PRESENCE_CODE_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPRESENCE_CODE_ACTION_DND_ON\x10\x01\x12 \n\x1cPRESENCE_CODE_ACTION_DND_OFF\x10\x02\x12\x1d\n\x19PRESENCE_CODE_ACTION_AWAY\x10\x03\x12&\n\"PRESENCE_CODE_ACTION_BE_RIGHT_BACK\x10\x04\x12\x1d\n\x19PRESENCE_CODE_ACTION_BUSY\x10\x05\x12\x1e\n\x1aPRESENCE_CODE_ACTION_RESET\x10\x06\x12\'\n#PRESENCE_CODE_ACTION_APPEAR_OFFLINE\x10\x07\x12*\n&PRESENCE_CODE_ACTION_FORWARD_ALWAYS_ON\x10\x08\x12+\n\'PRESENCE_CODE_ACTION_FORWARD_ALWAYS_OFF\x10\t\x12(\n$PRESENCE_CODE_ACTION_FORWARD_BUSY_ON\x10\n\x12)\n%PRESENCE_CODE_ACTION_FORWARD_BUSY_OFF\x10\x0b\x12-\n)PRESENCE_CODE_ACTION_FORWARD_NO_ANSWER_ON\x10\x0c\x12.\n*PRESENCE_CODE_ACTION_FORWARD_NO_ANSWER_OFF\x10\r*b\n\x0cSidecarState\x12\x1d\n\x19SIDECAR_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SIDECAR_STATE_CONNECTED\x10\x01\x12\x16\n\x12SIDECAR_STATE_LOST\x10\x02\x32\xcc\x02\n\x0c\x41\x64minService\x12L\n\x0bGetSettings\x12\x1d.sip2uc.v1.GetSettingsRequest\x1a\x1e.sip2uc.v1.GetSettingsResponse\x12U\n\x0eUpdateSettings\x12 .sip2uc.v1.UpdateSettingsRequest\x1a!.sip2uc.v1.UpdateSettingsResponse\x12O\n\x0cListSidecars\x12\x1e.sip2uc.v1.ListSidecarsRequest\x1a\x1f.sip2uc.v1.ListSidecarsResponse\x12\x46\n\tGetStatus\x12\x1b.sip2uc.v1.GetStatusRequest\x1a\x1c.sip2uc.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip2uc/v1/admin.proto\x12\tsip2uc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x04\n\x08Settings\x12\x12\n\nsip_domain\x18\x01 \x01(\t\x12\r\n\x05realm\x18\x02 \x01(\t\x12/\n\x0epresence_codes\x18\x03 \x03(\x0b\x32\x17.sip2uc.v1.PresenceCode\x12\x1d\n\x15media_timeout_seconds\x18\x04 \x01(\r\x12!\n\x19no_answer_timeout_seconds\x18\x05 \x01(\r\x12\x13\n\x0bmin_expires\x18\x06 \x01(\r\x12\x13\n\x0bmax_expires\x18\x07 \x01(\r\x12\x17\n\x0f\x64\x65\x66\x61ult_expires\x18\x08 \x01(\r\x12\x1f\n\x17max_bindings_per_device\x18\t \x01(\r\x12\x15\n\rban_threshold\x18\n \x01(\r\x12\x1a\n\x12\x62\x61n_window_seconds\x18\x0b \x01(\r\x12\x13\n\x0b\x62\x61n_seconds\x18\x0c \x01(\r\x12\x1d\n\x15sidecar_grace_seconds\x18\r \x01(\r\x12\x1d\n\x15\x64\x65\x66\x61ult_channel_limit\x18\x0e \x01(\r\x12*\n\x08sidecars\x18\x0f \x03(\x0b\x32\x18.sip2uc.v1.SidecarPolicy\x12\x30\n\x0eupstream_trunk\x18\x10 \x01(\x0b\x32\x18.sip2uc.v1.UpstreamTrunk\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x11 \x01(\t\"`\n\x0cPresenceCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12-\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x1d.sip2uc.v1.PresenceCodeAction\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"N\n\rSidecarPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10\x61llowed_networks\x18\x02 \x03(\t\x12\x15\n\rchannel_limit\x18\x03 \x01(\r\"[\n\rUpstreamTrunk\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07sidecar\x18\x03 \x01(\t\x12\x17\n\x0f\x61llowed_pattern\x18\x04 \x01(\t\"\xd4\x02\n\x07Sidecar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.sip2uc.v1.SidecarState\x12\x15\n\rsip_listeners\x18\x04 \x03(\t\x12\x0b\n\x03rtp\x18\x05 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\r\x12\x13\n\x0b\x61\x63tive_legs\x18\x07 \x01(\r\x12\x10\n\x08\x62indings\x18\x08 \x01(\r\x12\x0f\n\x07version\x18\t \x01(\t\x12\x30\n\x0c\x63onnect_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rchannel_limit\x18\x0c \x01(\r\x12\x1a\n\x12relay_ports_in_use\x18\r \x01(\r\"\x14\n\x12GetSettingsRequest\"<\n\x13GetSettingsResponse\x12%\n\x08settings\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Settings\"o\n\x15UpdateSettingsRequest\x12%\n\x08settings\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Settings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x16UpdateSettingsResponse\x12%\n\x08settings\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Settings\"\x15\n\x13ListSidecarsRequest\"<\n\x14ListSidecarsResponse\x12$\n\x08sidecars\x18\x01 \x03(\x0b\x32\x12.sip2uc.v1.Sidecar\"\x12\n\x10GetStatusRequest\"\xc7\x02\n\x11GetStatusResponse\x12\r\n\x05users\x18\x01 \x01(\x05\x12\x18\n\x10registered_users\x18\x02 \x01(\x05\x12\x10\n\x08\x62indings\x18\x03 \x01(\x05\x12\x14\n\x0c\x61\x63tive_calls\x18\x04 \x01(\x05\x12\x1a\n\x12sidecars_connected\x18\x05 \x01(\x05\x12\x15\n\rsidecars_lost\x18\x06 \x01(\x05\x12<\n\x08presence\x18\x07 \x03(\x0b\x32*.sip2uc.v1.GetStatusResponse.PresenceEntry\x12\x0f\n\x07version\x18\x08 \x01(\t\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rPresenceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x16\n\x14WatchSidecarsRequest\"W\n\x15WatchSidecarsResponse\x12#\n\x07sidecar\x18\x01 \x01(\x0b\x32\x12.sip2uc.v1.Sidecar\x12\x19\n\x11snapshot_complete\x18\x02 \x01(\x08\"\xa3\x01\n\x08LogEntry\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x08severity\x18\x03 \x01(\x0e\x32\x16.sip2uc.v1.LogSeverity\x12\x0e\n\x06logger\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x10\n\x08trace_id\x18\x06 \x01(\t\"E\n\x15ListLogEntriesRequest\x12,\n\x0cmin_severity\x18\x01 \x01(\x0e\x32\x16.sip2uc.v1.LogSeverity\">\n\x16ListLogEntriesResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.sip2uc.v1.LogEntry\"F\n\x16WatchLogEntriesRequest\x12,\n\x0cmin_severity\x18\x01 \x01(\x0e\x32\x16.sip2uc.v1.LogSeverity\"X\n\x17WatchLogEntriesResponse\x12\"\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.LogEntry\x12\x19\n\x11snapshot_complete\x18\x02 \x01(\x08*\xb9\x04\n\x12PresenceCodeAction\x12$\n PRESENCE_CODE_ACTION_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPRESENCE_CODE_ACTION_DND_ON\x10\x01\x12 \n\x1cPRESENCE_CODE_ACTION_DND_OFF\x10\x02\x12\x1d\n\x19PRESENCE_CODE_ACTION_AWAY\x10\x03\x12&\n\"PRESENCE_CODE_ACTION_BE_RIGHT_BACK\x10\x04\x12\x1d\n\x19PRESENCE_CODE_ACTION_BUSY\x10\x05\x12\x1e\n\x1aPRESENCE_CODE_ACTION_RESET\x10\x06\x12\'\n#PRESENCE_CODE_ACTION_APPEAR_OFFLINE\x10\x07\x12*\n&PRESENCE_CODE_ACTION_FORWARD_ALWAYS_ON\x10\x08\x12+\n\'PRESENCE_CODE_ACTION_FORWARD_ALWAYS_OFF\x10\t\x12(\n$PRESENCE_CODE_ACTION_FORWARD_BUSY_ON\x10\n\x12)\n%PRESENCE_CODE_ACTION_FORWARD_BUSY_OFF\x10\x0b\x12-\n)PRESENCE_CODE_ACTION_FORWARD_NO_ANSWER_ON\x10\x0c\x12.\n*PRESENCE_CODE_ACTION_FORWARD_NO_ANSWER_OFF\x10\r*b\n\x0cSidecarState\x12\x1d\n\x19SIDECAR_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17SIDECAR_STATE_CONNECTED\x10\x01\x12\x16\n\x12SIDECAR_STATE_LOST\x10\x02*x\n\x0bLogSeverity\x12\x1c\n\x18LOG_SEVERITY_UNSPECIFIED\x10\x00\x12\x18\n\x14LOG_SEVERITY_WARNING\x10\x01\x12\x16\n\x12LOG_SEVERITY_ERROR\x10\x02\x12\x19\n\x15LOG_SEVERITY_CRITICAL\x10\x03\x32\xd5\x04\n\x0c\x41\x64minService\x12L\n\x0bGetSettings\x12\x1d.sip2uc.v1.GetSettingsRequest\x1a\x1e.sip2uc.v1.GetSettingsResponse\x12U\n\x0eUpdateSettings\x12 .sip2uc.v1.UpdateSettingsRequest\x1a!.sip2uc.v1.UpdateSettingsResponse\x12O\n\x0cListSidecars\x12\x1e.sip2uc.v1.ListSidecarsRequest\x1a\x1f.sip2uc.v1.ListSidecarsResponse\x12\x46\n\tGetStatus\x12\x1b.sip2uc.v1.GetStatusRequest\x1a\x1c.sip2uc.v1.GetStatusResponse\x12T\n\rWatchSidecars\x12\x1f.sip2uc.v1.WatchSidecarsRequest\x1a .sip2uc.v1.WatchSidecarsResponse0\x01\x12U\n\x0eListLogEntries\x12 .sip2uc.v1.ListLogEntriesRequest\x1a!.sip2uc.v1.ListLogEntriesResponse\x12Z\n\x0fWatchLogEntries\x12!.sip2uc.v1.WatchLogEntriesRequest\x1a\".sip2uc.v1.WatchLogEntriesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETSTATUSRESPONSE_PRESENCEENTRY']._loaded_options = None
   _globals['_GETSTATUSRESPONSE_PRESENCEENTRY']._serialized_options = b'8\001'
-  _globals['_PRESENCECODEACTION']._serialized_start=1879
-  _globals['_PRESENCECODEACTION']._serialized_end=2448
-  _globals['_SIDECARSTATE']._serialized_start=2450
-  _globals['_SIDECARSTATE']._serialized_end=2548
+  _globals['_PRESENCECODEACTION']._serialized_start=2506
+  _globals['_PRESENCECODEACTION']._serialized_end=3075
+  _globals['_SIDECARSTATE']._serialized_start=3077
+  _globals['_SIDECARSTATE']._serialized_end=3175
+  _globals['_LOGSEVERITY']._serialized_start=3177
+  _globals['_LOGSEVERITY']._serialized_end=3297
   _globals['_SETTINGS']._serialized_start=104
   _globals['_SETTINGS']._serialized_end=616
   _globals['_PRESENCECODE']._serialized_start=618
@@ -48,25 +50,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSTREAMTRUNK']._serialized_start=796
   _globals['_UPSTREAMTRUNK']._serialized_end=887
   _globals['_SIDECAR']._serialized_start=890
-  _globals['_SIDECAR']._serialized_end=1179
-  _globals['_GETSETTINGSREQUEST']._serialized_start=1181
-  _globals['_GETSETTINGSREQUEST']._serialized_end=1201
-  _globals['_GETSETTINGSRESPONSE']._serialized_start=1203
-  _globals['_GETSETTINGSRESPONSE']._serialized_end=1263
-  _globals['_UPDATESETTINGSREQUEST']._serialized_start=1265
-  _globals['_UPDATESETTINGSREQUEST']._serialized_end=1376
-  _globals['_UPDATESETTINGSRESPONSE']._serialized_start=1378
-  _globals['_UPDATESETTINGSRESPONSE']._serialized_end=1441
-  _globals['_LISTSIDECARSREQUEST']._serialized_start=1443
-  _globals['_LISTSIDECARSREQUEST']._serialized_end=1464
-  _globals['_LISTSIDECARSRESPONSE']._serialized_start=1466
-  _globals['_LISTSIDECARSRESPONSE']._serialized_end=1526
-  _globals['_GETSTATUSREQUEST']._serialized_start=1528
-  _globals['_GETSTATUSREQUEST']._serialized_end=1546
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1549
-  _globals['_GETSTATUSRESPONSE']._serialized_end=1876
-  _globals['_GETSTATUSRESPONSE_PRESENCEENTRY']._serialized_start=1829
-  _globals['_GETSTATUSRESPONSE_PRESENCEENTRY']._serialized_end=1876
-  _globals['_ADMINSERVICE']._serialized_start=2551
-  _globals['_ADMINSERVICE']._serialized_end=2883
+  _globals['_SIDECAR']._serialized_end=1230
+  _globals['_GETSETTINGSREQUEST']._serialized_start=1232
+  _globals['_GETSETTINGSREQUEST']._serialized_end=1252
+  _globals['_GETSETTINGSRESPONSE']._serialized_start=1254
+  _globals['_GETSETTINGSRESPONSE']._serialized_end=1314
+  _globals['_UPDATESETTINGSREQUEST']._serialized_start=1316
+  _globals['_UPDATESETTINGSREQUEST']._serialized_end=1427
+  _globals['_UPDATESETTINGSRESPONSE']._serialized_start=1429
+  _globals['_UPDATESETTINGSRESPONSE']._serialized_end=1492
+  _globals['_LISTSIDECARSREQUEST']._serialized_start=1494
+  _globals['_LISTSIDECARSREQUEST']._serialized_end=1515
+  _globals['_LISTSIDECARSRESPONSE']._serialized_start=1517
+  _globals['_LISTSIDECARSRESPONSE']._serialized_end=1577
+  _globals['_GETSTATUSREQUEST']._serialized_start=1579
+  _globals['_GETSTATUSREQUEST']._serialized_end=1597
+  _globals['_GETSTATUSRESPONSE']._serialized_start=1600
+  _globals['_GETSTATUSRESPONSE']._serialized_end=1927
+  _globals['_GETSTATUSRESPONSE_PRESENCEENTRY']._serialized_start=1880
+  _globals['_GETSTATUSRESPONSE_PRESENCEENTRY']._serialized_end=1927
+  _globals['_WATCHSIDECARSREQUEST']._serialized_start=1929
+  _globals['_WATCHSIDECARSREQUEST']._serialized_end=1951
+  _globals['_WATCHSIDECARSRESPONSE']._serialized_start=1953
+  _globals['_WATCHSIDECARSRESPONSE']._serialized_end=2040
+  _globals['_LOGENTRY']._serialized_start=2043
+  _globals['_LOGENTRY']._serialized_end=2206
+  _globals['_LISTLOGENTRIESREQUEST']._serialized_start=2208
+  _globals['_LISTLOGENTRIESREQUEST']._serialized_end=2277
+  _globals['_LISTLOGENTRIESRESPONSE']._serialized_start=2279
+  _globals['_LISTLOGENTRIESRESPONSE']._serialized_end=2341
+  _globals['_WATCHLOGENTRIESREQUEST']._serialized_start=2343
+  _globals['_WATCHLOGENTRIESREQUEST']._serialized_end=2413
+  _globals['_WATCHLOGENTRIESRESPONSE']._serialized_start=2415
+  _globals['_WATCHLOGENTRIESRESPONSE']._serialized_end=2503
+  _globals['_ADMINSERVICE']._serialized_start=3300
+  _globals['_ADMINSERVICE']._serialized_end=3897
 # @@protoc_insertion_point(module_scope)

@@ -113,6 +113,34 @@ SIDECAR_STATE_LOST: SidecarState.ValueType  # 2
 """Disconnected; bindings kept until the grace period ends."""
 Global___SidecarState: _TypeAlias = SidecarState  # noqa: Y015
 
+class _LogSeverity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LogSeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LogSeverity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOG_SEVERITY_UNSPECIFIED: _LogSeverity.ValueType  # 0
+    """Not set."""
+    LOG_SEVERITY_WARNING: _LogSeverity.ValueType  # 1
+    """Something unexpected that sip2uc handled (a peer lost, a request refused)."""
+    LOG_SEVERITY_ERROR: _LogSeverity.ValueType  # 2
+    """An operation failed."""
+    LOG_SEVERITY_CRITICAL: _LogSeverity.ValueType  # 3
+    """The process cannot go on as configured."""
+
+class LogSeverity(_LogSeverity, metaclass=_LogSeverityEnumTypeWrapper):
+    """Severity of a log entry."""
+
+LOG_SEVERITY_UNSPECIFIED: LogSeverity.ValueType  # 0
+"""Not set."""
+LOG_SEVERITY_WARNING: LogSeverity.ValueType  # 1
+"""Something unexpected that sip2uc handled (a peer lost, a request refused)."""
+LOG_SEVERITY_ERROR: LogSeverity.ValueType  # 2
+"""An operation failed."""
+LOG_SEVERITY_CRITICAL: LogSeverity.ValueType  # 3
+"""The process cannot go on as configured."""
+Global___LogSeverity: _TypeAlias = LogSeverity  # noqa: Y015
+
 @_typing.final
 class Settings(_message.Message):
     """Server-wide settings."""
@@ -322,6 +350,8 @@ class Sidecar(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     CONNECT_TIME_FIELD_NUMBER: _builtins.int
     LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    CHANNEL_LIMIT_FIELD_NUMBER: _builtins.int
+    RELAY_PORTS_IN_USE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `sidecars/{name}`."""
     site: _builtins.str
@@ -338,6 +368,12 @@ class Sidecar(_message.Message):
     """Bindings registered through this sidecar."""
     version: _builtins.str
     """Software version."""
+    channel_limit: _builtins.int
+    """Concurrent call legs it accepts: the smaller of its capacity and the
+    channel limit the settings give it (503 beyond).
+    """
+    relay_ports_in_use: _builtins.int
+    """RTP relay ports in use (last heartbeat)."""
     @_builtins.property
     def sip_listeners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """SIP listening addresses, e.g. "udp 127.0.0.1:5060"."""
@@ -364,10 +400,12 @@ class Sidecar(_message.Message):
         version: _builtins.str = ...,
         connect_time: _timestamp_pb2.Timestamp | None = ...,
         last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        channel_limit: _builtins.int = ...,
+        relay_ports_in_use: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_legs", b"active_legs", "bindings", b"bindings", "capacity", b"capacity", "connect_time", b"connect_time", "last_seen_time", b"last_seen_time", "name", b"name", "rtp", b"rtp", "sip_listeners", b"sip_listeners", "site", b"site", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_legs", b"active_legs", "bindings", b"bindings", "capacity", b"capacity", "channel_limit", b"channel_limit", "connect_time", b"connect_time", "last_seen_time", b"last_seen_time", "name", b"name", "relay_ports_in_use", b"relay_ports_in_use", "rtp", b"rtp", "sip_listeners", b"sip_listeners", "site", b"site", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -603,3 +641,192 @@ class GetStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatusResponse: _TypeAlias = GetStatusResponse  # noqa: Y015
+
+@_typing.final
+class WatchSidecarsRequest(_message.Message):
+    """Request of AdminService.WatchSidecars."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSidecarsRequest: _TypeAlias = WatchSidecarsRequest  # noqa: Y015
+
+@_typing.final
+class WatchSidecarsResponse(_message.Message):
+    """One message of AdminService.WatchSidecars."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
+    snapshot_complete: _builtins.bool
+    """True on the message that ends the initial snapshot (it carries no sidecar)."""
+    @_builtins.property
+    def sidecar(self) -> Global___Sidecar:
+        """The sidecar's current state."""
+
+    def __init__(
+        self,
+        *,
+        sidecar: Global___Sidecar | None = ...,
+        snapshot_complete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sidecar", b"sidecar"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sidecar", b"sidecar", "snapshot_complete", b"snapshot_complete"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSidecarsResponse: _TypeAlias = WatchSidecarsResponse  # noqa: Y015
+
+@_typing.final
+class LogEntry(_message.Message):
+    """One record of the control-plane process's log. Log records never hold
+    secrets (passwords, tokens, hashes).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    LOGGER_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Position in this process's log buffer, one more for each entry."""
+    severity: Global___LogSeverity.ValueType
+    """Severity."""
+    logger: _builtins.str
+    """The component that logged it, e.g. "sip2uc_control.api.sidecar"."""
+    message: _builtins.str
+    """The message, at most 2,000 characters; an exception adds its type and text."""
+    trace_id: _builtins.str
+    """W3C trace id (32 hex digits) of the span current when it was logged;
+    empty: none.
+    """
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it was logged."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        severity: Global___LogSeverity.ValueType = ...,
+        logger: _builtins.str = ...,
+        message: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logger", b"logger", "message", b"message", "sequence", b"sequence", "severity", b"severity", "time", b"time", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
+
+@_typing.final
+class ListLogEntriesRequest(_message.Message):
+    """Request of AdminService.ListLogEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_SEVERITY_FIELD_NUMBER: _builtins.int
+    min_severity: Global___LogSeverity.ValueType
+    """Only entries at least this severe (unset: every buffered entry)."""
+    def __init__(
+        self,
+        *,
+        min_severity: Global___LogSeverity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_severity", b"min_severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLogEntriesRequest: _TypeAlias = ListLogEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListLogEntriesResponse(_message.Message):
+    """Response of AdminService.ListLogEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
+        """The buffered entries, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___LogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLogEntriesResponse: _TypeAlias = ListLogEntriesResponse  # noqa: Y015
+
+@_typing.final
+class WatchLogEntriesRequest(_message.Message):
+    """Request of AdminService.WatchLogEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_SEVERITY_FIELD_NUMBER: _builtins.int
+    min_severity: Global___LogSeverity.ValueType
+    """Only entries at least this severe (unset: every entry)."""
+    def __init__(
+        self,
+        *,
+        min_severity: Global___LogSeverity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_severity", b"min_severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchLogEntriesRequest: _TypeAlias = WatchLogEntriesRequest  # noqa: Y015
+
+@_typing.final
+class WatchLogEntriesResponse(_message.Message):
+    """One message of AdminService.WatchLogEntries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
+    snapshot_complete: _builtins.bool
+    """True on the message that ends the buffered entries (it carries no entry)."""
+    @_builtins.property
+    def entry(self) -> Global___LogEntry:
+        """One entry (buffered ones first, oldest first)."""
+
+    def __init__(
+        self,
+        *,
+        entry: Global___LogEntry | None = ...,
+        snapshot_complete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "snapshot_complete", b"snapshot_complete"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchLogEntriesResponse: _TypeAlias = WatchLogEntriesResponse  # noqa: Y015

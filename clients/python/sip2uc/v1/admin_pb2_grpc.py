@@ -55,6 +55,21 @@ class AdminServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_admin__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_admin__pb2.GetStatusResponse.FromString,
                 _registered_method=True)
+        self.WatchSidecars = channel.unary_stream(
+                '/sip2uc.v1.AdminService/WatchSidecars',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.WatchSidecarsRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.WatchSidecarsResponse.FromString,
+                _registered_method=True)
+        self.ListLogEntries = channel.unary_unary(
+                '/sip2uc.v1.AdminService/ListLogEntries',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.ListLogEntriesRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.ListLogEntriesResponse.FromString,
+                _registered_method=True)
+        self.WatchLogEntries = channel.unary_stream(
+                '/sip2uc.v1.AdminService/WatchLogEntries',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -90,6 +105,34 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSidecars(self, request, context):
+        """Streams sidecars: every known sidecar, then a message with
+        `snapshot_complete`, then a sidecar again each time it connects, is lost,
+        sends a heartbeat (every few seconds) or its settings change. A watcher
+        that falls 10,000 messages behind is cut off; watch again for a fresh
+        snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLogEntries(self, request, context):
+        """Lists the warnings and errors this control-plane process logged most
+        recently (a bounded in-memory buffer, oldest first; empty after a
+        restart). In `sip2uc up` the buffer also holds its sidecar's records.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchLogEntries(self, request, context):
+        """Streams log entries: the buffered ones, then a message with
+        `snapshot_complete`, then each new one as it is logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +155,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=sip2uc_dot_v1_dot_admin__pb2.GetStatusRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_admin__pb2.GetStatusResponse.SerializeToString,
+            ),
+            'WatchSidecars': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSidecars,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.WatchSidecarsRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.WatchSidecarsResponse.SerializeToString,
+            ),
+            'ListLogEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLogEntries,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.ListLogEntriesRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.ListLogEntriesResponse.SerializeToString,
+            ),
+            'WatchLogEntries': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLogEntries,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +281,87 @@ class AdminService:
             '/sip2uc.v1.AdminService/GetStatus',
             sip2uc_dot_v1_dot_admin__pb2.GetStatusRequest.SerializeToString,
             sip2uc_dot_v1_dot_admin__pb2.GetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSidecars(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/WatchSidecars',
+            sip2uc_dot_v1_dot_admin__pb2.WatchSidecarsRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.WatchSidecarsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLogEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/ListLogEntries',
+            sip2uc_dot_v1_dot_admin__pb2.ListLogEntriesRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.ListLogEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLogEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/WatchLogEntries',
+            sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

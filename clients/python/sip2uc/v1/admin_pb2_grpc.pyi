@@ -43,6 +43,22 @@ class AdminServiceStub:
     """Lists the sidecars that have connected."""
     GetStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetStatusRequest, _admin_pb2.GetStatusResponse]
     """Counts of users, bindings, calls and sidecars."""
+    WatchSidecars: _grpc.UnaryStreamMultiCallable[_admin_pb2.WatchSidecarsRequest, _admin_pb2.WatchSidecarsResponse]
+    """Streams sidecars: every known sidecar, then a message with
+    `snapshot_complete`, then a sidecar again each time it connects, is lost,
+    sends a heartbeat (every few seconds) or its settings change. A watcher
+    that falls 10,000 messages behind is cut off; watch again for a fresh
+    snapshot.
+    """
+    ListLogEntries: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListLogEntriesRequest, _admin_pb2.ListLogEntriesResponse]
+    """Lists the warnings and errors this control-plane process logged most
+    recently (a bounded in-memory buffer, oldest first; empty after a
+    restart). In `sip2uc up` the buffer also holds its sidecar's records.
+    """
+    WatchLogEntries: _grpc.UnaryStreamMultiCallable[_admin_pb2.WatchLogEntriesRequest, _admin_pb2.WatchLogEntriesResponse]
+    """Streams log entries: the buffered ones, then a message with
+    `snapshot_complete`, then each new one as it is logged.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -59,6 +75,22 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Lists the sidecars that have connected."""
     GetStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetStatusRequest, _admin_pb2.GetStatusResponse]  # type: ignore[assignment]
     """Counts of users, bindings, calls and sidecars."""
+    WatchSidecars: _aio.UnaryStreamMultiCallable[_admin_pb2.WatchSidecarsRequest, _admin_pb2.WatchSidecarsResponse]  # type: ignore[assignment]
+    """Streams sidecars: every known sidecar, then a message with
+    `snapshot_complete`, then a sidecar again each time it connects, is lost,
+    sends a heartbeat (every few seconds) or its settings change. A watcher
+    that falls 10,000 messages behind is cut off; watch again for a fresh
+    snapshot.
+    """
+    ListLogEntries: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListLogEntriesRequest, _admin_pb2.ListLogEntriesResponse]  # type: ignore[assignment]
+    """Lists the warnings and errors this control-plane process logged most
+    recently (a bounded in-memory buffer, oldest first; empty after a
+    restart). In `sip2uc up` the buffer also holds its sidecar's records.
+    """
+    WatchLogEntries: _aio.UnaryStreamMultiCallable[_admin_pb2.WatchLogEntriesRequest, _admin_pb2.WatchLogEntriesResponse]  # type: ignore[assignment]
+    """Streams log entries: the buffered ones, then a message with
+    `snapshot_complete`, then each new one as it is logged.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """Server-wide settings, sidecars and a status summary."""
@@ -96,5 +128,39 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.GetStatusResponse, _abc.Awaitable[_admin_pb2.GetStatusResponse]]:
         """Counts of users, bindings, calls and sidecars."""
+
+    @_abc_1.abstractmethod
+    def WatchSidecars(
+        self,
+        request: _admin_pb2.WatchSidecarsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.WatchSidecarsResponse], _abc.AsyncIterator[_admin_pb2.WatchSidecarsResponse]]:
+        """Streams sidecars: every known sidecar, then a message with
+        `snapshot_complete`, then a sidecar again each time it connects, is lost,
+        sends a heartbeat (every few seconds) or its settings change. A watcher
+        that falls 10,000 messages behind is cut off; watch again for a fresh
+        snapshot.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLogEntries(
+        self,
+        request: _admin_pb2.ListLogEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListLogEntriesResponse, _abc.Awaitable[_admin_pb2.ListLogEntriesResponse]]:
+        """Lists the warnings and errors this control-plane process logged most
+        recently (a bounded in-memory buffer, oldest first; empty after a
+        restart). In `sip2uc up` the buffer also holds its sidecar's records.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchLogEntries(
+        self,
+        request: _admin_pb2.WatchLogEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_admin_pb2.WatchLogEntriesResponse], _abc.AsyncIterator[_admin_pb2.WatchLogEntriesResponse]]:
+        """Streams log entries: the buffered ones, then a message with
+        `snapshot_complete`, then each new one as it is logged.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

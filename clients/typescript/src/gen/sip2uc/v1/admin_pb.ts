@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/admin.proto.
  */
 export const file_sip2uc_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKABAoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSKhAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0IscCChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBKrkEChJQcmVzZW5jZUNvZGVBY3Rpb24SJAogUFJFU0VOQ0VfQ09ERV9BQ1RJT05fVU5TUEVDSUZJRUQQABIfChtQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT04QARIgChxQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT0ZGEAISHQoZUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQVdBWRADEiYKIlBSRVNFTkNFX0NPREVfQUNUSU9OX0JFX1JJR0hUX0JBQ0sQBBIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9CVVNZEAUSHgoaUFJFU0VOQ0VfQ09ERV9BQ1RJT05fUkVTRVQQBhInCiNQUkVTRU5DRV9DT0RFX0FDVElPTl9BUFBFQVJfT0ZGTElORRAHEioKJlBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfQUxXQVlTX09OEAgSKwonUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT0ZGEAkSKAokUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09OEAoSKQolUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09GRhALEi0KKVBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfTk9fQU5TV0VSX09OEAwSLgoqUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT0ZGEA0qYgoMU2lkZWNhclN0YXRlEh0KGVNJREVDQVJfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdTSURFQ0FSX1NUQVRFX0NPTk5FQ1RFRBABEhYKElNJREVDQVJfU1RBVEVfTE9TVBACMswCCgxBZG1pblNlcnZpY2USTAoLR2V0U2V0dGluZ3MSHS5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXF1ZXN0Gh4uc2lwMnVjLnYxLkdldFNldHRpbmdzUmVzcG9uc2USVQoOVXBkYXRlU2V0dGluZ3MSIC5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXF1ZXN0GiEuc2lwMnVjLnYxLlVwZGF0ZVNldHRpbmdzUmVzcG9uc2USTwoMTGlzdFNpZGVjYXJzEh4uc2lwMnVjLnYxLkxpc3RTaWRlY2Fyc1JlcXVlc3QaHy5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVzcG9uc2USRgoJR2V0U3RhdHVzEhsuc2lwMnVjLnYxLkdldFN0YXR1c1JlcXVlc3QaHC5zaXAydWMudjEuR2V0U3RhdHVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKABAoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSLUAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbm5lbF9saW1pdBgMIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYDSABKA0iFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0IscCChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIhYKFFdhdGNoU2lkZWNhcnNSZXF1ZXN0IlcKFVdhdGNoU2lkZWNhcnNSZXNwb25zZRIjCgdzaWRlY2FyGAEgASgLMhIuc2lwMnVjLnYxLlNpZGVjYXISGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgiowEKCExvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHNldmVyaXR5GAMgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5Eg4KBmxvZ2dlchgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhAKCHRyYWNlX2lkGAYgASgJIkUKFUxpc3RMb2dFbnRyaWVzUmVxdWVzdBIsCgxtaW5fc2V2ZXJpdHkYASABKA4yFi5zaXAydWMudjEuTG9nU2V2ZXJpdHkiPgoWTGlzdExvZ0VudHJpZXNSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5IkYKFldhdGNoTG9nRW50cmllc1JlcXVlc3QSLAoMbWluX3NldmVyaXR5GAEgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5IlgKF1dhdGNoTG9nRW50cmllc1Jlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5EhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIKrkEChJQcmVzZW5jZUNvZGVBY3Rpb24SJAogUFJFU0VOQ0VfQ09ERV9BQ1RJT05fVU5TUEVDSUZJRUQQABIfChtQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT04QARIgChxQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT0ZGEAISHQoZUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQVdBWRADEiYKIlBSRVNFTkNFX0NPREVfQUNUSU9OX0JFX1JJR0hUX0JBQ0sQBBIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9CVVNZEAUSHgoaUFJFU0VOQ0VfQ09ERV9BQ1RJT05fUkVTRVQQBhInCiNQUkVTRU5DRV9DT0RFX0FDVElPTl9BUFBFQVJfT0ZGTElORRAHEioKJlBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfQUxXQVlTX09OEAgSKwonUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT0ZGEAkSKAokUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09OEAoSKQolUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09GRhALEi0KKVBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfTk9fQU5TV0VSX09OEAwSLgoqUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT0ZGEA0qYgoMU2lkZWNhclN0YXRlEh0KGVNJREVDQVJfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdTSURFQ0FSX1NUQVRFX0NPTk5FQ1RFRBABEhYKElNJREVDQVJfU1RBVEVfTE9TVBACKngKC0xvZ1NldmVyaXR5EhwKGExPR19TRVZFUklUWV9VTlNQRUNJRklFRBAAEhgKFExPR19TRVZFUklUWV9XQVJOSU5HEAESFgoSTE9HX1NFVkVSSVRZX0VSUk9SEAISGQoVTE9HX1NFVkVSSVRZX0NSSVRJQ0FMEAMy1QQKDEFkbWluU2VydmljZRJMCgtHZXRTZXR0aW5ncxIdLnNpcDJ1Yy52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXNwb25zZRJVCg5VcGRhdGVTZXR0aW5ncxIgLnNpcDJ1Yy52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZRJPCgxMaXN0U2lkZWNhcnMSHi5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVxdWVzdBofLnNpcDJ1Yy52MS5MaXN0U2lkZWNhcnNSZXNwb25zZRJGCglHZXRTdGF0dXMSGy5zaXAydWMudjEuR2V0U3RhdHVzUmVxdWVzdBocLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFNpZGVjYXJzEh8uc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXF1ZXN0GiAuc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXNwb25zZTABElUKDkxpc3RMb2dFbnRyaWVzEiAuc2lwMnVjLnYxLkxpc3RMb2dFbnRyaWVzUmVxdWVzdBohLnNpcDJ1Yy52MS5MaXN0TG9nRW50cmllc1Jlc3BvbnNlEloKD1dhdGNoTG9nRW50cmllcxIhLnNpcDJ1Yy52MS5XYXRjaExvZ0VudHJpZXNSZXF1ZXN0GiIuc2lwMnVjLnYxLldhdGNoTG9nRW50cmllc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Server-wide settings.
@@ -343,6 +343,21 @@ export type Sidecar = Message<"sip2uc.v1.Sidecar"> & {
    * @generated from field: google.protobuf.Timestamp last_seen_time = 11;
    */
   lastSeenTime?: Timestamp | undefined;
+
+  /**
+   * Concurrent call legs it accepts: the smaller of its capacity and the
+   * channel limit the settings give it (503 beyond).
+   *
+   * @generated from field: uint32 channel_limit = 12;
+   */
+  channelLimit: number;
+
+  /**
+   * RTP relay ports in use (last heartbeat).
+   *
+   * @generated from field: uint32 relay_ports_in_use = 13;
+   */
+  relayPortsInUse: number;
 };
 
 /**
@@ -566,6 +581,198 @@ export const GetStatusResponseSchema: GenMessage<GetStatusResponse> = /*@__PURE_
   messageDesc(file_sip2uc_v1_admin, 12);
 
 /**
+ * Request of AdminService.WatchSidecars.
+ *
+ * @generated from message sip2uc.v1.WatchSidecarsRequest
+ */
+export type WatchSidecarsRequest = Message<"sip2uc.v1.WatchSidecarsRequest"> & {
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchSidecarsRequest.
+ * Use `create(WatchSidecarsRequestSchema)` to create a new message.
+ */
+export const WatchSidecarsRequestSchema: GenMessage<WatchSidecarsRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 13);
+
+/**
+ * One message of AdminService.WatchSidecars.
+ *
+ * @generated from message sip2uc.v1.WatchSidecarsResponse
+ */
+export type WatchSidecarsResponse = Message<"sip2uc.v1.WatchSidecarsResponse"> & {
+  /**
+   * The sidecar's current state.
+   *
+   * @generated from field: sip2uc.v1.Sidecar sidecar = 1;
+   */
+  sidecar?: Sidecar | undefined;
+
+  /**
+   * True on the message that ends the initial snapshot (it carries no sidecar).
+   *
+   * @generated from field: bool snapshot_complete = 2;
+   */
+  snapshotComplete: boolean;
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchSidecarsResponse.
+ * Use `create(WatchSidecarsResponseSchema)` to create a new message.
+ */
+export const WatchSidecarsResponseSchema: GenMessage<WatchSidecarsResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 14);
+
+/**
+ * One record of the control-plane process's log. Log records never hold
+ * secrets (passwords, tokens, hashes).
+ *
+ * @generated from message sip2uc.v1.LogEntry
+ */
+export type LogEntry = Message<"sip2uc.v1.LogEntry"> & {
+  /**
+   * Position in this process's log buffer, one more for each entry.
+   *
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * When it was logged.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Severity.
+   *
+   * @generated from field: sip2uc.v1.LogSeverity severity = 3;
+   */
+  severity: LogSeverity;
+
+  /**
+   * The component that logged it, e.g. "sip2uc_control.api.sidecar".
+   *
+   * @generated from field: string logger = 4;
+   */
+  logger: string;
+
+  /**
+   * The message, at most 2,000 characters; an exception adds its type and text.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+
+  /**
+   * W3C trace id (32 hex digits) of the span current when it was logged;
+   * empty: none.
+   *
+   * @generated from field: string trace_id = 6;
+   */
+  traceId: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.LogEntry.
+ * Use `create(LogEntrySchema)` to create a new message.
+ */
+export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 15);
+
+/**
+ * Request of AdminService.ListLogEntries.
+ *
+ * @generated from message sip2uc.v1.ListLogEntriesRequest
+ */
+export type ListLogEntriesRequest = Message<"sip2uc.v1.ListLogEntriesRequest"> & {
+  /**
+   * Only entries at least this severe (unset: every buffered entry).
+   *
+   * @generated from field: sip2uc.v1.LogSeverity min_severity = 1;
+   */
+  minSeverity: LogSeverity;
+};
+
+/**
+ * Describes the message sip2uc.v1.ListLogEntriesRequest.
+ * Use `create(ListLogEntriesRequestSchema)` to create a new message.
+ */
+export const ListLogEntriesRequestSchema: GenMessage<ListLogEntriesRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 16);
+
+/**
+ * Response of AdminService.ListLogEntries.
+ *
+ * @generated from message sip2uc.v1.ListLogEntriesResponse
+ */
+export type ListLogEntriesResponse = Message<"sip2uc.v1.ListLogEntriesResponse"> & {
+  /**
+   * The buffered entries, oldest first.
+   *
+   * @generated from field: repeated sip2uc.v1.LogEntry entries = 1;
+   */
+  entries: LogEntry[];
+};
+
+/**
+ * Describes the message sip2uc.v1.ListLogEntriesResponse.
+ * Use `create(ListLogEntriesResponseSchema)` to create a new message.
+ */
+export const ListLogEntriesResponseSchema: GenMessage<ListLogEntriesResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 17);
+
+/**
+ * Request of AdminService.WatchLogEntries.
+ *
+ * @generated from message sip2uc.v1.WatchLogEntriesRequest
+ */
+export type WatchLogEntriesRequest = Message<"sip2uc.v1.WatchLogEntriesRequest"> & {
+  /**
+   * Only entries at least this severe (unset: every entry).
+   *
+   * @generated from field: sip2uc.v1.LogSeverity min_severity = 1;
+   */
+  minSeverity: LogSeverity;
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchLogEntriesRequest.
+ * Use `create(WatchLogEntriesRequestSchema)` to create a new message.
+ */
+export const WatchLogEntriesRequestSchema: GenMessage<WatchLogEntriesRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 18);
+
+/**
+ * One message of AdminService.WatchLogEntries.
+ *
+ * @generated from message sip2uc.v1.WatchLogEntriesResponse
+ */
+export type WatchLogEntriesResponse = Message<"sip2uc.v1.WatchLogEntriesResponse"> & {
+  /**
+   * One entry (buffered ones first, oldest first).
+   *
+   * @generated from field: sip2uc.v1.LogEntry entry = 1;
+   */
+  entry?: LogEntry | undefined;
+
+  /**
+   * True on the message that ends the buffered entries (it carries no entry).
+   *
+   * @generated from field: bool snapshot_complete = 2;
+   */
+  snapshotComplete: boolean;
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchLogEntriesResponse.
+ * Use `create(WatchLogEntriesResponseSchema)` to create a new message.
+ */
+export const WatchLogEntriesResponseSchema: GenMessage<WatchLogEntriesResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 19);
+
+/**
  * What a presence code does.
  *
  * @generated from enum sip2uc.v1.PresenceCodeAction
@@ -711,6 +918,47 @@ export const SidecarStateSchema: GenEnum<SidecarState> = /*@__PURE__*/
   enumDesc(file_sip2uc_v1_admin, 1);
 
 /**
+ * Severity of a log entry.
+ *
+ * @generated from enum sip2uc.v1.LogSeverity
+ */
+export enum LogSeverity {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: LOG_SEVERITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Something unexpected that sip2uc handled (a peer lost, a request refused).
+   *
+   * @generated from enum value: LOG_SEVERITY_WARNING = 1;
+   */
+  WARNING = 1,
+
+  /**
+   * An operation failed.
+   *
+   * @generated from enum value: LOG_SEVERITY_ERROR = 2;
+   */
+  ERROR = 2,
+
+  /**
+   * The process cannot go on as configured.
+   *
+   * @generated from enum value: LOG_SEVERITY_CRITICAL = 3;
+   */
+  CRITICAL = 3,
+}
+
+/**
+ * Describes the enum sip2uc.v1.LogSeverity.
+ */
+export const LogSeveritySchema: GenEnum<LogSeverity> = /*@__PURE__*/
+  enumDesc(file_sip2uc_v1_admin, 2);
+
+/**
  * Server-wide settings, sidecars and a status summary.
  *
  * @generated from service sip2uc.v1.AdminService
@@ -756,6 +1004,43 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetStatusRequestSchema;
     output: typeof GetStatusResponseSchema;
+  },
+  /**
+   * Streams sidecars: every known sidecar, then a message with
+   * `snapshot_complete`, then a sidecar again each time it connects, is lost,
+   * sends a heartbeat (every few seconds) or its settings change. A watcher
+   * that falls 10,000 messages behind is cut off; watch again for a fresh
+   * snapshot.
+   *
+   * @generated from rpc sip2uc.v1.AdminService.WatchSidecars
+   */
+  watchSidecars: {
+    methodKind: "server_streaming";
+    input: typeof WatchSidecarsRequestSchema;
+    output: typeof WatchSidecarsResponseSchema;
+  },
+  /**
+   * Lists the warnings and errors this control-plane process logged most
+   * recently (a bounded in-memory buffer, oldest first; empty after a
+   * restart). In `sip2uc up` the buffer also holds its sidecar's records.
+   *
+   * @generated from rpc sip2uc.v1.AdminService.ListLogEntries
+   */
+  listLogEntries: {
+    methodKind: "unary";
+    input: typeof ListLogEntriesRequestSchema;
+    output: typeof ListLogEntriesResponseSchema;
+  },
+  /**
+   * Streams log entries: the buffered ones, then a message with
+   * `snapshot_complete`, then each new one as it is logged.
+   *
+   * @generated from rpc sip2uc.v1.AdminService.WatchLogEntries
+   */
+  watchLogEntries: {
+    methodKind: "server_streaming";
+    input: typeof WatchLogEntriesRequestSchema;
+    output: typeof WatchLogEntriesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sip2uc_v1_admin, 0);
