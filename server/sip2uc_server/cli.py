@@ -51,6 +51,10 @@ def _metrics(value: str) -> str:
     return _listen(value)
 
 
+def _optional_listen(value: str | None) -> str | None:
+    return None if value is None else _listen(value)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -206,11 +210,26 @@ def up(
     ] = None,
     allow_network: AllowNetworkOption = None,
     digest_algorithm: DigestAlgorithmOption = None,
+    web_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--web-listen",
+            metavar="HOST:PORT",
+            help=(
+                "Also serve the state view here: a read-only web page that shows sidecars, "
+                "registrations, presence, calls and recent warnings live. Off by default. "
+                "Not loopback: HTTPS (--tls-cert/--tls-key, or a self-signed certificate in "
+                "the data directory) and the admin token are required."
+            ),
+            callback=_optional_listen,
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run the control plane and one SIP/RTP sidecar ("default") in the
-    foreground, in one process. Logs where each listens; Ctrl-C or SIGTERM
-    stops both cleanly."""
+    foreground, in one process, and the state view with --web-listen. Logs
+    where each listens; Ctrl-C or SIGTERM stops everything cleanly."""
     from sip2uc_control.app import ControlConfig, ControlPlane
     from sip2uc_media.gc_policy import tune_for_serving
     from sip2uc_media.sidecar import Sidecar, SidecarConfig
@@ -260,6 +279,23 @@ def up(
             await sidecar.start()
             tune_for_serving()
             started.append(_Stoppable("sidecar", sidecar.stop))
+            if web_listen:
+                from sip2uc_web.connection import ControlTarget
+
+                view = _state_view(
+                    web_listen,
+                    ControlTarget(
+                        _dial_address(plane.address),
+                        token=plane.token,
+                        tls=use_tls,
+                        ca_file=cert if use_tls else None,
+                    ),
+                    directory,
+                    tls_cert,
+                    tls_key,
+                )
+                await view.start()
+                started.append(_Stoppable("state view", view.stop))
             log.info(
                 "sip2uc up: admin API %s, SIP %s, RTP %d-%d, data in %s",
                 plane.address,
@@ -277,6 +313,32 @@ def up(
             await _stop_all(started)
 
     _run(body)
+
+
+def _state_view(
+    listen: str,
+    control: Any,
+    directory: Path,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> Any:
+    """The state view for `listen`; off loopback with the given certificate or a self-signed
+    one kept in `<data-dir>/web-tls`."""
+    from sip2uc_web.server import StateViewServer, WebConfig
+
+    host, port = parse_listen(listen)
+    if not is_loopback_host(host) and tls_cert is None:
+        tls_cert, tls_key = _self_signed(directory / "web-tls", host)
+        log.info("state view certificate: %s", tls_cert)
+    return StateViewServer(
+        WebConfig(
+            host=host,
+            port=port,
+            control=control,
+            tls_cert=None if is_loopback_host(host) else tls_cert,
+            tls_key=None if is_loopback_host(host) else tls_key,
+        )
+    )
 
 
 def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
@@ -426,9 +488,108 @@ def sidecar(
     _run(body)
 
 
+def web(
+    ctx: typer.Context,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help=(
+                "Where to serve the page. Not loopback: HTTPS (--tls-cert/--tls-key, or a "
+                "self-signed certificate in the data directory) and the admin token are required."
+            ),
+            callback=_listen,
+        ),
+    ] = "127.0.0.1:8080",
+    control: Annotated[
+        str | None,
+        typer.Option(
+            "--control",
+            metavar="HOST:PORT",
+            help="Admin API of the control plane to show (default: the global --control).",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help=(
+                "Admin token: the view uses it towards the control plane and asks it of "
+                "browsers off loopback (default: the global --token / SIP2UC_TOKEN, or for a "
+                "control plane on loopback its data directory's admin-token)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    control_tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--control-tls/--no-control-tls",
+            help="TLS to the control plane. Default: TLS unless it is on loopback.",
+            show_default=False,
+        ),
+    ] = None,
+    control_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--control-ca",
+            help="PEM CA certificates to verify the control plane with (default: --ca-file).",
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="PEM certificate chain for HTTPS.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM private key for HTTPS.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where a self-signed HTTPS certificate is kept (default: global --data-dir).",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Serve the state view of a control plane (possibly on another host) in
+    the foreground: a read-only web page that follows the admin API's watch
+    streams and shows sidecars, registrations, presence, calls, recent calls
+    and warnings live. Ctrl-C or SIGTERM stops it."""
+    from sip2uc_web.connection import ControlTarget
+
+    state = get_state(ctx)
+    target = _dial_address(_listen(control)) if control else state.control
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    secret = discover_token(token or state.token, target, state.data_dir)
+    view = _state_view(
+        listen,
+        ControlTarget(target, token=secret, tls=control_tls, ca_file=control_ca or state.ca_file),
+        data_dir if data_dir is not None else state.data_dir,
+        tls_cert,
+        tls_key,
+    )
+    configure_logging(log_level)
+
+    async def body(stop: asyncio.Event) -> None:
+        try:
+            await view.start()
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            with contextlib.suppress(Exception):
+                await view.stop(STOP_GRACE)
+
+    _run(body)
+
+
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("sidecar")(sidecar)
+    app.command("web")(web)
 
 
 def _digest(algorithms: list[str] | None) -> tuple[str, ...]:
