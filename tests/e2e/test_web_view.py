@@ -516,3 +516,48 @@ def test_off_loopback_a_wrong_or_missing_token_is_refused(
         assert "connected" in sidecar
     finally:
         assert up.stop() == 0
+
+
+# --- sip2uc web, its own process ---------------------------------------------------------------
+
+
+def test_sip2uc_web_follows_a_control_plane_from_its_own_process(up: Up, tmp_path: Path) -> None:
+    add_user(up, "456", "alice-secret-1")
+    view = subprocess.Popen(
+        [*CLI, "--control", up.admin, "--token", up.token, "web", "--listen", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert view.stderr is not None
+        url = ""
+        for line in view.stderr:
+            if found := VIEW.search(line):
+                url = found.group(1)
+                break
+        assert url.startswith("http://127.0.0.1:"), "sip2uc web did not say where it listens"
+
+        def page() -> str:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                text: str = response.read().decode()
+                return text
+
+        register(up, tmp_path, "456", "alice-secret-1")
+        shown = wait_for(
+            lambda: (
+                p
+                if '<span class="availability available">available</span>' in (p := page())
+                else None
+            ),
+            "456 to show as available",
+            10,
+        )
+        assert '<th scope="row">456</th>' in shown
+        assert '<span class="health connected">connected</span>' in shown
+    finally:
+        view.send_signal(signal.SIGTERM)
+        _, rest = view.communicate(timeout=30)
+        assert view.returncode == 0, rest
+        assert "Traceback" not in rest
