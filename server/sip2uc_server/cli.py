@@ -16,12 +16,16 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sip2uc.cli.parsing import normalise_listen, parse_listen, parse_port_range
 from sip2uc.cli.state import get_state
 from sip2uc.client import discover_token, is_loopback, is_loopback_host, join_target
+
+if TYPE_CHECKING:
+    from sip2uc_web.connection import ControlTarget
+    from sip2uc_web.server import StateViewServer
 
 log = logging.getLogger("sip2uc")
 
@@ -317,11 +321,11 @@ def up(
 
 def _state_view(
     listen: str,
-    control: Any,
+    control: ControlTarget,
     directory: Path,
     tls_cert: Path | None,
     tls_key: Path | None,
-) -> Any:
+) -> StateViewServer:
     """The state view for `listen`; off loopback with the given certificate or a self-signed
     one kept in `<data-dir>/web-tls`."""
     from sip2uc_web.server import StateViewServer, WebConfig
