@@ -369,8 +369,10 @@ def test_a_registering_handset_shows_available_within_a_second(
 def test_a_call_is_listed_with_its_legs_and_moves_to_history_when_it_ends(
     up: Up, browser: WebDriver, artifacts: Path, tmp_path: Path
 ) -> None:
-    add_user(up, "456", "alice-secret-1")
-    add_user(up, "457", "bob-secret-22")
+    users = {
+        "456": add_user(up, "456", "alice-secret-1"),
+        "457": add_user(up, "457", "bob-secret-22"),
+    }
     register(up, tmp_path, "456", "alice-secret-1")
     bob_port = register(up, tmp_path, "457", "bob-secret-22")
     browser.get(up.url)
@@ -404,6 +406,18 @@ def test_a_call_is_listed_with_its_legs_and_moves_to_history_when_it_ends(
     assert legs[0].startswith("456 on default: ") and "PCMA" in legs[0]
     assert legs[1].startswith("457 on default: answered, PCMU")
     assert "Live calls (1)" in browser.find_element(By.ID, "calls").text
+    # Both users' rows changed in place (a row fragment each) to show the call.
+    for extension in ("456", "457"):
+        wait_for(
+            lambda e=extension: (
+                True
+                if (r := text_of(browser, f'#presence tr[data-user="{users[e]}"]'))
+                and "in a call" in r
+                else None
+            ),
+            f"{extension} to show as in a call",
+            LIVE_WITHIN_SECONDS,
+        )
     screenshot(browser, artifacts / "state-view-call.png")
 
     finished(uac, tmp_path, "uac")

@@ -163,6 +163,12 @@ class StateView:
         """Feeds that are not following the control plane, by name."""
         return [f for _, f in sorted(self.feeds.items()) if f.offered and f.problem]
 
+    def waiting(self) -> list[str]:
+        """Feeds that have not delivered their first snapshot yet (and have no problem)."""
+        return [
+            n for n, f in sorted(self.feeds.items()) if f.offered and not f.live and not f.problem
+        ]
+
     def offered(self, feed: str) -> bool:
         """False once the control plane said it has no such stream."""
         status = self.feeds.get(feed)

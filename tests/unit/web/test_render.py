@@ -351,3 +351,18 @@ def test_worst_quality_ignores_streams_without_packets() -> None:
     assert (worst.mos, worst.jitter_ms) == (4.1, 2.5)
     assert worst.loss_percent == pytest.approx(100 * 3 / 303)
     assert worst_quality(replace(CALL, legs=())) is None
+
+
+def test_the_banner_says_what_is_still_loading() -> None:
+    state = view()
+    state.feed_changed(FeedStatus("presence", live=True, problem=""))
+    state.feed_changed(FeedStatus("calls", live=False, problem=""))
+    html = renderer().section(state, "feeds")
+    assert '<p class="waiting">Loading from the control plane: calls…</p>' in html
+
+
+def test_a_control_plane_without_sidecar_updates_is_named_as_such() -> None:
+    state = view()
+    state.feed_changed(FeedStatus("sidecars", live=False, problem="", offered=False))
+    html = renderer().section(state, "sidecars")
+    assert '<p class="empty">This control plane does not offer sidecar updates.</p>' in html
