@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
-from .watchers import WatchQueue
+from .watchers import Watchers, WatchQueue
 
 # Entries kept: enough for the last minutes of a troubled system, small enough to send whole.
 RECENT_LOG_CAPACITY = 200
@@ -45,16 +45,14 @@ class RecentLog:
 
     def __init__(self, capacity: int = RECENT_LOG_CAPACITY) -> None:
         self._entries: deque[LogEntry] = deque(maxlen=capacity)
-        self._watchers: set[WatchQueue[LogEntry]] = set()
+        self._watchers: Watchers[LogEntry] = Watchers()
         self._sequence = 0
 
     def add(self, time: float, level: int, logger: str, message: str, trace_id: str) -> LogEntry:
         self._sequence += 1
         entry = LogEntry(self._sequence, time, level, logger, message, trace_id)
         self._entries.append(entry)
-        for queue in list(self._watchers):
-            if not queue.offer(entry):
-                self._watchers.discard(queue)  # cut off: it stopped reading
+        self._watchers.offer(entry)
         return entry
 
     def entries(self, min_level: int = 0) -> list[LogEntry]:
@@ -62,18 +60,14 @@ class RecentLog:
         return [e for e in self._entries if e.level >= min_level]
 
     def watch(self) -> WatchQueue[LogEntry]:
-        queue: WatchQueue[LogEntry] = WatchQueue()
-        self._watchers.add(queue)
-        return queue
+        return self._watchers.watch()
 
     def unwatch(self, queue: WatchQueue[LogEntry]) -> None:
-        self._watchers.discard(queue)
+        self._watchers.unwatch(queue)
 
     def close(self) -> None:
         """End every watch stream (server shutdown)."""
-        for queue in list(self._watchers):
-            queue.end()
-        self._watchers.clear()
+        self._watchers.end_all()
 
 
 def entry_message(record: logging.LogRecord) -> str:

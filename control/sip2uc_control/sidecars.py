@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .errors import AlreadyExists
 from .store.db import Database
-from .watchers import WatchQueue
+from .watchers import Watchers, WatchQueue
 
 # Put on a session's queue when the same sidecar instance reconnects: that stream ends.
 SESSION_REPLACED: Any = object()
@@ -55,7 +55,7 @@ class SidecarRegistry:
         self.db = db
         self.sidecars: dict[str, SidecarInfo] = {}
         self.queues: dict[str, asyncio.Queue[Any]] = {}
-        self._watchers: set[WatchQueue[SidecarInfo]] = set()
+        self._watchers: Watchers[SidecarInfo] = Watchers()
 
     async def load(self, now: float) -> None:
         """Sidecars known from before a restart count as lost since `now` until they reconnect."""
@@ -147,18 +147,14 @@ class SidecarRegistry:
     # --- watchers (AdminService.WatchSidecars) ---------------------------------------------------
 
     def watch(self) -> WatchQueue[SidecarInfo]:
-        queue: WatchQueue[SidecarInfo] = WatchQueue()
-        self._watchers.add(queue)
-        return queue
+        return self._watchers.watch()
 
     def unwatch(self, queue: WatchQueue[SidecarInfo]) -> None:
-        self._watchers.discard(queue)
+        self._watchers.unwatch(queue)
 
     def publish(self, info: SidecarInfo) -> None:
         """Tell watchers that `info` changed (connected, lost, heartbeat, settings)."""
-        for queue in list(self._watchers):
-            if not queue.offer(info):
-                self._watchers.discard(queue)  # cut off: it stopped reading
+        self._watchers.offer(info)
 
     def publish_all(self) -> None:
         for info in self.sidecars.values():
@@ -166,9 +162,7 @@ class SidecarRegistry:
 
     def close(self) -> None:
         """End every watch stream (server shutdown)."""
-        for queue in list(self._watchers):
-            queue.end()
-        self._watchers.clear()
+        self._watchers.end_all()
 
     def lost_longer_than(self, grace: float, now: float) -> list[str]:
         return [

@@ -49,3 +49,30 @@ class WatchQueue(Generic[T]):
     def _drain(self) -> None:
         while not self._queue.empty():
             self._queue.get_nowait()
+
+
+class Watchers(Generic[T]):
+    """The watch streams of one kind of change: each gets every change offered, and one that
+    was cut off (it stopped reading) is dropped."""
+
+    def __init__(self) -> None:
+        self._queues: set[WatchQueue[T]] = set()
+
+    def watch(self) -> WatchQueue[T]:
+        queue: WatchQueue[T] = WatchQueue()
+        self._queues.add(queue)
+        return queue
+
+    def unwatch(self, queue: WatchQueue[T]) -> None:
+        self._queues.discard(queue)
+
+    def offer(self, item: T) -> None:
+        for queue in list(self._queues):
+            if not queue.offer(item):
+                self._queues.discard(queue)
+
+    def end_all(self) -> None:
+        """End every stream after what it has queued (server shutdown)."""
+        for queue in list(self._queues):
+            queue.end()
+        self._queues.clear()

@@ -143,6 +143,31 @@ DigestAlgorithmOption = Annotated[
     ),
 ]
 LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+# Options of the commands that dial a control plane (`sidecar`, `web`).
+ControlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--control",
+        metavar="HOST:PORT",
+        help="Control plane to dial (default: the global --control).",
+        show_default=False,
+    ),
+]
+ControlTlsOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--control-tls/--no-control-tls",
+        help="TLS to the control plane. Default: TLS unless it is on loopback.",
+        show_default=False,
+    ),
+]
+ControlCaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--control-ca",
+        help="PEM CA certificates to verify the control plane with (default: the global --ca-file).",
+    ),
+]
 
 
 def up(
@@ -366,15 +391,7 @@ def _run(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
 def sidecar(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="Sidecar name, unique per control plane.")],
-    control: Annotated[
-        str | None,
-        typer.Option(
-            "--control",
-            metavar="HOST:PORT",
-            help="Control plane to dial (default: the global --control).",
-            show_default=False,
-        ),
-    ] = None,
+    control: ControlOption = None,
     sip_listen: Annotated[
         str,
         typer.Option(
@@ -415,18 +432,8 @@ def sidecar(
             show_default=False,
         ),
     ] = None,
-    control_tls: Annotated[
-        bool | None,
-        typer.Option(
-            "--control-tls/--no-control-tls",
-            help="TLS to the control plane. Default: TLS unless it is on loopback.",
-            show_default=False,
-        ),
-    ] = None,
-    control_ca: Annotated[
-        Path | None,
-        typer.Option("--control-ca", help="PEM CA certificates to verify the control plane with."),
-    ] = None,
+    control_tls: ControlTlsOption = None,
+    control_ca: ControlCaOption = None,
     digest_algorithm: DigestAlgorithmOption = None,
     metrics_listen: Annotated[
         str,
@@ -506,15 +513,7 @@ def web(
             callback=_listen,
         ),
     ] = "127.0.0.1:8080",
-    control: Annotated[
-        str | None,
-        typer.Option(
-            "--control",
-            metavar="HOST:PORT",
-            help="Admin API of the control plane to show (default: the global --control).",
-            show_default=False,
-        ),
-    ] = None,
+    control: ControlOption = None,
     token: Annotated[
         str | None,
         typer.Option(
@@ -527,21 +526,8 @@ def web(
             show_default=False,
         ),
     ] = None,
-    control_tls: Annotated[
-        bool | None,
-        typer.Option(
-            "--control-tls/--no-control-tls",
-            help="TLS to the control plane. Default: TLS unless it is on loopback.",
-            show_default=False,
-        ),
-    ] = None,
-    control_ca: Annotated[
-        Path | None,
-        typer.Option(
-            "--control-ca",
-            help="PEM CA certificates to verify the control plane with (default: --ca-file).",
-        ),
-    ] = None,
+    control_tls: ControlTlsOption = None,
+    control_ca: ControlCaOption = None,
     tls_cert: Annotated[
         Path | None, typer.Option("--tls-cert", help="PEM certificate chain for HTTPS.")
     ] = None,

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import grpc
 from sip2uc.client import describe_rpc_error
@@ -32,7 +32,7 @@ from sip2uc.v1 import (
 
 from . import convert
 from .connection import ControlTarget
-from .model import FeedStatus, RegistrationView
+from .model import FeedStatus
 from .state import Part, StateView
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ MAX_BACKOFF_SECONDS = 10.0
 HISTORY_TIMEOUT_SECONDS = 15.0
 FEEDS = ("sidecars", "presence", "registrations", "calls", "warnings")
 
+T = TypeVar("T")
 Changed = Callable[[Iterable[Part]], None]
 Live = Callable[[], None]
 
@@ -122,21 +123,39 @@ class Feeds:
 
     # --- the streams ---------------------------------------------------------------------------
 
-    async def _follow_sidecars(self, live: Live) -> None:
-        snapshot: list[Any] = []
+    async def _snapshot_then_changes(
+        self,
+        stream: AsyncIterable[Any],
+        item: Callable[[Any], T],
+        snapshot: Callable[[list[T]], set[Part]],
+        change: Callable[[Any], set[Part]],
+        live: Live,
+        before_live: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Follows a stream shaped like WatchCalls: snapshot items, a `snapshot_complete`
+        message, then changes. The snapshot replaces what the view held."""
+        held: list[T] = []
         complete = False
-        stream = self._admin.WatchSidecars(
-            admin_pb2.WatchSidecarsRequest(), metadata=self._metadata
-        )
         async for message in stream:
             if message.snapshot_complete:
                 complete = True
-                self._changed(self._state.sidecars_snapshot(snapshot))
+                self._changed(snapshot(held))
+                if before_live is not None:
+                    await before_live()
                 live()
             elif not complete:
-                snapshot.append(convert.sidecar(message.sidecar))
+                held.append(item(message))
             else:
-                self._changed(self._state.sidecar_changed(convert.sidecar(message.sidecar)))
+                self._changed(change(message))
+
+    async def _follow_sidecars(self, live: Live) -> None:
+        await self._snapshot_then_changes(
+            self._admin.WatchSidecars(admin_pb2.WatchSidecarsRequest(), metadata=self._metadata),
+            lambda m: convert.sidecar(m.sidecar),
+            self._state.sidecars_snapshot,
+            lambda m: self._state.sidecar_changed(convert.sidecar(m.sidecar)),
+            live,
+        )
 
     async def _follow_presence(self, live: Live) -> None:
         # No cursor: a fresh snapshot replaces the view, which needs no change it missed.
@@ -155,57 +174,52 @@ class Feeds:
                 )
 
     async def _follow_registrations(self, live: Live) -> None:
-        snapshot: list[RegistrationView] = []
-        stream = self._registrations.WatchRegistrations(
-            registrations_pb2.WatchRegistrationsRequest(), metadata=self._metadata
-        )
         events = {
             registrations_pb2.REGISTRATION_EVENT_TYPE_ADDED: self._state.registration_added,
             registrations_pb2.REGISTRATION_EVENT_TYPE_REFRESHED: self._state.registration_refreshed,
             registrations_pb2.REGISTRATION_EVENT_TYPE_REMOVED: self._state.registration_removed,
         }
-        async for message in stream:
-            if message.snapshot_complete:
-                self._changed(self._state.registrations_snapshot(snapshot))
-                live()
-            elif message.type == registrations_pb2.REGISTRATION_EVENT_TYPE_EXISTING:
-                snapshot.append(convert.registration(message.registration))
-            elif message.type in events:
-                self._changed(events[message.type](convert.registration(message.registration)))
+
+        def change(message: registrations_pb2.WatchRegistrationsResponse) -> set[Part]:
+            apply = events.get(message.type)
+            return apply(convert.registration(message.registration)) if apply else set()
+
+        await self._snapshot_then_changes(
+            self._registrations.WatchRegistrations(
+                registrations_pb2.WatchRegistrationsRequest(), metadata=self._metadata
+            ),
+            lambda m: convert.registration(m.registration),
+            self._state.registrations_snapshot,
+            change,
+            live,
+        )
 
     async def _follow_calls(self, live: Live) -> None:
-        snapshot: list[Any] = []
-        complete = False
-        stream = self._calls.WatchCalls(calls_pb2.WatchCallsRequest(), metadata=self._metadata)
-        async for message in stream:
-            if message.snapshot_complete:
-                complete = True
-                self._changed(self._state.calls_snapshot(snapshot))
-                # The history since before this stream: calls ending from now on arrive on it.
-                history = await self._calls.ListCallHistory(
-                    calls_pb2.ListCallHistoryRequest(page_size=self._state.history_limit),
-                    metadata=self._metadata,
-                    timeout=HISTORY_TIMEOUT_SECONDS,
-                )
-                self._changed(self._state.history_loaded(convert.call(c) for c in history.calls))
-                live()
-            elif not complete:
-                snapshot.append(convert.call(message.call))
-            else:
-                self._changed(self._state.call_changed(convert.call(message.call)))
+        async def load_history() -> None:
+            # The calls that ended before this stream; those ending from now on arrive on it.
+            history = await self._calls.ListCallHistory(
+                calls_pb2.ListCallHistoryRequest(page_size=self._state.history_limit),
+                metadata=self._metadata,
+                timeout=HISTORY_TIMEOUT_SECONDS,
+            )
+            self._changed(self._state.history_loaded(convert.call(c) for c in history.calls))
+
+        await self._snapshot_then_changes(
+            self._calls.WatchCalls(calls_pb2.WatchCallsRequest(), metadata=self._metadata),
+            lambda m: convert.call(m.call),
+            self._state.calls_snapshot,
+            lambda m: self._state.call_changed(convert.call(m.call)),
+            live,
+            before_live=load_history,
+        )
 
     async def _follow_warnings(self, live: Live) -> None:
-        snapshot: list[Any] = []
-        complete = False
-        stream = self._admin.WatchLogEntries(
-            admin_pb2.WatchLogEntriesRequest(), metadata=self._metadata
+        await self._snapshot_then_changes(
+            self._admin.WatchLogEntries(
+                admin_pb2.WatchLogEntriesRequest(), metadata=self._metadata
+            ),
+            lambda m: convert.log_entry(m.entry),
+            self._state.warnings_snapshot,
+            lambda m: self._state.warning_logged(convert.log_entry(m.entry)),
+            live,
         )
-        async for message in stream:
-            if message.snapshot_complete:
-                complete = True
-                self._changed(self._state.warnings_snapshot(snapshot))
-                live()
-            elif not complete:
-                snapshot.append(convert.log_entry(message.entry))
-            else:
-                self._changed(self._state.warning_logged(convert.log_entry(message.entry)))
