@@ -112,6 +112,11 @@ class Feeds:
                     log.info("the control plane has no %s stream; not shown", name)
                     return
                 problem = describe_rpc_error(exc, self._target.normalised).message
+            except Exception:
+                # A message the view cannot take (a bug, or a newer server): start over from a
+                # fresh snapshot rather than leave the section silently frozen.
+                log.exception("state view: the %s feed failed", name)
+                problem = "the state view failed to apply an update (see its log); watching again"
             self._status(FeedStatus(name, live=False, problem=problem))
             if went_live or problem != reported:
                 log.warning("state view: the %s feed is down: %s", name, problem)

@@ -66,6 +66,7 @@ class StateViewServer:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        channel = open_channel(cfg.control)  # first: a CA file that cannot be read stops here
         renderer = Renderer(control=cfg.control.normalised)
         hub = UpdateHub(self.state, renderer)
         app = create_app(
@@ -81,13 +82,13 @@ class StateViewServer:
             await site.start()
         except BaseException:
             await runner.cleanup()
+            await channel.close(None)
             raise
         self._runner = runner
         self._hub = hub
+        self._channel = channel
         port = runner.addresses[0][1]
         self.url = f"{'https' if tls else 'http'}://{join_target(cfg.host, port)}/"
-        channel = open_channel(cfg.control)
-        self._channel = channel
         self._feeds = Feeds(channel, cfg.control, self.state, hub.changed)
         self._feeds.start()
         log.info(

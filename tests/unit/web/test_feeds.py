@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from sip2uc.v1 import common_pb2, presence_pb2, presence_pb2_grpc, users_pb2, us
 from sip2uc_control.app import ControlConfig, ControlPlane
 from sip2uc_web.connection import ControlTarget, open_channel
 from sip2uc_web.feeds import FEEDS, Feeds
+from sip2uc_web.model import FeedStatus, SidecarView
+from sip2uc_web.server import StateViewServer, WebConfig
 from sip2uc_web.state import Part, StateView
 
 
@@ -138,3 +141,56 @@ async def test_feeds_say_when_the_control_plane_goes_away(tmp_path: Path) -> Non
         assert all(not f.live for f in view.state.feeds.values())
     finally:
         await view.close()
+
+
+class FlakyState(StateView):
+    """Fails to take the first sidecar snapshot, as a bug would."""
+
+    failures = 1
+
+    def sidecars_snapshot(self, sidecars: Iterable[SidecarView]) -> set[Part]:
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("cannot take this snapshot")
+        return super().sidecars_snapshot(sidecars)
+
+
+async def test_a_message_the_view_cannot_take_restarts_the_feed_from_a_snapshot(
+    control: ControlPlane, caplog: pytest.LogCaptureFixture
+) -> None:
+    view = Following(control.address, control.token)
+    view.state = FlakyState()
+    view.feeds = Feeds(view.channel, view.target, view.state, view.changed)
+    statuses: list[FeedStatus] = []
+    original = view.state.feed_changed
+
+    def record(status: FeedStatus) -> set[Part]:
+        statuses.append(status)
+        return original(status)
+
+    view.state.feed_changed = record  # type: ignore[method-assign]
+    view.feeds.start()
+    try:
+        await until(view.live, "every feed to be live after the retry")
+        sidecars = [s for s in statuses if s.name == "sidecars"]
+        assert [s.live for s in sidecars] == [False, False, True]
+        assert sidecars[1].problem.startswith("the state view failed to apply an update")
+        assert "state view: the sidecars feed failed" in caplog.text
+    finally:
+        await view.close()
+
+
+async def test_a_view_on_a_busy_port_fails_to_start_and_leaves_nothing_behind(
+    control: ControlPlane,
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        server = StateViewServer(
+            WebConfig("127.0.0.1", port, ControlTarget(control.address, token=control.token))
+        )
+        with pytest.raises(OSError):
+            await server.start()
+        assert server.url == ""
+        await server.stop(0.1)  # nothing to stop, and no error either
