@@ -438,6 +438,59 @@ def test_a_call_is_listed_with_its_legs_and_moves_to_history_when_it_ends(
     screenshot(browser, artifacts / "state-view-history.png")
 
 
+def test_a_sidecar_that_leaves_shows_as_lost_with_a_warning(
+    up: Up, browser: WebDriver, artifacts: Path, tmp_path: Path
+) -> None:
+    browser.get(up.url)
+    follows_live(browser)
+    node = subprocess.Popen(
+        [
+            *CLI,
+            "--control",
+            up.admin,
+            "--token",
+            up.token,
+            "sidecar",
+            "--name",
+            "vlan20",
+            "--site",
+            "second floor",
+            "--sip-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(tmp_path / "vlan20"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        row = '#sidecars tr[data-sidecar="vlan20"]'
+        joined = wait_for(
+            lambda: r if (r := text_of(browser, row)) and "connected" in r else None,
+            "vlan20 to show as connected",
+            30,
+        )
+        assert joined.startswith("vlan20 second floor connected")
+    finally:
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == 0
+    left = wait_for(
+        lambda: r if (r := text_of(browser, row)) and " lost " in r else None,
+        "vlan20 to show as lost",
+        LIVE_WITHIN_SECONDS,
+    )
+    assert left.startswith("vlan20 second floor lost")
+    warning = wait_for(
+        lambda: w if (w := text_of(browser, "#warnings tbody tr")) else None,
+        "the warning about it",
+        LIVE_WITHIN_SECONDS,
+    )
+    assert "warning sip2uc_control.api.sidecar sidecar vlan20 disconnected" in warning
+    assert "Sidecars lost\n1" in browser.find_element(By.ID, "summary").text
+    screenshot(browser, artifacts / "state-view-sidecar-lost.png")
+
+
 # --- a state view off loopback -----------------------------------------------------------------
 
 

@@ -26,8 +26,9 @@ class SidecarView:
 
     @property
     def channel_use_percent(self) -> int:
-        """Share of the channel limit in use, rounded down (0 without a limit)."""
-        return self.active_legs * 100 // self.channel_limit if self.channel_limit else 0
+        """Share of the channel limit in use, rounded up so that any use shows (0 without a
+        limit)."""
+        return -(-self.active_legs * 100 // self.channel_limit) if self.channel_limit else 0
 
 
 @dataclass(frozen=True, slots=True)
