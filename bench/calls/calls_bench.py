@@ -55,7 +55,7 @@ PASSWORD = register_bench.PASSWORD
 
 
 async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int) -> None:
-    from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
+    from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
 
     sidecar = Sidecar(
         SidecarConfig(
@@ -73,7 +73,7 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int)
     tune_for_serving()
     assert sidecar.control is not None
     await sidecar.control.wait_up()
-    print(json.dumps({"udp": sidecar.listen_addresses[TransportKind.UDP][1]}), flush=True)
+    print(json.dumps({"udp": sidecar.listen_addresses[Transport.UDP][1]}), flush=True)
     await asyncio.Event().wait()
 
 

@@ -58,7 +58,7 @@ async def serve_control(data_dir: Path) -> None:
 
 
 async def serve_sidecar(control: str, token: str, data_dir: Path, port: int) -> None:
-    from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
+    from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
 
     sidecar = Sidecar(
         SidecarConfig(
@@ -75,7 +75,7 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, port: int) -> 
     tune_for_serving()
     assert sidecar.control is not None
     await sidecar.control.wait_up()
-    print(json.dumps({"udp": sidecar.listen_addresses[TransportKind.UDP][1]}), flush=True)
+    print(json.dumps({"udp": sidecar.listen_addresses[Transport.UDP][1]}), flush=True)
     await asyncio.Event().wait()
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from ipaddress import ip_network
 from typing import Any
+
+# Re-exported: trunk devices name their transport with the type both servers share.
+from sip2uc_core.sip.endpoint import Transport as Transport
 
 from .errors import FieldViolation
 
@@ -20,12 +22,6 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_DISPLAY_NAME = 128
 MAX_PASSWORD = 128
 MIN_PASSWORD = 4
-
-
-class Transport(StrEnum):
-    UDP = "udp"
-    TCP = "tcp"
-    TLS = "tls"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError, verify_response
+from sip2uc_core.sip.endpoint import Endpoint
 
 from .domain import Device, User
 from .settings import ServerSettings
@@ -34,24 +36,16 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class ContactRequest:
-    uri: str
-    expires: int
-    q_milli: int = 1000
-    instance_id: str = ""
-
-
-@dataclass(frozen=True)
 class RegisterInput:
     credentials: Credentials
     aor: str
-    contacts: tuple[ContactRequest, ...]
+    #: The REGISTER's contacts with their requested lifetimes.
+    contacts: tuple[Contact, ...]
     remove_all: bool
     cseq: int
     call_id: str
-    source_host: str
-    source_port: int
-    transport: str
+    #: Where the REGISTER came from: where the handset can be reached (it may sit behind NAT).
+    source: Endpoint
     sidecar: str
     user_agent: str
 
@@ -91,7 +85,7 @@ def aor_user_part(aor: str) -> str:
     return rest.split("@", 1)[0].split(";", 1)[0]
 
 
-def _binding_id(user_id: str, device_id: str, contact: ContactRequest) -> str:
+def _binding_id(user_id: str, device_id: str, contact: Contact) -> str:
     key = contact.instance_id or contact.uri
     digest = hashlib.sha256(f"{user_id}\0{device_id}\0{key}".encode()).hexdigest()
     return digest[:24]
@@ -141,7 +135,7 @@ def decide(
                 min_expires=settings.min_expires,
             )
     for c in inp.contacts:
-        current = next((b for b in mine if b.same_contact(c.uri, c.instance_id)), None)
+        current = next((b for b in mine if b.same_contact(c)), None)
         if current is not None and _out_of_order(current, inp):
             # §10.3 step 7: the same Call-ID with a CSeq not higher than the binding's is a
             # late or replayed request; "the update MUST be aborted and the request fails".
@@ -174,9 +168,9 @@ def decide(
         upserts.append(
             base.with_changes(
                 contact_uri=c.uri,
-                source_host=inp.source_host,
-                source_port=inp.source_port,
-                transport=inp.transport,
+                source_host=inp.source.host,
+                source_port=inp.source.port,
+                transport=inp.source.transport.value,
                 sidecar=inp.sidecar,
                 user_agent=inp.user_agent,
                 q_milli=c.q_milli,

@@ -1,25 +1,94 @@
-"""Connected sidecars: who they are, their command queues, and when they were lost."""
+"""Connected sidecars: who they are, their sessions' queues, and when they were lost."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .calls.commands import Command
 from .errors import AlreadyExists
+from .settings import ServerSettings
 from .store.db import Database
 from .watchers import Watchers, WatchQueue
-
-# Put on a session's queue when the same sidecar instance reconnects: that stream ends.
-SESSION_REPLACED: Any = object()
 
 # A session that has sent nothing (heartbeats come every few seconds) for this long is taken to
 # be a half-open stream, and another instance of the name may take over.
 STALE_SESSION_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SidecarSettings:
+    """What a sidecar is told on connecting and whenever it changes."""
+
+    realm: str
+    domain: str
+    #: Networks (CIDR) the sidecar accepts requests from; empty: any.
+    allowed_networks: tuple[str, ...]
+    #: Trunk devices' sources (network, port or 0), authorised by address.
+    trunk_sources: tuple[tuple[str, int], ...]
+    ban_threshold: int
+    ban_window_seconds: int
+    ban_seconds: int
+    channel_limit: int
+    media_timeout_seconds: int
+    min_expires: int
+    max_expires: int
+
+    @classmethod
+    def of(
+        cls, settings: ServerSettings, sidecar: str, trunk_sources: tuple[tuple[str, int], ...]
+    ) -> SidecarSettings:
+        return cls(
+            realm=settings.realm,
+            domain=settings.sip_domain,
+            allowed_networks=settings.policy(sidecar).allowed_networks,
+            trunk_sources=trunk_sources,
+            ban_threshold=settings.ban_threshold,
+            ban_window_seconds=settings.ban_window_seconds,
+            ban_seconds=settings.ban_seconds,
+            channel_limit=settings.channel_limit(sidecar),
+            media_timeout_seconds=settings.media_timeout_seconds,
+            min_expires=settings.min_expires,
+            max_expires=settings.max_expires,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChanged:
+    """Send the sidecar its settings again."""
+
+    settings: SidecarSettings
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReplaced:
+    """The same sidecar instance reconnected on a new stream: this session ends."""
+
+
+#: What a session's queue holds: what to send the sidecar, or that the session is over.
+SessionItem = Command | SettingsChanged | SessionReplaced
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A sidecar's load, reported every few seconds."""
+
+    active_legs: int
+    relay_ports_in_use: int
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """Whether a sidecar carried out a command (it answers with the command's id)."""
+
+    command_id: str
+    ok: bool
+    error: str = ""
 
 
 @dataclass
@@ -31,6 +100,8 @@ class SidecarInfo:
     capacity: int = 0
     version: str = ""
     instance_id: str = ""
+    #: The sidecar reads several commands in one message (and answers them in one).
+    batched_commands: bool = False
     connected: bool = False
     connect_time: float = 0.0
     last_seen: float = 0.0
@@ -54,7 +125,7 @@ class SidecarRegistry:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.sidecars: dict[str, SidecarInfo] = {}
-        self.queues: dict[str, asyncio.Queue[Any]] = {}
+        self.queues: dict[str, asyncio.Queue[SessionItem]] = {}
         self._watchers: Watchers[SidecarInfo] = Watchers()
 
     async def load(self, now: float) -> None:
@@ -75,7 +146,7 @@ class SidecarRegistry:
                 lost_time=now,
             )
 
-    async def connected(self, info: SidecarInfo) -> asyncio.Queue[Any]:
+    async def connected(self, info: SidecarInfo) -> asyncio.Queue[SessionItem]:
         """Start `info`'s session; AlreadyExists while another live instance holds the name.
 
         Two processes sharing a name would split its commands between them (in practice: the
@@ -94,12 +165,12 @@ class SidecarRegistry:
             raise AlreadyExists(
                 "hello.name", info.name, f"sidecar instance {current.instance_id!r}"
             )
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue: asyncio.Queue[SessionItem] = asyncio.Queue()
         if old is not None:
             # Commands the old stream had not written yet go out on the new one.
             while not old.empty():
                 queue.put_nowait(old.get_nowait())
-            old.put_nowait(SESSION_REPLACED)
+            old.put_nowait(SessionReplaced())
         self.sidecars[info.name] = info
         self.queues[info.name] = queue
 
@@ -122,7 +193,7 @@ class SidecarRegistry:
         info.relay_ports_in_use = relay_ports_in_use
         self.publish(info)
 
-    def disconnected(self, name: str, queue: asyncio.Queue[Any], now: float) -> None:
+    def disconnected(self, name: str, queue: asyncio.Queue[SessionItem], now: float) -> None:
         # A sidecar that reconnected already has a new queue; only the current session ends it.
         if self.queues.get(name) is queue:
             del self.queues[name]
@@ -132,7 +203,7 @@ class SidecarRegistry:
                 info.lost_time = now
                 self.publish(info)
 
-    def send(self, name: str, command: Any) -> bool:
+    def send(self, name: str, command: Command) -> bool:
         """Queue a command for a connected sidecar; False when it is not connected."""
         queue = self.queues.get(name)
         if queue is None:
@@ -140,9 +211,10 @@ class SidecarRegistry:
         queue.put_nowait(command)
         return True
 
-    def broadcast(self, make: Any) -> None:
+    def broadcast_settings(self, settings_for: Callable[[str], SidecarSettings]) -> None:
+        """Send every connected sidecar its settings (after an admin change)."""
         for name, queue in self.queues.items():
-            queue.put_nowait(make(name))
+            queue.put_nowait(SettingsChanged(settings_for(name)))
 
     # --- watchers (AdminService.WatchSidecars) ---------------------------------------------------
 

@@ -36,7 +36,7 @@ from sip2uc.v1 import (
 )
 from sip2uc_media.rtp import g711
 from sip2uc_media.rtp.relay import MediaLeg
-from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
+from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIOS = Path(__file__).parent / "sipp"
@@ -345,7 +345,7 @@ async def sipp(
     host: str = "127.0.0.1",
     extra: tuple[str, ...] = (),
 ) -> Handset:
-    sip_host, sip_port = sidecar.listen_addresses[TransportKind.UDP]
+    sip_host, sip_port = sidecar.listen_addresses[Transport.UDP]
     tmp = stack.tmp
     users = tmp / f"{label}.csv"
     users.write_text("SEQUENTIAL\n" + "".join(f"{row}\n" for row in rows))

@@ -28,7 +28,7 @@ from sip2uc.v1 import (
 )
 from sip2uc_core.sip.digest import build_credentials, compute_ha1, parse_challenge
 from sip2uc_core.sip.message import SipResponse, parse_message
-from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
+from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SCENARIOS = Path(__file__).parent / "sipp"
@@ -131,7 +131,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 async def run_sipp(
     tmp: Path, sidecar: Sidecar, scenario: str, rows: list[str], *, transport: str = "u1"
 ) -> int:
-    kind = TransportKind.UDP if transport == "u1" else TransportKind.TCP
+    kind = Transport.UDP if transport == "u1" else Transport.TCP
     host, port = sidecar.listen_addresses[kind]
     users = tmp / f"{scenario}-{transport}.csv"
     users.write_text("SEQUENTIAL\n" + "".join(f"{row}\n" for row in rows))
@@ -270,7 +270,7 @@ Connect = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.Str
 async def test_sha256_registration_over_tls_with_a_scripted_client(stack: Stack) -> None:
     sidecar = await stack.sidecar("scripted-tls", ("SHA-256", "MD5"))
     await stack.create_user("erin", "erin-secret")
-    host, port = sidecar.listen_addresses[TransportKind.TLS]
+    host, port = sidecar.listen_addresses[Transport.TLS]
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # the sidecar's self-signed certificate

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sip2uc.v1 import (
@@ -15,19 +14,9 @@ from sip2uc.v1 import (
     sidecar_pb2,
     users_pb2,
 )
+from sip2uc_core.stream_stats import StreamStats
 
-from ..calls import (
-    AnswerLeg,
-    Call,
-    CallState,
-    Codec,
-    Command,
-    CreateLeg,
-    EndLeg,
-    InjectDtmf,
-    LegState,
-    MediaInfo,
-)
+from ..calls import Call, CallState, LegState
 from ..domain import (
     Device,
     DirectoryOrigin,
@@ -413,100 +402,10 @@ _DIRECTION_TO_PB = {
     "recvonly": common_pb2.MEDIA_DIRECTION_RECVONLY,
     "inactive": common_pb2.MEDIA_DIRECTION_INACTIVE,
 }
-_DIRECTION_FROM_PB = {v: k for k, v in _DIRECTION_TO_PB.items()}
-
-
-def direction_from_pb(value: int) -> str:
-    return _DIRECTION_FROM_PB.get(value, "")  # type: ignore[call-overload, no-any-return]
 
 
 def direction_to_pb(value: str) -> common_pb2.MediaDirection.ValueType:
     return _DIRECTION_TO_PB.get(value, common_pb2.MEDIA_DIRECTION_SENDRECV)
-
-
-def media_from_pb(m: common_pb2.MediaEndpoint) -> MediaInfo:
-    return MediaInfo(
-        host=m.rtp.host,
-        port=m.rtp.port,
-        codecs=tuple(Codec(c.name, c.payload_type, c.clock_rate or 8000, c.fmtp) for c in m.codecs),
-        direction=direction_from_pb(m.direction) or "sendrecv",
-        ptime_ms=m.ptime_ms or 20,
-    )
-
-
-def media_to_pb(m: MediaInfo | None) -> common_pb2.MediaEndpoint | None:
-    if m is None:
-        return None
-    return common_pb2.MediaEndpoint(
-        rtp=common_pb2.SocketAddress(host=m.host, port=m.port),
-        codecs=[
-            common_pb2.Codec(
-                name=c.name, payload_type=c.payload_type, clock_rate=c.clock_rate, fmtp=c.fmtp
-            )
-            for c in m.codecs
-        ],
-        direction=direction_to_pb(m.direction),
-        ptime_ms=m.ptime_ms,
-    )
-
-
-def command_to_pb(command: Command) -> sidecar_pb2.ConnectResponse:
-    out = sidecar_pb2.ConnectResponse(command_id=uuid.uuid4().hex[:12])
-    if isinstance(command, CreateLeg):
-        out.create_leg.CopyFrom(
-            sidecar_pb2.CreateLegCommand(
-                call_id=command.call_id,
-                leg_id=command.leg_id,
-                request_uri=command.request_uri,
-                destination=common_pb2.SocketAddress(host=command.host, port=command.port),
-                transport=TRANSPORT_TO_PB.get(
-                    Transport(command.transport), common_pb2.TRANSPORT_UDP
-                ),
-                from_uri=command.from_uri,
-                from_display_name=command.from_display_name,
-                to_uri=command.to_uri,
-                peer_media=media_to_pb(command.peer_media),
-                ring_timeout_seconds=command.ring_timeout_seconds,
-                bridge_leg_id=command.bridge_leg_id,
-            )
-        )
-    elif isinstance(command, AnswerLeg):
-        out.answer_leg.CopyFrom(
-            sidecar_pb2.AnswerLegCommand(
-                call_id=command.call_id,
-                leg_id=command.leg_id,
-                status=command.status,
-                peer_media=media_to_pb(command.peer_media),
-                bridge_leg_id=command.bridge_leg_id,
-            )
-        )
-    elif isinstance(command, EndLeg):
-        out.end_leg.CopyFrom(
-            sidecar_pb2.EndLegCommand(
-                call_id=command.call_id,
-                leg_id=command.leg_id,
-                status=command.status,
-                reason=command.reason,
-            )
-        )
-    elif isinstance(command, InjectDtmf):
-        out.inject_dtmf.CopyFrom(
-            sidecar_pb2.InjectDtmfCommand(
-                call_id=command.call_id,
-                leg_id=command.leg_id,
-                digits=command.digits,
-                duration_ms=command.duration_ms,
-            )
-        )
-    else:
-        out.update_media.CopyFrom(
-            sidecar_pb2.UpdateMediaCommand(
-                call_id=command.call_id,
-                leg_id=command.leg_id,
-                peer_media=media_to_pb(command.peer_media),
-            )
-        )
-    return out
 
 
 _LEG_STATE_TO_PB = {
@@ -518,7 +417,6 @@ _LEG_STATE_TO_PB = {
     LegState.FAILED: sidecar_pb2.LEG_STATE_FAILED,
     LegState.ENDED: sidecar_pb2.LEG_STATE_ENDED,
 }
-LEG_STATE_FROM_PB = {v: k for k, v in _LEG_STATE_TO_PB.items() if k is not LegState.CREATED}
 _CALL_STATE_TO_PB = {
     CallState.RINGING: calls_pb2.CALL_STATE_RINGING,
     CallState.CONNECTED: calls_pb2.CALL_STATE_CONNECTED,
@@ -526,28 +424,16 @@ _CALL_STATE_TO_PB = {
 }
 
 
-def stats_to_pb(s: dict[str, object]) -> sidecar_pb2.StreamStats:
+def stats_to_pb(s: StreamStats) -> sidecar_pb2.StreamStats:
     return sidecar_pb2.StreamStats(
-        direction=str(s.get("direction", "")),
-        packets=int(s.get("packets", 0)),  # type: ignore[call-overload]
-        bytes=int(s.get("bytes", 0)),  # type: ignore[call-overload]
-        lost=int(s.get("lost", 0)),  # type: ignore[call-overload]
-        jitter_ms=float(s.get("jitter_ms", 0.0)),  # type: ignore[arg-type]
-        mos=float(s.get("mos", 0.0)),  # type: ignore[arg-type]
-        codec=str(s.get("codec", "")),
+        direction=s.direction,
+        packets=s.packets,
+        bytes=s.bytes,
+        lost=s.lost,
+        jitter_ms=s.jitter_ms,
+        mos=s.mos,
+        codec=s.codec,
     )
-
-
-def stats_from_pb(s: sidecar_pb2.StreamStats) -> dict[str, object]:
-    return {
-        "direction": s.direction,
-        "packets": s.packets,
-        "bytes": s.bytes,
-        "lost": s.lost,
-        "jitter_ms": s.jitter_ms,
-        "mos": s.mos,
-        "codec": s.codec,
-    }
 
 
 def call_to_pb(call: Call) -> calls_pb2.Call:

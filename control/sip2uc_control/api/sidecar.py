@@ -1,4 +1,7 @@
-"""SidecarService: the sidecars' session stream and the RPCs handset requests become."""
+"""SidecarService: the sidecars' sessions and the streams their handsets' requests ride.
+
+Messages are read and made by `sidecar_wire`; this module speaks the control plane's types.
+"""
 
 from __future__ import annotations
 
@@ -8,129 +11,37 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
-from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError
+from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_core.sip.digest import DigestError
 
-from ..calls import InviteInput, LegReport
+from ..calls import InviteInput, InviteOutcome, LegReport
 from ..core import ControlCore
-from ..errors import AlreadyExists, FieldViolation, InvalidArgument
-from ..registrar import ContactRequest, Outcome, RegisterInput
-from ..settings import ServerSettings
-from ..sidecars import SESSION_REPLACED, SidecarInfo
-from . import streams
-from .convert import (
-    LEG_STATE_FROM_PB,
-    TRANSPORT_FROM_PB,
-    command_to_pb,
-    direction_from_pb,
-    media_from_pb,
-    stats_from_pb,
+from ..errors import AlreadyExists
+from ..registrar import Outcome, RegisterDecision
+from ..sidecars import (
+    CommandResult,
+    Heartbeat,
+    SessionItem,
+    SessionReplaced,
+    SidecarSettings,
 )
-from .status import unary
+from . import sidecar_wire, streams
+from .sidecar_wire import ByeInput, CancelInput
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
-_DISPOSITIONS = {
-    "routing": sidecar_pb2.INVITE_DISPOSITION_ROUTING,
-    "reject": sidecar_pb2.INVITE_DISPOSITION_REJECT,
-    "unauthorized": sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED,
-    "feedback": sidecar_pb2.INVITE_DISPOSITION_FEEDBACK_TONE,
-}
-
-_OUTCOMES = {
-    Outcome.OK: sidecar_pb2.REGISTER_OUTCOME_OK,
-    Outcome.UNAUTHORIZED: sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED,
-    Outcome.FORBIDDEN: sidecar_pb2.REGISTER_OUTCOME_FORBIDDEN,
-    Outcome.INTERVAL_TOO_BRIEF: sidecar_pb2.REGISTER_OUTCOME_INTERVAL_TOO_BRIEF,
-    Outcome.TOO_MANY_BINDINGS: sidecar_pb2.REGISTER_OUTCOME_TOO_MANY_BINDINGS,
-    Outcome.OUT_OF_ORDER: sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER,
-}
-
-
-def credentials_from_pb(c: sidecar_pb2.DigestCredentials) -> Credentials:
-    """Raises DigestError for an unknown algorithm or a malformed nonce count."""
-    if c.nc and (len(c.nc) != 8 or any(ch not in "0123456789abcdefABCDEF" for ch in c.nc)):
-        raise DigestError("nc must be 8 hex digits")
-    return Credentials(
-        username=c.username,
-        realm=c.realm,
-        nonce=c.nonce,
-        uri=c.uri,
-        response=c.response,
-        algorithm=Algorithm.parse(c.algorithm or "MD5"),
-        qop=c.qop or None,
-        nc=c.nc or None,
-        cnonce=c.cnonce or None,
-    )
-
-
-def sidecar_settings(
-    settings: ServerSettings, sidecar: str, trunks: list[tuple[str, int]]
-) -> sidecar_pb2.SidecarSettings:
-    policy = settings.policy(sidecar)
-    return sidecar_pb2.SidecarSettings(
-        realm=settings.realm,
-        domain=settings.sip_domain,
-        allowed_networks=list(policy.allowed_networks),
-        trunk_sources=[sidecar_pb2.TrunkSource(network=n, port=p) for n, p in trunks],
-        ban_threshold=settings.ban_threshold,
-        ban_window_seconds=settings.ban_window_seconds,
-        ban_seconds=settings.ban_seconds,
-        channel_limit=settings.channel_limit(sidecar),
-        media_timeout_seconds=settings.media_timeout_seconds,
-        min_expires=settings.min_expires,
-        max_expires=settings.max_expires,
-    )
-
-
 _SERVICE = "sip2uc.v1.SidecarService"
+# Credentials that cannot be read are answered like wrong ones.
+_UNREADABLE_REGISTER = RegisterDecision(Outcome.UNAUTHORIZED, "Unauthorized")
+_UNREADABLE_INVITE = InviteOutcome(
+    disposition="unauthorized", status=407, reason="Proxy Authentication Required"
+)
 
 
-def _log_failure(sidecar: str, result: sidecar_pb2.CommandResult) -> None:
+def _log_failure(sidecar: str, result: CommandResult) -> None:
     if not result.ok:
         log.warning("sidecar %s: command %s failed: %s", sidecar, result.command_id, result.error)
-
-
-def _register_calls(
-    message: sidecar_pb2.RegisterStreamRequest,
-) -> list[streams.StreamedCall[sidecar_pb2.RegisterCall]]:
-    return [
-        streams.StreamedCall(c, c.correlation_id, c.traceparent, c.tracestate, "Register")
-        for c in message.calls
-    ]
-
-
-_CALL_METHODS = {
-    "invite": "Invite",
-    "cancel": "Cancel",
-    "bye": "Bye",
-    "report_leg": "ReportLeg",
-}
-
-
-def _call_calls(
-    message: sidecar_pb2.CallStreamRequest,
-) -> list[streams.StreamedCall[sidecar_pb2.CallStreamCall]]:
-    out = []
-    for c in message.calls:
-        kind = c.WhichOneof("request")
-        leg_id = getattr(c, kind).leg_id if kind is not None else ""
-        out.append(
-            streams.StreamedCall(
-                c,
-                c.correlation_id,
-                c.traceparent,
-                c.tracestate,
-                _CALL_METHODS.get(kind or "", "CallStream"),
-                # A leg's calls in order: its RINGING before its ANSWERED, its Invite before
-                # its Cancel. Leg ids are unique per sidecar, and a stream is one sidecar's.
-                key=leg_id or None,
-                timeout=c.timeout_ms / 1000,
-            )
-        )
-    return out
 
 
 class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
@@ -139,40 +50,34 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         self._register_spec = streams.StreamSpec(
             service=_SERVICE,
             stream_method="RegisterStream",
-            calls_of=_register_calls,
-            handle=self._register_reply,
-            error_reply=lambda cid, code, message: sidecar_pb2.RegisterReply(
-                correlation_id=cid, error_code=code, error_message=message
-            ),
-            batch=lambda replies: sidecar_pb2.RegisterStreamResponse(replies=replies),
+            calls_of=sidecar_wire.register_stream_calls,
+            handle=self._register,
+            error_reply=sidecar_wire.register_error,
+            batch=sidecar_wire.register_batch,
         )
         self._call_spec = streams.StreamSpec(
             service=_SERVICE,
             stream_method="CallStream",
-            calls_of=_call_calls,
-            handle=self._call_reply,
-            error_reply=lambda cid, code, message: sidecar_pb2.CallStreamReply(
-                correlation_id=cid, error_code=code, error_message=message
-            ),
-            batch=lambda replies: sidecar_pb2.CallStreamResponse(replies=replies),
+            calls_of=sidecar_wire.call_stream_calls,
+            handle=self._call,
+            error_reply=sidecar_wire.call_error,
+            batch=sidecar_wire.call_batch,
         )
 
-    def trunk_sources(self, sidecar: str) -> list[tuple[str, int]]:
+    def trunk_sources(self, sidecar: str) -> tuple[tuple[str, int], ...]:
         out: set[tuple[str, int]] = set()
         for user in self.core.users.index.by_id.values():
             for dev in user.devices:
                 if dev.trunk is not None and dev.trunk.sidecar in ("", sidecar):
                     out.add((dev.trunk.source_network, dev.trunk.source_port))
-        return sorted(out)
+        return tuple(sorted(out))
 
-    def settings_for(self, sidecar: str) -> sidecar_pb2.SidecarSettings:
-        return sidecar_settings(self.core.settings.current, sidecar, self.trunk_sources(sidecar))
+    def settings_for(self, sidecar: str) -> SidecarSettings:
+        return SidecarSettings.of(self.core.settings.current, sidecar, self.trunk_sources(sidecar))
 
     def push_settings(self) -> None:
         """Send every connected sidecar its settings (after an admin change)."""
-        self.core.sidecars.broadcast(
-            lambda name: sidecar_pb2.ConnectResponse(settings=self.settings_for(name))
-        )
+        self.core.sidecars.broadcast_settings(self.settings_for)
 
     async def Connect(
         self, request_iterator: AsyncIterator[sidecar_pb2.ConnectRequest], context: Ctx
@@ -185,29 +90,12 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello"
             )
             return
-        if first.WhichOneof("payload") != "hello" or not first.hello.name:
+        info = sidecar_wire.sidecar_info(first, self.core.clock())
+        if info is None:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello with a name"
             )
             return
-        hello = first.hello
-        now = self.core.clock()
-        info = SidecarInfo(
-            name=hello.name,
-            site=hello.site,
-            sip_listeners=[
-                f"{common_pb2.Transport.Name(listener.transport).removeprefix('TRANSPORT_').lower()} "
-                f"{listener.address.host}:{listener.address.port}"
-                for listener in hello.sip_listeners
-            ],
-            rtp=f"{hello.rtp_host}:{hello.rtp_port_min}-{hello.rtp_port_max}",
-            capacity=hello.capacity,
-            version=hello.version,
-            instance_id=hello.instance_id,
-            connected=True,
-            connect_time=now,
-            last_seen=now,
-        )
         try:
             queue = await self.core.sidecars.connected(info)
         except AlreadyExists as exc:
@@ -218,26 +106,19 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         async def read_loop() -> None:
             async for message in iterator:
                 info.last_seen = self.core.clock()
-                kind = message.WhichOneof("payload")
-                if kind == "heartbeat":
+                report = sidecar_wire.session_report(message)
+                if isinstance(report, Heartbeat):
                     self.core.sidecars.heartbeat(
-                        info, message.heartbeat.active_legs, message.heartbeat.relay_ports_in_use
+                        info, report.active_legs, report.relay_ports_in_use
                     )
-                elif kind == "result":
-                    _log_failure(info.name, message.result)
-                elif kind == "results":
-                    for result in message.results.results:
+                elif report is not None:
+                    for result in report:
                         _log_failure(info.name, result)
 
         reader = asyncio.create_task(read_loop())
-        batched = hello.batched_commands
-        getter: asyncio.Future[Any] | None = None
+        getter: asyncio.Future[SessionItem] | None = None
         try:
-            welcome = sidecar_pb2.SidecarWelcome(
-                settings=self.settings_for(info.name), server_time=Timestamp()
-            )
-            welcome.server_time.GetCurrentTime()
-            yield sidecar_pb2.ConnectResponse(welcome=welcome)
+            yield sidecar_wire.welcome(self.settings_for(info.name))
             while True:
                 if queue.empty():
                     getter = asyncio.ensure_future(queue.get())
@@ -255,19 +136,11 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 # commands a second and queued calls behind each other.
                 while not queue.empty():
                     items.append(queue.get_nowait())
-                if any(item is SESSION_REPLACED for item in items):
+                sending = [item for item in items if not isinstance(item, SessionReplaced)]
+                if len(sending) < len(items):
                     break  # the same instance reconnected on a new stream
-                messages = [
-                    item if isinstance(item, sidecar_pb2.ConnectResponse) else command_to_pb(item)
-                    for item in items
-                ]
-                if batched and len(messages) > 1:
-                    yield sidecar_pb2.ConnectResponse(
-                        batch=sidecar_pb2.CommandBatch(commands=messages)
-                    )
-                else:
-                    for message in messages:
-                        yield message
+                for message in sidecar_wire.outgoing(sending, batched=info.batched_commands):
+                    yield message
         finally:
             # Cancel and await both: a pending getter would otherwise stay parked on the dead
             # queue, and an unretrieved reader exception is logged as "never retrieved".
@@ -286,16 +159,10 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             self.core.sidecars.disconnected(info.name, queue, self.core.clock())
             log.warning("sidecar %s disconnected", info.name)
 
-    @unary
-    async def Register(
-        self, request: sidecar_pb2.RegisterRequest, context: Ctx
-    ) -> sidecar_pb2.RegisterResponse:
-        return await self._register(request)
-
     async def RegisterStream(
         self, request_iterator: AsyncIterator[sidecar_pb2.RegisterStreamRequest], context: Ctx
     ) -> AsyncIterator[sidecar_pb2.RegisterStreamResponse]:
-        """`Register` for many REGISTERs on one stream (see sidecar.proto and `streams`)."""
+        """REGISTERs, many on one stream (see sidecar.proto and `streams`)."""
         async for response in streams.serve(
             self._register_spec, request_iterator, self.core.metrics.rpc_duration
         ):
@@ -310,179 +177,33 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         ):
             yield response
 
-    async def _register_reply(self, call: sidecar_pb2.RegisterCall) -> sidecar_pb2.RegisterReply:
-        return sidecar_pb2.RegisterReply(
-            correlation_id=call.correlation_id, response=await self._register(call.request)
-        )
-
-    async def _call_reply(self, call: sidecar_pb2.CallStreamCall) -> sidecar_pb2.CallStreamReply:
-        reply = sidecar_pb2.CallStreamReply(correlation_id=call.correlation_id)
-        kind = call.WhichOneof("request")
-        if kind == "invite":
-            reply.invite.CopyFrom(await self._invite(call.invite))
-        elif kind == "report_leg":
-            await self._report_leg(call.report_leg)
-            reply.report_leg.SetInParent()
-        elif kind == "bye":
-            await self._bye(call.bye)
-            reply.bye.SetInParent()
-        elif kind == "cancel":
-            await self._cancel(call.cancel)
-            reply.cancel.SetInParent()
-        else:
-            raise InvalidArgument(FieldViolation("request", "one of the call RPCs is required"))
-        return reply
-
-    async def _register(self, request: sidecar_pb2.RegisterRequest) -> sidecar_pb2.RegisterResponse:
-        origin = request.origin
-        if not origin.sidecar:
-            raise InvalidArgument(FieldViolation("origin.sidecar", "required"))
+    async def _register(self, call: sidecar_pb2.RegisterCall) -> sidecar_pb2.RegisterReply:
         try:
-            creds = credentials_from_pb(request.credentials)
+            request = sidecar_wire.register_input(call)
         except DigestError:
-            return sidecar_pb2.RegisterResponse(
-                outcome=sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED, reason="Unauthorized"
-            )
-        transport = TRANSPORT_FROM_PB.get(origin.transport)
-        if transport is None:
-            raise InvalidArgument(FieldViolation("origin.transport", "required"))
-        inp = RegisterInput(
-            credentials=creds,
-            aor=request.aor,
-            contacts=tuple(
-                ContactRequest(
-                    uri=c.uri,
-                    expires=c.expires,
-                    q_milli=c.q_milli or 1000,
-                    instance_id=c.instance_id,
-                )
-                for c in request.contacts
-            ),
-            remove_all=request.remove_all,
-            cseq=request.cseq,
-            call_id=origin.call_id,
-            source_host=origin.source.host,
-            source_port=origin.source.port,
-            transport=transport.value,
-            sidecar=origin.sidecar,
-            user_agent=origin.user_agent,
-        )
-        decision, bindings = await self.core.register(inp)
+            return sidecar_wire.register_reply(call, _UNREADABLE_REGISTER, ())
+        decision, bindings = await self.core.register(request)
         now = self.core.clock()
-        mine = [
-            b for b in bindings if decision.device is not None and b.device_id == decision.device.id
-        ]
-        return sidecar_pb2.RegisterResponse(
-            outcome=_OUTCOMES[decision.outcome],
-            bindings=[
-                sidecar_pb2.ContactBinding(
-                    uri=b.contact_uri,
-                    expires=max(0, int(b.expire_time - now + 0.5)),
-                    q_milli=b.q_milli,
-                    instance_id=b.instance_id,
-                )
-                for b in mine
-            ],
-            min_expires=decision.min_expires,
-            reason=decision.reason,
-        )
+        device = decision.device
+        mine = [b.contact(now) for b in bindings if device is not None and b.device_id == device.id]
+        return sidecar_wire.register_reply(call, decision, mine)
 
-    @unary
-    async def Invite(
-        self, request: sidecar_pb2.InviteRequest, context: Ctx
-    ) -> sidecar_pb2.InviteResponse:
-        return await self._invite(request)
-
-    @unary
-    async def Cancel(
-        self, request: sidecar_pb2.CancelRequest, context: Ctx
-    ) -> sidecar_pb2.CancelResponse:
-        await self._cancel(request)
-        return sidecar_pb2.CancelResponse()
-
-    @unary
-    async def Bye(self, request: sidecar_pb2.ByeRequest, context: Ctx) -> sidecar_pb2.ByeResponse:
-        await self._bye(request)
-        return sidecar_pb2.ByeResponse()
-
-    @unary
-    async def ReportLeg(
-        self, request: sidecar_pb2.ReportLegRequest, context: Ctx
-    ) -> sidecar_pb2.ReportLegResponse:
-        await self._report_leg(request)
-        return sidecar_pb2.ReportLegResponse()
-
-    async def _invite(self, request: sidecar_pb2.InviteRequest) -> sidecar_pb2.InviteResponse:
-        origin = request.origin
-        if not origin.sidecar or not request.leg_id:
-            raise InvalidArgument(
-                [
-                    FieldViolation(f, "required")
-                    for f, v in (("origin.sidecar", origin.sidecar), ("leg_id", request.leg_id))
-                    if not v
-                ]
+    async def _call(self, call: sidecar_pb2.CallStreamCall) -> sidecar_pb2.CallStreamReply:
+        try:
+            request = sidecar_wire.call_request(call)
+        except DigestError:
+            return sidecar_wire.invite_reply(call, _UNREADABLE_INVITE)
+        if isinstance(request, InviteInput):
+            return sidecar_wire.invite_reply(call, await self.core.calls.invite(request))
+        if isinstance(request, LegReport):
+            await self.core.calls.report_leg(request)
+        elif isinstance(request, ByeInput):
+            await self.core.calls.bye(
+                request.sidecar, request.leg_id, request.reason, request.stats
             )
-        creds: Credentials | None = None
-        if request.HasField("credentials"):
-            try:
-                creds = credentials_from_pb(request.credentials)
-            except DigestError:
-                return sidecar_pb2.InviteResponse(
-                    disposition=sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED,
-                    status=407,
-                    reason="Proxy Authentication Required",
-                )
-        outcome = await self.core.calls.invite(
-            InviteInput(
-                sidecar=origin.sidecar,
-                leg_id=request.leg_id,
-                credentials=creds,
-                source_host=origin.source.host,
-                source_port=origin.source.port,
-                request_uri=request.request_uri,
-                from_uri=request.from_uri,
-                from_display_name=request.from_display_name,
-                to_uri=request.to_uri,
-                offer=media_from_pb(request.offer) if request.HasField("offer") else None,
-            )
-        )
-        return sidecar_pb2.InviteResponse(
-            disposition=_DISPOSITIONS[outcome.disposition],
-            call_id=outcome.call_id,
-            status=outcome.status,
-            reason=outcome.reason,
-            retry_after=outcome.retry_after,
-            tone=sidecar_pb2.FEEDBACK_TONE_CONFIRM
-            if outcome.tone_ok
-            else sidecar_pb2.FEEDBACK_TONE_ERROR,
-        )
-
-    async def _cancel(self, request: sidecar_pb2.CancelRequest) -> None:
-        await self.core.calls.cancel(request.origin.sidecar, request.leg_id)
-
-    async def _bye(self, request: sidecar_pb2.ByeRequest) -> None:
-        await self.core.calls.bye(
-            request.origin.sidecar,
-            request.leg_id,
-            request.reason,
-            tuple(stats_from_pb(s) for s in request.stats),
-        )
-
-    async def _report_leg(self, request: sidecar_pb2.ReportLegRequest) -> None:
-        await self.core.calls.report_leg(
-            LegReport(
-                sidecar=request.sidecar,
-                call_id=request.call_id,
-                leg_id=request.leg_id,
-                state=LEG_STATE_FROM_PB.get(request.state),
-                status=request.status,
-                reason=request.reason,
-                media=media_from_pb(request.media) if request.HasField("media") else None,
-                dtmf_digits=request.dtmf_digits,
-                stats=tuple(stats_from_pb(s) for s in request.stats),
-                direction=direction_from_pb(request.direction),
-            )
-        )
+        elif isinstance(request, CancelInput):
+            await self.core.calls.cancel(request.sidecar, request.leg_id)
+        return sidecar_wire.empty_reply(call)
 
     # Reserved for short messages and subscriptions (BLF), not served yet. Sidecars do not call
     # these: they answer a handset's MESSAGE and SUBSCRIBE 405 (with Allow) themselves.

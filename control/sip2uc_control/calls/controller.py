@@ -17,6 +17,7 @@ from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 
 from sip2uc_core.sip.digest import Credentials, DigestError
+from sip2uc_core.stream_stats import StreamStats
 from sqlalchemy import text
 
 from ..domain import User
@@ -103,7 +104,7 @@ class LegReport:
     reason: str = ""
     media: MediaInfo | None = None
     dtmf_digits: str = ""
-    stats: tuple[dict[str, Any], ...] = ()
+    stats: tuple[StreamStats, ...] = ()
     direction: str = ""
 
 
@@ -696,7 +697,7 @@ class CallController:
         await self._finish(call, "caller cancelled", 487, notify_caller=False, skip=leg_id)
 
     async def bye(
-        self, sidecar: str, leg_id: str, reason: str, stats: tuple[dict[str, Any], ...] = ()
+        self, sidecar: str, leg_id: str, reason: str, stats: tuple[StreamStats, ...] = ()
     ) -> None:
         call = self.calls.get(self.by_leg.get(leg_id, ""))
         if call is None:

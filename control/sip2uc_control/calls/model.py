@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
+
+from sip2uc_core.stream_stats import StreamStats
 
 
 class CallState(StrEnum):
@@ -59,7 +61,7 @@ class Leg:
     reason: str = ""
     media: MediaInfo | None = None
     direction: str = "sendrecv"
-    stats: list[dict[str, Any]] = field(default_factory=list)
+    stats: list[StreamStats] = field(default_factory=list)
 
     @property
     def codec(self) -> str:
@@ -130,7 +132,7 @@ class Call:
                     "status": leg.status,
                     "codec": leg.codec,
                     "direction": leg.direction,
-                    "stats": leg.stats,
+                    "stats": [asdict(s) for s in leg.stats],
                 }
                 for leg in self.legs.values()
             ],
@@ -165,9 +167,16 @@ class Call:
                 status=int(raw.get("status", 0)),
                 media=MediaInfo("", 0, (Codec(codec, 0),)) if codec else None,
                 direction=raw.get("direction", "sendrecv"),
-                stats=list(raw.get("stats", [])),
+                stats=[_stats_from_dict(s) for s in raw.get("stats", [])],
             )
         return call
+
+
+_STATS_FIELDS = frozenset(f.name for f in fields(StreamStats))
+
+
+def _stats_from_dict(raw: dict[str, Any]) -> StreamStats:
+    return StreamStats(**{k: v for k, v in raw.items() if k in _STATS_FIELDS})
 
 
 # RFC 3261 §16.7 step 6: of several final responses prefer 6xx, then the lowest class; within a

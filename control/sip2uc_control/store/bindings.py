@@ -6,6 +6,7 @@ import heapq
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from sip2uc_core.sip.contact import Contact
 from sqlalchemy import text
 
 from .db import Database
@@ -52,11 +53,21 @@ class Binding:
     def name(self) -> str:
         return f"registrations/{self.id}"
 
-    def same_contact(self, contact_uri: str, instance_id: str) -> bool:
+    def same_contact(self, contact: Contact) -> bool:
         """RFC 5626 §6: an instance id identifies the binding; otherwise the contact URI does."""
-        if instance_id and self.instance_id:
-            return instance_id == self.instance_id
-        return contact_uri == self.contact_uri
+        if contact.instance_id and self.instance_id:
+            return contact.instance_id == self.instance_id
+        return contact.uri == self.contact_uri
+
+    def contact(self, now: float) -> Contact:
+        """The binding as a 200 to REGISTER lists it, with its remaining lifetime in whole
+        seconds (RFC 3261 §10.3 step 8)."""
+        return Contact(
+            self.contact_uri,
+            max(0, int(self.expire_time - now + 0.5)),
+            self.q_milli,
+            self.instance_id,
+        )
 
     def with_changes(self, **changes: Any) -> Binding:
         return replace(self, **changes)

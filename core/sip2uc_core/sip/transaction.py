@@ -25,6 +25,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import NewType, TypeAlias
 
+from .endpoint import Endpoint, Transport
 from .errors import SipParseError
 from .headers import Headers, Via, _has_param, _with_param
 from .message import SipRequest, SipResponse, make_response
@@ -34,7 +35,6 @@ __all__ = [
     "MAGIC_COOKIE",
     "BranchGenerator",
     "CancelReceived",
-    "Destination",
     "Event",
     "Kind",
     "Overloaded",
@@ -65,25 +65,6 @@ class TransactionError(Exception):
 
 
 # --- addresses ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Destination:
-    """Where a message came from or goes to.
-
-    `host` is a bare IP address or name (IPv6 without brackets). On reliable transports
-    `connection_id` names the adapter's connection to reuse (RFC 3261 §18.2.2); if that connection
-    is gone, the adapter connects to `host`:`port` instead.
-    """
-
-    transport: str
-    host: str
-    port: int
-    connection_id: int | None = None
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport.upper() != "UDP"
 
 
 def _bare_host(host: str) -> str:
@@ -121,9 +102,7 @@ def stamp_received(via: Via, source_ip: str, source_port: int) -> Via:
     )
 
 
-def response_destination(
-    via: Via, source: Destination, *, force_rport: bool = False
-) -> Destination:
+def response_destination(via: Via, source: Endpoint, *, force_rport: bool = False) -> Endpoint:
     """Where responses to a request with this (stamped) top Via go, per RFC 3261 §18.2.2.
 
     Reliable transports reuse the request's connection; should it be gone, the fallback is the
@@ -132,23 +111,21 @@ def response_destination(
     `force_rport` answers every UDP request at its source port, which handsets behind NATs that
     do not ask for rport need.
     """
-    transport = via.transport.upper()
-    sent_by_port = via.port if via.port is not None else _DEFAULT_PORTS.get(transport, 5060)
+    sent_by_port = (
+        via.port if via.port is not None else _DEFAULT_PORTS.get(via.transport.upper(), 5060)
+    )
     if source.reliable:
-        return Destination(
-            transport=source.transport,
-            host=source.host,
-            port=sent_by_port,
-            connection_id=source.connection_id,
-        )
+        return Endpoint(source.transport, source.host, sent_by_port, source.connection_id)
+    # A Via naming a transport we do not speak (SCTP, WS) is answered the way it came.
+    transport = Transport.parse(via.transport) or source.transport
     maddr = via.maddr
     if maddr is not None:
-        return Destination(transport=transport, host=_bare_host(maddr), port=sent_by_port)
+        return Endpoint(transport, _bare_host(maddr), sent_by_port)
     received = via.received
     host = _bare_host(received) if received is not None else _bare_host(via.host)
     if via.has_param("rport") or force_rport:
-        return Destination(transport=source.transport, host=source.host, port=source.port)
-    return Destination(transport=transport, host=host, port=sent_by_port)
+        return Endpoint(source.transport, source.host, source.port)
+    return Endpoint(transport, host, sent_by_port)
 
 
 class BranchGenerator:
@@ -174,7 +151,7 @@ class RequestReceived:
 
     txn_id: TransactionId | None
     request: SipRequest
-    source: Destination
+    source: Endpoint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,7 +164,7 @@ class CancelReceived:
 
     txn_id: TransactionId
     request: SipRequest
-    source: Destination
+    source: Endpoint
     invite_txn_id: TransactionId | None
 
 
@@ -202,7 +179,7 @@ class StrayResponse:
     """A response that matches no client transaction (e.g. a late 2xx retransmission)."""
 
     response: SipResponse
-    source: Destination
+    source: Endpoint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,8 +190,8 @@ class Overloaded:
     """
 
     request: SipRequest
-    source: Destination
-    reply_to: Destination
+    source: Endpoint
+    reply_to: Endpoint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -452,7 +429,7 @@ class _Transaction:
     # Server transactions let go of the request once their final response is sent: absorbing
     # retransmissions needs only the key and the response bytes.
     request: SipRequest | None
-    peer: Destination  # client: where the request goes; server: where responses go
+    peer: Endpoint  # client: where the request goes; server: where responses go
     reliable: bool
     request_size: int = 0
     held: int = 0  # octets counted against the layer's byte budget
@@ -535,7 +512,7 @@ class TransactionLayer:
         self._server_index: dict[Hashable, TransactionId] = {}
         self._heap: list[tuple[float, int, TransactionId, Timer]] = []
         self._heap_seq = itertools.count()
-        self._outbox: list[tuple[bytes, Destination]] = []
+        self._outbox: list[tuple[bytes, Endpoint]] = []
         #: Messages dropped because a header the layer needs could not be parsed.
         self.dropped = 0
 
@@ -557,7 +534,7 @@ class TransactionLayer:
 
     # --- outputs ---
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Destination]]:
+    def datagrams_to_send(self) -> list[tuple[bytes, Endpoint]]:
         """Everything queued for the wire since the last call, in order."""
         out, self._outbox = self._outbox, []
         return out
@@ -575,7 +552,7 @@ class TransactionLayer:
     # --- inputs ---
 
     def receive(
-        self, message: SipRequest | SipResponse, source: Destination, now: float
+        self, message: SipRequest | SipResponse, source: Endpoint, now: float
     ) -> list[Event]:
         """Feed one parsed message; returns what the TU must hear about."""
         events: list[Event] = []
@@ -589,7 +566,7 @@ class TransactionLayer:
             self.dropped += 1
         return events
 
-    def send_request(self, request: SipRequest, dest: Destination, now: float) -> TransactionId:
+    def send_request(self, request: SipRequest, dest: Endpoint, now: float) -> TransactionId:
         """Start a client transaction; the request goes out at once and is retransmitted on UDP.
 
         The TU must have put a top Via whose branch carries the magic cookie (`BranchGenerator`).
@@ -635,7 +612,7 @@ class TransactionLayer:
         self._apply(txn, transition, now, events)
         return events
 
-    def send_stateless(self, message: SipRequest | SipResponse, dest: Destination) -> None:
+    def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None:
         """Queue a message outside any transaction (ACK for 2xx, a 2xx retransmission, a 503)."""
         self._outbox.append((message.serialize(), dest))
 
@@ -677,7 +654,7 @@ class TransactionLayer:
     # --- receiving ---
 
     def _receive_request(
-        self, request: SipRequest, source: Destination, now: float, events: list[Event]
+        self, request: SipRequest, source: Endpoint, now: float, events: list[Event]
     ) -> None:
         original_via = request.top_via
         method = request.method
@@ -729,7 +706,7 @@ class TransactionLayer:
         self._apply(txn, START[kind], now, events)
 
     def _receive_response(
-        self, response: SipResponse, source: Destination, now: float, events: list[Event]
+        self, response: SipResponse, source: Endpoint, now: float, events: list[Event]
     ) -> None:
         # §17.1.3: the top Via branch and the CSeq method identify the client transaction.
         branch = response.top_via.branch
@@ -787,7 +764,7 @@ class TransactionLayer:
         kind: Kind,
         key: Hashable,
         request: SipRequest,
-        peer: Destination,
+        peer: Endpoint,
         reliable: bool,
     ) -> _Transaction:
         txn_id = TransactionId(next(self._ids))
@@ -812,7 +789,7 @@ class TransactionLayer:
         events: list[Event],
         *,
         response: SipResponse | None = None,
-        ack: tuple[SipRequest, Destination] | None = None,
+        ack: tuple[SipRequest, Endpoint] | None = None,
     ) -> None:
         txn.state = transition.target
         for action in transition.actions:
@@ -851,7 +828,7 @@ class TransactionLayer:
         action: Action,
         events: list[Event],
         response: SipResponse | None,
-        ack: tuple[SipRequest, Destination] | None,
+        ack: tuple[SipRequest, Endpoint] | None,
     ) -> None:
         if action is Action.DELIVER_RESPONSE:
             assert response is not None

@@ -11,8 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sip2uc_core.sip.endpoint import Endpoint
 from sip2uc_core.sip.message import SipRequest, SipResponse
-from sip2uc_core.sip.transaction import Destination, TransactionId
+from sip2uc_core.sip.transaction import TransactionId
 
 from ..rtp.relay import Direction, LegMedia
 from .offer_answer import MediaSpec
@@ -85,7 +86,7 @@ class SendRequest:
 
     leg_id: str
     request: SipRequest
-    destination: Destination
+    destination: Endpoint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,7 +94,7 @@ class SendAck:
     """Send an ACK for a 2xx end to end, outside any transaction (RFC 3261 §13.2.2.4)."""
 
     request: SipRequest
-    destination: Destination
+    destination: Endpoint
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,10 +18,11 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.headers import NameAddr
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
 from sip2uc_core.sip.sdp import SessionDescription
-from sip2uc_core.sip.transaction import MAGIC_COOKIE, Destination, TransactionId
+from sip2uc_core.sip.transaction import MAGIC_COOKIE, TransactionId
 from sip2uc_core.sip.uri import SipUri, Uri, parse_uri
 
 from ..rtp.relay import Direction
@@ -104,8 +105,8 @@ class LegConfig:
     #: Seconds from a handset's INVITE to our 408 when nothing answered it.
     inbound_ring_deadline: float = DEFAULT_INBOUND_RING_DEADLINE
     #: Listening ports of transports whose port differs from ``sip_port`` (TLS on 5061 while
-    #: UDP and TCP share 5060), as ("TLS", 5061) pairs.
-    transport_ports: tuple[tuple[str, int], ...] = ()
+    #: UDP and TCP share 5060), as (Transport.TLS, 5061) pairs.
+    transport_ports: tuple[tuple[Transport, int], ...] = ()
 
     def tag(self) -> str:
         return self.random_bytes(6).hex()
@@ -113,23 +114,22 @@ class LegConfig:
     def branch(self) -> str:
         return MAGIC_COOKIE + self.random_bytes(12).hex()
 
-    def port_for(self, transport: str) -> int:
+    def port_for(self, transport: Transport) -> int:
         """Where this sidecar listens for ``transport``."""
-        wanted = transport.upper()
-        return next((p for t, p in self.transport_ports if t.upper() == wanted), self.sip_port)
+        return next((p for t, p in self.transport_ports if t is transport), self.sip_port)
 
-    def via(self, transport: str) -> str:
+    def via(self, transport: Transport) -> str:
         # RFC 3261 §18.2.1: sent-by is where responses come back over this transport.
         port = self.port_for(transport)
-        return f"SIP/2.0/{transport.upper()} {self.sip_host}:{port};branch={self.branch()};rport"
+        return f"SIP/2.0/{transport.via_name} {self.sip_host}:{port};branch={self.branch()};rport"
 
-    def contact(self, transport: str) -> NameAddr:
+    def contact(self, transport: Transport) -> NameAddr:
         """Our target for in-dialog requests, reachable over the transport the dialog uses:
         a handset that called over TCP or TLS must send its BYE there too (RFC 3261 §12.1.1,
         §19.1.1 ``transport`` parameter), not to our UDP port."""
         uri = SipUri(host=self.sip_host, port=self.port_for(transport))
-        if transport.upper() != "UDP":
-            uri = uri.with_param("transport", transport.lower())
+        if transport is not Transport.UDP:
+            uri = uri.with_param("transport", transport.value)
         return NameAddr(uri=uri)
 
     def session_id(self) -> str:
@@ -271,7 +271,7 @@ class CreateLeg:
     call_id: str
     leg_id: str
     request_uri: str
-    destination: Destination
+    destination: Endpoint
     from_uri: str
     from_display_name: str = ""
     to_uri: str
@@ -322,7 +322,7 @@ class _Leg:
         leg_id: str,
         *,
         config: LegConfig,
-        destination: Destination,
+        destination: Endpoint,
         relay_port: int,
         peer_port: int,
         state: enum.Enum,
@@ -371,7 +371,7 @@ class _Leg:
     # --- helpers ---------------------------------------------------------------------------
 
     @property
-    def transport(self) -> str:
+    def transport(self) -> Transport:
         return self.destination.transport
 
     def _respond(
@@ -755,7 +755,7 @@ class InboundLeg(_Leg):
         *,
         invite: SipRequest,
         txn_id: TransactionId,
-        source: Destination,
+        source: Endpoint,
         relay_port: int,
         peer_port: int,
         config: LegConfig,

@@ -1,7 +1,8 @@
 """The media sidecar's SIP edge: transports, registrar flow, protections and the control link."""
 
-from ..transport.base import TransportKind
+from sip2uc_core.sip.endpoint import Transport
+
 from .app import Sidecar, install_uvloop
 from .config import SidecarConfig
 
-__all__ = ["Sidecar", "SidecarConfig", "TransportKind", "install_uvloop"]
+__all__ = ["Sidecar", "SidecarConfig", "Transport", "install_uvloop"]

@@ -15,23 +15,23 @@ import uuid
 from pathlib import Path
 
 import grpc
-from sip2uc.v1 import sidecar_pb2
 from sip2uc_core.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
-from sip2uc_core.sip.transaction import Destination
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 
 from ..b2bua.legs import LegConfig
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortAllocator
-from ..transport.base import TransportKind
 from ..transport.tcp import StreamServer, open_stream_server
 from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
 from .calls import CallHandler
+from .commands import Command, EdgeSettings
 from .config import SidecarConfig, parse_hostport
-from .control_link import ControlLink, EdgeSettings, HelloInfo
+from .control_link import ControlLink
 from .dispatch import SipEdge
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
+from .requests import HelloInfo
 
 __all__ = ["Sidecar", "install_uvloop"]
 
@@ -76,8 +76,8 @@ class Sidecar:
         self.config = config
         self.instance_id = uuid.uuid4().hex
         self._udp: UdpTransport | None = None
-        self._streams: dict[TransportKind, StreamServer] = {}
-        self.listen_addresses: dict[TransportKind, tuple[str, int]] = {}
+        self._streams: dict[Transport, StreamServer] = {}
+        self.listen_addresses: dict[Transport, tuple[str, int]] = {}
         self.edge: SipEdge | None = None
         self.control: ControlLink | None = None
         self.relay: RelayEngine | None = None
@@ -120,7 +120,7 @@ class Sidecar:
             retry_after=config.retry_after,
         )
         await self._bind(clock)
-        sip_host, sip_port = self.listen_addresses[TransportKind.UDP]
+        sip_host, sip_port = self.listen_addresses[Transport.UDP]
         rtp_host = config.rtp_host or sip_host
         self.relay = RelayEngine(rtp_host, PortAllocator(*config.rtp_ports))
         await self.relay.start()
@@ -135,7 +135,7 @@ class Sidecar:
                 relay_host=rtp_host,
                 random_bytes=os.urandom,
                 # TLS listens on its own port: Via and Contact of a TLS dialog must name it.
-                transport_ports=tuple((k.value, p) for k, (_h, p) in self.listen_addresses.items()),
+                transport_ports=tuple((k, p) for k, (_h, p) in self.listen_addresses.items()),
             ),
             clock=clock,
             retry_after=config.retry_after,
@@ -146,7 +146,7 @@ class Sidecar:
         self.calls.start()
         await self.control.start()
         for kind, (host, port) in self.listen_addresses.items():
-            _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.value, host, port)
+            _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.via_name, host, port)
         _log.info("sidecar %s: dialling control plane at %s", config.name, config.control)
 
     async def _bind(self, clock: asyncio.AbstractEventLoop | object) -> None:
@@ -161,7 +161,7 @@ class Sidecar:
             udp = await open_udp(host, port, edge.receive)
             try:
                 tcp = await open_stream_server(
-                    TransportKind.TCP,
+                    Transport.TCP,
                     host,
                     udp.local_port,
                     edge.receive,
@@ -180,9 +180,9 @@ class Sidecar:
         else:
             raise OSError(f"no port free for both UDP and TCP on {host}")
         self._udp = udp
-        self._streams[TransportKind.TCP] = tcp
-        self.listen_addresses[TransportKind.UDP] = (udp.local_host, udp.local_port)
-        self.listen_addresses[TransportKind.TCP] = (tcp.local_host, tcp.local_port)
+        self._streams[Transport.TCP] = tcp
+        self.listen_addresses[Transport.UDP] = (udp.local_host, udp.local_port)
+        self.listen_addresses[Transport.TCP] = (tcp.local_host, tcp.local_port)
         if config.tls_listen is not None:
             tls_host, tls_port = parse_hostport(config.tls_listen, 5061)
             if config.tls_cert is not None and config.tls_key is not None:
@@ -190,7 +190,7 @@ class Sidecar:
             else:
                 cert, key = ensure_self_signed(config.data_dir, [tls_host, "localhost"])
             tls = await open_stream_server(
-                TransportKind.TLS,
+                Transport.TLS,
                 tls_host,
                 tls_port,
                 edge.receive,
@@ -200,8 +200,8 @@ class Sidecar:
                 idle_timeout=config.tcp_idle_timeout,
                 clock=loop.time,
             )
-            self._streams[TransportKind.TLS] = tls
-            self.listen_addresses[TransportKind.TLS] = (tls.local_host, tls.local_port)
+            self._streams[Transport.TLS] = tls
+            self.listen_addresses[Transport.TLS] = (tls.local_host, tls.local_port)
 
     def _control_credentials(self) -> grpc.ChannelCredentials | None:
         if not self.config.control_tls:
@@ -211,11 +211,11 @@ class Sidecar:
 
     def _hello(self) -> HelloInfo:
         config = self.config
-        sip_host = self.listen_addresses.get(TransportKind.UDP, ("", 0))[0]
+        sip_host = self.listen_addresses.get(Transport.UDP, ("", 0))[0]
         return HelloInfo(
             name=config.name,
             site=config.site,
-            listeners=tuple((k, h, p) for k, (h, p) in self.listen_addresses.items()),
+            listeners=tuple(Endpoint(k, h, p) for k, (h, p) in self.listen_addresses.items()),
             rtp_host=config.rtp_host or sip_host,
             rtp_ports=config.rtp_ports,
             capacity=config.capacity,
@@ -240,20 +240,20 @@ class Sidecar:
                 media_timeout=settings.media_timeout,
             )
 
-    async def _command(self, message: sidecar_pb2.ConnectResponse) -> str:
+    async def _command(self, command: Command) -> str:
         if self.calls is None:
             return "sidecar starting"
-        return await self.calls.command(message)
+        return await self.calls.command(command)
 
     def _load(self) -> tuple[int, int]:
         legs = self.calls.active_legs if self.calls is not None else 0
         ports = self.relay.ports.in_use * 2 if self.relay is not None else 0
         return legs, ports
 
-    def _send(self, data: bytes, dest: Destination) -> bool:
-        if dest.transport.upper() == "UDP":
+    def _send(self, data: bytes, dest: Endpoint) -> bool:
+        if dest.transport is Transport.UDP:
             return self._udp is not None and self._udp.send_to(data, dest.host, dest.port)
-        server = self._streams.get(TransportKind(dest.transport.upper()))
+        server = self._streams.get(dest.transport)
         if server is None:
             return False
         connection = None

@@ -1,8 +1,8 @@
 """The B2BUA's asyncio side: feeds the sans-IO legs and carries out their actions.
 
 `CallHandler` sits between the SIP edge (which hands it INVITE, ACK, BYE, CANCEL, in-dialog
-requests, responses and transaction timeouts), the control link (RPCs out, Connect-stream
-commands in) and the relay engine (ports, bridges, DTMF and media-timeout events).  All
+requests, responses and transaction timeouts), the control link (requests out, commands in, all
+in the sidecar's own types: `requests.py`, `commands.py`) and the relay engine (ports, bridges, DTMF and media-timeout events).  All
 protocol decisions are the legs' (``b2bua/legs.py``); this module only finds the leg a message
 belongs to, runs timers, and executes ``b2bua/actions.py`` in order.
 """
@@ -13,14 +13,15 @@ import asyncio
 import ipaddress
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sip2uc.v1 import sidecar_pb2
 from sip2uc_core.sip.digest import Credentials
+from sip2uc_core.sip.endpoint import Endpoint
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
-from sip2uc_core.sip.transaction import Destination, TransactionId
+from sip2uc_core.sip.transaction import TransactionId
+from sip2uc_core.stream_stats import StreamStats
 
 from ..b2bua.actions import (
     Action,
@@ -54,15 +55,9 @@ from ..rtp import tones
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortsExhausted
 from ..rtp.relay import DtmfReceived, LegStats, MediaTimeout, RelayError, RelayEvent
-from ..transport.base import TransportKind
-from .control_link import (
-    ControlUnavailableError,
-    InviteCall,
-    create_leg_from_proto,
-    media_from_proto,
-    report_request,
-)
-from .registrar import Origin, Registrar, Rejection
+from .commands import AnswerLeg, Command, CreateLeg, EndLeg, InjectDtmf, UpdateMedia
+from .registrar import Registrar, Rejection
+from .requests import ControlUnavailableError, InviteCall, Origin
 from .telemetry import MediaMetrics
 
 __all__ = ["CallControl", "CallHandler", "EdgeHooks"]
@@ -74,7 +69,7 @@ STATS_INTERVAL = 5.0
 
 
 class CallControl(Protocol):
-    """The control-link calls the B2BUA makes (a fake in unit tests)."""
+    """The control-link requests the B2BUA makes (a fake in unit tests)."""
 
     @property
     def up(self) -> bool: ...
@@ -83,11 +78,11 @@ class CallControl(Protocol):
 
     async def cancel(self, origin: Origin, rpc: CancelRpc) -> None: ...
 
-    async def bye(
-        self, origin: Origin, rpc: ByeRpc, stats: list[sidecar_pb2.StreamStats] | None = None
-    ) -> None: ...
+    async def bye(self, origin: Origin, rpc: ByeRpc, stats: Sequence[StreamStats] = ()) -> None: ...
 
-    async def report_leg(self, request: sidecar_pb2.ReportLegRequest) -> None: ...
+    async def report_leg(
+        self, sidecar: str, report: ReportLeg, stats: Sequence[StreamStats] = ()
+    ) -> None: ...
 
 
 class EdgeHooks(Protocol):
@@ -95,9 +90,9 @@ class EdgeHooks(Protocol):
 
     def respond(self, txn_id: TransactionId, response: SipResponse) -> None: ...
 
-    def send_request(self, request: SipRequest, dest: Destination) -> TransactionId | None: ...
+    def send_request(self, request: SipRequest, dest: Endpoint) -> TransactionId | None: ...
 
-    def send_stateless(self, message: SipRequest | SipResponse, dest: Destination) -> None: ...
+    def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None: ...
 
     def auth_failure(self, host: str) -> None: ...
 
@@ -182,7 +177,7 @@ class CallHandler:
     def load(self) -> tuple[int, int]:
         return (len(self._legs), 4 * len(self._legs))
 
-    def _is_trunk(self, source: Destination) -> bool:
+    def _is_trunk(self, source: Endpoint) -> bool:
         try:
             address = ipaddress.ip_address(source.host)
         except ValueError:
@@ -194,7 +189,7 @@ class CallHandler:
 
     # -- SIP in ---------------------------------------------------------------------------------
 
-    def invite(self, txn_id: TransactionId, request: SipRequest, source: Destination) -> None:
+    def invite(self, txn_id: TransactionId, request: SipRequest, source: Endpoint) -> None:
         """An INVITE: a re-INVITE within a dialog, or a new call."""
         if request.to.tag is not None:
             self._in_dialog(txn_id, request)
@@ -219,9 +214,7 @@ class CallHandler:
         leg_id = f"{self.name}-{os.urandom(8).hex()}"
         origin = Origin(
             sidecar=self.name,
-            host=source.host,
-            port=source.port,
-            transport=TransportKind(source.transport.upper()),
+            source=source,
             user_agent=request.headers.get("User-Agent") or "",
             call_id=request.call_id,
         )
@@ -254,9 +247,7 @@ class CallHandler:
         )
         self._run(leg_id, leg.start(now), call=call)
 
-    def request(
-        self, txn_id: TransactionId | None, request: SipRequest, source: Destination
-    ) -> bool:
+    def request(self, txn_id: TransactionId | None, request: SipRequest, source: Endpoint) -> bool:
         """ACK, BYE, OPTIONS, INFO...: True when it belonged to a call (and was handled)."""
         if request.to.tag is None:
             return False
@@ -335,82 +326,75 @@ class CallHandler:
 
     # -- commands ---------------------------------------------------------------------------------
 
-    async def command(self, message: sidecar_pb2.ConnectResponse) -> str:
-        """Carry out one Connect-stream command; "" when done, else the reason it was not."""
-        kind = message.WhichOneof("payload")
+    async def command(self, command: Command) -> str:
+        """Carry out one command of the control plane; "" when done, else the reason it was not."""
         now = self._clock()
-        if kind == "create_leg":
-            create = create_leg_from_proto(message.create_leg)
-            if create.leg_id in self._legs:
-                return f"leg {create.leg_id} exists"
-            if self.channel_limit and len(self._legs) >= self.channel_limit:
-                return "channel limit reached"
-            try:
-                relay_port, peer_port = self._open_ports(create.leg_id)
-            except PortsExhausted:
-                return "relay ports exhausted"
-            try:
-                leg = OutboundLeg(
-                    create, relay_port=relay_port, peer_port=peer_port, config=self.config
-                )
-            except Exception:
-                self._release_ports(create.leg_id)
-                return "bad CreateLeg"
-            origin = Origin(
-                sidecar=self.name,
-                host=create.destination.host,
-                port=create.destination.port,
-                transport=TransportKind(create.destination.transport),
-                user_agent="",
-                call_id=leg.sip_call_id,
-            )
-            self._legs[create.leg_id] = _LegEntry(leg, origin)
-            self._by_key[leg.key] = create.leg_id
-            self._run(create.leg_id, leg.start(now))
-            return ""
-        if kind == "answer_leg":
-            cmd = message.answer_leg
-            found = self._legs.get(cmd.leg_id)
+        if isinstance(command, CreateLeg):
+            return self._create_leg(command, now)
+        if isinstance(command, AnswerLeg):
+            found = self._legs.get(command.leg_id)
             if found is None or not isinstance(found.leg, InboundLeg):
-                return f"no caller leg {cmd.leg_id}"
-            peer = media_from_proto(cmd.peer_media) if cmd.HasField("peer_media") else None
+                return f"no caller leg {command.leg_id}"
             self._run(
-                cmd.leg_id, found.leg.on_answer_command(cmd.status, peer, cmd.bridge_leg_id, now)
+                command.leg_id,
+                found.leg.on_answer_command(
+                    command.status, command.peer_media, command.bridge_leg_id, now
+                ),
             )
             return ""
-        if kind == "end_leg":
-            end = message.end_leg
-            found = self._legs.get(end.leg_id)
+        if isinstance(command, EndLeg):
+            found = self._legs.get(command.leg_id)
             if found is None:
                 return ""  # already over: ending is idempotent
-            self._run(end.leg_id, found.leg.on_end_command(end.status, end.reason, now))
+            self._run(command.leg_id, found.leg.on_end_command(command.status, command.reason, now))
             return ""
-        if kind == "update_media":
-            update = message.update_media
-            found = self._legs.get(update.leg_id)
+        if isinstance(command, UpdateMedia):
+            found = self._legs.get(command.leg_id)
             if found is None:
-                return f"no leg {update.leg_id}"
-            self._run(
-                update.leg_id,
-                found.leg.on_update_media(media_from_proto(update.peer_media), now),
-            )
+                return f"no leg {command.leg_id}"
+            self._run(command.leg_id, found.leg.on_update_media(command.peer_media, now))
             return ""
-        if kind == "inject_dtmf":
-            dtmf = message.inject_dtmf
-            found = self._legs.get(dtmf.leg_id)
-            if found is None:
-                return f"no leg {dtmf.leg_id}"
-            media_leg = self.relay.leg(dtmf.leg_id)
+        if isinstance(command, InjectDtmf):
+            if command.leg_id not in self._legs:
+                return f"no leg {command.leg_id}"
+            media_leg = self.relay.leg(command.leg_id)
             if media_leg.session is None:
                 return "leg has no media yet"
             try:
                 self.relay.inject_dtmf(
-                    media_leg.session.session_id, dtmf.leg_id, dtmf.digits, dtmf.duration_ms or 100
+                    media_leg.session.session_id,
+                    command.leg_id,
+                    command.digits,
+                    command.duration_ms,
                 )
             except (RelayError, ValueError) as exc:
                 return str(exc)
             return ""
-        return "not supported by this sidecar"
+        return "not supported by this sidecar"  # short messages and NOTIFY: not yet
+
+    def _create_leg(self, create: CreateLeg, now: float) -> str:
+        if create.leg_id in self._legs:
+            return f"leg {create.leg_id} exists"
+        if self.channel_limit and len(self._legs) >= self.channel_limit:
+            return "channel limit reached"
+        try:
+            relay_port, peer_port = self._open_ports(create.leg_id)
+        except PortsExhausted:
+            return "relay ports exhausted"
+        try:
+            leg = OutboundLeg(
+                create, relay_port=relay_port, peer_port=peer_port, config=self.config
+            )
+        except Exception:
+            self._release_ports(create.leg_id)
+            return "bad CreateLeg"
+        origin = Origin(
+            sidecar=self.name, source=create.destination, user_agent="", call_id=leg.sip_call_id
+        )
+        self._legs[create.leg_id] = _LegEntry(leg, origin)
+        self._by_key[leg.key] = create.leg_id
+        self._run(create.leg_id, leg.start(now))
+        return ""
 
     # -- executing actions ----------------------------------------------------------------------
 
@@ -449,7 +433,7 @@ class CallHandler:
 
     def _final_report(
         self, entry: _LegEntry | None, actions: list[Action]
-    ) -> tuple[Action, list[sidecar_pb2.StreamStats]] | None:
+    ) -> tuple[Action, tuple[StreamStats, ...]] | None:
         """When these actions end the leg, its final statistics ride on the Bye or the last
         report of the same step instead of a report of their own (docs/calls.md)."""
         if entry is None or not entry.leg.call_id:
@@ -469,13 +453,13 @@ class CallHandler:
         return (carrier, stats) if stats is not None else None
 
     def _send_final(
-        self, entry: _LegEntry | None, action: Action, stats: list[sidecar_pb2.StreamStats]
+        self, entry: _LegEntry | None, action: Action, stats: tuple[StreamStats, ...]
     ) -> None:
         assert entry is not None
         if isinstance(action, ByeRpc):
             self._spawn(self.control.bye(entry.origin, action, stats))
         elif isinstance(action, ReportLeg):
-            self._spawn(self.control.report_leg(report_request(self.name, action, stats)))
+            self._spawn(self.control.report_leg(self.name, action, stats))
 
     def _act(
         self, leg_id: str, entry: _LegEntry | None, action: Action, call: InviteCall | None
@@ -490,11 +474,11 @@ class CallHandler:
         elif isinstance(action, SendAck):
             edge.send_stateless(action.request, action.destination)
         elif isinstance(action, Challenge):
-            edge.auth_failure(entry.origin.host if entry else "")
+            edge.auth_failure(entry.origin.source.host if entry else "")
             edge.respond(
                 action.txn_id,
                 self.registrar.proxy_challenge(
-                    action.request, entry.origin.host if entry else "", self._clock()
+                    action.request, entry.origin.source.host if entry else "", self._clock()
                 ),
             )
         elif isinstance(action, InviteRpc):
@@ -507,7 +491,7 @@ class CallHandler:
             if entry is not None:
                 self._spawn(self.control.bye(entry.origin, action))
         elif isinstance(action, ReportLeg):
-            self._spawn(self.control.report_leg(report_request(self.name, action)))
+            self._spawn(self.control.report_leg(self.name, action))
         elif isinstance(action, RelayUpdate):
             self.relay.leg(action.relay_leg).update(action.media)
         elif isinstance(action, RelayBridge):
@@ -625,7 +609,7 @@ class CallHandler:
         for key in [k for k in self._timers if k[0] == leg_id]:
             self._timers.pop(key).cancel()
 
-    def _stats_for(self, entry: _LegEntry) -> list[sidecar_pb2.StreamStats] | None:
+    def _stats_for(self, entry: _LegEntry) -> tuple[StreamStats, ...] | None:
         """The leg's statistics; None when no RTP flowed either way (nothing worth reporting,
         and the quality estimate would be computed for nothing)."""
         try:
@@ -653,7 +637,7 @@ class CallHandler:
         if stats is None:
             return
         report = ReportLeg(call_id=entry.leg.call_id, leg_id=entry.leg.leg_id)
-        self._spawn(self.control.report_leg(report_request(self.name, report, stats)))
+        self._spawn(self.control.report_leg(self.name, report, stats))
 
     async def report_stats_forever(self) -> None:
         """``ReportLeg(stats=…)`` every 5 s for every leg with media (docs/calls.md)."""
@@ -666,7 +650,7 @@ class CallHandler:
                 if stats is None:
                     continue
                 report = ReportLeg(call_id=entry.leg.call_id, leg_id=entry.leg.leg_id)
-                self._spawn(self.control.report_leg(report_request(self.name, report, stats)))
+                self._spawn(self.control.report_leg(self.name, report, stats))
 
     def start(self) -> None:
         self._stats_task = asyncio.get_running_loop().create_task(self.report_stats_forever())
@@ -686,10 +670,10 @@ class CallHandler:
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _stream_stats(stats: LegStats, codec: str) -> list[sidecar_pb2.StreamStats]:
+def _stream_stats(stats: LegStats, codec: str) -> tuple[StreamStats, ...]:
     received = stats.received
-    return [
-        sidecar_pb2.StreamStats(
+    return (
+        StreamStats(
             direction="rx",
             packets=received.packets,
             bytes=received.bytes,
@@ -698,7 +682,7 @@ def _stream_stats(stats: LegStats, codec: str) -> list[sidecar_pb2.StreamStats]:
             mos=received.mos,
             codec=codec,
         ),
-        sidecar_pb2.StreamStats(
+        StreamStats(
             direction="tx", packets=stats.sent_packets, bytes=stats.sent_bytes, codec=codec
         ),
-    ]
+    )

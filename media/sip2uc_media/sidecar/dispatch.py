@@ -2,8 +2,9 @@
 
 Order of business for one message: allow-list, ban list, size, parse, transaction layer
 (retransmissions are absorbed there and the stored response is resent, RFC 3261 §17.2.2), then
-the method table. Methods this sidecar does not serve yet get a clean 405/501 from the same
-table, so the B2BUA later plugs in by adding rows.
+the method table: REGISTER goes to `registration.RegisterHandler`, INVITE and what belongs to a
+call to `calls.CallHandler`, OPTIONS is answered here. Methods this sidecar does not serve yet get
+a clean 405/501 from the same table.
 
 `receive` never raises: a bug in a handler is logged once per kind, counted, and the message
 dropped, so one bad packet cannot take the listener down.
@@ -14,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Callable
 
-from opentelemetry import trace
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.errors import SipParseError
 from sip2uc_core.sip.framing import is_keepalive_datagram
 from sip2uc_core.sip.message import (
@@ -32,7 +32,6 @@ from sip2uc_core.sip.message import (
 )
 from sip2uc_core.sip.transaction import (
     CancelReceived,
-    Destination,
     Event,
     Overloaded,
     RequestReceived,
@@ -46,21 +45,14 @@ from sip2uc_core.sip.transaction import (
     TransportFailed,
 )
 
-from ..transport.base import Source, TransportKind
+from ..transport.base import Source
 from .calls import CallHandler
-from .control_link import ControlUnavailableError
 from .protection import BanList, NetworkAllowList
-from .registrar import (
-    Origin,
-    RegisterAttempt,
-    RegisterOutcome,
-    RegisterResult,
-    Registrar,
-    Rejection,
-)
-from .telemetry import EdgeMetrics, tracer
+from .registrar import Registrar
+from .registration import RegisterControl, RegisterHandler
+from .telemetry import EdgeMetrics
 
-__all__ = ["ALLOW", "CallbackControlBackend", "ControlBackend", "RegisterDone", "SipEdge"]
+__all__ = ["ALLOW", "SipEdge"]
 
 _log = logging.getLogger(__name__)
 
@@ -74,29 +66,7 @@ _NOT_ALLOWED = frozenset(
 _NO_TRANSACTION = frozenset({"BYE"})
 
 
-class ControlBackend(Protocol):
-    """What the edge needs from the control link (a fake in unit tests)."""
-
-    @property
-    def up(self) -> bool: ...
-
-    async def register(self, attempt: RegisterAttempt, origin: Origin) -> RegisterResult: ...
-
-
-RegisterDone = Callable[[RegisterResult | None, ControlUnavailableError | None], None]
-
-
-class CallbackControlBackend(ControlBackend, Protocol):
-    """A control link that can answer a REGISTER through a callback instead of an awaited call:
-    at a few thousand registrations a second, a task per REGISTER is a sizeable share of the
-    sidecar's CPU."""
-
-    def register_then(
-        self, attempt: RegisterAttempt, origin: Origin, done: RegisterDone
-    ) -> None: ...
-
-
-Sender = Callable[[bytes, Destination], bool]
+Sender = Callable[[bytes, Endpoint], bool]
 
 
 class SipEdge:
@@ -105,7 +75,7 @@ class SipEdge:
         *,
         name: str,
         registrar: Registrar,
-        control: ControlBackend,
+        control: RegisterControl,
         send: Sender,
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
@@ -120,13 +90,8 @@ class SipEdge:
     ) -> None:
         self.name = name
         self.registrar = registrar
-        self._control = control
-        self._register_then: Callable[[RegisterAttempt, Origin, RegisterDone], None] | None = (
-            getattr(control, "register_then", None)
-        )
         self._send = send
         self._clock = clock
-        self._wall = wall_clock
         self.bans = bans or BanList()
         self.allow = allow or NetworkAllowList()
         self._local_allow = local_allow or NetworkAllowList()
@@ -139,11 +104,19 @@ class SipEdge:
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._logged_errors: set[str] = set()
         self.internal_errors = 0
-        self._methods: dict[str, Callable[[TransactionId, SipRequest, Destination], None]] = {
-            "REGISTER": self._register,
+        self.registrations = RegisterHandler(
+            name=name,
+            registrar=registrar,
+            control=control,
+            edge=self,
+            metrics=self.metrics,
+            wall_clock=wall_clock,
+            retry_after=retry_after,
+        )
+        self._methods: dict[str, Callable[[TransactionId, SipRequest, Endpoint], None]] = {
+            "REGISTER": self.registrations.register,
             "OPTIONS": self._options,
         }
         self.calls: CallHandler | None = None
@@ -164,9 +137,9 @@ class SipEdge:
         try:
             self._receive(data, source)
         except Exception as exc:
-            self._internal_error(exc)
+            self.internal_error(exc)
 
-    def _internal_error(self, exc: BaseException) -> None:
+    def internal_error(self, exc: BaseException) -> None:
         self.internal_errors += 1
         self.metrics.dropped.add(1, {"reason": "internal_error"})
         kind = type(exc).__name__
@@ -186,7 +159,7 @@ class SipEdge:
         if self.bans.is_banned(host, now):
             self._drop("banned")
             return
-        if source.transport is TransportKind.UDP and is_keepalive_datagram(data):
+        if source.endpoint.transport is Transport.UDP and is_keepalive_datagram(data):
             return
         if len(data) > self._max_size:
             self._too_large(data, source)
@@ -196,12 +169,7 @@ class SipEdge:
         except SipParseError as exc:
             self._unparseable(data, exc, source)
             return
-        dest = Destination(
-            transport=source.transport.value,
-            host=host,
-            port=source.port,
-            connection_id=source.connection_id or None,
-        )
+        dest = source.endpoint
         if isinstance(message, SipResponse):
             if self.calls is None or validate_response(message) is not None:
                 # RFC 3261 §18.1.2 / §8.1.3.3: a response we cannot have asked for.
@@ -252,7 +220,7 @@ class SipEdge:
             self.transactions.send_stateless(response, event.reply_to)
             self.metrics.messages_out.add(1, {"method": event.request.method, "status": 503})
 
-    def _request(self, txn_id: TransactionId, request: SipRequest, source: Destination) -> None:
+    def _request(self, txn_id: TransactionId, request: SipRequest, source: Endpoint) -> None:
         problem = validate_request(request)
         if problem is not None:
             self._reply(txn_id, request, problem.status, problem.reason)
@@ -282,7 +250,7 @@ class SipEdge:
 
     # -- methods --------------------------------------------------------------------------------
 
-    def _options(self, txn_id: TransactionId, request: SipRequest, _source: Destination) -> None:
+    def _options(self, txn_id: TransactionId, request: SipRequest, _source: Endpoint) -> None:
         # RFC 3261 §11.2
         self._reply(
             txn_id,
@@ -291,115 +259,6 @@ class SipEdge:
             None,
             [("Allow", self._allow), ("Accept", ACCEPT), ("Supported", ", ".join(SUPPORTED))],
         )
-
-    def _register(self, txn_id: TransactionId, request: SipRequest, source: Destination) -> None:
-        span = tracer.start_span(
-            "SIP REGISTER",
-            kind=trace.SpanKind.SERVER,
-            attributes={
-                "sip.method": "REGISTER",
-                "sip.call_id": request.call_id,
-                "net.peer.ip": source.host,
-                "net.transport": source.transport,
-            },
-        )
-        with trace.use_span(span, end_on_exit=False):
-            verdict = self.registrar.receive(request, source.host, self._wall())
-            if isinstance(verdict, Rejection):
-                self._rejected(txn_id, request, source, verdict)
-                span.set_attribute("sip.status_code", verdict.response.status)
-                span.end()
-                return
-            if not self._control.up:
-                self._unavailable(txn_id, request)
-                span.set_attribute("sip.status_code", 503)
-                span.end()
-                return
-            origin = Origin(
-                sidecar=self.name,
-                host=source.host,
-                port=source.port,
-                transport=TransportKind(source.transport),
-                user_agent=request.headers.get("User-Agent") or "",
-                call_id=request.call_id,
-            )
-            register_then = self._register_then
-            if register_then is None:
-                # The task copies the current context, so the RPC span becomes this span's child.
-                self._spawn(self._register_rpc(txn_id, request, source, verdict, origin, span))
-                return
-
-            def done(result: RegisterResult | None, error: ControlUnavailableError | None) -> None:
-                try:
-                    self._register_done(txn_id, request, source, span, result, error)
-                except Exception as exc:
-                    self._internal_error(exc)
-                finally:
-                    span.end()
-
-            # Called inside the span, so the streamed call carries this span's trace context.
-            register_then(verdict, origin, done)
-
-    async def _register_rpc(
-        self,
-        txn_id: TransactionId,
-        request: SipRequest,
-        source: Destination,
-        attempt: RegisterAttempt,
-        origin: Origin,
-        span: trace.Span,
-    ) -> None:
-        try:
-            try:
-                result = await self._control.register(attempt, origin)
-            except ControlUnavailableError as exc:
-                self._register_done(txn_id, request, source, span, None, exc)
-                return
-            self._register_done(txn_id, request, source, span, result, None)
-        except Exception as exc:
-            self._internal_error(exc)
-        finally:
-            span.end()
-
-    def _register_done(
-        self,
-        txn_id: TransactionId,
-        request: SipRequest,
-        source: Destination,
-        span: trace.Span,
-        result: RegisterResult | None,
-        error: ControlUnavailableError | None,
-    ) -> None:
-        if result is None:
-            span.add_event("control unavailable", {"error": str(error)})
-            self._unavailable(txn_id, request)
-            self._flush()
-            return
-        response = self.registrar.complete(request, result, source.host, self._wall(), self._wall())
-        self.metrics.register_outcomes.add(1, {"outcome": result.outcome.value})
-        if result.outcome is RegisterOutcome.UNAUTHORIZED:
-            self._auth_failure(source.host)
-        span.set_attribute("sip.status_code", response.status)
-        self._respond(txn_id, response)
-        self._flush()
-
-    def _rejected(
-        self, txn_id: TransactionId, request: SipRequest, source: Destination, rejection: Rejection
-    ) -> None:
-        self.metrics.register_outcomes.add(1, {"outcome": rejection.label})
-        if rejection.auth_failure:
-            self._auth_failure(source.host)
-        self._respond(txn_id, rejection.response)
-
-    def _auth_failure(self, host: str) -> None:
-        self.metrics.auth_failures.add(1)
-        if self.bans.record_failure(host, self._clock()):
-            self.metrics.bans.add(1)
-            _log.warning("banning %s after repeated authentication failures", host)
-
-    def _unavailable(self, txn_id: TransactionId, request: SipRequest) -> None:
-        # RFC 3261 §21.5.4: Retry-After tells the handset when to try again.
-        self._reply(txn_id, request, 503, None, [("Retry-After", str(self._retry_after))])
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -433,12 +292,12 @@ class SipEdge:
             if not self._send(data, dest):
                 self._drop("unreachable")
 
-    # -- what the B2BUA uses (calls.EdgeHooks) ----------------------------------------------------
+    # -- what the handlers use (registration.RegisterEdge, calls.EdgeHooks) ----------------------
 
     def respond(self, txn_id: TransactionId, response: SipResponse) -> None:
         self._respond(txn_id, response)
 
-    def send_request(self, request: SipRequest, dest: Destination) -> TransactionId | None:
+    def send_request(self, request: SipRequest, dest: Endpoint) -> TransactionId | None:
         try:
             txn_id = self.transactions.send_request(request, dest, self._clock())
         except TransactionError:
@@ -448,19 +307,17 @@ class SipEdge:
         self._arm_timer()
         return txn_id
 
-    def send_stateless(self, message: SipRequest | SipResponse, dest: Destination) -> None:
+    def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None:
         self.transactions.send_stateless(message, dest)
 
     def auth_failure(self, host: str) -> None:
-        self._auth_failure(host)
+        self.metrics.auth_failures.add(1)
+        if self.bans.record_failure(host, self._clock()):
+            self.metrics.bans.add(1)
+            _log.warning("banning %s after repeated authentication failures", host)
 
     def flush(self) -> None:
         self._flush()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- timers ---------------------------------------------------------------------------------
 
@@ -485,22 +342,18 @@ class SipEdge:
                 self._event(event)
             self._flush()
         except Exception as exc:
-            self._internal_error(exc)
+            self.internal_error(exc)
         self._arm_timer()
 
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- messages that never became requests ----------------------------------------------------
 
     def _too_large(self, data: bytes, source: Source) -> None:
         self._drop("too_large")
-        if source.transport is not TransportKind.UDP:
+        if source.endpoint.transport is not Transport.UDP:
             return
         try:
             message = parse_message(data, max_size=len(data))

@@ -16,6 +16,7 @@ import hmac
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import (
     QOP_AUTH,
     Algorithm,
@@ -31,11 +32,7 @@ from sip2uc_core.sip.headers import NameAddr, unquote_string
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
 from sip2uc_core.sip.uri import SipUri, parse_uri, uri_equal
 
-from ..transport.base import TransportKind
-
 __all__ = [
-    "ContactSpec",
-    "Origin",
     "RegisterAttempt",
     "RegisterOutcome",
     "RegisterResult",
@@ -49,36 +46,14 @@ DEFAULT_EXPIRES = 3600
 MAX_EXPIRES_FIELD = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a request came from, as the control plane is told (RequestOrigin)."""
-
-    sidecar: str
-    host: str
-    port: int
-    transport: TransportKind
-    user_agent: str
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ContactSpec:
-    """One Contact of a REGISTER, or one binding in the answer."""
-
-    uri: str
-    expires: int
-    q_milli: int = 1000
-    instance_id: str = ""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterAttempt:
-    """A REGISTER with credentials that passed the sidecar's checks, for the Register RPC."""
+    """A REGISTER with credentials that passed the sidecar's checks, for the control plane."""
 
     credentials: Credentials
     method: str
     aor: str
-    contacts: tuple[ContactSpec, ...]
+    contacts: tuple[Contact, ...]
     remove_all: bool
     cseq: int
 
@@ -95,7 +70,7 @@ class RegisterOutcome(enum.Enum):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterResult:
     outcome: RegisterOutcome
-    bindings: tuple[ContactSpec, ...] = ()
+    bindings: tuple[Contact, ...] = ()
     min_expires: int = 0
     reason: str = ""
 
@@ -246,7 +221,7 @@ class Registrar:
             return Rejection(challenge(stale=True), False, "nonce_replay")
         return credentials
 
-    def _contacts(self, request: SipRequest) -> tuple[tuple[ContactSpec, ...], bool]:
+    def _contacts(self, request: SipRequest) -> tuple[tuple[Contact, ...], bool]:
         header_expires = request.expires
         if request.contact_is_star:
             # RFC 3261 §10.3 step 6: "*" only alone and only with Expires: 0.
@@ -254,12 +229,12 @@ class Registrar:
                 raise SipParseError("Contact: * needs Expires: 0 (RFC 3261 §10.3)", field="Contact")
             return (), True
         default = self.policy.default_expires if header_expires is None else header_expires
-        specs: list[ContactSpec] = []
+        specs: list[Contact] = []
         for contact in request.contact:
             expires = contact.expires
             q = contact.q
             specs.append(
-                ContactSpec(
+                Contact(
                     uri=str(contact.uri),
                     expires=_clamp_expires(default if expires is None else expires),
                     q_milli=1000 if q is None else max(0, min(1000, round(q * 1000))),
@@ -331,7 +306,7 @@ class Registrar:
         )
 
 
-def _binding_value(binding: ContactSpec) -> str:
+def _binding_value(binding: Contact) -> str:
     value = f"<{binding.uri}>;expires={binding.expires}"
     if binding.q_milli != 1000:
         value += f";q={binding.q_milli / 1000:.3g}"

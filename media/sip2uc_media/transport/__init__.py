@@ -1,5 +1,5 @@
 """Thin asyncio adapters (UDP, TCP, TLS) that feed whole SIP messages to the sidecar's core."""
 
-from .base import MessageSink, Source, TransportKind
+from .base import MessageSink, Source
 
-__all__ = ["MessageSink", "Source", "TransportKind"]
+__all__ = ["MessageSink", "Source"]

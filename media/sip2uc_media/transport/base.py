@@ -2,44 +2,40 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["MessageSink", "Source", "TransportKind"]
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 
-
-class TransportKind(enum.Enum):
-    UDP = "UDP"
-    TCP = "TCP"
-    TLS = "TLS"
-
-    @property
-    def reliable(self) -> bool:
-        return self is not TransportKind.UDP
-
-    @property
-    def via_name(self) -> str:
-        return self.value
+__all__ = ["MessageSink", "Source", "Transport"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Source:
-    """The packet's or connection's source (the NAT's public side, RFC 3581) and a way back.
+    """The packet's or connection's source and a way back.
 
-    `send` reaches the handset the same way the request came: the UDP socket it hit, or the very
-    connection it arrived on (RFC 3261 §18.2.2); it returns False if that path is gone.
-    `connection_id` is 0 for UDP.
+    `endpoint` is the NAT's public side (RFC 3581) with, on TCP and TLS, the connection the
+    message arrived on. `send` reaches the handset the same way the request came: the UDP socket
+    it hit, or that very connection (RFC 3261 §18.2.2); it returns False if that path is gone.
     """
 
-    transport: TransportKind
-    host: str
-    port: int
+    endpoint: Endpoint
     send: Callable[[bytes], bool]
-    connection_id: int = 0
     local_host: str = ""
     local_port: int = 0
+
+    @property
+    def transport(self) -> Transport:
+        return self.endpoint.transport
+
+    @property
+    def host(self) -> str:
+        return self.endpoint.host
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.port
 
 
 class MessageSink(Protocol):

@@ -16,10 +16,11 @@ import ssl
 from collections.abc import Callable
 from typing import cast
 
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.errors import SipParseError
 from sip2uc_core.sip.framing import PONG, KeepAlive, StreamFramer
 
-from .base import MessageSink, Source, TransportKind, host_of
+from .base import MessageSink, Source, host_of
 
 __all__ = ["StreamConnection", "StreamServer", "open_stream_server"]
 
@@ -39,7 +40,7 @@ class StreamConnection(asyncio.Protocol):
 
     def __init__(
         self,
-        kind: TransportKind,
+        kind: Transport,
         sink: MessageSink,
         *,
         max_message_size: int,
@@ -65,7 +66,10 @@ class StreamConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         local_host, local_port = host_of(local) if local else ("", 0)
         self.source = Source(
-            self.kind, host, port, self.write, self.id, local_host=local_host, local_port=local_port
+            Endpoint(self.kind, host, port, self.id),
+            self.write,
+            local_host=local_host,
+            local_port=local_port,
         )
         self.last_activity = self._clock()
 
@@ -94,7 +98,7 @@ class StreamConnection(asyncio.Protocol):
             return False
         if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             _log.warning(
-                "closing %s connection from %s: peer does not read", self.kind.value, self.source
+                "closing %s connection from %s: peer does not read", self.kind.via_name, self.source
             )
             transport.abort()
             return False
@@ -118,7 +122,7 @@ class StreamServer:
 
     def __init__(
         self,
-        kind: TransportKind,
+        kind: Transport,
         sink: MessageSink,
         *,
         max_message_size: int,
@@ -185,7 +189,7 @@ class StreamServer:
         sockets = self._server.sockets
         if sockets:
             self.local_host, self.local_port = host_of(sockets[0].getsockname())
-        _log.info("SIP %s listening on %s:%d", self.kind.value, self.local_host, self.local_port)
+        _log.info("SIP %s listening on %s:%d", self.kind.via_name, self.local_host, self.local_port)
         self._schedule_reap()
 
     def _schedule_reap(self) -> None:
@@ -228,7 +232,7 @@ class _CappedConnection(StreamConnection):
 
 
 async def open_stream_server(
-    kind: TransportKind,
+    kind: Transport,
     host: str,
     port: int,
     sink: MessageSink,

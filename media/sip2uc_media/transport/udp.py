@@ -8,7 +8,9 @@ import logging
 import socket
 from typing import cast
 
-from .base import MessageSink, Source, TransportKind, host_of
+from sip2uc_core.sip.endpoint import Endpoint, Transport
+
+from .base import MessageSink, Source, host_of
 
 __all__ = ["UdpTransport", "open_udp"]
 
@@ -49,9 +51,7 @@ class UdpTransport(asyncio.DatagramProtocol):
         self._sink(
             data,
             Source(
-                TransportKind.UDP,
-                host,
-                port,
+                Endpoint(Transport.UDP, host, port),
                 send,
                 local_host=self.local_host,
                 local_port=self.local_port,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response, parse_message
-from sip2uc_core.sip.transaction import Destination, TransactionId
+from sip2uc_core.sip.transaction import TransactionId
 from sip2uc_media.b2bua.actions import (
     Action,
     ByeRpc,
@@ -41,8 +42,8 @@ from sip2uc_media.b2bua.legs import (
 from sip2uc_media.b2bua.offer_answer import CodecSpec, MediaSpec
 from sip2uc_media.rtp.relay import Direction, LegMedia
 
-PHONE = Destination(transport="UDP", host="192.0.2.10", port=5060)
-CALLEE = Destination(transport="UDP", host="192.0.2.20", port=5070)
+PHONE = Endpoint(Transport.UDP, host="192.0.2.10", port=5060)
+CALLEE = Endpoint(Transport.UDP, host="192.0.2.20", port=5070)
 INVITE_TXN = TransactionId(1)
 RELEASE_LA: list[Action] = [
     RelayRelease(relay_legs=("LA", "LA/peer")),

@@ -3,13 +3,64 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import grpc
 from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_core.sip.digest import Algorithm, compute_ha1, compute_response
 
 REALM = "sip2uc"
+ReplyT = TypeVar("ReplyT", sidecar_pb2.RegisterReply, sidecar_pb2.CallStreamReply)
+
+
+class CallFailedError(Exception):
+    """A streamed call answered with an error status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+async def _one_call(
+    open_stream: Callable[[AsyncIterator[Any]], Any], message: Any, cls: type[ReplyT]
+) -> ReplyT:
+    """Send one stream message holding one call and return its answer."""
+
+    async def requests() -> AsyncIterator[Any]:
+        yield message
+
+    stream = open_stream(requests())
+    try:
+        async for response in stream:
+            for reply in response.replies:
+                assert isinstance(reply, cls)
+                if reply.error_code:
+                    raise CallFailedError(reply.error_code, reply.error_message)
+                return reply
+    finally:
+        stream.cancel()
+    raise AssertionError("the stream ended without an answer")
+
+
+async def register_once(
+    stub: sidecar_pb2_grpc.SidecarServiceStub, request: sidecar_pb2.RegisterRequest
+) -> sidecar_pb2.RegisterResponse:
+    """One REGISTER on a RegisterStream of its own."""
+    message = sidecar_pb2.RegisterStreamRequest(
+        calls=[sidecar_pb2.RegisterCall(correlation_id=1, request=request)]
+    )
+    reply = await _one_call(stub.RegisterStream, message, sidecar_pb2.RegisterReply)
+    return reply.response
+
+
+async def call_once(
+    stub: sidecar_pb2_grpc.SidecarServiceStub, call: sidecar_pb2.CallStreamCall
+) -> sidecar_pb2.CallStreamReply:
+    """One call (Invite, Cancel, Bye, ReportLeg) on a CallStream of its own."""
+    call.correlation_id = 1
+    message = sidecar_pb2.CallStreamRequest(calls=[call])
+    return await _one_call(stub.CallStream, message, sidecar_pb2.CallStreamReply)
 
 
 def digest(username: str, password: str, method: str, nc: int = 1) -> sidecar_pb2.DigestCredentials:
@@ -97,7 +148,8 @@ class SidecarSession:
 
     async def register(self, ext: str, password: str, contact_port: int, nc: int = 1) -> None:
         self._cseq += 1  # a refresh on the same Call-ID needs a higher CSeq (RFC 3261 §10.3)
-        resp = await self.stub.Register(
+        resp = await register_once(
+            self.stub,
             sidecar_pb2.RegisterRequest(
                 cseq=self._cseq,
                 origin=self.origin(contact_port),
@@ -108,14 +160,14 @@ class SidecarSession:
                         uri=f"sip:{ext}@127.0.0.1:{contact_port}", expires=600
                     )
                 ],
-            )
+            ),
         )
         assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_OK
 
     async def invite(
         self, ext: str, password: str, dialled: str, leg_id: str, port: int = 30000
     ) -> sidecar_pb2.InviteResponse:
-        return await self.stub.Invite(
+        return await self.send_invite(
             sidecar_pb2.InviteRequest(
                 origin=self.origin(),
                 credentials=digest(ext, password, "INVITE"),
@@ -127,9 +179,19 @@ class SidecarSession:
             )
         )
 
+    async def send_invite(self, request: sidecar_pb2.InviteRequest) -> sidecar_pb2.InviteResponse:
+        return (await call_once(self.stub, sidecar_pb2.CallStreamCall(invite=request))).invite
+
     async def report(self, call_id: str, leg_id: str, state: int, **fields: Any) -> None:
-        await self.stub.ReportLeg(
-            sidecar_pb2.ReportLegRequest(
-                sidecar=self.name, call_id=call_id, leg_id=leg_id, state=state, **fields
-            )
+        report = sidecar_pb2.ReportLegRequest(
+            sidecar=self.name, call_id=call_id, leg_id=leg_id, state=state, **fields
         )
+        await call_once(self.stub, sidecar_pb2.CallStreamCall(report_leg=report))
+
+    async def bye(self, leg_id: str, reason: str = "", **fields: Any) -> None:
+        bye = sidecar_pb2.ByeRequest(origin=self.origin(), leg_id=leg_id, reason=reason, **fields)
+        await call_once(self.stub, sidecar_pb2.CallStreamCall(bye=bye))
+
+    async def cancel(self, leg_id: str) -> None:
+        cancel = sidecar_pb2.CancelRequest(origin=self.origin(), leg_id=leg_id)
+        await call_once(self.stub, sidecar_pb2.CallStreamCall(cancel=cancel))

@@ -87,7 +87,7 @@ async def test_call_forks_to_every_binding_and_the_first_answer_wins(
         live = (await calls.ListCalls(calls_pb2.ListCallsRequest())).calls
         assert [c.state for c in live] == [calls_pb2.CALL_STATE_CONNECTED]
 
-        await s1.stub.Bye(sidecar_pb2.ByeRequest(origin=s1.origin(), leg_id="A", reason="bye"))
+        await s1.bye("A", "bye")
         bye = await s1.next("end_leg")
         assert bye.leg_id == forks[1].leg_id
         for ext in ("201", "202"):
@@ -118,7 +118,7 @@ async def test_cross_sidecar_fork_is_not_bridged_locally(channel: grpc.aio.Chann
         )
         answer = await s1.next("answer_leg")
         assert (answer.status, answer.peer_media.rtp.port, answer.bridge_leg_id) == (200, 32000, "")
-        await s2.stub.Bye(sidecar_pb2.ByeRequest(origin=s2.origin(), leg_id=fork.leg_id))
+        await s2.bye(fork.leg_id)
         assert (await s1.next("end_leg")).leg_id == "A"
 
 
@@ -144,7 +144,7 @@ async def test_cancel_before_answer_ends_every_fork(channel: grpc.aio.Channel) -
         await s1.register("202", PW, 42001)
         resp = await s1.invite("201", PW, "202", leg_id="A")
         fork = await s1.next("create_leg")
-        await s1.stub.Cancel(sidecar_pb2.CancelRequest(origin=s1.origin(), leg_id="A"))
+        await s1.cancel("A")
         assert (await s1.next("end_leg")).leg_id == fork.leg_id
         call = await calls_pb2_grpc.CallServiceStub(channel).GetCall(
             calls_pb2.GetCallRequest(name=resp.call_id)

@@ -1,4 +1,5 @@
-"""SidecarService.Register: the control plane verifies digest against HA1 and keeps bindings."""
+"""REGISTERs on the RegisterStream: the control plane verifies digest against HA1 and keeps
+bindings."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from sip2uc.v1 import (
     users_pb2_grpc,
 )
 from sip2uc_core.sip.digest import Algorithm, compute_ha1, compute_response
+
+from .sidecar_session import register_once
 
 REALM = "sip2uc"  # the default realm
 
@@ -90,8 +93,8 @@ async def test_md5_and_sha256_credentials_bind_and_report_remaining_expiry(
     await make_alice(channel)
     stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
     for algorithm in ("MD5", "SHA-256"):
-        resp = await stub.Register(
-            register(creds("s3cret-pw", algorithm=algorithm), ("sip:456@10.0.0.7:5060", 600))
+        resp = await register_once(
+            stub, register(creds("s3cret-pw", algorithm=algorithm), ("sip:456@10.0.0.7:5060", 600))
         )
         assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_OK, algorithm
         assert [(b.uri, b.expires) for b in resp.bindings] == [("sip:456@10.0.0.7:5060", 600)]
@@ -110,9 +113,9 @@ async def test_md5_and_sha256_credentials_bind_and_report_remaining_expiry(
 async def test_wrong_password_and_unknown_user_look_the_same(channel: grpc.aio.Channel) -> None:
     await make_alice(channel)
     stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
-    wrong = await stub.Register(register(creds("guess"), ("sip:456@10.0.0.7", 600)))
-    unknown = await stub.Register(
-        register(creds("guess", username="999"), ("sip:999@10.0.0.7", 600))
+    wrong = await register_once(stub, register(creds("guess"), ("sip:456@10.0.0.7", 600)))
+    unknown = await register_once(
+        stub, register(creds("guess", username="999"), ("sip:999@10.0.0.7", 600))
     )
     assert wrong == unknown
     assert wrong.outcome == sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED
@@ -120,8 +123,9 @@ async def test_wrong_password_and_unknown_user_look_the_same(channel: grpc.aio.C
 
 async def test_too_brief_expiry_is_423_with_min_expires(channel: grpc.aio.Channel) -> None:
     await make_alice(channel)
-    resp = await sidecar_pb2_grpc.SidecarServiceStub(channel).Register(
-        register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 5))
+    resp = await register_once(
+        sidecar_pb2_grpc.SidecarServiceStub(channel),
+        register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 5)),
     )
     assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_INTERVAL_TOO_BRIEF
     assert resp.min_expires == 60
@@ -131,7 +135,7 @@ async def test_binding_limit_per_device(channel: grpc.aio.Channel) -> None:
     await make_alice(channel)
     stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
     contacts = [(f"sip:456@10.0.0.{n}", 600) for n in range(1, 7)]
-    resp = await stub.Register(register(creds("s3cret-pw"), *contacts))
+    resp = await register_once(stub, register(creds("s3cret-pw"), *contacts))
     assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_TOO_MANY_BINDINGS
 
 
@@ -145,13 +149,13 @@ async def test_presence_follows_first_and_last_binding(channel: grpc.aio.Channel
             await presence.GetPresence(presence_pb2.GetPresenceRequest(user="456"))
         ).presence.availability
 
-    await stub.Register(
-        register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600), ("sip:456@10.0.0.8", 600))
+    await register_once(
+        stub, register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600), ("sip:456@10.0.0.8", 600))
     )
     assert await availability() == common_pb2.AVAILABILITY_AVAILABLE
-    await stub.Register(register(creds("s3cret-pw", nc=2), ("sip:456@10.0.0.7", 0)))
+    await register_once(stub, register(creds("s3cret-pw", nc=2), ("sip:456@10.0.0.7", 0)))
     assert await availability() == common_pb2.AVAILABILITY_AVAILABLE  # one binding left
-    resp = await stub.Register(register(creds("s3cret-pw", nc=3), remove_all=True))
+    resp = await register_once(stub, register(creds("s3cret-pw", nc=3), remove_all=True))
     assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_OK and list(resp.bindings) == []
     assert await availability() == common_pb2.AVAILABILITY_OFFLINE
 
@@ -160,7 +164,7 @@ async def test_aor_of_another_user_is_forbidden(channel: grpc.aio.Channel) -> No
     await make_alice(channel)
     req = register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600))
     req.aor = "sip:boss@example.com"
-    resp = await sidecar_pb2_grpc.SidecarServiceStub(channel).Register(req)
+    resp = await register_once(sidecar_pb2_grpc.SidecarServiceStub(channel), req)
     assert resp.outcome == sidecar_pb2.REGISTER_OUTCOME_FORBIDDEN
 
 
@@ -168,8 +172,9 @@ async def test_force_unregister_removes_bindings_and_goes_offline(
     channel: grpc.aio.Channel,
 ) -> None:
     await make_alice(channel)
-    await sidecar_pb2_grpc.SidecarServiceStub(channel).Register(
-        register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600))
+    await register_once(
+        sidecar_pb2_grpc.SidecarServiceStub(channel),
+        register(creds("s3cret-pw"), ("sip:456@10.0.0.7", 600)),
     )
     regs = registrations_pb2_grpc.RegistrationServiceStub(channel)
     resp = await regs.DeleteRegistration(
@@ -188,20 +193,22 @@ async def test_a_register_with_the_same_call_id_and_no_higher_cseq_changes_nothi
     await make_alice(channel)
     stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
     contact = "sip:456@10.0.0.7:5060"
-    first = await stub.Register(register(creds("s3cret-pw"), (contact, 600), cseq=10))
+    first = await register_once(stub, register(creds("s3cret-pw"), (contact, 600), cseq=10))
     assert first.outcome == sidecar_pb2.REGISTER_OUTCOME_OK
     # RFC 3261 §10.3 step 7: a late REGISTER (CSeq 10 again, then 9) must not touch the binding.
     for late in (10, 9):
         removal = register(creds("s3cret-pw", nc=2), (contact, 0), cseq=late)
-        resp = await stub.Register(removal)
+        resp = await register_once(stub, removal)
         assert (resp.outcome, resp.reason) == (
             sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER,
             "Out-of-order CSeq",
         )
-    wildcard = await stub.Register(register(creds("s3cret-pw", nc=3), remove_all=True, cseq=10))
+    wildcard = await register_once(
+        stub, register(creds("s3cret-pw", nc=3), remove_all=True, cseq=10)
+    )
     assert wildcard.outcome == sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER
     regs = registrations_pb2_grpc.RegistrationServiceStub(channel)
     listed = await regs.ListRegistrations(registrations_pb2.ListRegistrationsRequest(user="456"))
     assert [r.contact_uri for r in listed.registrations] == [contact]
-    later = await stub.Register(register(creds("s3cret-pw", nc=4), (contact, 0), cseq=11))
+    later = await register_once(stub, register(creds("s3cret-pw", nc=4), (contact, 0), cseq=11))
     assert (later.outcome, list(later.bindings)) == (sidecar_pb2.REGISTER_OUTCOME_OK, [])

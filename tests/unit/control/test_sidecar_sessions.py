@@ -10,6 +10,9 @@ import grpc
 import pytest
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_control.app import ControlPlane
+from sip2uc_control.calls import EndLeg
+
+END_LEG = EndLeg(call_id="c1", leg_id="L1")
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -87,8 +90,8 @@ async def test_the_first_instance_keeps_its_commands_after_a_refused_second(
     second = Session(channel, "s1", "i2")
     with pytest.raises(grpc.aio.AioRpcError):
         await second.read()
-    assert control.core.sidecars.send("s1", sidecar_pb2.ConnectResponse(command_id="c1"))
-    assert (await first.read()).command_id == "c1"
+    assert control.core.sidecars.send("s1", END_LEG)
+    assert (await first.read()).end_leg.leg_id == "L1"
     first.call.cancel()
 
 
@@ -101,8 +104,8 @@ async def test_the_same_instance_reconnecting_replaces_its_old_stream(
     new = Session(channel, "s1", "i1")
     assert (await new.read()).WhichOneof("payload") == "welcome"
     assert await old.read() is grpc.aio.EOF  # type: ignore[attr-defined]
-    assert control.core.sidecars.send("s1", sidecar_pb2.ConnectResponse(command_id="c1"))
-    assert (await new.read()).command_id == "c1"
+    assert control.core.sidecars.send("s1", END_LEG)
+    assert (await new.read()).end_leg.leg_id == "L1"
     assert control.core.sidecars.sidecars["s1"].connected
     new.call.cancel()
 

@@ -49,7 +49,7 @@ async def test_trunk_source_calls_a_handset_without_credentials(channel: grpc.ai
     await add_handset_user(channel, "202")
     async with SidecarSession(channel, "s1") as s1:
         await s1.register("202", PW, 42001)
-        resp = await s1.stub.Invite(trunk_invite("127.0.0.9", "1501", "202", "T1"))
+        resp = await s1.send_invite(trunk_invite("127.0.0.9", "1501", "202", "T1"))
         assert resp.disposition == sidecar_pb2.INVITE_DISPOSITION_ROUTING
         fork = await s1.next("create_leg")
         assert (fork.destination.port, fork.from_uri) == (42001, "sip:501@sip2uc.local")
@@ -60,8 +60,8 @@ async def test_unknown_source_or_unknown_port_user_is_challenged(channel: grpc.a
     await add_handset_user(channel, "202")
     async with SidecarSession(channel, "s1") as s1:
         await s1.register("202", PW, 42001)
-        outside = await s1.stub.Invite(trunk_invite("127.0.0.9", "1501", "202", "T1"))
-        inside_wrong_user = await s1.stub.Invite(trunk_invite("10.20.0.7", "1999", "202", "T2"))
+        outside = await s1.send_invite(trunk_invite("127.0.0.9", "1501", "202", "T1"))
+        inside_wrong_user = await s1.send_invite(trunk_invite("10.20.0.7", "1999", "202", "T2"))
         for resp in (outside, inside_wrong_user):
             assert resp.disposition == sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED
         assert s1.pending() == 0

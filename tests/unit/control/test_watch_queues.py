@@ -7,7 +7,7 @@ from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_control.app import ControlPlane
 from sip2uc_control.watchers import WatchQueue
 
-from .sidecar_session import SidecarSession
+from .sidecar_session import SidecarSession, register_once
 from .test_calls_api import PW, add_user
 from .test_registrar_rpc import creds, make_alice, register
 
@@ -42,8 +42,8 @@ async def test_a_registrations_watcher_that_stops_reading_is_dropped(
     await make_alice(channel)
     watcher = control.core.watch_bindings(limit=1)
     stub = sidecar_pb2_grpc.SidecarServiceStub(channel)
-    await stub.Register(register(creds("s3cret-pw"), ("sip:456@10.0.0.7:5060", 600)))
-    await stub.Register(register(creds("s3cret-pw", nc=2), ("sip:456@10.0.0.8:5060", 600)))
+    await register_once(stub, register(creds("s3cret-pw"), ("sip:456@10.0.0.7:5060", 600)))
+    await register_once(stub, register(creds("s3cret-pw", nc=2), ("sip:456@10.0.0.8:5060", 600)))
     assert (watcher.overflowed, await watcher.get()) == (True, None)
     assert watcher not in control.core._binding_watchers
 

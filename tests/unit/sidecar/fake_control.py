@@ -1,7 +1,9 @@
-"""A canned `SidecarService` for unit tests: verifies digests against a fixed user table."""
+"""A canned `SidecarService` for unit tests: verifies digests against a fixed user table, answers
+call requests as told, and sends the commands a test queues on the session."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -13,16 +15,30 @@ REALM = "test.realm"
 
 
 class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], *, answer_registers: bool = True) -> None:
         self.users = users
-        self.register_calls: list[sidecar_pb2.RegisterRequest] = []
+        self.answer_registers = answer_registers
         self.metadata: list[dict[str, str]] = []
         self.hellos: list[sidecar_pb2.SidecarHello] = []
         self.results: list[sidecar_pb2.CommandResult] = []
         self.heartbeats = 0
-        self.outcome_override: sidecar_pb2.RegisterResponse | None = None
-        self.send_command: sidecar_pb2.ConnectResponse | None = None
         self.settings = sidecar_pb2.SidecarSettings(realm=REALM, ban_threshold=3)
+        #: Sent right after the welcome, if set.
+        self.send_command: sidecar_pb2.ConnectResponse | None = None
+        #: Sent on the session as the test puts them here.
+        self.commands: asyncio.Queue[sidecar_pb2.ConnectResponse] = asyncio.Queue()
+        self.register_messages: list[sidecar_pb2.RegisterStreamRequest] = []
+        self.register_calls: list[sidecar_pb2.RegisterRequest] = []
+        self.registered = asyncio.Event()
+        self.outcome_override: sidecar_pb2.RegisterResponse | None = None
+        self.call_messages: list[sidecar_pb2.CallStreamRequest] = []
+        self.invites: list[sidecar_pb2.InviteRequest] = []
+        self.reports: list[sidecar_pb2.ReportLegRequest] = []
+        self.cancels: list[sidecar_pb2.CancelRequest] = []
+        self.byes: list[sidecar_pb2.ByeRequest] = []
+        self.invite_answer = sidecar_pb2.InviteResponse(
+            disposition=sidecar_pb2.INVITE_DISPOSITION_ROUTING, call_id="call-1"
+        )
 
     async def Connect(
         self,
@@ -32,27 +48,32 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
         self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
         first = await anext(aiter(request_iterator))
         self.hellos.append(first.hello)
-        yield sidecar_pb2.ConnectResponse(
-            welcome=sidecar_pb2.SidecarWelcome(settings=self.settings)
-        )
-        if self.send_command is not None:
-            yield self.send_command
-        async for message in request_iterator:
-            kind = message.WhichOneof("payload")
-            if kind == "heartbeat":
-                self.heartbeats += 1
-            elif kind == "result":
-                self.results.append(message.result)
 
-    async def Register(
-        self,
-        request: sidecar_pb2.RegisterRequest,
-        context: grpc.aio.ServicerContext[
-            sidecar_pb2.RegisterRequest, sidecar_pb2.RegisterResponse
-        ],
+        async def read() -> None:
+            async for message in request_iterator:
+                kind = message.WhichOneof("payload")
+                if kind == "heartbeat":
+                    self.heartbeats += 1
+                elif kind == "result":
+                    self.results.append(message.result)
+                elif kind == "results":
+                    self.results.extend(message.results.results)
+
+        reader = asyncio.create_task(read())
+        try:
+            yield sidecar_pb2.ConnectResponse(
+                welcome=sidecar_pb2.SidecarWelcome(settings=self.settings)
+            )
+            if self.send_command is not None:
+                yield self.send_command
+            while True:
+                yield await self.commands.get()
+        finally:
+            reader.cancel()
+
+    def register_response(
+        self, request: sidecar_pb2.RegisterRequest
     ) -> sidecar_pb2.RegisterResponse:
-        self.register_calls.append(request)
-        self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
         if self.outcome_override is not None:
             return self.outcome_override
         c = request.credentials
@@ -81,37 +102,70 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
             ],
         )
 
+    async def RegisterStream(
+        self, request_iterator: AsyncIterator[sidecar_pb2.RegisterStreamRequest], context: Any
+    ) -> AsyncIterator[sidecar_pb2.RegisterStreamResponse]:
+        self.metadata.append({k: str(v) for k, v in context.invocation_metadata() or ()})
+        async for message in request_iterator:
+            self.register_messages.append(message)
+            self.register_calls.extend(c.request for c in message.calls)
+            self.registered.set()
+            if not self.answer_registers:
+                continue
+            replies = [
+                sidecar_pb2.RegisterReply(
+                    correlation_id=c.correlation_id, response=self.register_response(c.request)
+                )
+                for c in message.calls
+            ]
+            # Answer in reverse order: the link matches by correlation id, not by position.
+            yield sidecar_pb2.RegisterStreamResponse(replies=replies[::-1])
+
+    async def CallStream(
+        self, request_iterator: AsyncIterator[sidecar_pb2.CallStreamRequest], context: Any
+    ) -> AsyncIterator[sidecar_pb2.CallStreamResponse]:
+        async for message in request_iterator:
+            self.call_messages.append(message)
+            replies = []
+            for call in message.calls:
+                reply = sidecar_pb2.CallStreamReply(correlation_id=call.correlation_id)
+                kind = call.WhichOneof("request")
+                if kind == "invite":
+                    self.invites.append(call.invite)
+                    reply.invite.CopyFrom(self.invite_answer)
+                elif kind == "report_leg":
+                    self.reports.append(call.report_leg)
+                    reply.report_leg.SetInParent()
+                elif kind == "cancel":
+                    self.cancels.append(call.cancel)
+                    reply.cancel.SetInParent()
+                elif kind == "bye":
+                    self.byes.append(call.bye)
+                    reply.bye.SetInParent()
+                replies.append(reply)
+            yield sidecar_pb2.CallStreamResponse(replies=replies)
+
     async def _unimplemented(self, context: Any) -> NoReturn:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
         raise AssertionError("abort returned")
-
-    async def RegisterStream(self, request_iterator: Any, context: Any) -> Any:
-        # Like a control plane that predates the stream: the link falls back to unary calls.
-        await self._unimplemented(context)
-        yield  # an async generator, as stream handlers are
-
-    async def CallStream(self, request_iterator: Any, context: Any) -> Any:
-        # Likewise for call requests.
-        await self._unimplemented(context)
-        yield
-
-    async def Invite(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
-
-    async def Cancel(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
-
-    async def Bye(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
-
-    async def ReportLeg(self, request: Any, context: Any) -> Any:
-        await self._unimplemented(context)
 
     async def Message(self, request: Any, context: Any) -> Any:
         await self._unimplemented(context)
 
     async def Subscribe(self, request: Any, context: Any) -> Any:
         await self._unimplemented(context)
+
+
+class StreamlessControl(FakeControl):
+    """A control plane whose request streams answer UNIMPLEMENTED."""
+
+    async def RegisterStream(self, request_iterator: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+        yield  # an async generator, as stream handlers are
+
+    async def CallStream(self, request_iterator: Any, context: Any) -> Any:
+        await self._unimplemented(context)
+        yield
 
 
 async def serve(servicer: FakeControl, port: int = 0) -> tuple[grpc.aio.Server, int]:

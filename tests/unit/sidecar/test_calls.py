@@ -1,4 +1,4 @@
-"""The B2BUA's asyncio side against a tiny control plane: the RPCs it makes and the command
+"""The B2BUA's asyncio side against a tiny control plane: the requests it makes and the command
 results it returns, exactly, with a recording SIP edge and a real relay on loopback."""
 
 from __future__ import annotations
@@ -7,24 +7,28 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
-import grpc
 import pytest
-from sip2uc.v1 import common_pb2, sidecar_pb2, sidecar_pb2_grpc
+from sip2uc.v1 import common_pb2, sidecar_pb2
 from sip2uc_core.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.message import SipRequest, SipResponse, parse_message
-from sip2uc_core.sip.transaction import Destination, TransactionId
+from sip2uc_core.sip.transaction import TransactionId
 from sip2uc_media.b2bua.legs import LegConfig
 from sip2uc_media.rtp.aio import RelayEngine
 from sip2uc_media.rtp.ports import PortAllocator
 from sip2uc_media.sidecar.calls import CallHandler
-from sip2uc_media.sidecar.control_link import ControlLink, HelloInfo
+from sip2uc_media.sidecar.commands import Command
+from sip2uc_media.sidecar.control_link import ControlLink
 from sip2uc_media.sidecar.registrar import Registrar, RegistrarPolicy
+from sip2uc_media.sidecar.requests import HelloInfo
+
+from .fake_control import FakeControl, serve
 
 T = TypeVar("T")
-TRUNK = Destination(transport="UDP", host="192.0.2.10", port=5060)
-HANDSET = Destination(transport="UDP", host="192.0.2.20", port=5062)
+TRUNK = Endpoint(Transport.UDP, host="192.0.2.10", port=5060)
+HANDSET = Endpoint(Transport.UDP, host="192.0.2.20", port=5062)
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
     "m=audio 4000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
@@ -32,90 +36,21 @@ SDP = (
 )
 
 
-class TinyControl(sidecar_pb2_grpc.SidecarServiceServicer):
-    """Records what the sidecar asks and answers as told; commands go out on Connect."""
-
-    def __init__(self) -> None:
-        self.invites: list[sidecar_pb2.InviteRequest] = []
-        self.reports: list[sidecar_pb2.ReportLegRequest] = []
-        self.cancels: list[sidecar_pb2.CancelRequest] = []
-        self.byes: list[sidecar_pb2.ByeRequest] = []
-        self.results: list[sidecar_pb2.CommandResult] = []
-        self.invite_answer = sidecar_pb2.InviteResponse(
-            disposition=sidecar_pb2.INVITE_DISPOSITION_ROUTING, call_id="call-1"
-        )
-        self.commands: asyncio.Queue[sidecar_pb2.ConnectResponse] = asyncio.Queue()
-
-    async def Connect(
-        self, request_iterator: AsyncIterator[sidecar_pb2.ConnectRequest], context: Any
-    ) -> AsyncIterator[sidecar_pb2.ConnectResponse]:
-        await anext(aiter(request_iterator))  # the hello
-
-        async def read() -> None:
-            async for message in request_iterator:
-                if message.WhichOneof("payload") == "result":
-                    self.results.append(message.result)
-
-        reader = asyncio.create_task(read())
-        try:
-            yield sidecar_pb2.ConnectResponse(
-                welcome=sidecar_pb2.SidecarWelcome(settings=sidecar_pb2.SidecarSettings())
-            )
-            while True:
-                yield await self.commands.get()
-        finally:
-            reader.cancel()
-
-    async def Invite(
-        self, request: sidecar_pb2.InviteRequest, context: Any
-    ) -> sidecar_pb2.InviteResponse:
-        self.invites.append(request)
-        return self.invite_answer
-
-    async def Cancel(
-        self, request: sidecar_pb2.CancelRequest, context: Any
-    ) -> sidecar_pb2.CancelResponse:
-        self.cancels.append(request)
-        return sidecar_pb2.CancelResponse()
-
-    async def Bye(self, request: sidecar_pb2.ByeRequest, context: Any) -> sidecar_pb2.ByeResponse:
-        self.byes.append(request)
-        return sidecar_pb2.ByeResponse()
-
-    async def Register(self, request: Any, context: Any) -> NoReturn:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of these tests")
-        raise AssertionError
-
-    Message = Subscribe = Register
-
-    async def RegisterStream(
-        self, request_iterator: Any, context: Any
-    ) -> AsyncIterator[sidecar_pb2.RegisterStreamResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not part of these tests")
-        yield sidecar_pb2.RegisterStreamResponse()
-
-    async def ReportLeg(
-        self, request: sidecar_pb2.ReportLegRequest, context: Any
-    ) -> sidecar_pb2.ReportLegResponse:
-        self.reports.append(request)
-        return sidecar_pb2.ReportLegResponse()
-
-
 class RecordingEdge:
     def __init__(self) -> None:
         self.responses: list[tuple[TransactionId, SipResponse]] = []
-        self.requests: list[tuple[SipRequest, Destination]] = []
+        self.requests: list[tuple[SipRequest, Endpoint]] = []
         self.auth_failures: list[str] = []
         self._txn = itertools.count(100)
 
     def respond(self, txn_id: TransactionId, response: SipResponse) -> None:
         self.responses.append((txn_id, response))
 
-    def send_request(self, request: SipRequest, dest: Destination) -> TransactionId | None:
+    def send_request(self, request: SipRequest, dest: Endpoint) -> TransactionId | None:
         self.requests.append((request, dest))
         return TransactionId(next(self._txn))
 
-    def send_stateless(self, message: SipRequest | SipResponse, dest: Destination) -> None:
+    def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None:
         if isinstance(message, SipRequest):
             self.requests.append((message, dest))
 
@@ -132,7 +67,7 @@ class RecordingEdge:
 
 @dataclass
 class Harness:
-    control: TinyControl
+    control: FakeControl
     handler: CallHandler
     edge: RecordingEdge
     relay: RelayEngine
@@ -160,19 +95,17 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    control = TinyControl()
-    server = grpc.aio.server()
-    sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(control, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    control = FakeControl({})
+    control.settings = sidecar_pb2.SidecarSettings()
+    server, port = await serve(control)
     loop = asyncio.get_running_loop()
     secret = b"s" * 32
     relay = RelayEngine("127.0.0.1", PortAllocator(41400, 41439))
     await relay.start()
     handler_box: list[CallHandler] = []
 
-    async def on_command(message: sidecar_pb2.ConnectResponse) -> str:
-        return await handler_box[0].command(message)
+    async def on_command(command: Command) -> str:
+        return await handler_box[0].command(command)
 
     link = ControlLink(
         f"127.0.0.1:{port}",
@@ -188,7 +121,6 @@ async def harness() -> AsyncIterator[Harness]:
         ),
         on_settings=lambda _settings: None,
         on_command=on_command,
-        use_register_stream=False,
     )
     handler = CallHandler(
         name="edge-1",

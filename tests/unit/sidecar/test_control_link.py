@@ -7,29 +7,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sip2uc.v1 import common_pb2, sidecar_pb2
+from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import Algorithm, Credentials
-from sip2uc_media.sidecar.control_link import (
-    UNSUPPORTED,
-    ControlLink,
-    EdgeSettings,
-    HelloInfo,
-    backoff_delay,
-)
+from sip2uc_core.sip.endpoint import Endpoint, Transport
+from sip2uc_media.sidecar.commands import Command, CreateLeg, EdgeSettings, EndLeg
+from sip2uc_media.sidecar.control_link import UNSUPPORTED, ControlLink, backoff_delay
 from sip2uc_media.sidecar.protection import BanPolicy
-from sip2uc_media.sidecar.registrar import ContactSpec, Origin, RegisterAttempt, RegisterOutcome
-from sip2uc_media.transport.base import TransportKind
+from sip2uc_media.sidecar.registrar import RegisterAttempt, RegisterOutcome
+from sip2uc_media.sidecar.requests import Origin
 
 from .fake_control import REALM, FakeControl, serve
-
-HELLO = HelloInfo(
-    name="vlan10",
-    site="hq",
-    listeners=((TransportKind.UDP, "127.0.0.1", 5060),),
-    rtp_host="127.0.0.1",
-    rtp_ports=(20000, 20999),
-    capacity=50,
-    instance_id="run-1",
-)
+from .test_register_stream import HELLO, Answers
 
 
 def link(port: int, applied: list[EdgeSettings], heartbeat_interval: float = 5.0) -> ControlLink:
@@ -127,15 +115,17 @@ async def test_register_carries_every_field_to_the_control_plane() -> None:
         ),
         method="REGISTER",
         aor="sip:alice@example.net",
-        contacts=(ContactSpec("sip:alice@192.0.2.10", 600, 500, "urn:uuid:1"),),
+        contacts=(Contact("sip:alice@192.0.2.10", 600, 500, "urn:uuid:1"),),
         remove_all=False,
         cseq=7,
     )
-    origin = Origin("vlan10", "192.0.2.10", 5062, TransportKind.TLS, "Phone/1.0", "cid")
+    origin = Origin("vlan10", Endpoint(Transport.TLS, "192.0.2.10", 5062), "Phone/1.0", "cid")
+    answers = Answers()
     try:
         await control.start()
         await asyncio.wait_for(control.wait_up(), 5)
-        result = await control.register(attempt, origin)
+        control.register(attempt, origin, answers)
+        result = await answers.one()
     finally:
         await control.stop()
         await server.stop(None)
@@ -247,12 +237,12 @@ async def test_a_batch_of_commands_runs_in_order_and_is_answered_in_one_message(
         ]
     )
     server, port = await serve(fake)
-    seen: list[str] = []
+    seen: list[Command] = []
     applied: list[EdgeSettings] = []
 
-    async def on_command(message: sidecar_pb2.ConnectResponse) -> str:
-        seen.append(message.command_id)
-        return "" if message.command_id == "c1" else "no way"
+    async def on_command(command: Command) -> str:
+        seen.append(command)
+        return "" if isinstance(command, EndLeg) else "no way"
 
     control = ControlLink(
         f"127.0.0.1:{port}",
@@ -273,7 +263,8 @@ async def test_a_batch_of_commands_runs_in_order_and_is_answered_in_one_message(
         await server.stop(None)
 
     assert fake.hellos[0].batched_commands is True
-    assert seen == ["c1", "c2"]
+    assert [type(c) for c in seen] == [EndLeg, CreateLeg]
+    assert seen[0] == EndLeg(call_id="", leg_id="l1")
     assert [s.realm for s in applied] == [REALM, "other"]
     assert len(fake.messages) == 1
     assert [(r.command_id, r.ok, r.error) for r in fake.messages[0].results.results] == [

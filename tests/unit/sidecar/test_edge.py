@@ -1,7 +1,11 @@
+"""The SIP edge, driven synchronously: every message is handed to `SipEdge.receive` and every
+answer of the control plane is given by the test (`FakeControl.answer`), so each step's effect
+is visible as soon as the call returns; nothing waits on the event loop (the tests run in one
+only because the edge arms its transaction timers there)."""
+
 from __future__ import annotations
 
-import asyncio
-
+from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import (
     NonceCountTracker,
     NonceIssuer,
@@ -9,75 +13,53 @@ from sip2uc_core.sip.digest import (
     compute_ha1,
     parse_challenge,
 )
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.message import SipResponse, parse_message
-from sip2uc_core.sip.transaction import Destination
-from sip2uc_media.sidecar.control_link import ControlUnavailableError
-from sip2uc_media.sidecar.dispatch import RegisterDone, SipEdge
+from sip2uc_media.sidecar.dispatch import SipEdge
 from sip2uc_media.sidecar.protection import BanList, BanPolicy, NetworkAllowList
 from sip2uc_media.sidecar.registrar import (
-    ContactSpec,
-    Origin,
     RegisterAttempt,
     RegisterOutcome,
     RegisterResult,
     Registrar,
     RegistrarPolicy,
 )
-from sip2uc_media.transport.base import Source, TransportKind
+from sip2uc_media.sidecar.requests import ControlUnavailableError, Origin, RegisterDone
+from sip2uc_media.transport.base import Source
 
 SECRET = b"s" * 32
 HANDSET = ("192.0.2.10", 5062)
 
 
 class FakeControl:
-    def __init__(self, outcome: RegisterOutcome = RegisterOutcome.OK) -> None:
-        self.up = True
-        self.calls: list[tuple[RegisterAttempt, Origin]] = []
-        self.outcome = outcome
-        self.release = asyncio.Event()
-        self.release.set()
-
-    async def register(self, attempt: RegisterAttempt, origin: Origin) -> RegisterResult:
-        self.calls.append((attempt, origin))
-        await self.release.wait()
-        if not self.up:
-            raise ControlUnavailableError("down")
-        return RegisterResult(
-            outcome=self.outcome,
-            bindings=tuple(ContactSpec(c.uri, c.expires) for c in attempt.contacts),
-            min_expires=120,
-        )
-
-
-class CallbackControl(FakeControl):
-    """A control link answering through `register_then`; the test calls `answer` to reply."""
+    """The control link as the edge sees it: records each REGISTER and its callback; the test
+    answers them, oldest first, with `answer`."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.waiting: list[RegisterDone] = []
+        self.up = True
+        self.calls: list[tuple[RegisterAttempt, Origin]] = []
+        self.waiting: list[tuple[RegisterAttempt, RegisterDone]] = []
 
-    def register_then(self, attempt: RegisterAttempt, origin: Origin, done: RegisterDone) -> None:
+    def register(self, attempt: RegisterAttempt, origin: Origin, done: RegisterDone) -> None:
         self.calls.append((attempt, origin))
-        self.waiting.append(done)
+        self.waiting.append((attempt, done))
 
-    def answer(self, outcome: RegisterOutcome | None) -> None:
-        attempt, _origin = self.calls[len(self.calls) - len(self.waiting)]
-        done = self.waiting.pop(0)
+    def answer(self, outcome: RegisterOutcome | None = RegisterOutcome.OK) -> None:
+        """Answer the oldest REGISTER with `outcome`, or with an error for None."""
+        attempt, done = self.waiting.pop(0)
         if outcome is None:
             done(None, ControlUnavailableError("deadline"))
             return
-        bindings = tuple(ContactSpec(c.uri, c.expires) for c in attempt.contacts)
-        done(RegisterResult(outcome=outcome, bindings=bindings), None)
+        bindings = tuple(Contact(c.uri, c.expires) for c in attempt.contacts)
+        done(RegisterResult(outcome=outcome, bindings=bindings, min_expires=120), None)
 
 
 class Harness:
-    def __init__(
-        self, *, threshold: int = 10, allow: list[str] | None = None, callbacks: bool = False
-    ) -> None:
+    def __init__(self, *, threshold: int = 10, allow: list[str] | None = None) -> None:
         self.now = 1000.0
-        self.sent: list[tuple[bytes, Destination]] = []
+        self.sent: list[tuple[bytes, Endpoint]] = []
         self.direct: list[bytes] = []
-        self.control = CallbackControl() if callbacks else FakeControl()
+        self.control = FakeControl()
         self.edge = SipEdge(
             name="unit",
             registrar=Registrar(
@@ -96,7 +78,7 @@ class Harness:
             retry_after=7,
         )
 
-    def _send(self, data: bytes, dest: Destination) -> bool:
+    def _send(self, data: bytes, dest: Endpoint) -> bool:
         self.sent.append((data, dest))
         return True
 
@@ -105,7 +87,7 @@ class Harness:
             self.direct.append(payload)
             return True
 
-        self.edge.receive(data, Source(TransportKind.UDP, host, HANDSET[1], direct))
+        self.edge.receive(data, Source(Endpoint(Transport.UDP, host, HANDSET[1]), direct))
 
     def responses(self) -> list[SipResponse]:
         out = []
@@ -156,11 +138,6 @@ def authorized(
     return request("REGISTER", f"Authorization: {creds.serialize()}", branch=branch, cseq=2)
 
 
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_a_challenge_needs_no_control_plane() -> None:
     h = Harness()
     h.control.up = False
@@ -171,22 +148,8 @@ async def test_a_challenge_needs_no_control_plane() -> None:
     assert h.control.calls == []
 
 
-async def test_an_authorized_register_calls_the_control_plane_once_and_answers_200() -> None:
+async def test_an_authorized_register_asks_the_control_plane_once_and_answers_200() -> None:
     h = Harness()
-
-    h.deliver(authorized(h))
-    await settle()
-
-    assert [r.status for r in h.responses()] == [401, 200]
-    attempt, origin = h.control.calls[0]
-    assert origin == Origin("unit", "192.0.2.10", 5062, TransportKind.UDP, "", "edge-test")
-    assert attempt.contacts == (ContactSpec("sip:alice@192.0.2.10:5062", 600),)
-    assert h.sent[-1][1] == Destination(transport="UDP", host="192.0.2.10", port=5062)
-
-
-async def test_a_callback_control_link_answers_200_without_a_task_per_register() -> None:
-    h = Harness(callbacks=True)
-    assert isinstance(h.control, CallbackControl)
     h.deliver(authorized(h))
     assert [r.status for r in h.responses()] == [401]
 
@@ -194,12 +157,14 @@ async def test_a_callback_control_link_answers_200_without_a_task_per_register()
 
     assert [r.status for r in h.responses()] == [401, 200]
     assert h.responses()[-1].headers.get("Contact") == "<sip:alice@192.0.2.10:5062>;expires=600"
-    assert not h.edge._tasks
+    attempt, origin = h.control.calls[0]
+    assert origin == Origin("unit", Endpoint(Transport.UDP, "192.0.2.10", 5062), "", "edge-test")
+    assert attempt.contacts == (Contact("sip:alice@192.0.2.10:5062", 600),)
+    assert h.sent[-1][1] == Endpoint(Transport.UDP, host="192.0.2.10", port=5062)
 
 
-async def test_a_callback_control_link_error_answers_503() -> None:
-    h = Harness(callbacks=True)
-    assert isinstance(h.control, CallbackControl)
+async def test_an_error_from_the_control_plane_answers_503_with_retry_after() -> None:
+    h = Harness()
     h.deliver(authorized(h))
 
     h.control.answer(None)
@@ -208,27 +173,15 @@ async def test_a_callback_control_link_error_answers_503() -> None:
     assert (final.status, final.headers.get("Retry-After")) == (503, "7")
 
 
-async def test_unauthorized_callback_answers_ban_the_source_at_the_threshold() -> None:
-    h = Harness(threshold=2, callbacks=True)
-    assert isinstance(h.control, CallbackControl)
-    for n in range(2):
-        h.deliver(authorized(h, branch=f"z9hG4bKa{n}", challenge_branch=f"z9hG4bKc{n}"))
-        h.control.answer(RegisterOutcome.UNAUTHORIZED)
-
-    assert [r.status for r in h.responses()] == [401, 401, 401, 401]
-    assert h.edge.bans.is_banned("192.0.2.10", h.now)
-
-
-async def test_a_retransmission_during_the_rpc_is_absorbed_and_the_answer_sent_once() -> None:
+async def test_a_retransmission_while_the_control_plane_decides_is_absorbed_and_answered_once() -> (
+    None
+):
     h = Harness()
-    h.control.release.clear()
     message = authorized(h)
+    h.deliver(message)
+    h.deliver(message)
 
-    h.deliver(message)
-    h.deliver(message)
-    await settle()
-    h.control.release.set()
-    await settle()
+    h.control.answer(RegisterOutcome.OK)
 
     assert len(h.control.calls) == 1
     assert [r.status for r in h.responses()] == [401, 200]
@@ -238,7 +191,7 @@ async def test_a_retransmission_after_the_answer_gets_the_same_answer_again() ->
     h = Harness()
     message = authorized(h)
     h.deliver(message)
-    await settle()
+    h.control.answer(RegisterOutcome.OK)
 
     h.deliver(message)
 
@@ -255,28 +208,17 @@ async def test_while_the_control_plane_is_down_registrations_get_503_with_retry_
 
     final = h.responses()[-1]
     assert (final.status, final.headers.get("Retry-After")) == (503, "7")
-
-
-async def test_a_failed_rpc_answers_503() -> None:
-    h = Harness()
-    h.control.release.clear()
-    h.deliver(authorized(h))
-    h.control.up = False
-    h.control.release.set()
-    await settle()
-
-    assert [r.status for r in h.responses()] == [401, 503]
+    assert h.control.calls == []
 
 
 async def test_unauthorized_outcomes_ban_the_source_at_the_threshold() -> None:
     h = Harness(threshold=2)
-    h.control.outcome = RegisterOutcome.UNAUTHORIZED
     for n in range(2):
         # a fresh challenge each time: a reused nonce count would be a replay, not a failure
         h.deliver(
             authorized(h, "wrong", branch=f"z9hG4bKfail{n}", challenge_branch=f"z9hG4bKch{n}")
         )
-        await settle()
+        h.control.answer(RegisterOutcome.UNAUTHORIZED)
     answered = len(h.sent)
 
     h.deliver(request(branch="z9hG4bKafter"))
@@ -290,11 +232,10 @@ async def test_replayed_nonce_counts_are_answered_stale_and_never_ban() -> None:
     h = Harness(threshold=2)
     first = authorized(h, branch="z9hG4bKfirst")
     h.deliver(first)
-    await settle()
+    h.control.answer(RegisterOutcome.OK)
     for n in range(3):
         # the same credentials again, as a handset falling behind resends them
         h.deliver(first.replace(b"z9hG4bKfirst", f"z9hG4bKagain{n}".encode()))
-        await settle()
 
     statuses = [r.status for r in h.responses()]
     stale = [
@@ -304,6 +245,7 @@ async def test_replayed_nonce_counts_are_answered_stale_and_never_ban() -> None:
     ]
     assert statuses == [401, 200, 401, 401, 401]
     assert stale == [True, True] * 3
+    assert len(h.control.calls) == 1
     assert not h.edge.bans.is_banned("192.0.2.10", h.now)
 
 

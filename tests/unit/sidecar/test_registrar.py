@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sip2uc.v1 import sidecar_pb2
+from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import (
     NonceCountTracker,
     NonceIssuer,
@@ -9,9 +9,7 @@ from sip2uc_core.sip.digest import (
     parse_challenge,
 )
 from sip2uc_core.sip.message import SipRequest, parse_message
-from sip2uc_media.sidecar.control_link import register_result
 from sip2uc_media.sidecar.registrar import (
-    ContactSpec,
     RegisterAttempt,
     RegisterOutcome,
     RegisterResult,
@@ -103,8 +101,8 @@ def test_credentials_become_an_attempt_with_every_register_field() -> None:
     assert attempt.method == "REGISTER"
     assert attempt.remove_all is False
     assert attempt.contacts == (
-        ContactSpec("sip:alice@192.0.2.10:5062", 1800, 500, "urn:uuid:0001"),
-        ContactSpec("sip:alice@192.0.2.10:5063", 60, 1000, ""),
+        Contact("sip:alice@192.0.2.10:5062", 1800, 500, "urn:uuid:0001"),
+        Contact("sip:alice@192.0.2.10:5063", 60, 1000, ""),
     )
     assert attempt.credentials.username == "alice"
     assert attempt.credentials.nc == "00000001"
@@ -218,8 +216,8 @@ def test_ok_outcome_answers_200_with_each_binding_and_a_date() -> None:
     result = RegisterResult(
         outcome=RegisterOutcome.OK,
         bindings=(
-            ContactSpec("sip:alice@192.0.2.10:5062", 1795),
-            ContactSpec("sip:alice@192.0.2.11", 60, 500),
+            Contact("sip:alice@192.0.2.10:5062", 1795),
+            Contact("sip:alice@192.0.2.11", 60, 500),
         ),
     )
 
@@ -273,12 +271,6 @@ def test_out_of_order_cseq_answers_400_with_that_reason() -> None:
     response = registrar().complete(register(), result, SOURCE, NOW, NOW)
 
     assert (response.status, response.reason) == (400, "Out-of-order CSeq")
-
-
-def test_the_control_planes_out_of_order_outcome_is_understood() -> None:
-    response = sidecar_pb2.RegisterResponse(outcome=sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER)
-
-    assert register_result(response).outcome is RegisterOutcome.OUT_OF_ORDER
 
 
 def test_forbidden_answers_403() -> None:

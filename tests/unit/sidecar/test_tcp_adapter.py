@@ -3,8 +3,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sip2uc_core.sip.endpoint import Transport
 from sip2uc_core.sip.errors import SipParseError
-from sip2uc_media.transport.base import Source, TransportKind
+from sip2uc_media.transport.base import Source
 from sip2uc_media.transport.tcp import (
     MAX_CONNECTIONS_PER_HOST,
     MAX_WRITE_BUFFER,
@@ -54,14 +55,14 @@ def connection() -> tuple[StreamConnection, FakeTransport, list[bytes], list[Sip
 
     def sink(data: bytes, source: Source) -> None:
         assert (source.transport, source.host, source.port) == (
-            TransportKind.TCP,
+            Transport.TCP,
             "192.0.2.10",
             40001,
         )
         received.append(data)
 
     conn = StreamConnection(
-        TransportKind.TCP,
+        Transport.TCP,
         sink,
         max_message_size=1024,
         clock=lambda: 0.0,
@@ -141,7 +142,7 @@ def test_a_peer_that_does_not_read_is_cut_off() -> None:
 
 async def test_one_host_cannot_take_every_connection_slot() -> None:
     server = await open_stream_server(
-        TransportKind.TCP, "127.0.0.1", 0, lambda _d, _s: None, clock=lambda: 0.0
+        Transport.TCP, "127.0.0.1", 0, lambda _d, _s: None, clock=lambda: 0.0
     )
     writers = []
     try:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.headers import parse_via
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response, parse_message
 from sip2uc_core.sip.timers import TimerPolicy
 from sip2uc_core.sip.transaction import (
     BranchGenerator,
     CancelReceived,
-    Destination,
     Overloaded,
     RequestReceived,
     ResponseReceived,
@@ -25,10 +25,10 @@ from sip2uc_core.sip.transaction import (
     stamp_received,
 )
 
-PHONE = Destination(transport="UDP", host="192.0.2.10", port=5060)
-PHONE_TCP = Destination(transport="TCP", host="192.0.2.10", port=40001, connection_id=7)
-TRUNK = Destination(transport="UDP", host="198.51.100.1", port=5060)
-TRUNK_TCP = Destination(transport="TCP", host="198.51.100.1", port=5060, connection_id=3)
+PHONE = Endpoint(Transport.UDP, host="192.0.2.10", port=5060)
+PHONE_TCP = Endpoint(Transport.TCP, host="192.0.2.10", port=40001, connection_id=7)
+TRUNK = Endpoint(Transport.UDP, host="198.51.100.1", port=5060)
+TRUNK_TCP = Endpoint(Transport.TCP, host="198.51.100.1", port=5060, connection_id=3)
 
 
 def request(
@@ -83,22 +83,22 @@ def sent_instants(steps: list[tuple[float, list[object]]]) -> list[float]:
 
 
 def start_client(
-    method: str = "INVITE", dest: Destination = TRUNK, now: float = 0.0
+    method: str = "INVITE", dest: Endpoint = TRUNK, now: float = 0.0
 ) -> tuple[TransactionLayer, TransactionId, SipRequest]:
     layer = TransactionLayer()
-    req = request(method, transport=dest.transport, sent_by="203.0.113.5:5060")
+    req = request(method, transport=dest.transport.via_name, sent_by="203.0.113.5:5060")
     txn = layer.send_request(req, dest, now)
     return layer, txn, req
 
 
 def start_server(
     method: str = "INVITE",
-    source: Destination = PHONE,
+    source: Endpoint = PHONE,
     now: float = 0.0,
     branch: str = "z9hG4bK776asdhds",
 ) -> tuple[TransactionLayer, TransactionId, SipRequest]:
     layer = TransactionLayer()
-    req = request(method, transport=source.transport, branch=branch)
+    req = request(method, transport=source.transport.via_name, branch=branch)
     events = layer.receive(req, source, now)
     assert len(events) == 1 and isinstance(events[0], RequestReceived)
     txn = events[0].txn_id
@@ -408,7 +408,7 @@ def test_non_invite_server_on_tcp_ends_with_its_final_response() -> None:
     assert layer.datagrams_to_send() == [
         (
             ok.serialize(),
-            Destination(transport="TCP", host="192.0.2.10", port=5060, connection_id=7),
+            Endpoint(Transport.TCP, host="192.0.2.10", port=5060, connection_id=7),
         )
     ]
 
@@ -512,7 +512,7 @@ def test_thousands_of_stopped_timers_do_not_accumulate() -> None:
 def test_received_request_gets_received_and_rport_stamped() -> None:
     layer = TransactionLayer()
     req = request("OPTIONS", via_params=";rport")
-    nat = Destination(transport="UDP", host="203.0.113.99", port=31000)
+    nat = Endpoint(Transport.UDP, host="203.0.113.99", port=31000)
     (event,) = layer.receive(req, nat, 0.0)
     assert isinstance(event, RequestReceived)
     assert event.request.headers.get_all("Via") == [
@@ -550,30 +550,30 @@ def test_stamp_compares_ipv6_addresses_by_value() -> None:
 
 def test_response_without_rport_goes_to_received_address_and_sent_by_port() -> None:
     via = parse_via("SIP/2.0/UDP pc33.example.com:5070;branch=z9hG4bK1;received=192.0.2.10")
-    source = Destination(transport="UDP", host="192.0.2.10", port=31000)
-    assert response_destination(via, source) == Destination(
-        transport="UDP", host="192.0.2.10", port=5070
+    source = Endpoint(Transport.UDP, host="192.0.2.10", port=31000)
+    assert response_destination(via, source) == Endpoint(
+        Transport.UDP, host="192.0.2.10", port=5070
     )
 
 
 def test_forced_rport_answers_at_the_source_port() -> None:
     via = parse_via("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1")
-    source = Destination(transport="UDP", host="192.0.2.10", port=31000)
+    source = Endpoint(Transport.UDP, host="192.0.2.10", port=31000)
     assert response_destination(via, source, force_rport=True) == source
 
 
 def test_response_over_tcp_reuses_the_connection() -> None:
     via = parse_via("SIP/2.0/TLS phone.example.com;branch=z9hG4bK1;received=192.0.2.10")
-    source = Destination(transport="TLS", host="192.0.2.10", port=40001, connection_id=12)
-    assert response_destination(via, source) == Destination(
-        transport="TLS", host="192.0.2.10", port=5061, connection_id=12
+    source = Endpoint(Transport.TLS, host="192.0.2.10", port=40001, connection_id=12)
+    assert response_destination(via, source) == Endpoint(
+        Transport.TLS, host="192.0.2.10", port=5061, connection_id=12
     )
 
 
 def test_response_honours_maddr() -> None:
     via = parse_via("SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1;maddr=239.255.255.1")
-    assert response_destination(via, PHONE) == Destination(
-        transport="UDP", host="239.255.255.1", port=5060
+    assert response_destination(via, PHONE) == Endpoint(
+        Transport.UDP, host="239.255.255.1", port=5060
     )
 
 

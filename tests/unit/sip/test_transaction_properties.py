@@ -6,9 +6,9 @@ import contextlib
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response, parse_message
 from sip2uc_core.sip.transaction import (
-    Destination,
     Event,
     Kind,
     RequestReceived,
@@ -21,8 +21,8 @@ from sip2uc_core.sip.transaction import (
     TransportFailed,
 )
 
-UDP = Destination(transport="UDP", host="192.0.2.10", port=5060)
-TCP = Destination(transport="TCP", host="192.0.2.10", port=40000, connection_id=1)
+UDP = Endpoint(Transport.UDP, host="192.0.2.10", port=5060)
+TCP = Endpoint(Transport.TCP, host="192.0.2.10", port=40000, connection_id=1)
 BRANCHES = ["z9hG4bKa", "z9hG4bKb", "z9hG4bKc", "legacy1"]
 METHODS = ["INVITE", "OPTIONS", "ACK", "CANCEL", "REGISTER"]
 STATUSES = [100, 180, 200, 202, 401, 486, 503]
@@ -35,10 +35,10 @@ WAITING_FOR_TU = {
 }
 
 
-def make_request(method: str, branch: str, dest: Destination) -> SipRequest:
+def make_request(method: str, branch: str, dest: Endpoint) -> SipRequest:
     text = (
         f"{method} sip:bob@example.com SIP/2.0\r\n"
-        f"Via: SIP/2.0/{dest.transport} 192.0.2.10:5060;branch={branch}\r\n"
+        f"Via: SIP/2.0/{dest.transport.via_name} 192.0.2.10:5060;branch={branch}\r\n"
         "From: <sip:alice@example.com>;tag=f1\r\nTo: <sip:bob@example.com>\r\n"
         f"Call-ID: c1\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
     )

@@ -717,7 +717,7 @@ Global___CommandBatch: _TypeAlias = CommandBatch  # noqa: Y015
 
 @_typing.final
 class RegisterRequest(_message.Message):
-    """Request of SidecarService.Register."""
+    """A REGISTER, as one `RegisterCall` of the `RegisterStream` carries it."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -801,7 +801,7 @@ Global___ContactBinding: _TypeAlias = ContactBinding  # noqa: Y015
 
 @_typing.final
 class RegisterResponse(_message.Message):
-    """Response of SidecarService.Register."""
+    """The answer to a REGISTER (`RegisterReply.response`)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -879,7 +879,7 @@ class RegisterCall(_message.Message):
     """W3C `tracestate`, if any."""
     @_builtins.property
     def request(self) -> Global___RegisterRequest:
-        """The same message the unary `Register` takes."""
+        """The REGISTER."""
 
     def __init__(
         self,
@@ -934,14 +934,14 @@ class RegisterReply(_message.Message):
     correlation_id: _builtins.int
     """The call's correlation id."""
     error_code: _builtins.int
-    """The gRPC status code the unary `Register` would have failed with
-    (0 when `response` is set).
+    """Why the REGISTER could not be answered, as a gRPC status code (0 when
+    `response` is set).
     """
     error_message: _builtins.str
     """The error message that goes with `error_code`."""
     @_builtins.property
     def response(self) -> Global___RegisterResponse:
-        """What the unary `Register` would have returned (unset on error)."""
+        """The answer (unset on error)."""
 
     def __init__(
         self,
@@ -961,7 +961,7 @@ Global___RegisterReply: _TypeAlias = RegisterReply  # noqa: Y015
 
 @_typing.final
 class CallStreamRequest(_message.Message):
-    """Request of SidecarService.CallStream: a batch of call RPCs."""
+    """Request of SidecarService.CallStream: a batch of calls."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -985,7 +985,7 @@ Global___CallStreamRequest: _TypeAlias = CallStreamRequest  # noqa: Y015
 
 @_typing.final
 class CallStreamCall(_message.Message):
-    """One call RPC on the CallStream."""
+    """One call on the CallStream."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1006,25 +1006,30 @@ class CallStreamCall(_message.Message):
     tracestate: _builtins.str
     """W3C `tracestate`, if any."""
     timeout_ms: _builtins.int
-    """The deadline of the call in milliseconds from its sending, as the unary
-    call's timeout; the control plane answers DEADLINE_EXCEEDED instead of
-    starting a call whose deadline has passed (0: no deadline).
+    """The deadline of the call in milliseconds from its sending; the control
+    plane answers DEADLINE_EXCEEDED instead of starting a call whose
+    deadline has passed (0: no deadline).
     """
     @_builtins.property
     def invite(self) -> Global___InviteRequest:
-        """As `Invite`."""
+        """An INVITE starting a new call from a handset or trunk device."""
 
     @_builtins.property
     def cancel(self) -> Global___CancelRequest:
-        """As `Cancel`."""
+        """A CANCEL of a handset's pending INVITE."""
 
     @_builtins.property
     def bye(self) -> Global___ByeRequest:
-        """As `Bye`."""
+        """A BYE from a handset, or a leg that ended on the sidecar (media
+        timeout, transport failure).
+        """
 
     @_builtins.property
     def report_leg(self) -> Global___ReportLegRequest:
-        """As `ReportLeg`."""
+        """Progress of a leg the control plane asked the sidecar to create
+        (ringing, early media, answer, failure) and in-call events (DTMF,
+        hold, media statistics).
+        """
 
     def __init__(
         self,
@@ -1088,7 +1093,7 @@ class CallStreamReply(_message.Message):
     correlation_id: _builtins.int
     """The call's correlation id."""
     error_code: _builtins.int
-    """The gRPC status code the unary RPC would have failed with (0 when a
+    """Why the call could not be answered, as a gRPC status code (0 when a
     response is set).
     """
     error_message: _builtins.str
@@ -1132,7 +1137,7 @@ Global___CallStreamReply: _TypeAlias = CallStreamReply  # noqa: Y015
 
 @_typing.final
 class InviteRequest(_message.Message):
-    """Request of SidecarService.Invite."""
+    """An `Invite` call: a new call from a handset or trunk device."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1190,7 +1195,7 @@ Global___InviteRequest: _TypeAlias = InviteRequest  # noqa: Y015
 
 @_typing.final
 class InviteResponse(_message.Message):
-    """Response of SidecarService.Invite."""
+    """The answer to an `Invite` call."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1232,7 +1237,7 @@ Global___InviteResponse: _TypeAlias = InviteResponse  # noqa: Y015
 
 @_typing.final
 class CancelRequest(_message.Message):
-    """Request of SidecarService.Cancel."""
+    """A `Cancel` call: the caller cancelled a pending INVITE."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1260,7 +1265,7 @@ Global___CancelRequest: _TypeAlias = CancelRequest  # noqa: Y015
 
 @_typing.final
 class CancelResponse(_message.Message):
-    """Response of SidecarService.Cancel."""
+    """The answer to a `Cancel` call."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1277,7 +1282,7 @@ Global___CancelResponse: _TypeAlias = CancelResponse  # noqa: Y015
 
 @_typing.final
 class ByeRequest(_message.Message):
-    """Request of SidecarService.Bye."""
+    """A `Bye` call: a leg ended."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1317,7 +1322,7 @@ Global___ByeRequest: _TypeAlias = ByeRequest  # noqa: Y015
 
 @_typing.final
 class ByeResponse(_message.Message):
-    """Response of SidecarService.Bye."""
+    """The answer to a `Bye` call."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1334,7 +1339,7 @@ Global___ByeResponse: _TypeAlias = ByeResponse  # noqa: Y015
 
 @_typing.final
 class ReportLegRequest(_message.Message):
-    """Request of SidecarService.ReportLeg."""
+    """A `ReportLeg` call: progress and events of a leg."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -1398,7 +1403,7 @@ Global___ReportLegRequest: _TypeAlias = ReportLegRequest  # noqa: Y015
 
 @_typing.final
 class ReportLegResponse(_message.Message):
-    """Response of SidecarService.ReportLeg."""
+    """The answer to a `ReportLeg` call."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

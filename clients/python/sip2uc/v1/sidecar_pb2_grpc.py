@@ -28,8 +28,13 @@ if _version_not_supported:
 class SidecarServiceStub:
     """The internal API between media sidecars and the control plane. A sidecar
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
-    commands) and translates every handset transaction into one unary RPC
-    with a deadline. Sidecars authenticate with the admin bearer token.
+    commands) and sends every handset transaction as one call with a deadline
+    on one of two long-lived streams: REGISTERs on `RegisterStream`, call
+    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+
+    This service is internal: sidecars and control planes are released and
+    upgraded together, so it changes without the compatibility rules of the
+    public services (see buf.yaml).
     """
 
     def __init__(self, channel):
@@ -43,35 +48,10 @@ class SidecarServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ConnectRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ConnectResponse.FromString,
                 _registered_method=True)
-        self.Register = channel.unary_unary(
-                '/sip2uc.v1.SidecarService/Register',
-                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterRequest.SerializeToString,
-                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterResponse.FromString,
-                _registered_method=True)
         self.RegisterStream = channel.stream_stream(
                 '/sip2uc.v1.SidecarService/RegisterStream',
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamResponse.FromString,
-                _registered_method=True)
-        self.Invite = channel.unary_unary(
-                '/sip2uc.v1.SidecarService/Invite',
-                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.InviteRequest.SerializeToString,
-                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.InviteResponse.FromString,
-                _registered_method=True)
-        self.Cancel = channel.unary_unary(
-                '/sip2uc.v1.SidecarService/Cancel',
-                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.CancelRequest.SerializeToString,
-                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.CancelResponse.FromString,
-                _registered_method=True)
-        self.Bye = channel.unary_unary(
-                '/sip2uc.v1.SidecarService/Bye',
-                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ByeRequest.SerializeToString,
-                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ByeResponse.FromString,
-                _registered_method=True)
-        self.ReportLeg = channel.unary_unary(
-                '/sip2uc.v1.SidecarService/ReportLeg',
-                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegRequest.SerializeToString,
-                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegResponse.FromString,
                 _registered_method=True)
         self.CallStream = channel.stream_stream(
                 '/sip2uc.v1.SidecarService/CallStream',
@@ -93,8 +73,13 @@ class SidecarServiceStub:
 class SidecarServiceServicer:
     """The internal API between media sidecars and the control plane. A sidecar
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
-    commands) and translates every handset transaction into one unary RPC
-    with a deadline. Sidecars authenticate with the admin bearer token.
+    commands) and sends every handset transaction as one call with a deadline
+    on one of two long-lived streams: REGISTERs on `RegisterStream`, call
+    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+
+    This service is internal: sidecars and control planes are released and
+    upgraded together, so it changes without the compatibility rules of the
+    public services (see buf.yaml).
     """
 
     def Connect(self, request_iterator, context):
@@ -108,66 +93,26 @@ class SidecarServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Register(self, request, context):
-        """A REGISTER (RFC 3261 section 10) that carried digest credentials.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def RegisterStream(self, request_iterator, context):
-        """The same as `Register`, carried on one long-lived stream per sidecar so
-        that a busy registrar pays for one HTTP/2 stream instead of one per
-        REGISTER. Each request message holds the REGISTERs the sidecar received
-        since its last write, each with a correlation id and the W3C trace
-        context of its SIP transaction (so every REGISTER keeps its own span,
-        as with the unary call); each response message answers some of them,
-        in any order. Sidecars fall back to `Register` when this returns
-        UNIMPLEMENTED.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Invite(self, request, context):
-        """An INVITE starting a new call from a handset or trunk device.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Cancel(self, request, context):
-        """A CANCEL of a handset's pending INVITE.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Bye(self, request, context):
-        """A BYE from a handset, or a leg that ended on the sidecar (media
-        timeout, transport failure).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReportLeg(self, request, context):
-        """Progress of a leg the control plane asked the sidecar to create
-        (ringing, early media, answer, failure) and in-call events (DTMF,
-        hold, media statistics).
+        """REGISTERs (RFC 3261 section 10) that carried digest credentials, on one
+        long-lived stream per sidecar so that a busy registrar pays for one
+        HTTP/2 stream instead of one per REGISTER. Each request message holds the
+        REGISTERs the sidecar received since its last write, each with a
+        correlation id and the W3C trace context of its SIP transaction (so every
+        REGISTER keeps its own span); each response message answers some of
+        them, in any order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CallStream(self, request_iterator, context):
-        """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
-        stream per sidecar, batched and correlated like `RegisterStream`, each
-        call with the W3C trace context of its SIP transaction and its deadline.
-        The control plane handles the calls of one leg (same `leg_id`) one after
-        another in the order they were sent, and calls of different legs
-        concurrently; answers come in completion order. Sidecars fall back to
-        the unary RPCs when this returns UNIMPLEMENTED.
+        """The call requests of docs/calls.md (`Invite`, `Cancel`, `Bye`,
+        `ReportLeg`) on one long-lived stream per sidecar, batched and correlated
+        like `RegisterStream`, each call with the W3C trace context of its SIP
+        transaction and its deadline. The control plane handles the calls of one
+        leg (same `leg_id`) one after another in the order they were sent, and
+        calls of different legs concurrently; answers come in completion order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -200,35 +145,10 @@ def add_SidecarServiceServicer_to_server(servicer, server):
                     request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ConnectRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ConnectResponse.SerializeToString,
             ),
-            'Register': grpc.unary_unary_rpc_method_handler(
-                    servicer.Register,
-                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterRequest.FromString,
-                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterResponse.SerializeToString,
-            ),
             'RegisterStream': grpc.stream_stream_rpc_method_handler(
                     servicer.RegisterStream,
                     request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamResponse.SerializeToString,
-            ),
-            'Invite': grpc.unary_unary_rpc_method_handler(
-                    servicer.Invite,
-                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.InviteRequest.FromString,
-                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.InviteResponse.SerializeToString,
-            ),
-            'Cancel': grpc.unary_unary_rpc_method_handler(
-                    servicer.Cancel,
-                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.CancelRequest.FromString,
-                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.CancelResponse.SerializeToString,
-            ),
-            'Bye': grpc.unary_unary_rpc_method_handler(
-                    servicer.Bye,
-                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ByeRequest.FromString,
-                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ByeResponse.SerializeToString,
-            ),
-            'ReportLeg': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportLeg,
-                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegRequest.FromString,
-                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.ReportLegResponse.SerializeToString,
             ),
             'CallStream': grpc.stream_stream_rpc_method_handler(
                     servicer.CallStream,
@@ -256,8 +176,13 @@ def add_SidecarServiceServicer_to_server(servicer, server):
 class SidecarService:
     """The internal API between media sidecars and the control plane. A sidecar
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
-    commands) and translates every handset transaction into one unary RPC
-    with a deadline. Sidecars authenticate with the admin bearer token.
+    commands) and sends every handset transaction as one call with a deadline
+    on one of two long-lived streams: REGISTERs on `RegisterStream`, call
+    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+
+    This service is internal: sidecars and control planes are released and
+    upgraded together, so it changes without the compatibility rules of the
+    public services (see buf.yaml).
     """
 
     @staticmethod
@@ -288,33 +213,6 @@ class SidecarService:
             _registered_method=True)
 
     @staticmethod
-    def Register(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sip2uc.v1.SidecarService/Register',
-            sip2uc_dot_v1_dot_sidecar__pb2.RegisterRequest.SerializeToString,
-            sip2uc_dot_v1_dot_sidecar__pb2.RegisterResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def RegisterStream(request_iterator,
             target,
             options=(),
@@ -331,114 +229,6 @@ class SidecarService:
             '/sip2uc.v1.SidecarService/RegisterStream',
             sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamRequest.SerializeToString,
             sip2uc_dot_v1_dot_sidecar__pb2.RegisterStreamResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Invite(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sip2uc.v1.SidecarService/Invite',
-            sip2uc_dot_v1_dot_sidecar__pb2.InviteRequest.SerializeToString,
-            sip2uc_dot_v1_dot_sidecar__pb2.InviteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Cancel(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sip2uc.v1.SidecarService/Cancel',
-            sip2uc_dot_v1_dot_sidecar__pb2.CancelRequest.SerializeToString,
-            sip2uc_dot_v1_dot_sidecar__pb2.CancelResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Bye(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sip2uc.v1.SidecarService/Bye',
-            sip2uc_dot_v1_dot_sidecar__pb2.ByeRequest.SerializeToString,
-            sip2uc_dot_v1_dot_sidecar__pb2.ByeResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ReportLeg(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/sip2uc.v1.SidecarService/ReportLeg',
-            sip2uc_dot_v1_dot_sidecar__pb2.ReportLegRequest.SerializeToString,
-            sip2uc_dot_v1_dot_sidecar__pb2.ReportLegResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,8 +29,13 @@ GRPC_VERSION: str
 class SidecarServiceStub:
     """The internal API between media sidecars and the control plane. A sidecar
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
-    commands) and translates every handset transaction into one unary RPC
-    with a deadline. Sidecars authenticate with the admin bearer token.
+    commands) and sends every handset transaction as one call with a deadline
+    on one of two long-lived streams: REGISTERs on `RegisterStream`, call
+    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+
+    This service is internal: sidecars and control planes are released and
+    upgraded together, so it changes without the compatibility rules of the
+    public services (see buf.yaml).
     """
 
     @_typing.overload
@@ -44,39 +49,22 @@ class SidecarServiceStub:
     When the stream ends the control plane marks the sidecar lost; its
     bindings are removed after the configured grace period.
     """
-    Register: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.RegisterRequest, _sidecar_pb2.RegisterResponse]
-    """A REGISTER (RFC 3261 section 10) that carried digest credentials."""
     RegisterStream: _grpc.StreamStreamMultiCallable[_sidecar_pb2.RegisterStreamRequest, _sidecar_pb2.RegisterStreamResponse]
-    """The same as `Register`, carried on one long-lived stream per sidecar so
-    that a busy registrar pays for one HTTP/2 stream instead of one per
-    REGISTER. Each request message holds the REGISTERs the sidecar received
-    since its last write, each with a correlation id and the W3C trace
-    context of its SIP transaction (so every REGISTER keeps its own span,
-    as with the unary call); each response message answers some of them,
-    in any order. Sidecars fall back to `Register` when this returns
-    UNIMPLEMENTED.
-    """
-    Invite: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.InviteRequest, _sidecar_pb2.InviteResponse]
-    """An INVITE starting a new call from a handset or trunk device."""
-    Cancel: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.CancelRequest, _sidecar_pb2.CancelResponse]
-    """A CANCEL of a handset's pending INVITE."""
-    Bye: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.ByeRequest, _sidecar_pb2.ByeResponse]
-    """A BYE from a handset, or a leg that ended on the sidecar (media
-    timeout, transport failure).
-    """
-    ReportLeg: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.ReportLegRequest, _sidecar_pb2.ReportLegResponse]
-    """Progress of a leg the control plane asked the sidecar to create
-    (ringing, early media, answer, failure) and in-call events (DTMF,
-    hold, media statistics).
+    """REGISTERs (RFC 3261 section 10) that carried digest credentials, on one
+    long-lived stream per sidecar so that a busy registrar pays for one
+    HTTP/2 stream instead of one per REGISTER. Each request message holds the
+    REGISTERs the sidecar received since its last write, each with a
+    correlation id and the W3C trace context of its SIP transaction (so every
+    REGISTER keeps its own span); each response message answers some of
+    them, in any order.
     """
     CallStream: _grpc.StreamStreamMultiCallable[_sidecar_pb2.CallStreamRequest, _sidecar_pb2.CallStreamResponse]
-    """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
-    stream per sidecar, batched and correlated like `RegisterStream`, each
-    call with the W3C trace context of its SIP transaction and its deadline.
-    The control plane handles the calls of one leg (same `leg_id`) one after
-    another in the order they were sent, and calls of different legs
-    concurrently; answers come in completion order. Sidecars fall back to
-    the unary RPCs when this returns UNIMPLEMENTED.
+    """The call requests of docs/calls.md (`Invite`, `Cancel`, `Bye`,
+    `ReportLeg`) on one long-lived stream per sidecar, batched and correlated
+    like `RegisterStream`, each call with the W3C trace context of its SIP
+    transaction and its deadline. The control plane handles the calls of one
+    leg (same `leg_id`) one after another in the order they were sent, and
+    calls of different legs concurrently; answers come in completion order.
     """
     Message: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]
     """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
@@ -94,8 +82,13 @@ class SidecarServiceStub:
 class SidecarServiceAsyncStub(SidecarServiceStub):
     """The internal API between media sidecars and the control plane. A sidecar
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
-    commands) and translates every handset transaction into one unary RPC
-    with a deadline. Sidecars authenticate with the admin bearer token.
+    commands) and sends every handset transaction as one call with a deadline
+    on one of two long-lived streams: REGISTERs on `RegisterStream`, call
+    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+
+    This service is internal: sidecars and control planes are released and
+    upgraded together, so it changes without the compatibility rules of the
+    public services (see buf.yaml).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -106,39 +99,22 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     When the stream ends the control plane marks the sidecar lost; its
     bindings are removed after the configured grace period.
     """
-    Register: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.RegisterRequest, _sidecar_pb2.RegisterResponse]  # type: ignore[assignment]
-    """A REGISTER (RFC 3261 section 10) that carried digest credentials."""
     RegisterStream: _aio.StreamStreamMultiCallable[_sidecar_pb2.RegisterStreamRequest, _sidecar_pb2.RegisterStreamResponse]  # type: ignore[assignment]
-    """The same as `Register`, carried on one long-lived stream per sidecar so
-    that a busy registrar pays for one HTTP/2 stream instead of one per
-    REGISTER. Each request message holds the REGISTERs the sidecar received
-    since its last write, each with a correlation id and the W3C trace
-    context of its SIP transaction (so every REGISTER keeps its own span,
-    as with the unary call); each response message answers some of them,
-    in any order. Sidecars fall back to `Register` when this returns
-    UNIMPLEMENTED.
-    """
-    Invite: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.InviteRequest, _sidecar_pb2.InviteResponse]  # type: ignore[assignment]
-    """An INVITE starting a new call from a handset or trunk device."""
-    Cancel: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.CancelRequest, _sidecar_pb2.CancelResponse]  # type: ignore[assignment]
-    """A CANCEL of a handset's pending INVITE."""
-    Bye: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.ByeRequest, _sidecar_pb2.ByeResponse]  # type: ignore[assignment]
-    """A BYE from a handset, or a leg that ended on the sidecar (media
-    timeout, transport failure).
-    """
-    ReportLeg: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.ReportLegRequest, _sidecar_pb2.ReportLegResponse]  # type: ignore[assignment]
-    """Progress of a leg the control plane asked the sidecar to create
-    (ringing, early media, answer, failure) and in-call events (DTMF,
-    hold, media statistics).
+    """REGISTERs (RFC 3261 section 10) that carried digest credentials, on one
+    long-lived stream per sidecar so that a busy registrar pays for one
+    HTTP/2 stream instead of one per REGISTER. Each request message holds the
+    REGISTERs the sidecar received since its last write, each with a
+    correlation id and the W3C trace context of its SIP transaction (so every
+    REGISTER keeps its own span); each response message answers some of
+    them, in any order.
     """
     CallStream: _aio.StreamStreamMultiCallable[_sidecar_pb2.CallStreamRequest, _sidecar_pb2.CallStreamResponse]  # type: ignore[assignment]
-    """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
-    stream per sidecar, batched and correlated like `RegisterStream`, each
-    call with the W3C trace context of its SIP transaction and its deadline.
-    The control plane handles the calls of one leg (same `leg_id`) one after
-    another in the order they were sent, and calls of different legs
-    concurrently; answers come in completion order. Sidecars fall back to
-    the unary RPCs when this returns UNIMPLEMENTED.
+    """The call requests of docs/calls.md (`Invite`, `Cancel`, `Bye`,
+    `ReportLeg`) on one long-lived stream per sidecar, batched and correlated
+    like `RegisterStream`, each call with the W3C trace context of its SIP
+    transaction and its deadline. The control plane handles the calls of one
+    leg (same `leg_id`) one after another in the order they were sent, and
+    calls of different legs concurrently; answers come in completion order.
     """
     Message: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]  # type: ignore[assignment]
     """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
@@ -155,8 +131,13 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
 class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
     """The internal API between media sidecars and the control plane. A sidecar
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
-    commands) and translates every handset transaction into one unary RPC
-    with a deadline. Sidecars authenticate with the admin bearer token.
+    commands) and sends every handset transaction as one call with a deadline
+    on one of two long-lived streams: REGISTERs on `RegisterStream`, call
+    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+
+    This service is internal: sidecars and control planes are released and
+    upgraded together, so it changes without the compatibility rules of the
+    public services (see buf.yaml).
     """
 
     @_abc_1.abstractmethod
@@ -173,64 +154,18 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def Register(
-        self,
-        request: _sidecar_pb2.RegisterRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_sidecar_pb2.RegisterResponse, _abc.Awaitable[_sidecar_pb2.RegisterResponse]]:
-        """A REGISTER (RFC 3261 section 10) that carried digest credentials."""
-
-    @_abc_1.abstractmethod
     def RegisterStream(
         self,
         request_iterator: _MaybeAsyncIterator[_sidecar_pb2.RegisterStreamRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_sidecar_pb2.RegisterStreamResponse], _abc.AsyncIterator[_sidecar_pb2.RegisterStreamResponse]]:
-        """The same as `Register`, carried on one long-lived stream per sidecar so
-        that a busy registrar pays for one HTTP/2 stream instead of one per
-        REGISTER. Each request message holds the REGISTERs the sidecar received
-        since its last write, each with a correlation id and the W3C trace
-        context of its SIP transaction (so every REGISTER keeps its own span,
-        as with the unary call); each response message answers some of them,
-        in any order. Sidecars fall back to `Register` when this returns
-        UNIMPLEMENTED.
-        """
-
-    @_abc_1.abstractmethod
-    def Invite(
-        self,
-        request: _sidecar_pb2.InviteRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_sidecar_pb2.InviteResponse, _abc.Awaitable[_sidecar_pb2.InviteResponse]]:
-        """An INVITE starting a new call from a handset or trunk device."""
-
-    @_abc_1.abstractmethod
-    def Cancel(
-        self,
-        request: _sidecar_pb2.CancelRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_sidecar_pb2.CancelResponse, _abc.Awaitable[_sidecar_pb2.CancelResponse]]:
-        """A CANCEL of a handset's pending INVITE."""
-
-    @_abc_1.abstractmethod
-    def Bye(
-        self,
-        request: _sidecar_pb2.ByeRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_sidecar_pb2.ByeResponse, _abc.Awaitable[_sidecar_pb2.ByeResponse]]:
-        """A BYE from a handset, or a leg that ended on the sidecar (media
-        timeout, transport failure).
-        """
-
-    @_abc_1.abstractmethod
-    def ReportLeg(
-        self,
-        request: _sidecar_pb2.ReportLegRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_sidecar_pb2.ReportLegResponse, _abc.Awaitable[_sidecar_pb2.ReportLegResponse]]:
-        """Progress of a leg the control plane asked the sidecar to create
-        (ringing, early media, answer, failure) and in-call events (DTMF,
-        hold, media statistics).
+        """REGISTERs (RFC 3261 section 10) that carried digest credentials, on one
+        long-lived stream per sidecar so that a busy registrar pays for one
+        HTTP/2 stream instead of one per REGISTER. Each request message holds the
+        REGISTERs the sidecar received since its last write, each with a
+        correlation id and the W3C trace context of its SIP transaction (so every
+        REGISTER keeps its own span); each response message answers some of
+        them, in any order.
         """
 
     @_abc_1.abstractmethod
@@ -239,13 +174,12 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_sidecar_pb2.CallStreamRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_sidecar_pb2.CallStreamResponse], _abc.AsyncIterator[_sidecar_pb2.CallStreamResponse]]:
-        """`Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
-        stream per sidecar, batched and correlated like `RegisterStream`, each
-        call with the W3C trace context of its SIP transaction and its deadline.
-        The control plane handles the calls of one leg (same `leg_id`) one after
-        another in the order they were sent, and calls of different legs
-        concurrently; answers come in completion order. Sidecars fall back to
-        the unary RPCs when this returns UNIMPLEMENTED.
+        """The call requests of docs/calls.md (`Invite`, `Cancel`, `Bye`,
+        `ReportLeg`) on one long-lived stream per sidecar, batched and correlated
+        like `RegisterStream`, each call with the W3C trace context of its SIP
+        transaction and its deadline. The control plane handles the calls of one
+        leg (same `leg_id`) one after another in the order they were sent, and
+        calls of different legs concurrently; answers come in completion order.
         """
 
     @_abc_1.abstractmethod

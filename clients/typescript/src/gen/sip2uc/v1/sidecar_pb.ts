@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/sidecar.proto.
  */
 export const file_sip2uc_v1_sidecar: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAki0QEKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSABCCQoHcGF5bG9hZCI7Cg5Db21tYW5kUmVzdWx0cxIpCgdyZXN1bHRzGAEgAygLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHQioQIKD1NpZGVjYXJTZXR0aW5ncxINCgVyZWFsbRgBIAEoCRIOCgZkb21haW4YAiABKAkSGAoQYWxsb3dlZF9uZXR3b3JrcxgDIAMoCRItCg10cnVua19zb3VyY2VzGAQgAygLMhYuc2lwMnVjLnYxLlRydW5rU291cmNlEhUKDWJhbl90aHJlc2hvbGQYBSABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAYgASgNEhMKC2Jhbl9zZWNvbmRzGAcgASgNEhUKDWNoYW5uZWxfbGltaXQYCCABKA0SHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAkgASgNEhMKC21pbl9leHBpcmVzGAogASgNEhMKC21heF9leHBpcmVzGAsgASgNIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqAECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSABCCQoHcGF5bG9hZCI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsInwKDFJlZ2lzdGVyQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEisKB3JlcXVlc3QYBCABKAsyGi5zaXAydWMudjEuUmVnaXN0ZXJSZXF1ZXN0IkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0iygEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJjChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSLPAQoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCSJEChFTdWJzY3JpYmVSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDwoHZXhwaXJlcxgCIAEoDRIOCgZyZWFzb24YAyABKAkqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGMssFCg5TaWRlY2FyU2VydmljZRJECgdDb25uZWN0Ehkuc2lwMnVjLnYxLkNvbm5lY3RSZXF1ZXN0Ghouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESQwoIUmVnaXN0ZXISGi5zaXAydWMudjEuUmVnaXN0ZXJSZXF1ZXN0Ghsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USWQoOUmVnaXN0ZXJTdHJlYW0SIC5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0GiEuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2UoATABEj0KBkludml0ZRIYLnNpcDJ1Yy52MS5JbnZpdGVSZXF1ZXN0Ghkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlEj0KBkNhbmNlbBIYLnNpcDJ1Yy52MS5DYW5jZWxSZXF1ZXN0Ghkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlEjQKA0J5ZRIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0GhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlEkYKCVJlcG9ydExlZxIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0Ghwuc2lwMnVjLnYxLlJlcG9ydExlZ1Jlc3BvbnNlEk0KCkNhbGxTdHJlYW0SHC5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcXVlc3QaHS5zaXAydWMudjEuQ2FsbFN0cmVhbVJlc3BvbnNlKAEwARJACgdNZXNzYWdlEhkuc2lwMnVjLnYxLk1lc3NhZ2VSZXF1ZXN0Ghouc2lwMnVjLnYxLk1lc3NhZ2VSZXNwb25zZRJGCglTdWJzY3JpYmUSGy5zaXAydWMudjEuU3Vic2NyaWJlUmVxdWVzdBocLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAki0QEKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSABCCQoHcGF5bG9hZCI7Cg5Db21tYW5kUmVzdWx0cxIpCgdyZXN1bHRzGAEgAygLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHQioQIKD1NpZGVjYXJTZXR0aW5ncxINCgVyZWFsbRgBIAEoCRIOCgZkb21haW4YAiABKAkSGAoQYWxsb3dlZF9uZXR3b3JrcxgDIAMoCRItCg10cnVua19zb3VyY2VzGAQgAygLMhYuc2lwMnVjLnYxLlRydW5rU291cmNlEhUKDWJhbl90aHJlc2hvbGQYBSABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAYgASgNEhMKC2Jhbl9zZWNvbmRzGAcgASgNEhUKDWNoYW5uZWxfbGltaXQYCCABKA0SHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAkgASgNEhMKC21pbl9leHBpcmVzGAogASgNEhMKC21heF9leHBpcmVzGAsgASgNIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqAECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSABCCQoHcGF5bG9hZCI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsInwKDFJlZ2lzdGVyQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEisKB3JlcXVlc3QYBCABKAsyGi5zaXAydWMudjEuUmVnaXN0ZXJSZXF1ZXN0IkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0iygEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJjChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSLPAQoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCSJEChFTdWJzY3JpYmVSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDwoHZXhwaXJlcxgCIAEoDRIOCgZyZWFzb24YAyABKAkqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGMooDCg5TaWRlY2FyU2VydmljZRJECgdDb25uZWN0Ehkuc2lwMnVjLnYxLkNvbm5lY3RSZXF1ZXN0Ghouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWQoOUmVnaXN0ZXJTdHJlYW0SIC5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0GiEuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2UoATABEk0KCkNhbGxTdHJlYW0SHC5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcXVlc3QaHS5zaXAydWMudjEuQ2FsbFN0cmVhbVJlc3BvbnNlKAEwARJACgdNZXNzYWdlEhkuc2lwMnVjLnYxLk1lc3NhZ2VSZXF1ZXN0Ghouc2lwMnVjLnYxLk1lc3NhZ2VSZXNwb25zZRJGCglTdWJzY3JpYmUSGy5zaXAydWMudjEuU3Vic2NyaWJlUmVxdWVzdBocLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -679,7 +679,7 @@ export const CommandBatchSchema: GenMessage<CommandBatch> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 12);
 
 /**
- * Request of SidecarService.Register.
+ * A REGISTER, as one `RegisterCall` of the `RegisterStream` carries it.
  *
  * @generated from message sip2uc.v1.RegisterRequest
  */
@@ -778,7 +778,7 @@ export const ContactBindingSchema: GenMessage<ContactBinding> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 14);
 
 /**
- * Response of SidecarService.Register.
+ * The answer to a REGISTER (`RegisterReply.response`).
  *
  * @generated from message sip2uc.v1.RegisterResponse
  */
@@ -869,7 +869,7 @@ export type RegisterCall = Message<"sip2uc.v1.RegisterCall"> & {
   tracestate: string;
 
   /**
-   * The same message the unary `Register` takes.
+   * The REGISTER.
    *
    * @generated from field: sip2uc.v1.RegisterRequest request = 4;
    */
@@ -918,15 +918,15 @@ export type RegisterReply = Message<"sip2uc.v1.RegisterReply"> & {
   correlationId: bigint;
 
   /**
-   * What the unary `Register` would have returned (unset on error).
+   * The answer (unset on error).
    *
    * @generated from field: sip2uc.v1.RegisterResponse response = 2;
    */
   response?: RegisterResponse | undefined;
 
   /**
-   * The gRPC status code the unary `Register` would have failed with
-   * (0 when `response` is set).
+   * Why the REGISTER could not be answered, as a gRPC status code (0 when
+   * `response` is set).
    *
    * @generated from field: int32 error_code = 3;
    */
@@ -948,7 +948,7 @@ export const RegisterReplySchema: GenMessage<RegisterReply> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 19);
 
 /**
- * Request of SidecarService.CallStream: a batch of call RPCs.
+ * Request of SidecarService.CallStream: a batch of calls.
  *
  * @generated from message sip2uc.v1.CallStreamRequest
  */
@@ -969,7 +969,7 @@ export const CallStreamRequestSchema: GenMessage<CallStreamRequest> = /*@__PURE_
   messageDesc(file_sip2uc_v1_sidecar, 20);
 
 /**
- * One call RPC on the CallStream.
+ * One call on the CallStream.
  *
  * @generated from message sip2uc.v1.CallStreamCall
  */
@@ -997,22 +997,22 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
   tracestate: string;
 
   /**
-   * The deadline of the call in milliseconds from its sending, as the unary
-   * call's timeout; the control plane answers DEADLINE_EXCEEDED instead of
-   * starting a call whose deadline has passed (0: no deadline).
+   * The deadline of the call in milliseconds from its sending; the control
+   * plane answers DEADLINE_EXCEEDED instead of starting a call whose
+   * deadline has passed (0: no deadline).
    *
    * @generated from field: uint32 timeout_ms = 4;
    */
   timeoutMs: number;
 
   /**
-   * The same message the unary RPC takes.
+   * The call.
    *
    * @generated from oneof sip2uc.v1.CallStreamCall.request
    */
   request: {
     /**
-     * As `Invite`.
+     * An INVITE starting a new call from a handset or trunk device.
      *
      * @generated from field: sip2uc.v1.InviteRequest invite = 5;
      */
@@ -1020,7 +1020,7 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
     case: "invite";
   } | {
     /**
-     * As `Cancel`.
+     * A CANCEL of a handset's pending INVITE.
      *
      * @generated from field: sip2uc.v1.CancelRequest cancel = 6;
      */
@@ -1028,7 +1028,8 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
     case: "cancel";
   } | {
     /**
-     * As `Bye`.
+     * A BYE from a handset, or a leg that ended on the sidecar (media
+     * timeout, transport failure).
      *
      * @generated from field: sip2uc.v1.ByeRequest bye = 7;
      */
@@ -1036,7 +1037,9 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
     case: "bye";
   } | {
     /**
-     * As `ReportLeg`.
+     * Progress of a leg the control plane asked the sidecar to create
+     * (ringing, early media, answer, failure) and in-call events (DTMF,
+     * hold, media statistics).
      *
      * @generated from field: sip2uc.v1.ReportLegRequest report_leg = 8;
      */
@@ -1087,7 +1090,7 @@ export type CallStreamReply = Message<"sip2uc.v1.CallStreamReply"> & {
   correlationId: bigint;
 
   /**
-   * The gRPC status code the unary RPC would have failed with (0 when a
+   * Why the call could not be answered, as a gRPC status code (0 when a
    * response is set).
    *
    * @generated from field: int32 error_code = 2;
@@ -1102,7 +1105,7 @@ export type CallStreamReply = Message<"sip2uc.v1.CallStreamReply"> & {
   errorMessage: string;
 
   /**
-   * What the unary RPC would have returned (unset on error).
+   * The answer (unset on error).
    *
    * @generated from oneof sip2uc.v1.CallStreamReply.response
    */
@@ -1149,7 +1152,7 @@ export const CallStreamReplySchema: GenMessage<CallStreamReply> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 23);
 
 /**
- * Request of SidecarService.Invite.
+ * An `Invite` call: a new call from a handset or trunk device.
  *
  * @generated from message sip2uc.v1.InviteRequest
  */
@@ -1220,7 +1223,7 @@ export const InviteRequestSchema: GenMessage<InviteRequest> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 24);
 
 /**
- * Response of SidecarService.Invite.
+ * The answer to an `Invite` call.
  *
  * @generated from message sip2uc.v1.InviteResponse
  */
@@ -1276,7 +1279,7 @@ export const InviteResponseSchema: GenMessage<InviteResponse> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 25);
 
 /**
- * Request of SidecarService.Cancel.
+ * A `Cancel` call: the caller cancelled a pending INVITE.
  *
  * @generated from message sip2uc.v1.CancelRequest
  */
@@ -1304,7 +1307,7 @@ export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 26);
 
 /**
- * Response of SidecarService.Cancel.
+ * The answer to a `Cancel` call.
  *
  * @generated from message sip2uc.v1.CancelResponse
  */
@@ -1319,7 +1322,7 @@ export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 27);
 
 /**
- * Request of SidecarService.Bye.
+ * A `Bye` call: a leg ended.
  *
  * @generated from message sip2uc.v1.ByeRequest
  */
@@ -1362,7 +1365,7 @@ export const ByeRequestSchema: GenMessage<ByeRequest> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 28);
 
 /**
- * Response of SidecarService.Bye.
+ * The answer to a `Bye` call.
  *
  * @generated from message sip2uc.v1.ByeResponse
  */
@@ -1377,7 +1380,7 @@ export const ByeResponseSchema: GenMessage<ByeResponse> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 29);
 
 /**
- * Request of SidecarService.ReportLeg.
+ * A `ReportLeg` call: progress and events of a leg.
  *
  * @generated from message sip2uc.v1.ReportLegRequest
  */
@@ -1462,7 +1465,7 @@ export const ReportLegRequestSchema: GenMessage<ReportLegRequest> = /*@__PURE__*
   messageDesc(file_sip2uc_v1_sidecar, 30);
 
 /**
- * Response of SidecarService.ReportLeg.
+ * The answer to a `ReportLeg` call.
  *
  * @generated from message sip2uc.v1.ReportLegResponse
  */
@@ -2299,8 +2302,13 @@ export const LegStateSchema: GenEnum<LegState> = /*@__PURE__*/
 /**
  * The internal API between media sidecars and the control plane. A sidecar
  * dials out, keeps one `Connect` stream open (announcement, heartbeats,
- * commands) and translates every handset transaction into one unary RPC
- * with a deadline. Sidecars authenticate with the admin bearer token.
+ * commands) and sends every handset transaction as one call with a deadline
+ * on one of two long-lived streams: REGISTERs on `RegisterStream`, call
+ * requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+ *
+ * This service is internal: sidecars and control planes are released and
+ * upgraded together, so it changes without the compatibility rules of the
+ * public services (see buf.yaml).
  *
  * @generated from service sip2uc.v1.SidecarService
  */
@@ -2320,24 +2328,13 @@ export const SidecarService: GenService<{
     output: typeof ConnectResponseSchema;
   },
   /**
-   * A REGISTER (RFC 3261 section 10) that carried digest credentials.
-   *
-   * @generated from rpc sip2uc.v1.SidecarService.Register
-   */
-  register: {
-    methodKind: "unary";
-    input: typeof RegisterRequestSchema;
-    output: typeof RegisterResponseSchema;
-  },
-  /**
-   * The same as `Register`, carried on one long-lived stream per sidecar so
-   * that a busy registrar pays for one HTTP/2 stream instead of one per
-   * REGISTER. Each request message holds the REGISTERs the sidecar received
-   * since its last write, each with a correlation id and the W3C trace
-   * context of its SIP transaction (so every REGISTER keeps its own span,
-   * as with the unary call); each response message answers some of them,
-   * in any order. Sidecars fall back to `Register` when this returns
-   * UNIMPLEMENTED.
+   * REGISTERs (RFC 3261 section 10) that carried digest credentials, on one
+   * long-lived stream per sidecar so that a busy registrar pays for one
+   * HTTP/2 stream instead of one per REGISTER. Each request message holds the
+   * REGISTERs the sidecar received since its last write, each with a
+   * correlation id and the W3C trace context of its SIP transaction (so every
+   * REGISTER keeps its own span); each response message answers some of
+   * them, in any order.
    *
    * @generated from rpc sip2uc.v1.SidecarService.RegisterStream
    */
@@ -2347,56 +2344,12 @@ export const SidecarService: GenService<{
     output: typeof RegisterStreamResponseSchema;
   },
   /**
-   * An INVITE starting a new call from a handset or trunk device.
-   *
-   * @generated from rpc sip2uc.v1.SidecarService.Invite
-   */
-  invite: {
-    methodKind: "unary";
-    input: typeof InviteRequestSchema;
-    output: typeof InviteResponseSchema;
-  },
-  /**
-   * A CANCEL of a handset's pending INVITE.
-   *
-   * @generated from rpc sip2uc.v1.SidecarService.Cancel
-   */
-  cancel: {
-    methodKind: "unary";
-    input: typeof CancelRequestSchema;
-    output: typeof CancelResponseSchema;
-  },
-  /**
-   * A BYE from a handset, or a leg that ended on the sidecar (media
-   * timeout, transport failure).
-   *
-   * @generated from rpc sip2uc.v1.SidecarService.Bye
-   */
-  bye: {
-    methodKind: "unary";
-    input: typeof ByeRequestSchema;
-    output: typeof ByeResponseSchema;
-  },
-  /**
-   * Progress of a leg the control plane asked the sidecar to create
-   * (ringing, early media, answer, failure) and in-call events (DTMF,
-   * hold, media statistics).
-   *
-   * @generated from rpc sip2uc.v1.SidecarService.ReportLeg
-   */
-  reportLeg: {
-    methodKind: "unary";
-    input: typeof ReportLegRequestSchema;
-    output: typeof ReportLegResponseSchema;
-  },
-  /**
-   * `Invite`, `Cancel`, `Bye` and `ReportLeg` carried on one long-lived
-   * stream per sidecar, batched and correlated like `RegisterStream`, each
-   * call with the W3C trace context of its SIP transaction and its deadline.
-   * The control plane handles the calls of one leg (same `leg_id`) one after
-   * another in the order they were sent, and calls of different legs
-   * concurrently; answers come in completion order. Sidecars fall back to
-   * the unary RPCs when this returns UNIMPLEMENTED.
+   * The call requests of docs/calls.md (`Invite`, `Cancel`, `Bye`,
+   * `ReportLeg`) on one long-lived stream per sidecar, batched and correlated
+   * like `RegisterStream`, each call with the W3C trace context of its SIP
+   * transaction and its deadline. The control plane handles the calls of one
+   * leg (same `leg_id`) one after another in the order they were sent, and
+   * calls of different legs concurrently; answers come in completion order.
    *
    * @generated from rpc sip2uc.v1.SidecarService.CallStream
    */

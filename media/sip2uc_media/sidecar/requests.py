@@ -1,0 +1,70 @@
+"""What the sidecar tells and asks the control plane, in the sidecar's own terms.
+
+`wire.py` turns these into `sidecar.proto` messages; nothing else in the sidecar needs to know
+those exist. The REGISTER's own records (`RegisterAttempt`, `RegisterResult`) live with the
+registrar that makes and reads them, the call leg's (`InviteRpc`, `ReportLeg`, ...) with the
+B2BUA's actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sip2uc_core.sip.digest import Credentials
+from sip2uc_core.sip.endpoint import Endpoint
+
+from .registrar import RegisterResult
+
+__all__ = [
+    "ControlUnavailableError",
+    "HelloInfo",
+    "InviteCall",
+    "Origin",
+    "RegisterDone",
+]
+
+
+class ControlUnavailableError(Exception):
+    """The control plane cannot be asked right now; the handset gets 503 + Retry-After."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from (or, for a leg the sidecar created, where it went)."""
+
+    sidecar: str
+    source: Endpoint
+    user_agent: str
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InviteCall:
+    """Everything an ``Invite`` carries besides the leg's offer (``b2bua.actions.InviteRpc``)."""
+
+    origin: Origin
+    #: None for trunk sources (authorised by address).
+    credentials: Credentials | None
+    request_uri: str
+    from_uri: str
+    from_display_name: str
+    to_uri: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HelloInfo:
+    """How the sidecar announces itself when its session starts."""
+
+    name: str
+    site: str
+    #: One SIP listening address per transport.
+    listeners: tuple[Endpoint, ...]
+    rtp_host: str
+    rtp_ports: tuple[int, int]
+    capacity: int
+    instance_id: str
+
+
+#: How a REGISTER's answer comes back: ``done(result, None)`` or ``done(None, error)``, once.
+RegisterDone = Callable[[RegisterResult | None, ControlUnavailableError | None], None]

@@ -1,0 +1,460 @@
+"""The sidecar's one door to ``sidecar.proto``: every message of `SidecarService` is made from, or
+read into, the sidecar's own types here, and nowhere else.
+
+Outgoing: the session's hello, heartbeats and command results; REGISTERs for ``RegisterStream``;
+``Invite``, ``Cancel``, ``Bye`` and ``ReportLeg`` for ``CallStream``. Incoming: the session's
+messages (`commands.SessionMessage`) and the answers to those calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sip2uc.v1 import common_pb2, sidecar_pb2
+from sip2uc_core.sip.contact import Contact
+from sip2uc_core.sip.digest import Credentials
+from sip2uc_core.sip.endpoint import Endpoint, Transport
+from sip2uc_core.stream_stats import StreamStats
+
+from ..b2bua.actions import ByeRpc, CancelRpc, InviteRpc, LegState, ReportLeg, Tone
+from ..b2bua.legs import CreateLeg, Disposition, InviteResult
+from ..b2bua.offer_answer import CodecSpec, MediaSpec
+from ..rtp.relay import Direction
+from .commands import (
+    DEFAULT_DTMF_MS,
+    AnswerLeg,
+    Batch,
+    Command,
+    DeliverMessage,
+    EndLeg,
+    InjectDtmf,
+    Notify,
+    Order,
+    SessionMessage,
+    SettingsUpdate,
+    UpdateMedia,
+    Welcome,
+)
+from .registrar import RegisterAttempt, RegisterOutcome, RegisterResult
+from .requests import HelloInfo, InviteCall, Origin
+
+__all__ = [
+    "VERSION",
+    "bye_call",
+    "call_batch",
+    "cancel_call",
+    "heartbeat",
+    "hello",
+    "invite_call",
+    "invite_result",
+    "register_batch",
+    "register_call",
+    "register_result",
+    "report_call",
+    "results",
+    "session_message",
+]
+
+VERSION = "0.1.0"
+DEFAULT_RING_TIMEOUT_SECONDS = 60
+
+_TRANSPORTS = {
+    Transport.UDP: common_pb2.TRANSPORT_UDP,
+    Transport.TCP: common_pb2.TRANSPORT_TCP,
+    Transport.TLS: common_pb2.TRANSPORT_TLS,
+}
+_TRANSPORTS_BACK = {v: k for k, v in _TRANSPORTS.items()}
+_OUTCOMES = {
+    sidecar_pb2.REGISTER_OUTCOME_OK: RegisterOutcome.OK,
+    sidecar_pb2.REGISTER_OUTCOME_UNAUTHORIZED: RegisterOutcome.UNAUTHORIZED,
+    sidecar_pb2.REGISTER_OUTCOME_FORBIDDEN: RegisterOutcome.FORBIDDEN,
+    sidecar_pb2.REGISTER_OUTCOME_INTERVAL_TOO_BRIEF: RegisterOutcome.INTERVAL_TOO_BRIEF,
+    sidecar_pb2.REGISTER_OUTCOME_TOO_MANY_BINDINGS: RegisterOutcome.TOO_MANY_BINDINGS,
+    sidecar_pb2.REGISTER_OUTCOME_OUT_OF_ORDER: RegisterOutcome.OUT_OF_ORDER,
+}
+_DIRECTIONS = {
+    Direction.SENDRECV: common_pb2.MEDIA_DIRECTION_SENDRECV,
+    Direction.SENDONLY: common_pb2.MEDIA_DIRECTION_SENDONLY,
+    Direction.RECVONLY: common_pb2.MEDIA_DIRECTION_RECVONLY,
+    Direction.INACTIVE: common_pb2.MEDIA_DIRECTION_INACTIVE,
+}
+_DIRECTIONS_BACK = {v: k for k, v in _DIRECTIONS.items()}
+_LEG_STATES = {
+    LegState.TRYING: sidecar_pb2.LEG_STATE_TRYING,
+    LegState.RINGING: sidecar_pb2.LEG_STATE_RINGING,
+    LegState.EARLY_MEDIA: sidecar_pb2.LEG_STATE_EARLY_MEDIA,
+    LegState.ANSWERED: sidecar_pb2.LEG_STATE_ANSWERED,
+    LegState.FAILED: sidecar_pb2.LEG_STATE_FAILED,
+    LegState.ENDED: sidecar_pb2.LEG_STATE_ENDED,
+}
+_DISPOSITIONS = {
+    sidecar_pb2.INVITE_DISPOSITION_ROUTING: Disposition.ROUTING,
+    sidecar_pb2.INVITE_DISPOSITION_REJECT: Disposition.REJECT,
+    sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED: Disposition.UNAUTHORIZED,
+    sidecar_pb2.INVITE_DISPOSITION_FEEDBACK_TONE: Disposition.FEEDBACK_TONE,
+}
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+
+
+def _address(endpoint: Endpoint) -> common_pb2.SocketAddress:
+    return common_pb2.SocketAddress(host=endpoint.host, port=endpoint.port)
+
+
+def _endpoint(
+    address: common_pb2.SocketAddress, transport: common_pb2.Transport.ValueType
+) -> Endpoint:
+    # A command without a transport means UDP, the one every handset speaks.
+    return Endpoint(_TRANSPORTS_BACK.get(transport, Transport.UDP), address.host, address.port)
+
+
+def _credentials(creds: Credentials, method: str) -> sidecar_pb2.DigestCredentials:
+    return sidecar_pb2.DigestCredentials(
+        username=creds.username,
+        realm=creds.realm,
+        nonce=creds.nonce,
+        uri=creds.uri,
+        response=creds.response,
+        algorithm=creds.algorithm.value,
+        cnonce=creds.cnonce or "",
+        nc=creds.nc or "",
+        qop=creds.qop or "",
+        method=method,
+    )
+
+
+def _origin(origin: Origin) -> sidecar_pb2.RequestOrigin:
+    return sidecar_pb2.RequestOrigin(
+        sidecar=origin.sidecar,
+        source=_address(origin.source),
+        transport=_TRANSPORTS[origin.source.transport],
+        user_agent=origin.user_agent,
+        call_id=origin.call_id,
+    )
+
+
+def _media(spec: MediaSpec) -> common_pb2.MediaEndpoint:
+    return common_pb2.MediaEndpoint(
+        rtp=common_pb2.SocketAddress(host=spec.host, port=spec.port),
+        codecs=[
+            common_pb2.Codec(
+                name=c.name, payload_type=c.payload_type, clock_rate=c.clock_rate, fmtp=c.fmtp
+            )
+            for c in spec.codecs
+        ],
+        direction=_DIRECTIONS[spec.direction],
+        ptime_ms=spec.ptime_ms,
+    )
+
+
+def _media_spec(message: common_pb2.MediaEndpoint) -> MediaSpec:
+    return MediaSpec(
+        host=message.rtp.host,
+        port=message.rtp.port,
+        codecs=tuple(
+            CodecSpec(c.name, c.payload_type, c.clock_rate or 8000, c.fmtp) for c in message.codecs
+        ),
+        direction=_DIRECTIONS_BACK.get(message.direction, Direction.SENDRECV),
+        ptime_ms=message.ptime_ms or 20,
+    )
+
+
+def _stats(stats: Iterable[StreamStats]) -> list[sidecar_pb2.StreamStats]:
+    return [
+        sidecar_pb2.StreamStats(
+            direction=s.direction,
+            packets=s.packets,
+            bytes=s.bytes,
+            lost=s.lost,
+            jitter_ms=s.jitter_ms,
+            mos=s.mos,
+            codec=s.codec,
+        )
+        for s in stats
+    ]
+
+
+# -- the session (Connect) ----------------------------------------------------------------------
+
+
+def hello(info: HelloInfo) -> sidecar_pb2.ConnectRequest:
+    return sidecar_pb2.ConnectRequest(
+        hello=sidecar_pb2.SidecarHello(
+            name=info.name,
+            site=info.site,
+            sip_listeners=[
+                sidecar_pb2.SipListener(transport=_TRANSPORTS[e.transport], address=_address(e))
+                for e in info.listeners
+            ],
+            rtp_host=info.rtp_host,
+            rtp_port_min=info.rtp_ports[0],
+            rtp_port_max=info.rtp_ports[1],
+            capacity=info.capacity,
+            version=VERSION,
+            instance_id=info.instance_id,
+            batched_commands=True,
+        )
+    )
+
+
+def heartbeat(active_legs: int, relay_ports_in_use: int) -> sidecar_pb2.ConnectRequest:
+    return sidecar_pb2.ConnectRequest(
+        heartbeat=sidecar_pb2.SidecarHeartbeat(
+            active_legs=active_legs, relay_ports_in_use=relay_ports_in_use
+        )
+    )
+
+
+def results(outcomes: Sequence[tuple[str, str]], *, batched: bool) -> sidecar_pb2.ConnectRequest:
+    """The results of commands, as (command id, "" when done or why not): one `result` for a
+    command that came alone, `results` for the commands of one batch."""
+    made = [
+        sidecar_pb2.CommandResult(command_id=command_id, ok=not error, error=error)
+        for command_id, error in outcomes
+    ]
+    if batched:
+        return sidecar_pb2.ConnectRequest(results=sidecar_pb2.CommandResults(results=made))
+    (single,) = made
+    return sidecar_pb2.ConnectRequest(result=single)
+
+
+def session_message(message: sidecar_pb2.ConnectResponse) -> SessionMessage | None:
+    """What a message of the session says; None for one this sidecar does not know."""
+    kind = message.WhichOneof("payload")
+    if kind == "welcome":
+        return Welcome(_settings(message.welcome.settings))
+    if kind == "batch":
+        items: list[SettingsUpdate | Order] = []
+        for inner in message.batch.commands:
+            item = _batched(inner)
+            if item is not None:
+                items.append(item)
+        return Batch(tuple(items))
+    return _batched(message)
+
+
+def _batched(message: sidecar_pb2.ConnectResponse) -> SettingsUpdate | Order | None:
+    kind = message.WhichOneof("payload")
+    if kind == "settings":
+        return _settings(message.settings)
+    command = _command(message, kind)
+    return Order(message.command_id, command) if command is not None else None
+
+
+def _settings(message: sidecar_pb2.SidecarSettings) -> SettingsUpdate:
+    # proto3 sends 0 and "" for "not set": those keep the current value.
+    return SettingsUpdate(
+        realm=message.realm or None,
+        domain=message.domain or None,
+        allowed_networks=tuple(message.allowed_networks),
+        trunk_sources=tuple((t.network, t.port) for t in message.trunk_sources),
+        ban_threshold=message.ban_threshold or None,
+        ban_window=float(message.ban_window_seconds) if message.ban_window_seconds else None,
+        ban_seconds=float(message.ban_seconds) if message.ban_seconds else None,
+        channel_limit=message.channel_limit or None,
+        media_timeout=(
+            float(message.media_timeout_seconds) if message.media_timeout_seconds else None
+        ),
+        min_expires=message.min_expires or None,
+        max_expires=message.max_expires or None,
+    )
+
+
+def _command(message: sidecar_pb2.ConnectResponse, kind: str | None) -> Command | None:
+    if kind == "create_leg":
+        create = message.create_leg
+        return CreateLeg(
+            call_id=create.call_id,
+            leg_id=create.leg_id,
+            request_uri=create.request_uri,
+            destination=_endpoint(create.destination, create.transport),
+            from_uri=create.from_uri,
+            from_display_name=create.from_display_name,
+            to_uri=create.to_uri,
+            peer_media=_media_spec(create.peer_media) if create.HasField("peer_media") else None,
+            ring_timeout=float(create.ring_timeout_seconds or DEFAULT_RING_TIMEOUT_SECONDS),
+            bridge_leg_id=create.bridge_leg_id,
+        )
+    if kind == "answer_leg":
+        answer = message.answer_leg
+        return AnswerLeg(
+            call_id=answer.call_id,
+            leg_id=answer.leg_id,
+            status=answer.status,
+            peer_media=_media_spec(answer.peer_media) if answer.HasField("peer_media") else None,
+            bridge_leg_id=answer.bridge_leg_id,
+        )
+    if kind == "end_leg":
+        end = message.end_leg
+        return EndLeg(call_id=end.call_id, leg_id=end.leg_id, status=end.status, reason=end.reason)
+    if kind == "inject_dtmf":
+        dtmf = message.inject_dtmf
+        return InjectDtmf(
+            call_id=dtmf.call_id,
+            leg_id=dtmf.leg_id,
+            digits=dtmf.digits,
+            duration_ms=dtmf.duration_ms or DEFAULT_DTMF_MS,
+        )
+    if kind == "update_media":
+        update = message.update_media
+        return UpdateMedia(
+            call_id=update.call_id,
+            leg_id=update.leg_id,
+            peer_media=_media_spec(update.peer_media),
+        )
+    if kind == "deliver_message":
+        deliver = message.deliver_message
+        return DeliverMessage(
+            request_uri=deliver.request_uri,
+            destination=_endpoint(deliver.destination, deliver.transport),
+            from_uri=deliver.from_uri,
+            to_uri=deliver.to_uri,
+            content_type=deliver.content_type,
+            body=deliver.body,
+        )
+    if kind == "notify":
+        notify = message.notify
+        return Notify(
+            subscription_id=notify.subscription_id,
+            content_type=notify.content_type,
+            body=notify.body,
+            terminate=notify.terminate,
+        )
+    return None  # no payload, or a welcome or batch where a command belongs
+
+
+# -- REGISTER (RegisterStream) ------------------------------------------------------------------
+
+
+def register_call(attempt: RegisterAttempt, origin: Origin) -> sidecar_pb2.RegisterCall:
+    return sidecar_pb2.RegisterCall(
+        request=sidecar_pb2.RegisterRequest(
+            origin=_origin(origin),
+            credentials=_credentials(attempt.credentials, attempt.method),
+            aor=attempt.aor,
+            contacts=[
+                sidecar_pb2.ContactBinding(
+                    uri=c.uri, expires=c.expires, q_milli=c.q_milli, instance_id=c.instance_id
+                )
+                for c in attempt.contacts
+            ],
+            remove_all=attempt.remove_all,
+            cseq=attempt.cseq,
+        )
+    )
+
+
+def register_batch(calls: list[sidecar_pb2.RegisterCall]) -> sidecar_pb2.RegisterStreamRequest:
+    return sidecar_pb2.RegisterStreamRequest(calls=calls)
+
+
+def register_replies(
+    message: sidecar_pb2.RegisterStreamResponse,
+) -> Iterable[sidecar_pb2.RegisterReply]:
+    return message.replies
+
+
+def register_result(reply: sidecar_pb2.RegisterReply) -> RegisterResult:
+    response = reply.response
+    outcome = _OUTCOMES.get(response.outcome)
+    if outcome is None:
+        # An outcome this sidecar does not know: refusing is the safe answer.
+        outcome = RegisterOutcome.FORBIDDEN
+    return RegisterResult(
+        outcome=outcome,
+        bindings=tuple(
+            Contact(b.uri, b.expires, b.q_milli or 1000, b.instance_id) for b in response.bindings
+        ),
+        min_expires=response.min_expires,
+        reason=response.reason,
+    )
+
+
+# -- calls (CallStream, docs/calls.md) ----------------------------------------------------------
+
+
+def invite_call(call: InviteCall, rpc: InviteRpc, timeout_ms: int) -> sidecar_pb2.CallStreamCall:
+    request = sidecar_pb2.InviteRequest(
+        origin=_origin(call.origin),
+        leg_id=rpc.leg_id,
+        request_uri=call.request_uri,
+        from_uri=call.from_uri,
+        from_display_name=call.from_display_name,
+        to_uri=call.to_uri,
+        offer=_media(rpc.offer),
+    )
+    if call.credentials is not None:
+        request.credentials.CopyFrom(_credentials(call.credentials, "INVITE"))
+    return sidecar_pb2.CallStreamCall(invite=request, timeout_ms=timeout_ms)
+
+
+def invite_result(reply: sidecar_pb2.CallStreamReply) -> InviteResult:
+    response = reply.invite
+    disposition = _DISPOSITIONS.get(response.disposition)
+    if disposition is None:
+        # An answer this sidecar does not understand: refuse the call cleanly.
+        return InviteResult(disposition=Disposition.REJECT, status=500)
+    return InviteResult(
+        disposition=disposition,
+        call_id=response.call_id,
+        status=response.status,
+        reason=response.reason,
+        retry_after=response.retry_after,
+        tone=Tone.ERROR if response.tone == sidecar_pb2.FEEDBACK_TONE_ERROR else Tone.CONFIRM,
+    )
+
+
+def cancel_call(origin: Origin, rpc: CancelRpc, timeout_ms: int) -> sidecar_pb2.CallStreamCall:
+    return sidecar_pb2.CallStreamCall(
+        cancel=sidecar_pb2.CancelRequest(origin=_origin(origin), leg_id=rpc.leg_id),
+        timeout_ms=timeout_ms,
+    )
+
+
+def bye_call(
+    origin: Origin, rpc: ByeRpc, stats: Sequence[StreamStats], timeout_ms: int
+) -> sidecar_pb2.CallStreamCall:
+    return sidecar_pb2.CallStreamCall(
+        bye=sidecar_pb2.ByeRequest(
+            origin=_origin(origin), leg_id=rpc.leg_id, reason=rpc.reason, stats=_stats(stats)
+        ),
+        timeout_ms=timeout_ms,
+    )
+
+
+def report_call(
+    sidecar: str, report: ReportLeg, stats: Sequence[StreamStats], timeout_ms: int
+) -> sidecar_pb2.CallStreamCall:
+    request = sidecar_pb2.ReportLegRequest(
+        sidecar=sidecar,
+        call_id=report.call_id,
+        leg_id=report.leg_id,
+        state=(
+            _LEG_STATES[report.state]
+            if report.state is not None
+            else sidecar_pb2.LEG_STATE_UNSPECIFIED
+        ),
+        status=report.status,
+        reason=report.reason,
+        dtmf_digits=report.dtmf_digits,
+        stats=_stats(stats),
+        direction=(
+            _DIRECTIONS[report.direction]
+            if report.direction is not None
+            else common_pb2.MEDIA_DIRECTION_UNSPECIFIED
+        ),
+    )
+    if report.media is not None:
+        request.media.CopyFrom(_media(report.media))
+    return sidecar_pb2.CallStreamCall(report_leg=request, timeout_ms=timeout_ms)
+
+
+def call_batch(calls: list[sidecar_pb2.CallStreamCall]) -> sidecar_pb2.CallStreamRequest:
+    return sidecar_pb2.CallStreamRequest(calls=calls)
+
+
+def call_replies(
+    message: sidecar_pb2.CallStreamResponse,
+) -> Iterable[sidecar_pb2.CallStreamReply]:
+    return message.replies
