@@ -577,6 +577,20 @@ def test_response_honours_maddr() -> None:
     )
 
 
+def test_a_via_naming_a_transport_we_do_not_speak_is_answered_the_way_it_came() -> None:
+    sctp = parse_via("SIP/2.0/SCTP 192.0.2.10;branch=z9hG4bK1;maddr=239.255.255.1")
+    ws = parse_via("SIP/2.0/WS 192.0.2.10;branch=z9hG4bK1;received=192.0.2.10")
+
+    assert response_destination(sctp, PHONE) == Endpoint(Transport.UDP, "239.255.255.1", 5060)
+    assert response_destination(ws, PHONE) == Endpoint(Transport.UDP, "192.0.2.10", 80)
+
+
+def test_a_via_naming_another_transport_we_speak_is_answered_over_that_one() -> None:
+    via = parse_via("SIP/2.0/tcp 192.0.2.10:5070;branch=z9hG4bK1;received=192.0.2.10")
+
+    assert response_destination(via, PHONE) == Endpoint(Transport.TCP, "192.0.2.10", 5070)
+
+
 def test_custom_timer_values_scale_every_timer() -> None:
     layer = TransactionLayer(policy=TimerPolicy(t1=0.1, t2=0.4, t4=1.0))
     req = request("OPTIONS", sent_by="203.0.113.5:5060")
