@@ -4,7 +4,7 @@ call requests as told, and sends the commands a test queues on the session."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -21,7 +21,11 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
         self.metadata: list[dict[str, str]] = []
         self.hellos: list[sidecar_pb2.SidecarHello] = []
         self.results: list[sidecar_pb2.CommandResult] = []
+        #: The messages that carried them, whole.
+        self.result_messages: list[sidecar_pb2.ConnectRequest] = []
         self.heartbeats = 0
+        #: Set whenever the sidecar sent something.
+        self.heard = asyncio.Event()
         self.settings = sidecar_pb2.SidecarSettings(realm=REALM, ban_threshold=3)
         #: Sent right after the welcome, if set.
         self.send_command: sidecar_pb2.ConnectResponse | None = None
@@ -56,8 +60,11 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
                     self.heartbeats += 1
                 elif kind == "result":
                     self.results.append(message.result)
+                    self.result_messages.append(message)
                 elif kind == "results":
                     self.results.extend(message.results.results)
+                    self.result_messages.append(message)
+                self.heard.set()
 
         reader = asyncio.create_task(read())
         try:
@@ -70,6 +77,15 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
                 yield await self.commands.get()
         finally:
             reader.cancel()
+
+    async def until(self, condition: Callable[[], object], what: str) -> None:
+        """Wait until `condition` holds, checking it each time the sidecar sends something."""
+        while not condition():
+            self.heard.clear()
+            try:
+                await asyncio.wait_for(self.heard.wait(), 5)
+            except TimeoutError:
+                raise AssertionError(f"timed out waiting for {what}") from None
 
     def register_response(
         self, request: sidecar_pb2.RegisterRequest
@@ -110,6 +126,7 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
             self.register_messages.append(message)
             self.register_calls.extend(c.request for c in message.calls)
             self.registered.set()
+            self.heard.set()
             if not self.answer_registers:
                 continue
             replies = [
@@ -143,6 +160,7 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
                     self.byes.append(call.bye)
                     reply.bye.SetInParent()
                 replies.append(reply)
+            self.heard.set()
             yield sidecar_pb2.CallStreamResponse(replies=replies)
 
     async def _unimplemented(self, context: Any) -> NoReturn:

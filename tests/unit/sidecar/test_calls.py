@@ -77,10 +77,13 @@ class Harness:
             sidecar_pb2.ConnectResponse(command_id=command_id, **payload)
         )
 
-        async def answered() -> sidecar_pb2.CommandResult | None:
+        def answered() -> sidecar_pb2.CommandResult | None:
             return next((r for r in self.control.results if r.command_id == command_id), None)
 
-        return await eventually(answered, f"the result of {command_id}")
+        await self.control.until(answered, f"the result of {command_id}")
+        result = answered()
+        assert result is not None
+        return result
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], what: str) -> T:
@@ -178,10 +181,8 @@ async def test_a_trunk_invite_becomes_one_invite_rpc_with_the_peer_port_as_offer
 ) -> None:
     harness.handler.invite(TransactionId(1), trunk_invite(), TRUNK)
 
-    async def asked() -> sidecar_pb2.InviteRequest | None:
-        return harness.control.invites[0] if harness.control.invites else None
-
-    rpc = await eventually(asked, "the Invite RPC")
+    await harness.control.until(lambda: harness.control.invites, "the Invite")
+    rpc = harness.control.invites[0]
     legs = harness.relay.legs()
     assert [leg.leg_id for leg in legs] == [rpc.leg_id, f"{rpc.leg_id}/peer"]
     assert rpc.leg_id.startswith("edge-1-")
@@ -220,10 +221,8 @@ async def test_ringing_and_busy_commands_are_relayed_to_the_caller_and_acknowled
 ) -> None:
     harness.handler.invite(TransactionId(1), trunk_invite(), TRUNK)
 
-    async def asked() -> str | None:
-        return harness.control.invites[0].leg_id if harness.control.invites else None
-
-    leg_id = await eventually(asked, "the Invite RPC")
+    await harness.control.until(lambda: harness.control.invites, "the Invite")
+    leg_id = harness.control.invites[0].leg_id
 
     ringing = await harness.command(
         "c1", answer_leg=sidecar_pb2.AnswerLegCommand(call_id="call-1", leg_id=leg_id, status=180)
@@ -276,10 +275,8 @@ async def test_create_leg_invites_the_handset_and_its_ringing_is_reported(
     assert isinstance(ringing, SipResponse)
     harness.handler.response(TransactionId(100), ringing)
 
-    async def reported() -> sidecar_pb2.ReportLegRequest | None:
-        return harness.control.reports[0] if harness.control.reports else None
-
-    report = await eventually(reported, "the ringing report")
+    await harness.control.until(lambda: harness.control.reports, "the ringing report")
+    report = harness.control.reports[0]
     assert (report.sidecar, report.call_id, report.leg_id, report.state, report.status) == (
         "edge-1",
         "call-9",

@@ -3,8 +3,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import AsyncIterator
-from typing import Any
 
 from sip2uc.v1 import common_pb2, sidecar_pb2
 from sip2uc_core.sip.contact import Contact
@@ -66,10 +64,7 @@ async def test_commands_the_sidecar_cannot_carry_out_are_refused() -> None:
     control = link(port, [])
     try:
         await control.start()
-        for _ in range(200):
-            if fake.results:
-                break
-            await asyncio.sleep(0.01)
+        await fake.until(lambda: fake.results, "the result")
     finally:
         await control.stop()
         await server.stop(None)
@@ -83,10 +78,7 @@ async def test_heartbeats_flow_on_the_stream() -> None:
     control = link(port, [], heartbeat_interval=0.01)
     try:
         await control.start()
-        for _ in range(200):
-            if fake.heartbeats >= 2:
-                break
-            await asyncio.sleep(0.01)
+        await fake.until(lambda: fake.heartbeats >= 2, "two heartbeats")
     finally:
         await control.stop()
         await server.stop(None)
@@ -202,39 +194,20 @@ class grpc_unused_port:  # noqa: N801 - reads like a function at the call site
         self._sock.close()
 
 
-class _BatchingControl(FakeControl):
-    """Sends one batch of commands after the welcome and keeps every result message whole."""
-
-    def __init__(self, batch: list[sidecar_pb2.ConnectResponse]) -> None:
-        super().__init__({})
-        self.batch = batch
-        self.messages: list[sidecar_pb2.ConnectRequest] = []
-
-    async def Connect(
-        self, request_iterator: Any, context: Any
-    ) -> AsyncIterator[sidecar_pb2.ConnectResponse]:
-        first = await anext(aiter(request_iterator))
-        self.hellos.append(first.hello)
-        yield sidecar_pb2.ConnectResponse(
-            welcome=sidecar_pb2.SidecarWelcome(settings=self.settings)
-        )
-        yield sidecar_pb2.ConnectResponse(batch=sidecar_pb2.CommandBatch(commands=self.batch))
-        async for message in request_iterator:
-            if message.WhichOneof("payload") in ("result", "results"):
-                self.messages.append(message)
-
-
 async def test_a_batch_of_commands_runs_in_order_and_is_answered_in_one_message() -> None:
-    fake = _BatchingControl(
-        [
-            sidecar_pb2.ConnectResponse(
-                command_id="c1", end_leg=sidecar_pb2.EndLegCommand(leg_id="l1")
-            ),
-            sidecar_pb2.ConnectResponse(settings=sidecar_pb2.SidecarSettings(realm="other")),
-            sidecar_pb2.ConnectResponse(
-                command_id="c2", create_leg=sidecar_pb2.CreateLegCommand(leg_id="l2")
-            ),
-        ]
+    fake = FakeControl({})
+    fake.send_command = sidecar_pb2.ConnectResponse(
+        batch=sidecar_pb2.CommandBatch(
+            commands=[
+                sidecar_pb2.ConnectResponse(
+                    command_id="c1", end_leg=sidecar_pb2.EndLegCommand(leg_id="l1")
+                ),
+                sidecar_pb2.ConnectResponse(settings=sidecar_pb2.SidecarSettings(realm="other")),
+                sidecar_pb2.ConnectResponse(
+                    command_id="c2", create_leg=sidecar_pb2.CreateLegCommand(leg_id="l2")
+                ),
+            ]
+        )
     )
     server, port = await serve(fake)
     seen: list[Command] = []
@@ -254,10 +227,7 @@ async def test_a_batch_of_commands_runs_in_order_and_is_answered_in_one_message(
     )
     try:
         await control.start()
-        for _ in range(200):
-            if fake.messages:
-                break
-            await asyncio.sleep(0.01)
+        await fake.until(lambda: fake.result_messages, "the results")
     finally:
         await control.stop()
         await server.stop(None)
@@ -266,8 +236,8 @@ async def test_a_batch_of_commands_runs_in_order_and_is_answered_in_one_message(
     assert [type(c) for c in seen] == [EndLeg, CreateLeg]
     assert seen[0] == EndLeg(call_id="", leg_id="l1")
     assert [s.realm for s in applied] == [REALM, "other"]
-    assert len(fake.messages) == 1
-    assert [(r.command_id, r.ok, r.error) for r in fake.messages[0].results.results] == [
+    assert len(fake.result_messages) == 1
+    assert [(r.command_id, r.ok, r.error) for r in fake.result_messages[0].results.results] == [
         ("c1", True, ""),
         ("c2", False, "no way"),
     ]
