@@ -775,8 +775,8 @@ class InboundLeg(_Leg):
         self._answer_sdp: SessionDescription | None = None
         self._tone = Tone.CONFIRM
         #: Commands for this leg that overtook the ``Invite`` answer: the control plane may ring,
-        #: hear a fast 486 or 200 and command this leg before the RPC's response is read here
-        #: (the stream and the RPC are separate HTTP/2 streams). Replayed once it is ROUTING.
+        #: hear a fast 486 or 200 and command this leg before the Invite's answer is read here
+        #: (commands and answers come on separate HTTP/2 streams). Replayed once it is ROUTING.
         self._early_commands: list[_EarlyCommand] = []
 
     def _local_tag(self) -> str:
