@@ -20,7 +20,7 @@ from opentelemetry import propagate
 
 from .requests import ControlUnavailableError
 
-__all__ = ["BatchedStream", "CallFailedError", "Resolver"]
+__all__ = ["BatchedStream", "CallFailedError", "CallT", "ReplyT", "Resolver"]
 
 _log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import grpc
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
@@ -22,7 +23,7 @@ from sip2uc_core.stream_stats import StreamStats
 from ..b2bua.actions import ByeRpc, CancelRpc, InviteRpc, ReportLeg
 from ..b2bua.legs import InviteResult
 from . import wire
-from .batched_stream import BatchedStream, CallFailedError
+from .batched_stream import BatchedStream, CallFailedError, CallT, ReplyT
 from .commands import Batch, Command, EdgeSettings, Order, SettingsUpdate, Welcome
 from .registrar import RegisterAttempt
 from .requests import ControlUnavailableError, HelloInfo, InviteCall, Origin, RegisterDone
@@ -249,12 +250,11 @@ class ControlLink:
             return
         stream = self._register_stream
         if stream is None or stream.closed:
-            stream = self._register_stream = BatchedStream(
-                self._stub.RegisterStream(metadata=self._metadata),  # type: ignore[call-arg]
-                name="register stream",
-                timeout=self._rpc_timeout,
-                batch=wire.register_batch,
-                replies=wire.register_replies,
+            stream = self._register_stream = self._open(
+                "register stream",
+                self._stub.RegisterStream,
+                wire.register_batch,
+                wire.register_replies,
             )
 
         def resolve(reply: sidecar_pb2.RegisterReply | None, error: Exception | None) -> None:
@@ -272,14 +272,25 @@ class ControlLink:
         assert self._stub is not None
         stream = self._call_stream
         if stream is None or stream.closed:
-            stream = self._call_stream = BatchedStream(
-                self._stub.CallStream(metadata=self._metadata),  # type: ignore[call-arg]
-                name="call stream",
-                timeout=self._rpc_timeout,
-                batch=wire.call_batch,
-                replies=wire.call_replies,
+            stream = self._call_stream = self._open(
+                "call stream", self._stub.CallStream, wire.call_batch, wire.call_replies
             )
         return stream
+
+    def _open(
+        self,
+        name: str,
+        rpc: Callable[..., grpc.aio.StreamStreamCall[Any, Any]],
+        batch: Callable[[list[CallT]], object],
+        replies: Callable[[Any], Iterable[ReplyT]],
+    ) -> BatchedStream[CallT, ReplyT]:
+        return BatchedStream(
+            rpc(metadata=self._metadata),
+            name=name,
+            timeout=self._rpc_timeout,
+            batch=batch,
+            replies=replies,
+        )
 
     async def invite(self, call: InviteCall, rpc: InviteRpc) -> InviteResult:
         if not self._up or self._stub is None:
