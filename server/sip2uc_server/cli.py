@@ -329,7 +329,7 @@ def up(
                 "sip2uc up: admin API %s, SIP %s, RTP %d-%d, data in %s",
                 plane.address,
                 ", ".join(
-                    f"{kind.value} {join_target(host, port)}"
+                    f"{kind.via_name} {join_target(host, port)}"
                     for kind, (host, port) in sidecar.listen_addresses.items()
                 ),
                 low,
