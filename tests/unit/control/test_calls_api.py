@@ -87,7 +87,10 @@ async def test_call_forks_to_every_binding_and_the_first_answer_wins(
         live = (await calls.ListCalls(calls_pb2.ListCallsRequest())).calls
         assert [c.state for c in live] == [calls_pb2.CALL_STATE_CONNECTED]
 
-        await s1.bye("A", "bye")
+        rx = sidecar_pb2.StreamStats(
+            direction="rx", packets=250, bytes=40000, lost=1, jitter_ms=2.5, mos=4.25, codec="PCMA"
+        )
+        await s1.bye("A", "bye", stats=[rx])
         bye = await s1.next("end_leg")
         assert bye.leg_id == forks[1].leg_id
         for ext in ("201", "202"):
@@ -98,6 +101,8 @@ async def test_call_forks_to_every_binding_and_the_first_answer_wins(
         assert (done.state, done.end_reason) == (calls_pb2.CALL_STATE_ENDED, "caller hung up")
         history = (await calls.ListCallHistory(calls_pb2.ListCallHistoryRequest(user="202"))).calls
         assert [c.name for c in history] == [f"calls/{resp.call_id}"]
+        # The caller's leg keeps the statistics its Bye carried, also in the stored history.
+        assert [list(leg.stats) for leg in history[0].legs if leg.id == "A"] == [[rx]]
 
 
 async def test_cross_sidecar_fork_is_not_bridged_locally(channel: grpc.aio.Channel) -> None:
