@@ -1,13 +1,13 @@
-"""Serving batched sidecar calls: many unary-style calls on one bidirectional stream.
+"""Serving batched sidecar calls: many request/answer calls on one bidirectional stream.
 
 `RegisterStream` and `CallStream` (sidecar.proto) share this machinery. Each call of a request
-message runs as its own task under its own server span, named like the unary RPC it stands for and
+message runs as its own task under its own server span, named for the request it holds and
 continuing the trace context it carries; replies that complete while the previous response was
 being written leave together in the next one.
 
 Calls with the same ordering key (a call leg) run one after another in the order received, so a
 leg's ANSWERED report cannot overtake its RINGING report; calls without a key, or with different
-keys, run concurrently (and share group commits, as unary calls would).
+keys, run concurrently (and share group commits).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class StreamedCall(Generic[CallT]):
     correlation_id: int
     traceparent: str
     tracestate: str
-    #: The unary RPC the call stands for, e.g. "Register" (span name, metrics).
+    #: The request the call carries, e.g. "Register" (span name, metrics).
     method: str
     #: Calls with equal keys run in order; None runs at once.
     key: str | None = None
