@@ -15,6 +15,8 @@ from sip2uc.v1 import (
     admin_pb2_grpc,
     calls_pb2,
     calls_pb2_grpc,
+    connectors_pb2,
+    connectors_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
     presence_pb2,
@@ -29,6 +31,7 @@ from sip2uc.v1 import (
 
 from .api.admin import AdminServicer
 from .api.calls import CallServicer
+from .api.connectors import ConnectorServicer
 from .api.directory import DirectoryServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
@@ -53,6 +56,7 @@ SERVICE_NAMES = (
     sidecar_pb2.DESCRIPTOR.services_by_name["SidecarService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
+    connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
 )
 
 
@@ -132,6 +136,7 @@ class ControlPlane:
         sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
         calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(core), server)
+        connectors_pb2_grpc.add_ConnectorServiceServicer_to_server(ConnectorServicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -18,6 +18,7 @@ from pathlib import Path
 from sip2uc_core.sip.digest import Algorithm, compute_ha1
 
 from .calls import CallController
+from .connectors import SessionTable
 from .domain import Device, User, validate_password, validate_user_fields
 from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
 from .presence import Availability, PresenceChange, PresenceEngine, Source
@@ -26,6 +27,7 @@ from .registrar import Outcome, RegisterDecision, RegisterInput, decide
 from .settings import ServerSettings, SettingsStore
 from .sidecars import SidecarRegistry
 from .store.bindings import Binding, BindingChange, BindingStore
+from .store.connectors import ConnectorStore
 from .store.db import Database, open_database
 from .store.users import UserStore
 from .telemetry import ControlMetrics
@@ -45,6 +47,8 @@ class ControlCore:
         self.sidecars = SidecarRegistry(db)
         self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
         self.calls = CallController(self, self.sidecars.send)
+        self.connectors = ConnectorStore(db)
+        self.connector_sessions = SessionTable()
         self._binding_watchers: set[WatchQueue[BindingChange]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.start_time = clock()
@@ -59,6 +63,7 @@ class ControlCore:
         await core.settings.load()
         await core.presence.load()
         await core.sidecars.load(clock())
+        await core.connectors.load()
         core.metrics.observe(core)
         return core
 
@@ -253,6 +258,7 @@ class ControlCore:
         source: Source,
         expires_at: float | None,
         note: str | None,
+        origin: str | None = None,
     ) -> PresenceChange | None:
         if availability is Availability.DO_NOT_DISTURB and not user.settings.dnd_allowed:
             raise FailedPrecondition(
@@ -265,7 +271,7 @@ class ControlCore:
             return await self.presence.update(
                 user.id,
                 lambda r, now: engine.set_external(
-                    r, availability, now, expires_at=expires_at, note=note
+                    r, availability, now, expires_at=expires_at, note=note, origin=origin
                 ),
             )
         return await self.presence.update(
@@ -275,9 +281,27 @@ class ControlCore:
             ),
         )
 
-    async def clear_presence(self, user: User, source: Source) -> PresenceChange | None:
+    async def clear_presence(
+        self, user: User, source: Source, origin: str | None = None
+    ) -> PresenceChange | None:
         engine = self.presence.engine
-        return await self.presence.update(user.id, lambda r, now: engine.clear(r, source, now))
+        return await self.presence.update(
+            user.id, lambda r, now: engine.clear(r, source, now, origin)
+        )
+
+    async def clear_external_presence_from(self, origin: str) -> int:
+        """Clear every EXTERNAL state ``origin`` (a connector being deleted) reported."""
+        users = [
+            uid
+            for uid, record in list(self.presence.records.items())
+            if record.external is not None and record.external.origin == origin
+        ]
+        engine = self.presence.engine
+        for uid in users:
+            await self.presence.update(
+                uid, lambda r, now: engine.clear(r, Source.EXTERNAL, now, origin)
+            )
+        return len(users)
 
     def _presence_changed(self, change: PresenceChange) -> None:
         self.metrics.presence_changes.add(1, {"availability": change.current.availability.value})

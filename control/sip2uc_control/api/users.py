@@ -17,7 +17,16 @@ from .status import unary
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
-_SIMPLE_FIELDS = ("sip_uri", "display_name", "extension", "e164", "email", "disabled")
+_SIMPLE_FIELDS = (
+    "sip_uri",
+    "display_name",
+    "extension",
+    "e164",
+    "email",
+    "disabled",
+    "entra_object_id",
+    "user_principal_name",
+)
 _SETTINGS_FIELDS = {
     "dnd_allowed",
     "forward_always",
@@ -42,6 +51,8 @@ def _user_from_pb(pb: users_pb2.User) -> tuple[User, dict[int, str]]:
         settings=settings_from_pb(pb.settings)
         if pb.HasField("settings")
         else User(id="", sip_uri="").settings,
+        entra_object_id=pb.entra_object_id.strip().lower(),
+        user_principal_name=pb.user_principal_name.strip(),
     )
     return user, passwords
 
@@ -141,6 +152,8 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
                 "e164",
                 "email",
                 "sip_uri",
+                "entra_object_id",
+                "user_principal_name",
             }
             if touched:
                 merged = tuple(sorted(set(previous.origin.overridden_fields) | touched))

@@ -42,13 +42,15 @@ class NewUser:
     extension: str | None = None
     email: str | None = None
     upn: str | None = None
+    entra_object_id: str | None = None
 
 
 class UserRepository(Protocol):
     """The part of the users store an import writes to.
 
     ``update_user`` receives new values keyed by field name: any of ``sip_uri``,
-    ``display_name``, ``e164``, ``extension``, ``email``, ``upn``, ``enabled``, ``source_id``,
+    ``display_name``, ``e164``, ``extension``, ``email``, ``upn``, ``entra_object_id``,
+    ``enabled``, ``source_id``,
     ``source``. Errors raised by any method are recorded per row; the import carries on.
     """
 
@@ -227,6 +229,7 @@ async def _apply_one(
             extension=entry.extension,
             email=entry.email,
             upn=entry.upn,
+            entra_object_id=entry.entra_object_id,
         )
         user_id = await repo.create_user(new, password)
         result.created.append(

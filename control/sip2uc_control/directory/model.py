@@ -23,6 +23,7 @@ SYNCED_FIELDS: tuple[str, ...] = (
     "extension",
     "email",
     "upn",
+    "entra_object_id",
     "enabled",
 )
 
@@ -52,6 +53,7 @@ class DirectoryEntry:
     extension: str | None = None
     email: str | None = None
     upn: str | None = None
+    entra_object_id: str | None = None
     disabled: bool = False
     origin: str = ""
 
@@ -64,6 +66,7 @@ class DirectoryEntry:
             "extension": self.extension,
             "email": self.email,
             "upn": self.upn,
+            "entra_object_id": self.entra_object_id,
             "enabled": not self.disabled,
         }
 
@@ -103,6 +106,7 @@ class ExistingUser:
     e164: str | None = None
     email: str | None = None
     upn: str | None = None
+    entra_object_id: str | None = None
     overridden: frozenset[str] = frozenset()
     enabled: bool = True
 
@@ -114,6 +118,7 @@ class ExistingUser:
             "extension": self.extension,
             "email": self.email,
             "upn": self.upn,
+            "entra_object_id": self.entra_object_id,
             "enabled": self.enabled,
         }
 

@@ -35,6 +35,8 @@ class UserIndex:
     by_e164: dict[str, str] = field(default_factory=dict)
     by_sip_uri: dict[str, str] = field(default_factory=dict)
     by_digest_username: dict[str, tuple[str, str]] = field(default_factory=dict)
+    by_entra_object_id: dict[str, str] = field(default_factory=dict)
+    by_upn: dict[str, str] = field(default_factory=dict)
 
     def add(self, user: User) -> None:
         self.by_id[user.id] = user
@@ -42,6 +44,10 @@ class UserIndex:
             self.by_extension[user.extension] = user.id
         if user.e164:
             self.by_e164[user.e164] = user.id
+        if user.entra_object_id:
+            self.by_entra_object_id[user.entra_object_id.lower()] = user.id
+        if user.user_principal_name:
+            self.by_upn[user.user_principal_name.lower()] = user.id
         self.by_sip_uri[user.sip_uri.lower()] = user.id
         for dev in user.devices:
             if dev.registering is not None:
@@ -53,6 +59,8 @@ class UserIndex:
             (self.by_extension, user.extension),
             (self.by_e164, user.e164),
             (self.by_sip_uri, user.sip_uri.lower()),
+            (self.by_entra_object_id, user.entra_object_id.lower()),
+            (self.by_upn, user.user_principal_name.lower()),
         ):
             if key and index.get(key) == user.id:
                 del index[key]
@@ -159,6 +167,8 @@ class UserStore:
                     origin=_origin_from_dict(json.loads(row.origin)),
                     create_time=row.create_time,
                     update_time=row.update_time,
+                    entra_object_id=row.entra_object_id or "",
+                    user_principal_name=row.user_principal_name or "",
                 )
             )
 
@@ -215,6 +225,8 @@ class UserStore:
         clash(idx.by_extension, user.extension, "extension")
         clash(idx.by_e164, user.e164, "e164")
         clash(idx.by_sip_uri, user.sip_uri.lower(), "sip_uri")
+        clash(idx.by_entra_object_id, user.entra_object_id.lower(), "entra_object_id")
+        clash(idx.by_upn, user.user_principal_name.lower(), "user_principal_name")
         for i, dev in enumerate(user.devices):
             if dev.registering is None:
                 continue
@@ -242,6 +254,8 @@ class UserStore:
             "origin": json.dumps(_origin_dict(user.origin)),
             "create_time": user.create_time,
             "update_time": user.update_time,
+            "entra_object_id": user.entra_object_id or None,
+            "user_principal_name": user.user_principal_name or None,
         }
 
         async def write(conn: AsyncConnection) -> None:
@@ -249,9 +263,10 @@ class UserStore:
                 await conn.execute(
                     text(
                         "INSERT INTO users (id, sip_uri, extension, e164, display_name, email, "
-                        "disabled, settings, origin, create_time, update_time) VALUES (:id, "
-                        ":sip_uri, :extension, :e164, :display_name, :email, :disabled, "
-                        ":settings, :origin, :create_time, :update_time)"
+                        "disabled, settings, origin, create_time, update_time, entra_object_id, "
+                        "user_principal_name) VALUES (:id, :sip_uri, :extension, :e164, "
+                        ":display_name, :email, :disabled, :settings, :origin, :create_time, "
+                        ":update_time, :entra_object_id, :user_principal_name)"
                     ),
                     row,
                 )
@@ -260,7 +275,9 @@ class UserStore:
                     text(
                         "UPDATE users SET sip_uri=:sip_uri, extension=:extension, e164=:e164, "
                         "display_name=:display_name, email=:email, disabled=:disabled, "
-                        "settings=:settings, origin=:origin, update_time=:update_time WHERE id=:id"
+                        "settings=:settings, origin=:origin, update_time=:update_time, "
+                        "entra_object_id=:entra_object_id, "
+                        "user_principal_name=:user_principal_name WHERE id=:id"
                     ),
                     row,
                 )
