@@ -1,9 +1,11 @@
-"""`sip2uc up` and `sip2uc sidecar`: run sip2uc in the foreground.
+"""`sip2uc up`, `sip2uc sidecar` and `sip2uc connector run`: run sip2uc in the foreground.
 
 `up` is the all-in-one: the control plane and one sidecar named "default" in
-one process and one event loop, for a single site or a first try. `sidecar`
-runs one more sidecar (another VLAN or site) against a control plane
-elsewhere. Both stop cleanly on SIGINT/SIGTERM and then exit with code 0.
+one process and one event loop, for a single site or a first try, plus the
+bridges of the configured connectors (as API clients of the control plane).
+`sidecar` runs one more sidecar (another VLAN or site) against a control plane
+elsewhere; `connector run` runs one connector's bridge against a control plane
+elsewhere. All stop cleanly on SIGINT/SIGTERM and then exit with code 0.
 """
 
 from __future__ import annotations
@@ -254,11 +256,22 @@ def up(
             show_default=False,
         ),
     ] = None,
+    run_connectors: Annotated[
+        bool,
+        typer.Option(
+            "--connectors/--no-connectors",
+            help=(
+                "Run the bridges of the configured connectors (all but those marked "
+                "external, which `sip2uc connector run` runs elsewhere)."
+            ),
+        ),
+    ] = True,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run the control plane and one SIP/RTP sidecar ("default") in the
-    foreground, in one process, and the state view with --web-listen. Logs
-    where each listens; Ctrl-C or SIGTERM stops everything cleanly."""
+    """Run the control plane, one SIP/RTP sidecar ("default") and the
+    connectors' presence bridges in the foreground, in one process, and the
+    state view with --web-listen. Logs where each listens; Ctrl-C or SIGTERM
+    stops everything cleanly."""
     from sip2uc_control.app import ControlConfig, ControlPlane
     from sip2uc_media.gc_policy import tune_for_serving
     from sip2uc_media.sidecar import Sidecar, SidecarConfig
@@ -325,6 +338,12 @@ def up(
                 )
                 await view.start()
                 started.append(_Stoppable("state view", view.stop))
+            if run_connectors:
+                started.append(
+                    _start_connectors(
+                        _dial_address(plane.address), plane.token, cert if use_tls else None
+                    )
+                )
             log.info(
                 "sip2uc up: admin API %s, SIP %s, RTP %d-%d, data in %s",
                 plane.address,
@@ -368,6 +387,26 @@ def _state_view(
             tls_key=None if is_loopback_host(host) else tls_key,
         )
     )
+
+
+def _start_connectors(target: str, token: str, ca_file: Path | None) -> _Stoppable:
+    """The connectors' bridges, as API clients of this very control plane."""
+    from sip2uc_connectors.control_api import ControlApi
+    from sip2uc_connectors.kinds import BRIDGES
+    from sip2uc_connectors.supervisor import ConnectorSupervisor
+
+    api = ControlApi(target, token, tls=ca_file is not None, ca_file=ca_file)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ConnectorSupervisor(api, BRIDGES).run(stop), name="connectors")
+
+    async def stop_connectors(grace: float) -> None:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, grace + 5.0)
+        finally:
+            await api.close()
+
+    return _Stoppable("connectors", stop_connectors)
 
 
 def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
@@ -576,10 +615,49 @@ def web(
     _run(body)
 
 
+def connector_run(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(metavar="ID", help="The connector to run (connectors/ID or ID).")
+    ],
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Run one connector's presence bridge in the foreground, as a client of the
+    control plane given by the global --control (token and TLS as for every
+    command: --token or SIP2UC_TOKEN, TLS unless loopback, --ca-file). It keeps
+    no local state: the cursor and the bridge's state live in the control
+    plane. Ctrl-C or SIGTERM stops it cleanly (state saved; what it published
+    stays until it expires or the bridge runs again)."""
+    from sip2uc_connectors.control_api import ControlApi
+    from sip2uc_connectors.kinds import BRIDGES
+    from sip2uc_connectors.runner import BridgeRunner
+
+    state = get_state(ctx)
+    configure_logging(log_level)
+
+    async def body(stop: asyncio.Event) -> None:
+        api = ControlApi(
+            state.control,
+            state.token,
+            tls=state.tls,
+            ca_file=state.ca_file,
+            data_dir=state.data_dir,
+        )
+        try:
+            await BridgeRunner(api, name, BRIDGES).run(stop)
+        finally:
+            await api.close()
+
+    _run(body)
+
+
 def register(app: typer.Typer) -> None:
+    from sip2uc.cli import connectors
+
     app.command("up")(up)
     app.command("sidecar")(sidecar)
     app.command("web")(web)
+    connectors.app.command("run")(connector_run)
 
 
 def _digest(algorithms: list[str] | None) -> tuple[str, ...]:

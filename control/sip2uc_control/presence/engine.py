@@ -29,6 +29,9 @@ Decisions taken here:
 - Manual AVAILABLE is a valid override (it hides the call layer: shown available while on the
   phone). The presence-code table's reset code clears the manual state instead of setting
   AVAILABLE, so the handset's real state shows again; see ``routing.codes``.
+- An EXTERNAL state reported again unchanged (same availability, note, expiry and connector) is
+  a no-op: precedence between MANUAL and EXTERNAL goes by when a state was *set*, and a bridge
+  restarting or refreshing its subscription does not set anything new.
 - A call answered that was never reported as started (the control plane restarted mid-ring) is
   added as connected; ending an unknown call changes nothing.
 """
@@ -295,6 +298,17 @@ class PresenceEngine:
         if expires_at is not None and expires_at <= now:
             raise PresenceError("expires_at", f"{expires_at} is not after now ({now})")
         check_note(note)
+        current = _override(record, source)
+        if (
+            source is Source.EXTERNAL
+            and current is not None
+            and not _lapsed(current, now)
+            and (current.availability, current.expires_at, current.note, current.origin)
+            == (availability, expires_at, note, origin)
+        ):
+            # A connector re-reporting what it reported before (after a restart, on a refresh)
+            # must not make its state "more recent" than a manual state set since.
+            return record, None
         value = Override(
             availability=availability, set_at=now, expires_at=expires_at, note=note, origin=origin
         )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import grpc
 import typer
 from google.protobuf import descriptor, json_format
 
-from sip2uc.cli import output
+from sip2uc.cli import connectors, output
 from sip2uc.cli.state import JsonFlag, get_state
+from sip2uc.client import Sip2ucClient
 from sip2uc.v1 import admin_pb2, common_pb2
 
 settings_app = typer.Typer(
@@ -187,7 +189,8 @@ def settings_set(
 
 
 def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
-    """Show counts of users, registrations, calls and sidecars, and presence totals."""
+    """Show counts of users, registrations, calls and sidecars, presence totals and the
+    connectors' states."""
     state = get_state(ctx)
     client = state.client()
     result = client.admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=client.timeout)
@@ -211,7 +214,27 @@ def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
         except ValueError:
             label = name
         pairs.append((f"presence {label}", str(count)))
+    pairs.extend(_connector_pairs(client))
     output.show(output.key_values(None, pairs))
+
+
+def _connector_pairs(client: Sip2ucClient) -> list[tuple[str, str]]:
+    """One line per connector: its state, users, lag and last error."""
+    try:
+        found = list(connectors.iter_connectors(client))
+    except grpc.RpcError as exc:
+        if exc.code() is grpc.StatusCode.UNIMPLEMENTED:  # an older control plane
+            return []
+        raise
+    if not found:
+        return [("connectors", "none")]
+    return [
+        (
+            f"connector {c.name.removeprefix('connectors/')}",
+            connectors.summary_line(c).split(None, 1)[1],
+        )
+        for c in found
+    ]
 
 
 def sidecar_list(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
