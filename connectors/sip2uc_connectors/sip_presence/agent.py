@@ -516,8 +516,6 @@ class PresenceAgent:
         ):
             self._resend_authorized(sent, now)
             return
-        if response is not None and response.status in (401, 407):
-            self.last_error = self.auth.error or f"{response.status} {response.reason}"
         if sent.publish is not None:
             self._publish_answered(sent, response, now)
         elif sent.subscribe is not None:
@@ -565,7 +563,11 @@ class PresenceAgent:
             self.consecutive_failures = 0
             return ""
         self.consecutive_failures += 1
-        reason = "no answer" if response is None else f"{response.status} {response.reason}"
+        if response is None:
+            return "no answer"
+        reason = f"{response.status} {response.reason}"
+        if response.status in (401, 407) and self.auth.error:
+            reason = f"{reason}: {self.auth.error}"
         return reason
 
     def _publish_answered(self, sent: _Sent, response: SipResponse | None, now: float) -> None:

@@ -20,7 +20,7 @@ MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 DBTEXT = Path("/usr/share/kamailio/dbtext/kamailio")
 TEMPLATE = Path(__file__).with_name("presence.cfg")
 USERNAME = "sip2uc-gw"
-PASSWORD = "gw-secret-7"  # noqa: S105 - a throwaway test server's account
+PASSWORD = "gw-secret-7"
 
 
 def missing() -> str | None:
@@ -101,7 +101,10 @@ class KamailioPresence:
             text = text.replace(f"@@{name}@@", str(value))
         cfg = self.work / "presence.cfg"
         cfg.write_text(text)
-        defines = [*(["-A", "WITH_AUTH"] if self.auth else []), *(["-A", "WITH_TLS"] if self.tls else [])]
+        defines = [
+            *(["-A", "WITH_AUTH"] if self.auth else []),
+            *(["-A", "WITH_TLS"] if self.tls else []),
+        ]
         self.process = subprocess.Popen(
             [KAMAILIO, "-f", str(cfg), "-DD", "-E", "-m", "128", "-M", "16", *defines],
             stdout=subprocess.DEVNULL,
