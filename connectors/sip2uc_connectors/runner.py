@@ -179,6 +179,7 @@ class BridgeRunner:
                 saved,
                 cursor=self._carry_cursor or claim.cursor or None,
                 saved_cursor=claim.cursor or None,
+                lease=claim.lease.ToNanoseconds() / 1e9,
             )
             session.unsaved.merge_newer(self._carry)
             self._carry = StateChanges()
@@ -238,6 +239,7 @@ class _Session:
         *,
         cursor: str | None,
         saved_cursor: str | None,
+        lease: float,
     ) -> None:
         self.runner = runner
         self.api = runner.api
@@ -260,6 +262,9 @@ class _Session:
         self.last_sync = 0.0
         self.changes_in = 0
         self.users_seen: list[MappedUser] = []
+        # Report often enough that the session never lapses between two reports.
+        interval = runner.options.status_interval
+        self.status_interval = min(interval, lease / 3) if lease > 0 else interval
 
     @property
     def name(self) -> str:
@@ -315,7 +320,7 @@ class _Session:
         tasks = [
             asyncio.create_task(self._watch(), name=f"{self.name} watch"),
             asyncio.create_task(self._every(self.runner.options.checkpoint_interval, self._save)),
-            asyncio.create_task(self._every(self.runner.options.status_interval, self._report)),
+            asyncio.create_task(self._every(self.status_interval, self._report)),
             asyncio.create_task(self._users()),
         ]
         workers = max(1, int(getattr(self.bridge, "max_concurrent_deliveries", 1)))
