@@ -353,6 +353,9 @@ def update(
 ) -> None:
     """Change the given settings of a connector (only those: a field mask is sent). Its bridge
     restarts with them."""
+    given = (server, username, password_file, expires, client_secret_file, external, enabled)
+    if all(value is None for value in given):
+        raise typer.BadParameter("nothing to change: give at least one option")
     state = get_state(ctx)
     client = state.client()
     stub = _stub(client)
@@ -385,8 +388,6 @@ def update(
     if enabled is not None:
         change.disabled = not enabled
         paths.append("disabled")
-    if not paths:
-        raise typer.BadParameter("nothing to change: give at least one option")
     updated = stub.UpdateConnector(
         connectors_pb2.UpdateConnectorRequest(
             connector=change, update_mask=field_mask_pb2.FieldMask(paths=paths)
