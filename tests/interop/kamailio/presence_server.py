@@ -34,6 +34,13 @@ def missing() -> str | None:
     return None
 
 
+def missing_tls() -> str | None:
+    """Why a presence server with TLS cannot be started here, or None."""
+    if not (MODULES / "tls.so").exists():
+        return "Kamailio's TLS module is not installed (Debian kamailio-tls-modules)"
+    return missing()
+
+
 def free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1."""
     for _ in range(50):
