@@ -166,7 +166,10 @@ class PresenceAgent:
         self._random = random_bytes
         self._branch = BranchGenerator(random_bytes)
         self._dest = Destination(transport=server.transport, host=server.host, port=server.port)
-        self.layer = TransactionLayer(max_transactions=max(1000, 4 * self.max_in_flight))
+        # Completed client transactions linger for timer K (5 s over UDP) only to absorb
+        # retransmitted answers: thousands at a few hundred PUBLISH/s. What is in flight is
+        # bounded by max_in_flight; this only bounds memory.
+        self.layer = TransactionLayer(max_transactions=100_000)
         self._pubs: dict[_PubKey, _PubSlot] = {}
         self._subs: dict[str, Subscription] = {}
         self._sub_call_ids: dict[str, str] = {}  # Call-ID -> entity

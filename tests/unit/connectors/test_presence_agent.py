@@ -391,3 +391,17 @@ def test_nothing_is_sent_while_disconnected_and_in_flight_work_is_retried() -> N
     agent.handle_timer(5.0)
     [(again, _)] = agent.datagrams_to_send()
     assert b"SIP/2.0/TCP 192.0.2.20:50002" in again
+
+
+def test_answered_transactions_lingering_for_timer_k_do_not_hold_back_new_requests() -> None:
+    counter = itertools.count(1)
+    agent = PresenceAgent(
+        server=SERVER, random_bytes=lambda n: next(counter).to_bytes(n, "big"), max_in_flight=10
+    )
+    agent.connected(LOCAL, 0.0)
+    for n in range(1500):
+        agent.publish(f"sip:{n}@uc.example.com", "presence", DOC, CT, 0.0)
+        for request in sent(agent):
+            answer(agent, request, 200, 0.0, ("SIP-ETag", f"e{n}"))
+    published = [e for e in agent.events() if isinstance(e, Published)]
+    assert len(published) == 1500 and agent.last_error == ""

@@ -1,0 +1,429 @@
+"""The SIP presence bridge end to end, beside the presence server's own capacity, in one run.
+
+Sets up a real Kamailio presence server (tests/interop/kamailio), a `sip2uc up` whose connector
+bridges to it, N users, and a watcher subscribed to every user at Kamailio (one UDP socket,
+answering NOTIFYs, remembering what each user's last NOTIFY showed). Then:
+
+1. latency: a scripted handset registers each user in turn (REGISTER, 401, REGISTER with MD5
+   digest); one sample is the time from the 200 to the watcher's NOTIFY showing the user open
+   (sidecar -> control plane -> watch stream -> bridge -> PUBLISH -> Kamailio -> NOTIFY);
+2. sustained changes: --changes presence changes through the API (--concurrency callers,
+   round robin over the users, alternating away/busy); the rate is changes / time until the
+   watcher has seen every user's final state. The bridge coalesces: PUBLISHes sent are reported
+   beside the changes;
+3. reference: SIPp publishing straight at Kamailio (publish + withdraw per call) for --seconds at
+   each of --rates calls/s, with the same watcher subscribed: the PUBLISH transactions per second
+   Kamailio completes and the NOTIFYs per second the watcher gets.
+
+Run: .venv/bin/python bench/presence/bridge_bench.py [--users 200] [--changes 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import grpc
+from sip2uc.v1 import (
+    common_pb2,
+    connectors_pb2,
+    connectors_pb2_grpc,
+    presence_pb2,
+    presence_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
+from sip2uc_core.sip.message import SipRequest, make_response, parse_message
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).parent
+DOMAIN = "uc.example.com"
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+presence_server: Any = _load(
+    "bench_presence_server", ROOT / "tests" / "interop" / "kamailio" / "presence_server.py"
+)
+latency: Any = _load("bench_presence_latency", HERE / "latency_bench.py")
+# CPU time from /proc/PID/task/*/schedstat (exact; /proc/PID/stat is tick-sampled here).
+register_bench: Any = _load("bench_register", ROOT / "bench" / "register" / "register_bench.py")
+
+
+# --- the watcher --------------------------------------------------------------------------------
+
+
+class Watcher(asyncio.DatagramProtocol):
+    """Subscribes to every user's presence; keeps the last state each NOTIFY showed."""
+
+    _ACTIVITY = re.compile(rb"<rpid:([a-z-]+)/>")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.last: dict[str, str] = {}
+        self.seen_at: dict[str, float] = {}
+        self.notifies = 0
+        self.changed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            message = parse_message(data)
+        except Exception:
+            return
+        if not isinstance(message, SipRequest) or message.method != "NOTIFY":
+            return
+        assert self.transport is not None
+        self.transport.sendto(make_response(message, 200).serialize(), addr)
+        self.notifies += 1
+        user = str(message.from_.uri).split(":", 1)[1].split("@", 1)[0]
+        body = message.body
+        if b"sip2uc-kam" not in body:
+            state = "closed"
+        else:
+            ours = body[body.index(b"sip2uc-kam") :]
+            found = self._ACTIVITY.search(ours)
+            state = found.group(1).decode() if found else "open"
+        self.last[user] = state
+        self.seen_at[user] = time.monotonic()
+        self.changed.set()
+
+    async def subscribe(self, users: list[str], server: tuple[str, int]) -> None:
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("sockname")[:2]
+        for n, user in enumerate(users):
+            request = (
+                f"SUBSCRIBE sip:{user}@{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{secrets.token_hex(8)};rport\r\n"
+                "Max-Forwards: 70\r\n"
+                f"From: <sip:watcher@{DOMAIN}>;tag=w{n}\r\nTo: <sip:{user}@{DOMAIN}>\r\n"
+                f"Call-ID: watch-{n}-{secrets.token_hex(4)}\r\nCSeq: 1 SUBSCRIBE\r\n"
+                f"Contact: <sip:watcher@{host}:{port}>\r\nEvent: presence\r\nExpires: 3600\r\n"
+                "Accept: application/pidf+xml\r\nContent-Length: 0\r\n\r\n"
+            )
+            self.transport.sendto(request.encode(), server)
+            if n % 50 == 49:
+                await asyncio.sleep(0.05)
+        await self.until(lambda: len(self.last) >= len(users), 30, "the first NOTIFY of every user")
+
+    async def until(self, done: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out waiting for {what}")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), 0.2)
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+async def setup(channel: grpc.aio.Channel, exts: list[str], kamailio: Any) -> None:
+    users = users_pb2_grpc.UserServiceStub(channel)
+    for ext in exts:
+        await users.CreateUser(
+            users_pb2.CreateUserRequest(
+                user=users_pb2.User(
+                    sip_uri=f"sip:{ext}@{DOMAIN}",
+                    extension=ext,
+                    devices=[
+                        users_pb2.Device(
+                            registering=users_pb2.RegisteringDevice(password=latency.PASSWORD)
+                        )
+                    ],
+                )
+            )
+        )
+    stub = connectors_pb2_grpc.ConnectorServiceStub(channel)
+    await stub.CreateConnector(
+        connectors_pb2.CreateConnectorRequest(
+            connector_id="kam",
+            connector=connectors_pb2.Connector(
+                sip_presence=connectors_pb2.SipPresenceConfig(
+                    server=kamailio.server_uri("udp"), expires=3600
+                )
+            ),
+        )
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        got = await stub.GetConnector(connectors_pb2.GetConnectorRequest(name="kam"))
+        status = got.connector.status
+        if status.state == connectors_pb2.CONNECTOR_STATE_CONNECTED and status.users_mapped == len(
+            exts
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the connector did not connect: {status}")
+        await asyncio.sleep(0.2)
+
+
+async def changes_out(channel: grpc.aio.Channel) -> int:
+    stub = connectors_pb2_grpc.ConnectorServiceStub(channel)
+    got = await stub.GetConnector(connectors_pb2.GetConnectorRequest(name="kam"))
+    return int(got.connector.status.changes_out)
+
+
+async def register_latency(exts: list[str], watcher: Watcher, sip: tuple[str, int]) -> list[float]:
+    loop = asyncio.get_running_loop()
+    handset = latency.Handset()
+    local_port = latency.free_port()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: handset, local_addr=("127.0.0.1", local_port)
+    )
+    samples: list[float] = []
+    try:
+        for n, ext in enumerate(exts):
+            ok_at = await latency.register(
+                transport, handset, ext, sip, local_port, 10 * n + 1, 600
+            )
+            await watcher.until(lambda e=ext: watcher.last.get(e) == "open", 10, f"{ext} open")
+            samples.append(watcher.seen_at[ext] - ok_at)
+    finally:
+        transport.close()
+    return samples
+
+
+async def sustained(
+    channel: grpc.aio.Channel, exts: list[str], watcher: Watcher, changes: int, concurrency: int
+) -> tuple[float, float, int]:
+    """(changes/s until the watcher saw every final state, RPC rate, PUBLISHes sent)."""
+    presence = presence_pb2_grpc.PresenceServiceStub(channel)
+    states = [common_pb2.AVAILABILITY_AWAY, common_pb2.AVAILABILITY_BUSY]
+    names = {common_pb2.AVAILABILITY_AWAY: "away", common_pb2.AVAILABILITY_BUSY: "busy"}
+    plan = [(exts[i % len(exts)], states[(i // len(exts)) % 2]) for i in range(changes)]
+    final = {ext: names[state] for ext, state in plan}
+    before = await changes_out(channel)
+    queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+    for item in plan:
+        queue.put_nowait(item)
+
+    async def caller() -> None:
+        while not queue.empty():
+            ext, state = queue.get_nowait()
+            await presence.SetPresence(
+                presence_pb2.SetPresenceRequest(user=ext, availability=state)
+            )
+
+    started = time.monotonic()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    sent = time.monotonic()
+    await watcher.until(
+        lambda: all(watcher.last.get(e) == s for e, s in final.items()), 120, "every final state"
+    )
+    done = max(watcher.seen_at[e] for e in final)
+    await asyncio.sleep(6)  # one status report later
+    published = await changes_out(channel) - before
+    return changes / (done - started), changes / (sent - started), published
+
+
+async def reference(
+    work: Path, exts: list[str], kamailio: Any, rate: int, seconds: float
+) -> tuple[float, int, int]:
+    """SIPp publishing at Kamailio: (PUBLISH transactions/s completed, failed calls, calls)."""
+    rows = work / "reference.csv"
+    rows.write_text("SEQUENTIAL\n" + "".join(f"{e};{DOMAIN}\n" for e in exts))
+    calls = int(rate * seconds)
+    stats = work / f"reference-{rate}.csv"
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        SIPP,
+        f"127.0.0.1:{kamailio.udp_port}",
+        "-sf",
+        str(HERE / "publish_sipp.xml"),
+        "-inf",
+        str(rows),
+        "-r",
+        str(rate),
+        "-m",
+        str(calls),
+        "-l",
+        str(max(10, rate)),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(latency.free_port()),
+        "-timeout",
+        f"{int(seconds * 4 + 20)}s",
+        "-nostdin",
+        "-trace_stat",
+        "-stf",
+        str(stats),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=work,
+    )
+    code = await process.wait()
+    elapsed = time.monotonic() - started
+    failed = 0
+    lines = stats.read_text().splitlines() if stats.exists() else []
+    if len(lines) >= 2:
+        header = lines[0].split(";")
+        failed = int(lines[-1].split(";")[header.index("FailedCall(C)")])
+    if code not in (0, 1):
+        failed = max(failed, 1)
+    return 2 * (calls - failed) / elapsed, failed, calls
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    return float(register_bench.cpu_ns(pids)) / 1e9
+
+
+async def run(
+    args: argparse.Namespace,
+    grpc_addr: str,
+    sip: tuple[str, int],
+    kamailio: Any,
+    work: Path,
+    up_pid: int,
+) -> None:
+    kamailio_pids = register_bench.kamailio_pids(kamailio.process.pid)
+    exts = [str(40000 + n) for n in range(args.users)]
+    loop = asyncio.get_running_loop()
+    watcher = Watcher()
+    transport, _ = await loop.create_datagram_endpoint(lambda: watcher, local_addr=("127.0.0.1", 0))
+    async with grpc.aio.insecure_channel(grpc_addr) as channel:
+        await setup(channel, exts, kamailio)
+        await watcher.subscribe(exts, ("127.0.0.1", kamailio.udp_port))
+        samples = await register_latency(exts, watcher, sip)
+        ms = [s * 1000 for s in samples]
+        print(
+            f"REGISTER 200 -> watcher's NOTIFY (open) at Kamailio: n={len(ms)} "
+            f"p50={pct(ms, 0.5):.1f} ms p90={pct(ms, 0.9):.1f} ms p99={pct(ms, 0.99):.1f} ms "
+            f"max={max(ms):.1f} ms"
+        )
+        cpu_up, cpu_kam = cpu_seconds([up_pid]), cpu_seconds(kamailio_pids)
+        rate, rpc_rate, published = await sustained(
+            channel, exts, watcher, args.changes, args.concurrency
+        )
+        cpu_up, cpu_kam = cpu_seconds([up_pid]) - cpu_up, cpu_seconds(kamailio_pids) - cpu_kam
+        print(
+            f"sustained: {args.changes} changes over {len(exts)} users in {args.changes / rate:.2f} s"
+            f" = {rate:.0f} changes/s through the bridge to the watcher (API accepted "
+            f"{rpc_rate:.0f}/s; {published} PUBLISHes carried them, the rest coalesced); "
+            f"CPU sip2uc up {cpu_up:.1f} s, Kamailio {cpu_kam:.1f} s"
+        )
+    best: tuple[int, float, float] | None = None
+    for reference_rate in args.rates:
+        before = watcher.notifies
+        cpu_kam = cpu_seconds(kamailio_pids)
+        started = time.monotonic()
+        done_rate, failed, calls = await reference(
+            work, exts, kamailio, reference_rate, args.seconds
+        )
+        elapsed = time.monotonic() - started
+        cpu_kam = cpu_seconds(kamailio_pids) - cpu_kam
+        notify_rate = (watcher.notifies - before) / elapsed
+        print(
+            f"reference, SIPp PUBLISH straight at Kamailio at {reference_rate} calls/s: "
+            f"{done_rate:.0f} PUBLISH/s completed, {failed}/{calls} calls failed, "
+            f"watcher got {notify_rate:.0f} NOTIFY/s; Kamailio CPU {cpu_kam / elapsed:.0%}"
+        )
+        if failed == 0:
+            best = (reference_rate, done_rate, notify_rate)
+    transport.close()
+    if best is not None:
+        print(
+            f"Kamailio's own capacity here: >= {best[1]:.0f} PUBLISH/s without failures "
+            f"(highest rate tried without failures: {best[0]} calls/s); the bridge carried "
+            f"{published / (args.changes / rate):.0f} PUBLISH/s while delivering "
+            f"{rate:.0f} changes/s"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--changes", type=int, default=4000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--rates", type=lambda v: [int(x) for x in v.split(",")], default=[250, 500, 1000]
+    )
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    if presence_server.missing():
+        sys.exit(presence_server.missing())
+    grpc_port, sip_port = latency.free_port(), latency.free_port()
+    with tempfile.TemporaryDirectory() as data:
+        work = Path(data)
+        kamailio = presence_server.KamailioPresence(work / "kamailio", children=4).start()
+        log_path = work / "up.log"
+        log = log_path.open("w")
+        proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "sip2uc"),
+                "up",
+                "--data-dir",
+                str(work / "var"),
+                "--grpc-listen",
+                f"127.0.0.1:{grpc_port}",
+                "--sip-listen",
+                f"127.0.0.1:{sip_port}",
+                "--metrics-listen",
+                "off",
+                "--rtp-ports",
+                "40000-40999",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "welcomed this sidecar" not in log_path.read_text():
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    sys.exit(f"sip2uc up did not start:\n{log_path.read_text()[-2000:]}")
+                time.sleep(0.1)
+            print(
+                f"sip2uc up (pid {proc.pid}) bridging to Kamailio 5.6 (4 UDP children, db_text) "
+                f"on 127.0.0.1:{kamailio.udp_port}; {args.users} users; "
+                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+            )
+            asyncio.run(
+                run(
+                    args,
+                    f"127.0.0.1:{grpc_port}",
+                    ("127.0.0.1", sip_port),
+                    kamailio,
+                    work,
+                    proc.pid,
+                )
+            )
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+            log.close()
+            kamailio.stop()
+
+
+if __name__ == "__main__":
+    main()
