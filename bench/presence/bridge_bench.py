@@ -130,8 +130,8 @@ class Watcher(asyncio.DatagramProtocol):
                 await asyncio.sleep(0.05)
         await self.until(lambda: len(self.last) >= len(users), 30, "the first NOTIFY of every user")
 
-    async def until(self, done: Any, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
+    async def until(self, done: Any, within: float, what: str) -> None:
+        deadline = time.monotonic() + within
         while not done():
             if time.monotonic() > deadline:
                 raise SystemExit(f"timed out waiting for {what}")
@@ -143,7 +143,9 @@ class Watcher(asyncio.DatagramProtocol):
 # --- phases -------------------------------------------------------------------------------------
 
 
-async def setup(channel: grpc.aio.Channel, exts: list[str], kamailio: Any) -> None:
+async def setup(
+    channel: grpc.aio.Channel, exts: list[str], kamailio: Any, start_bridge: Any
+) -> None:
     users = users_pb2_grpc.UserServiceStub(channel)
     for ext in exts:
         await users.CreateUser(
@@ -164,12 +166,14 @@ async def setup(channel: grpc.aio.Channel, exts: list[str], kamailio: Any) -> No
         connectors_pb2.CreateConnectorRequest(
             connector_id="kam",
             connector=connectors_pb2.Connector(
+                external=True,
                 sip_presence=connectors_pb2.SipPresenceConfig(
                     server=kamailio.server_uri("udp"), expires=3600
-                )
+                ),
             ),
         )
     )
+    start_bridge()
     deadline = time.monotonic() + 30
     while True:
         got = await stub.GetConnector(connectors_pb2.GetConnectorRequest(name="kam"))
@@ -274,6 +278,9 @@ async def reference(
         "-trace_stat",
         "-stf",
         str(stats),
+        "-trace_err",
+        "-error_file",
+        str(work / f"reference-{rate}.errors.log"),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
         cwd=work,
@@ -308,12 +315,56 @@ async def run(
     up_pid: int,
 ) -> None:
     kamailio_pids = register_bench.kamailio_pids(kamailio.process.pid)
+    bridge: list[subprocess.Popen[bytes]] = []
+
+    def start_bridge() -> None:
+        """`sip2uc connector run kam`: the bridge as its own process, so its CPU is its own."""
+        log = (work / "bridge.log").open("wb")
+        bridge.append(
+            subprocess.Popen(
+                [
+                    str(ROOT / ".venv" / "bin" / "sip2uc"),
+                    "--control",
+                    grpc_addr,
+                    "--data-dir",
+                    str(work / "var"),
+                    "connector",
+                    "run",
+                    "kam",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        )
+
+    try:
+        await _run(
+            args, grpc_addr, sip, kamailio, work, up_pid, kamailio_pids, start_bridge, bridge
+        )
+    finally:
+        for process in bridge:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+async def _run(
+    args: argparse.Namespace,
+    grpc_addr: str,
+    sip: tuple[str, int],
+    kamailio: Any,
+    work: Path,
+    up_pid: int,
+    kamailio_pids: list[int],
+    start_bridge: Any,
+    bridge: list[subprocess.Popen[bytes]],
+) -> None:
     exts = [str(40000 + n) for n in range(args.users)]
     loop = asyncio.get_running_loop()
     watcher = Watcher()
     transport, _ = await loop.create_datagram_endpoint(lambda: watcher, local_addr=("127.0.0.1", 0))
     async with grpc.aio.insecure_channel(grpc_addr) as channel:
-        await setup(channel, exts, kamailio)
+        await setup(channel, exts, kamailio, start_bridge)
+        bridge_pid = bridge[0].pid
         await watcher.subscribe(exts, ("127.0.0.1", kamailio.udp_port))
         samples = await register_latency(exts, watcher, sip)
         ms = [s * 1000 for s in samples]
@@ -322,16 +373,21 @@ async def run(
             f"p50={pct(ms, 0.5):.1f} ms p90={pct(ms, 0.9):.1f} ms p99={pct(ms, 0.99):.1f} ms "
             f"max={max(ms):.1f} ms"
         )
-        cpu_up, cpu_kam = cpu_seconds([up_pid]), cpu_seconds(kamailio_pids)
+        before = [cpu_seconds([up_pid]), cpu_seconds([bridge_pid]), cpu_seconds(kamailio_pids)]
         rate, rpc_rate, published = await sustained(
             channel, exts, watcher, args.changes, args.concurrency
         )
-        cpu_up, cpu_kam = cpu_seconds([up_pid]) - cpu_up, cpu_seconds(kamailio_pids) - cpu_kam
+        after = [cpu_seconds([up_pid]), cpu_seconds([bridge_pid]), cpu_seconds(kamailio_pids)]
+        cpu_up, cpu_bridge, cpu_kam = (a - b for a, b in zip(after, before, strict=True))
         print(
             f"sustained: {args.changes} changes over {len(exts)} users in {args.changes / rate:.2f} s"
             f" = {rate:.0f} changes/s through the bridge to the watcher (API accepted "
-            f"{rpc_rate:.0f}/s; {published} PUBLISHes carried them, the rest coalesced); "
-            f"CPU sip2uc up {cpu_up:.1f} s, Kamailio {cpu_kam:.1f} s"
+            f"{rpc_rate:.0f}/s; {published} deliveries of one PUBLISH each carried them, the rest coalesced)"
+        )
+        print(
+            f"CPU during it: control plane + sidecar {cpu_up:.1f} s, bridge {cpu_bridge:.1f} s "
+            f"({cpu_bridge / max(1, published) * 1e6:.0f} us per PUBLISH: one core carries "
+            f"~{max(1, published) / max(cpu_bridge, 1e-9):.0f} PUBLISH/s), Kamailio {cpu_kam:.1f} s"
         )
     best: tuple[int, float, float] | None = None
     for reference_rate in args.rates:
@@ -344,6 +400,11 @@ async def run(
         elapsed = time.monotonic() - started
         cpu_kam = cpu_seconds(kamailio_pids) - cpu_kam
         notify_rate = (watcher.notifies - before) / elapsed
+        if kamailio.process.poll() is not None:
+            tail = kamailio.log_tail(15)
+            print(f"Kamailio exited ({kamailio.process.returncode}) at {reference_rate} calls/s:")
+            print(tail)
+            break
         print(
             f"reference, SIPp PUBLISH straight at Kamailio at {reference_rate} calls/s: "
             f"{done_rate:.0f} PUBLISH/s completed, {failed}/{calls} calls failed, "
@@ -367,7 +428,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
-        "--rates", type=lambda v: [int(x) for x in v.split(",")], default=[250, 500, 1000]
+        "--rates", type=lambda v: [int(x) for x in v.split(",")], default=[150, 250, 350]
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
