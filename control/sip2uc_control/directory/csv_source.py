@@ -64,7 +64,6 @@ DEFAULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("userprincipalname", "upn"),
     ("entra_object_id", "entra_object_id"),
     ("entraobjectid", "entra_object_id"),
-    ("objectid", "entra_object_id"),
     ("azureadobjectid", "entra_object_id"),
     ("disabled", "disabled"),
     ("enabled", "enabled"),
