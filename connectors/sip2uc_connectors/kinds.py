@@ -13,7 +13,14 @@ def _sip_presence(config: ConnectorConfig) -> Bridge:
     return SipPresenceBridge(config)
 
 
+def _teams(config: ConnectorConfig) -> Bridge:
+    from .teams_adapter import TeamsBridge
+
+    return TeamsBridge(config)
+
+
 #: Connector kind (the API's config field name) -> bridge factory.
 BRIDGES: dict[str, BridgeFactory] = {
     "sip_presence": _sip_presence,
+    "teams": _teams,
 }

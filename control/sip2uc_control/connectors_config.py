@@ -113,6 +113,12 @@ def _teams(settings: Settings, prefix: str) -> list[FieldViolation]:
     client = settings.get("client_id", "")
     if not isinstance(client, str) or not _GUID_RE.match(client):
         out.append(FieldViolation(f"{prefix}.client_id", "required: the application's GUID"))
+    pem = settings.get("tls_ca_pem", "")
+    if isinstance(pem, str) and pem and (len(pem) > MAX_PEM or "BEGIN CERTIFICATE" not in pem):
+        out.append(FieldViolation(f"{prefix}.tls_ca_pem", "must be PEM certificates (<= 64 KiB)"))
+    interval = settings.get("poll_interval")
+    if interval is not None and not _duration_within(interval, 0.0, 3600.0):
+        out.append(FieldViolation(f"{prefix}.poll_interval", "must be 0 (off) to 3600 s"))
     for name in ("graph_url", "token_url"):
         value = settings.get(name, "")
         if isinstance(value, str) and value:
@@ -120,6 +126,17 @@ def _teams(settings: Settings, prefix: str) -> list[FieldViolation]:
             if parts.scheme not in ("https", "http") or not parts.hostname:
                 out.append(FieldViolation(f"{prefix}.{name}", "must be an https:// URL"))
     return out
+
+
+def _duration_within(value: object, low: float, high: float) -> bool:
+    """A Duration in its JSON form ("30s", "1.5s") within [low, high]."""
+    if not isinstance(value, str) or not value.endswith("s"):
+        return False
+    try:
+        seconds = float(value[:-1])
+    except ValueError:
+        return False
+    return low <= seconds <= high
 
 
 def _int(settings: Settings, name: str) -> int:

@@ -197,6 +197,21 @@ def add_teams(
             "--token-url", help="OAuth token endpoint (default Microsoft's for the tenant)."
         ),
     ] = None,
+    tls_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-ca-file",
+            help="PEM CA certificates for Graph and the token endpoint (a TLS-inspecting proxy).",
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        int | None,
+        typer.Option(
+            "--poll-interval",
+            metavar="SECONDS",
+            help="How often Teams is polled for states set there (default 30; 0: never).",
+        ),
+    ] = None,
     external: ExternalOption = False,
     display_name: DisplayNameOption = "",
     json_flag: JsonFlag = False,
@@ -210,7 +225,10 @@ def add_teams(
         client_secret=read_secret(client_secret_file, "client secret"),
         graph_url=graph_url or "",
         token_url=token_url or "",
+        tls_ca_pem=tls_ca_file.read_text(encoding="utf-8") if tls_ca_file else "",
     )
+    if poll_interval is not None:
+        config.poll_interval.FromSeconds(poll_interval)
     connector = connectors_pb2.Connector(display_name=display_name, external=external, teams=config)
     _create(ctx, name, connector, json_flag)
 

@@ -301,6 +301,8 @@ class TeamsConfig(_message.Message):
     HAS_CLIENT_SECRET_FIELD_NUMBER: _builtins.int
     GRAPH_URL_FIELD_NUMBER: _builtins.int
     TOKEN_URL_FIELD_NUMBER: _builtins.int
+    TLS_CA_PEM_FIELD_NUMBER: _builtins.int
+    POLL_INTERVAL_FIELD_NUMBER: _builtins.int
     tenant_id: _builtins.str
     """Entra (Azure AD) tenant id."""
     client_id: _builtins.str
@@ -316,6 +318,16 @@ class TeamsConfig(_message.Message):
     """Microsoft Graph base URL (empty: https://graph.microsoft.com)."""
     token_url: _builtins.str
     """OAuth token endpoint (empty: Microsoft's for the tenant)."""
+    tls_ca_pem: _builtins.str
+    """PEM CA certificates to verify Graph and the token endpoint with instead
+    of the system store (a TLS-inspecting proxy, a test stand-in).
+    """
+    @_builtins.property
+    def poll_interval(self) -> _duration_pb2.Duration:
+        """How often Teams is polled for states set there (unset: 30 s; 0 turns
+        polling off; at most 1 hour).
+        """
+
     def __init__(
         self,
         *,
@@ -325,10 +337,12 @@ class TeamsConfig(_message.Message):
         has_client_secret: _builtins.bool = ...,
         graph_url: _builtins.str = ...,
         token_url: _builtins.str = ...,
+        tls_ca_pem: _builtins.str = ...,
+        poll_interval: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["poll_interval", b"poll_interval"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "client_secret", b"client_secret", "graph_url", b"graph_url", "has_client_secret", b"has_client_secret", "tenant_id", b"tenant_id", "token_url", b"token_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "client_secret", b"client_secret", "graph_url", b"graph_url", "has_client_secret", b"has_client_secret", "poll_interval", b"poll_interval", "tenant_id", b"tenant_id", "tls_ca_pem", b"tls_ca_pem", "token_url", b"token_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
