@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
-import os
 import re
 import secrets
 import shutil
@@ -514,32 +513,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data:
         work = Path(data)
         kamailio = presence_server.KamailioPresence(work / "kamailio", children=4).start()
-        log_path = work / "up.log"
-        log = log_path.open("w")
-        proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "sip2uc"),
-                "up",
-                "--data-dir",
-                str(work / "var"),
-                "--grpc-listen",
-                f"127.0.0.1:{grpc_port}",
-                "--sip-listen",
-                f"127.0.0.1:{sip_port}",
-                "--metrics-listen",
-                "off",
-                "--rtp-ports",
-                "40000-40999",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
         try:
-            deadline = time.monotonic() + 30
-            while "welcomed this sidecar" not in log_path.read_text():
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    sys.exit(f"sip2uc up did not start:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
+            proc = latency.start_up(work, grpc_port, sip_port)
+        except SystemExit:
+            kamailio.stop()
+            raise
+        try:
             print(
                 f"sip2uc up (pid {proc.pid}) bridging to Kamailio 5.6 (4 UDP children, db_text) "
                 f"on 127.0.0.1:{kamailio.udp_port}; {args.users} users; "
@@ -556,9 +535,7 @@ def main() -> None:
                 )
             )
         finally:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-            log.close()
+            latency.stop_up(proc)
             kamailio.stop()
 
 

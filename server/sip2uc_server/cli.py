@@ -259,16 +259,16 @@ def up(
             show_default=False,
         ),
     ] = None,
-    run_connectors: Annotated[
+    no_connectors: Annotated[
         bool,
         typer.Option(
-            "--connectors/--no-connectors",
+            "--no-connectors",
             help=(
-                "Run the bridges of the configured connectors (all but those marked "
-                "external, which `sip2uc connector run` runs elsewhere)."
+                "Do not run the connectors' bridges (by default `up` runs every configured "
+                "connector not marked external, which `sip2uc connector run` runs elsewhere)."
             ),
         ),
-    ] = True,
+    ] = False,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run the control plane, one SIP/RTP sidecar ("default") and the
@@ -341,7 +341,7 @@ def up(
                 )
                 await view.start()
                 started.append(_Stoppable("state view", view.stop))
-            if run_connectors:
+            if not no_connectors:
                 started.append(
                     _start_connectors(
                         _dial_address(plane.address), plane.token, cert if use_tls else None

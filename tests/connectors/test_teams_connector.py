@@ -5,13 +5,9 @@ reaches Microsoft): the connector resource, the framework and the Teams bridge w
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import grpc
@@ -29,31 +25,10 @@ from sip2uc_connectors.control_api import ControlApi
 from sip2uc_connectors.kinds import BRIDGES
 from sip2uc_connectors.runner import BridgeRunner, RunnerOptions
 from sip2uc_control.app import ControlConfig, ControlPlane
+from teams.conftest import ALICE, APP_ID, BOB, SECRET, TENANT, standin
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
-TENANT = "72f988bf-0000-4000-8000-00000000cafe"
-APP_ID = "22553876-f5ab-4529-bffb-cfe50aa89f87"
-SECRET = "s3cret-value-never-logged~Q8"
-ALICE = "fa8bf3dc-eca7-46b7-bad1-db199b62afc3"
-BOB = "66825e03-7ef5-42da-9069-724602c31f6b"
-
-
-def _standin() -> ModuleType:
-    name = "sip2uc_graph_standin"
-    if name not in sys.modules:
-        folder = Path(__file__).parents[1] / "standins" / "graph"
-        spec = importlib.util.spec_from_file_location(
-            name, folder / "__init__.py", submodule_search_locations=[str(folder)]
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(name)
-
-
-standin: Any = _standin()
 
 
 async def eventually(
