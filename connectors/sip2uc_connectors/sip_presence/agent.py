@@ -30,11 +30,11 @@ from typing import TypeAlias
 
 from sip2uc_core.sip import Headers, SipParseError, SipRequest, SipResponse, parse_uri
 from sip2uc_core.sip.client_auth import ClientAuth
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.headers import parse_params
 from sip2uc_core.sip.message import make_response, parse_message, validate_response
 from sip2uc_core.sip.transaction import (
     BranchGenerator,
-    Destination,
     Overloaded,
     RequestReceived,
     ResponseReceived,
@@ -62,26 +62,22 @@ __all__ = [
     "PresenceAgent",
     "PublishFailed",
     "Published",
+    "hostport",
 ]
 
 #: Resends of one request after 401/407 (a remembered nonce gone, then stale nonces).
 MAX_AUTH_RESENDS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    transport: str  # "UDP", "TCP" or "TLS"
-    host: str
-    port: int
+def hostport(endpoint: Endpoint) -> str:
+    """``host:port`` with an IPv6 host in brackets (RFC 3261 §25.1 hostport)."""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return f"{host}:{endpoint.port}"
 
-    @property
-    def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
 
-    @property
-    def uri_params(self) -> str:
-        return "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
+def uri_params(endpoint: Endpoint) -> str:
+    """The ``;transport=`` parameter a Contact needs (none for UDP, the default)."""
+    return "" if endpoint.transport is Transport.UDP else f";transport={endpoint.transport.value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +161,7 @@ class PresenceAgent:
         self.auth = ClientAuth(username, password, random_bytes)
         self._random = random_bytes
         self._branch = BranchGenerator(random_bytes)
-        self._dest = Destination(transport=server.transport, host=server.host, port=server.port)
+        self._dest = server
         # Completed client transactions linger for timer K (5 s over UDP) only to absorb
         # retransmitted answers: thousands at a few hundred PUBLISH/s. What is in flight is
         # bounded by max_in_flight; this only bounds memory.
@@ -268,7 +264,7 @@ class PresenceAgent:
         if isinstance(message, SipResponse) and validate_response(message) is not None:
             self.dropped += 1
             return
-        source = Destination(transport=self.server.transport, host=source_host, port=source_port)
+        source = Endpoint(self.server.transport, source_host, source_port)
         for event in self.layer.receive(message, source, now):
             if isinstance(event, ResponseReceived):
                 if event.response.status >= 200:
@@ -301,7 +297,7 @@ class PresenceAgent:
             deadlines.append(self._heap[0][0])
         return min(deadlines) if deadlines else None
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Destination]]:
+    def datagrams_to_send(self) -> list[tuple[bytes, Endpoint]]:
         return self.layer.datagrams_to_send()
 
     def events(self) -> list[AgentEvent]:
@@ -424,7 +420,9 @@ class PresenceAgent:
         local = self.local
         assert local is not None
         headers = Headers()
-        headers.add("Via", f"SIP/2.0/{local.transport} {local.hostport};branch={branch};rport")
+        headers.add(
+            "Via", f"SIP/2.0/{local.transport.via_name} {hostport(local)};branch={branch};rport"
+        )
         headers.add("Max-Forwards", "70")
         return headers
 
@@ -458,7 +456,7 @@ class PresenceAgent:
         headers.add("To", to)
         headers.add("Call-ID", request.call_id)
         headers.add("CSeq", f"{request.cseq} SUBSCRIBE")
-        headers.add("Contact", f"<sip:{self.watcher_user}@{local.hostport}{local.uri_params}>")
+        headers.add("Contact", f"<sip:{self.watcher_user}@{hostport(local)}{uri_params(local)}>")
         headers.add("Event", "presence")
         headers.add("Accept", pidf.CONTENT_TYPE)
         headers.add("Expires", str(request.expires))

@@ -34,7 +34,7 @@ from ..bridge import (
     StateChanges,
 )
 from . import dialog_info, pidf
-from .agent import AgentEvent, Notified, PresenceAgent, Published, PublishFailed
+from .agent import AgentEvent, Notified, PresenceAgent, Published, PublishFailed, hostport
 from .config import SipPresenceSettings
 from .mapping import inbound_state
 from .transport import AgentDriver
@@ -117,7 +117,7 @@ class SipPresenceBridge:
         try:
             await self.driver.start()
         except OSError as exc:
-            raise BridgeError(f"cannot open a socket towards {s.server.hostport}: {exc}") from exc
+            raise BridgeError(f"cannot open a socket towards {hostport(s.server)}: {exc}") from exc
 
     async def close(self, *, remove: bool) -> None:
         agent, driver = self.agent, self.driver

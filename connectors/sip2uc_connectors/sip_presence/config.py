@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sip2uc_core.sip import SipParseError, SipUri, parse_uri
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 
 from ..bridge import Availability, BridgeError, ConnectorConfig
-from .agent import Endpoint
 from .mapping import (
     DEFAULT_DND_NOTE,
     InboundRule,
@@ -21,7 +21,7 @@ __all__ = ["SipPresenceSettings", "parse_server"]
 
 DEFAULT_EXPIRES = 600
 DEFAULT_MAX_IN_FLIGHT = 200
-_DEFAULT_PORTS = {"UDP": 5060, "TCP": 5060, "TLS": 5061}
+_DEFAULT_PORTS = {Transport.UDP: 5060, Transport.TCP: 5060, Transport.TLS: 5061}
 _AVAILABILITY_NAMES = {f"AVAILABILITY_{a.name}": a for a in Availability}
 
 
@@ -33,8 +33,8 @@ def parse_server(text: str) -> Endpoint:
         raise BridgeError(f"server {text!r} is not a SIP URI: {exc}") from None
     if not isinstance(uri, SipUri):
         raise BridgeError(f"server {text!r} is not a sip: URI")
-    transport = (uri.transport or "udp").upper()
-    if transport not in _DEFAULT_PORTS:
+    transport = Transport.parse(uri.transport or "udp")
+    if transport is None:
         raise BridgeError(f"server {text!r}: transport must be udp, tcp or tls")
     host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
     return Endpoint(transport, host, uri.port or _DEFAULT_PORTS[transport])

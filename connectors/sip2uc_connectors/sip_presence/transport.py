@@ -18,9 +18,10 @@ import ssl
 from collections.abc import Callable
 from typing import cast
 
+from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.framing import KeepAlive, StreamFramer
 
-from .agent import AgentEvent, Endpoint, PresenceAgent
+from .agent import AgentEvent, PresenceAgent, hostport
 
 __all__ = ["AgentDriver"]
 
@@ -69,7 +70,7 @@ class AgentDriver:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.server.transport == "UDP":
+        if self.server.transport is Transport.UDP:
             await self._open_udp()
         else:
             self._task = asyncio.create_task(self._stream_loop(), name="sip presence connection")
@@ -107,7 +108,7 @@ class AgentDriver:
         self._server_address = (str(address[0]), int(address[1]))
         host, port = transport.get_extra_info("sockname")[:2]
         self.connected = True
-        self.agent.connected(Endpoint("UDP", str(host), int(port)), self.clock())
+        self.agent.connected(Endpoint(Transport.UDP, str(host), int(port)), self.clock())
         self.flush()
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -118,7 +119,7 @@ class AgentDriver:
 
     async def _stream_loop(self) -> None:
         failures = 0
-        tls = self.server.transport == "TLS"
+        tls = self.server.transport is Transport.TLS
         while not self._closing:
             try:
                 reader, writer = await asyncio.wait_for(
@@ -132,9 +133,7 @@ class AgentDriver:
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 failures += 1
-                self.last_error = (
-                    f"cannot connect to {self.server.hostport} over {self.server.transport}: {exc}"
-                )
+                self.last_error = f"cannot connect to {hostport(self.server)} over {self.server.transport.via_name}: {exc}"
                 delay = min(MAX_RECONNECT_DELAY, 0.5 * 2 ** min(failures, 6))
                 log.warning("%s; again in %.1fs", self.last_error, delay)
                 await asyncio.sleep(delay)
@@ -159,13 +158,13 @@ class AgentDriver:
                             continue
                         self.feed(item, self.server.host, self.server.port)
             except (OSError, ValueError) as exc:
-                self.last_error = f"connection to {self.server.hostport} failed: {exc}"
+                self.last_error = f"connection to {hostport(self.server)} failed: {exc}"
             finally:
                 self.connected = False
                 self._writer = None
                 writer.close()
                 if not self._closing:
-                    log.warning("connection to the presence server %s lost", self.server.hostport)
+                    log.warning("connection to the presence server %s lost", hostport(self.server))
                     self.agent.disconnected(self.clock())
                     self.flush()
             if not self._closing:

@@ -15,10 +15,11 @@ from sip2uc_connectors.sip_presence.agent import (
 )
 from sip2uc_core.sip import SipRequest, parse_message
 from sip2uc_core.sip.digest import compute_ha1, parse_credentials, verify_response
+from sip2uc_core.sip.endpoint import Transport
 from sip2uc_core.sip.message import make_response
 
-SERVER = Endpoint("UDP", "192.0.2.10", 5060)
-LOCAL = Endpoint("UDP", "192.0.2.20", 40000)
+SERVER = Endpoint(Transport.UDP, "192.0.2.10", 5060)
+LOCAL = Endpoint(Transport.UDP, "192.0.2.20", 40000)
 ALICE = "sip:1001@uc.example.com"
 DOC = b"<presence/>"
 CT = "application/pidf+xml"
@@ -378,16 +379,18 @@ def test_garbage_from_the_network_is_dropped_and_counted() -> None:
 
 
 def test_nothing_is_sent_while_disconnected_and_in_flight_work_is_retried() -> None:
-    agent = PresenceAgent(server=Endpoint("TCP", "192.0.2.10", 5060), random_bytes=counter_bytes())
+    agent = PresenceAgent(
+        server=Endpoint(Transport.TCP, "192.0.2.10", 5060), random_bytes=counter_bytes()
+    )
     agent.publish(ALICE, "presence", DOC, CT, 0.0)
     assert agent.datagrams_to_send() == []
-    agent.connected(Endpoint("TCP", "192.0.2.20", 50001), 0.0)
+    agent.connected(Endpoint(Transport.TCP, "192.0.2.20", 50001), 0.0)
     [(first, _)] = agent.datagrams_to_send()
     assert b"SIP/2.0/TCP 192.0.2.20:50001" in first
     agent.disconnected(1.0)
     [failed] = agent.events()
     assert isinstance(failed, PublishFailed)
-    agent.connected(Endpoint("TCP", "192.0.2.20", 50002), 5.0)
+    agent.connected(Endpoint(Transport.TCP, "192.0.2.20", 50002), 5.0)
     agent.handle_timer(5.0)
     [(again, _)] = agent.datagrams_to_send()
     assert b"SIP/2.0/TCP 192.0.2.20:50002" in again
