@@ -37,7 +37,7 @@ from sip2uc.v1 import (
     users_pb2_grpc,
 )
 from sip2uc_control.app import ControlConfig, ControlPlane
-from sip2uc_media.sidecar import Sidecar, SidecarConfig, TransportKind
+from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 HERE = Path(__file__).parent
@@ -343,7 +343,7 @@ class World:
 
     @property
     def handset_target(self) -> str:
-        host, port = self.sidecar.listen_addresses[TransportKind.UDP]
+        host, port = self.sidecar.listen_addresses[Transport.UDP]
         return f"{host}:{port}"
 
     async def register(self, ext: str, port: int | None = None) -> int:
