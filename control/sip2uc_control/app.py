@@ -40,6 +40,7 @@ from .api.users import UserServicer
 from .auth import AuthInterceptor, LatencyInterceptor, is_loopback_host, load_or_create_token
 from .core import ControlCore
 from .recent_log import RecentLog, RecentLogHandler
+from .response_streams import ResponseStreamInterceptor
 from .telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,21 @@ SERVICE_NAMES = (
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
 )
+
+
+def server_interceptors(
+    *inner: grpc.aio.ServerInterceptor,  # type: ignore[type-arg]
+) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
+    """The server's interceptors, outermost first: response streams served to their end in
+    their own task (`response_streams`), then a span per RPC, then `inner`."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [ResponseStreamInterceptor()]  # type: ignore[type-arg]
+    try:
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        interceptors.append(aio_server_interceptor())  # type: ignore[no-untyped-call]
+    except ImportError:  # pragma: no cover - instrumentation is a locked dependency
+        pass
+    return [*interceptors, *inner]
 
 
 @dataclass
@@ -110,16 +126,10 @@ class ControlPlane:
         host = cfg.grpc_listen.rpartition(":")[0]
         setup_telemetry("sip2uc-control", cfg.metrics_listen)
         self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir)
-        interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
+        interceptors = server_interceptors(
             AuthInterceptor(self.token, required=not loopback),
             LatencyInterceptor(lambda s, attrs: core.metrics.rpc_duration.record(s, attrs)),
-        ]
-        try:
-            from opentelemetry.instrumentation.grpc import aio_server_interceptor
-
-            interceptors.insert(0, aio_server_interceptor())  # type: ignore[no-untyped-call]
-        except ImportError:  # pragma: no cover - instrumentation is a locked dependency
-            pass
+        )
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)],
