@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -114,6 +114,7 @@ class PresenceHub:
         *,
         retain: int = 100_000,
         on_change: Callable[[PresenceChange], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -131,6 +132,7 @@ class PresenceHub:
         self._flushed: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._on_change = on_change
+        self._sleep = sleep  # between retries of a failed write
 
     async def load(self) -> None:
         stored = await self.store.load(self.recent.maxlen or 0)
@@ -265,7 +267,7 @@ class PresenceHub:
                     delay,
                     exc,
                 )
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
 
     def _publish(self, item: LoggedChange) -> None:
         self.last_seq = max(self.last_seq, item.seq)

@@ -101,7 +101,12 @@ async def test_changes_queued_together_are_one_batch_with_consecutive_sequence_n
 
 async def test_a_failed_write_is_retried_and_published_only_once_committed(db: Database) -> None:
     flaky = FlakyStore(db, failures=2)
-    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0)
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0, sleep=pause)
     published: list[int] = []
     watcher = hub.watch(None, 0, lambda: [])
 
@@ -115,6 +120,7 @@ async def test_a_failed_write_is_retried_and_published_only_once_committed(db: D
     await reader
     assert change is not None
     assert len(flaky.batches) == 3
+    assert pauses == [0.1, 0.2]  # backing off between attempts
     assert published == [1]
     assert await stored_events(db) == [(1, "u1")]
 
