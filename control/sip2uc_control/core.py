@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sip2uc_core.sip.digest import Algorithm, compute_ha1
 
+from .bindings import Binding, BindingChange
 from .calls import CallController
 from .connectors import SessionTable
 from .domain import Device, User, UserSettings, validate_password, validate_user_fields
@@ -26,7 +27,7 @@ from .presence_hub import PresenceHub
 from .registrar import Outcome, RegisterDecision, RegisterInput, decide
 from .settings import ServerSettings
 from .sidecars import SidecarRegistry
-from .store.bindings import Binding, BindingChange, BindingStore
+from .store.bindings import BindingStore
 from .store.calls import CallHistoryStore
 from .store.connectors import ConnectorStore
 from .store.db import Database, open_database

@@ -17,9 +17,9 @@ from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError, verify_response
 from sip2uc_core.sip.endpoint import Endpoint
 
+from .bindings import Binding
 from .domain import Device, User
 from .settings import ServerSettings
-from .store.bindings import Binding
 
 # A fixed HA1 checked when the user is unknown, so the work done (and the time taken) does not
 # reveal whether a digest username exists.

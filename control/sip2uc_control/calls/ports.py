@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
+from ..bindings import Binding
 from ..domain import Device, User, UserSettings
 from ..presence import PresenceEngine, PresenceRecord, Transition
 from ..settings import ServerSettings
-from ..store.bindings import Binding
 from .commands import Command
 from .model import Call
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sip2uc_control.bindings import Binding
 from sip2uc_control.calls import CallController, Command, InviteInput, InviteOutcome, MediaInfo
 from sip2uc_control.calls.model import Call, Codec
 from sip2uc_control.domain import (
@@ -22,7 +23,6 @@ from sip2uc_control.domain import (
 from sip2uc_control.presence import EffectivePresence, PresenceEngine, PresenceRecord
 from sip2uc_control.presence_hub import LoggedChange, PresenceHub, StoredPresence
 from sip2uc_control.settings import ServerSettings
-from sip2uc_control.store.bindings import Binding
 from sip2uc_control.users import UserDirectory
 from sip2uc_core.sip.digest import Algorithm, Credentials, compute_ha1, compute_response
 

@@ -93,6 +93,38 @@ def test_the_call_layer_and_telemetry_see_protocols_not_the_core() -> None:
     assert ours(f"{ROOT}.telemetry") == set()
 
 
+def test_the_domain_does_not_reach_up_to_the_store() -> None:
+    domain = [
+        m
+        for m in modules()
+        if m.startswith(
+            tuple(
+                f"{ROOT}.{part}"
+                for part in (
+                    "calls",
+                    "registrar",
+                    "presence_hub",
+                    "sidecars",
+                    "routing",
+                    "presence",
+                    "users",
+                    "settings",
+                    "domain",
+                    "bindings",
+                    "errors",
+                    "watchers",
+                )
+            )
+        )
+    ]
+
+    assert len(domain) > 20
+    for module in domain:
+        assert not {i for i in ours(module) if i.startswith((f"{ROOT}.store", *SERVER_SIDE))}, (
+            module
+        )
+
+
 def test_generated_code_stops_at_the_api() -> None:
     assert {m for m in importers_of("sip2uc.v1") if not m.startswith(SERVER_SIDE)} == set()
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 from sip2uc_control import registrar
+from sip2uc_control.bindings import Binding
 from sip2uc_control.domain import User
 from sip2uc_control.registrar import (
     Outcome,
@@ -15,7 +16,6 @@ from sip2uc_control.registrar import (
     decide,
 )
 from sip2uc_control.settings import ServerSettings
-from sip2uc_control.store.bindings import Binding
 from sip2uc_control.users import UserDirectory
 from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import Algorithm, Credentials
