@@ -21,7 +21,7 @@ from sip2uc_control.calls import (
 )
 from sip2uc_control.domain import TrunkDevice, User, UserSettings
 from sip2uc_control.errors import FailedPrecondition
-from sip2uc_control.presence import Activity, Availability, PresenceEngine
+from sip2uc_control.presence import Activity, Availability
 from sip2uc_control.settings import ServerSettings, UpstreamTrunk
 
 from .in_memory import DOMAIN, CallLayer, Clock, Sidecars, forwarding, make_user, media
@@ -55,6 +55,17 @@ def registered(layer: CallLayer, *exts: str, sidecar: str = "s1") -> list[User]:
         layer.register(user, 41000 + i, sidecar=sidecar)
         users.append(user)
     return users
+
+
+async def do_not_disturb(layer: CallLayer, user: User) -> None:
+    """`user` sets do-not-disturb (through the API, say)."""
+    engine = layer.presence.engine
+    await layer.presence.update(
+        user.id,
+        lambda r, now: engine.set_manual(
+            r, Availability.DO_NOT_DISTURB, now, expires_at=None, note=None
+        ),
+    )
 
 
 # --- forking ------------------------------------------------------------------------------------
@@ -186,13 +197,7 @@ async def test_when_every_fork_fails_the_caller_gets_the_best_final_status(
 
 async def test_a_callee_in_dnd_is_busy_486_and_nothing_rings(layer: CallLayer) -> None:
     alice, bob = registered(layer, "201", "202")
-    engine = layer.presence.engine
-    await layer.presence.update(
-        bob.id,
-        lambda r, now: engine.set_manual(
-            r, Availability.DO_NOT_DISTURB, now, expires_at=None, note=None
-        ),
-    )
+    await do_not_disturb(layer, bob)
 
     outcome = await layer.invite(alice, "202")
 
@@ -204,12 +209,7 @@ async def test_dnd_with_busy_forwarding_rings_the_forward_target(layer: CallLaye
     alice, carol = registered(layer, "201", "203")
     bob = layer.add_user(make_user("202", settings=UserSettings(forward_busy=forwarding("203"))))
     layer.register(bob, 42001)
-    await layer.presence.update(
-        bob.id,
-        lambda r, now: PresenceEngine().set_manual(
-            r, Availability.DO_NOT_DISTURB, now, expires_at=None, note=None
-        ),
-    )
+    await do_not_disturb(layer, bob)
 
     await layer.invite(alice, "202")
 
