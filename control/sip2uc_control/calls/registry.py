@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from ..watchers import WATCH_QUEUE_LIMIT, WatchQueue
+from ..watchers import WATCH_QUEUE_LIMIT, Watchers, WatchQueue
 from .model import Call, Leg
 
 
@@ -17,7 +17,7 @@ class CallRegistry:
     def __init__(self) -> None:
         self.calls: dict[str, Call] = {}
         self.by_leg: dict[str, str] = {}
-        self._watchers: set[WatchQueue[Call]] = set()
+        self.watchers: Watchers[Call] = Watchers()
 
     def add(self, call: Call) -> None:
         self.calls[call.id] = call
@@ -52,14 +52,10 @@ class CallRegistry:
         return len(self.calls)
 
     def publish(self, call: Call) -> None:
-        for q in list(self._watchers):
-            if not q.offer(call):
-                self._watchers.discard(q)  # cut off: it stopped reading
+        self.watchers.offer(call)
 
     def watch(self, limit: int = WATCH_QUEUE_LIMIT) -> WatchQueue[Call]:
-        q: WatchQueue[Call] = WatchQueue(limit)
-        self._watchers.add(q)
-        return q
+        return self.watchers.watch(limit)
 
     def unwatch(self, q: WatchQueue[Call]) -> None:
-        self._watchers.discard(q)
+        self.watchers.unwatch(q)
