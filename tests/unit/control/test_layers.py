@@ -105,6 +105,7 @@ def test_the_domain_does_not_reach_up_to_the_store() -> None:
                     "registrar",
                     "presence_hub",
                     "sidecars",
+                    "connectors",
                     "routing",
                     "presence",
                     "users",
