@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +93,9 @@ class ConfigError(ValueError):
 
 
 class ControlPlane:
-    def __init__(self, config: ControlConfig) -> None:
+    def __init__(self, config: ControlConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock  # every decision's time (expiry, no-answer); tests pass their own
         self.core: ControlCore | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -125,7 +128,7 @@ class ControlPlane:
     async def _serve(self, cfg: ControlConfig, loopback: bool, tls: bool) -> None:
         host = cfg.grpc_listen.rpartition(":")[0]
         setup_telemetry("sip2uc-control", cfg.metrics_listen)
-        self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir)
+        self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir, self.clock)
         interceptors = server_interceptors(
             AuthInterceptor(self.token, required=not loopback),
             LatencyInterceptor(lambda s, attrs: core.metrics.rpc_duration.record(s, attrs)),

@@ -17,18 +17,23 @@ from pathlib import Path
 
 from sip2uc_core.sip.digest import Algorithm, compute_ha1
 
+from .bindings import Binding, BindingChange
 from .calls import CallController
 from .connectors import SessionTable
-from .domain import Device, User, validate_password, validate_user_fields
+from .domain import Device, User, UserSettings, validate_password, validate_user_fields
 from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
 from .registrar import Outcome, RegisterDecision, RegisterInput, decide
-from .settings import ServerSettings, SettingsStore
+from .settings import ServerSettings
 from .sidecars import SidecarRegistry
-from .store.bindings import Binding, BindingChange, BindingStore
+from .store.bindings import BindingStore
+from .store.calls import CallHistoryStore
 from .store.connectors import ConnectorStore
 from .store.db import Database, open_database
+from .store.presence import PresenceStore
+from .store.settings import SettingsStore
+from .store.sidecars import SidecarStore
 from .store.users import UserStore
 from .telemetry import ControlMetrics
 from .watchers import WATCH_QUEUE_LIMIT, WatchQueue
@@ -44,9 +49,21 @@ class ControlCore:
         self.users = UserStore(db)
         self.bindings = BindingStore(db)
         self.settings = SettingsStore(db)
-        self.sidecars = SidecarRegistry(db)
-        self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
-        self.calls = CallController(self, self.sidecars.send)
+        self.sidecars = SidecarRegistry(SidecarStore(db))
+        self.presence = PresenceHub(
+            PresenceStore(db), PresenceEngine(), clock, on_change=self._presence_changed
+        )
+        self.call_history = CallHistoryStore(db)
+        self.calls = CallController(
+            users=self.users,
+            bindings=self.bindings,
+            presence=self.presence,
+            settings=self.settings,
+            sidecars=self.sidecars,
+            history=self.call_history,
+            save_user_settings=self._save_user_settings,
+            clock=clock,
+        )
         self.connectors = ConnectorStore(db)
         self.connector_sessions = SessionTable()
         self._binding_watchers: set[WatchQueue[BindingChange]] = set()
@@ -175,6 +192,9 @@ class ControlCore:
         if saved.disabled and not previous.disabled:
             await self.remove_bindings(self.bindings.for_user(saved.id), "user disabled")
         return saved
+
+    async def _save_user_settings(self, user: User, settings: UserSettings) -> None:
+        await self.update_user(user.with_changes(settings=settings), {}, user)
 
     async def delete_user(self, user: User) -> None:
         bindings = self.bindings.for_user(user.id)
@@ -318,6 +338,20 @@ class ControlCore:
                 saved.realm,
             )
         return saved
+
+    # --- what the metrics observe ---------------------------------------------------------------
+
+    def user_count(self) -> int:
+        return self.users.count()
+
+    def binding_count(self) -> int:
+        return len(self.bindings.by_id)
+
+    def active_call_count(self) -> int:
+        return self.calls.active_count()
+
+    def connected_sidecar_count(self) -> int:
+        return self.sidecars.connected_count()
 
     # --- background ----------------------------------------------------------------------------
 

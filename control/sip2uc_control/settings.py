@@ -1,22 +1,16 @@
-"""Server-wide settings: defaults, validation, persistence as one JSON document."""
+"""Server-wide settings: defaults and validation (stored as one JSON document by `store/settings.py`)."""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from ipaddress import ip_network
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .errors import FieldViolation, InvalidArgument
 from .routing.codes import DEFAULT_CODES, CodeError, CodeTable
-from .store.db import Database
-
-_KEY = "server"
 
 
 @dataclass(frozen=True)
@@ -160,37 +154,3 @@ def validate(settings: ServerSettings) -> None:
             bad("upstream_trunk.sidecar", "name the sidecar that carries trunk calls")
     if v:
         raise InvalidArgument(v)
-
-
-class SettingsStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.current = ServerSettings()
-
-    async def load(self) -> None:
-        async with self.db.engine.connect() as conn:
-            raw = (
-                await conn.execute(text("SELECT value FROM settings WHERE key=:k"), {"k": _KEY})
-            ).scalar()
-        if raw is not None:
-            self.current = ServerSettings.from_dict(json.loads(raw))
-
-    async def save(self, settings: ServerSettings) -> ServerSettings:
-        validate(settings)
-        value = json.dumps(settings.to_dict())
-
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                text(
-                    "INSERT INTO settings (key, value) VALUES (:k, :v) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                ),
-                {"k": _KEY, "v": value},
-            )
-
-        await self.db.submit(write)
-        self.current = settings
-        return settings
-
-    def with_updates(self, **changes: Any) -> ServerSettings:
-        return replace(self.current, **changes)

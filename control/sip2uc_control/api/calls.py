@@ -36,7 +36,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     async def GetCall(
         self, request: calls_pb2.GetCallRequest, context: Ctx
     ) -> calls_pb2.GetCallResponse:
-        call = self.core.calls.get(request.name) or await self.core.calls.stored(
+        call = self.core.calls.get(request.name) or await self.core.call_history.get(
             request.name.removeprefix("calls/")
         )
         if call is None:
@@ -94,7 +94,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         size = page_size(request.page_size)
         offset = decode_token(request.page_token)
         uid = self._user_id(request.user, "user")
-        calls = await self.core.calls.history(uid, offset, size + 1)
+        calls = await self.core.call_history.page(uid, offset, size + 1)
         return calls_pb2.ListCallHistoryResponse(
             calls=[call_to_pb(c) for c in calls[:size]],
             next_page_token=encode_token(offset + size) if len(calls) > size else "",

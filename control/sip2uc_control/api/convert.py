@@ -19,6 +19,7 @@ from sip2uc.v1 import (
 )
 from sip2uc_core.stream_stats import StreamStats
 
+from ..bindings import Binding
 from ..calls import Call, CallState, LegState
 from ..connectors import Connector, ConnectorKind, ConnectorState, ConnectorStatus
 from ..connectors_config import validate_settings
@@ -37,7 +38,6 @@ from ..presence import Activity, Availability, EffectivePresence, PresenceChange
 from ..recent_log import LogEntry
 from ..settings import ServerSettings, SidecarPolicy, UpstreamTrunk
 from ..sidecars import SidecarInfo
-from ..store.bindings import Binding
 
 AVAILABILITY_TO_PB = {
     Availability.AVAILABLE: common_pb2.AVAILABILITY_AVAILABLE,

@@ -19,6 +19,7 @@ from sip2uc.v1 import (
 )
 from sip2uc_control.app import ControlPlane
 
+from .in_memory import Clock
 from .sidecar_session import SidecarSession, media
 
 PW = "s3cret-pw"
@@ -228,7 +229,10 @@ async def test_forward_code_then_calls_go_to_the_target(channel: grpc.aio.Channe
         assert fork.destination.port == 41003  # 203's handset rings
 
 
-async def test_no_answer_within_the_users_timeout_gives_480(channel: grpc.aio.Channel) -> None:
+async def test_no_answer_within_the_users_timeout_gives_480(
+    control: ControlPlane, channel: grpc.aio.Channel, clock: Clock
+) -> None:
+    assert control.core is not None
     await add_user(channel, "201")
     await add_user(channel, "202")
     users = users_pb2_grpc.UserServiceStub(channel)
@@ -243,10 +247,14 @@ async def test_no_answer_within_the_users_timeout_gives_480(channel: grpc.aio.Ch
     async with SidecarSession(channel, "s1") as s1:
         await s1.register("201", PW, 41001)
         await s1.register("202", PW, 42001)
-        await s1.invite("201", PW, "202", leg_id="A")
+        resp = await s1.invite("201", PW, "202", leg_id="A")
         fork = await s1.next("create_leg")
-        # The sweeper runs every 250 ms: the fork is cancelled and the caller told after ~5 s.
-        ends = [await s1.next("end_leg", timeout=8) for _ in range(2)]
+        clock.advance(4.9)
+        await control.core.sweep()
+        assert [c.id for c in control.core.calls.live()] == [resp.call_id]  # still ringing
+        clock.advance(0.1)
+        await control.core.sweep()
+        ends = [await s1.next("end_leg") for _ in range(2)]
         assert {e.leg_id for e in ends} == {fork.leg_id, "A"}
         assert [e.status for e in ends if e.leg_id == "A"] == [480]
 
