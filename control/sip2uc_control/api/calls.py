@@ -36,8 +36,12 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     async def GetCall(
         self, request: calls_pb2.GetCallRequest, context: Ctx
     ) -> calls_pb2.GetCallResponse:
-        call = self.core.calls.get(request.name) or await self.core.call_history.get(
-            request.name.removeprefix("calls/")
+        # Live, just ended (history row not written yet) or from the history: no await until
+        # the history read, so a call ending meanwhile is in one of the three.
+        call = (
+            self.core.calls.get(request.name)
+            or self.core.calls.ended(request.name)
+            or await self.core.call_history.get(request.name.removeprefix("calls/"))
         )
         if call is None:
             raise NotFound("call", request.name)

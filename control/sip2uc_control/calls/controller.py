@@ -88,6 +88,10 @@ class CallController:
     def get(self, name: str) -> Call | None:
         return self.registry.get(name)
 
+    def ended(self, name: str) -> Call | None:
+        """A call that has just ended and whose history row is still being written."""
+        return self.registry.ended(name)
+
     def watch(self, limit: int = WATCH_QUEUE_LIMIT) -> WatchQueue[Call]:
         return self.registry.watch(limit)
 
@@ -327,6 +331,8 @@ class CallController:
             await self.history.record(call)
         except Exception as exc:  # history is a record; a failed write must not break calls
             log.warning("call %s not stored in history: %s", call.id, exc)
+        finally:
+            self.registry.stored(call)
         log.info("call %s ended: %s", call.id, reason)
 
     # --- timers --------------------------------------------------------------------------------

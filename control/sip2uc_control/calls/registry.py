@@ -17,6 +17,8 @@ class CallRegistry:
     def __init__(self) -> None:
         self.calls: dict[str, Call] = {}
         self.by_leg: dict[str, str] = {}
+        # Ended calls whose history row is still being written: no longer live, not yet stored.
+        self.ending: dict[str, Call] = {}
         self.watchers: Watchers[Call] = Watchers()
 
     def add(self, call: Call) -> None:
@@ -29,9 +31,19 @@ class CallRegistry:
         self.by_leg[leg.id] = call.id
 
     def remove(self, call: Call) -> None:
+        """The call is no longer live; `ended(name)` finds it until `stored(call)`."""
         self.calls.pop(call.id, None)
         for leg_id in call.legs:
             self.by_leg.pop(leg_id, None)
+        self.ending[call.id] = call
+
+    def stored(self, call: Call) -> None:
+        """The ended call's history row is written (or given up): the history finds it now."""
+        self.ending.pop(call.id, None)
+
+    def ended(self, name: str) -> Call | None:
+        """An ended call whose history row is still being written."""
+        return self.ending.get(name.removeprefix("calls/"))
 
     def get(self, name: str) -> Call | None:
         """A live call by id or resource name (`calls/{id}`)."""

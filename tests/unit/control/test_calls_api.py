@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -313,3 +314,49 @@ async def test_a_call_on_a_sidecar_lost_past_its_grace_ends_and_frees_its_users(
     live = await calls.ListCalls(calls_pb2.ListCallsRequest())
     assert list(live.calls) == []
     assert (await presence_of(channel, "201")).availability == common_pb2.AVAILABILITY_AVAILABLE
+
+
+async def test_an_ending_call_is_found_while_its_history_row_is_written(
+    control: ControlPlane, channel: grpc.aio.Channel
+) -> None:
+    await add_user(channel, "201")
+    await add_user(channel, "202")
+    calls = calls_pb2_grpc.CallServiceStub(channel)
+    async with SidecarSession(channel, "s1") as s1:
+        await s1.register("201", PW, 41001)
+        await s1.register("202", PW, 42001)
+        resp = await s1.invite("201", PW, "202", leg_id="A")
+        fork = await s1.next("create_leg")
+        await s1.report(
+            resp.call_id,
+            fork.leg_id,
+            sidecar_pb2.LEG_STATE_ANSWERED,
+            status=200,
+            media=media(31000, ("PCMA", 8)),
+        )
+        await s1.next("answer_leg")
+
+        # Hold the group commit that stores the ended call in the history.
+        assert control.core is not None
+        db = control.core.db
+        writing, release = asyncio.Event(), asyncio.Event()
+        submit_rows = db.submit_rows
+
+        async def held(statements: Any) -> None:
+            writing.set()
+            await release.wait()
+            await submit_rows(statements)
+
+        db.submit_rows = held  # type: ignore[method-assign]
+        bye = asyncio.create_task(s1.bye("A", "bye"))
+        await asyncio.wait_for(writing.wait(), 5)
+
+        name = f"calls/{resp.call_id}"
+        assert (await calls.ListCalls(calls_pb2.ListCallsRequest())).calls == []
+        ending = (await calls.GetCall(calls_pb2.GetCallRequest(name=name))).call
+        assert (ending.state, ending.end_reason) == (calls_pb2.CALL_STATE_ENDED, "caller hung up")
+
+        release.set()
+        await asyncio.wait_for(bye, 5)
+        stored = (await calls.GetCall(calls_pb2.GetCallRequest(name=name))).call
+        assert (stored.state, stored.end_reason) == (calls_pb2.CALL_STATE_ENDED, "caller hung up")
