@@ -37,7 +37,13 @@ from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
 from .api.users import UserServicer
-from .auth import AuthInterceptor, LatencyInterceptor, is_loopback_host, load_or_create_token
+from .auth import (
+    Authenticator,
+    AuthInterceptor,
+    LatencyInterceptor,
+    is_loopback_host,
+    load_or_create_token,
+)
 from .core import ControlCore
 from .recent_log import RecentLog, RecentLogHandler
 from .telemetry import setup_telemetry
@@ -82,6 +88,7 @@ class ControlPlane:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.token = ""
         self.address = ""
+        self._sidecar_api: SidecarServicer | None = None
         # The process's recent warnings, for AdminService.ListLogEntries/WatchLogEntries.
         self.recent_log = RecentLog()
         self._log_handler: RecentLogHandler | None = None
@@ -110,8 +117,9 @@ class ControlPlane:
         host = cfg.grpc_listen.rpartition(":")[0]
         setup_telemetry("sip2uc-control", cfg.metrics_listen)
         self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir)
+        auth = Authenticator(self.token, core.enrollments, loopback=loopback)
         interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
-            AuthInterceptor(self.token, required=not loopback),
+            AuthInterceptor(auth),
             LatencyInterceptor(lambda s, attrs: core.metrics.rpc_duration.record(s, attrs)),
         ]
         try:
@@ -124,7 +132,7 @@ class ControlPlane:
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)],
         )
-        sidecar = SidecarServicer(core)
+        self._sidecar_api = sidecar = SidecarServicer(core, auth)
         users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(core), server)
         presence_pb2_grpc.add_PresenceServiceServicer_to_server(PresenceServicer(core), server)
         registrations_pb2_grpc.add_RegistrationServiceServicer_to_server(
@@ -164,7 +172,15 @@ class ControlPlane:
             cfg.data_dir / "admin-token",
         )
 
+    def sidecar_credential(self, name: str) -> str:
+        """A credential for a sidecar in this process (`sip2uc up`'s own): it lives only in
+        memory and acts only as `name`."""
+        assert self.core is not None, "start() first"
+        return self.core.enrollments.ephemeral(name)
+
     async def stop(self, grace: float = 5.0) -> None:
+        if self._sidecar_api is not None:
+            self._sidecar_api.stopping = True
         await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(grace)

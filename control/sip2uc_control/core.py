@@ -20,6 +20,7 @@ from sip2uc_core.sip.digest import Algorithm, compute_ha1
 from .calls import CallController
 from .connectors import SessionTable
 from .domain import Device, User, validate_password, validate_user_fields
+from .enrollments import Enrollment, SidecarEnrollments
 from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
@@ -45,6 +46,7 @@ class ControlCore:
         self.bindings = BindingStore(db)
         self.settings = SettingsStore(db)
         self.sidecars = SidecarRegistry(db)
+        self.enrollments = SidecarEnrollments(db, clock)
         self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
         self.calls = CallController(self, self.sidecars.send)
         self.connectors = ConnectorStore(db)
@@ -64,6 +66,7 @@ class ControlCore:
         await core.presence.load()
         await core.sidecars.load(clock())
         await core.connectors.load()
+        await core.enrollments.load()
         core.metrics.observe(core)
         return core
 
@@ -83,6 +86,23 @@ class ControlCore:
         self.sidecars.close()
         await self.presence.drain()
         await self.db.close()
+
+    # --- sidecar enrollments -------------------------------------------------------------------
+
+    async def enroll_sidecar(self, name: str, *, replace: bool) -> tuple[Enrollment, str]:
+        """A new credential for sidecar `name` (the token is returned only here). A live session
+        under that name ends: from now on only the new credential connects as `name`."""
+        enrollment, token = await self.enrollments.enroll(name, replace=replace)
+        if self.sidecars.end_session(name, f"sidecars/{name} was enrolled anew"):
+            log.info("sidecar %s: session ended, it must connect with its new credential", name)
+        return enrollment, token
+
+    async def revoke_sidecar(self, name: str) -> tuple[Enrollment, bool]:
+        """Revoke `name`'s credential; True when its live session was ended."""
+        enrollment = await self.enrollments.revoke(name)
+        ended = self.sidecars.end_session(name, f"the credential of sidecars/{name} was revoked")
+        log.info("sidecar %s: credential revoked%s", name, ", session ended" if ended else "")
+        return enrollment, ended
 
     # --- users ---------------------------------------------------------------------------------
 

@@ -61,6 +61,15 @@ class FailedPrecondition(ControlError):
         self.kind = kind
 
 
+class PermissionDenied(ControlError):
+    """The caller is known but may not do this (PERMISSION_DENIED), e.g. a sidecar's credential
+    used for another sidecar or for the admin API."""
+
+
+class Unauthenticated(ControlError):
+    """The caller's credential is missing, unknown or revoked (UNAUTHENTICATED)."""
+
+
 def check(violations: list[FieldViolation]) -> None:
     """Raise InvalidArgument when any violation was collected."""
     if violations:

@@ -12,7 +12,15 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ..errors import AlreadyExists, ControlError, FailedPrecondition, InvalidArgument, NotFound
+from ..errors import (
+    AlreadyExists,
+    ControlError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from ..presence import PresenceError
 
 log = logging.getLogger(__name__)
@@ -70,6 +78,10 @@ def to_status(exc: Exception) -> status_pb2.Status:
         return status_pb2.Status(
             code=code_pb2.FAILED_PRECONDITION, message=exc.message, details=[_pack(pf)]
         )
+    if isinstance(exc, PermissionDenied):
+        return status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=exc.message)
+    if isinstance(exc, Unauthenticated):
+        return status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=exc.message)
     assert isinstance(exc, ControlError)
     return status_pb2.Status(code=code_pb2.INTERNAL, message=exc.message)
 
