@@ -21,7 +21,14 @@ from .calls import CallController
 from .connectors import SessionTable
 from .domain import Device, User, validate_password, validate_user_fields
 from .enrollments import Enrollment, SidecarEnrollments
-from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
+from .errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    StorageUnavailable,
+    check,
+)
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
 from .registrar import Outcome, RegisterDecision, RegisterInput, decide
@@ -370,5 +377,7 @@ class ControlCore:
                 ticks += 1
                 if ticks % 2400 == 0:
                     await self.presence.trim_log()
+            except StorageUnavailable:
+                pass  # the store says so once; the sweep retries on the next tick
             except Exception:
                 log.exception("expiry sweep failed; retrying")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .errors import StorageUnavailable
 from .presence import (
     Availability,
     EffectivePresence,
@@ -273,13 +274,15 @@ class PresenceHub:
             except Exception as exc:
                 attempt += 1
                 delay = min(5.0, 0.05 * (1 << min(attempt, 7)))
-                log.warning(
-                    "presence write of %d statements failed (attempt %d), retrying in %.2fs: %s",
-                    len(statements),
-                    attempt,
-                    delay,
-                    exc,
-                )
+                if not isinstance(exc, StorageUnavailable):  # the store logs those, once
+                    log.warning(
+                        "presence write of %d statements failed (attempt %d), retrying in "
+                        "%.2fs: %s",
+                        len(statements),
+                        attempt,
+                        delay,
+                        exc,
+                    )
                 await asyncio.sleep(delay)
 
     def _publish(self, item: LoggedChange) -> None:

@@ -21,7 +21,13 @@ from sip2uc_core.stream_stats import StreamStats
 from sqlalchemy import text
 
 from ..domain import User
-from ..errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from ..errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    StorageUnavailable,
+)
 from ..registrar import authenticate
 from ..routing.codes import CodeAction
 from ..routing.dialplan import (
@@ -757,6 +763,8 @@ class CallController:
         try:
             # Plain rows: the history rows of calls ending together share one executemany.
             await self.core.db.submit_rows([(_INSERT_HISTORY, [row])])
+        except StorageUnavailable:
+            pass  # the store says so once for every write it refuses
         except Exception as exc:  # history is a record; a failed write must not break calls
             log.warning("call %s not stored in history: %s", call.id, exc)
 
