@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from .errors import (
+    AlreadyExists,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    StorageUnavailable,
+)
 from .store.db import Database
 
 __all__ = ["TOKEN_PREFIX", "Enrollment", "SidecarEnrollments", "name_problem"]
@@ -148,7 +154,10 @@ class SidecarEnrollments:
                 {"t": now, "n": name},
             )
 
-        await self._db.submit(write)
+        try:
+            await self._db.submit(write)
+        except StorageUnavailable:
+            return  # a note for operators; the store logs the failure once
         current = self._by_name.get(name)
         if current is not None and current.create_time == enrollment.create_time:
             self._by_name[name] = Enrollment(name, enrollment.create_time, now)

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .calls.commands import Command
-from .errors import AlreadyExists
+from .errors import AlreadyExists, StorageUnavailable
 from .settings import ServerSettings
 from .store.db import Database
 from .watchers import Watchers, WatchQueue
@@ -191,7 +191,12 @@ class SidecarRegistry:
                 {"n": info.name, "i": info.to_json(), "c": info.connect_time, "l": info.last_seen},
             )
 
-        await self.db.submit(write)
+        try:
+            await self.db.submit(write)
+        except StorageUnavailable:
+            # The record only lists the sidecar across restarts: a full or unreachable database
+            # (logged once by the store) must not keep a sidecar, and its handsets, out.
+            pass
         self.publish(info)
         return queue
 

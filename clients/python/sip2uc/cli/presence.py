@@ -94,7 +94,12 @@ def watch_loop(
     while True:
         reason = CLOSED
         try:
-            for response in open_stream(cursor, received_any):
+            stream = open_stream(cursor, received_any)
+            if retrying and _accepted(stream):
+                retrying = False
+                if on_resumed is not None:
+                    on_resumed()
+            for response in stream:
                 received_any = True
                 backoff = FIRST_BACKOFF
                 if retrying:
@@ -114,6 +119,17 @@ def watch_loop(
         on_retry(reason, backoff)
         sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+def _accepted(stream: object) -> bool:
+    """Whether the server has accepted a freshly opened stream (it sends its headers at once),
+    for a call that can tell; False when it cannot (then the first message tells)."""
+    headers = getattr(stream, "initial_metadata", None)
+    active = getattr(stream, "is_active", None)
+    if not callable(headers) or not callable(active):
+        return False
+    headers()  # returns when the headers arrive, or when the call failed
+    return bool(active())
 
 
 @app.command("get")
