@@ -178,9 +178,13 @@ class ControlPlane:
         assert self.core is not None, "start() first"
         return self.core.enrollments.ephemeral(name)
 
-    async def stop(self, grace: float = 5.0) -> None:
+    def begin_stop(self) -> None:
+        """From now on sidecars that leave are expected (the process is stopping)."""
         if self._sidecar_api is not None:
             self._sidecar_api.stopping = True
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self.begin_stop()
         await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(grace)

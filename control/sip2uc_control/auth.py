@@ -67,10 +67,10 @@ class Anonymous:
 
 @dataclass(frozen=True, slots=True)
 class SidecarPrincipal:
-    """A sidecar's credential; `token` is kept to notice a revocation on long-lived streams."""
+    """A sidecar's credential; its hash is kept to notice a revocation on long-lived streams."""
 
     name: str
-    token: str
+    digest: str
 
 
 Principal = Admin | Anonymous | SidecarPrincipal
@@ -104,9 +104,9 @@ class Authenticator:
             raise CredentialRefused("invalid bearer token")
         if hmac.compare_digest(token.encode(), self._admin):
             return Admin()
-        name = self.enrollments.name_for(token)
-        if name is not None:
-            return SidecarPrincipal(name, token)
+        sidecar = self.enrollments.identify(token)
+        if sidecar is not None:
+            return SidecarPrincipal(*sidecar)
         if token.startswith(TOKEN_PREFIX):
             raise CredentialRefused("invalid bearer token: unknown or revoked sidecar credential")
         raise CredentialRefused("invalid bearer token")
@@ -138,7 +138,7 @@ class Authenticator:
     def sidecar_refusal(self, principal: Principal, name: str) -> str | None:
         """Why `principal` may not act as sidecar `name`; None when it may."""
         if isinstance(principal, SidecarPrincipal):
-            if self.enrollments.name_for(principal.token) != principal.name:
+            if not self.enrollments.holds(principal.digest, principal.name):
                 return f"the credential of sidecars/{principal.name} was revoked"
             if principal.name != name:
                 return f"this credential belongs to sidecars/{principal.name}, not sidecars/{name}"

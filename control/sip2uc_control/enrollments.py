@@ -78,10 +78,16 @@ class SidecarEnrollments:
 
     # --- who is this ---------------------------------------------------------------------------
 
-    def name_for(self, token: str) -> str | None:
-        """The sidecar `token` belongs to; None when it is no sidecar credential (or revoked)."""
+    def identify(self, token: str) -> tuple[str, str] | None:
+        """The sidecar `token` belongs to and the token's hash; None when it is no sidecar
+        credential (or a revoked one)."""
         digest = _digest(token)
-        return self._name_by_hash.get(digest) or self._ephemeral.get(digest)
+        name = self._name_by_hash.get(digest) or self._ephemeral.get(digest)
+        return None if name is None else (name, digest)
+
+    def holds(self, digest: str, name: str) -> bool:
+        """Whether the credential with hash `digest` still belongs to `name` (not revoked)."""
+        return (self._name_by_hash.get(digest) or self._ephemeral.get(digest)) == name
 
     def is_bound(self, name: str) -> bool:
         """Whether `name` has a credential: then only that credential may act as it."""

@@ -26,6 +26,7 @@ from sip2uc.cli.state import get_state
 from sip2uc.client import discover_token, is_loopback, is_loopback_host, join_target
 
 if TYPE_CHECKING:
+    from sip2uc_media.sidecar import Sidecar
     from sip2uc_web.connection import ControlTarget
     from sip2uc_web.server import StateViewServer
 
@@ -353,6 +354,7 @@ def up(
             await sidecar.start()
             tune_for_serving()
             started.append(_Stoppable("sidecar", sidecar.stop))
+            await _welcomed(sidecar)
             if web_listen:
                 from sip2uc_web.connection import ControlTarget
 
@@ -389,10 +391,21 @@ def up(
             )
             await stop.wait()
             log.info("stopping")
+            plane.begin_stop()
         finally:
             await _stop_all(started)
 
     _run(body)
+
+
+async def _welcomed(sidecar: Sidecar, within: float = 10.0) -> None:
+    """Wait until the control plane in this process welcomed its sidecar, so that "ready" means
+    handsets are served (it takes milliseconds; a slow machine is told, not hidden)."""
+    assert sidecar.control is not None
+    try:
+        await asyncio.wait_for(sidecar.control.wait_up(), within)
+    except TimeoutError:
+        log.warning("the default sidecar is not connected yet; handsets get 503 until it is")
 
 
 def _state_view(

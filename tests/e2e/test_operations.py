@@ -105,7 +105,7 @@ def test_up_serves_sip_over_tls_and_stops_without_a_warning(
     assert server.stop() == 0
     said = "".join(server.log)
     assert " WARNING " not in said and " ERROR " not in said and "Traceback" not in said, said
-    assert "sidecar default disconnected (it stopped)" in said
+    assert "sidecar default disconnected (the control plane is stopping)" in said
 
 
 def test_a_405_leaves_one_line_per_source_at_the_default_level(

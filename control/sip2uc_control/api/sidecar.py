@@ -51,7 +51,7 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
     def __init__(self, core: ControlCore, auth: Authenticator) -> None:
         self.core = core
         self.auth = auth
-        #: The control plane is stopping: sessions that end now are not news.
+        #: The control plane is stopping: sessions that end now are no news.
         self.stopping = False
 
     def trunk_sources(self, sidecar: str) -> tuple[tuple[str, int], ...]:
@@ -167,11 +167,14 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 except Exception as exc:  # the sidecar's stream broke; the session ends either way
                     log.info("sidecar %s stream ended: %s", info.name, exc)
             self.core.sidecars.disconnected(info.name, queue, self.core.clock())
-            if left or ended is not None or self.stopping:
-                why = ended.reason if ended is not None else "it stopped" if left else "stopping"
-                log.info("sidecar %s disconnected (%s)", info.name, why)
+            if self.stopping:
+                log.info("sidecar %s disconnected (the control plane is stopping)", info.name)
+            elif ended is not None:
+                log.info("sidecar %s disconnected (%s)", info.name, ended.reason)
             else:
-                log.warning("sidecar %s disconnected", info.name)
+                # Its handsets are unserved either way: worth a warning, and the reason.
+                why = " (it stopped)" if left else ""
+                log.warning("sidecar %s disconnected%s", info.name, why)
         if ended is not None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
 

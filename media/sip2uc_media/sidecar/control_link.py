@@ -143,7 +143,7 @@ class ControlLink:
         """Leave: close our side of the session so that the control plane sees a sidecar that
         stopped (not one that was lost), then tear the link down."""
         self._stopping = True
-        if self._outgoing is not None and self._up:
+        if self._outgoing is not None:  # a session, welcomed or still saying hello
             self._outgoing.put_nowait(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._session_over.wait(), grace)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -112,7 +112,7 @@ async def test_the_setting_is_the_limit_until_the_sidecars_ports_cannot_carry_it
         await wide.stop(0.5)
 
 
-async def test_a_sidecar_that_stops_leaves_without_a_warning_on_either_side(
+async def test_a_sidecar_that_stops_says_so_and_only_the_control_plane_warns(
     site: Site, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -125,6 +125,58 @@ async def test_a_sidecar_that_stops_leaves_without_a_warning_on_either_side(
         return True if shown.state == admin_pb2.SIDECAR_STATE_LOST else None
 
     await eventually(lost, "the control plane to see the sidecar gone")
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert warnings == []
-    assert "sidecar vlan10 disconnected (it stopped)" in [r.getMessage() for r in caplog.records]
+    warnings = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    # The sidecar stopped on purpose (no "link down" from it); the control plane still warns,
+    # since the handsets behind it are now unserved, and says that it stopped rather than broke.
+    assert warnings == [("sip2uc_control.api.sidecar", "sidecar vlan10 disconnected (it stopped)")]
+
+
+async def test_a_sidecar_stopped_while_it_says_hello_leaves_no_error_behind(
+    site: Site, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+    core = site.control.core
+    assert core is not None
+    hello_heard = asyncio.Event()
+    release = asyncio.Event()
+    connected = core.sidecars.connected
+
+    async def slow_welcome(info: Any) -> Any:
+        hello_heard.set()
+        await release.wait()
+        return await connected(info)
+
+    monkeypatch.setattr(core.sidecars, "connected", slow_welcome)
+    sidecar = Sidecar(
+        SidecarConfig(
+            control=site.control.address,
+            token=site.control.sidecar_credential("early"),
+            name="early",
+            sip_listen="127.0.0.1:0",
+            data_dir=site.tmp / "early",
+            rtp_ports=(41000, 41099),
+        )
+    )
+    await sidecar.start()
+    await asyncio.wait_for(hello_heard.wait(), 10)
+
+    stopping = asyncio.create_task(sidecar.stop(2.0))
+    await asyncio.sleep(0.2)  # the sidecar has closed its side; the control plane is mid-hello
+    release.set()
+    await stopping
+
+    async def gone() -> bool | None:
+        listed = await site.admin.ListSidecars(admin_pb2.ListSidecarsRequest())
+        states = {s.name: s.state for s in listed.sidecars}
+        return True if states.get("sidecars/early") == admin_pb2.SIDECAR_STATE_LOST else None
+
+    await eventually(gone, "the session to end")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    said = [
+        (r.levelname, r.name, r.getMessage()) for r in caplog.records if "early" in r.getMessage()
+    ]
+    assert (
+        "WARNING",
+        "sip2uc_control.api.sidecar",
+        "sidecar early disconnected (it stopped)",
+    ) in said
