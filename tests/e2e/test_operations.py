@@ -191,9 +191,10 @@ def test_presence_watch_says_in_plain_words_that_it_lost_and_regained_the_contro
         cli(address, data, "presence", "set", "301", "busy")
         watch.wait_for(r"away -> busy")
     finally:
-        assert watch.stop() in (0, -15, 143)
+        watch.stop()
         if second is not None:
             second.stop()
+        first.stop()
 
     assert lost.group() == (
         f"watch: lost the connection to the control plane at {address}; reconnecting in 0.5s"

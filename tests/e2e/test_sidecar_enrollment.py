@@ -209,8 +209,9 @@ def test_an_enrolled_sidecar_connects_from_another_network_until_it_is_revoked(
         # The admin token still works; only the sidecar's credential is gone.
         assert admin_cli(address, ca, admin_token, "sidecar", "enrollments").returncode == 0
     finally:
-        for node in sidecars:
-            assert node.stop() == 0, "".join(node.log)
-        assert up.stop() == 0, "".join(up.log)
+        exits = [(node.stop(), "".join(node.log)) for node in sidecars]
+        exits.append((up.stop(), "".join(up.log)))
+    for status, log in exits:
+        assert status == 0, log
     assert credential not in "".join(up.log)
     assert admin_token not in "".join(up.log + [line for n in sidecars for line in n.log])
