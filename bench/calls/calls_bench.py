@@ -54,7 +54,7 @@ PASSWORD = register_bench.PASSWORD
 # --- server processes -----------------------------------------------------------------------
 
 
-async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int) -> None:
+async def serve_sidecar(control: str, token: str, data_dir: Path) -> None:
     from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
 
     sidecar = Sidecar(
@@ -65,7 +65,7 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int)
             sip_listen="127.0.0.1:0",
             data_dir=data_dir,
             digest_algorithms=("MD5",),  # SIPp computes MD5 only
-            capacity=capacity,
+            # 20,000 ports carry 5,000 legs: the control plane's channel limit is the bound.
             rtp_ports=(20000, 39999),
         )
     )
@@ -84,7 +84,7 @@ def run_server(argv: list[str]) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     install_uvloop()
-    asyncio.run(serve_sidecar(argv[0], argv[1], Path(argv[2]), int(argv[3])))
+    asyncio.run(serve_sidecar(argv[0], argv[1], Path(argv[2])))
 
 
 async def set_channel_limit(address: str, token: str, limit: int) -> None:
@@ -104,10 +104,10 @@ async def set_channel_limit(address: str, token: str, limit: int) -> None:
 
 
 def spawn_sidecar(
-    address: str, token: str, data_dir: Path, capacity: int, log: Path
+    address: str, token: str, data_dir: Path, log: Path
 ) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", address, token, str(data_dir), str(capacity)],
+        [sys.executable, __file__, "--serve", address, token, str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
         text=True,
@@ -318,7 +318,6 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,300,400")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--hold-ms", type=int, default=1000)
-    parser.add_argument("--capacity", type=int, default=10000, help="sidecar channel limit")
     parser.add_argument(
         "--channel-limit",
         type=int,
@@ -370,7 +369,6 @@ def main() -> None:
                 str(info["address"]),
                 str(info["token"]),
                 work / "sidecar",
-                args.capacity,
                 work / "sidecar.log",
             )
             processes.append(sidecar)

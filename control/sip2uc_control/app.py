@@ -39,7 +39,13 @@ from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
 from .api.users import UserServicer
-from .auth import AuthInterceptor, LatencyInterceptor, is_loopback_host, load_or_create_token
+from .auth import (
+    Authenticator,
+    AuthInterceptor,
+    LatencyInterceptor,
+    is_loopback_host,
+    load_or_create_token,
+)
 from .core import ControlCore
 from .recent_log import RecentLog, RecentLogHandler
 from .response_streams import ResponseStreamInterceptor
@@ -101,6 +107,7 @@ class ControlPlane:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.token = ""
         self.address = ""
+        self._sidecar_api: SidecarServicer | None = None
         # The process's recent warnings, for AdminService.ListLogEntries/WatchLogEntries.
         self.recent_log = RecentLog()
         self._log_handler: RecentLogHandler | None = None
@@ -129,15 +136,16 @@ class ControlPlane:
         host = cfg.grpc_listen.rpartition(":")[0]
         setup_telemetry("sip2uc-control", cfg.metrics_listen)
         self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir, self.clock)
+        auth = Authenticator(self.token, core.enrollments, loopback=loopback)
         interceptors = server_interceptors(
-            AuthInterceptor(self.token, required=not loopback),
+            AuthInterceptor(auth),
             LatencyInterceptor(lambda s, attrs: core.metrics.rpc_duration.record(s, attrs)),
         )
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)],
         )
-        sidecar = SidecarServicer(core)
+        self._sidecar_api = sidecar = SidecarServicer(core, auth)
         users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(core), server)
         presence_pb2_grpc.add_PresenceServiceServicer_to_server(PresenceServicer(core), server)
         registrations_pb2_grpc.add_RegistrationServiceServicer_to_server(
@@ -177,7 +185,19 @@ class ControlPlane:
             cfg.data_dir / "admin-token",
         )
 
+    def sidecar_credential(self, name: str) -> str:
+        """A credential for a sidecar in this process (`sip2uc up`'s own): it lives only in
+        memory and acts only as `name`."""
+        assert self.core is not None, "start() first"
+        return self.core.enrollments.ephemeral(name)
+
+    def begin_stop(self) -> None:
+        """From now on sidecars that leave are expected (the process is stopping)."""
+        if self._sidecar_api is not None:
+            self._sidecar_api.stopping = True
+
     async def stop(self, grace: float = 5.0) -> None:
+        self.begin_stop()
         await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(grace)

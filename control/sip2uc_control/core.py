@@ -21,7 +21,15 @@ from .bindings import Binding, BindingChange
 from .calls import CallController
 from .connectors import SessionTable
 from .domain import Device, User, UserSettings, validate_password, validate_user_fields
-from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
+from .enrollments import Enrollment, SidecarEnrollments
+from .errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    StorageUnavailable,
+    check,
+)
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
 from .registrar import Outcome, RegisterDecision, RegisterInput, decide
@@ -31,6 +39,7 @@ from .store.bindings import BindingStore
 from .store.calls import CallHistoryStore
 from .store.connectors import ConnectorStore
 from .store.db import Database, open_database
+from .store.enrollments import EnrollmentStore
 from .store.presence import PresenceStore
 from .store.settings import SettingsStore
 from .store.sidecars import SidecarStore
@@ -50,6 +59,7 @@ class ControlCore:
         self.bindings = BindingStore(db)
         self.settings = SettingsStore(db)
         self.sidecars = SidecarRegistry(SidecarStore(db))
+        self.enrollments = SidecarEnrollments(EnrollmentStore(db), clock)
         self.presence = PresenceHub(
             PresenceStore(db), PresenceEngine(), clock, on_change=self._presence_changed
         )
@@ -81,6 +91,7 @@ class ControlCore:
         await core.presence.load()
         await core.sidecars.load(clock())
         await core.connectors.load()
+        await core.enrollments.load()
         core.metrics.observe(core)
         return core
 
@@ -100,6 +111,23 @@ class ControlCore:
         self.sidecars.close()
         await self.presence.drain()
         await self.db.close()
+
+    # --- sidecar enrollments -------------------------------------------------------------------
+
+    async def enroll_sidecar(self, name: str, *, replace: bool) -> tuple[Enrollment, str]:
+        """A new credential for sidecar `name` (the token is returned only here). A live session
+        under that name ends: from now on only the new credential connects as `name`."""
+        enrollment, token = await self.enrollments.enroll(name, replace=replace)
+        if self.sidecars.end_session(name, f"sidecars/{name} was enrolled anew"):
+            log.info("sidecar %s: session ended, it must connect with its new credential", name)
+        return enrollment, token
+
+    async def revoke_sidecar(self, name: str) -> tuple[Enrollment, bool]:
+        """Revoke `name`'s credential; True when its live session was ended."""
+        enrollment = await self.enrollments.revoke(name)
+        ended = self.sidecars.end_session(name, f"the credential of sidecars/{name} was revoked")
+        log.info("sidecar %s: credential revoked%s", name, ", session ended" if ended else "")
+        return enrollment, ended
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -384,5 +412,7 @@ class ControlCore:
                 ticks += 1
                 if ticks % 2400 == 0:
                     await self.presence.trim_log()
+            except StorageUnavailable:
+                pass  # the store says so once; the sweep retries on the next tick
             except Exception:
                 log.exception("expiry sweep failed; retrying")

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .errors import StorageUnavailable
 from .presence import (
     Availability,
     EffectivePresence,
@@ -258,15 +259,16 @@ class PresenceHub:
             except Exception as exc:
                 attempt += 1
                 delay = min(5.0, 0.05 * (1 << min(attempt, 7)))
-                log.warning(
-                    "presence write of %d records and %d changes failed (attempt %d), "
-                    "retrying in %.2fs: %s",
-                    len(records),
-                    len(events),
-                    attempt,
-                    delay,
-                    exc,
-                )
+                if not isinstance(exc, StorageUnavailable):  # the store logs those, once
+                    log.warning(
+                        "presence write of %d records and %d changes failed (attempt %d), "
+                        "retrying in %.2fs: %s",
+                        len(records),
+                        len(events),
+                        attempt,
+                        delay,
+                        exc,
+                    )
                 await self._sleep(delay)
 
     def _publish(self, item: LoggedChange) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .calls.commands import Command
-from .errors import AlreadyExists
+from .errors import AlreadyExists, StorageUnavailable
 from .settings import ServerSettings
 from .watchers import Watchers, WatchQueue
 
@@ -66,8 +66,15 @@ class SessionReplaced:
     """The same sidecar instance reconnected on a new stream: this session ends."""
 
 
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """The session must end and the sidecar connect again, e.g. its credential was revoked."""
+
+    reason: str
+
+
 #: What a session's queue holds: what to send the sidecar, or that the session is over.
-SessionItem = Command | SettingsChanged | SessionReplaced
+SessionItem = Command | SettingsChanged | SessionReplaced | SessionEnded
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +161,12 @@ class SidecarRegistry:
             old.put_nowait(SessionReplaced())
         self.sidecars[info.name] = info
         self.queues[info.name] = queue
-        await self.records.save(info)
+        try:
+            await self.records.save(info)
+        except StorageUnavailable:
+            # The record only lists the sidecar across restarts: a full or unreachable database
+            # (logged once by the store) must not keep a sidecar, and its handsets, out.
+            pass
         self.publish(info)
         return queue
 
@@ -172,6 +184,15 @@ class SidecarRegistry:
                 info.connected = False
                 info.lost_time = now
                 self.publish(info)
+
+    def end_session(self, name: str, reason: str) -> bool:
+        """End `name`'s live session (it may connect again if it is still allowed to); False
+        when it has none."""
+        queue = self.queues.get(name)
+        if queue is None:
+            return False
+        queue.put_nowait(SessionEnded(reason))
+        return True
 
     def send(self, name: str, command: Command) -> bool:
         """Queue a command for a connected sidecar; False when it is not connected."""

@@ -26,6 +26,7 @@ from sip2uc.cli.state import get_state
 from sip2uc.client import discover_token, is_loopback, is_loopback_host, join_target
 
 if TYPE_CHECKING:
+    from sip2uc_media.sidecar import Sidecar
     from sip2uc_web.connection import ControlTarget
     from sip2uc_web.server import StateViewServer
 
@@ -147,6 +148,26 @@ DigestAlgorithmOption = Annotated[
         ),
     ),
 ]
+SipTlsListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sip-tls-listen",
+        metavar="HOST:PORT",
+        help=(
+            "Also accept SIP over TLS here (e.g. 0.0.0.0:5061), with --sip-tls-cert/"
+            "--sip-tls-key or a self-signed certificate generated in the data directory."
+        ),
+        callback=_optional_listen,
+        show_default=False,
+    ),
+]
+SipTlsCertOption = Annotated[
+    Path | None,
+    typer.Option("--sip-tls-cert", help="PEM certificate chain for SIP over TLS."),
+]
+SipTlsKeyOption = Annotated[
+    Path | None, typer.Option("--sip-tls-key", help="PEM private key for SIP over TLS.")
+]
 LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 # Options of the commands that dial a control plane (`sidecar`, `web`).
 ControlOption = Annotated[
@@ -242,6 +263,9 @@ def up(
             show_default=False,
         ),
     ] = None,
+    sip_tls_listen: SipTlsListenOption = None,
+    sip_tls_cert: SipTlsCertOption = None,
+    sip_tls_key: SipTlsKeyOption = None,
     allow_network: AllowNetworkOption = None,
     digest_algorithm: DigestAlgorithmOption = None,
     web_listen: Annotated[
@@ -286,6 +310,7 @@ def up(
     use_tls = tls if tls is not None else not is_loopback_host(parse_listen(grpc_listen)[0])
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    _check_sip_tls(sip_tls_listen, sip_tls_cert, sip_tls_key)
     configure_logging(log_level)
 
     async def body(stop: asyncio.Event) -> None:
@@ -310,9 +335,14 @@ def up(
             sidecar = Sidecar(
                 SidecarConfig(
                     control=_dial_address(plane.address),
-                    token=plane.token,
+                    # In the same process: a credential only this process knows, good for this
+                    # sidecar's name and the sidecar API only (never the admin token).
+                    token=plane.sidecar_credential("default"),
                     name="default",
                     sip_listen=sip_listen,
+                    tls_listen=sip_tls_listen,
+                    tls_cert=sip_tls_cert,
+                    tls_key=sip_tls_key,
                     data_dir=directory,
                     rtp_ports=(low, high),
                     allowed_networks=list(allow_network or []),
@@ -324,6 +354,7 @@ def up(
             await sidecar.start()
             tune_for_serving()
             started.append(_Stoppable("sidecar", sidecar.stop))
+            await _welcomed(sidecar)
             if web_listen:
                 from sip2uc_web.connection import ControlTarget
 
@@ -360,10 +391,21 @@ def up(
             )
             await stop.wait()
             log.info("stopping")
+            plane.begin_stop()
         finally:
             await _stop_all(started)
 
     _run(body)
+
+
+async def _welcomed(sidecar: Sidecar, within: float = 10.0) -> None:
+    """Wait until the control plane in this process welcomed its sidecar, so that "ready" means
+    handsets are served (it takes milliseconds; a slow machine is told, not hidden)."""
+    assert sidecar.control is not None
+    try:
+        await asyncio.wait_for(sidecar.control.wait_up(), within)
+    except TimeoutError:
+        log.warning("the default sidecar is not connected yet; handsets get 503 until it is")
 
 
 def _state_view(
@@ -432,8 +474,37 @@ def _run(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
 
 def sidecar(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", help="Sidecar name, unique per control plane.")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Sidecar name, unique per control plane.", show_default=False),
+    ] = None,
     control: ControlOption = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help=(
+                "File holding this sidecar's credential (`sip2uc sidecar enroll NAME "
+                "--output FILE`); read again before each connection, so a rotated credential "
+                "needs no restart."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            "--credential",
+            envvar="SIP2UC_SIDECAR_TOKEN",
+            help=(
+                "This sidecar's credential itself (visible to other users in the process "
+                "list: prefer --token-file). Without either, only a control plane on loopback "
+                "accepts the sidecar, and only under a name that is not enrolled."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     sip_listen: Annotated[
         str,
         typer.Option(
@@ -443,14 +514,9 @@ def sidecar(
             callback=_listen,
         ),
     ] = "127.0.0.1:5060",
-    tls_listen: Annotated[
-        str | None,
-        typer.Option(
-            "--sip-tls-listen",
-            metavar="HOST:PORT",
-            help="Also accept SIP over TLS here (e.g. 0.0.0.0:5061).",
-        ),
-    ] = None,
+    tls_listen: SipTlsListenOption = None,
+    sip_tls_cert: SipTlsCertOption = None,
+    sip_tls_key: SipTlsKeyOption = None,
     rtp_ports: RtpPortsOption = "20000-29999",
     rtp_host: Annotated[
         str | None,
@@ -458,14 +524,6 @@ def sidecar(
     ] = None,
     site: Annotated[str, typer.Option("--site", help="VLAN or site label.")] = "",
     allow_network: AllowNetworkOption = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="Token for the control plane (default: the global --token / SIP2UC_TOKEN).",
-            show_default=False,
-        ),
-    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -491,10 +549,18 @@ def sidecar(
     ] = "off",
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run one SIP/RTP sidecar in the foreground: it dials the control plane,
-    serves the handsets of its VLAN or site, and stops cleanly on
-    Ctrl-C/SIGTERM. While the control plane is unreachable it answers new
-    requests with 503 and keeps retrying."""
+    """Run one SIP/RTP sidecar in the foreground (`sip2uc sidecar --name NAME
+    --token-file FILE ...`): it dials the control plane with its own credential,
+    serves the handsets of its VLAN or site, and stops cleanly on Ctrl-C/SIGTERM.
+    While the control plane is unreachable it answers new requests with 503 and
+    keeps retrying. The subcommands manage sidecars' credentials."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if name is None:
+        raise typer.BadParameter("name the sidecar", param_hint="--name")
+    if token is not None and token_file is not None:
+        raise typer.BadParameter("give --token-file or --token, not both")
+    _check_sip_tls(tls_listen, sip_tls_cert, sip_tls_key)
     from sip2uc_media.gc_policy import tune_for_serving
     from sip2uc_media.sidecar import Sidecar, SidecarConfig
 
@@ -503,15 +569,24 @@ def sidecar(
     directory = data_dir if data_dir is not None else state.data_dir
     low, high = parse_port_range(rtp_ports)
     use_tls = control_tls if control_tls is not None else not is_loopback(target)
-    secret = discover_token(token or state.token, target, state.data_dir)
+    if token_file is not None:
+        try:
+            token_file.read_text()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file"
+            ) from None
     try:
         config = SidecarConfig(
             control=target,
-            token=secret,
+            token=token or None,
+            token_file=token_file,
             name=name,
             site=site,
             sip_listen=sip_listen,
             tls_listen=tls_listen,
+            tls_cert=sip_tls_cert,
+            tls_key=sip_tls_key,
             data_dir=directory,
             rtp_host=rtp_host,
             rtp_ports=(low, high),
@@ -539,6 +614,13 @@ def sidecar(
                 await node.stop(STOP_GRACE)
 
     _run(body)
+
+
+def _check_sip_tls(listen: str | None, cert: Path | None, key: Path | None) -> None:
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("give both --sip-tls-cert and --sip-tls-key, or neither")
+    if cert is not None and listen is None:
+        raise typer.BadParameter("--sip-tls-cert needs --sip-tls-listen")
 
 
 def web(
@@ -655,10 +737,12 @@ def connector_run(
 
 
 def register(app: typer.Typer) -> None:
-    from sip2uc.cli import connectors
+    from sip2uc.cli import connectors, sidecars
 
     app.command("up")(up)
-    app.command("sidecar")(sidecar)
+    # `sip2uc sidecar --name ...` runs one; its subcommands (enroll, revoke...) come with the
+    # client.
+    sidecars.app.callback(invoke_without_command=True)(sidecar)
     app.command("web")(web)
     connectors.app.command("run")(connector_run)
 

@@ -33,6 +33,7 @@ from ..domain import (
     User,
     UserSettings,
 )
+from ..enrollments import Enrollment
 from ..errors import FieldViolation, InvalidArgument
 from ..presence import Activity, Availability, EffectivePresence, PresenceChange, Source
 from ..recent_log import LogEntry
@@ -352,7 +353,9 @@ def server_settings_field_from_pb(name: str, pb: admin_pb2.Settings) -> object:
     return getattr(pb, name)
 
 
-def sidecar_to_pb(s: SidecarInfo, bindings: int, settings_limit: int) -> admin_pb2.Sidecar:
+def sidecar_to_pb(
+    s: SidecarInfo, bindings: int, settings_limit: int, *, enrolled: bool = False
+) -> admin_pb2.Sidecar:
     """`settings_limit` is the channel limit the settings give the sidecar; it accepts no more
     legs than its own capacity either (as the sidecar applies it)."""
     limit = min(settings_limit, s.capacity) if s.capacity else settings_limit
@@ -370,6 +373,15 @@ def sidecar_to_pb(s: SidecarInfo, bindings: int, settings_limit: int) -> admin_p
         last_seen_time=ts(s.last_seen),
         channel_limit=limit,
         relay_ports_in_use=s.relay_ports_in_use,
+        enrolled=enrolled,
+    )
+
+
+def enrollment_to_pb(e: Enrollment) -> admin_pb2.SidecarEnrollment:
+    return admin_pb2.SidecarEnrollment(
+        name=f"sidecars/{e.name}",
+        create_time=ts(e.create_time),
+        last_connect_time=ts(e.last_connect_time),
     )
 
 

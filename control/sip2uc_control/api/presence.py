@@ -135,6 +135,9 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         def snapshot_ids() -> list[str]:
             return sorted(ids) if ids is not None else [u.id for u in self.core.users.all()]
 
+        # Accepted: say so now rather than with the first change, which may be hours away (a
+        # watcher that reconnects learns at once that it is back).
+        await context.send_initial_metadata(())
         async for item in self.core.presence.watch(ids, cursor, snapshot_ids):
             if item.snapshot is not None:
                 presences = [

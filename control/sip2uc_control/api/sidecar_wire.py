@@ -45,6 +45,7 @@ __all__ = [
     "call_batch",
     "call_error",
     "call_request",
+    "call_sidecar",
     "call_stream_calls",
     "empty_reply",
     "invite_reply",
@@ -399,6 +400,20 @@ def call_stream_calls(
             )
         )
     return out
+
+
+def call_sidecar(call: sidecar_pb2.CallStreamCall) -> str:
+    """The sidecar a call says it comes from ("" when it names none)."""
+    kind = call.WhichOneof("request")
+    if kind == "report_leg":
+        return call.report_leg.sidecar
+    if kind == "invite":
+        return call.invite.origin.sidecar
+    if kind == "bye":
+        return call.bye.origin.sidecar
+    if kind == "cancel":
+        return call.cancel.origin.sidecar
+    return ""
 
 
 def call_request(call: sidecar_pb2.CallStreamCall) -> CallRequest:

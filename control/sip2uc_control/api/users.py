@@ -12,6 +12,7 @@ from ..core import ControlCore
 from ..domain import DirectoryOrigin, User
 from ..errors import FieldViolation, InvalidArgument, check
 from .convert import devices_from_pb, settings_from_pb, user_to_pb
+from .filters import text_filter
 from .paging import decode_token, encode_token, page_size
 from .status import unary
 
@@ -93,8 +94,8 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         if request.e164:
             wanted = "+" + "".join(ch for ch in request.e164 if ch.isdigit())
             users = [u for u in users if u.e164 == wanted]
-        if request.filter:
-            needle = request.filter.strip().lower()
+        needle = text_filter(request.filter)
+        if needle:
             users = [
                 u
                 for u in users

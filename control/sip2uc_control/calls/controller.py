@@ -19,7 +19,13 @@ from dataclasses import replace
 from sip2uc_core.stream_stats import StreamStats
 
 from ..domain import User
-from ..errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from ..errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    StorageUnavailable,
+)
 from ..routing.dialplan import (
     Forward,
     ForwardChain,
@@ -329,6 +335,8 @@ class CallController:
         self.registry.publish(call)
         try:
             await self.history.record(call)
+        except StorageUnavailable:
+            pass  # the store says so once for every write it refuses
         except Exception as exc:  # history is a record; a failed write must not break calls
             log.warning("call %s not stored in history: %s", call.id, exc)
         finally:

@@ -152,6 +152,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE UNIQUE INDEX users_user_principal_name ON users (user_principal_name)",
         ),
     ),
+    Migration(
+        5,
+        "sidecar enrollments (credential hashes)",
+        (
+            """CREATE TABLE sidecar_enrollments (
+                name TEXT PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                create_time DOUBLE PRECISION NOT NULL,
+                last_connect_time DOUBLE PRECISION
+            )""",
+        ),
+    ),
 )
 
 

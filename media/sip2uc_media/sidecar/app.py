@@ -25,6 +25,7 @@ from ..transport.tcp import StreamServer, open_stream_server
 from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
 from .calls import CallHandler
+from .capacity import LegCapacity, leg_capacity, raise_open_file_limit
 from .commands import Command, EdgeSettings
 from .config import SidecarConfig, parse_hostport
 from .control_link import ControlLink
@@ -82,6 +83,7 @@ class Sidecar:
         self.control: ControlLink | None = None
         self.relay: RelayEngine | None = None
         self.calls: CallHandler | None = None
+        self.capacity = LegCapacity(0, "RTP ports")
 
     async def start(self) -> None:
         config = self.config
@@ -99,6 +101,7 @@ class Sidecar:
         self.control = ControlLink(
             config.control,
             token=config.token,
+            token_file=config.token_file,
             hello=self._hello,
             on_settings=self._apply_settings,
             credentials=self._control_credentials(),
@@ -124,6 +127,13 @@ class Sidecar:
         rtp_host = config.rtp_host or sip_host
         self.relay = RelayEngine(rtp_host, PortAllocator(*config.rtp_ports))
         await self.relay.start()
+        self.capacity = leg_capacity(self.relay.ports.capacity, raise_open_file_limit())
+        if self.capacity.bound_by != "RTP ports":
+            _log.warning(
+                "sidecar %s: the open-file limit caps call legs at %d (raise it, ulimit -n)",
+                config.name,
+                self.capacity.legs,
+            )
         self.calls = CallHandler(
             name=config.name,
             registrar=registrar,
@@ -141,7 +151,7 @@ class Sidecar:
             retry_after=config.retry_after,
         )
         self.relay.on_event = self.calls.relay_event
-        self.calls.configure(trunk_sources=(), channel_limit=config.capacity, media_timeout=60.0)
+        self.calls.configure(trunk_sources=(), channel_limit=self.capacity.legs, media_timeout=60.0)
         self.edge.attach_calls(self.calls)
         self.calls.start()
         await self.control.start()
@@ -218,7 +228,7 @@ class Sidecar:
             listeners=tuple(Endpoint(k, h, p) for k, (h, p) in self.listen_addresses.items()),
             rtp_host=config.rtp_host or sip_host,
             rtp_ports=config.rtp_ports,
-            capacity=config.capacity,
+            capacity=self.capacity.legs,
             instance_id=self.instance_id,
         )
 
@@ -234,9 +244,7 @@ class Sidecar:
         if self.calls is not None:
             self.calls.configure(
                 trunk_sources=settings.trunk_sources,
-                channel_limit=min(
-                    settings.channel_limit or self.config.capacity, self.config.capacity
-                ),
+                channel_limit=min(settings.channel_limit or self.capacity.legs, self.capacity.legs),
                 media_timeout=settings.media_timeout,
             )
 

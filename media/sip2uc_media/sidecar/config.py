@@ -55,7 +55,10 @@ class SidecarConfig:
     """
 
     control: str
+    #: The sidecar's credential (`sip2uc sidecar enroll NAME`), or where to read it: the file is
+    #: read again before each session, so a rotated credential needs no restart.
     token: str | None = None
+    token_file: Path | None = None
     name: str
     site: str = ""
     sip_listen: str = "127.0.0.1:5060"
@@ -75,7 +78,6 @@ class SidecarConfig:
     # Beyond the public knobs: limits an operator rarely needs to touch.
     max_connections: int = 4096
     tcp_idle_timeout: float = 3600.0
-    capacity: int = 500
     rpc_timeout: float = 2.0
     heartbeat_interval: float = 5.0
     retry_after: int = 5
@@ -86,6 +88,8 @@ class SidecarConfig:
             parse_hostport(self.tls_listen, 5061)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give the credential or the file that holds it, not both")
         low, high = self.rtp_ports
         if not 0 < low <= high <= 65535:
             raise ValueError(f"bad RTP port range {low}-{high}")

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -42,6 +43,19 @@ CallStream = BatchedStream[sidecar_pb2.CallStreamCall, sidecar_pb2.CallStreamRep
 
 # Answers that a retry would only repeat.
 _FINAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
+# Sessions refused for something a person must fix.
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
+
+
+def _bearer(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def backoff_delay(
@@ -61,6 +75,7 @@ class ControlLink:
         target: str,
         *,
         token: str | None,
+        token_file: Path | None = None,
         hello: Callable[[], HelloInfo],
         on_settings: Callable[[EdgeSettings], None],
         credentials: grpc.ChannelCredentials | None = None,
@@ -73,9 +88,11 @@ class ControlLink:
         self._on_command = on_command
         self._load = load
         self._target = target
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {token}"),) if token else ()
-        )
+        self._token = token
+        # Read again before every session, so that a rotated credential (`sip2uc sidecar enroll
+        # NAME --replace --output FILE`) is picked up without a restart.
+        self._token_file = token_file
+        self._metadata: tuple[tuple[str, str], ...] = _bearer(token)
         self._hello = hello
         self._on_settings = on_settings
         self._credentials = credentials
@@ -93,6 +110,11 @@ class ControlLink:
         self._register_stream: RegisterStream | None = None
         self._call_stream: CallStream | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] | None = None
+        self._session_over = asyncio.Event()
+        self._stopping = False
+        #: The last refusal logged, so that a sidecar retrying with a bad credential says so once.
+        self._refusal_logged = ""
 
     @property
     def up(self) -> bool:
@@ -117,7 +139,14 @@ class ControlLink:
         self._stub = sidecar_pb2_grpc.SidecarServiceStub(self._channel)
         self._task = asyncio.create_task(self._run(), name="sip2uc-control-link")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 1.0) -> None:
+        """Leave: close our side of the session so that the control plane sees a sidecar that
+        stopped (not one that was lost), then tear the link down."""
+        self._stopping = True
+        if self._outgoing is not None:  # a session, welcomed or still saying hello
+            self._outgoing.put_nowait(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._session_over.wait(), grace)
         self._set_down()
         if self._task is not None:
             self._task.cancel()
@@ -131,7 +160,7 @@ class ControlLink:
             self._channel = None
 
     def _set_down(self) -> None:
-        if self._up:
+        if self._up and not self._stopping:
             _log.warning("control plane link down; answering 503 until it is back")
         self._up = False
         self._up_event.clear()
@@ -157,16 +186,40 @@ class ControlLink:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                _log.debug("control session ended: %s %s", exc.code(), exc.details())
+                self._session_failed(exc)
+            except OSError as exc:
+                self._refused(f"cannot read the credential: {exc}")
             except Exception:
                 _log.exception("control session failed")
             self._set_down()
             attempt = 0 if welcomed else attempt + 1
             await asyncio.sleep(backoff_delay(attempt, self._rng))
 
+    def _session_failed(self, exc: grpc.aio.AioRpcError) -> None:
+        code = exc.code()
+        if code in _REFUSALS:
+            self._refused(f"{code.name}: {exc.details()}")
+        else:
+            _log.debug("control session ended: %s %s", code, exc.details())
+
+    def _refused(self, why: str) -> None:
+        """A refusal only a person can fix (a revoked or wrong credential, a name taken): said
+        once, at the level that reaches them, while the link keeps retrying."""
+        if why != self._refusal_logged:
+            self._refusal_logged = why
+            _log.error("control plane %s refused this sidecar: %s (retrying)", self._target, why)
+
+    def _credential(self) -> tuple[tuple[str, str], ...]:
+        if self._token_file is None:
+            return self._metadata
+        return _bearer(self._token_file.read_text().strip() or None)
+
     async def _session(self) -> bool:
         assert self._stub is not None
+        self._metadata = self._credential()
+        self._session_over.clear()
         outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] = asyncio.Queue()
+        self._outgoing = outgoing
         outgoing.put_nowait(wire.hello(self._hello()))
 
         async def requests() -> AsyncIterator[sidecar_pb2.ConnectRequest]:
@@ -184,6 +237,7 @@ class ControlLink:
                 received = wire.session_message(message)
                 if isinstance(received, Welcome):
                     self._apply(received.settings)
+                    self._refusal_logged = ""
                     welcomed = True
                     self.connects += 1
                     self._up = True
@@ -208,6 +262,8 @@ class ControlLink:
                 heartbeat.cancel()
             outgoing.put_nowait(None)
             call.cancel()
+            self._outgoing = None
+            self._session_over.set()
         return welcomed
 
     async def _carry_out(self, item: SettingsUpdate | Order) -> tuple[str, str] | None:

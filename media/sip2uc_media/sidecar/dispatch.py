@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 
+from sip2uc_core.refusal_log import RefusalLog, printable
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.errors import SipParseError
 from sip2uc_core.sip.framing import is_keepalive_datagram
@@ -44,6 +45,7 @@ from sip2uc_core.sip.transaction import (
     TransactionTimeout,
     TransportFailed,
 )
+from sip2uc_core.sip.uri import user_or_whole
 
 from ..transport.base import Source
 from .calls import CallHandler
@@ -105,6 +107,8 @@ class SipEdge:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._logged_errors: set[str] = set()
+        #: Refusals a person can act on, logged once per source and reason.
+        self.refusals = RefusalLog(_log)
         self.internal_errors = 0
         self.registrations = RegisterHandler(
             name=name,
@@ -242,11 +246,27 @@ class SipEdge:
             handler(txn_id, request, source)
         elif request.method in _NOT_ALLOWED:
             self._reply(txn_id, request, 405, None, [("Allow", self._allow)])
+            self.refused(
+                source,
+                "method_not_allowed",
+                lambda: (
+                    f"405 for {request.method} from {_sender(request, source)}: "
+                    f"this sidecar serves {self._allow}"
+                ),
+            )
         elif request.method in _NO_TRANSACTION:
             self._reply(txn_id, request, 481, None)
         else:
             # INVITE and unknown methods (RFC 3261 §8.2.1).
             self._reply(txn_id, request, 501, None, [("Allow", self._allow)])
+            self.refused(
+                source,
+                "not_implemented",
+                lambda: (
+                    f"501 for {printable(request.method)} from "
+                    f"{_sender(request, source)}: not a method this sidecar knows"
+                ),
+            )
 
     # -- methods --------------------------------------------------------------------------------
 
@@ -316,6 +336,14 @@ class SipEdge:
             self.metrics.bans.add(1)
             _log.warning("banning %s after repeated authentication failures", host)
 
+    def refused(
+        self, source: Endpoint, reason: str, message: Callable[[], str], level: int = logging.INFO
+    ) -> None:
+        """Count a refusal by `reason` (a short fixed word: a metric attribute) and log
+        `message()` once per source address and reason (it must hold no secret)."""
+        self.metrics.refusals.add(1, {"reason": reason})
+        self.refusals.note(source.host, reason, self._clock(), message, level)
+
     def flush(self) -> None:
         self._flush()
 
@@ -372,6 +400,18 @@ class SipEdge:
         if salvaged is not None:
             source.send(salvaged)
             self.metrics.messages_out.add(1, {"method": "unknown", "status": error.status})
+
+
+def _sender(request: SipRequest, source: Endpoint) -> str:
+    """Who sent `request`, for a log line: its address, and its user and User-Agent as far as
+    they are printable."""
+    user = user_or_whole(request.from_.uri)
+    agent = request.headers.get("User-Agent") or ""
+    parts = [printable(user)] if user else []
+    if agent:
+        parts.append(printable(agent))
+    where = f"{source.host}:{source.port}"
+    return f"{where} ({', '.join(parts)})" if parts else where
 
 
 _REQUEST_LINE_RE = re.compile(rb"\A(?:\r\n)*([A-Za-z]+) [^ \r\n]+ SIP/[0-9.]+\r\n")

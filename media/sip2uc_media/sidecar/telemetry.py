@@ -39,6 +39,13 @@ class EdgeMetrics:
         self.dropped = meter.create_counter(
             "sip2uc.sidecar.sip.dropped", description="SIP messages dropped, by reason"
         )
+        self.refusals = meter.create_counter(
+            "sip2uc.sidecar.sip.refusals",
+            description=(
+                "Requests refused for a reason a person can act on (405, 501, calls refused), "
+                "by reason"
+            ),
+        )
         self.retransmissions = meter.create_counter(
             "sip2uc.sidecar.sip.retransmissions",
             description="Retransmitted requests absorbed by server transactions",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ class RecordingEdge:
         self.responses: list[tuple[TransactionId, SipResponse]] = []
         self.requests: list[tuple[SipRequest, Endpoint]] = []
         self.auth_failures: list[str] = []
+        self.refusals: list[tuple[str, str, str, int]] = []
         self._txn = itertools.count(100)
 
     def respond(self, txn_id: TransactionId, response: SipResponse) -> None:
@@ -56,6 +58,11 @@ class RecordingEdge:
 
     def auth_failure(self, host: str) -> None:
         self.auth_failures.append(host)
+
+    def refused(
+        self, source: Endpoint, reason: str, message: Callable[[], str], level: int = logging.INFO
+    ) -> None:
+        self.refusals.append((source.host, reason, message(), level))
 
     def flush(self) -> None:
         pass
@@ -214,6 +221,14 @@ async def test_a_rejected_invite_gets_the_status_and_frees_its_relay_ports(
     await eventually(rejected, "the 404")
     assert harness.relay.legs() == []
     assert harness.handler.active_legs == 0
+    assert harness.edge.refusals == [
+        (
+            "192.0.2.10",
+            "call_rejected_404",
+            "call from +4930123 (192.0.2.10:5060) to 200 refused with 404: Not Found",
+            logging.INFO,
+        )
+    ]
 
 
 async def test_ringing_and_busy_commands_are_relayed_to_the_caller_and_acknowledged(
@@ -317,3 +332,12 @@ async def test_a_full_sidecar_answers_503_without_asking_the_control_plane(
     second = [r for txn, r in harness.edge.responses if txn == TransactionId(2)]
     assert [(r.status, r.headers.get("Retry-After")) for r in second] == [(503, "5")]
     assert len(harness.relay.legs()) == 2  # the first call's two relay legs only
+    assert harness.edge.refusals == [
+        (
+            "192.0.2.10",
+            "channel_limit",
+            "call from +4930123 (192.0.2.10:5060) to 200 refused with 503: "
+            "channel limit reached (1 legs)",
+            logging.WARNING,
+        )
+    ]

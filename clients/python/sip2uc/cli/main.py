@@ -10,7 +10,16 @@ import grpc
 import typer
 from typer.core import TyperGroup
 
-from sip2uc.cli import calls, connectors, importing, presence, registrations, status, users
+from sip2uc.cli import (
+    calls,
+    connectors,
+    importing,
+    presence,
+    registrations,
+    sidecars,
+    status,
+    users,
+)
 from sip2uc.cli.output import error_line
 from sip2uc.cli.parsing import parse_target
 from sip2uc.cli.state import CliState
@@ -129,12 +138,13 @@ app.add_typer(registrations.app, name="registration")
 app.add_typer(calls.app, name="call")
 app.add_typer(connectors.app, name="connector")
 app.add_typer(status.settings_app, name="settings")
+app.add_typer(sidecars.app, name="sidecar")
 status.register(app)
 users.app.add_typer(importing.app, name="import")
 
 #: Packages installed beside the client add commands through this entry point group: each entry
-#: is a `register(app)` function. The servers add `up` and `sidecar` this way, so the client
-#: works (and installs) without them.
+#: is a `register(app)` function. The servers add `up`, `web` and running a sidecar (the
+#: `sidecar` group's own action) this way, so the client works (and installs) without them.
 COMMAND_GROUP = "sip2uc.cli"
 
 

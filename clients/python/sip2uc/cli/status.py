@@ -238,7 +238,8 @@ def _connector_pairs(client: Sip2ucClient) -> list[tuple[str, str]]:
 
 
 def sidecar_list(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
-    """List the sidecars that have connected: state, listeners, load and bindings."""
+    """List the sidecars that have connected: state, listeners, call legs in use against the
+    limit each enforces, bindings, and whether its name is enrolled."""
     state = get_state(ctx)
     client = state.client()
     found = client.admin.ListSidecars(
@@ -247,7 +248,18 @@ def sidecar_list(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
     if state.wants_json(json_flag):
         output.print_json([output.message_dict(s) for s in found])
         return
-    columns = ("name", "site", "state", "sip", "rtp", "legs", "bindings", "version", "last seen")
+    columns = (
+        "name",
+        "site",
+        "state",
+        "sip",
+        "rtp",
+        "legs",
+        "bindings",
+        "enrolled",
+        "version",
+        "last seen",
+    )
     rows = (
         (
             s.name.removeprefix("sidecars/"),
@@ -255,14 +267,24 @@ def sidecar_list(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
             output.sidecar_state(s.state),
             ", ".join(s.sip_listeners) or "-",
             s.rtp or "-",
-            f"{s.active_legs}/{s.capacity}",
+            legs_text(s),
             str(s.bindings),
+            "yes" if s.enrolled else "no",
             s.version or "-",
             output.timestamp(s.last_seen_time),
         )
         for s in found
     )
     output.show(output.table(None, columns, rows))
+
+
+def legs_text(s: admin_pb2.Sidecar) -> str:
+    """Legs in use against the limit the sidecar enforces (the channel-limit setting, or less
+    when its RTP ports or open files cannot carry that many)."""
+    text = f"{s.active_legs}/{s.channel_limit}"
+    if s.capacity and s.channel_limit == s.capacity:
+        text += " (capacity)"
+    return text
 
 
 def register(app: typer.Typer) -> None:

@@ -59,6 +59,19 @@ class AdminServiceStub:
     """Streams log entries: the buffered ones, then a message with
     `snapshot_complete`, then each new one as it is logged.
     """
+    EnrollSidecar: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EnrollSidecarRequest, _admin_pb2.EnrollSidecarResponse]
+    """Enrolls a sidecar: mints the credential it connects with, bound to its
+    name and good for SidecarService only. The credential is returned here
+    once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+    the name is enrolled, unless `replace` (the old credential stops working
+    at once and its live session ends).
+    """
+    ListSidecarEnrollments: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListSidecarEnrollmentsRequest, _admin_pb2.ListSidecarEnrollmentsResponse]
+    """Lists the enrolled sidecars (never their credentials)."""
+    RevokeSidecarEnrollment: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeSidecarEnrollmentRequest, _admin_pb2.RevokeSidecarEnrollmentResponse]
+    """Revokes a sidecar's credential: its live session ends and it cannot
+    connect again until enrolled anew. The admin token is not affected.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -90,6 +103,19 @@ class AdminServiceAsyncStub(AdminServiceStub):
     WatchLogEntries: _aio.UnaryStreamMultiCallable[_admin_pb2.WatchLogEntriesRequest, _admin_pb2.WatchLogEntriesResponse]  # type: ignore[assignment]
     """Streams log entries: the buffered ones, then a message with
     `snapshot_complete`, then each new one as it is logged.
+    """
+    EnrollSidecar: _aio.UnaryUnaryMultiCallable[_admin_pb2.EnrollSidecarRequest, _admin_pb2.EnrollSidecarResponse]  # type: ignore[assignment]
+    """Enrolls a sidecar: mints the credential it connects with, bound to its
+    name and good for SidecarService only. The credential is returned here
+    once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+    the name is enrolled, unless `replace` (the old credential stops working
+    at once and its live session ends).
+    """
+    ListSidecarEnrollments: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListSidecarEnrollmentsRequest, _admin_pb2.ListSidecarEnrollmentsResponse]  # type: ignore[assignment]
+    """Lists the enrolled sidecars (never their credentials)."""
+    RevokeSidecarEnrollment: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeSidecarEnrollmentRequest, _admin_pb2.RevokeSidecarEnrollmentResponse]  # type: ignore[assignment]
+    """Revokes a sidecar's credential: its live session ends and it cannot
+    connect again until enrolled anew. The admin token is not affected.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -161,6 +187,37 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.WatchLogEntriesResponse], _abc.AsyncIterator[_admin_pb2.WatchLogEntriesResponse]]:
         """Streams log entries: the buffered ones, then a message with
         `snapshot_complete`, then each new one as it is logged.
+        """
+
+    @_abc_1.abstractmethod
+    def EnrollSidecar(
+        self,
+        request: _admin_pb2.EnrollSidecarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.EnrollSidecarResponse, _abc.Awaitable[_admin_pb2.EnrollSidecarResponse]]:
+        """Enrolls a sidecar: mints the credential it connects with, bound to its
+        name and good for SidecarService only. The credential is returned here
+        once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+        the name is enrolled, unless `replace` (the old credential stops working
+        at once and its live session ends).
+        """
+
+    @_abc_1.abstractmethod
+    def ListSidecarEnrollments(
+        self,
+        request: _admin_pb2.ListSidecarEnrollmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListSidecarEnrollmentsResponse, _abc.Awaitable[_admin_pb2.ListSidecarEnrollmentsResponse]]:
+        """Lists the enrolled sidecars (never their credentials)."""
+
+    @_abc_1.abstractmethod
+    def RevokeSidecarEnrollment(
+        self,
+        request: _admin_pb2.RevokeSidecarEnrollmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokeSidecarEnrollmentResponse, _abc.Awaitable[_admin_pb2.RevokeSidecarEnrollmentResponse]]:
+        """Revokes a sidecar's credential: its live session ends and it cannot
+        connect again until enrolled anew. The admin token is not affected.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

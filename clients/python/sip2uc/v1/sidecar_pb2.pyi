@@ -294,7 +294,9 @@ class SidecarHello(_message.Message):
     rtp_port_max: _builtins.int
     """Last relay port."""
     capacity: _builtins.int
-    """Maximum concurrent call legs the sidecar offers."""
+    """Call legs the sidecar can carry (two RTP port pairs each, within its
+    port range and open-file limit).
+    """
     version: _builtins.str
     """Software version."""
     instance_id: _builtins.str

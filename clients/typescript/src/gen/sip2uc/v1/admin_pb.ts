@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/admin.proto.
  */
 export const file_sip2uc_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKABAoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSLUAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbm5lbF9saW1pdBgMIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYDSABKA0iFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0IscCChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIhYKFFdhdGNoU2lkZWNhcnNSZXF1ZXN0IlcKFVdhdGNoU2lkZWNhcnNSZXNwb25zZRIjCgdzaWRlY2FyGAEgASgLMhIuc2lwMnVjLnYxLlNpZGVjYXISGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgiowEKCExvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHNldmVyaXR5GAMgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5Eg4KBmxvZ2dlchgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhAKCHRyYWNlX2lkGAYgASgJIkUKFUxpc3RMb2dFbnRyaWVzUmVxdWVzdBIsCgxtaW5fc2V2ZXJpdHkYASABKA4yFi5zaXAydWMudjEuTG9nU2V2ZXJpdHkiPgoWTGlzdExvZ0VudHJpZXNSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5IkYKFldhdGNoTG9nRW50cmllc1JlcXVlc3QSLAoMbWluX3NldmVyaXR5GAEgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5IlgKF1dhdGNoTG9nRW50cmllc1Jlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5EhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIKrkEChJQcmVzZW5jZUNvZGVBY3Rpb24SJAogUFJFU0VOQ0VfQ09ERV9BQ1RJT05fVU5TUEVDSUZJRUQQABIfChtQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT04QARIgChxQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT0ZGEAISHQoZUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQVdBWRADEiYKIlBSRVNFTkNFX0NPREVfQUNUSU9OX0JFX1JJR0hUX0JBQ0sQBBIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9CVVNZEAUSHgoaUFJFU0VOQ0VfQ09ERV9BQ1RJT05fUkVTRVQQBhInCiNQUkVTRU5DRV9DT0RFX0FDVElPTl9BUFBFQVJfT0ZGTElORRAHEioKJlBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfQUxXQVlTX09OEAgSKwonUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT0ZGEAkSKAokUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09OEAoSKQolUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09GRhALEi0KKVBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfTk9fQU5TV0VSX09OEAwSLgoqUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT0ZGEA0qYgoMU2lkZWNhclN0YXRlEh0KGVNJREVDQVJfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdTSURFQ0FSX1NUQVRFX0NPTk5FQ1RFRBABEhYKElNJREVDQVJfU1RBVEVfTE9TVBACKngKC0xvZ1NldmVyaXR5EhwKGExPR19TRVZFUklUWV9VTlNQRUNJRklFRBAAEhgKFExPR19TRVZFUklUWV9XQVJOSU5HEAESFgoSTE9HX1NFVkVSSVRZX0VSUk9SEAISGQoVTE9HX1NFVkVSSVRZX0NSSVRJQ0FMEAMy1QQKDEFkbWluU2VydmljZRJMCgtHZXRTZXR0aW5ncxIdLnNpcDJ1Yy52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXNwb25zZRJVCg5VcGRhdGVTZXR0aW5ncxIgLnNpcDJ1Yy52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZRJPCgxMaXN0U2lkZWNhcnMSHi5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVxdWVzdBofLnNpcDJ1Yy52MS5MaXN0U2lkZWNhcnNSZXNwb25zZRJGCglHZXRTdGF0dXMSGy5zaXAydWMudjEuR2V0U3RhdHVzUmVxdWVzdBocLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFNpZGVjYXJzEh8uc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXF1ZXN0GiAuc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXNwb25zZTABElUKDkxpc3RMb2dFbnRyaWVzEiAuc2lwMnVjLnYxLkxpc3RMb2dFbnRyaWVzUmVxdWVzdBohLnNpcDJ1Yy52MS5MaXN0TG9nRW50cmllc1Jlc3BvbnNlEloKD1dhdGNoTG9nRW50cmllcxIhLnNpcDJ1Yy52MS5XYXRjaExvZ0VudHJpZXNSZXF1ZXN0GiIuc2lwMnVjLnYxLldhdGNoTG9nRW50cmllc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKABAoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSLmAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbm5lbF9saW1pdBgMIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYDSABKA0SEAoIZW5yb2xsZWQYDiABKAgiFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0IscCChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIhYKFFdhdGNoU2lkZWNhcnNSZXF1ZXN0IlcKFVdhdGNoU2lkZWNhcnNSZXNwb25zZRIjCgdzaWRlY2FyGAEgASgLMhIuc2lwMnVjLnYxLlNpZGVjYXISGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgiowEKCExvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHNldmVyaXR5GAMgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5Eg4KBmxvZ2dlchgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhAKCHRyYWNlX2lkGAYgASgJIkUKFUxpc3RMb2dFbnRyaWVzUmVxdWVzdBIsCgxtaW5fc2V2ZXJpdHkYASABKA4yFi5zaXAydWMudjEuTG9nU2V2ZXJpdHkiPgoWTGlzdExvZ0VudHJpZXNSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5IkYKFldhdGNoTG9nRW50cmllc1JlcXVlc3QSLAoMbWluX3NldmVyaXR5GAEgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5IlgKF1dhdGNoTG9nRW50cmllc1Jlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5EhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIIokBChFTaWRlY2FyRW5yb2xsbWVudBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2Nvbm5lY3RfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOAoURW5yb2xsU2lkZWNhclJlcXVlc3QSDwoHc2lkZWNhchgBIAEoCRIPCgdyZXBsYWNlGAIgASgIIlgKFUVucm9sbFNpZGVjYXJSZXNwb25zZRIwCgplbnJvbGxtZW50GAEgASgLMhwuc2lwMnVjLnYxLlNpZGVjYXJFbnJvbGxtZW50Eg0KBXRva2VuGAIgASgJIh8KHUxpc3RTaWRlY2FyRW5yb2xsbWVudHNSZXF1ZXN0IlMKHkxpc3RTaWRlY2FyRW5yb2xsbWVudHNSZXNwb25zZRIxCgtlbnJvbGxtZW50cxgBIAMoCzIcLnNpcDJ1Yy52MS5TaWRlY2FyRW5yb2xsbWVudCIxCh5SZXZva2VTaWRlY2FyRW5yb2xsbWVudFJlcXVlc3QSDwoHc2lkZWNhchgBIAEoCSJpCh9SZXZva2VTaWRlY2FyRW5yb2xsbWVudFJlc3BvbnNlEjAKCmVucm9sbG1lbnQYASABKAsyHC5zaXAydWMudjEuU2lkZWNhckVucm9sbG1lbnQSFAoMZGlzY29ubmVjdGVkGAIgASgIKrkEChJQcmVzZW5jZUNvZGVBY3Rpb24SJAogUFJFU0VOQ0VfQ09ERV9BQ1RJT05fVU5TUEVDSUZJRUQQABIfChtQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT04QARIgChxQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT0ZGEAISHQoZUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQVdBWRADEiYKIlBSRVNFTkNFX0NPREVfQUNUSU9OX0JFX1JJR0hUX0JBQ0sQBBIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9CVVNZEAUSHgoaUFJFU0VOQ0VfQ09ERV9BQ1RJT05fUkVTRVQQBhInCiNQUkVTRU5DRV9DT0RFX0FDVElPTl9BUFBFQVJfT0ZGTElORRAHEioKJlBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfQUxXQVlTX09OEAgSKwonUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT0ZGEAkSKAokUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09OEAoSKQolUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09GRhALEi0KKVBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfTk9fQU5TV0VSX09OEAwSLgoqUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT0ZGEA0qYgoMU2lkZWNhclN0YXRlEh0KGVNJREVDQVJfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdTSURFQ0FSX1NUQVRFX0NPTk5FQ1RFRBABEhYKElNJREVDQVJfU1RBVEVfTE9TVBACKngKC0xvZ1NldmVyaXR5EhwKGExPR19TRVZFUklUWV9VTlNQRUNJRklFRBAAEhgKFExPR19TRVZFUklUWV9XQVJOSU5HEAESFgoSTE9HX1NFVkVSSVRZX0VSUk9SEAISGQoVTE9HX1NFVkVSSVRZX0NSSVRJQ0FMEAMyigcKDEFkbWluU2VydmljZRJMCgtHZXRTZXR0aW5ncxIdLnNpcDJ1Yy52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXNwb25zZRJVCg5VcGRhdGVTZXR0aW5ncxIgLnNpcDJ1Yy52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZRJPCgxMaXN0U2lkZWNhcnMSHi5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVxdWVzdBofLnNpcDJ1Yy52MS5MaXN0U2lkZWNhcnNSZXNwb25zZRJGCglHZXRTdGF0dXMSGy5zaXAydWMudjEuR2V0U3RhdHVzUmVxdWVzdBocLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFNpZGVjYXJzEh8uc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXF1ZXN0GiAuc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXNwb25zZTABElUKDkxpc3RMb2dFbnRyaWVzEiAuc2lwMnVjLnYxLkxpc3RMb2dFbnRyaWVzUmVxdWVzdBohLnNpcDJ1Yy52MS5MaXN0TG9nRW50cmllc1Jlc3BvbnNlEloKD1dhdGNoTG9nRW50cmllcxIhLnNpcDJ1Yy52MS5XYXRjaExvZ0VudHJpZXNSZXF1ZXN0GiIuc2lwMnVjLnYxLldhdGNoTG9nRW50cmllc1Jlc3BvbnNlMAESUgoNRW5yb2xsU2lkZWNhchIfLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVxdWVzdBogLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVzcG9uc2USbQoWTGlzdFNpZGVjYXJFbnJvbGxtZW50cxIoLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVxdWVzdBopLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVzcG9uc2UScAoXUmV2b2tlU2lkZWNhckVucm9sbG1lbnQSKS5zaXAydWMudjEuUmV2b2tlU2lkZWNhckVucm9sbG1lbnRSZXF1ZXN0Giouc2lwMnVjLnYxLlJldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Server-wide settings.
@@ -303,7 +303,8 @@ export type Sidecar = Message<"sip2uc.v1.Sidecar"> & {
   rtp: string;
 
   /**
-   * Offered capacity (call legs).
+   * Call legs the sidecar can carry: its RTP port range holds two port
+   * pairs per leg (less when its open-file limit is lower).
    *
    * @generated from field: uint32 capacity = 6;
    */
@@ -358,6 +359,14 @@ export type Sidecar = Message<"sip2uc.v1.Sidecar"> & {
    * @generated from field: uint32 relay_ports_in_use = 13;
    */
   relayPortsInUse: number;
+
+  /**
+   * Whether the name is enrolled: then only its own credential can connect
+   * as this sidecar.
+   *
+   * @generated from field: bool enrolled = 14;
+   */
+  enrolled: boolean;
 };
 
 /**
@@ -773,6 +782,184 @@ export const WatchLogEntriesResponseSchema: GenMessage<WatchLogEntriesResponse> 
   messageDesc(file_sip2uc_v1_admin, 19);
 
 /**
+ * A sidecar's enrollment: the name its credential is bound to.
+ *
+ * @generated from message sip2uc.v1.SidecarEnrollment
+ */
+export type SidecarEnrollment = Message<"sip2uc.v1.SidecarEnrollment"> & {
+  /**
+   * Resource name, `sidecars/{name}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * When the current credential was minted.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 2;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When a sidecar last connected with it; unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp last_connect_time = 3;
+   */
+  lastConnectTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sip2uc.v1.SidecarEnrollment.
+ * Use `create(SidecarEnrollmentSchema)` to create a new message.
+ */
+export const SidecarEnrollmentSchema: GenMessage<SidecarEnrollment> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 20);
+
+/**
+ * Request of AdminService.EnrollSidecar.
+ *
+ * @generated from message sip2uc.v1.EnrollSidecarRequest
+ */
+export type EnrollSidecarRequest = Message<"sip2uc.v1.EnrollSidecarRequest"> & {
+  /**
+   * The sidecar, `sidecars/{name}` or the name: 1-63 letters, digits, '-',
+   * '_' or '.', starting with a letter or digit.
+   *
+   * @generated from field: string sidecar = 1;
+   */
+  sidecar: string;
+
+  /**
+   * Replace the credential of an enrolled name (rotation).
+   *
+   * @generated from field: bool replace = 2;
+   */
+  replace: boolean;
+};
+
+/**
+ * Describes the message sip2uc.v1.EnrollSidecarRequest.
+ * Use `create(EnrollSidecarRequestSchema)` to create a new message.
+ */
+export const EnrollSidecarRequestSchema: GenMessage<EnrollSidecarRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 21);
+
+/**
+ * Response of AdminService.EnrollSidecar.
+ *
+ * @generated from message sip2uc.v1.EnrollSidecarResponse
+ */
+export type EnrollSidecarResponse = Message<"sip2uc.v1.EnrollSidecarResponse"> & {
+  /**
+   * The enrollment.
+   *
+   * @generated from field: sip2uc.v1.SidecarEnrollment enrollment = 1;
+   */
+  enrollment?: SidecarEnrollment | undefined;
+
+  /**
+   * The credential, shown only here: the sidecar sends it as
+   * `authorization: Bearer <token>` (`sip2uc sidecar --token-file`).
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.EnrollSidecarResponse.
+ * Use `create(EnrollSidecarResponseSchema)` to create a new message.
+ */
+export const EnrollSidecarResponseSchema: GenMessage<EnrollSidecarResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 22);
+
+/**
+ * Request of AdminService.ListSidecarEnrollments.
+ *
+ * @generated from message sip2uc.v1.ListSidecarEnrollmentsRequest
+ */
+export type ListSidecarEnrollmentsRequest = Message<"sip2uc.v1.ListSidecarEnrollmentsRequest"> & {
+};
+
+/**
+ * Describes the message sip2uc.v1.ListSidecarEnrollmentsRequest.
+ * Use `create(ListSidecarEnrollmentsRequestSchema)` to create a new message.
+ */
+export const ListSidecarEnrollmentsRequestSchema: GenMessage<ListSidecarEnrollmentsRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 23);
+
+/**
+ * Response of AdminService.ListSidecarEnrollments.
+ *
+ * @generated from message sip2uc.v1.ListSidecarEnrollmentsResponse
+ */
+export type ListSidecarEnrollmentsResponse = Message<"sip2uc.v1.ListSidecarEnrollmentsResponse"> & {
+  /**
+   * The enrollments, by name.
+   *
+   * @generated from field: repeated sip2uc.v1.SidecarEnrollment enrollments = 1;
+   */
+  enrollments: SidecarEnrollment[];
+};
+
+/**
+ * Describes the message sip2uc.v1.ListSidecarEnrollmentsResponse.
+ * Use `create(ListSidecarEnrollmentsResponseSchema)` to create a new message.
+ */
+export const ListSidecarEnrollmentsResponseSchema: GenMessage<ListSidecarEnrollmentsResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 24);
+
+/**
+ * Request of AdminService.RevokeSidecarEnrollment.
+ *
+ * @generated from message sip2uc.v1.RevokeSidecarEnrollmentRequest
+ */
+export type RevokeSidecarEnrollmentRequest = Message<"sip2uc.v1.RevokeSidecarEnrollmentRequest"> & {
+  /**
+   * The sidecar, `sidecars/{name}` or the name.
+   *
+   * @generated from field: string sidecar = 1;
+   */
+  sidecar: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.RevokeSidecarEnrollmentRequest.
+ * Use `create(RevokeSidecarEnrollmentRequestSchema)` to create a new message.
+ */
+export const RevokeSidecarEnrollmentRequestSchema: GenMessage<RevokeSidecarEnrollmentRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 25);
+
+/**
+ * Response of AdminService.RevokeSidecarEnrollment.
+ *
+ * @generated from message sip2uc.v1.RevokeSidecarEnrollmentResponse
+ */
+export type RevokeSidecarEnrollmentResponse = Message<"sip2uc.v1.RevokeSidecarEnrollmentResponse"> & {
+  /**
+   * The enrollment that was revoked.
+   *
+   * @generated from field: sip2uc.v1.SidecarEnrollment enrollment = 1;
+   */
+  enrollment?: SidecarEnrollment | undefined;
+
+  /**
+   * Whether a live session of the sidecar was ended.
+   *
+   * @generated from field: bool disconnected = 2;
+   */
+  disconnected: boolean;
+};
+
+/**
+ * Describes the message sip2uc.v1.RevokeSidecarEnrollmentResponse.
+ * Use `create(RevokeSidecarEnrollmentResponseSchema)` to create a new message.
+ */
+export const RevokeSidecarEnrollmentResponseSchema: GenMessage<RevokeSidecarEnrollmentResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 26);
+
+/**
  * What a presence code does.
  *
  * @generated from enum sip2uc.v1.PresenceCodeAction
@@ -1041,6 +1228,41 @@ export const AdminService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchLogEntriesRequestSchema;
     output: typeof WatchLogEntriesResponseSchema;
+  },
+  /**
+   * Enrolls a sidecar: mints the credential it connects with, bound to its
+   * name and good for SidecarService only. The credential is returned here
+   * once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+   * the name is enrolled, unless `replace` (the old credential stops working
+   * at once and its live session ends).
+   *
+   * @generated from rpc sip2uc.v1.AdminService.EnrollSidecar
+   */
+  enrollSidecar: {
+    methodKind: "unary";
+    input: typeof EnrollSidecarRequestSchema;
+    output: typeof EnrollSidecarResponseSchema;
+  },
+  /**
+   * Lists the enrolled sidecars (never their credentials).
+   *
+   * @generated from rpc sip2uc.v1.AdminService.ListSidecarEnrollments
+   */
+  listSidecarEnrollments: {
+    methodKind: "unary";
+    input: typeof ListSidecarEnrollmentsRequestSchema;
+    output: typeof ListSidecarEnrollmentsResponseSchema;
+  },
+  /**
+   * Revokes a sidecar's credential: its live session ends and it cannot
+   * connect again until enrolled anew. The admin token is not affected.
+   *
+   * @generated from rpc sip2uc.v1.AdminService.RevokeSidecarEnrollment
+   */
+  revokeSidecarEnrollment: {
+    methodKind: "unary";
+    input: typeof RevokeSidecarEnrollmentRequestSchema;
+    output: typeof RevokeSidecarEnrollmentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sip2uc_v1_admin, 0);

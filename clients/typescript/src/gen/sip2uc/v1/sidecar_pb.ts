@@ -199,7 +199,8 @@ export type SidecarHello = Message<"sip2uc.v1.SidecarHello"> & {
   rtpPortMax: number;
 
   /**
-   * Maximum concurrent call legs the sidecar offers.
+   * Call legs the sidecar can carry (two RTP port pairs each, within its
+   * port range and open-file limit).
    *
    * @generated from field: uint32 capacity = 7;
    */
@@ -2304,7 +2305,12 @@ export const LegStateSchema: GenEnum<LegState> = /*@__PURE__*/
  * dials out, keeps one `Connect` stream open (announcement, heartbeats,
  * commands) and sends every handset transaction as one call with a deadline
  * on one of two long-lived streams: REGISTERs on `RegisterStream`, call
- * requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+ * requests on `CallStream`. Each sidecar authenticates with its own credential
+ * (`authorization: Bearer <token>`, minted by AdminService.EnrollSidecar and
+ * bound to its name): the hello's name must be that name, and so must the
+ * sidecar named in every request. On a loopback listener, a sidecar whose
+ * name is not enrolled may also connect without a token or with the admin
+ * token (see docs/architecture.md).
  *
  * This service is internal: sidecars and control planes are released and
  * upgraded together, so it changes without the compatibility rules of the
