@@ -13,7 +13,6 @@ from google.protobuf import any_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import (
     AlreadyExists,
@@ -26,7 +25,7 @@ from ..errors import (
     Unauthenticated,
 )
 from ..presence import PresenceError
-from ..store.failures import StorageHealth, storage_failure
+from ..store.failures import DatabaseError, StorageHealth, storage_failure
 
 log = logging.getLogger(__name__)
 # Database errors that reached a handler (reads; writes are mapped by the store itself).
@@ -136,7 +135,7 @@ def unary(
         except (ControlError, PresenceError) as exc:
             await _abort(context, exc)
             raise  # abort raises; this line is never reached
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             await _abort(context, _storage(exc))
             raise
 
@@ -157,7 +156,7 @@ def streaming(
                 yield item
         except (ControlError, PresenceError) as exc:
             await _abort(context, exc)
-        except SQLAlchemyError as exc:
+        except DatabaseError as exc:
             await _abort(context, _storage(exc))
 
     return wrapper

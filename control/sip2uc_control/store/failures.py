@@ -17,7 +17,10 @@ from sqlalchemy import exc as sa_exc
 
 from ..errors import StorageUnavailable
 
-__all__ = ["StorageHealth", "storage_failure"]
+__all__ = ["DatabaseError", "StorageHealth", "storage_failure"]
+
+#: What the database layer raises; the API maps any of these that reaches a handler.
+DatabaseError = sa_exc.SQLAlchemyError
 
 _log = logging.getLogger("sip2uc_control.store")
 
