@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sip2uc_core.sip.digest import Algorithm
 
+from .overload import OverloadSettings
+
 __all__ = ["SidecarConfig", "format_hostport", "parse_hostport"]
 
 
@@ -75,6 +77,12 @@ class SidecarConfig:
     # Beyond the public knobs: limits an operator rarely needs to touch.
     max_connections: int = 4096
     tcp_idle_timeout: float = 3600.0
+    #: A TCP/TLS message (headers and body) must arrive whole within this many seconds of its
+    #: first byte, and a new connection must deliver its first one as soon: a peer that
+    #: trickles a header (slowloris) is cut off.
+    tcp_message_timeout: float = 20.0
+    #: The intake's bounds: what waits, and when new work is answered 503 (`overload.py`).
+    overload: OverloadSettings = field(default_factory=OverloadSettings)
     capacity: int = 500
     rpc_timeout: float = 2.0
     heartbeat_interval: float = 5.0
@@ -89,6 +97,10 @@ class SidecarConfig:
         low, high = self.rtp_ports
         if not 0 < low <= high <= 65535:
             raise ValueError(f"bad RTP port range {low}-{high}")
+        if not 1.0 <= self.tcp_message_timeout <= self.tcp_idle_timeout:
+            raise ValueError("tcp_message_timeout must be between 1 s and tcp_idle_timeout")
+        if not 1 <= self.retry_after <= 3600:
+            raise ValueError("retry_after must be 1-3600 s")
         if self.max_message_size < 1024:
             raise ValueError("max_message_size below 1024 bytes cannot carry a REGISTER")
         if not self.digest_algorithms:

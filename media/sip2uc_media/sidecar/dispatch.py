@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import random
 from collections.abc import Callable
 
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.errors import SipParseError
 from sip2uc_core.sip.framing import is_keepalive_datagram
 from sip2uc_core.sip.message import (
-    REASON_PHRASES,
     SipRequest,
     SipResponse,
     make_response,
@@ -47,7 +46,10 @@ from sip2uc_core.sip.transaction import (
 
 from ..transport.base import Source
 from .calls import CallHandler
+from .known_sources import KnownSources
+from .overload import retry_after as jittered
 from .protection import BanList, NetworkAllowList
+from .raw_response import error_response
 from .registrar import Registrar
 from .registration import RegisterControl, RegisterHandler
 from .telemetry import EdgeMetrics
@@ -87,6 +89,8 @@ class SipEdge:
         retry_after: int = 5,
         max_transactions: int = 200_000,
         max_held_bytes: int = 128 * 1024 * 1024,
+        known: KnownSources | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.registrar = registrar
@@ -97,7 +101,10 @@ class SipEdge:
         self._local_allow = local_allow or NetworkAllowList()
         self.metrics = metrics or EdgeMetrics()
         self._max_size = max_message_size
-        self._retry_after = retry_after
+        self._retry_after_base = retry_after
+        self._rng = rng or random.Random()
+        #: Sources with a live binding (the intake serves them first).
+        self.known = known or KnownSources()
         # Handsets behind NAT rarely ask for rport but can only be reached at the source port.
         self.transactions = TransactionLayer(
             max_transactions=max_transactions, max_held_bytes=max_held_bytes, force_rport=True
@@ -113,13 +120,17 @@ class SipEdge:
             edge=self,
             metrics=self.metrics,
             wall_clock=wall_clock,
-            retry_after=retry_after,
+            retry_after=self.retry_after,
         )
         self._methods: dict[str, Callable[[TransactionId, SipRequest, Endpoint], None]] = {
             "REGISTER": self.registrations.register,
             "OPTIONS": self._options,
         }
         self.calls: CallHandler | None = None
+
+    def retry_after(self) -> int:
+        """A Retry-After value for a 503, with jitter so that handsets spread out."""
+        return jittered(self._retry_after_base, self._rng)
 
     @property
     def _allow(self) -> str:
@@ -215,7 +226,7 @@ class SipEdge:
             )
         elif isinstance(event, Overloaded):
             response = make_response(
-                event.request, 503, headers=[("Retry-After", str(self._retry_after))]
+                event.request, 503, headers=[("Retry-After", str(self.retry_after()))]
             )
             self.transactions.send_stateless(response, event.reply_to)
             self.metrics.messages_out.add(1, {"method": event.request.method, "status": 503})
@@ -316,6 +327,9 @@ class SipEdge:
             self.metrics.bans.add(1)
             _log.warning("banning %s after repeated authentication failures", host)
 
+    def registered(self, host: str, expires: int) -> None:
+        self.known.mark(host, self._clock() + expires)
+
     def flush(self) -> None:
         self._flush()
 
@@ -368,43 +382,7 @@ class SipEdge:
 
     def _unparseable(self, data: bytes, error: SipParseError, source: Source) -> None:
         self._drop("malformed")
-        salvaged = _salvage_response(data, error.status)
+        salvaged = error_response(data, error.status)
         if salvaged is not None:
             source.send(salvaged)
             self.metrics.messages_out.add(1, {"method": "unknown", "status": error.status})
-
-
-_REQUEST_LINE_RE = re.compile(rb"\A(?:\r\n)*([A-Za-z]+) [^ \r\n]+ SIP/[0-9.]+\r\n")
-_HEADER_RE = re.compile(
-    rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*)\r\n", re.I | re.M
-)
-_SALVAGE_NAMES = {b"v": b"Via", b"f": b"From", b"t": b"To", b"i": b"Call-ID"}
-
-
-def _salvage_response(data: bytes, status: int) -> bytes | None:
-    """The error response for a request the parser refused, built from its raw header lines.
-
-    Only when the request line and Via, From, To, Call-ID and CSeq can be read; otherwise the
-    message is dropped (RFC 3261 §16.3 would have a proxy do the same). Never for an ACK.
-    """
-    match = _REQUEST_LINE_RE.match(data)
-    if match is None or match.group(1).upper() == b"ACK":
-        return None
-    header_end = data.find(b"\r\n\r\n")
-    head = data if header_end < 0 else data[: header_end + 2]
-    lines: list[bytes] = []
-    seen: set[bytes] = set()
-    for found in _HEADER_RE.finditer(head):
-        name = found.group(1).lower()
-        canonical = _SALVAGE_NAMES.get(name, name.title() if name != b"call-id" else b"Call-ID")
-        if canonical == b"Cseq":
-            canonical = b"CSeq"
-        if canonical != b"Via" and canonical in seen:
-            return None
-        seen.add(canonical)
-        lines.append(canonical + b": " + found.group(2))
-    if seen != {b"Via", b"From", b"To", b"Call-ID", b"CSeq"}:
-        return None
-    reason = REASON_PHRASES.get(status, "Bad Request").encode()
-    start = b"SIP/2.0 %d %s\r\n" % (status, reason)
-    return start + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n"

@@ -5,6 +5,8 @@ only because the edge arms its transaction timers there)."""
 
 from __future__ import annotations
 
+import random
+
 from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import (
     NonceCountTracker,
@@ -29,6 +31,13 @@ from sip2uc_media.transport.base import Source
 
 SECRET = b"s" * 32
 HANDSET = ("192.0.2.10", 5062)
+
+
+class NoJitter(random.Random):
+    """Retry-After exactly the configured base (the jitter has its own test)."""
+
+    def randint(self, a: int, b: int) -> int:
+        return a
 
 
 class FakeControl:
@@ -76,6 +85,7 @@ class Harness:
             local_allow=NetworkAllowList(allow or []),
             max_message_size=2048,
             retry_after=7,
+            rng=NoJitter(),
         )
 
     def _send(self, data: bytes, dest: Endpoint) -> bool:

@@ -1,0 +1,117 @@
+"""The asyncio side of the intake: every received message goes through `Intake.receive`.
+
+It offers the message to the `overload.IntakeQueue` (which sorts, bounds and sheds) and serves
+the queue to the SIP edge from a loop callback, a time budget at a time, so that the sockets
+are read (and the queue, not the kernel, holds the backlog) and the control link's replies
+are handled between two batches. New work the queue refuses with an `ANSWERED` reason gets a
+503 with Retry-After made from its raw bytes, without a parse or a transaction; its ACK
+carries the intake's own To tag (`shed_tag`) and is dropped when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Callable
+
+from ..transport.base import MessageSink, Source
+from .overload import ANSWERED, IntakeQueue, retry_after
+from .raw_response import shed_response
+from .telemetry import IntakeMetrics
+
+__all__ = ["Backlog", "Intake"]
+
+#: (unanswered requests, age of the oldest in seconds) of the control link.
+Backlog = Callable[[], tuple[int, float]]
+
+#: Seconds of serving per loop callback before the sockets and the control link get a turn.
+BUDGET = 0.004
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        serve: MessageSink,
+        queue: IntakeQueue[Source],
+        clock: Callable[[], float],
+        retry_after: int = 5,
+        backlog: Backlog | None = None,
+        rng: random.Random | None = None,
+        metrics: IntakeMetrics | None = None,
+        budget: float = BUDGET,
+    ) -> None:
+        self.queue = queue
+        if not queue.shed_tag:
+            queue.shed_tag = os.urandom(6).hex().encode()
+        self._serve = serve
+        self._clock = clock
+        self._retry_after = retry_after
+        self._backlog = backlog
+        self._rng = rng or random.Random()
+        self._metrics = metrics
+        self._budget = budget
+        self._scheduled = False
+        self._handle: asyncio.Handle | None = None
+        #: 503s sent for shed new work.
+        self.answered = 0
+
+    def receive(self, data: bytes, source: Source) -> None:
+        """A `MessageSink`: never raises."""
+        queue = self.queue
+        reason = queue.offer(data, source.host, source, self._clock())
+        if reason is None:
+            if not self._scheduled:
+                self._schedule()
+        elif reason in ANSWERED:
+            self._answer_503(data, source)
+
+    def _answer_503(self, data: bytes, source: Source) -> None:
+        seconds = retry_after(self._retry_after, self._rng)
+        response = shed_response(
+            data,
+            503,
+            to_tag=self.queue.shed_tag,
+            source_host=source.host,
+            source_port=source.port,
+            headers=((b"Retry-After", b"%d" % seconds),),
+        )
+        if response is not None and source.send(response):
+            self.answered += 1
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        self._handle = asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        self._handle = None
+        queue = self.queue
+        if self._backlog is not None:
+            queue.control_backlog(*self._backlog())
+        clock = self._clock
+        perf = time.perf_counter
+        stop = perf() + self._budget
+        first = True
+        while True:
+            now = clock()
+            item = queue.take(now)
+            if item is None:
+                break
+            if first and self._metrics is not None:
+                # One sample per batch: what the first message served had waited.
+                self._metrics.delay.record(now - item.arrived)
+                first = False
+            self._serve(item.data, item.payload)
+            if perf() >= stop:
+                break
+        if len(queue) and not self._scheduled:
+            self._schedule()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._scheduled = False
