@@ -13,8 +13,9 @@ Overload: the stream never takes on more than it can answer within the sidecar's
 call that starts after its deadline passed (it waited behind its leg's earlier calls, or for
 the event loop) is answered DEADLINE_EXCEEDED without taking effect; and new work (`sheddable`:
 a REGISTER or a new call's Invite) is answered RESOURCE_EXHAUSTED at once, without a task, while
-the oldest call in progress on the stream has been running for more than half its deadline (or
-`StreamLimits.max_delay` without one) or `StreamLimits.max_in_flight` are in progress. The
+the oldest call waiting to start has waited for more than half its deadline (or
+`StreamLimits.max_delay` without one) or `StreamLimits.max_in_flight` are in progress. At most
+`StreamLimits.max_running` calls run at once; the others wait in arrival order. The
 sidecar turns either answer into 503 with Retry-After. Calls that belong to a call already under
 way (Cancel, Bye, ReportLeg) are never refused this way.
 """
@@ -22,9 +23,9 @@ way (Cancel, Bye, ReportLeg) are never refused this way.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -78,11 +79,17 @@ class StreamSpec(Generic[RequestT, ResponseT, CallT, ReplyT]):
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
-    """How much one stream takes on before it refuses new work."""
+    """How much one stream takes on at once, and before it refuses new work."""
 
-    #: Calls in progress on the stream.
-    max_in_flight: int = 2000
-    #: Age of the oldest call in progress, for calls that carry no deadline (seconds).
+    #: Calls running at once; the others wait their turn in arrival order. A burst (a
+    #: sidecar's backlog arriving in one message) then cannot hold the event loop for the
+    #: time it takes to start every call of it, and waiting calls can still be dropped
+    #: when their deadline passes.
+    max_running: int = 128
+    #: Calls running or waiting.
+    max_in_flight: int = 4000
+    #: Wait of the oldest waiting call beyond which new work is refused, for calls that carry
+    #: no deadline (seconds); with one, half the deadline.
     max_delay: float = 1.0
 
 
@@ -161,10 +168,9 @@ async def serve(
     ready = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
     tails: dict[str, asyncio.Task[None]] = {}
-    outstanding = 0
-    # When each call in progress arrived, oldest first (keyed by a serial of this stream).
-    arrivals: dict[int, float] = {}
-    serials = itertools.count()
+    # Calls not started yet, oldest first, with when they arrived.
+    waiting: deque[tuple[StreamedCall[CallT], float]] = deque()
+    running = 0
     stream_method = f"/{spec.service}/{spec.stream_method}"
     ok_attrs = {"rpc.method": stream_method, "rpc.code": "OK"}
     error_attrs = {"rpc.method": stream_method, "rpc.code": "ERROR"}
@@ -172,11 +178,11 @@ async def serve(
     exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 
     def behind(item: StreamedCall[CallT], now: float) -> bool:
-        if outstanding >= limits.max_in_flight:
+        if running + len(waiting) >= limits.max_in_flight:
             return True
-        if not arrivals:
+        if not waiting:
             return False
-        oldest = now - arrivals[next(iter(arrivals))]
+        oldest = now - waiting[0][1]
         return oldest > (item.timeout / 2 if item.timeout else limits.max_delay)
 
     async def run(item: StreamedCall[CallT], received: float) -> ReplyT:
@@ -224,24 +230,37 @@ async def serve(
         return reply
 
     async def one(
-        item: StreamedCall[CallT], received: float, after: asyncio.Task[None] | None, serial: int
+        item: StreamedCall[CallT], received: float, after: asyncio.Task[None] | None
     ) -> None:
-        nonlocal outstanding
+        nonlocal running
         try:
             if after is not None:
                 await asyncio.wait((after,))  # its outcome is its own; only the order matters
             replies.append(await run(item, received))
         finally:
-            outstanding -= 1
+            running -= 1
             load.in_flight -= 1
-            del arrivals[serial]
             ready.set()
             if item.key is not None and tails.get(item.key) is asyncio.current_task():
                 del tails[item.key]
+            start_waiting()
+
+    def start_waiting() -> None:
+        """Start waiting calls, oldest first, while fewer than `max_running` run. A call of
+        a leg starts after the leg's earlier calls and awaits their end before it runs."""
+        nonlocal running
+        loop = asyncio.get_running_loop()
+        while waiting and running < limits.max_running:
+            item, received = waiting.popleft()
+            running += 1
+            after = tails.get(item.key) if item.key is not None else None
+            task = loop.create_task(one(item, received, after))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            if item.key is not None:
+                tails[item.key] = task
 
     async def read_loop() -> None:
-        nonlocal outstanding
-        loop = asyncio.get_running_loop()
         async for message in request_iterator:
             received = clock()
             for item in spec.calls_of(message):
@@ -254,16 +273,9 @@ async def serve(
                     )
                     ready.set()
                     continue
-                outstanding += 1
                 load.in_flight += 1
-                serial = next(serials)
-                arrivals[serial] = received
-                after = tails.get(item.key) if item.key is not None else None
-                task = loop.create_task(one(item, received, after, serial))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                if item.key is not None:
-                    tails[item.key] = task
+                waiting.append((item, received))
+            start_waiting()
 
     reader = asyncio.create_task(read_loop())
     reader.add_done_callback(lambda _: ready.set())
@@ -275,7 +287,9 @@ async def serve(
                 yield spec.batch(batch)
                 continue
             if reader.done() and (
-                outstanding == 0 or reader.cancelled() or reader.exception() is not None
+                (running == 0 and not waiting)
+                or reader.cancelled()
+                or reader.exception() is not None
             ):
                 # The sidecar closed its side and has every answer, or the stream broke.
                 break
@@ -285,3 +299,5 @@ async def serve(
         reader.cancel()
         for task in list(tasks):
             task.cancel()
+        load.in_flight -= len(waiting)
+        waiting.clear()

@@ -167,6 +167,7 @@ class Sidecar:
         intake = Intake(
             serve=edge.receive,
             queue=queue,
+            absorb=edge.absorb,
             clock=clock,
             retry_after=self.config.retry_after,
             backlog=control.backlog,

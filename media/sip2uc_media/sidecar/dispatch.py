@@ -104,11 +104,15 @@ class SipEdge:
         self._retry_after_base = retry_after
         self._rng = rng or random.Random()
         #: Sources with a live binding (the intake serves them first).
-        self.known = known or KnownSources()
+        self.known = known if known is not None else KnownSources()
         # Handsets behind NAT rarely ask for rport but can only be reached at the source port.
         self.transactions = TransactionLayer(
             max_transactions=max_transactions, max_held_bytes=max_held_bytes, force_rport=True
         )
+        # The datagrams (by hash) that opened the live UDP server transactions, so that their
+        # retransmissions are absorbed without a parse (`absorb`).
+        self._by_datagram: dict[int, TransactionId] = {}
+        self._datagram_of: dict[TransactionId, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._logged_errors: set[str] = set()
@@ -194,9 +198,39 @@ class SipEdge:
         events = self.transactions.receive(message, dest, now)
         if not events:
             self.metrics.retransmissions.add(1, {"method": message.method})
+        elif dest.transport is Transport.UDP:
+            first = events[0]
+            if isinstance(first, RequestReceived) and first.txn_id is not None:
+                key = hash(data)
+                self._by_datagram[key] = first.txn_id
+                self._datagram_of[first.txn_id] = key
         for event in events:
             self._event(event)
         self._flush()
+
+    def absorb(self, data: bytes) -> bool:
+        """Whether `data` repeats the datagram that opened a live UDP server transaction; if
+        so the transaction layer does what a retransmission calls for (resend the last
+        response, or nothing yet, RFC 3261 §17.2) without the request being parsed again.
+
+        Datagrams are recognised by their hash (SipHash with the process's random key): a
+        collision among the live transactions is as likely as guessing a 64-bit key.
+        """
+        txn_id = self._by_datagram.get(hash(data))
+        if txn_id is None:
+            return False
+        try:
+            for event in self.transactions.retransmitted(txn_id, self._clock()):
+                self._event(event)
+            self._flush()
+        except Exception as exc:
+            self.internal_error(exc)
+        return True
+
+    def _forget_datagram(self, txn_id: TransactionId) -> None:
+        key = self._datagram_of.pop(txn_id, None)
+        if key is not None and self._by_datagram.get(key) == txn_id:
+            del self._by_datagram[key]
 
     def _event(self, event: Event) -> None:
         calls = self.calls
@@ -213,6 +247,7 @@ class SipEdge:
             if calls is not None:
                 calls.transaction_timeout(event.txn_id)
         elif isinstance(event, TransactionTerminated):
+            self._forget_datagram(event.txn_id)
             if calls is not None:
                 calls.transaction_ended(event.txn_id)
         elif isinstance(event, CancelReceived):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from ..transport.base import MessageSink, Source
-from .overload import ANSWERED, IntakeQueue, retry_after
+from .overload import ANSWERED, IntakeQueue, Reason, retry_after
 from .raw_response import shed_response
 from .telemetry import IntakeMetrics
 
@@ -28,6 +28,8 @@ Backlog = Callable[[], tuple[int, float]]
 
 #: Seconds of serving per loop callback before the sockets and the control link get a turn.
 BUDGET = 0.004
+#: How often the control link's backlog is read while messages arrive (seconds).
+BACKLOG_EVERY = 0.01
 
 
 class Intake:
@@ -36,6 +38,7 @@ class Intake:
         *,
         serve: MessageSink,
         queue: IntakeQueue[Source],
+        absorb: Callable[[bytes], bool] | None = None,
         clock: Callable[[], float],
         retry_after: int = 5,
         backlog: Backlog | None = None,
@@ -47,6 +50,7 @@ class Intake:
         if not queue.shed_tag:
             queue.shed_tag = os.urandom(6).hex().encode()
         self._serve = serve
+        self._absorb = absorb
         self._clock = clock
         self._retry_after = retry_after
         self._backlog = backlog
@@ -55,13 +59,23 @@ class Intake:
         self._budget = budget
         self._scheduled = False
         self._handle: asyncio.Handle | None = None
+        self._backlog_at = float("-inf")
         #: 503s sent for shed new work.
         self.answered = 0
 
     def receive(self, data: bytes, source: Source) -> None:
         """A `MessageSink`: never raises."""
         queue = self.queue
-        reason = queue.offer(data, source.host, source, self._clock())
+        now = self._clock()
+        if now - self._backlog_at >= BACKLOG_EVERY:
+            # Also here, not only when serving: while everything new is refused nothing is
+            # served, and a stale "behind" would refuse it for ever.
+            self._refresh_backlog(now)
+        if self._absorb is not None and self._absorb(data):
+            # A retransmission of a request being served: its transaction took care of it.
+            queue.refused[Reason.RETRANSMISSION] += 1
+            return
+        reason = queue.offer(data, source.host, source, now)
         if reason is None:
             if not self._scheduled:
                 self._schedule()
@@ -89,9 +103,8 @@ class Intake:
         self._scheduled = False
         self._handle = None
         queue = self.queue
-        if self._backlog is not None:
-            queue.control_backlog(*self._backlog())
         clock = self._clock
+        self._refresh_backlog(clock())
         perf = time.perf_counter
         stop = perf() + self._budget
         first = True
@@ -109,6 +122,11 @@ class Intake:
                 break
         if len(queue) and not self._scheduled:
             self._schedule()
+
+    def _refresh_backlog(self, now: float) -> None:
+        self._backlog_at = now
+        if self._backlog is not None:
+            self.queue.control_backlog(*self._backlog())
 
     def close(self) -> None:
         if self._handle is not None:

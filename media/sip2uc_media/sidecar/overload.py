@@ -11,7 +11,8 @@ come before new work, and handsets already registered come before everyone else.
 refuses, and why (`Reason`), in the order it checks:
 
 * ``not_sip``: no SIP version on the first line (dropped).
-* ``shed_ack``: the ACK of a 503 the intake sent (nothing to do).
+* ``shed_ack``: the ACK of a 503 the intake sent, or another request in the "dialog" such a
+  503 seems to open (nothing to do).
 * ``retransmission``: the same bytes are already waiting; the answer to the first copy answers
   this one too (RFC 3261 §17.2: a retransmission needs no new work).
 * ``source_limit``: a source without a binding already has `source_queue_limit` messages
@@ -20,9 +21,11 @@ refuses, and why (`Reason`), in the order it checks:
 * ``control_backlog``: new work while the control plane is behind (its oldest unanswered
   request is older than `control_delay`, or more than `control_in_flight` are unanswered):
   everything new would need it, so it is refused before it costs anything (503).
-* ``queue_delay``: new work while the oldest new work of its class has waited longer than
-  `max_queue_delay`: what arrives now would wait even longer, so it gets 503 with Retry-After
-  at once instead of an answer that comes too late (and the retransmissions that bring).
+* ``queue_delay``: new work that would wait longer than `max_queue_delay`: the oldest new work
+  of its class has waited that long already, or the new work waiting in its class would take
+  longer to serve at the rate that class has been served while it had a backlog (which falls
+  when the classes above take the time). It gets 503 with Retry-After at once instead of an
+  answer that comes too late (and the retransmissions that bring).
 * ``queue_full``: no room left (`max_waiting` messages or `max_waiting_bytes`); the newest
   message of a lower class makes room if there is one (dropped).
 * ``expired``: taken from the queue after `expiry` (64*T1, when every client transaction has
@@ -117,6 +120,10 @@ CLASSES: tuple[tuple[bool, Kind], ...] = tuple(
     (known, kind) for known in (True, False) for kind in Kind
 )
 _OTHERS = len(Kind)  # rank offset of sources that are not known
+#: The service rate is sampled over backlogged windows this long (seconds), and each sample
+#: moves the estimate by this share.
+_RATE_WINDOW = 0.2
+_RATE_WEIGHT = 0.3
 
 
 def retry_after(base: int, rng: random.Random) -> int:
@@ -153,7 +160,7 @@ class IntakeQueue(Generic[PayloadT]):
         shed_tag: bytes = b"",
     ) -> None:
         self.settings = settings or OverloadSettings()
-        self.known = known or KnownSources()
+        self.known = known if known is not None else KnownSources()
         self.shed_tag = shed_tag.lower()
         self._queues: tuple[deque[Waiting[PayloadT]], ...] = tuple(deque() for _ in CLASSES)
         self._data: set[bytes] = set()
@@ -166,6 +173,11 @@ class IntakeQueue(Generic[PayloadT]):
         self.admitted: list[int] = [0] * len(CLASSES)
         #: The longest wait of a message taken since `take_max_delay` was last called.
         self._max_delay = 0.0
+        #: Per class: messages served per second while it had a backlog (None until measured),
+        #: and the window being measured (its start, or None while the class is empty).
+        self.service_rate: list[float | None] = [None] * len(CLASSES)
+        self._window_start: list[float | None] = [None] * len(CLASSES)
+        self._window_served = [0] * len(CLASSES)
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -224,7 +236,10 @@ class IntakeQueue(Generic[PayloadT]):
         if refusal is not None:
             self.refused[refusal] += 1
             return refusal
-        self._queues[rank].append(Waiting(data, host, payload, now, rank))
+        queue = self._queues[rank]
+        if not queue:
+            self._window_start[rank], self._window_served[rank] = now, 0
+        queue.append(Waiting(data, host, payload, now, rank))
         self._data.add(data)
         self._count += 1
         self._bytes += len(data)
@@ -242,8 +257,7 @@ class IntakeQueue(Generic[PayloadT]):
         if kind is Kind.NEW:
             if self.control_behind():
                 return Reason.CONTROL_BACKLOG
-            queue = self._queues[rank]
-            if queue and now - queue[0].arrived > settings.max_queue_delay:
+            if self.expected_wait(rank, now) > settings.max_queue_delay:
                 return Reason.QUEUE_DELAY
         while (
             self._count >= settings.max_waiting or self._bytes + size > settings.max_waiting_bytes
@@ -262,15 +276,32 @@ class IntakeQueue(Generic[PayloadT]):
                 return True
         return False
 
+    def expected_wait(self, rank: int, now: float) -> float:
+        """How long a message joining class `rank` now can expect to wait (see the module
+        docstring): the larger of its class's head age and its backlog's serving time."""
+        queue = self._queues[rank]
+        if not queue:
+            return 0.0
+        head = now - queue[0].arrived
+        self._measure(rank, now)
+        rate = self.service_rate[rank]
+        if rate is None:
+            return head
+        if rate <= 0.0:
+            return float("inf")  # nothing of this class was served while it waited
+        return max(head, len(queue) / rate)
+
     def take(self, now: float) -> Waiting[PayloadT] | None:
         """The next message to serve, highest class first, oldest first; None when empty.
         Messages past `expiry` are dropped on the way."""
         if not self._count:
             return None
         expiry = self.settings.expiry
-        for queue in self._queues:
+        for rank, queue in enumerate(self._queues):
             while queue:
                 item = queue.popleft()
+                self._window_served[rank] += 1
+                self._measure(rank, now, ended=not queue)
                 self._release(item)
                 delay = now - item.arrived
                 if delay > expiry:
@@ -281,7 +312,29 @@ class IntakeQueue(Generic[PayloadT]):
                 return item
         return None
 
+    def _measure(self, rank: int, now: float, *, ended: bool = False) -> None:
+        """Fold the current window of class `rank` into its service rate once it is at least
+        `_RATE_WINDOW` long. A window runs while the class has messages waiting, so a class
+        that is starved measures as slow while it waits; one that empties within a window had
+        no backlog to measure, and its estimate is dropped until it has one again."""
+        start = self._window_start[rank]
+        if start is None:
+            return
+        elapsed = now - start
+        if ended and elapsed < _RATE_WINDOW:
+            self.service_rate[rank] = None
+            return
+        if elapsed >= _RATE_WINDOW:
+            sample = self._window_served[rank] / elapsed
+            rate = self.service_rate[rank]
+            self.service_rate[rank] = (
+                sample if rate is None else rate + _RATE_WEIGHT * (sample - rate)
+            )
+            self._window_start[rank], self._window_served[rank] = now, 0
+
     def _release(self, item: Waiting[PayloadT]) -> None:
+        if not self._queues[item.rank]:
+            self._window_start[item.rank] = None
         self._data.discard(item.data)
         self._count -= 1
         self._bytes -= len(item.data)

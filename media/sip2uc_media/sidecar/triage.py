@@ -36,7 +36,8 @@ class Triage(enum.Enum):
     """What `triage` found besides a kind."""
 
     NOT_SIP = "not_sip"
-    #: An ACK for a 503 this sidecar sent without a transaction (its To tag is the shed tag).
+    #: An ACK for a 503 this sidecar sent without a transaction, or another request that
+    #: takes that 503's To tag (the shed tag) for a dialog's (a BYE of a client that gave up).
     SHED_ACK = "shed_ack"
 
 
@@ -50,7 +51,7 @@ def triage(data: bytes, shed_tag: bytes = b"") -> Kind | Triage:
 
     `shed_tag` is the (lower-case) To tag of the sidecar's stateless 503s: an ACK carrying it
     acknowledges one of them and needs nothing (RFC 3261 §17.2.1 would absorb it in a
-    transaction the sidecar never made).
+    transaction the sidecar never made), and no dialog ever has it.
     """
     start = 0
     while data.startswith(b"\r\n", start):  # RFC 3261 §7.5: CRLFs before the start line
@@ -70,13 +71,13 @@ def triage(data: bytes, shed_tag: bytes = b"") -> Kind | Triage:
     header_end = data.find(b"\r\n\r\n", line_end)
     headers = (data[line_end:header_end] if header_end >= 0 else data[line_end:]).lower()
     tag = _to_tag(headers)
-    if method == b"ACK":
-        if shed_tag and tag >= 0:
+    if tag >= 0:
+        if shed_tag:
             value = _TAG_VALUE.match(headers, tag)
             if value is not None and value.group(1) == shed_tag:
                 return Triage.SHED_ACK
         return Kind.DIALOG
-    if tag >= 0:
+    if method == b"ACK":
         return Kind.DIALOG
     for name in _CREDENTIALS:
         if name in headers:
