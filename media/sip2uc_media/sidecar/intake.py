@@ -30,6 +30,8 @@ Backlog = Callable[[], tuple[int, float]]
 BUDGET = 0.004
 #: How often the control link's backlog is read while messages arrive (seconds).
 BACKLOG_EVERY = 0.01
+#: While only new work waits for the control plane to catch up, how often to look again.
+PAUSE_RECHECK = 0.01
 
 
 class Intake:
@@ -58,7 +60,7 @@ class Intake:
         self._metrics = metrics
         self._budget = budget
         self._scheduled = False
-        self._handle: asyncio.Handle | None = None
+        self._handle: asyncio.Handle | asyncio.TimerHandle | None = None
         self._backlog_at = float("-inf")
         #: 503s sent for shed new work.
         self.answered = 0
@@ -108,11 +110,13 @@ class Intake:
         perf = time.perf_counter
         stop = perf() + self._budget
         first = True
+        served = 0
         while True:
             now = clock()
             item = queue.take(now)
             if item is None:
                 break
+            served += 1
             if first and self._metrics is not None:
                 # One sample per batch: what the first message served had waited.
                 self._metrics.delay.record(now - item.arrived)
@@ -121,7 +125,13 @@ class Intake:
             if perf() >= stop:
                 break
         if len(queue) and not self._scheduled:
-            self._schedule()
+            if served:
+                self._schedule()
+            else:
+                # Only new work waits, for the control plane: look again a little later
+                # rather than spin (the loop idles meanwhile, and the control plane runs).
+                self._scheduled = True
+                self._handle = asyncio.get_running_loop().call_later(PAUSE_RECHECK, self._drain)
 
     def _refresh_backlog(self, now: float) -> None:
         self._backlog_at = now

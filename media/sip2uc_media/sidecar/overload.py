@@ -21,6 +21,11 @@ refuses, and why (`Reason`), in the order it checks:
 * ``control_backlog``: new work while the control plane is behind (its oldest unanswered
   request is older than `control_delay`, or more than `control_in_flight` are unanswered):
   everything new would need it, so it is refused before it costs anything (503).
+* (no reason: a pause) new work already queued is not served while the control plane's oldest
+  unanswered request is older than `control_pause`: the CPU goes to the control plane (in `sip2uc
+  up` the same process, whose database thread starves when the event loop never idles) and to
+  work under way until the control plane has caught up. A flood of new work from strangers
+  then cannot hold back the registrations it would hold back.
 * ``queue_delay``: new work that would wait longer than `max_queue_delay`: the oldest new work
   of its class has waited that long already, or the new work waiting in its class would take
   longer to serve at the rate that class has been served while it had a backlog (which falls
@@ -72,6 +77,9 @@ class OverloadSettings:
     max_queue_delay: float = 1.0
     #: New work is answered 503 while the control plane's oldest unanswered request is older.
     control_delay: float = 1.0
+    #: New work already queued waits (is not served) while that request is older than this:
+    #: the CPU goes to the control plane and to work under way until it has caught up.
+    control_pause: float = 0.25
     #: ...or while this many requests to it are unanswered.
     control_in_flight: int = 4000
     #: Messages that one source without a binding may have waiting.
@@ -87,6 +95,8 @@ class OverloadSettings:
             raise ValueError("max_queue_delay must be 0.05-30 s")
         if not 0.05 <= self.control_delay <= 30.0:
             raise ValueError("control_delay must be 0.05-30 s")
+        if not 0.01 <= self.control_pause <= self.control_delay:
+            raise ValueError("control_pause must be between 0.01 s and control_delay")
         if not 1 <= self.control_in_flight <= 1_000_000:
             raise ValueError("control_in_flight must be 1-1000000")
         if not 1 <= self.source_queue_limit <= 100_000:
@@ -120,6 +130,7 @@ CLASSES: tuple[tuple[bool, Kind], ...] = tuple(
     (known, kind) for known in (True, False) for kind in Kind
 )
 _OTHERS = len(Kind)  # rank offset of sources that are not known
+_NEW_RANKS = frozenset(rank for rank, (_known, kind) in enumerate(CLASSES) if kind is Kind.NEW)
 #: The service rate is sampled over backlogged windows this long (seconds), and each sample
 #: moves the estimate by this share.
 _RATE_WINDOW = 0.2
@@ -210,6 +221,10 @@ class IntakeQueue(Generic[PayloadT]):
         self._control.in_flight = in_flight
         self._control.oldest_age = oldest_age
 
+    def control_paused(self) -> bool:
+        """Whether new work waits for the control plane to catch up (`control_pause`)."""
+        return self._control.oldest_age > self.settings.control_pause
+
     def control_behind(self) -> bool:
         backlog, settings = self._control, self.settings
         return (
@@ -283,7 +298,8 @@ class IntakeQueue(Generic[PayloadT]):
         if not queue:
             return 0.0
         head = now - queue[0].arrived
-        self._measure(rank, now)
+        if not (rank in _NEW_RANKS and self.control_paused()):
+            self._measure(rank, now)
         rate = self.service_rate[rank]
         if rate is None:
             return head
@@ -292,12 +308,20 @@ class IntakeQueue(Generic[PayloadT]):
         return max(head, len(queue) / rate)
 
     def take(self, now: float) -> Waiting[PayloadT] | None:
-        """The next message to serve, highest class first, oldest first; None when empty.
-        Messages past `expiry` are dropped on the way."""
+        """The next message to serve, highest class first, oldest first; None when nothing
+        may be served (the queue is empty, or only new work waits while the control plane
+        catches up). Messages past `expiry` are dropped on the way."""
         if not self._count:
             return None
         expiry = self.settings.expiry
+        paused = self.control_paused()
         for rank, queue in enumerate(self._queues):
+            if paused and rank in _NEW_RANKS:
+                # Not being served is not being slow: the pause does not count as service time.
+                self._window_start[rank] = None
+                continue
+            if queue and self._window_start[rank] is None:
+                self._window_start[rank], self._window_served[rank] = now, 0
             while queue:
                 item = queue.popleft()
                 self._window_served[rank] += 1
