@@ -319,8 +319,11 @@ def run_sipp(
     rate_period_ms: int = 1000,
     limit: int | None = None,
     timeout: int,
+    local_port: int = 0,
+    extra: tuple[str, ...] = (),
 ) -> SippRun:
-    """One bounded SIPp run (-m count, -timeout) from a fresh directory `step`."""
+    """One bounded SIPp run (-m count, -timeout) from a fresh directory `step`; `extra` are
+    more SIPp options."""
     step.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sipp = subprocess.Popen(
@@ -334,7 +337,7 @@ def run_sipp(
             "-i",
             "127.0.0.1",
             "-p",
-            "0",
+            str(local_port),
             "-r",
             str(rate),
             "-rp",
@@ -367,6 +370,7 @@ def run_sipp(
                 # client do, instead of failing the call.
                 ["-default_behaviors", "all,-abortunexp,-bye"] if scenario == RETRY_SCENARIO else []
             ),
+            *extra,
         ],
         cwd=step,
         stdout=subprocess.DEVNULL,
@@ -451,7 +455,7 @@ def run_step(
 
 
 def shed_counts(run: SippRun) -> int:
-    """503s the handsets received (both REGISTERs of the retry scenario)."""
+    """503s the handsets received (SIPp -trace_counts, every element that receives one)."""
     return sum(v for k, v in run.counts.items() if k.endswith("_503_Recv"))
 
 

@@ -142,6 +142,17 @@ DigestAlgorithmOption = Annotated[
         ),
     ),
 ]
+OverloadOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--overload",
+        metavar="KEY=VALUE",
+        help=(
+            "Overload control of the sidecar (repeatable), e.g. max_queue_delay=0.5 or "
+            "retry_after=10; see docs/configuration.md for every key and its default."
+        ),
+    ),
+]
 LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 # Options of the commands that dial a control plane (`sidecar`, `web`).
 ControlOption = Annotated[
@@ -239,6 +250,7 @@ def up(
     ] = None,
     allow_network: AllowNetworkOption = None,
     digest_algorithm: DigestAlgorithmOption = None,
+    overload: OverloadOption = None,
     web_listen: Annotated[
         str | None,
         typer.Option(
@@ -270,6 +282,7 @@ def up(
     use_tls = tls if tls is not None else not is_loopback_host(parse_listen(grpc_listen)[0])
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    overload_settings = _overload(overload)
     configure_logging(log_level)
 
     async def body(stop: asyncio.Event) -> None:
@@ -303,6 +316,7 @@ def up(
                     control_tls=use_tls,
                     control_ca=cert if use_tls else None,
                     digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+                    **overload_settings,  # type: ignore[arg-type]
                 )
             )
             await sidecar.start()
@@ -447,6 +461,7 @@ def sidecar(
             callback=_metrics,
         ),
     ] = "off",
+    overload: OverloadOption = None,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run one SIP/RTP sidecar in the foreground: it dials the control plane,
@@ -477,6 +492,7 @@ def sidecar(
             control_tls=use_tls,
             control_ca=control_ca or state.ca_file,
             digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+            **_overload(overload),  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -580,6 +596,16 @@ def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("sidecar")(sidecar)
     app.command("web")(web)
+
+
+def _overload(items: list[str] | None) -> dict[str, object]:
+    """The sidecar settings --overload gives (none when it is not given)."""
+    from sip2uc_media.sidecar.config import overload_options
+
+    try:
+        return overload_options(items or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--overload") from None
 
 
 def _digest(algorithms: list[str] | None) -> tuple[str, ...]:

@@ -168,6 +168,7 @@ class Sidecar:
             serve=edge.receive,
             queue=queue,
             absorb=edge.absorb,
+            screen=edge.admits,
             clock=clock,
             retry_after=self.config.retry_after,
             backlog=control.backlog,

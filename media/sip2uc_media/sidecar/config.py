@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +12,13 @@ from sip2uc_core.sip.digest import Algorithm
 
 from .overload import OverloadSettings
 
-__all__ = ["SidecarConfig", "format_hostport", "parse_hostport"]
+__all__ = [
+    "OVERLOAD_KEYS",
+    "SidecarConfig",
+    "format_hostport",
+    "overload_options",
+    "parse_hostport",
+]
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -109,3 +117,42 @@ class SidecarConfig:
             Algorithm.parse(name)
         for network in self.allowed_networks:
             ipaddress.ip_network(network, strict=False)
+
+
+#: What `overload_options` accepts: the intake's bounds, the Retry-After of a 503 and the
+#: TCP/TLS message timeout (docs/configuration.md describes each).
+OVERLOAD_KEYS: tuple[str, ...] = (
+    *(f.name for f in dataclasses.fields(OverloadSettings)),
+    "retry_after",
+    "tcp_message_timeout",
+)
+
+
+def overload_options(items: Sequence[str]) -> dict[str, object]:
+    """`SidecarConfig` keyword arguments from ``KEY=VALUE`` strings (``sip2uc sidecar
+    --overload max_queue_delay=0.5``); ValueError naming the key for anything else."""
+    overload: dict[str, float | int] = {}
+    extra: dict[str, object] = {}
+    defaults = {f.name: f.default for f in dataclasses.fields(OverloadSettings)}
+    for item in items:
+        key, equals, text = item.partition("=")
+        key = key.strip()
+        if not equals or key not in OVERLOAD_KEYS:
+            raise ValueError(
+                f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(OVERLOAD_KEYS)}"
+            )
+        integral = key == "retry_after" or isinstance(defaults.get(key), int)
+        try:
+            value: float | int = int(text) if integral else float(text)
+        except ValueError:
+            kind = "a whole number" if integral else "a number"
+            raise ValueError(f"{key}: {text!r} is not {kind}") from None
+        if key in defaults:
+            overload[key] = value
+        elif not 1 <= value <= 3600:
+            raise ValueError(f"{key} must be 1-3600 s")
+        else:
+            extra[key] = value
+    if overload:
+        extra["overload"] = OverloadSettings(**overload)  # type: ignore[arg-type]
+    return extra

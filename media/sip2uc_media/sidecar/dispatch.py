@@ -165,14 +165,20 @@ class SipEdge:
     def _drop(self, reason: str) -> None:
         self.metrics.dropped.add(1, {"reason": reason})
 
-    def _receive(self, data: bytes, source: Source) -> None:
-        host = source.host
+    def admits(self, host: str, now: float) -> bool:
+        """Whether the source passes the allow-lists and is not banned (counted if not); the
+        intake asks before it does anything else with a message."""
         if not (self.allow.allows(host) and self._local_allow.allows(host)):
             self._drop("not_allowed")
-            return
-        now = self._clock()
+            return False
         if self.bans.is_banned(host, now):
             self._drop("banned")
+            return False
+        return True
+
+    def _receive(self, data: bytes, source: Source) -> None:
+        now = self._clock()
+        if not self.admits(source.host, now):
             return
         if source.endpoint.transport is Transport.UDP and is_keepalive_datagram(data):
             return

@@ -41,6 +41,7 @@ class Intake:
         serve: MessageSink,
         queue: IntakeQueue[Source],
         absorb: Callable[[bytes], bool] | None = None,
+        screen: Callable[[str, float], bool] | None = None,
         clock: Callable[[], float],
         retry_after: int = 5,
         backlog: Backlog | None = None,
@@ -53,6 +54,7 @@ class Intake:
             queue.shed_tag = os.urandom(6).hex().encode()
         self._serve = serve
         self._absorb = absorb
+        self._screen = screen
         self._clock = clock
         self._retry_after = retry_after
         self._backlog = backlog
@@ -69,6 +71,8 @@ class Intake:
         """A `MessageSink`: never raises."""
         queue = self.queue
         now = self._clock()
+        if self._screen is not None and not self._screen(source.host, now):
+            return  # a banned or foreign source: dropped before anything else (and counted)
         if now - self._backlog_at >= BACKLOG_EVERY:
             # Also here, not only when serving: while everything new is refused nothing is
             # served, and a stale "behind" would refuse it for ever.

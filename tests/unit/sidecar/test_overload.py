@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from sip2uc_media.sidecar.config import overload_options
 from sip2uc_media.sidecar.known_sources import KnownSources
 from sip2uc_media.sidecar.overload import (
     ANSWERED,
@@ -293,3 +294,32 @@ def test_trunk_networks_are_always_known_and_the_table_is_bounded() -> None:
     assert not known.is_known("198.51.100.1", 10.0)  # the oldest mark made room
     assert known.is_known("198.51.100.3", 10.0)
     assert len(known) == 2
+
+
+def test_overload_options_give_the_sidecar_settings_by_name() -> None:
+    options = overload_options(
+        ["max_queue_delay=0.5", "source_queue_limit=16", "retry_after=10", "tcp_message_timeout=5"]
+    )
+
+    assert options == {
+        "overload": OverloadSettings(max_queue_delay=0.5, source_queue_limit=16),
+        "retry_after": 10,
+        "tcp_message_timeout": 5.0,
+    }
+    assert overload_options([]) == {}
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("max_queue_delay", "KEY=VALUE"),
+        ("queue_size=4", "KEY=VALUE"),
+        ("source_queue_limit=1.5", "source_queue_limit: '1.5' is not a whole number"),
+        ("max_queue_delay=soon", "max_queue_delay: 'soon' is not a number"),
+        ("max_queue_delay=90", "max_queue_delay must be"),
+        ("retry_after=0", "retry_after must be 1-3600 s"),
+    ],
+)
+def test_overload_options_name_what_is_wrong(item: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        overload_options([item])
