@@ -168,6 +168,17 @@ SipTlsCertOption = Annotated[
 SipTlsKeyOption = Annotated[
     Path | None, typer.Option("--sip-tls-key", help="PEM private key for SIP over TLS.")
 ]
+OverloadOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--overload",
+        metavar="KEY=VALUE",
+        help=(
+            "Overload control of the sidecar (repeatable), e.g. max_queue_delay=0.5 or "
+            "retry_after=10; see docs/configuration.md for every key and its default."
+        ),
+    ),
+]
 LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 # Options of the commands that dial a control plane (`sidecar`, `web`).
 ControlOption = Annotated[
@@ -268,6 +279,7 @@ def up(
     sip_tls_key: SipTlsKeyOption = None,
     allow_network: AllowNetworkOption = None,
     digest_algorithm: DigestAlgorithmOption = None,
+    overload: OverloadOption = None,
     web_listen: Annotated[
         str | None,
         typer.Option(
@@ -311,6 +323,7 @@ def up(
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
     _check_sip_tls(sip_tls_listen, sip_tls_cert, sip_tls_key)
+    overload_settings = _overload(overload)
     configure_logging(log_level)
 
     async def body(stop: asyncio.Event) -> None:
@@ -349,6 +362,7 @@ def up(
                     control_tls=use_tls,
                     control_ca=cert if use_tls else None,
                     digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+                    **overload_settings,  # type: ignore[arg-type]
                 )
             )
             await sidecar.start()
@@ -547,6 +561,7 @@ def sidecar(
             callback=_metrics,
         ),
     ] = "off",
+    overload: OverloadOption = None,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run one SIP/RTP sidecar in the foreground (`sip2uc sidecar --name NAME
@@ -594,6 +609,7 @@ def sidecar(
             control_tls=use_tls,
             control_ca=control_ca or state.ca_file,
             digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+            **_overload(overload),  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -745,6 +761,16 @@ def register(app: typer.Typer) -> None:
     sidecars.app.callback(invoke_without_command=True)(sidecar)
     app.command("web")(web)
     connectors.app.command("run")(connector_run)
+
+
+def _overload(items: list[str] | None) -> dict[str, object]:
+    """The sidecar settings --overload gives (none when it is not given)."""
+    from sip2uc_media.sidecar.config import overload_options
+
+    try:
+        return overload_options(items or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--overload") from None
 
 
 def _digest(algorithms: list[str] | None) -> tuple[str, ...]:

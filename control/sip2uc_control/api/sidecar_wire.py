@@ -317,7 +317,16 @@ def register_stream_calls(
     message: sidecar_pb2.RegisterStreamRequest,
 ) -> list[StreamedCall[sidecar_pb2.RegisterCall]]:
     return [
-        StreamedCall(c, c.correlation_id, c.traceparent, c.tracestate, "Register")
+        StreamedCall(
+            c,
+            c.correlation_id,
+            c.traceparent,
+            c.tracestate,
+            "Register",
+            timeout=c.timeout_ms / 1000,
+            # A REGISTER is new work: the first to be refused when the control plane is behind.
+            sheddable=True,
+        )
         for c in message.calls
     ]
 
@@ -397,6 +406,9 @@ def call_stream_calls(
                 # its Cancel. Leg ids are unique per sidecar, and a stream is one sidecar's.
                 key=leg_id or None,
                 timeout=c.timeout_ms / 1000,
+                # A new call may be refused when the control plane is behind; what concerns a
+                # call already under way (Cancel, Bye, ReportLeg) never is.
+                sheddable=kind == "invite",
             )
         )
     return out

@@ -294,6 +294,17 @@ class ControlLink:
             legs, ports = self._load() if self._load is not None else (0, 0)
             outgoing.put_nowait(wire.heartbeat(legs, ports))
 
+    def backlog(self) -> tuple[int, float]:
+        """Requests to the control plane not yet answered, and the age of the oldest (s)."""
+        now = asyncio.get_running_loop().time()
+        in_flight, oldest = 0, 0.0
+        for stream in (self._register_stream, self._call_stream):
+            if stream is not None:
+                count, age = stream.backlog(now)
+                in_flight += count
+                oldest = max(oldest, age)
+        return in_flight, oldest
+
     # -- requests -------------------------------------------------------------------------------
 
     def register(self, attempt: RegisterAttempt, origin: Origin, done: RegisterDone) -> None:
@@ -322,7 +333,7 @@ class ControlLink:
                 done(None, ControlUnavailableError(f"Register failed: {error!r}"))
 
         # Called inside the REGISTER's span: the call carries that span's trace context.
-        stream.submit(wire.register_call(attempt, origin), "Register", resolve)
+        stream.submit(wire.register_call(attempt, origin, self._timeout_ms), "Register", resolve)
 
     def _calls(self) -> CallStream:
         assert self._stub is not None

@@ -43,6 +43,8 @@ class RegisterEdge(Protocol):
 
     def auth_failure(self, host: str) -> None: ...
 
+    def registered(self, host: str, expires: int) -> None: ...
+
     def internal_error(self, exc: BaseException) -> None: ...
 
 
@@ -56,7 +58,7 @@ class RegisterHandler:
         edge: RegisterEdge,
         metrics: EdgeMetrics,
         wall_clock: Callable[[], float],
-        retry_after: int,
+        retry_after: Callable[[], int],
     ) -> None:
         self.name = name
         self.registrar = registrar
@@ -64,7 +66,7 @@ class RegisterHandler:
         self._edge = edge
         self._metrics = metrics
         self._wall = wall_clock
-        self._retry_after = str(retry_after)
+        self._retry_after = retry_after
 
     def register(self, txn_id: TransactionId, request: SipRequest, source: Endpoint) -> None:
         span = tracer.start_span(
@@ -126,6 +128,8 @@ class RegisterHandler:
         self._metrics.register_outcomes.add(1, {"outcome": result.outcome.value})
         if result.outcome is RegisterOutcome.UNAUTHORIZED:
             self._edge.auth_failure(source.host)
+        elif result.outcome is RegisterOutcome.OK and result.bindings:
+            self._edge.registered(source.host, max(b.expires for b in result.bindings))
         span.set_attribute("sip.status_code", response.status)
         self._edge.respond(txn_id, response)
         self._edge.flush()
@@ -143,6 +147,6 @@ class RegisterHandler:
                 request,
                 503,
                 to_tag=self.registrar.tag_for(request),
-                headers=[("Retry-After", self._retry_after)],
+                headers=[("Retry-After", str(self._retry_after()))],
             ),
         )
