@@ -25,7 +25,7 @@ from ..transport.tcp import StreamServer, open_stream_server
 from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
 from .calls import CallHandler
-from .commands import Command, EdgeSettings
+from .commands import Command, EdgeSettings, LiftBan
 from .config import SidecarConfig, parse_hostport
 from .control_link import ControlLink
 from .dispatch import SipEdge
@@ -107,6 +107,8 @@ class Sidecar:
             on_command=self._command,
             load=self._load,
         )
+        edge_bans = BanList()
+        self.control.bans_source(lambda: edge_bans.active(clock()))
         self.edge = SipEdge(
             name=config.name,
             registrar=registrar,
@@ -114,11 +116,12 @@ class Sidecar:
             send=self._send,
             clock=clock,
             wall_clock=time.time,
-            bans=BanList(),
+            bans=edge_bans,
             local_allow=NetworkAllowList(config.allowed_networks),
             max_message_size=config.max_message_size,
             retry_after=config.retry_after,
         )
+        self.edge.guard.on_bans_changed = self.control.bans_changed
         await self._bind(clock)
         sip_host, sip_port = self.listen_addresses[Transport.UDP]
         rtp_host = config.rtp_host or sip_host
@@ -227,7 +230,9 @@ class Sidecar:
         if edge is None:
             return
         edge.registrar.policy = RegistrarPolicy(
-            realm=settings.realm, algorithms=edge.registrar.policy.algorithms
+            realm=settings.realm,
+            algorithms=edge.registrar.policy.algorithms,
+            device_algorithms=settings.device_algorithms,
         )
         edge.bans.configure(settings.ban)
         edge.allow = NetworkAllowList(settings.allowed_networks)
@@ -241,6 +246,10 @@ class Sidecar:
             )
 
     async def _command(self, command: Command) -> str:
+        if isinstance(command, LiftBan):
+            if self.edge is not None:
+                self.edge.guard.lift(command.source)
+            return ""
         if self.calls is None:
             return "sidecar starting"
         return await self.calls.command(command)

@@ -55,6 +55,7 @@ from ..rtp import tones
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortsExhausted
 from ..rtp.relay import DtmfReceived, LegStats, MediaTimeout, RelayError, RelayEvent
+from .auth_guard import AuthGuard
 from .commands import AnswerLeg, Command, CreateLeg, EndLeg, InjectDtmf, UpdateMedia
 from .registrar import Registrar, Rejection
 from .requests import ControlUnavailableError, InviteCall, Origin
@@ -94,7 +95,10 @@ class EdgeHooks(Protocol):
 
     def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None: ...
 
-    def auth_failure(self, host: str) -> None: ...
+    @property
+    def guard(self) -> AuthGuard: ...
+
+    def ignore(self, txn_id: TransactionId, reason: str) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -198,10 +202,14 @@ class CallHandler:
         now = self._clock()
         credentials: Credentials | None = None
         if not self._is_trunk(source):
-            checked = self.registrar.authenticate(request, source.host, now)
+            registrar = self.registrar
+            if edge.guard.user_banned(source.host, lambda: registrar.user_of(request, proxy=True)):
+                edge.ignore(txn_id, "banned_user")
+                return
+            checked = registrar.authenticate(request, source.host, now)
             if isinstance(checked, Rejection):
-                if checked.auth_failure:
-                    edge.auth_failure(source.host)
+                if checked.why:
+                    edge.guard.refused(source.host, checked.label, checked.why)
                 edge.respond(txn_id, checked.response)
                 return
             credentials = checked
@@ -474,12 +482,10 @@ class CallHandler:
         elif isinstance(action, SendAck):
             edge.send_stateless(action.request, action.destination)
         elif isinstance(action, Challenge):
-            edge.auth_failure(entry.origin.source.host if entry else "")
+            host = entry.origin.source.host if entry else ""
+            edge.guard.failed(host, self.registrar.user_of(action.request, proxy=True))
             edge.respond(
-                action.txn_id,
-                self.registrar.proxy_challenge(
-                    action.request, entry.origin.source.host if entry else "", self._clock()
-                ),
+                action.txn_id, self.registrar.proxy_challenge(action.request, host, self._clock())
             )
         elif isinstance(action, InviteRpc):
             assert call is not None
@@ -521,6 +527,10 @@ class CallHandler:
             result = InviteResult(
                 disposition=Disposition.REJECT, status=503, retry_after=self._retry_after
             )
+        else:
+            if call.credentials is not None and result.disposition is not Disposition.UNAUTHORIZED:
+                # The control plane verified the digest, whatever it then decided about the call.
+                self._edge.guard.succeeded(call.origin.source.host, call.credentials.username)
         entry = self._legs.get(leg_id)
         if entry is None or not isinstance(entry.leg, InboundLeg):
             return

@@ -46,6 +46,7 @@ from sip2uc_core.sip.transaction import (
 )
 
 from ..transport.base import Source
+from .auth_guard import AuthGuard
 from .calls import CallHandler
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar
@@ -96,6 +97,8 @@ class SipEdge:
         self.allow = allow or NetworkAllowList()
         self._local_allow = local_allow or NetworkAllowList()
         self.metrics = metrics or EdgeMetrics()
+        #: Logins' outcomes: bans (whole sources are dropped below, before parsing), metrics, logs.
+        self.guard = AuthGuard(self.bans, self.metrics, clock)
         self._max_size = max_message_size
         self._retry_after = retry_after
         # Handsets behind NAT rarely ask for rport but can only be reached at the source port.
@@ -310,11 +313,10 @@ class SipEdge:
     def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None:
         self.transactions.send_stateless(message, dest)
 
-    def auth_failure(self, host: str) -> None:
-        self.metrics.auth_failures.add(1)
-        if self.bans.record_failure(host, self._clock()):
-            self.metrics.bans.add(1)
-            _log.warning("banning %s after repeated authentication failures", host)
+    def ignore(self, txn_id: TransactionId, reason: str) -> None:
+        self._drop(reason)
+        for event in self.transactions.terminate(txn_id):
+            self._event(event)
 
     def flush(self) -> None:
         self._flush()

@@ -18,11 +18,14 @@ from sip2uc_core.sip.transaction import TransactionId
 from sip2uc_media.b2bua.legs import LegConfig
 from sip2uc_media.rtp.aio import RelayEngine
 from sip2uc_media.rtp.ports import PortAllocator
+from sip2uc_media.sidecar.auth_guard import AuthGuard
 from sip2uc_media.sidecar.calls import CallHandler
 from sip2uc_media.sidecar.commands import Command
 from sip2uc_media.sidecar.control_link import ControlLink
+from sip2uc_media.sidecar.protection import BanList
 from sip2uc_media.sidecar.registrar import Registrar, RegistrarPolicy
 from sip2uc_media.sidecar.requests import HelloInfo
+from sip2uc_media.sidecar.telemetry import EdgeMetrics
 
 from .fake_control import FakeControl, serve
 
@@ -40,7 +43,8 @@ class RecordingEdge:
     def __init__(self) -> None:
         self.responses: list[tuple[TransactionId, SipResponse]] = []
         self.requests: list[tuple[SipRequest, Endpoint]] = []
-        self.auth_failures: list[str] = []
+        self.ignored: list[TransactionId] = []
+        self.guard = AuthGuard(BanList(), EdgeMetrics(), clock=lambda: 0.0)
         self._txn = itertools.count(100)
 
     def respond(self, txn_id: TransactionId, response: SipResponse) -> None:
@@ -54,8 +58,8 @@ class RecordingEdge:
         if isinstance(message, SipRequest):
             self.requests.append((message, dest))
 
-    def auth_failure(self, host: str) -> None:
-        self.auth_failures.append(host)
+    def ignore(self, txn_id: TransactionId, reason: str) -> None:
+        self.ignored.append(txn_id)
 
     def flush(self) -> None:
         pass
