@@ -18,6 +18,7 @@ from sip2uc_core.stream_stats import StreamStats
 
 from ..calls import Call, CallState, LegState
 from ..domain import (
+    Algorithm,
     Device,
     DirectoryOrigin,
     Forwarding,
@@ -27,10 +28,12 @@ from ..domain import (
     User,
     UserSettings,
 )
+from ..errors import FieldViolation, check
+from ..lockout import AccountLock
 from ..presence import Activity, Availability, EffectivePresence, PresenceChange, Source
 from ..recent_log import LogEntry
 from ..settings import ServerSettings, SidecarPolicy, UpstreamTrunk
-from ..sidecars import SidecarInfo
+from ..sidecars import SidecarBan, SidecarInfo
 from ..store.bindings import Binding
 
 AVAILABILITY_TO_PB = {
@@ -61,6 +64,11 @@ TRANSPORT_TO_PB = {
     Transport.TLS: common_pb2.TRANSPORT_TLS,
 }
 TRANSPORT_FROM_PB = {v: k for k, v in TRANSPORT_TO_PB.items()}
+DIGEST_ALGORITHM_TO_PB = {
+    Algorithm.MD5: common_pb2.DIGEST_ALGORITHM_MD5,
+    Algorithm.SHA_256: common_pb2.DIGEST_ALGORITHM_SHA_256,
+}
+DIGEST_ALGORITHM_FROM_PB = {v: k for k, v in DIGEST_ALGORITHM_TO_PB.items()}
 
 
 def ts(seconds: float | None) -> Timestamp | None:
@@ -115,6 +123,9 @@ def device_to_pb(d: Device) -> users_pb2.Device:
                 digest_username=d.registering.digest_username,
                 has_password=d.registering.has_password,
                 max_bindings=d.registering.max_bindings,
+                digest_algorithms=[
+                    DIGEST_ALGORITHM_TO_PB[a] for a in d.registering.digest_algorithms
+                ],
             )
         )
     elif d.trunk is not None:
@@ -135,13 +146,27 @@ def device_to_pb(d: Device) -> users_pb2.Device:
 def devices_from_pb(
     devices: list[users_pb2.Device], extension: str
 ) -> tuple[tuple[Device, ...], dict[int, str]]:
-    """Domain devices plus the passwords given, by device position."""
+    """Domain devices plus the passwords given, by device position. InvalidArgument for a
+    digest algorithm that is not set or not known."""
     out: list[Device] = []
     passwords: dict[int, str] = {}
+    violations: list[FieldViolation] = []
     for i, d in enumerate(devices):
         kind = d.WhichOneof("kind")
         if kind == "registering":
             r = d.registering
+            algorithms: list[Algorithm] = []
+            for value in r.digest_algorithms:
+                algorithm = DIGEST_ALGORITHM_FROM_PB.get(value)
+                if algorithm is None:
+                    violations.append(
+                        FieldViolation(
+                            f"user.devices[{i}].registering.digest_algorithms",
+                            "DIGEST_ALGORITHM_MD5 or DIGEST_ALGORITHM_SHA_256",
+                        )
+                    )
+                else:
+                    algorithms.append(algorithm)
             out.append(
                 Device(
                     id=d.id,
@@ -149,6 +174,7 @@ def devices_from_pb(
                     registering=RegisteringDevice(
                         digest_username=r.digest_username or extension,
                         max_bindings=r.max_bindings,
+                        digest_algorithms=tuple(algorithms),
                     ),
                 )
             )
@@ -172,6 +198,7 @@ def devices_from_pb(
             )
         else:
             out.append(Device(id=d.id, label=d.label))
+    check(violations)
     return tuple(out), passwords
 
 
@@ -360,6 +387,28 @@ def sidecar_to_pb(s: SidecarInfo, bindings: int, settings_limit: int) -> admin_p
         last_seen_time=ts(s.last_seen),
         channel_limit=limit,
         relay_ports_in_use=s.relay_ports_in_use,
+    )
+
+
+def sidecar_ban_to_pb(sidecar: str, ban: SidecarBan) -> admin_pb2.Ban:
+    return admin_pb2.Ban(
+        kind=admin_pb2.BAN_KIND_SOURCE_USER if ban.user else admin_pb2.BAN_KIND_SOURCE,
+        source=ban.source,
+        user=ban.user,
+        sidecar=f"sidecars/{sidecar}",
+        reason=ban.reason,
+        start_time=ts(ban.start_time),
+        expire_time=ts(ban.expire_time),
+    )
+
+
+def account_lock_to_pb(lock: AccountLock) -> admin_pb2.Ban:
+    return admin_pb2.Ban(
+        kind=admin_pb2.BAN_KIND_ACCOUNT,
+        user=lock.user,
+        reason=lock.reason,
+        start_time=ts(lock.start),
+        expire_time=ts(lock.until),
     )
 
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 
-from sip2uc_core.sip.digest import Credentials, DigestError
+from sip2uc_core.sip.digest import Credentials
 from sip2uc_core.stream_stats import StreamStats
 from sqlalchemy import text
 
 from ..domain import User
 from ..errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from ..registrar import authenticate
+from ..registrar import Refusal
 from ..routing.codes import CodeAction
 from ..routing.dialplan import (
     Deliver,
@@ -249,14 +249,10 @@ class CallController:
     # --- new calls from handsets ---------------------------------------------------------------
 
     async def invite(self, inp: InviteInput) -> InviteOutcome:
-        settings = self.core.settings.current
         caller: User | None = None
         if inp.credentials is not None:
-            try:
-                found = authenticate(self.core.users, inp.credentials, settings.realm, "INVITE")
-            except DigestError:
-                found = None
-            if found is None:
+            found = self.core.authenticate(inp.credentials, "INVITE", inp.source_host)
+            if isinstance(found, Refusal):
                 return InviteOutcome(
                     "unauthorized", status=407, reason="Proxy Authentication Required"
                 )

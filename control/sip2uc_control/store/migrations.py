@@ -117,6 +117,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX call_history_start ON call_history (start_time)",
         ),
     ),
+    Migration(
+        3,
+        "per-device digest algorithms",
+        # Comma-separated, most preferred first; empty: the sidecar's default.
+        ("ALTER TABLE devices ADD COLUMN digest_algorithms TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 

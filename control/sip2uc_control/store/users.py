@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import (
+    Algorithm,
     Device,
     DirectoryOrigin,
     RegisteringDevice,
@@ -72,6 +73,9 @@ def _device_row(user_id: str, dev: Device) -> dict[str, Any]:
         "ha1_md5": reg.ha1_md5 if reg is not None else "",
         "ha1_sha256": reg.ha1_sha256 if reg is not None else "",
         "max_bindings": reg.max_bindings if reg is not None else 0,
+        "digest_algorithms": (
+            ",".join(a.value for a in reg.digest_algorithms) if reg is not None else ""
+        ),
         "trunk": json.dumps(
             {
                 "source_network": trunk.source_network,
@@ -97,6 +101,9 @@ def _device_from_row(row: Any) -> Device:
                 ha1_md5=row.ha1_md5,
                 ha1_sha256=row.ha1_sha256,
                 max_bindings=row.max_bindings,
+                digest_algorithms=tuple(
+                    Algorithm.parse(name) for name in row.digest_algorithms.split(",") if name
+                ),
             ),
         )
     t = json.loads(row.trunk)
@@ -196,6 +203,17 @@ class UserStore:
         device = user.device(found[1])
         return (user, device) if device is not None else None
 
+    def device_algorithms(self) -> tuple[tuple[str, tuple[Algorithm, ...]], ...]:
+        """Digest user name -> its device's algorithms, for the devices that have their own."""
+        out: list[tuple[str, tuple[Algorithm, ...]]] = []
+        for user in self.index.by_id.values():
+            for dev in user.devices:
+                reg = dev.registering
+                if reg is not None and reg.digest_algorithms:
+                    out.append((reg.digest_username, reg.digest_algorithms))
+        out.sort(key=lambda entry: entry[0])
+        return tuple(out)
+
     def all(self) -> list[User]:
         return sorted(self.index.by_id.values(), key=lambda u: (u.extension or "~", u.sip_uri))
 
@@ -269,8 +287,9 @@ class UserStore:
                 await conn.execute(
                     text(
                         "INSERT INTO devices (user_id, device_id, label, kind, digest_username, "
-                        "ha1_md5, ha1_sha256, max_bindings, trunk) VALUES (:user_id, :device_id, "
-                        ":label, :kind, :digest_username, :ha1_md5, :ha1_sha256, :max_bindings, :trunk)"
+                        "ha1_md5, ha1_sha256, max_bindings, trunk, digest_algorithms) VALUES "
+                        "(:user_id, :device_id, :label, :kind, :digest_username, :ha1_md5, "
+                        ":ha1_sha256, :max_bindings, :trunk, :digest_algorithms)"
                     ),
                     _device_row(user.id, dev),
                 )

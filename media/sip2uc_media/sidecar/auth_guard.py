@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sip2uc_core.refusal_log import RefusalLog, printable
+
 from .protection import Ban, BanList
-from .refusals import RefusalLog, printable
 from .telemetry import EdgeMetrics
 
 __all__ = ["WRONG_PASSWORD", "AuthGuard"]

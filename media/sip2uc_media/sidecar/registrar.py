@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from types import MappingProxyType
 
+from sip2uc_core.refusal_log import printable
 from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import (
     DEFAULT_CHALLENGE,
@@ -42,8 +43,6 @@ from sip2uc_core.sip.errors import SipParseError
 from sip2uc_core.sip.headers import NameAddr, unquote_string
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
 from sip2uc_core.sip.uri import SipUri, parse_uri, uri_equal
-
-from .refusals import printable
 
 __all__ = [
     "RegisterAttempt",
