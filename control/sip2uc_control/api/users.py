@@ -9,7 +9,7 @@ import grpc
 from sip2uc.v1 import users_pb2, users_pb2_grpc
 
 from ..core import ControlCore
-from ..domain import DirectoryOrigin, User
+from ..domain import Algorithm, Device, DirectoryOrigin, User
 from ..errors import FieldViolation, InvalidArgument, check
 from .convert import devices_from_pb, settings_from_pb, user_to_pb
 from .paging import decode_token, encode_token, page_size
@@ -44,6 +44,10 @@ def _user_from_pb(pb: users_pb2.User) -> tuple[User, dict[int, str]]:
         else User(id="", sip_uri="").settings,
     )
     return user, passwords
+
+
+def _algorithms(devices: tuple[Device, ...]) -> list[tuple[Algorithm, ...]]:
+    return [d.registering.digest_algorithms for d in devices if d.registering is not None]
 
 
 class UserServicer(users_pb2_grpc.UserServiceServicer):
@@ -142,6 +146,10 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
                 "email",
                 "sip_uri",
             }
+            if "devices" in changes and _algorithms(changes["devices"]) != _algorithms(
+                previous.devices
+            ):
+                touched.add("digest_algorithms")
             if touched:
                 merged = tuple(sorted(set(previous.origin.overridden_fields) | touched))
                 changes["origin"] = DirectoryOrigin(

@@ -65,6 +65,9 @@ class LdapAttributeMap:
     ids: tuple[str, ...] = ("objectGUID", "entryUUID")
     account_control: str = "userAccountControl"
     user_enabled: str = "msRTCSIP-UserEnabled"
+    #: No directory schema has one: empty (not read, the handsets' algorithms are left alone)
+    #: unless mapped, e.g. to an extension attribute. Mapped, a user without it gets the default.
+    digest_algorithms: str = ""
 
     def requested(self) -> list[str]:
         names = [
@@ -77,6 +80,7 @@ class LdapAttributeMap:
             self.upn,
             self.account_control,
             self.user_enabled,
+            self.digest_algorithms,
             *self.ids,
         ]
         return [name for name in names if name]
@@ -169,6 +173,9 @@ def map_ldap_entry(
             email=_text(values, names.email),
             upn=_text(values, names.upn),
             disabled=_disabled(values, config),
+            digest_algorithms=(
+                (_text(values, names.digest_algorithms) or "") if names.digest_algorithms else None
+            ),
         )
     except DirectoryError as exc:
         return RowError(origin=dn, message=str(exc))

@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from .apply import NewUser
 from .model import ExistingUser, FieldValue
 
-_STRING_FIELDS = ("sip_uri", "display_name", "e164", "extension", "email", "upn", "source_id")
+_STRING_FIELDS = (
+    "sip_uri",
+    "display_name",
+    "e164",
+    "extension",
+    "email",
+    "upn",
+    "source_id",
+    "digest_algorithms",
+)
 
 
 class InMemoryUserRepository:
@@ -43,6 +52,7 @@ class InMemoryUserRepository:
             e164=user.e164,
             email=user.email,
             upn=user.upn,
+            digest_algorithms=user.digest_algorithms or "",
         )
         self.password_digests[user_id] = hashlib.sha256(handset_password.encode()).hexdigest()
         return user_id

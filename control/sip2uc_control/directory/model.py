@@ -16,6 +16,8 @@ from types import MappingProxyType
 
 #: Fields an import keeps in step with the directory. ``enabled`` is listed so that a user the
 #: import disabled earlier (gone from the directory) is re-enabled when it comes back.
+#: ``digest_algorithms`` (of the user's handsets) only when the source has a column or attribute
+#: for it: ``None`` from a source means "not managed here", ``""`` the sidecar's default.
 SYNCED_FIELDS: tuple[str, ...] = (
     "sip_uri",
     "display_name",
@@ -24,6 +26,7 @@ SYNCED_FIELDS: tuple[str, ...] = (
     "email",
     "upn",
     "enabled",
+    "digest_algorithms",
 )
 
 #: Fields that must be unique across users; two claimants of one value is a conflict.
@@ -54,6 +57,9 @@ class DirectoryEntry:
     upn: str | None = None
     disabled: bool = False
     origin: str = ""
+    #: The handsets' digest algorithms, most preferred first, space-separated (``"SHA-256 MD5"``);
+    #: ``""`` for the sidecar's default, ``None`` when the source does not say.
+    digest_algorithms: str | None = None
 
     def field_values(self) -> dict[str, FieldValue]:
         """The synced fields as the users store would hold them."""
@@ -65,6 +71,7 @@ class DirectoryEntry:
             "email": self.email,
             "upn": self.upn,
             "enabled": not self.disabled,
+            "digest_algorithms": self.digest_algorithms,
         }
 
 
@@ -105,6 +112,8 @@ class ExistingUser:
     upn: str | None = None
     overridden: frozenset[str] = frozenset()
     enabled: bool = True
+    #: As :attr:`DirectoryEntry.digest_algorithms`; ``None`` for a user without handsets.
+    digest_algorithms: str | None = ""
 
     def field_values(self) -> dict[str, FieldValue]:
         return {
@@ -115,6 +124,7 @@ class ExistingUser:
             "email": self.email,
             "upn": self.upn,
             "enabled": self.enabled,
+            "digest_algorithms": self.digest_algorithms,
         }
 
 

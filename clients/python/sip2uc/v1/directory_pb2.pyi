@@ -215,8 +215,8 @@ class CsvSource(_message.Message):
     filename: _builtins.str
     """File name, for messages."""
     source: _builtins.str
-    """The name of this source (1-64 characters: letters, digits, '.', '_',
-    '-', '@'); default: `filename`. Users created from a CSV file remember
+    """The name of this source (1-128 printable characters); default:
+    `filename` without directories. Users created from a CSV file remember
     its source, and only users of the same source are matched by id or
     reported missing, so importing one department's file does not report
     every other department as missing. Users imported before sources were
