@@ -10,7 +10,7 @@ import grpc
 import typer
 from typer.core import TyperGroup
 
-from sip2uc.cli import calls, importing, presence, registrations, status, users
+from sip2uc.cli import bans, calls, importing, presence, registrations, status, users
 from sip2uc.cli.output import error_line
 from sip2uc.cli.parsing import parse_target
 from sip2uc.cli.state import CliState
@@ -48,7 +48,7 @@ app = typer.Typer(
     cls=_FriendlyErrors,
     help=(
         "Run sip2uc (control plane and SIP/RTP sidecars) and administer it: users, "
-        "presence, registrations, calls, settings and directory import."
+        "presence, registrations, calls, bans, settings and directory import."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -126,6 +126,7 @@ app.add_typer(users.app, name="user")
 app.add_typer(presence.app, name="presence")
 app.add_typer(registrations.app, name="registration")
 app.add_typer(calls.app, name="call")
+app.add_typer(bans.app, name="bans")
 app.add_typer(status.settings_app, name="settings")
 status.register(app)
 users.app.add_typer(importing.app, name="import")
