@@ -717,14 +717,19 @@ class NonceCountTracker:
     nothing either way: they are told ``stale=true`` and retry at once with a fresh nonce.
     """
 
-    def __init__(self, capacity: int, *, max_idle: float | None = None) -> None:
+    def __init__(
+        self, capacity: int, *, max_idle: float | None = None, started: float | None = None
+    ) -> None:
+        """`started`: when this tracker began, in the nonces' time; nonces issued before it
+        may have been used with a tracker that is gone (a restart), so they count as forgotten.
+        """
         if capacity < 1:
             raise ValueError("tracker capacity must be at least 1")
         self._capacity = capacity
         self._max_idle = max_idle
         # nonce -> (highest count, last use, issue time); least recently used first.
         self._seen: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
-        self._forgotten_through = float("-inf")
+        self._forgotten_through = float("-inf") if started is None else started
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -90,7 +90,9 @@ class Sidecar:
         secret = load_secret(config.data_dir)
         registrar = Registrar(
             NonceIssuer(secret, NONCE_LIFETIME),
-            NonceCountTracker(200_000, max_idle=NONCE_LIFETIME),
+            # Nonces survive a restart (the secret is kept) but their counts do not: those issued
+            # before this start are answered stale=true once.
+            NonceCountTracker(200_000, max_idle=NONCE_LIFETIME, started=time.time()),
             tag_secret=secret,
             policy=RegistrarPolicy(
                 algorithms=tuple(Algorithm.parse(a) for a in config.digest_algorithms)
@@ -141,6 +143,7 @@ class Sidecar:
                 transport_ports=tuple((k, p) for k, (_h, p) in self.listen_addresses.items()),
             ),
             clock=clock,
+            wall_clock=time.time,
             retry_after=config.retry_after,
         )
         self.relay.on_event = self.calls.relay_event

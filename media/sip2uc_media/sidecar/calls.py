@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -122,6 +123,7 @@ class CallHandler:
         relay: RelayEngine,
         config: LegConfig,
         clock: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
         retry_after: int = 5,
     ) -> None:
         self.name = name
@@ -130,6 +132,9 @@ class CallHandler:
         self.relay = relay
         self.config = config
         self._clock = clock
+        # Nonces carry wall-clock time, as REGISTER's do: they share one count tracker, which
+        # tells nonces it forgot by their issue time, and they outlive a restart.
+        self._wall = wall_clock
         self._retry_after = retry_after
         self.edge: EdgeHooks | None = None
         self.trunk_sources: tuple[
@@ -206,7 +211,7 @@ class CallHandler:
             if edge.guard.user_banned(source.host, lambda: registrar.user_of(request, proxy=True)):
                 edge.ignore(txn_id, "banned_user")
                 return
-            checked = registrar.authenticate(request, source.host, now)
+            checked = registrar.authenticate(request, source.host, self._wall())
             if isinstance(checked, Rejection):
                 if checked.why:
                     edge.guard.refused(source.host, checked.label, checked.why)
@@ -485,7 +490,7 @@ class CallHandler:
             host = entry.origin.source.host if entry else ""
             edge.guard.failed(host, self.registrar.user_of(action.request, proxy=True))
             edge.respond(
-                action.txn_id, self.registrar.proxy_challenge(action.request, host, self._clock())
+                action.txn_id, self.registrar.proxy_challenge(action.request, host, self._wall())
             )
         elif isinstance(action, InviteRpc):
             assert call is not None

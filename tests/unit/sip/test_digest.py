@@ -652,3 +652,11 @@ def test_a_quoted_value_with_an_escaped_quote_is_unescaped() -> None:
         'Digest username="a\\"b", realm="r", nonce="n", uri="sip:r", response="00"'
     )
     assert credentials.username == 'a"b'
+
+
+def test_nonces_issued_before_the_tracker_started_count_as_forgotten() -> None:
+    # A restart keeps the nonce secret but not the counts: earlier nonces could be replayed.
+    tracker = NonceCountTracker(capacity=10, started=1000.0)
+
+    assert tracker.admit("old", 5, 999.0, 1001.0) is CountStatus.FORGOTTEN
+    assert tracker.admit("new", 1, 1000.5, 1001.0) is CountStatus.ACCEPTED
