@@ -99,8 +99,8 @@ _HASHLIB_NAMES = {
 }
 
 #: What a server challenges with unless told otherwise: MD5 alone. RFC 8760 §2.4 has a server
-#: send one challenge per algorithm, most preferred first, and §3 has a client answer the topmost
-#: one it supports; but SIPp and most cheap handsets and adapters read only the first challenge
+#: send one challenge per algorithm, most preferred first, and a client answer the topmost one it
+#: supports; but SIPp and most cheap handsets and adapters read only the first challenge
 #: and give up when it is not MD5, and a client that does read them all answers SHA-256 only
 #: where SHA-256 comes first. So SHA-256 is offered where it is configured (per device, or for a
 #: sidecar), as Asterisk and Kamailio do, and MD5 stays the default that every handset answers.
