@@ -408,7 +408,7 @@ async def test_a_device_can_be_offered_both_in_its_own_order(up: Up) -> None:
     )
     client = await handset()
     try:
-        for _ in range(50):  # the sidecar learns the change from the control plane
+        for _ in range(100):  # the sidecar learns the change from the control plane
             first, _challenge = await client.challenge(up, "2301")
             if len(first.headers.get_all("WWW-Authenticate")) == 2:
                 break
