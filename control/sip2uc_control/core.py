@@ -42,8 +42,8 @@ from .telemetry import ControlMetrics
 from .watchers import WATCH_QUEUE_LIMIT, WatchQueue
 
 log = logging.getLogger(__name__)
-#: Seconds a change of devices waits before the sidecars hear of it (with what came meanwhile).
-SETTINGS_PUSH_DELAY = 0.2
+#: Seconds between two pushes of settings after device changes (a burst makes one more push).
+SETTINGS_PUSH_INTERVAL = 0.2
 _auth_log = logging.getLogger("sip2uc_control.auth")
 
 
@@ -59,7 +59,8 @@ class ControlCore:
         self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
         self.calls = CallController(self, self.sidecars.send)
         self.lockout = AccountLockout()
-        self._settings_push: asyncio.Handle | None = None
+        self._settings_push: asyncio.TimerHandle | None = None
+        self._settings_pushed_at = float("-inf")
         self._refusals = RefusalLog(_auth_log)
         self._binding_watchers: set[WatchQueue[BindingChange]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -223,15 +224,20 @@ class ControlCore:
             reg = old.registering
             if reg is not None and (after is None or after.device(old.id) != old):
                 self.lockout.forget(reg.digest_username)
-        if _sidecar_view(before) != _sidecar_view(after) and self._settings_push is None:
-            # One push for a burst: a directory import changes thousands of users one by one,
-            # and each push costs a pass over every user for every sidecar.
-            self._settings_push = asyncio.get_running_loop().call_later(
-                SETTINGS_PUSH_DELAY, self._push_settings
-            )
+        if _sidecar_view(before) == _sidecar_view(after) or self._settings_push is not None:
+            return
+        # At once, but at most one push per interval: a directory import changes thousands of
+        # users one by one, and each push costs a pass over every user for every sidecar.
+        loop = asyncio.get_running_loop()
+        wait = self._settings_pushed_at + SETTINGS_PUSH_INTERVAL - loop.time()
+        if wait <= 0:
+            self._push_settings()
+        else:
+            self._settings_push = loop.call_later(wait, self._push_settings)
 
     def _push_settings(self) -> None:
         self._settings_push = None
+        self._settings_pushed_at = asyncio.get_running_loop().time()
         self.sidecars.broadcast_settings(self.sidecar_settings)
 
     def trunk_sources(self, sidecar: str) -> tuple[tuple[str, int], ...]:

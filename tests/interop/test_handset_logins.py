@@ -1,7 +1,8 @@
 """Handsets logging in to a default `sip2uc up` started as its own process, as a new user would
 run it: no digest flag, the CLI for users and bans.
 
-- Debian's SIPp (MD5 only, reads only the first challenge) registers and places a call.
+- Debian's SIPp (MD5 only, reads only the first challenge) registers and places a call, and
+  baresip registers.
 - A scripted client that reads only the first WWW-Authenticate registers; a device set to
   SHA-256 is challenged with SHA-256 alone and an MD5 answer from it is refused; an unknown
   user gets the default challenge in exactly the same shape.
@@ -42,10 +43,12 @@ from sip2uc_core.sip.message import SipResponse, parse_message
 from typer.testing import CliRunner, Result
 
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+BARESIP = shutil.which("baresip")
 SVCRACK = Path(sys.executable).with_name("sipvicious_svcrack")
 SCENARIOS = Path(__file__).parent / "sipp"
 READY = re.compile(r"sip2uc up: admin API (\S+), SIP UDP (\S+):(\d+),")
 REALM = "sip2uc"  # the default realm
+SITE = "127.0.0.10"  # one address for several handsets (a DECT base, an adapter, a NAT)
 
 pytestmark = [
     pytest.mark.interop,
@@ -183,6 +186,7 @@ async def sipp(
     label: str,
     port: int | None = None,
     timeout: int = 20,
+    host: str = "127.0.0.1",
     extra: tuple[str, ...] = (),
 ) -> asyncio.subprocess.Process:
     users = up.tmp / f"{label}.csv"
@@ -195,13 +199,13 @@ async def sipp(
         "-inf",
         str(users),
         "-i",
-        "127.0.0.1",
+        host,
         "-mi",
-        "127.0.0.1",
+        host,
         "-p",
-        str(port or free_port()),
+        str(port or free_port(host)),
         "-mp",
-        str(free_port() & ~1),
+        str(free_port(host) & ~1),
         "-m",
         str(len(rows)),
         "-timeout",
@@ -226,8 +230,9 @@ async def sipp_status(
     label: str,
     port: int | None = None,
     timeout: int = 20,
+    host: str = "127.0.0.1",
 ) -> int:
-    process = await sipp(up, scenario, rows, label=label, port=port, timeout=timeout)
+    process = await sipp(up, scenario, rows, label=label, port=port, timeout=timeout, host=host)
     return await asyncio.wait_for(process.wait(), timeout + 20)
 
 
@@ -317,6 +322,20 @@ async def handset(host: str = "127.0.0.1") -> FirstChallengeHandset:
     return await FirstChallengeHandset.open(host)
 
 
+async def learned(
+    client: FirstChallengeHandset, up: Up, user: str, algorithms: list[Algorithm]
+) -> SipResponse:
+    """The challenge once it offers `algorithms`: the sidecar learns a device's algorithms from
+    the control plane's settings push, which may still be on its way when the CLI returns."""
+    for _ in range(100):
+        first, _challenge = await client.challenge(up, user)
+        offered = [parse_challenge(v).algorithm for v in first.headers.get_all("WWW-Authenticate")]
+        if offered == algorithms:
+            break
+        await asyncio.sleep(0.05)
+    return first
+
+
 def masked(response: SipResponse) -> list[str]:
     """The challenge values with the nonce taken out: what must be the same for everybody."""
     values = response.headers.get_all("WWW-Authenticate")
@@ -360,6 +379,40 @@ async def test_stock_sipp_registers_and_calls_with_the_default_challenge(up: Up)
     assert await asyncio.wait_for(uas.wait(), 20) == 0
 
 
+@pytest.mark.skipif(BARESIP is None, reason="baresip (Debian baresip-core) is not installed")
+async def test_baresip_registers_with_the_default_challenge(up: Up) -> None:
+    add_user(up, "2051", "bare-pw-2051")
+    config = up.tmp / "baresip"
+    config.mkdir()
+    (config / "config").write_text(
+        "module_path /usr/lib/baresip/modules\n"
+        "sip_listen 127.0.0.1:0\n"
+        "module g711.so\n"
+        "module account.so\n"
+        "audio_player aufile,/dev/null\n"
+        "audio_source aufile,/dev/null\n"
+    )
+    (config / "accounts").write_text(
+        f"<sip:2051@{up.sip_host}:{up.sip_port}>;auth_pass=bare-pw-2051;regint=300\n"
+    )
+    assert BARESIP is not None
+    process = await asyncio.create_subprocess_exec(
+        BARESIP,
+        "-f",
+        str(config),
+        "-t",
+        "3",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 30)
+
+    assert b"2051@127.0.0.1: {0/UDP/v4} 200 OK () [1 binding]" in output, output.decode(
+        errors="replace"
+    )
+
+
 async def test_a_client_reading_only_the_first_challenge_gets_md5_and_registers(up: Up) -> None:
     add_user(up, "2101", "pw-2101")
     client = await handset()
@@ -383,6 +436,7 @@ async def test_a_device_set_to_sha256_gets_only_sha256_and_an_md5_answer_is_refu
     assert "digest SHA-256" in shown
     client = await handset()
     try:
+        await learned(client, up, "2201", [Algorithm.SHA_256])
         first, challenge = await client.challenge(up, "2201")
         md5 = await client.register(up, "2201", "pw-2201", algorithm=Algorithm.MD5)
         sha256 = await client.register(up, "2201", "pw-2201")
@@ -408,11 +462,7 @@ async def test_a_device_can_be_offered_both_in_its_own_order(up: Up) -> None:
     )
     client = await handset()
     try:
-        for _ in range(100):  # the sidecar learns the change from the control plane
-            first, _challenge = await client.challenge(up, "2301")
-            if len(first.headers.get_all("WWW-Authenticate")) == 2:
-                break
-            await asyncio.sleep(0.05)
+        first = await learned(client, up, "2301", [Algorithm.SHA_256, Algorithm.MD5])
     finally:
         client.close()
 
@@ -457,6 +507,7 @@ async def test_a_handset_with_a_wrong_password_does_not_lock_out_its_neighbours(
         ["3001;not-the-pw;300"] * 12,
         label="wrong-pw",
         timeout=5,
+        host=SITE,
     )
     # The good handsets behind the same address (one DECT base, one NAT) still register.
     good = await sipp_status(
@@ -464,15 +515,16 @@ async def test_a_handset_with_a_wrong_password_does_not_lock_out_its_neighbours(
         SCENARIOS / "register_auth.xml",
         ["3002;pw-3002;300", "3003;pw-3003;300"],
         label="neighbours",
+        host=SITE,
     )
 
     assert wrong != 0
     assert good == 0
-    assert ("BAN_KIND_SOURCE_USER", "127.0.0.1", "3001") in bans(up)
-    assert ("BAN_KIND_SOURCE", "127.0.0.1", "") not in bans(up)
+    assert ("BAN_KIND_SOURCE_USER", SITE, "3001") in bans(up)
+    assert ("BAN_KIND_SOURCE", SITE, "") not in bans(up)
     log = "".join(up.log)
-    assert "unknown user or wrong password for 3001 from 127.0.0.1" in log
-    assert "banned 3001 from 127.0.0.1 for 300 s: 10 failed logins in 60 s" in log
+    assert f"unknown user or wrong password for 3001 from {SITE}" in log
+    assert f"banned 3001 from {SITE} for 300 s: 10 failed logins in 60 s" in log
 
 
 @pytest.mark.skipif(not SVCRACK.exists(), reason="sipvicious (a development dependency) is missing")
