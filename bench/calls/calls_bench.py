@@ -54,7 +54,7 @@ PASSWORD = register_bench.PASSWORD
 # --- server processes -----------------------------------------------------------------------
 
 
-async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int) -> None:
+async def serve_sidecar(control: str, token: str, data_dir: Path) -> None:
     from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
 
     sidecar = Sidecar(
@@ -65,7 +65,7 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int)
             sip_listen="127.0.0.1:0",
             data_dir=data_dir,
             digest_algorithms=("MD5",),  # SIPp computes MD5 only
-            capacity=capacity,
+            # 20,000 ports carry 5,000 legs: the control plane's channel limit is the bound.
             rtp_ports=(20000, 39999),
         )
     )
@@ -74,7 +74,8 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, capacity: int)
     assert sidecar.control is not None
     await sidecar.control.wait_up()
     print(json.dumps({"udp": sidecar.listen_addresses[Transport.UDP][1]}), flush=True)
-    await asyncio.Event().wait()
+    # What the intake shed and why, twice a second (see the REGISTER bench).
+    await register_bench.write_intake_stats(sidecar, data_dir / "intake.jsonl", 0.5)
 
 
 def run_server(argv: list[str]) -> None:
@@ -84,7 +85,7 @@ def run_server(argv: list[str]) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     install_uvloop()
-    asyncio.run(serve_sidecar(argv[0], argv[1], Path(argv[2]), int(argv[3])))
+    asyncio.run(serve_sidecar(argv[0], argv[1], Path(argv[2])))
 
 
 async def set_channel_limit(address: str, token: str, limit: int) -> None:
@@ -104,10 +105,10 @@ async def set_channel_limit(address: str, token: str, limit: int) -> None:
 
 
 def spawn_sidecar(
-    address: str, token: str, data_dir: Path, capacity: int, log: Path
+    address: str, token: str, data_dir: Path, log: Path
 ) -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, __file__, "--serve", address, token, str(data_dir), str(capacity)],
+        [sys.executable, __file__, "--serve", address, token, str(data_dir)],
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
         text=True,
@@ -223,90 +224,70 @@ def run_step(
     hold_ms: int,
     work: Path,
     pids: dict[str, int],
+    tag: str = "r",
 ) -> dict[str, object]:
-    step = work / f"r{rate}"
-    step.mkdir(parents=True, exist_ok=True)
-    count = rate * seconds
     before = {name: register_bench.cpu_ns([pid]) for name, pid in pids.items()}
-    started = time.perf_counter()
-    subprocess.run(
-        [
-            "sipp",
-            target,
-            "-sf",
-            str(scenario),
-            "-inf",
-            str(pairs_csv),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(free_udp_port()),
-            "-mp",
-            str(free_udp_port() & ~1),
-            "-r",
-            str(rate),
-            "-m",
-            str(count),
-            "-d",
-            str(hold_ms),
-            "-l",
-            str(int(rate * (hold_ms / 1000 + 3))),
-            "-timeout",
-            f"{seconds + hold_ms // 1000 + 30}s",
-            "-timeout_error",
-            "-nostdin",
-            "-buff_size",
-            "4194304",
-            "-max_socket",
-            "1",
-            "-trace_stat",
-            "-fd",
-            "1",
-            "-trace_err",
-            "-trace_rtt",
-            "-rtt_freq",
-            "100",
-            "-recv_timeout",
-            "10000",
-        ],
-        cwd=step,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=seconds + hold_ms // 1000 + 60,
-        check=False,
+    run = register_bench.run_sipp(
+        target,
+        scenario,
+        pairs_csv,
+        work / f"{tag}{rate}",
+        rate=rate,
+        count=rate * seconds,
+        limit=int(rate * (hold_ms / 1000 + 3)),
+        timeout=seconds + hold_ms // 1000 + 30,
+        local_port=free_udp_port(),
+        extra=("-mp", str(free_udp_port() & ~1), "-d", str(hold_ms), "-recv_timeout", "10000"),
     )
-    elapsed = time.perf_counter() - started
-    after = {name: register_bench.cpu_ns([pid]) for name, pid in pids.items()}
-    stats = sorted(step.glob("*_.csv")) or sorted(step.glob("*.csv"))
-    rows = [r for r in (stats[0].read_text().splitlines() if stats else []) if r]
-    header = rows[0].split(";") if rows else []
-    last = rows[-1].split(";") if len(rows) > 1 else []
-    field = dict(zip(header, last, strict=False))
-    ok = int(field.get("SuccessfulCall(C)", 0) or 0)
-    failed = int(field.get("FailedCall(C)", 0) or 0)
-    retrans = int(field.get("Retransmissions(C)", 0) or 0)
-    rtts: list[float] = []
-    for path in step.glob("*_rtt.csv"):
-        for line in path.read_text().splitlines()[1:]:
-            parts = line.split(";")
-            if len(parts) >= 3:
-                rtts.append(float(parts[1]))
+    rtts = run.rtts.get("1", [])
+    # An answered call got the 200 to its INVITE (the scenario's first 200; the BYE's comes
+    # later); a refused one got a 503 and ended there.
+    answered = next(
+        (v for k, v in sorted(run.counts.items(), key=_index) if k.endswith("_200_Recv")), 0
+    )
+    refused = register_bench.shed_counts(run)
     # The calls of a step take about seconds + hold; the rate is over the sending phase.
-    sending = max(1e-9, elapsed - hold_ms / 1000)
+    sending = max(1e-9, run.elapsed - hold_ms / 1000)
     return {
         "rate": rate,
-        "achieved": round(ok / sending, 1),
-        "ok": ok,
-        "failed_pct": round(100 * failed / max(1, ok + failed), 2),
-        "retransmissions": retrans,
+        "achieved": round(answered / sending, 1),
+        "ok": answered,
+        "refused": refused,
+        "failed_pct": round(100 * (run.failed + refused) / max(1, run.ok + run.failed), 2),
+        "retransmissions": run.retransmissions,
         "invite_200_ms": (
             register_bench.percentile(rtts, 50),
             register_bench.percentile(rtts, 99),
         ),
         "cpu_pct": {
-            name: round(100 * (after[name] - before[name]) / 1e9 / elapsed, 1) for name in pids
+            **register_bench.cpu_pct(before, pids, run.elapsed),
+            "sipp": run.sipp_cpu,
         },
     }
+
+
+def _index(item: tuple[str, int]) -> int:
+    """The scenario position of a -trace_counts column ("10_200_Recv" -> 10)."""
+    head = item[0].split("_", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
+def print_step(result: dict[str, object], kamailio: bool, label: str = "rate") -> None:
+    cpu = result["cpu_pct"]
+    assert isinstance(cpu, dict)
+    if kamailio:
+        cpu = {
+            "kamailio": round(sum(v for k, v in cpu.items() if k not in ("uas", "sipp")), 1),
+            "uas": cpu["uas"],
+            "sipp": cpu["sipp"],
+        }
+    print(
+        f"{label} {result['rate']:>5}/s  answered {result['achieved']:>7}/s  "
+        f"ok {result['ok']:>6}  refused (503) {result['refused']:>5}  "
+        f"failed {result['failed_pct']:>5}%  retrans {result['retransmissions']:>5}  "
+        f"INVITE->200 p50/p99 ms {result['invite_200_ms']}  cpu% of one core {cpu}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -318,7 +299,6 @@ def main() -> None:
     parser.add_argument("--rates", default="100,200,300,400")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--hold-ms", type=int, default=1000)
-    parser.add_argument("--capacity", type=int, default=10000, help="sidecar channel limit")
     parser.add_argument(
         "--channel-limit",
         type=int,
@@ -327,6 +307,11 @@ def main() -> None:
         "0 keeps the server default (1600)",
     )
     parser.add_argument("--kamailio", action="store_true", help="measure the reference instead")
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="after the stepped rates, twice the highest clean one (< 1 %% failed or refused)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     if shutil.which("sipp") is None:
@@ -370,7 +355,6 @@ def main() -> None:
                 str(info["address"]),
                 str(info["token"]),
                 work / "sidecar",
-                args.capacity,
                 work / "sidecar.log",
             )
             processes.append(sidecar)
@@ -382,6 +366,7 @@ def main() -> None:
             scenario = HERE / "uac_auth.xml"
             pids = {"sidecar": sidecar.pid, "control": control.pid}
             print(f"sip2uc sidecar on {target} (uvloop), callees on :{uas_port}; work dir {work}")
+        clean_rate, clean = 0, 0.0
         for rate in (int(r) for r in args.rates.split(",")):
             if args.kamailio:
                 pids = {
@@ -392,17 +377,32 @@ def main() -> None:
             result = run_step(
                 target, scenario, pairs_csv, rate, args.seconds, args.hold_ms, work, pids
             )
-            cpu = result["cpu_pct"]
-            assert isinstance(cpu, dict)
-            if args.kamailio:
-                cpu = {
-                    "kamailio": round(sum(v for k, v in cpu.items() if k != "uas"), 1),
-                    "uas": cpu["uas"],
-                }
+            print_step(result, args.kamailio)
+            failed, achieved = result["failed_pct"], result["achieved"]
+            assert isinstance(failed, float) and isinstance(achieved, float)
+            if failed < 1.0 and rate > clean_rate:
+                clean_rate, clean = rate, achieved
+        if args.overload:
+            if not clean_rate:
+                print("no stepped rate was clean: no overload step", flush=True)
+                return
+            result = run_step(
+                target,
+                scenario,
+                pairs_csv,
+                2 * clean_rate,
+                args.seconds,
+                args.hold_ms,
+                work,
+                pids,
+                tag="overload",
+            )
+            print_step(result, args.kamailio, label="overload")
+            achieved = result["achieved"]
+            assert isinstance(achieved, float)
             print(
-                f"rate {rate:>5}/s  achieved {result['achieved']:>7}/s  ok {result['ok']:>6}  "
-                f"failed {result['failed_pct']:>5}%  retrans {result['retransmissions']:>5}  "
-                f"INVITE->200 p50/p99 ms {result['invite_200_ms']}  cpu% of one core {cpu}",
+                f"goodput at 2x the clean rate ({clean_rate}/s offered, {clean:.1f}/s "
+                f"answered): {achieved:.1f}/s = {100 * achieved / clean:.1f} % of clean",
                 flush=True,
             )
     finally:

@@ -186,46 +186,55 @@ async def run(users: int, grpc_addr: str, sip: tuple[str, int]) -> None:
     print(" in the same commit that precedes its answer to the sidecar)")
 
 
+def start_up(data: Path, grpc_port: int, sip_port: int) -> subprocess.Popen[bytes]:
+    """`sip2uc up` on these loopback ports, once its sidecar is connected (log in data/up.log)."""
+    log_path = data / "up.log"
+    proc = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "sip2uc"),
+            "up",
+            "--data-dir",
+            str(data / "var"),
+            "--grpc-listen",
+            f"127.0.0.1:{grpc_port}",
+            "--sip-listen",
+            f"127.0.0.1:{sip_port}",
+            "--metrics-listen",
+            "off",
+            "--rtp-ports",
+            "40000-40999",
+        ],
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while "welcomed this sidecar" not in log_path.read_text(errors="replace"):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            sys.exit(f"sip2uc up did not start:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def stop_up(proc: subprocess.Popen[bytes]) -> None:
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=300)
     args = parser.parse_args()
     grpc_port, sip_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data:
-        log_path = Path(data) / "up.log"
-        log = log_path.open("w")
-        proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "sip2uc"),
-                "up",
-                "--data-dir",
-                data,
-                "--grpc-listen",
-                f"127.0.0.1:{grpc_port}",
-                "--sip-listen",
-                f"127.0.0.1:{sip_port}",
-                "--metrics-listen",
-                "off",
-                "--rtp-ports",
-                "40000-40999",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = start_up(Path(data), grpc_port, sip_port)
         try:
-            deadline = time.monotonic() + 30
-            while "welcomed this sidecar" not in log_path.read_text():
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    sys.exit(f"sip2uc up did not start:\n{log_path.read_text()[-2000:]}")
-                time.sleep(0.1)
             print(
                 f"sip2uc up (pid {proc.pid}); {args.users} users; date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
             )
             asyncio.run(run(args.users, f"127.0.0.1:{grpc_port}", ("127.0.0.1", sip_port)))
         finally:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-            log.close()
+            stop_up(proc)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,20 @@ sidecar and control-plane processes (exact, from /proc/PID/task/*/schedstat). No
     .venv/bin/python bench/register/register_bench.py --users 2000 --rates 250,500,1000,1500,2000
     .venv/bin/python bench/register/register_bench.py --kamailio --rates 2000,5000
 
+--overload adds the overload steps after the stepped rates: the clean capacity C is the
+highest stepped rate with < 1 % failures (measured in this run), then SIPp handsets that
+retransmit per RFC 3261 and honour 503 Retry-After (`register_retry.xml`) register at 2C and
+4C for --seconds; goodput is the registrations completed per second during that window, and
+every handset must eventually register. Then the avalanche: --avalanche N fresh users all
+start at once (SIPp at N calls per 100 ms); the time until all are registered is compared with
+N / C.
+
+    .venv/bin/python bench/register/register_bench.py --users 12000 --rates 1000,1500,2000 \
+        --seconds 10 --overload --avalanche 5000
+
 --kamailio runs the reference registrar (Kamailio 5.6, in-memory usrloc, digest against a fixed
 password) from <anchors>/kamailio/registrar.cfg on 127.0.0.1:5070 with the same
-SIPp scenario, so that the two can be compared on the same machine in the same session.
+SIPp scenarios, so that the two can be compared on the same machine in the same session.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import contextlib
 import glob
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -28,13 +40,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sip2uc_media.gc_policy import tune_for_serving
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SCENARIO = ROOT / "tests" / "interop" / "sipp" / "register_auth.xml"
+RETRY_SCENARIO = HERE / "register_retry.xml"
 # The reference setups live beside the checkout (../shared/bench/anchors) unless
 # SIP2UC_BENCH_ANCHORS names another directory.
 ANCHORS = Path(os.environ.get("SIP2UC_BENCH_ANCHORS", ROOT.parent / "shared" / "bench" / "anchors"))
@@ -57,9 +72,15 @@ async def serve_control(data_dir: Path) -> None:
     await asyncio.Event().wait()
 
 
-async def serve_sidecar(control: str, token: str, data_dir: Path, port: int) -> None:
+async def serve_sidecar(
+    control: str, token: str, data_dir: Path, port: int, overrides: dict[str, object]
+) -> None:
     from sip2uc_media.sidecar import Sidecar, SidecarConfig, Transport
+    from sip2uc_media.sidecar.overload import OverloadSettings
 
+    overload = overrides.pop("overload", {})
+    assert isinstance(overload, dict)
+    stats_every = float(overrides.pop("stats_every", 0.0))  # type: ignore[arg-type]
     sidecar = Sidecar(
         SidecarConfig(
             control=control,
@@ -69,6 +90,8 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, port: int) -> 
             data_dir=data_dir,
             # SIPp answers only the first challenge and computes MD5 only.
             digest_algorithms=("MD5",),
+            overload=OverloadSettings(**overload),
+            **overrides,  # type: ignore[arg-type]
         )
     )
     await sidecar.start()
@@ -76,7 +99,51 @@ async def serve_sidecar(control: str, token: str, data_dir: Path, port: int) -> 
     assert sidecar.control is not None
     await sidecar.control.wait_up()
     print(json.dumps({"udp": sidecar.listen_addresses[Transport.UDP][1]}), flush=True)
+    if stats_every:
+        await write_intake_stats(sidecar, data_dir / "intake.jsonl", stats_every)
     await asyncio.Event().wait()
+
+
+async def write_intake_stats(sidecar: Any, path: Path, every: float) -> None:
+    """One JSON line per period with the intake's counters (what was shed, and why)."""
+    loop = asyncio.get_running_loop()
+    intake, edge, control = sidecar.intake, sidecar.edge, sidecar.control
+    started = loop.time()
+    lag = [0.0]
+
+    async def probe_lag() -> None:
+        # The event loop's lateness: how long a 5 ms sleep overran, the worst per period.
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            lag[0] = max(lag[0], loop.time() - before - 0.005)
+
+    prober = asyncio.create_task(probe_lag())
+    del prober  # runs as long as the loop does
+    with path.open("w") as out:
+        while True:
+            now = loop.time()
+            queue = intake.queue
+            in_flight, oldest = control.backlog()
+            line = {
+                "t": round(now - started, 3),
+                "waiting": len(queue),
+                "oldest": round(queue.oldest_age(now), 3),
+                "rates": [round(r or 0.0) for r in queue.service_rate],
+                "per_class": [queue.waiting(r) for r in range(6)],
+                "admitted": queue.admitted,
+                "refused": {str(k): v for k, v in queue.refused.items() if v},
+                "answered_503": intake.answered,
+                "known_sources": len(edge.known),
+                "transactions": len(edge.transactions),
+                "control_in_flight": in_flight,
+                "control_oldest": round(oldest, 3),
+                "loop_lag_max": round(lag[0], 3),
+            }
+            lag[0] = 0.0
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+            await asyncio.sleep(every)
 
 
 def run_server(argv: list[str]) -> None:
@@ -91,7 +158,8 @@ def run_server(argv: list[str]) -> None:
     if argv[0] == "control":
         asyncio.run(serve_control(Path(argv[1])))
     else:
-        asyncio.run(serve_sidecar(argv[1], argv[2], Path(argv[3]), int(argv[4])))
+        overrides = json.loads(argv[5]) if len(argv) > 5 else {}
+        asyncio.run(serve_sidecar(argv[1], argv[2], Path(argv[3]), int(argv[4]), overrides))
 
 
 def spawn(args: list[str], log: Path) -> tuple[subprocess.Popen[str], dict[str, object]]:
@@ -205,32 +273,81 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-def run_step(
-    target: str, users_csv: Path, rate: int, seconds: int, work: Path, pids: dict[str, int]
-) -> dict[str, object]:
-    step = work / f"r{rate}"
+@dataclass
+class SippRun:
+    """What one SIPp run reports: final counts, per-second cumulative successes, response
+    times by rtd, and per-element message counts (-trace_counts)."""
+
+    elapsed: float
+    ok: int
+    failed: int
+    retransmissions: int
+    #: (seconds since the start, successful calls so far), one row per -fd period.
+    progress: list[tuple[float, int]]
+    rtts: dict[str, list[float]]
+    #: rtd -> seconds after SIPp's start when the last such response came.
+    last_answer: dict[str, float]
+    counts: dict[str, int]
+    #: SIPp's own CPU, % of one core over the run.
+    sipp_cpu: float
+
+    def ok_by(self, seconds: float) -> int:
+        """Successful calls by `seconds` after the start (linear between two rows)."""
+        before = (0.0, 0)
+        for at, ok in self.progress:
+            if at >= seconds:
+                span = at - before[0]
+                share = (seconds - before[0]) / span if span > 0 else 1.0
+                return round(before[1] + share * (ok - before[1]))
+            before = (at, ok)
+        return before[1]
+
+
+def _epoch(current_time: str) -> float:
+    """The epoch seconds at the end of SIPp's CurrentTime column ("date<TAB>time<TAB>epoch")."""
+    return float(current_time.rsplit("\t", 1)[-1])
+
+
+def run_sipp(
+    target: str,
+    scenario: Path,
+    users_csv: Path,
+    step: Path,
+    *,
+    rate: int,
+    count: int,
+    rate_period_ms: int = 1000,
+    limit: int | None = None,
+    timeout: int,
+    local_port: int = 0,
+    extra: tuple[str, ...] = (),
+) -> SippRun:
+    """One bounded SIPp run (-m count, -timeout) from a fresh directory `step`; `extra` are
+    more SIPp options."""
     step.mkdir(parents=True, exist_ok=True)
-    count = rate * seconds
-    before = {name: cpu_ns([pid]) for name, pid in pids.items()}
     started = time.perf_counter()
-    subprocess.run(
+    sipp = subprocess.Popen(
         [
             "sipp",
             target,
             "-sf",
-            str(SCENARIO),
+            str(scenario),
             "-inf",
             str(users_csv),
             "-i",
             "127.0.0.1",
             "-p",
-            "0",
+            str(local_port),
             "-r",
             str(rate),
+            "-rp",
+            str(rate_period_ms),
             "-m",
             str(count),
+            "-l",
+            str(limit or count),
             "-timeout",
-            f"{seconds + 30}s",
+            f"{timeout}s",
             "-timeout_error",
             "-nostdin",
             "-buff_size",
@@ -240,65 +357,218 @@ def run_step(
             "-trace_stat",
             "-fd",
             "1",
+            "-trace_counts",
             "-trace_err",
             "-trace_rtt",
             "-rtt_freq",
             "100",
             "-recv_timeout",
             "8000",
+            *(
+                # A late duplicate (a 503 or 401 answering a retransmission, arriving while
+                # the handset waits out Retry-After) is ignored, as RFC 3261 §18.1.2 has a
+                # client do, instead of failing the call.
+                ["-default_behaviors", "all,-abortunexp,-bye"] if scenario == RETRY_SCENARIO else []
+            ),
+            *extra,
         ],
         cwd=step,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        timeout=seconds + 60,
-        check=False,
     )
+    sipp_ns = 0
+    deadline = started + timeout + 30
+    while sipp.poll() is None:
+        # SIPp's CPU, read while it runs (its schedstat is gone once it exits).
+        sipp_ns = cpu_ns([sipp.pid]) or sipp_ns
+        if time.perf_counter() > deadline:
+            sipp.kill()
+        time.sleep(0.1)
     elapsed = time.perf_counter() - started
-    after = {name: cpu_ns([pid]) for name, pid in pids.items()}
-    stats = sorted(step.glob("*_.csv")) or sorted(step.glob("*.csv"))
-    stat_rows = [r for r in (stats[0].read_text().splitlines() if stats else []) if r]
-    header = stat_rows[0].split(";") if stat_rows else []
-    last = stat_rows[-1].split(";") if len(stat_rows) > 1 else []
-    field = dict(zip(header, last, strict=False))
-    ok = int(field.get("SuccessfulCall(C)", 0) or 0)
-    failed = int(field.get("FailedCall(C)", 0) or 0)
-    retrans = int(field.get("Retransmissions(C)", 0) or 0)
+    stats = [p for p in sorted(step.glob("*_.csv")) if not p.name.endswith("_counts.csv")]
+    rows = [r.split(";") for r in (stats[0].read_text().splitlines() if stats else []) if r]
+    header = rows[0] if rows else []
+    table = [dict(zip(header, row, strict=False)) for row in rows[1:]]
+    last = table[-1] if table else {}
+    first = _epoch(table[0]["CurrentTime"]) if table else 0.0
+    progress = [
+        (_epoch(row["CurrentTime"]) - first, int(row["SuccessfulCall(C)"] or 0)) for row in table
+    ]
     rtts: dict[str, list[float]] = {}
+    last_answer: dict[str, float] = {}
     for path in step.glob("*_rtt.csv"):
         for line in path.read_text().splitlines()[1:]:
             parts = line.split(";")
             if len(parts) >= 3:
-                rtts.setdefault(parts[2].strip(), []).append(float(parts[1]))
+                rtd = parts[2].strip()
+                rtts.setdefault(rtd, []).append(float(parts[1]))
+                # Date_ms: milliseconds since SIPp started.
+                last_answer[rtd] = max(last_answer.get(rtd, 0.0), float(parts[0]) / 1000)
+    counts: dict[str, int] = {}
+    for path in step.glob("*_counts.csv"):
+        lines = [r.split(";") for r in path.read_text().splitlines() if r]
+        if len(lines) > 1:
+            for name, value in zip(lines[0], lines[-1], strict=False):
+                if value.isdigit():
+                    counts[name] = int(value)
+    return SippRun(
+        elapsed=elapsed,
+        ok=int(last.get("SuccessfulCall(C)", 0) or 0),
+        failed=int(last.get("FailedCall(C)", 0) or 0),
+        retransmissions=int(last.get("Retransmissions(C)", 0) or 0),
+        progress=progress,
+        rtts=rtts,
+        last_answer=last_answer,
+        counts=counts,
+        sipp_cpu=round(100 * sipp_ns / 1e9 / elapsed, 1),
+    )
+
+
+def cpu_pct(before: dict[str, int], pids: dict[str, int], seconds: float) -> dict[str, float]:
+    after = {name: cpu_ns([pid]) for name, pid in pids.items()}
+    return {name: round(100 * (after[name] - before[name]) / 1e9 / seconds, 1) for name in pids}
+
+
+def run_step(
+    target: str, users_csv: Path, rate: int, seconds: int, work: Path, pids: dict[str, int]
+) -> dict[str, object]:
+    """A stepped rate with the plain scenario: a 503 counts as a failure here."""
+    before = {name: cpu_ns([pid]) for name, pid in pids.items()}
+    run = run_sipp(
+        target,
+        SCENARIO,
+        users_csv,
+        work / f"r{rate}",
+        rate=rate,
+        count=rate * seconds,
+        timeout=seconds + 30,
+    )
     return {
         "rate": rate,
-        "achieved": round(ok / elapsed, 1),
-        "ok": ok,
-        "failed_pct": round(100 * failed / max(1, ok + failed), 2),
-        "retransmissions": retrans,
-        "rtt_ms": {k: (percentile(v, 50), percentile(v, 99)) for k, v in sorted(rtts.items())},
-        "cpu_pct": {
-            name: round(100 * (after[name] - before[name]) / 1e9 / elapsed, 1) for name in pids
-        },
+        "achieved": round(run.ok / run.elapsed, 1),
+        "ok": run.ok,
+        "failed_pct": round(100 * run.failed / max(1, run.ok + run.failed), 2),
+        "retransmissions": run.retransmissions,
+        "rtt_ms": {k: (percentile(v, 50), percentile(v, 99)) for k, v in sorted(run.rtts.items())},
+        "cpu_pct": {**cpu_pct(before, pids, run.elapsed), "sipp": run.sipp_cpu},
     }
+
+
+def shed_counts(run: SippRun) -> int:
+    """503s the handsets received (SIPp -trace_counts, every element that receives one)."""
+    return sum(v for k, v in run.counts.items() if k.endswith("_503_Recv"))
+
+
+def overload_step(
+    target: str,
+    users_csv: Path,
+    rate: int,
+    seconds: int,
+    work: Path,
+    pids: dict[str, int],
+    clean: float,
+) -> None:
+    """`rate` for `seconds` with handsets that honour Retry-After; prints goodput against the
+    clean capacity and how long until every handset was registered."""
+    before = {name: cpu_ns([pid]) for name, pid in pids.items()}
+    count = rate * seconds
+    run = run_sipp(
+        target,
+        RETRY_SCENARIO,
+        users_csv,
+        work / f"overload-{rate}",
+        rate=rate,
+        count=count,
+        # Every handset stays a SIPp call while it waits out its Retry-After.
+        limit=count,
+        timeout=seconds * 12 + 60,
+    )
+    goodput = run.ok_by(seconds) / seconds
+    cpu = cpu_pct(before, pids, run.elapsed)
+    print(
+        f"overload {rate:>5}/s ({rate / clean:.1f}x clean) for {seconds} s: goodput "
+        f"{goodput:7.1f}/s = {100 * goodput / clean:5.1f} % of clean {clean:.1f}/s; "
+        f"registered {run.ok}/{count}, failed {run.failed}, 503s {shed_counts(run)}, "
+        f"retrans {run.retransmissions}, all done after {run.elapsed:.1f} s; "
+        f"rtt p50/p99 ms "
+        f"{ {k: (percentile(v, 50), percentile(v, 99)) for k, v in sorted(run.rtts.items())} } "
+        f"cpu% {cpu}, sipp {run.sipp_cpu}",
+        flush=True,
+    )
+
+
+def avalanche(
+    target: str, users_csv: Path, count: int, work: Path, pids: dict[str, int], clean: float
+) -> None:
+    """`count` handsets start at once; all must be registered within 1.5 x count / clean."""
+    before = {name: cpu_ns([pid]) for name, pid in pids.items()}
+    run = run_sipp(
+        target,
+        RETRY_SCENARIO,
+        users_csv,
+        work / "avalanche",
+        rate=count,
+        rate_period_ms=100,
+        count=count,
+        timeout=120,
+    )
+    predicted = count / clean
+    done_at = run.last_answer.get("2", run.elapsed) if run.ok >= count else run.elapsed
+    cpu = cpu_pct(before, pids, run.elapsed)
+    print(
+        f"avalanche {count} handsets at once: registered {run.ok}, failed {run.failed}, "
+        f"503s {shed_counts(run)}, retrans {run.retransmissions}; all registered after "
+        f"{done_at:.1f} s (SIPp done {run.elapsed:.1f} s) against {predicted:.2f} s predicted by "
+        f"the clean capacity ({done_at / predicted:.2f}x, bar 1.5x); cpu% {cpu}, "
+        f"sipp {run.sipp_cpu}",
+        flush=True,
+    )
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         run_server(sys.argv[2:])
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--rates", default="250,500,1000,1500,2000,3000")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--kamailio", action="store_true", help="measure the reference instead")
+    parser.add_argument(
+        "--overload",
+        action="store_true",
+        help="after the stepped rates, 2x and 4x the highest clean one with handsets that "
+        "honour Retry-After",
+    )
+    parser.add_argument(
+        "--avalanche", type=int, default=0, help="then this many fresh users start at once"
+    )
+    parser.add_argument(
+        "--sidecar-config",
+        default="{}",
+        help="JSON overrides of the sidecar's config, e.g. '{\"overload\": "
+        '{"max_queue_delay": 0.5}}\'',
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
     if shutil.which("sipp") is None:
         raise SystemExit("sipp is not installed (Debian package sip-tester)")
+    # SIPp wants a descriptor per open call: every handset waiting out a Retry-After is one.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     work = Path(tempfile.mkdtemp(prefix="sip2uc-register-bench-"))
+    # The avalanche uses users no step registered before: the last --avalanche of them.
+    stepped = args.users - args.avalanche
+    if stepped < 1:
+        raise SystemExit("--users must exceed --avalanche")
     users_csv = work / "users.csv"
     users_csv.write_text(
-        "SEQUENTIAL\n" + "".join(f"u{100000 + i};{PASSWORD};3600\n" for i in range(args.users))
+        "SEQUENTIAL\n" + "".join(f"u{100000 + i};{PASSWORD};3600\n" for i in range(stepped))
+    )
+    fresh_csv = work / "fresh.csv"
+    fresh_csv.write_text(
+        "SEQUENTIAL\n"
+        + "".join(f"u{100000 + i};{PASSWORD};3600\n" for i in range(stepped, args.users))
     )
     processes: list[subprocess.Popen[str] | subprocess.Popen[bytes]] = []
     try:
@@ -314,28 +584,70 @@ def main() -> None:
             took = asyncio.run(create_users(str(info["address"]), str(info["token"]), args.users))
             print(f"created {args.users} users through UserService.CreateUser in {took:.1f} s")
             sidecar, sinfo = spawn(
-                ["sidecar", str(info["address"]), str(info["token"]), str(work / "sidecar"), "0"],
+                [
+                    "sidecar",
+                    str(info["address"]),
+                    str(info["token"]),
+                    str(work / "sidecar"),
+                    "0",
+                    args.sidecar_config,
+                ],
                 work / "sidecar.log",
             )
             processes.append(sidecar)
             target = f"127.0.0.1:{sinfo['udp']}"
             pids = {"sidecar": sidecar.pid, "control": control.pid}
             print(f"sip2uc sidecar on {target} (uvloop); work dir {work}")
-        # Kamailio's pid is the main process; its children are separate processes.
-        for rate in (int(r) for r in args.rates.split(",")):
+
+        def current_pids() -> dict[str, int]:
+            # Kamailio's pid is the main process; its children are separate processes.
             if args.kamailio:
-                pids = {f"kamailio-{i}": p for i, p in enumerate(kamailio_pids(processes[0].pid))}
-            result = run_step(target, users_csv, rate, args.seconds, work, pids)
+                return {f"kamailio-{i}": p for i, p in enumerate(kamailio_pids(processes[0].pid))}
+            return pids
+
+        clean_rate, clean = 0, 0.0
+        for rate in (int(r) for r in args.rates.split(",")):
+            result = run_step(target, users_csv, rate, args.seconds, work, current_pids())
             cpu = result["cpu_pct"]
             assert isinstance(cpu, dict)
             if args.kamailio:
-                cpu = {"kamailio": round(sum(cpu.values()), 1)}
+                cpu = {
+                    "kamailio": round(sum(v for k, v in cpu.items() if k != "sipp"), 1),
+                    "sipp": cpu["sipp"],
+                }
             print(
                 f"rate {rate:>5}/s  achieved {result['achieved']:>7}/s  ok {result['ok']:>6}  "
                 f"failed {result['failed_pct']:>5}%  retrans {result['retransmissions']:>5}  "
                 f"rtt p50/p99 ms {result['rtt_ms']}  cpu% of one core {cpu}",
                 flush=True,
             )
+            failed = result["failed_pct"]
+            assert isinstance(failed, float)
+            if failed < 1.0 and rate > clean_rate:
+                achieved = result["achieved"]
+                assert isinstance(achieved, float)
+                clean_rate, clean = rate, achieved
+        if (args.overload or args.avalanche) and not clean_rate:
+            print("no stepped rate was clean: no overload steps", flush=True)
+            return
+        if args.overload:
+            print(
+                f"clean capacity: {clean_rate}/s offered, {clean:.1f}/s achieved "
+                "(the highest step with < 1 % failures)",
+                flush=True,
+            )
+            for factor in (2, 4):
+                overload_step(
+                    target,
+                    users_csv,
+                    factor * clean_rate,
+                    args.seconds,
+                    work,
+                    current_pids(),
+                    clean,
+                )
+        if args.avalanche:
+            avalanche(target, fresh_csv, args.avalanche, work, current_pids(), clean)
     finally:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from sip2uc.v1 import (
     admin_pb2_grpc,
     calls_pb2,
     calls_pb2_grpc,
+    connectors_pb2,
+    connectors_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
     presence_pb2,
@@ -29,14 +33,22 @@ from sip2uc.v1 import (
 
 from .api.admin import AdminServicer
 from .api.calls import CallServicer
+from .api.connectors import ConnectorServicer
 from .api.directory import DirectoryServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
 from .api.users import UserServicer
-from .auth import AuthInterceptor, LatencyInterceptor, is_loopback_host, load_or_create_token
+from .auth import (
+    Authenticator,
+    AuthInterceptor,
+    LatencyInterceptor,
+    is_loopback_host,
+    load_or_create_token,
+)
 from .core import ControlCore
 from .recent_log import RecentLog, RecentLogHandler
+from .response_streams import ResponseStreamInterceptor
 from .telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
@@ -53,7 +65,23 @@ SERVICE_NAMES = (
     sidecar_pb2.DESCRIPTOR.services_by_name["SidecarService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
+    connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
 )
+
+
+def server_interceptors(
+    *inner: grpc.aio.ServerInterceptor,  # type: ignore[type-arg]
+) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
+    """The server's interceptors, outermost first: response streams served to their end in
+    their own task (`response_streams`), then a span per RPC, then `inner`."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [ResponseStreamInterceptor()]  # type: ignore[type-arg]
+    try:
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        interceptors.append(aio_server_interceptor())  # type: ignore[no-untyped-call]
+    except ImportError:  # pragma: no cover - instrumentation is a locked dependency
+        pass
+    return [*interceptors, *inner]
 
 
 @dataclass
@@ -71,13 +99,15 @@ class ConfigError(ValueError):
 
 
 class ControlPlane:
-    def __init__(self, config: ControlConfig) -> None:
+    def __init__(self, config: ControlConfig, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock  # every decision's time (expiry, no-answer); tests pass their own
         self.core: ControlCore | None = None
         self.server: grpc.aio.Server | None = None
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.token = ""
         self.address = ""
+        self._sidecar_api: SidecarServicer | None = None
         # The process's recent warnings, for AdminService.ListLogEntries/WatchLogEntries.
         self.recent_log = RecentLog()
         self._log_handler: RecentLogHandler | None = None
@@ -105,22 +135,17 @@ class ControlPlane:
     async def _serve(self, cfg: ControlConfig, loopback: bool, tls: bool) -> None:
         host = cfg.grpc_listen.rpartition(":")[0]
         setup_telemetry("sip2uc-control", cfg.metrics_listen)
-        self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir)
-        interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
-            AuthInterceptor(self.token, required=not loopback),
+        self.core = core = await ControlCore.open(cfg.database_url, cfg.data_dir, self.clock)
+        auth = Authenticator(self.token, core.enrollments, loopback=loopback)
+        interceptors = server_interceptors(
+            AuthInterceptor(auth),
             LatencyInterceptor(lambda s, attrs: core.metrics.rpc_duration.record(s, attrs)),
-        ]
-        try:
-            from opentelemetry.instrumentation.grpc import aio_server_interceptor
-
-            interceptors.insert(0, aio_server_interceptor())  # type: ignore[no-untyped-call]
-        except ImportError:  # pragma: no cover - instrumentation is a locked dependency
-            pass
+        )
         server = grpc.aio.server(
             interceptors=interceptors,
             options=[("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)],
         )
-        sidecar = SidecarServicer(core)
+        self._sidecar_api = sidecar = SidecarServicer(core, auth)
         users_pb2_grpc.add_UserServiceServicer_to_server(UserServicer(core), server)
         presence_pb2_grpc.add_PresenceServiceServicer_to_server(PresenceServicer(core), server)
         registrations_pb2_grpc.add_RegistrationServiceServicer_to_server(
@@ -132,6 +157,7 @@ class ControlPlane:
         sidecar_pb2_grpc.add_SidecarServiceServicer_to_server(sidecar, server)
         calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(core), server)
+        connectors_pb2_grpc.add_ConnectorServiceServicer_to_server(ConnectorServicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -159,7 +185,19 @@ class ControlPlane:
             cfg.data_dir / "admin-token",
         )
 
+    def sidecar_credential(self, name: str) -> str:
+        """A credential for a sidecar in this process (`sip2uc up`'s own): it lives only in
+        memory and acts only as `name`."""
+        assert self.core is not None, "start() first"
+        return self.core.enrollments.ephemeral(name)
+
+    def begin_stop(self) -> None:
+        """From now on sidecars that leave are expected (the process is stopping)."""
+        if self._sidecar_api is not None:
+            self._sidecar_api.stopping = True
+
     async def stop(self, grace: float = 5.0) -> None:
+        self.begin_stop()
         await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(grace)

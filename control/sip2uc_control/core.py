@@ -18,9 +18,19 @@ from pathlib import Path
 from sip2uc_core.refusal_log import RefusalLog, printable
 from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError, compute_ha1
 
+from .bindings import Binding, BindingChange
 from .calls import CallController
-from .domain import Device, User, validate_password, validate_user_fields
-from .errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, check
+from .connectors import SessionTable
+from .domain import Device, User, UserSettings, validate_password, validate_user_fields
+from .enrollments import Enrollment, SidecarEnrollments
+from .errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    StorageUnavailable,
+    check,
+)
 from .lockout import AccountLock, AccountLockout, LockoutPolicy
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
@@ -33,10 +43,16 @@ from .registrar import (
     decide,
     waste_verification,
 )
-from .settings import ServerSettings, SettingsStore
+from .settings import ServerSettings
 from .sidecars import SidecarRegistry, SidecarSettings
-from .store.bindings import Binding, BindingChange, BindingStore
+from .store.bindings import BindingStore
+from .store.calls import CallHistoryStore
+from .store.connectors import ConnectorStore
 from .store.db import Database, open_database
+from .store.enrollments import EnrollmentStore
+from .store.presence import PresenceStore
+from .store.settings import SettingsStore
+from .store.sidecars import SidecarStore
 from .store.users import UserStore
 from .telemetry import ControlMetrics
 from .watchers import WATCH_QUEUE_LIMIT, WatchQueue
@@ -55,9 +71,25 @@ class ControlCore:
         self.users = UserStore(db)
         self.bindings = BindingStore(db)
         self.settings = SettingsStore(db)
-        self.sidecars = SidecarRegistry(db)
-        self.presence = PresenceHub(db, PresenceEngine(), clock, on_change=self._presence_changed)
-        self.calls = CallController(self, self.sidecars.send)
+        self.sidecars = SidecarRegistry(SidecarStore(db))
+        self.enrollments = SidecarEnrollments(EnrollmentStore(db), clock)
+        self.presence = PresenceHub(
+            PresenceStore(db), PresenceEngine(), clock, on_change=self._presence_changed
+        )
+        self.call_history = CallHistoryStore(db)
+        self.calls = CallController(
+            users=self.users,
+            bindings=self.bindings,
+            presence=self.presence,
+            settings=self.settings,
+            sidecars=self.sidecars,
+            history=self.call_history,
+            save_user_settings=self._save_user_settings,
+            authenticate=self.authenticate,
+            clock=clock,
+        )
+        self.connectors = ConnectorStore(db)
+        self.connector_sessions = SessionTable()
         self.lockout = AccountLockout()
         self._settings_push: asyncio.TimerHandle | None = None
         self._settings_pushed_at = float("-inf")
@@ -76,6 +108,8 @@ class ControlCore:
         await core.settings.load()
         await core.presence.load()
         await core.sidecars.load(clock())
+        await core.connectors.load()
+        await core.enrollments.load()
         core.lockout.policy = _lockout_policy(core.settings.current)
         core.metrics.observe(core)
         return core
@@ -98,6 +132,23 @@ class ControlCore:
         self.sidecars.close()
         await self.presence.drain()
         await self.db.close()
+
+    # --- sidecar enrollments -------------------------------------------------------------------
+
+    async def enroll_sidecar(self, name: str, *, replace: bool) -> tuple[Enrollment, str]:
+        """A new credential for sidecar `name` (the token is returned only here). A live session
+        under that name ends: from now on only the new credential connects as `name`."""
+        enrollment, token = await self.enrollments.enroll(name, replace=replace)
+        if self.sidecars.end_session(name, f"sidecars/{name} was enrolled anew"):
+            log.info("sidecar %s: session ended, it must connect with its new credential", name)
+        return enrollment, token
+
+    async def revoke_sidecar(self, name: str) -> tuple[Enrollment, bool]:
+        """Revoke `name`'s credential; True when its live session was ended."""
+        enrollment = await self.enrollments.revoke(name)
+        ended = self.sidecars.end_session(name, f"the credential of sidecars/{name} was revoked")
+        log.info("sidecar %s: credential revoked%s", name, ", session ended" if ended else "")
+        return enrollment, ended
 
     # --- users ---------------------------------------------------------------------------------
 
@@ -192,6 +243,9 @@ class ControlCore:
         if saved.disabled and not previous.disabled:
             await self.remove_bindings(self.bindings.for_user(saved.id), "user disabled")
         return saved
+
+    async def _save_user_settings(self, user: User, settings: UserSettings) -> None:
+        await self.update_user(user.with_changes(settings=settings), {}, user)
 
     async def delete_user(self, user: User) -> None:
         bindings = self.bindings.for_user(user.id)
@@ -378,6 +432,7 @@ class ControlCore:
         source: Source,
         expires_at: float | None,
         note: str | None,
+        origin: str | None = None,
     ) -> PresenceChange | None:
         if availability is Availability.DO_NOT_DISTURB and not user.settings.dnd_allowed:
             raise FailedPrecondition(
@@ -390,7 +445,7 @@ class ControlCore:
             return await self.presence.update(
                 user.id,
                 lambda r, now: engine.set_external(
-                    r, availability, now, expires_at=expires_at, note=note
+                    r, availability, now, expires_at=expires_at, note=note, origin=origin
                 ),
             )
         return await self.presence.update(
@@ -400,9 +455,27 @@ class ControlCore:
             ),
         )
 
-    async def clear_presence(self, user: User, source: Source) -> PresenceChange | None:
+    async def clear_presence(
+        self, user: User, source: Source, origin: str | None = None
+    ) -> PresenceChange | None:
         engine = self.presence.engine
-        return await self.presence.update(user.id, lambda r, now: engine.clear(r, source, now))
+        return await self.presence.update(
+            user.id, lambda r, now: engine.clear(r, source, now, origin)
+        )
+
+    async def clear_external_presence_from(self, origin: str) -> int:
+        """Clear every EXTERNAL state ``origin`` (a connector being deleted) reported."""
+        users = [
+            uid
+            for uid, record in list(self.presence.records.items())
+            if record.external is not None and record.external.origin == origin
+        ]
+        engine = self.presence.engine
+        for uid in users:
+            await self.presence.update(
+                uid, lambda r, now: engine.clear(r, Source.EXTERNAL, now, origin)
+            )
+        return len(users)
 
     def _presence_changed(self, change: PresenceChange) -> None:
         self.metrics.presence_changes.add(1, {"availability": change.current.availability.value})
@@ -420,6 +493,20 @@ class ControlCore:
                 saved.realm,
             )
         return saved
+
+    # --- what the metrics observe ---------------------------------------------------------------
+
+    def user_count(self) -> int:
+        return self.users.count()
+
+    def binding_count(self) -> int:
+        return len(self.bindings.by_id)
+
+    def active_call_count(self) -> int:
+        return self.calls.active_count()
+
+    def connected_sidecar_count(self) -> int:
+        return self.sidecars.connected_count()
 
     # --- background ----------------------------------------------------------------------------
 
@@ -452,6 +539,8 @@ class ControlCore:
                 ticks += 1
                 if ticks % 2400 == 0:
                     await self.presence.trim_log()
+            except StorageUnavailable:
+                pass  # the store says so once; the sweep retries on the next tick
             except Exception:
                 log.exception("expiry sweep failed; retrying")
 

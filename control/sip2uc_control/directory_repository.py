@@ -28,7 +28,7 @@ HANDSET_LABEL = "imported handset"
 
 #: The library says ``enabled``; the users store says ``disabled``. Overrides recorded under
 #: either name protect the same field.
-_OVERRIDE_ALIASES = {"disabled": "enabled"}
+_OVERRIDE_ALIASES = {"disabled": "enabled", "user_principal_name": "upn"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,11 +43,7 @@ class ImportedCredential:
 
 
 def existing_user(user: User) -> ExistingUser:
-    """The planner's snapshot of ``user``.
-
-    ``upn`` is left out: the users store does not keep it, so the planner is given entries
-    without it as well (the directory servicer drops it), otherwise every row would look changed.
-    """
+    """The planner's snapshot of ``user``."""
     return ExistingUser(
         id=user.id,
         sip_uri=user.sip_uri,
@@ -57,6 +53,8 @@ def existing_user(user: User) -> ExistingUser:
         extension=user.extension or None,
         e164=user.e164 or None,
         email=user.email or None,
+        upn=user.user_principal_name or None,
+        entra_object_id=user.entra_object_id or None,
         overridden=frozenset(
             _OVERRIDE_ALIASES.get(name, name) for name in user.origin.overridden_fields
         ),
@@ -97,6 +95,8 @@ def imported_user(new: NewUser, source: str, import_time: float) -> User:
         extension=new.extension or "",
         e164=new.e164 or "",
         email=new.email or "",
+        user_principal_name=new.upn or "",
+        entra_object_id=new.entra_object_id or "",
         devices=(
             Device(
                 id=HANDSET_DEVICE_ID,
@@ -157,6 +157,10 @@ class CoreUserRepository:
                 continue  # set by hand: the planner keeps it, and so does the store
             if name in ("sip_uri", "display_name", "e164", "extension", "email"):
                 values[name] = _text(name, value)
+            elif name == "upn":
+                values["user_principal_name"] = _text(name, value)
+            elif name == "entra_object_id":
+                values["entra_object_id"] = _text(name, value)
             elif name == "enabled":
                 if not isinstance(value, bool):
                     raise TypeError("enabled must be a bool")
@@ -173,7 +177,7 @@ class CoreUserRepository:
                 origin = replace(origin, source_id=_text(name, value))
             elif name == "source":
                 origin = replace(origin, source=_text(name, value) or self.source)
-            elif name != "upn":  # not kept by the users store
+            else:
                 raise KeyError(f"unknown field {name!r}")
         if not origin.source:
             origin = replace(origin, source=self.source)

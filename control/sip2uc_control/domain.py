@@ -20,6 +20,11 @@ SIP_URI_RE = re.compile(r"^sips?:[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+@[A-Za-z0-9.\-\[
 DIGEST_USERNAME_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/%@]{1,64}$")
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9\-_]{0,62}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+# An Entra (Azure AD) object id is a GUID; a UPN is an RFC 822-style name@suffix.
+ENTRA_OBJECT_ID_RE = re.compile(
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE
+)
+UPN_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9.\-]{1,255}$")
 MAX_DISPLAY_NAME = 128
 MAX_PASSWORD = 128
 MIN_PASSWORD = 4
@@ -129,6 +134,10 @@ class User:
     origin: DirectoryOrigin = field(default_factory=DirectoryOrigin)
     create_time: float = 0.0
     update_time: float = 0.0
+    #: The user in Microsoft Entra ID, for the Teams connector (lower-case GUID).
+    entra_object_id: str = ""
+    #: The user principal name in Entra ID / Active Directory, for the Teams connector.
+    user_principal_name: str = ""
 
     @property
     def name(self) -> str:
@@ -173,6 +182,19 @@ def validate_user_fields(user: User, prefix: str = "user") -> list[FieldViolatio
         )
     if user.email and not EMAIL_RE.match(user.email):
         out.append(FieldViolation(f"{prefix}.email", "must be an e-mail address"))
+    if user.entra_object_id and not ENTRA_OBJECT_ID_RE.match(user.entra_object_id):
+        out.append(
+            FieldViolation(
+                f"{prefix}.entra_object_id",
+                "must be a GUID like 2b7b4c1e-8f2d-4e57-9c1a-3f5d6e7a8b9c",
+            )
+        )
+    if user.user_principal_name and not UPN_RE.match(user.user_principal_name):
+        out.append(
+            FieldViolation(
+                f"{prefix}.user_principal_name", "must be a name@domain like alice@example.com"
+            )
+        )
     timeout = user.settings.no_answer_timeout_seconds
     if timeout != 0 and not 5 <= timeout <= 300:
         out.append(

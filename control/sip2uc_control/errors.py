@@ -61,6 +61,26 @@ class FailedPrecondition(ControlError):
         self.kind = kind
 
 
+class PermissionDenied(ControlError):
+    """The caller is known but may not do this (PERMISSION_DENIED), e.g. a sidecar's credential
+    used for another sidecar or for the admin API."""
+
+
+class Unauthenticated(ControlError):
+    """The caller's credential is missing, unknown or revoked (UNAUTHENTICATED)."""
+
+
+class StorageUnavailable(ControlError):
+    """The database cannot take or give the data: full (RESOURCE_EXHAUSTED, `exhausted`) or
+    unreachable, read-only, damaged (UNAVAILABLE). `message` is for people; `cause` is the
+    driver's own short text, for the log only."""
+
+    def __init__(self, message: str, *, exhausted: bool = False, cause: str = "") -> None:
+        super().__init__(message)
+        self.exhausted = exhausted
+        self.cause = cause
+
+
 def check(violations: list[FieldViolation]) -> None:
     """Raise InvalidArgument when any violation was collected."""
     if violations:

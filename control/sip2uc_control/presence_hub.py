@@ -11,15 +11,13 @@ log — as long as the log still holds them (`retain` events), else a fresh snap
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from .errors import StorageUnavailable
 from .presence import (
     Availability,
     EffectivePresence,
@@ -28,22 +26,10 @@ from .presence import (
     PresenceRecord,
     Transition,
 )
-from .store.db import Database, Rows
 
 log = logging.getLogger(__name__)
 
 WATCHER_QUEUE_LIMIT = 10_000
-
-# The row is written only while the user exists: a change queued just before the user was deleted
-# must not fail its whole batch on the foreign key.
-_UPSERT_RECORD = text(
-    "INSERT INTO presence (user_id, record) SELECT :u, :r "
-    "WHERE EXISTS (SELECT 1 FROM users WHERE id = :u) "
-    "ON CONFLICT (user_id) DO UPDATE SET record = excluded.record"
-)
-_INSERT_EVENT = text(
-    "INSERT INTO presence_events (seq, user_id, change, at) VALUES (:s, :u, :c, :a)"
-)
 
 
 def _resolver(future: asyncio.Future[None]) -> Callable[[asyncio.Future[None]], None]:
@@ -58,6 +44,38 @@ def _resolver(future: asyncio.Future[None]) -> Callable[[asyncio.Future[None]], 
 class LoggedChange:
     seq: int
     change: PresenceChange
+
+
+@dataclass
+class StoredPresence:
+    """What the log holds at start: every user's record, the last sequence number and the most
+    recent changes."""
+
+    records: dict[str, PresenceRecord] = field(default_factory=dict)
+    last_seq: int = 0
+    recent: list[LoggedChange] = field(default_factory=list)
+
+
+class PresenceLog(Protocol):
+    """Where records and changes are kept (`store/presence.py`)."""
+
+    async def load(self, recent: int) -> StoredPresence:
+        """The records, the last sequence number and up to `recent` changes before it."""
+        ...
+
+    async def write(
+        self, records: Mapping[str, PresenceRecord], events: Sequence[tuple[LoggedChange, float]]
+    ) -> None:
+        """Store the latest records and the change events (with when they happened) at once."""
+        ...
+
+    async def changes_after(self, cursor: int) -> list[LoggedChange] | None:
+        """The logged changes after `cursor`, in order; None when the log has lost some."""
+        ...
+
+    async def trim(self, up_to: int) -> None:
+        """Forget the changes up to sequence number `up_to`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -91,14 +109,15 @@ class _Watcher:
 class PresenceHub:
     def __init__(
         self,
-        db: Database,
+        store: PresenceLog,
         engine: PresenceEngine,
         clock: Callable[[], float],
         *,
         retain: int = 100_000,
         on_change: Callable[[PresenceChange], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.db = db
+        self.store = store
         self.engine = engine
         self.clock = clock
         self.retain = retain
@@ -108,35 +127,20 @@ class PresenceHub:
         self._watchers: set[_Watcher] = set()
         self._next_seq = 0
         # Queued writes: the latest record per user, and change events in sequence order.
-        self._pending_records: dict[str, str] = {}
+        self._pending_records: dict[str, PresenceRecord] = {}
         self._pending_events: list[tuple[LoggedChange, float]] = []
         # Resolved when the batch that the queued writes will join is committed.
         self._flushed: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._on_change = on_change
+        self._sleep = sleep  # between retries of a failed write
 
     async def load(self) -> None:
-        async with self.db.engine.connect() as conn:
-            for row in (await conn.execute(text("SELECT user_id, record FROM presence"))).all():
-                try:
-                    self.records[row.user_id] = PresenceRecord.from_dict(json.loads(row.record))
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning(
-                        "presence record of %s unreadable, starting it afresh: %s", row.user_id, exc
-                    )
-            seq = (await conn.execute(text("SELECT MAX(seq) FROM presence_events"))).scalar()
-            self.last_seq = int(seq or 0)
-            self._next_seq = self.last_seq
-            rows = (
-                await conn.execute(
-                    text("SELECT seq, change FROM presence_events WHERE seq > :s ORDER BY seq"),
-                    {"s": self.last_seq - (self.recent.maxlen or 0)},
-                )
-            ).all()
-        for row in rows:
-            self.recent.append(
-                LoggedChange(row.seq, PresenceChange.from_dict(json.loads(row.change)))
-            )
+        stored = await self.store.load(self.recent.maxlen or 0)
+        self.records.update(stored.records)
+        self.last_seq = stored.last_seq
+        self._next_seq = self.last_seq
+        self.recent.extend(stored.recent)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -177,7 +181,7 @@ class PresenceHub:
         if change is None and new_record == old_record:
             return None, None  # a refresh that changes nothing needs no write
         self.records[user_id] = new_record
-        self._pending_records[user_id] = json.dumps(new_record.to_dict())
+        self._pending_records[user_id] = new_record
         if change is not None:
             # Sequence numbers are assigned here, not by the database, so that a batch of events
             # is one executemany without RETURNING. This assumes one writer of presence_events
@@ -210,9 +214,9 @@ class PresenceHub:
         return self._flushed
 
     async def _flush_loop(self) -> None:
-        """Write what has queued as one batch (two executemany statements), one batch at a time
-        so that a user's rows reach the database in the order they changed."""
-        records: dict[str, str] = {}
+        """Write what has queued as one batch, one batch at a time so that a user's rows reach
+        the database in the order they changed."""
+        records: dict[str, PresenceRecord] = {}
         events: list[tuple[LoggedChange, float]] = []
         done: asyncio.Future[None] | None = None
         try:
@@ -220,27 +224,7 @@ class PresenceHub:
                 records, self._pending_records = self._pending_records, {}
                 events, self._pending_events = self._pending_events, []
                 done, self._flushed = self._flushed, None
-                statements: list[Rows] = []
-                if records:
-                    statements.append(
-                        (_UPSERT_RECORD, [{"u": u, "r": r} for u, r in records.items()])
-                    )
-                if events:
-                    statements.append(
-                        (
-                            _INSERT_EVENT,
-                            [
-                                {
-                                    "s": item.seq,
-                                    "u": item.change.user,
-                                    "c": json.dumps(item.change.to_dict()),
-                                    "a": at,
-                                }
-                                for item, at in events
-                            ],
-                        )
-                    )
-                await self._write(statements)
+                await self._write(records, events)
                 for item, _at in events:
                     self._publish(item)
                 records, events = {}, []
@@ -261,26 +245,31 @@ class PresenceHub:
             if self._pending_records or self._pending_events:
                 self._schedule_flush()
 
-    async def _write(self, statements: list[Rows]) -> None:
+    async def _write(
+        self, records: dict[str, PresenceRecord], events: list[tuple[LoggedChange, float]]
+    ) -> None:
         """Retry until the batch is committed: a presence change is never dropped."""
         attempt = 0
         while True:
             try:
-                await self.db.submit_rows(statements)
+                await self.store.write(records, events)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 attempt += 1
                 delay = min(5.0, 0.05 * (1 << min(attempt, 7)))
-                log.warning(
-                    "presence write of %d statements failed (attempt %d), retrying in %.2fs: %s",
-                    len(statements),
-                    attempt,
-                    delay,
-                    exc,
-                )
-                await asyncio.sleep(delay)
+                if not isinstance(exc, StorageUnavailable):  # the store logs those, once
+                    log.warning(
+                        "presence write of %d records and %d changes failed (attempt %d), "
+                        "retrying in %.2fs: %s",
+                        len(records),
+                        len(events),
+                        attempt,
+                        delay,
+                        exc,
+                    )
+                await self._sleep(delay)
 
     def _publish(self, item: LoggedChange) -> None:
         self.last_seq = max(self.last_seq, item.seq)
@@ -313,12 +302,8 @@ class PresenceHub:
 
     async def trim_log(self) -> None:
         cutoff = self.last_seq - self.retain
-
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(text("DELETE FROM presence_events WHERE seq <= :c"), {"c": cutoff})
-
         if cutoff > 0:
-            await self.db.submit(write)
+            await self.store.trim(cutoff)
 
     # --- watching ------------------------------------------------------------------------------
 
@@ -328,17 +313,10 @@ class PresenceHub:
             return None
         if self.recent and self.recent[0].seq <= cursor + 1:
             return [c for c in self.recent if c.seq > cursor]
-        async with self.db.engine.connect() as conn:
-            oldest = (await conn.execute(text("SELECT MIN(seq) FROM presence_events"))).scalar()
-            if oldest is None or int(oldest) > cursor + 1:
-                return None if cursor < self.last_seq else []
-            rows = (
-                await conn.execute(
-                    text("SELECT seq, change FROM presence_events WHERE seq > :s ORDER BY seq"),
-                    {"s": cursor},
-                )
-            ).all()
-        return [LoggedChange(r.seq, PresenceChange.from_dict(json.loads(r.change))) for r in rows]
+        logged = await self.store.changes_after(cursor)
+        if logged is None:
+            return None if cursor < self.last_seq else []
+        return logged
 
     async def watch(
         self,

@@ -13,15 +13,15 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError, verify_response
 from sip2uc_core.sip.endpoint import Endpoint
 
+from .bindings import Binding
 from .domain import Device, User
 from .settings import ServerSettings
-from .store.bindings import Binding
-from .store.users import UserStore
 
 # A fixed HA1 checked when the user is unknown, so the work done (and the time taken) does not
 # reveal whether a digest username exists.
@@ -74,8 +74,14 @@ class RegisterDecision:
     min_expires: int = 0
 
 
+class DigestAccounts(Protocol):
+    """Where the registrar finds a device by its digest user name (`users.UserDirectory`)."""
+
+    def by_digest_username(self, username: str) -> tuple[User, Device] | None: ...
+
+
 def authenticate(
-    users: UserStore, creds: Credentials, realm: str, method: str
+    users: DigestAccounts, creds: Credentials, realm: str, method: str
 ) -> tuple[User, Device] | Refusal:
     """The user and device the credentials prove, or why not (unknown user and wrong password
     take the same work and time)."""

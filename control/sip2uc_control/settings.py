@@ -1,22 +1,18 @@
-"""Server-wide settings: defaults, validation, persistence as one JSON document."""
+"""Server-wide settings: defaults and validation (stored as one JSON document by `store/settings.py`)."""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from ipaddress import ip_network
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .enrollments import name_problem
 from .errors import FieldViolation, InvalidArgument
 from .routing.codes import DEFAULT_CODES, CodeError, CodeTable
-from .store.db import Database
-
-_KEY = "server"
 
 
 @dataclass(frozen=True)
@@ -105,6 +101,37 @@ class ServerSettings:
         return cls(**values)
 
 
+# Bounds of every setting (docs/configuration.md lists them). Text that goes into SIP messages
+# is bounded so that a challenge still fits one UDP datagram (RFC 3261 §18.1.1: 1,300 bytes).
+REALM_MAX = 128
+DOMAIN_MAX = 253  # a DNS name (RFC 1035)
+PRESENCE_CODES_MAX = 100
+SIDECAR_POLICIES_MAX = 1000
+NETWORKS_PER_SIDECAR_MAX = 100
+TRUNK_ADDRESS_MAX = 261  # a DNS name, ':' and a port
+TRUNK_PATTERN_MAX = 256
+CHANNEL_LIMIT_MAX = 100_000
+RANGES: dict[str, tuple[int, int]] = {
+    "media_timeout_seconds": (5, 3600),
+    "no_answer_timeout_seconds": (5, 300),
+    "min_expires": (10, 3600),
+    "max_expires": (60, 86400),
+    "default_expires": (10, 86400),
+    "max_bindings_per_device": (1, 100),
+    "ban_threshold": (1, 10_000),
+    "ban_window_seconds": (1, 86400),
+    "ban_seconds": (1, 86400 * 7),
+    "ban_user_names": (2, 10_000),
+    "account_failure_threshold": (1, 100_000),
+    "account_failure_window_seconds": (1, 86400),
+    "account_lock_seconds": (1, 86400 * 7),
+    "sidecar_grace_seconds": (0, 86400),
+    "default_channel_limit": (1, CHANNEL_LIMIT_MAX),
+}
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+
+
 def validate(settings: ServerSettings) -> None:
     """Raise InvalidArgument naming every bad field (`settings.<field>`)."""
     v: list[FieldViolation] = []
@@ -112,32 +139,28 @@ def validate(settings: ServerSettings) -> None:
     def bad(name: str, why: str) -> None:
         v.append(FieldViolation(f"settings.{name}", why))
 
-    if not settings.sip_domain or any(c in settings.sip_domain for c in ' @:;<>"\r\n'):
-        bad("sip_domain", "must be a host name like example.com")
-    if not settings.realm or any(c in settings.realm for c in '"\\\r\n'):
-        bad("realm", "must be non-empty without quotes, backslashes or line breaks")
-    try:
-        CodeTable.from_list(list(settings.presence_codes))
-    except CodeError as exc:
-        bad("presence_codes", str(exc))
-    ranges = {
-        "media_timeout_seconds": (5, 3600),
-        "no_answer_timeout_seconds": (5, 300),
-        "min_expires": (10, 3600),
-        "max_expires": (60, 86400),
-        "default_expires": (10, 86400),
-        "max_bindings_per_device": (1, 100),
-        "ban_threshold": (1, 10_000),
-        "ban_window_seconds": (1, 86400),
-        "ban_seconds": (1, 86400 * 7),
-        "ban_user_names": (2, 10_000),
-        "account_failure_threshold": (1, 100_000),
-        "account_failure_window_seconds": (1, 86400),
-        "account_lock_seconds": (1, 86400 * 7),
-        "sidecar_grace_seconds": (0, 86400),
-        "default_channel_limit": (1, 100_000),
-    }
-    for name, (lo, hi) in ranges.items():
+    domain = settings.sip_domain
+    if len(domain) > DOMAIN_MAX or not _HOST_NAME.fullmatch(domain):
+        bad("sip_domain", f"must be a host name like example.com, at most {DOMAIN_MAX} characters")
+    realm = settings.realm
+    if (
+        not realm
+        or len(realm) > REALM_MAX
+        or not realm.isprintable()
+        or any(c in realm for c in '"\\')
+    ):
+        bad(
+            "realm",
+            f"must be 1-{REALM_MAX} printable characters without quotes or backslashes",
+        )
+    if len(settings.presence_codes) > PRESENCE_CODES_MAX:
+        bad("presence_codes", f"at most {PRESENCE_CODES_MAX} codes")
+    else:
+        try:
+            CodeTable.from_list(list(settings.presence_codes))
+        except CodeError as exc:
+            bad("presence_codes", str(exc))
+    for name, (lo, hi) in RANGES.items():
         value = getattr(settings, name)
         if not lo <= value <= hi:
             bad(name, f"must be {lo}-{hi}")
@@ -145,64 +168,60 @@ def validate(settings: ServerSettings) -> None:
         bad("min_expires", "must not exceed max_expires")
     if not settings.min_expires <= settings.default_expires <= settings.max_expires:
         bad("default_expires", "must lie between min_expires and max_expires")
-    for i, policy in enumerate(settings.sidecars):
-        if not policy.name:
-            bad(f"sidecars[{i}].name", "required")
-        for j, net in enumerate(policy.allowed_networks):
-            try:
-                ip_network(net, strict=False)
-            except ValueError:
-                bad(f"sidecars[{i}].allowed_networks[{j}]", "must be a CIDR like 10.10.0.0/16")
+    _validate_policies(settings.sidecars, bad)
     if settings.default_region and settings.default_region not in phonenumbers.SUPPORTED_REGIONS:
         bad(
             "default_region",
             "must be a region code like DE (national and emergency numbers need it)",
         )
-    trunk = settings.upstream_trunk
-    if trunk.allowed_pattern:
-        try:
-            re.compile(trunk.allowed_pattern)
-        except re.error as exc:
-            bad("upstream_trunk.allowed_pattern", f"not a regular expression: {exc}")
-    if trunk.enabled:
-        host, _, port = trunk.address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            bad("upstream_trunk.address", "must be HOST:PORT when the trunk is enabled")
-        if not trunk.sidecar:
-            bad("upstream_trunk.sidecar", "name the sidecar that carries trunk calls")
+    _validate_trunk(settings.upstream_trunk, bad)
     if v:
         raise InvalidArgument(v)
 
 
-class SettingsStore:
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.current = ServerSettings()
+def _validate_policies(
+    policies: tuple[SidecarPolicy, ...], bad: Callable[[str, str], None]
+) -> None:
+    if len(policies) > SIDECAR_POLICIES_MAX:
+        bad("sidecars", f"at most {SIDECAR_POLICIES_MAX} sidecars")
+        return
+    seen: set[str] = set()
+    for i, policy in enumerate(policies):
+        problem = name_problem(policy.name)
+        if problem is not None:
+            bad(f"sidecars[{i}].name", problem)
+        elif policy.name in seen:
+            bad(f"sidecars[{i}].name", f"{policy.name!r} is named twice")
+        seen.add(policy.name)
+        if not 0 <= policy.channel_limit <= CHANNEL_LIMIT_MAX:
+            bad(f"sidecars[{i}].channel_limit", f"must be 0 (the default) to {CHANNEL_LIMIT_MAX}")
+        if len(policy.allowed_networks) > NETWORKS_PER_SIDECAR_MAX:
+            bad(f"sidecars[{i}].allowed_networks", f"at most {NETWORKS_PER_SIDECAR_MAX} networks")
+            continue
+        for j, net in enumerate(policy.allowed_networks):
+            try:
+                ip_network(net, strict=False)
+            except ValueError:
+                bad(f"sidecars[{i}].allowed_networks[{j}]", "must be a CIDR like 10.10.0.0/16")
 
-    async def load(self) -> None:
-        async with self.db.engine.connect() as conn:
-            raw = (
-                await conn.execute(text("SELECT value FROM settings WHERE key=:k"), {"k": _KEY})
-            ).scalar()
-        if raw is not None:
-            self.current = ServerSettings.from_dict(json.loads(raw))
 
-    async def save(self, settings: ServerSettings) -> ServerSettings:
-        validate(settings)
-        value = json.dumps(settings.to_dict())
-
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                text(
-                    "INSERT INTO settings (key, value) VALUES (:k, :v) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                ),
-                {"k": _KEY, "v": value},
-            )
-
-        await self.db.submit(write)
-        self.current = settings
-        return settings
-
-    def with_updates(self, **changes: Any) -> ServerSettings:
-        return replace(self.current, **changes)
+def _validate_trunk(trunk: UpstreamTrunk, bad: Callable[[str, str], None]) -> None:
+    if len(trunk.allowed_pattern) > TRUNK_PATTERN_MAX:
+        bad("upstream_trunk.allowed_pattern", f"at most {TRUNK_PATTERN_MAX} characters")
+    elif trunk.allowed_pattern:
+        try:
+            re.compile(trunk.allowed_pattern)
+        except re.error as exc:
+            bad("upstream_trunk.allowed_pattern", f"not a regular expression: {exc}")
+    if len(trunk.address) > TRUNK_ADDRESS_MAX:
+        bad("upstream_trunk.address", f"at most {TRUNK_ADDRESS_MAX} characters")
+    elif trunk.enabled:
+        host, _, port = trunk.address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            bad("upstream_trunk.address", "must be HOST:PORT when the trunk is enabled")
+    if trunk.sidecar:
+        problem = name_problem(trunk.sidecar)
+        if problem is not None:
+            bad("upstream_trunk.sidecar", problem)
+    elif trunk.enabled:
+        bad("upstream_trunk.sidecar", "name the sidecar that carries trunk calls")

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sip2uc_core.sip.digest import Algorithm
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .calls.commands import Command
-from .errors import AlreadyExists
+from .errors import AlreadyExists, StorageUnavailable
 from .settings import ServerSettings
-from .store.db import Database
 from .watchers import Watchers, WatchQueue
 
 # A session that has sent nothing (heartbeats come every few seconds) for this long is taken to
@@ -81,6 +78,13 @@ class SessionReplaced:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """The session must end and the sidecar connect again, e.g. its credential was revoked."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class LiftBan:
     """Lift every ban of a source address (an operator asked)."""
 
@@ -88,7 +92,7 @@ class LiftBan:
 
 
 #: What a session's queue holds: what to send the sidecar, or that the session is over.
-SessionItem = Command | SettingsChanged | LiftBan | SessionReplaced
+SessionItem = Command | SettingsChanged | LiftBan | SessionReplaced | SessionEnded
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,42 +151,27 @@ class SidecarInfo:
     #: Its bans as last reported (kept in memory only: a sidecar reports them on connecting).
     bans: BansReport = field(default_factory=lambda: BansReport((), 0))
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "site": self.site,
-                "sip_listeners": self.sip_listeners,
-                "rtp": self.rtp,
-                "capacity": self.capacity,
-                "version": self.version,
-            }
-        )
+
+class SidecarRecords(Protocol):
+    """Where the registry keeps who the sidecars were across restarts (`store/sidecars.py`)."""
+
+    async def load(self) -> list[SidecarInfo]: ...
+
+    async def save(self, info: SidecarInfo) -> None: ...
 
 
 class SidecarRegistry:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, records: SidecarRecords) -> None:
+        self.records = records
         self.sidecars: dict[str, SidecarInfo] = {}
         self.queues: dict[str, asyncio.Queue[SessionItem]] = {}
         self._watchers: Watchers[SidecarInfo] = Watchers()
 
     async def load(self, now: float) -> None:
         """Sidecars known from before a restart count as lost since `now` until they reconnect."""
-        async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT * FROM sidecars"))).all()
-        for row in rows:
-            info = json.loads(row.info)
-            self.sidecars[row.name] = SidecarInfo(
-                name=row.name,
-                site=info.get("site", ""),
-                sip_listeners=list(info.get("sip_listeners", [])),
-                rtp=info.get("rtp", ""),
-                capacity=int(info.get("capacity", 0)),
-                version=info.get("version", ""),
-                connect_time=row.connect_time,
-                last_seen=row.last_seen,
-                lost_time=now,
-            )
+        for info in await self.records.load():
+            info.lost_time = now
+            self.sidecars[info.name] = info
 
     async def connected(self, info: SidecarInfo) -> asyncio.Queue[SessionItem]:
         """Start `info`'s session; AlreadyExists while another live instance holds the name.
@@ -211,18 +200,12 @@ class SidecarRegistry:
             old.put_nowait(SessionReplaced())
         self.sidecars[info.name] = info
         self.queues[info.name] = queue
-
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                text(
-                    "INSERT INTO sidecars (name, info, connect_time, last_seen) VALUES (:n, :i, :c, :l) "
-                    "ON CONFLICT (name) DO UPDATE SET info = excluded.info, "
-                    "connect_time = excluded.connect_time, last_seen = excluded.last_seen"
-                ),
-                {"n": info.name, "i": info.to_json(), "c": info.connect_time, "l": info.last_seen},
-            )
-
-        await self.db.submit(write)
+        try:
+            await self.records.save(info)
+        except StorageUnavailable:
+            # The record only lists the sidecar across restarts: a full or unreachable database
+            # (logged once by the store) must not keep a sidecar, and its handsets, out.
+            pass
         self.publish(info)
         return queue
 
@@ -276,6 +259,15 @@ class SidecarRegistry:
             info.bans = BansReport(kept, info.bans.total - len(gone))
         return lifted
 
+    def end_session(self, name: str, reason: str) -> bool:
+        """End `name`'s live session (it may connect again if it is still allowed to); False
+        when it has none."""
+        queue = self.queues.get(name)
+        if queue is None:
+            return False
+        queue.put_nowait(SessionEnded(reason))
+        return True
+
     def send(self, name: str, command: Command) -> bool:
         """Queue a command for a connected sidecar; False when it is not connected."""
         queue = self.queues.get(name)
@@ -288,6 +280,13 @@ class SidecarRegistry:
         """Send every connected sidecar its settings (after an admin change)."""
         for name, queue in self.queues.items():
             queue.put_nowait(SettingsChanged(settings_for(name)))
+
+    def is_connected(self, name: str) -> bool:
+        info = self.sidecars.get(name)
+        return info is not None and info.connected
+
+    def connected_count(self) -> int:
+        return sum(1 for s in self.sidecars.values() if s.connected)
 
     # --- watchers (AdminService.WatchSidecars) ---------------------------------------------------
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
-
-if TYPE_CHECKING:
-    from .core import ControlCore
 
 log = logging.getLogger(__name__)
 _installed = False
@@ -86,9 +83,22 @@ RPC_LATENCY_BUCKETS = (
     5.0,
 )
 
-# The core whose state the observable gauges report: the latest control plane started in this
-# process (tests start several; a process normally runs one).
-_current_core: ControlCore | None = None
+
+class ObservedState(Protocol):
+    """What the gauges read (`ControlCore`): counts kept in memory, cheap to read per scrape."""
+
+    def user_count(self) -> int: ...
+
+    def binding_count(self) -> int: ...
+
+    def active_call_count(self) -> int: ...
+
+    def connected_sidecar_count(self) -> int: ...
+
+
+# The state the observable gauges report: the latest control plane started in this process
+# (tests start several; a process normally runs one).
+_observed: ObservedState | None = None
 _instruments: ControlMetrics | None = None
 
 
@@ -138,26 +148,26 @@ class ControlMetrics:
             "sip2uc_sidecars_connected", callbacks=[_sidecars], description="Connected sidecars"
         )
 
-    def observe(self, core: ControlCore) -> None:
-        global _current_core
-        _current_core = core
+    def observe(self, state: ObservedState) -> None:
+        global _observed
+        _observed = state
 
 
 def _users(_options: CallbackOptions) -> Iterable[Observation]:
-    if _current_core is not None:
-        yield Observation(_current_core.users.count())
+    if _observed is not None:
+        yield Observation(_observed.user_count())
 
 
 def _bindings(_options: CallbackOptions) -> Iterable[Observation]:
-    if _current_core is not None:
-        yield Observation(len(_current_core.bindings.by_id))
+    if _observed is not None:
+        yield Observation(_observed.binding_count())
 
 
 def _calls(_options: CallbackOptions) -> Iterable[Observation]:
-    if _current_core is not None:
-        yield Observation(_current_core.calls.active_count())
+    if _observed is not None:
+        yield Observation(_observed.active_call_count())
 
 
 def _sidecars(_options: CallbackOptions) -> Iterable[Observation]:
-    if _current_core is not None:
-        yield Observation(sum(1 for s in _current_core.sidecars.sidecars.values() if s.connected))
+    if _observed is not None:
+        yield Observation(_observed.connected_sidecar_count())

@@ -58,10 +58,13 @@ class Watchers(Generic[T]):
     def __init__(self) -> None:
         self._queues: set[WatchQueue[T]] = set()
 
-    def watch(self) -> WatchQueue[T]:
-        queue: WatchQueue[T] = WatchQueue()
+    def watch(self, limit: int = WATCH_QUEUE_LIMIT) -> WatchQueue[T]:
+        queue: WatchQueue[T] = WatchQueue(limit)
         self._queues.add(queue)
         return queue
+
+    def __contains__(self, queue: WatchQueue[T]) -> bool:
+        return queue in self._queues
 
     def unwatch(self, queue: WatchQueue[T]) -> None:
         self._queues.discard(queue)

@@ -1,9 +1,11 @@
-"""`sip2uc up` and `sip2uc sidecar`: run sip2uc in the foreground.
+"""`sip2uc up`, `sip2uc sidecar` and `sip2uc connector run`: run sip2uc in the foreground.
 
 `up` is the all-in-one: the control plane and one sidecar named "default" in
-one process and one event loop, for a single site or a first try. `sidecar`
-runs one more sidecar (another VLAN or site) against a control plane
-elsewhere. Both stop cleanly on SIGINT/SIGTERM and then exit with code 0.
+one process and one event loop, for a single site or a first try, plus the
+bridges of the configured connectors (as API clients of the control plane).
+`sidecar` runs one more sidecar (another VLAN or site) against a control plane
+elsewhere; `connector run` runs one connector's bridge against a control plane
+elsewhere. All stop cleanly on SIGINT/SIGTERM and then exit with code 0.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sip2uc.cli.state import get_state
 from sip2uc.client import discover_token, is_loopback, is_loopback_host, join_target
 
 if TYPE_CHECKING:
+    from sip2uc_media.sidecar import Sidecar
     from sip2uc_web.connection import ControlTarget
     from sip2uc_web.server import StateViewServer
 
@@ -65,6 +68,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # aiosqlite logs every statement with its parameters at DEBUG: connector secrets and digest
+    # HA1s would reach the log with --log-level debug.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def run_until_signalled(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
@@ -140,6 +146,37 @@ DigestAlgorithmOption = Annotated[
             "MD5, SHA-256). Default: MD5 alone, which every handset answers (many read only "
             "the first challenge). Devices can have their own: sip2uc user update EXT "
             "--digest-algorithm SHA-256."
+        ),
+    ),
+]
+SipTlsListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sip-tls-listen",
+        metavar="HOST:PORT",
+        help=(
+            "Also accept SIP over TLS here (e.g. 0.0.0.0:5061), with --sip-tls-cert/"
+            "--sip-tls-key or a self-signed certificate generated in the data directory."
+        ),
+        callback=_optional_listen,
+        show_default=False,
+    ),
+]
+SipTlsCertOption = Annotated[
+    Path | None,
+    typer.Option("--sip-tls-cert", help="PEM certificate chain for SIP over TLS."),
+]
+SipTlsKeyOption = Annotated[
+    Path | None, typer.Option("--sip-tls-key", help="PEM private key for SIP over TLS.")
+]
+OverloadOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--overload",
+        metavar="KEY=VALUE",
+        help=(
+            "Overload control of the sidecar (repeatable), e.g. max_queue_delay=0.5 or "
+            "retry_after=10; see docs/configuration.md for every key and its default."
         ),
     ),
 ]
@@ -238,8 +275,12 @@ def up(
             show_default=False,
         ),
     ] = None,
+    sip_tls_listen: SipTlsListenOption = None,
+    sip_tls_cert: SipTlsCertOption = None,
+    sip_tls_key: SipTlsKeyOption = None,
     allow_network: AllowNetworkOption = None,
     digest_algorithm: DigestAlgorithmOption = None,
+    overload: OverloadOption = None,
     web_listen: Annotated[
         str | None,
         typer.Option(
@@ -255,11 +296,22 @@ def up(
             show_default=False,
         ),
     ] = None,
+    no_connectors: Annotated[
+        bool,
+        typer.Option(
+            "--no-connectors",
+            help=(
+                "Do not run the connectors' bridges (by default `up` runs every configured "
+                "connector not marked external, which `sip2uc connector run` runs elsewhere)."
+            ),
+        ),
+    ] = False,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run the control plane and one SIP/RTP sidecar ("default") in the
-    foreground, in one process, and the state view with --web-listen. Logs
-    where each listens; Ctrl-C or SIGTERM stops everything cleanly."""
+    """Run the control plane, one SIP/RTP sidecar ("default") and the
+    connectors' presence bridges in the foreground, in one process, and the
+    state view with --web-listen. Logs where each listens; Ctrl-C or SIGTERM
+    stops everything cleanly."""
     from sip2uc_control.app import ControlConfig, ControlPlane
     from sip2uc_media.gc_policy import tune_for_serving
     from sip2uc_media.sidecar import Sidecar, SidecarConfig
@@ -271,6 +323,8 @@ def up(
     use_tls = tls if tls is not None else not is_loopback_host(parse_listen(grpc_listen)[0])
     if (tls_cert is None) != (tls_key is None):
         raise typer.BadParameter("give both --tls-cert and --tls-key, or neither")
+    _check_sip_tls(sip_tls_listen, sip_tls_cert, sip_tls_key)
+    overload_settings = _overload(overload)
     configure_logging(log_level)
 
     async def body(stop: asyncio.Event) -> None:
@@ -295,20 +349,27 @@ def up(
             sidecar = Sidecar(
                 SidecarConfig(
                     control=_dial_address(plane.address),
-                    token=plane.token,
+                    # In the same process: a credential only this process knows, good for this
+                    # sidecar's name and the sidecar API only (never the admin token).
+                    token=plane.sidecar_credential("default"),
                     name="default",
                     sip_listen=sip_listen,
+                    tls_listen=sip_tls_listen,
+                    tls_cert=sip_tls_cert,
+                    tls_key=sip_tls_key,
                     data_dir=directory,
                     rtp_ports=(low, high),
                     allowed_networks=list(allow_network or []),
                     control_tls=use_tls,
                     control_ca=cert if use_tls else None,
                     digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+                    **overload_settings,  # type: ignore[arg-type]
                 )
             )
             await sidecar.start()
             tune_for_serving()
             started.append(_Stoppable("sidecar", sidecar.stop))
+            await _welcomed(sidecar)
             if web_listen:
                 from sip2uc_web.connection import ControlTarget
 
@@ -326,6 +387,12 @@ def up(
                 )
                 await view.start()
                 started.append(_Stoppable("state view", view.stop))
+            if not no_connectors:
+                started.append(
+                    _start_connectors(
+                        _dial_address(plane.address), plane.token, cert if use_tls else None
+                    )
+                )
             log.info(
                 "sip2uc up: admin API %s, SIP %s, RTP %d-%d, data in %s",
                 plane.address,
@@ -339,10 +406,21 @@ def up(
             )
             await stop.wait()
             log.info("stopping")
+            plane.begin_stop()
         finally:
             await _stop_all(started)
 
     _run(body)
+
+
+async def _welcomed(sidecar: Sidecar, within: float = 10.0) -> None:
+    """Wait until the control plane in this process welcomed its sidecar, so that "ready" means
+    handsets are served (it takes milliseconds; a slow machine is told, not hidden)."""
+    assert sidecar.control is not None
+    try:
+        await asyncio.wait_for(sidecar.control.wait_up(), within)
+    except TimeoutError:
+        log.warning("the default sidecar is not connected yet; handsets get 503 until it is")
 
 
 def _state_view(
@@ -371,6 +449,26 @@ def _state_view(
     )
 
 
+def _start_connectors(target: str, token: str, ca_file: Path | None) -> _Stoppable:
+    """The connectors' bridges, as API clients of this very control plane."""
+    from sip2uc_connectors.control_api import ControlApi
+    from sip2uc_connectors.kinds import BRIDGES
+    from sip2uc_connectors.supervisor import ConnectorSupervisor
+
+    api = ControlApi(target, token, tls=ca_file is not None, ca_file=ca_file)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ConnectorSupervisor(api, BRIDGES).run(stop), name="connectors")
+
+    async def stop_connectors(grace: float) -> None:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, grace + 5.0)
+        finally:
+            await api.close()
+
+    return _Stoppable("connectors", stop_connectors)
+
+
 def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
     from sip2uc_media.transport.tls import ensure_self_signed
 
@@ -391,8 +489,37 @@ def _run(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
 
 def sidecar(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option("--name", help="Sidecar name, unique per control plane.")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Sidecar name, unique per control plane.", show_default=False),
+    ] = None,
     control: ControlOption = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help=(
+                "File holding this sidecar's credential (`sip2uc sidecar enroll NAME "
+                "--output FILE`); read again before each connection, so a rotated credential "
+                "needs no restart."
+            ),
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            "--credential",
+            envvar="SIP2UC_SIDECAR_TOKEN",
+            help=(
+                "This sidecar's credential itself (visible to other users in the process "
+                "list: prefer --token-file). Without either, only a control plane on loopback "
+                "accepts the sidecar, and only under a name that is not enrolled."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     sip_listen: Annotated[
         str,
         typer.Option(
@@ -402,14 +529,9 @@ def sidecar(
             callback=_listen,
         ),
     ] = "127.0.0.1:5060",
-    tls_listen: Annotated[
-        str | None,
-        typer.Option(
-            "--sip-tls-listen",
-            metavar="HOST:PORT",
-            help="Also accept SIP over TLS here (e.g. 0.0.0.0:5061).",
-        ),
-    ] = None,
+    tls_listen: SipTlsListenOption = None,
+    sip_tls_cert: SipTlsCertOption = None,
+    sip_tls_key: SipTlsKeyOption = None,
     rtp_ports: RtpPortsOption = "20000-29999",
     rtp_host: Annotated[
         str | None,
@@ -417,14 +539,6 @@ def sidecar(
     ] = None,
     site: Annotated[str, typer.Option("--site", help="VLAN or site label.")] = "",
     allow_network: AllowNetworkOption = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="Token for the control plane (default: the global --token / SIP2UC_TOKEN).",
-            show_default=False,
-        ),
-    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -448,12 +562,21 @@ def sidecar(
             callback=_metrics,
         ),
     ] = "off",
+    overload: OverloadOption = None,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run one SIP/RTP sidecar in the foreground: it dials the control plane,
-    serves the handsets of its VLAN or site, and stops cleanly on
-    Ctrl-C/SIGTERM. While the control plane is unreachable it answers new
-    requests with 503 and keeps retrying."""
+    """Run one SIP/RTP sidecar in the foreground (`sip2uc sidecar --name NAME
+    --token-file FILE ...`): it dials the control plane with its own credential,
+    serves the handsets of its VLAN or site, and stops cleanly on Ctrl-C/SIGTERM.
+    While the control plane is unreachable it answers new requests with 503 and
+    keeps retrying. The subcommands manage sidecars' credentials."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if name is None:
+        raise typer.BadParameter("name the sidecar", param_hint="--name")
+    if token is not None and token_file is not None:
+        raise typer.BadParameter("give --token-file or --token, not both")
+    _check_sip_tls(tls_listen, sip_tls_cert, sip_tls_key)
     from sip2uc_media.gc_policy import tune_for_serving
     from sip2uc_media.sidecar import Sidecar, SidecarConfig
 
@@ -462,15 +585,24 @@ def sidecar(
     directory = data_dir if data_dir is not None else state.data_dir
     low, high = parse_port_range(rtp_ports)
     use_tls = control_tls if control_tls is not None else not is_loopback(target)
-    secret = discover_token(token or state.token, target, state.data_dir)
+    if token_file is not None:
+        try:
+            token_file.read_text()
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot read {token_file}: {exc.strerror}", param_hint="--token-file"
+            ) from None
     try:
         config = SidecarConfig(
             control=target,
-            token=secret,
+            token=token or None,
+            token_file=token_file,
             name=name,
             site=site,
             sip_listen=sip_listen,
             tls_listen=tls_listen,
+            tls_cert=sip_tls_cert,
+            tls_key=sip_tls_key,
             data_dir=directory,
             rtp_host=rtp_host,
             rtp_ports=(low, high),
@@ -478,6 +610,7 @@ def sidecar(
             control_tls=use_tls,
             control_ca=control_ca or state.ca_file,
             digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+            **_overload(overload),  # type: ignore[arg-type]
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -498,6 +631,13 @@ def sidecar(
                 await node.stop(STOP_GRACE)
 
     _run(body)
+
+
+def _check_sip_tls(listen: str | None, cert: Path | None, key: Path | None) -> None:
+    if (cert is None) != (key is None):
+        raise typer.BadParameter("give both --sip-tls-cert and --sip-tls-key, or neither")
+    if cert is not None and listen is None:
+        raise typer.BadParameter("--sip-tls-cert needs --sip-tls-listen")
 
 
 def web(
@@ -577,10 +717,61 @@ def web(
     _run(body)
 
 
+def connector_run(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(metavar="ID", help="The connector to run (connectors/ID or ID).")
+    ],
+    log_level: LogLevelOption = "info",
+) -> None:
+    """Run one connector's presence bridge in the foreground, as a client of the
+    control plane given by the global --control (token and TLS as for every
+    command: --token or SIP2UC_TOKEN, TLS unless loopback, --ca-file). It keeps
+    no local state: the cursor and the bridge's state live in the control
+    plane. Ctrl-C or SIGTERM stops it cleanly (state saved; what it published
+    stays until it expires or the bridge runs again)."""
+    from sip2uc_connectors.control_api import ControlApi
+    from sip2uc_connectors.kinds import BRIDGES
+    from sip2uc_connectors.runner import BridgeRunner
+
+    state = get_state(ctx)
+    configure_logging(log_level)
+
+    async def body(stop: asyncio.Event) -> None:
+        api = ControlApi(
+            state.control,
+            state.token,
+            tls=state.tls,
+            ca_file=state.ca_file,
+            data_dir=state.data_dir,
+        )
+        try:
+            await BridgeRunner(api, name, BRIDGES).run(stop)
+        finally:
+            await api.close()
+
+    _run(body)
+
+
 def register(app: typer.Typer) -> None:
+    from sip2uc.cli import connectors, sidecars
+
     app.command("up")(up)
-    app.command("sidecar")(sidecar)
+    # `sip2uc sidecar --name ...` runs one; its subcommands (enroll, revoke...) come with the
+    # client.
+    sidecars.app.callback(invoke_without_command=True)(sidecar)
     app.command("web")(web)
+    connectors.app.command("run")(connector_run)
+
+
+def _overload(items: list[str] | None) -> dict[str, object]:
+    """The sidecar settings --overload gives (none when it is not given)."""
+    from sip2uc_media.sidecar.config import overload_options
+
+    try:
+        return overload_options(items or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--overload") from None
 
 
 def _digest(algorithms: list[str] | None) -> tuple[str, ...]:

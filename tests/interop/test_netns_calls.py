@@ -11,7 +11,8 @@ disappear with them)::
                          control plane (in the test process, TLS, bearer token)
 
 Each sidecar is a separate process started with ``ip netns exec``; it dials the control plane over
-TLS (the address is not loopback), authenticates with the admin token, and challenges its handsets
+TLS (the address is not loopback), authenticates with its own enrolled credential (the admin
+token is refused there for sidecars), and challenges its handsets
 with MD5 only (SIPp cannot answer SHA-256). The caller plays audio and RFC 4733 digits 1, 5, 9; the
 callee echoes, so the digits reported on the callee's leg (by sidecar B) prove that media went
 from A's relay to B's relay and back.
@@ -244,10 +245,14 @@ async def test_a_call_between_two_vlans_flows_relay_to_relay(
     )
     metadata = (("authorization", f"Bearer {control.token}"),)
     try:
+        admin = admin_pb2_grpc.AdminServiceStub(channel)
         for name, ns, address in (
             ("vlan-a", vlans.a, vlans.sidecar_a),
             ("vlan-b", vlans.b, vlans.sidecar_b),
         ):
+            enrolled = await admin.EnrollSidecar(
+                admin_pb2.EnrollSidecarRequest(sidecar=name), metadata=metadata
+            )
             await site.run(
                 ns,
                 str(PYTHON),
@@ -255,13 +260,12 @@ async def test_a_call_between_two_vlans_flows_relay_to_relay(
                 SIDECAR,
                 name,
                 control.address,
-                control.token,
+                enrolled.token,
                 str(cert),
                 f"{address}:5060",
                 address,
                 str(tmp_path / name),
             )
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
 
         async def both_connected() -> bool | None:
             response = await admin.ListSidecars(admin_pb2.ListSidecarsRequest(), metadata=metadata)

@@ -14,6 +14,7 @@ import { ClientError, DEFAULT_ADDRESS, isLoopback, joinAddress, splitAddress } f
 import { describeError, type ErrorDescription } from "./errors.js";
 import { AdminService, type Settings } from "./gen/sip2uc/v1/admin_pb.js";
 import { CallService } from "./gen/sip2uc/v1/calls_pb.js";
+import { ConnectorService } from "./gen/sip2uc/v1/connectors_pb.js";
 import { DirectoryService } from "./gen/sip2uc/v1/directory_pb.js";
 import { PresenceService } from "./gen/sip2uc/v1/presence_pb.js";
 import { RegistrationService, type Registration } from "./gen/sip2uc/v1/registrations_pb.js";
@@ -85,6 +86,7 @@ export class Sip2ucClient {
   readonly calls: Client<typeof CallService>;
   readonly admin: Client<typeof AdminService>;
   readonly directory: Client<typeof DirectoryService>;
+  readonly connectors: Client<typeof ConnectorService>;
   private readonly session: Http2SessionManager;
 
   constructor(options: ClientOptions = {}) {
@@ -125,6 +127,7 @@ export class Sip2ucClient {
     this.calls = createClient(CallService, this.transport);
     this.admin = createClient(AdminService, this.transport);
     this.directory = createClient(DirectoryService, this.transport);
+    this.connectors = createClient(ConnectorService, this.transport);
   }
 
   /** `describeError(err, this.address)`: a failed call as a readable line and its details. */

@@ -16,6 +16,7 @@ export * from "./watch.js";
 export * from "./gen/sip2uc/v1/admin_pb.js";
 export * from "./gen/sip2uc/v1/calls_pb.js";
 export * from "./gen/sip2uc/v1/common_pb.js";
+export * from "./gen/sip2uc/v1/connectors_pb.js";
 export * from "./gen/sip2uc/v1/directory_pb.js";
 export * from "./gen/sip2uc/v1/presence_pb.js";
 export * from "./gen/sip2uc/v1/registrations_pb.js";

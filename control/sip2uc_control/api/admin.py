@@ -19,6 +19,7 @@ from ..sidecars import SidecarInfo
 from .convert import (
     AVAILABILITY_TO_PB,
     account_lock_to_pb,
+    enrollment_to_pb,
     log_entry_to_pb,
     log_level_from_pb,
     server_settings_field_from_pb,
@@ -84,7 +85,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     def _sidecar(self, info: SidecarInfo, counts: dict[str, int]) -> admin_pb2.Sidecar:
         limit = self.core.settings.current.channel_limit(info.name)
-        return sidecar_to_pb(info, counts.get(info.name, 0), limit)
+        enrolled = self.core.enrollments.get(info.name) is not None
+        return sidecar_to_pb(info, counts.get(info.name, 0), limit, enrolled=enrolled)
 
     @unary
     async def ListSidecars(
@@ -213,3 +215,39 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             bans=len(core.sidecars.bans(core.clock())) + core.sidecars.unreported_bans(),
             locked_accounts=len(core.lockout.active(core.clock())),
         )
+
+    @unary
+    async def EnrollSidecar(
+        self, request: admin_pb2.EnrollSidecarRequest, context: Ctx
+    ) -> admin_pb2.EnrollSidecarResponse:
+        name = request.sidecar.strip().removeprefix("sidecars/")
+        enrollment, token = await self.core.enroll_sidecar(name, replace=request.replace)
+        self._publish_sidecar(name)
+        return admin_pb2.EnrollSidecarResponse(enrollment=enrollment_to_pb(enrollment), token=token)
+
+    @unary
+    async def ListSidecarEnrollments(
+        self, request: admin_pb2.ListSidecarEnrollmentsRequest, context: Ctx
+    ) -> admin_pb2.ListSidecarEnrollmentsResponse:
+        return admin_pb2.ListSidecarEnrollmentsResponse(
+            enrollments=[enrollment_to_pb(e) for e in self.core.enrollments.all()]
+        )
+
+    @unary
+    async def RevokeSidecarEnrollment(
+        self, request: admin_pb2.RevokeSidecarEnrollmentRequest, context: Ctx
+    ) -> admin_pb2.RevokeSidecarEnrollmentResponse:
+        name = request.sidecar.strip().removeprefix("sidecars/")
+        if not name:
+            raise InvalidArgument(FieldViolation("sidecar", "required: sidecars/{name} or a name"))
+        enrollment, ended = await self.core.revoke_sidecar(name)
+        self._publish_sidecar(name)
+        return admin_pb2.RevokeSidecarEnrollmentResponse(
+            enrollment=enrollment_to_pb(enrollment), disconnected=ended
+        )
+
+    def _publish_sidecar(self, name: str) -> None:
+        """Sidecar watchers see the enrollment change."""
+        info = self.core.sidecars.sidecars.get(name)
+        if info is not None:
+            self.core.sidecars.publish(info)

@@ -36,8 +36,12 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     async def GetCall(
         self, request: calls_pb2.GetCallRequest, context: Ctx
     ) -> calls_pb2.GetCallResponse:
-        call = self.core.calls.get(request.name) or await self.core.calls.stored(
-            request.name.removeprefix("calls/")
+        # Live, just ended (history row not written yet) or from the history: no await until
+        # the history read, so a call ending meanwhile is in one of the three.
+        call = (
+            self.core.calls.get(request.name)
+            or self.core.calls.ended(request.name)
+            or await self.core.call_history.get(request.name.removeprefix("calls/"))
         )
         if call is None:
             raise NotFound("call", request.name)
@@ -94,7 +98,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         size = page_size(request.page_size)
         offset = decode_token(request.page_token)
         uid = self._user_id(request.user, "user")
-        calls = await self.core.calls.history(uid, offset, size + 1)
+        calls = await self.core.call_history.page(uid, offset, size + 1)
         return calls_pb2.ListCallHistoryResponse(
             calls=[call_to_pb(c) for c in calls[:size]],
             next_page_token=encode_token(offset + size) if len(calls) > size else "",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from sip2uc.v1 import (
     admin_pb2,
     calls_pb2,
     common_pb2,
+    connectors_pb2,
     presence_pb2,
     registrations_pb2,
     sidecar_pb2,
@@ -16,7 +19,10 @@ from sip2uc.v1 import (
 )
 from sip2uc_core.stream_stats import StreamStats
 
+from ..bindings import Binding
 from ..calls import Call, CallState, LegState
+from ..connectors import Connector, ConnectorKind, ConnectorState, ConnectorStatus
+from ..connectors_config import validate_settings
 from ..domain import (
     Algorithm,
     Device,
@@ -28,13 +34,13 @@ from ..domain import (
     User,
     UserSettings,
 )
-from ..errors import FieldViolation, check
+from ..enrollments import Enrollment
+from ..errors import FieldViolation, InvalidArgument, check
 from ..lockout import AccountLock
 from ..presence import Activity, Availability, EffectivePresence, PresenceChange, Source
 from ..recent_log import LogEntry
 from ..settings import ServerSettings, SidecarPolicy, UpstreamTrunk
 from ..sidecars import SidecarBan, SidecarInfo
-from ..store.bindings import Binding
 
 AVAILABILITY_TO_PB = {
     Availability.AVAILABLE: common_pb2.AVAILABILITY_AVAILABLE,
@@ -225,6 +231,8 @@ def user_to_pb(u: User) -> users_pb2.User:
         origin=origin_to_pb(u.origin) if u.origin.source else None,
         create_time=ts(u.create_time),
         update_time=ts(u.update_time),
+        entra_object_id=u.entra_object_id,
+        user_principal_name=u.user_principal_name,
     )
 
 
@@ -246,6 +254,7 @@ def presence_to_pb(
         expire_time=ts(p.expires_at),
         registered=registered,
         active_calls=calls,
+        origin=p.origin or "",
     )
 
 
@@ -256,6 +265,7 @@ def change_to_pb(user: User | None, change: PresenceChange) -> presence_pb2.Pres
         source=SOURCE_TO_PB[change.source],
         reason=change.reason.value,
         change_time=ts(change.at),
+        origin=change.origin or "",
     )
 
 
@@ -369,7 +379,9 @@ def server_settings_field_from_pb(name: str, pb: admin_pb2.Settings) -> object:
     return getattr(pb, name)
 
 
-def sidecar_to_pb(s: SidecarInfo, bindings: int, settings_limit: int) -> admin_pb2.Sidecar:
+def sidecar_to_pb(
+    s: SidecarInfo, bindings: int, settings_limit: int, *, enrolled: bool = False
+) -> admin_pb2.Sidecar:
     """`settings_limit` is the channel limit the settings give the sidecar; it accepts no more
     legs than its own capacity either (as the sidecar applies it)."""
     limit = min(settings_limit, s.capacity) if s.capacity else settings_limit
@@ -387,6 +399,15 @@ def sidecar_to_pb(s: SidecarInfo, bindings: int, settings_limit: int) -> admin_p
         last_seen_time=ts(s.last_seen),
         channel_limit=limit,
         relay_ports_in_use=s.relay_ports_in_use,
+        enrolled=enrolled,
+    )
+
+
+def enrollment_to_pb(e: Enrollment) -> admin_pb2.SidecarEnrollment:
+    return admin_pb2.SidecarEnrollment(
+        name=f"sidecars/{e.name}",
+        create_time=ts(e.create_time),
+        last_connect_time=ts(e.last_connect_time),
     )
 
 
@@ -514,3 +535,88 @@ def call_to_pb(call: Call) -> calls_pb2.Call:
         end_reason=call.end_reason,
         final_status=call.final_status,
     )
+
+
+# --- connectors --------------------------------------------------------------------------------
+
+#: Input-only secret fields of each kind's configuration, and the output-only flag saying one is set.
+CONNECTOR_SECRETS: dict[ConnectorKind, dict[str, str]] = {
+    ConnectorKind.SIP_PRESENCE: {"password": "has_password"},
+    ConnectorKind.TEAMS: {"client_secret": "has_client_secret"},
+}
+_CONNECTOR_STATE_TO_PB = {
+    ConnectorState.CONNECTING: connectors_pb2.CONNECTOR_STATE_CONNECTING,
+    ConnectorState.CONNECTED: connectors_pb2.CONNECTOR_STATE_CONNECTED,
+    ConnectorState.FAILED: connectors_pb2.CONNECTOR_STATE_FAILED,
+}
+_CONNECTOR_STATE_FROM_PB = {v: k for k, v in _CONNECTOR_STATE_TO_PB.items()}
+
+
+def connector_config_from_pb(
+    pb: connectors_pb2.Connector, prefix: str
+) -> tuple[ConnectorKind, dict[str, object], dict[str, str]]:
+    """The kind, its checked configuration (JSON-able, API field names) and its secrets."""
+    which = pb.WhichOneof("config")
+    if which is None:
+        raise InvalidArgument(FieldViolation(f"{prefix}.config", "required: sip_presence or teams"))
+    kind = ConnectorKind(which)
+    settings: dict[str, object] = json_format.MessageToDict(
+        getattr(pb, which), preserving_proto_field_name=True
+    )
+    secrets: dict[str, str] = {}
+    for secret, flag in CONNECTOR_SECRETS[kind].items():
+        value = settings.pop(secret, "")
+        settings.pop(flag, None)
+        if isinstance(value, str) and value:
+            secrets[secret] = value
+    check_violations = validate_settings(kind, settings, f"{prefix}.{which}")
+    if check_violations:
+        raise InvalidArgument(check_violations)
+    return kind, settings, secrets
+
+
+def connector_status_to_pb(status: ConnectorStatus) -> connectors_pb2.ConnectorStatus:
+    lag = Duration()
+    lag.FromNanoseconds(int(status.lag_seconds * 1e9))
+    return connectors_pb2.ConnectorStatus(
+        state=_CONNECTOR_STATE_TO_PB[status.state],
+        last_error=status.last_error,
+        lag=lag,
+        users_mapped=status.users_mapped,
+        last_sync_time=ts(status.last_sync_time),
+        runner=status.runner,
+        report_time=ts(status.report_time),
+        changes_out=status.changes_out,
+        changes_in=status.changes_in,
+    )
+
+
+def connector_status_from_pb(pb: connectors_pb2.ConnectorStatus) -> ConnectorStatus:
+    return ConnectorStatus(
+        state=_CONNECTOR_STATE_FROM_PB.get(pb.state, ConnectorState.CONNECTING),
+        last_error=pb.last_error[:1000],
+        lag_seconds=max(0.0, pb.lag.ToNanoseconds() / 1e9),
+        users_mapped=pb.users_mapped,
+        last_sync_time=from_ts(pb.last_sync_time) if pb.HasField("last_sync_time") else 0.0,
+        changes_out=pb.changes_out,
+        changes_in=pb.changes_in,
+    )
+
+
+def connector_to_pb(connector: Connector, status: ConnectorStatus) -> connectors_pb2.Connector:
+    """The resource as the API shows it: secrets replaced by whether they are set."""
+    out = connectors_pb2.Connector(
+        name=connector.name,
+        display_name=connector.display_name,
+        external=connector.external,
+        disabled=connector.disabled,
+        status=connector_status_to_pb(status),
+        create_time=ts(connector.create_time),
+        update_time=ts(connector.update_time),
+    )
+    config = getattr(out, connector.kind.value)
+    config.SetInParent()
+    json_format.ParseDict(dict(connector.settings), config, ignore_unknown_fields=True)
+    for secret, flag in CONNECTOR_SECRETS[connector.kind].items():
+        setattr(config, flag, bool(connector.secrets.get(secret)))
+    return out

@@ -61,7 +61,7 @@ from ..directory_repository import (
     existing_users,
     imported_user,
 )
-from ..domain import validate_user_fields
+from ..domain import UPN_RE, validate_user_fields
 from ..errors import FailedPrecondition, FieldViolation, InvalidArgument, check
 from .status import streaming
 
@@ -377,13 +377,16 @@ def _plan(
 def _fit_to_store(record: SourceRecord, extension_digits: int) -> SourceRecord:
     """Bring an entry to what the users store holds, or report why it cannot be stored.
 
-    The store keeps no UPN (left out, or every re-import would look like a change) and is
-    stricter than the directory rules about extensions and display names: a row it would
-    refuse is reported as skipped before planning, so a dry run shows it too.
+    The store is stricter than the directory rules about extensions and display names: a row it
+    would refuse is reported as skipped before planning, so a dry run shows it too. A UPN the
+    store would refuse is dropped instead (the user is still imported; only the Teams connector
+    needs it, and it can map by Entra object id).
     """
     if isinstance(record, RowError):
         return record
-    entry = dataclasses.replace(record, upn=None)
+    entry = record
+    if entry.upn is not None and not UPN_RE.match(entry.upn):
+        entry = dataclasses.replace(entry, upn=None)
     if entry.extension is None and extension_digits and entry.e164:
         entry = dataclasses.replace(entry, extension=entry.e164[-extension_digits:])
     if entry.disabled:
@@ -396,6 +399,8 @@ def _fit_to_store(record: SourceRecord, extension_digits: int) -> SourceRecord:
             e164=entry.e164,
             extension=entry.extension,
             email=entry.email,
+            upn=entry.upn,
+            entra_object_id=entry.entra_object_id,
         ),
         source="",
         import_time=0.0,

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from sip2uc.v1 import common_pb2, presence_pb2, presence_pb2_grpc
 
+from ..connectors import connector_id
 from ..core import ControlCore
 from ..domain import User
 from ..errors import FieldViolation, InvalidArgument
@@ -44,6 +45,19 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
                 FieldViolation(field, "only MANUAL or EXTERNAL can be set or cleared")
             )
         return Source(source)
+
+    def _origin(self, origin: str, source: Source) -> str | None:
+        """The connector an EXTERNAL state comes from (checked to exist), or None."""
+        if not origin:
+            return None
+        if source is not Source.EXTERNAL:
+            raise InvalidArgument(FieldViolation("origin", "only an EXTERNAL state has an origin"))
+        connector = self.core.connectors.get(connector_id(origin))
+        if connector is None:
+            raise InvalidArgument(
+                FieldViolation("origin", f"{origin!r} is not a connector (connectors/{{id}})")
+            )
+        return connector.name
 
     @unary
     async def GetPresence(
@@ -84,7 +98,10 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
                 raise InvalidArgument(
                     FieldViolation("expire_time", "must be in the future, at most 30 days ahead")
                 )
-        await self.core.set_presence(user, availability, source, expires_at, request.note or None)
+        origin = self._origin(request.origin, source)
+        await self.core.set_presence(
+            user, availability, source, expires_at, request.note or None, origin
+        )
         return presence_pb2.SetPresenceResponse(presence=self._presence(user))
 
     @unary
@@ -92,7 +109,8 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         self, request: presence_pb2.ClearPresenceRequest, context: Ctx
     ) -> presence_pb2.ClearPresenceResponse:
         user = self.core.resolve_user(request.user, "user")
-        await self.core.clear_presence(user, self._override_source(request.source, "source"))
+        source = self._override_source(request.source, "source")
+        await self.core.clear_presence(user, source, self._origin(request.origin, source))
         return presence_pb2.ClearPresenceResponse(presence=self._presence(user))
 
     @streaming
@@ -117,6 +135,9 @@ class PresenceServicer(presence_pb2_grpc.PresenceServiceServicer):
         def snapshot_ids() -> list[str]:
             return sorted(ids) if ids is not None else [u.id for u in self.core.users.all()]
 
+        # Accepted: say so now rather than with the first change, which may be hours away (a
+        # watcher that reconnects learns at once that it is back).
+        await context.send_initial_metadata(())
         async for item in self.core.presence.watch(ids, cursor, snapshot_ids):
             if item.snapshot is not None:
                 presences = [

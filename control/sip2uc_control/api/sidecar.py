@@ -14,14 +14,17 @@ import grpc
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
 from sip2uc_core.sip.digest import DigestError
 
+from ..auth import Authenticator, CredentialRefused, Principal, SidecarPrincipal
 from ..calls import InviteInput, InviteOutcome, LegReport
 from ..core import ControlCore
-from ..errors import AlreadyExists
+from ..enrollments import name_problem
+from ..errors import AlreadyExists, PermissionDenied, Unauthenticated
 from ..registrar import Outcome, RegisterDecision
 from ..sidecars import (
     BansReport,
     CommandResult,
     Heartbeat,
+    SessionEnded,
     SessionItem,
     SessionReplaced,
 )
@@ -45,24 +48,11 @@ def _log_failure(sidecar: str, result: CommandResult) -> None:
 
 
 class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
-    def __init__(self, core: ControlCore) -> None:
+    def __init__(self, core: ControlCore, auth: Authenticator) -> None:
         self.core = core
-        self._register_spec = streams.StreamSpec(
-            service=_SERVICE,
-            stream_method="RegisterStream",
-            calls_of=sidecar_wire.register_stream_calls,
-            handle=self._register,
-            error_reply=sidecar_wire.register_error,
-            batch=sidecar_wire.register_batch,
-        )
-        self._call_spec = streams.StreamSpec(
-            service=_SERVICE,
-            stream_method="CallStream",
-            calls_of=sidecar_wire.call_stream_calls,
-            handle=self._call,
-            error_reply=sidecar_wire.call_error,
-            batch=sidecar_wire.call_batch,
-        )
+        self.auth = auth
+        #: The control plane is stopping: sessions that end now are no news.
+        self.stopping = False
 
     def push_settings(self) -> None:
         """Send every connected sidecar its settings (after an admin change)."""
@@ -85,11 +75,23 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello with a name"
             )
             return
+        problem = name_problem(info.name)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hello.name: {problem}")
+            return
+        principal = await self._principal(context)
+        refused = self.auth.sidecar_refusal(principal, info.name)
+        if refused is not None:
+            log.warning("sidecar %s refused: %s", info.name, refused)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refused)
+            return
         try:
             queue = await self.core.sidecars.connected(info)
         except AlreadyExists as exc:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, str(exc))
             return
+        if isinstance(principal, SidecarPrincipal):
+            await self.core.enrollments.connected(info.name)
         log.info("sidecar %s connected (%s)", info.name, ", ".join(info.sip_listeners))
 
         async def read_loop() -> None:
@@ -108,6 +110,7 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
 
         reader = asyncio.create_task(read_loop())
         getter: asyncio.Future[SessionItem] | None = None
+        ended: SessionEnded | None = None
         try:
             yield sidecar_wire.welcome(self.core.sidecar_settings(info.name))
             while True:
@@ -127,12 +130,19 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 # commands a second and queued calls behind each other.
                 while not queue.empty():
                     items.append(queue.get_nowait())
-                sending = [item for item in items if not isinstance(item, SessionReplaced)]
+                ended = next((i for i in items if isinstance(i, SessionEnded)), None)
+                if ended is not None:
+                    break
+                sending = [
+                    item for item in items if not isinstance(item, (SessionReplaced, SessionEnded))
+                ]
                 if len(sending) < len(items):
                     break  # the same instance reconnected on a new stream
                 for message in sidecar_wire.outgoing(sending, batched=info.batched_commands):
                     yield message
         finally:
+            # The sidecar closed its side of the stream: it is stopping, and said so.
+            left = reader.done() and not reader.cancelled() and reader.exception() is None
             # Cancel and await both: a pending getter would otherwise stay parked on the dead
             # queue, and an unretrieved reader exception is logged as "never retrieved".
             if getter is not None:
@@ -148,27 +158,78 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                 except Exception as exc:  # the sidecar's stream broke; the session ends either way
                     log.info("sidecar %s stream ended: %s", info.name, exc)
             self.core.sidecars.disconnected(info.name, queue, self.core.clock())
-            log.warning("sidecar %s disconnected", info.name)
+            if self.stopping:
+                log.info("sidecar %s disconnected (the control plane is stopping)", info.name)
+            elif ended is not None:
+                log.info("sidecar %s disconnected (%s)", info.name, ended.reason)
+            else:
+                # Its handsets are unserved either way: worth a warning, and the reason.
+                why = " (it stopped)" if left else ""
+                log.warning("sidecar %s disconnected%s", info.name, why)
+        if ended is not None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
+
+    async def _principal(self, context: Ctx) -> Principal:
+        """The caller (the interceptor let it in; a revocation since is refused here)."""
+        try:
+            return self.auth.identify(context.invocation_metadata())
+        except CredentialRefused as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            raise AssertionError("unreachable") from exc
+
+    def _check(self, principal: Principal, sidecar: str) -> None:
+        """Refuse a request made for another sidecar than the caller's own."""
+        refused = self.auth.sidecar_refusal(principal, sidecar)
+        if refused is None:
+            return
+        if isinstance(principal, SidecarPrincipal) and principal.name == sidecar:
+            raise Unauthenticated(refused)  # revoked while the stream was open
+        raise PermissionDenied(refused)
 
     async def RegisterStream(
         self, request_iterator: AsyncIterator[sidecar_pb2.RegisterStreamRequest], context: Ctx
     ) -> AsyncIterator[sidecar_pb2.RegisterStreamResponse]:
         """REGISTERs, many on one stream (see sidecar.proto and `streams`)."""
-        async for response in streams.serve(
-            self._register_spec, request_iterator, self.core.metrics.rpc_duration
-        ):
+        principal = await self._principal(context)
+
+        async def handle(call: sidecar_pb2.RegisterCall) -> sidecar_pb2.RegisterReply:
+            return await self._register(call, principal)
+
+        spec = streams.StreamSpec(
+            service=_SERVICE,
+            stream_method="RegisterStream",
+            calls_of=sidecar_wire.register_stream_calls,
+            handle=handle,
+            error_reply=sidecar_wire.register_error,
+            batch=sidecar_wire.register_batch,
+        )
+        async for response in streams.serve(spec, request_iterator, self.core.metrics.rpc_duration):
             yield response
 
     async def CallStream(
         self, request_iterator: AsyncIterator[sidecar_pb2.CallStreamRequest], context: Ctx
     ) -> AsyncIterator[sidecar_pb2.CallStreamResponse]:
         """`Invite`, `Cancel`, `Bye` and `ReportLeg` on one stream, in order per leg."""
-        async for response in streams.serve(
-            self._call_spec, request_iterator, self.core.metrics.rpc_duration
-        ):
+        principal = await self._principal(context)
+
+        async def handle(call: sidecar_pb2.CallStreamCall) -> sidecar_pb2.CallStreamReply:
+            return await self._call(call, principal)
+
+        spec = streams.StreamSpec(
+            service=_SERVICE,
+            stream_method="CallStream",
+            calls_of=sidecar_wire.call_stream_calls,
+            handle=handle,
+            error_reply=sidecar_wire.call_error,
+            batch=sidecar_wire.call_batch,
+        )
+        async for response in streams.serve(spec, request_iterator, self.core.metrics.rpc_duration):
             yield response
 
-    async def _register(self, call: sidecar_pb2.RegisterCall) -> sidecar_pb2.RegisterReply:
+    async def _register(
+        self, call: sidecar_pb2.RegisterCall, principal: Principal
+    ) -> sidecar_pb2.RegisterReply:
+        self._check(principal, call.request.origin.sidecar)
         try:
             request = sidecar_wire.register_input(call)
         except DigestError:
@@ -179,11 +240,15 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         mine = [b.contact(now) for b in bindings if device is not None and b.device_id == device.id]
         return sidecar_wire.register_reply(call, decision, mine)
 
-    async def _call(self, call: sidecar_pb2.CallStreamCall) -> sidecar_pb2.CallStreamReply:
+    async def _call(
+        self, call: sidecar_pb2.CallStreamCall, principal: Principal
+    ) -> sidecar_pb2.CallStreamReply:
         try:
             request = sidecar_wire.call_request(call)
         except DigestError:
+            self._check(principal, sidecar_wire.call_sidecar(call))
             return sidecar_wire.invite_reply(call, _UNREADABLE_INVITE)
+        self._check(principal, request.sidecar)
         if isinstance(request, InviteInput):
             return sidecar_wire.invite_reply(call, await self.core.calls.invite(request))
         if isinstance(request, LegReport):

@@ -60,6 +60,7 @@ __all__ = [
     "call_batch",
     "call_error",
     "call_request",
+    "call_sidecar",
     "call_stream_calls",
     "empty_reply",
     "invite_reply",
@@ -359,7 +360,16 @@ def register_stream_calls(
     message: sidecar_pb2.RegisterStreamRequest,
 ) -> list[StreamedCall[sidecar_pb2.RegisterCall]]:
     return [
-        StreamedCall(c, c.correlation_id, c.traceparent, c.tracestate, "Register")
+        StreamedCall(
+            c,
+            c.correlation_id,
+            c.traceparent,
+            c.tracestate,
+            "Register",
+            timeout=c.timeout_ms / 1000,
+            # A REGISTER is new work: the first to be refused when the control plane is behind.
+            sheddable=True,
+        )
         for c in message.calls
     ]
 
@@ -439,9 +449,26 @@ def call_stream_calls(
                 # its Cancel. Leg ids are unique per sidecar, and a stream is one sidecar's.
                 key=leg_id or None,
                 timeout=c.timeout_ms / 1000,
+                # A new call may be refused when the control plane is behind; what concerns a
+                # call already under way (Cancel, Bye, ReportLeg) never is.
+                sheddable=kind == "invite",
             )
         )
     return out
+
+
+def call_sidecar(call: sidecar_pb2.CallStreamCall) -> str:
+    """The sidecar a call says it comes from ("" when it names none)."""
+    kind = call.WhichOneof("request")
+    if kind == "report_leg":
+        return call.report_leg.sidecar
+    if kind == "invite":
+        return call.invite.origin.sidecar
+    if kind == "bye":
+        return call.bye.origin.sidecar
+    if kind == "cancel":
+        return call.cancel.origin.sidecar
+    return ""
 
 
 def call_request(call: sidecar_pb2.CallStreamCall) -> CallRequest:

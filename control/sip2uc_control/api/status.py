@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.duration_pb2 import Duration
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from ..errors import AlreadyExists, ControlError, FailedPrecondition, InvalidArgument, NotFound
+from ..errors import (
+    AlreadyExists,
+    ControlError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    StorageUnavailable,
+    Unauthenticated,
+)
 from ..presence import PresenceError
+from ..store.failures import DatabaseError, StorageHealth, storage_failure
 
 log = logging.getLogger(__name__)
+# Database errors that reached a handler (reads; writes are mapped by the store itself).
+_STORAGE = StorageHealth()
+_LOGGED_BUGS: set[str] = set()
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -70,8 +85,36 @@ def to_status(exc: Exception) -> status_pb2.Status:
         return status_pb2.Status(
             code=code_pb2.FAILED_PRECONDITION, message=exc.message, details=[_pack(pf)]
         )
+    if isinstance(exc, StorageUnavailable):
+        info = error_details_pb2.ErrorInfo(
+            reason="STORAGE_FULL" if exc.exhausted else "STORAGE_UNAVAILABLE", domain="sip2uc.v1"
+        )
+        details = [_pack(info)]
+        if not exc.exhausted:
+            details.append(_pack(error_details_pb2.RetryInfo(retry_delay=Duration(seconds=5))))
+        code = code_pb2.RESOURCE_EXHAUSTED if exc.exhausted else code_pb2.UNAVAILABLE
+        return status_pb2.Status(code=code, message=exc.message, details=details)
+    if isinstance(exc, PermissionDenied):
+        return status_pb2.Status(code=code_pb2.PERMISSION_DENIED, message=exc.message)
+    if isinstance(exc, Unauthenticated):
+        return status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=exc.message)
     assert isinstance(exc, ControlError)
     return status_pb2.Status(code=code_pb2.INTERNAL, message=exc.message)
+
+
+def _storage(exc: Exception) -> ControlError:
+    """What a database error that reached the API is, said once in the log."""
+    failure = storage_failure(exc)
+    if failure is None:
+        # A bug, not the storage: the client learns no internals; the log keeps the traceback,
+        # once per kind of error.
+        kind = type(exc).__name__
+        if kind not in _LOGGED_BUGS:
+            _LOGGED_BUGS.add(kind)
+            log.error("request failed on an unexpected %s", kind, exc_info=exc)
+        return ControlError("internal error")
+    _STORAGE.failed(failure, time.monotonic())
+    return failure
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
@@ -92,6 +135,9 @@ def unary(
         except (ControlError, PresenceError) as exc:
             await _abort(context, exc)
             raise  # abort raises; this line is never reached
+        except DatabaseError as exc:
+            await _abort(context, _storage(exc))
+            raise
 
     return wrapper
 
@@ -110,5 +156,7 @@ def streaming(
                 yield item
         except (ControlError, PresenceError) as exc:
             await _abort(context, exc)
+        except DatabaseError as exc:
+            await _abort(context, _storage(exc))
 
     return wrapper

@@ -12,12 +12,22 @@ from ..core import ControlCore
 from ..domain import Algorithm, Device, DirectoryOrigin, User
 from ..errors import FieldViolation, InvalidArgument, check
 from .convert import devices_from_pb, settings_from_pb, user_to_pb
+from .filters import text_filter
 from .paging import decode_token, encode_token, page_size
 from .status import unary
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
-_SIMPLE_FIELDS = ("sip_uri", "display_name", "extension", "e164", "email", "disabled")
+_SIMPLE_FIELDS = (
+    "sip_uri",
+    "display_name",
+    "extension",
+    "e164",
+    "email",
+    "disabled",
+    "entra_object_id",
+    "user_principal_name",
+)
 _SETTINGS_FIELDS = {
     "dnd_allowed",
     "forward_always",
@@ -42,6 +52,8 @@ def _user_from_pb(pb: users_pb2.User) -> tuple[User, dict[int, str]]:
         settings=settings_from_pb(pb.settings)
         if pb.HasField("settings")
         else User(id="", sip_uri="").settings,
+        entra_object_id=pb.entra_object_id.strip().lower(),
+        user_principal_name=pb.user_principal_name.strip(),
     )
     return user, passwords
 
@@ -86,8 +98,8 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         if request.e164:
             wanted = "+" + "".join(ch for ch in request.e164 if ch.isdigit())
             users = [u for u in users if u.e164 == wanted]
-        if request.filter:
-            needle = request.filter.strip().lower()
+        needle = text_filter(request.filter)
+        if needle:
             users = [
                 u
                 for u in users
@@ -145,6 +157,8 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
                 "e164",
                 "email",
                 "sip_uri",
+                "entra_object_id",
+                "user_principal_name",
             }
             if "devices" in changes and _algorithms(changes["devices"]) != _algorithms(
                 previous.devices

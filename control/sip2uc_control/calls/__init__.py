@@ -1,8 +1,9 @@
-"""Calls: the live call registry, routing of new calls and the call history (see docs/calls.md)."""
+"""Calls: the live call registry, routing, forking and click-to-dial (see docs/calls.md)."""
 
 from .commands import AnswerLeg, Command, CreateLeg, EndLeg, InjectDtmf, UpdateMedia
-from .controller import CallController, InviteInput, InviteOutcome, LegReport
+from .controller import CallController
 from .model import Call, CallState, Codec, Leg, LegState, MediaInfo, best_final_status
+from .requests import InviteInput, InviteOutcome, LegReport
 
 __all__ = [
     "AnswerLeg",

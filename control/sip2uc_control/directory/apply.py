@@ -42,6 +42,7 @@ class NewUser:
     extension: str | None = None
     email: str | None = None
     upn: str | None = None
+    entra_object_id: str | None = None
     #: Space-separated, most preferred first; ``""`` or ``None``: the sidecar's default.
     digest_algorithms: str | None = None
 
@@ -50,8 +51,9 @@ class UserRepository(Protocol):
     """The part of the users store an import writes to.
 
     ``update_user`` receives new values keyed by field name: any of ``sip_uri``,
-    ``display_name``, ``e164``, ``extension``, ``email``, ``upn``, ``enabled``,
-    ``digest_algorithms``, ``source_id``, ``source``. Errors raised by any method are recorded per row; the import carries on.
+    ``display_name``, ``e164``, ``extension``, ``email``, ``upn``, ``entra_object_id``,
+    ``enabled``, ``digest_algorithms``, ``source_id``, ``source``. Errors raised by any method
+    are recorded per row; the import carries on.
     """
 
     async def create_user(self, user: NewUser, handset_password: str) -> str:
@@ -229,6 +231,7 @@ async def _apply_one(
             extension=entry.extension,
             email=entry.email,
             upn=entry.upn,
+            entra_object_id=entry.entra_object_id,
             digest_algorithms=entry.digest_algorithms,
         )
         user_id = await repo.create_user(new, password)

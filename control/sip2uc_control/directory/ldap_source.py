@@ -62,6 +62,8 @@ class LdapAttributeMap:
     display_name: str = "displayName"
     email: str = "mail"
     upn: str = "userPrincipalName"
+    #: Written back by Entra Connect for synced users (``User_<object id>``).
+    entra_object_id: str = "msDS-ExternalDirectoryObjectId"
     ids: tuple[str, ...] = ("objectGUID", "entryUUID")
     account_control: str = "userAccountControl"
     user_enabled: str = "msRTCSIP-UserEnabled"
@@ -78,6 +80,7 @@ class LdapAttributeMap:
             self.display_name,
             self.email,
             self.upn,
+            self.entra_object_id,
             self.account_control,
             self.user_enabled,
             self.digest_algorithms,
@@ -172,6 +175,7 @@ def map_ldap_entry(
             extension=_text(values, names.extension),
             email=_text(values, names.email),
             upn=_text(values, names.upn),
+            entra_object_id=_text(values, names.entra_object_id),
             disabled=_disabled(values, config),
             digest_algorithms=(
                 (_text(values, names.digest_algorithms) or "") if names.digest_algorithms else None

@@ -20,6 +20,7 @@ _STRING_FIELDS = (
     "extension",
     "email",
     "upn",
+    "entra_object_id",
     "source_id",
     "digest_algorithms",
 )
@@ -52,6 +53,7 @@ class InMemoryUserRepository:
             e164=user.e164,
             email=user.email,
             upn=user.upn,
+            entra_object_id=user.entra_object_id,
             digest_algorithms=user.digest_algorithms or "",
         )
         self.password_digests[user_id] = hashlib.sha256(handset_password.encode()).hexdigest()

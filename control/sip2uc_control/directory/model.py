@@ -25,6 +25,7 @@ SYNCED_FIELDS: tuple[str, ...] = (
     "extension",
     "email",
     "upn",
+    "entra_object_id",
     "enabled",
     "digest_algorithms",
 )
@@ -55,6 +56,7 @@ class DirectoryEntry:
     extension: str | None = None
     email: str | None = None
     upn: str | None = None
+    entra_object_id: str | None = None
     disabled: bool = False
     origin: str = ""
     #: The handsets' digest algorithms, most preferred first, space-separated (``"SHA-256 MD5"``);
@@ -70,6 +72,7 @@ class DirectoryEntry:
             "extension": self.extension,
             "email": self.email,
             "upn": self.upn,
+            "entra_object_id": self.entra_object_id,
             "enabled": not self.disabled,
             "digest_algorithms": self.digest_algorithms,
         }
@@ -110,6 +113,7 @@ class ExistingUser:
     e164: str | None = None
     email: str | None = None
     upn: str | None = None
+    entra_object_id: str | None = None
     overridden: frozenset[str] = frozenset()
     enabled: bool = True
     #: As :attr:`DirectoryEntry.digest_algorithms`; ``None`` for a user without handsets.
@@ -123,6 +127,7 @@ class ExistingUser:
             "extension": self.extension,
             "email": self.email,
             "upn": self.upn,
+            "entra_object_id": self.entra_object_id,
             "enabled": self.enabled,
             "digest_algorithms": self.digest_algorithms,
         }

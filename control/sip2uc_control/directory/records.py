@@ -7,6 +7,7 @@ LDAP and CSV differ in how they are read but not in what a user is made of, so b
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 from .model import DirectoryEntry, DirectoryError, RowError, SourceRecord
@@ -65,6 +66,7 @@ class RawRecord:
     extension: str | None = None
     email: str | None = None
     upn: str | None = None
+    entra_object_id: str | None = None
     disabled: bool = False
     #: ``None`` when the source has no column or attribute for it.
     digest_algorithms: str | None = None
@@ -119,10 +121,28 @@ def to_entry(record: RawRecord, policy: NumberPolicy) -> SourceRecord:
         extension=numbers.extension,
         email=_clean(record.email),
         upn=_clean(record.upn),
+        entra_object_id=normalise_entra_object_id(record.entra_object_id),
         disabled=record.disabled,
         origin=record.origin,
         digest_algorithms=algorithms,
     )
+
+
+def normalise_entra_object_id(raw: str | None) -> str | None:
+    """The Entra object id as a lower-case GUID, or None when there is none.
+
+    Entra Connect writes it back to AD as ``msDS-ExternalDirectoryObjectId`` with a ``User_``
+    prefix; CSV exports from Entra carry the bare GUID. Anything that is not a GUID is ignored
+    (the Teams connector then maps the user by UPN).
+    """
+    text = _clean(raw)
+    if text is None:
+        return None
+    text = text.removeprefix("User_").removeprefix("user_")
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
 
 
 def _numbers(record: RawRecord, policy: NumberPolicy) -> ParsedNumber:

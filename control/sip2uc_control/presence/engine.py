@@ -29,6 +29,9 @@ Decisions taken here:
 - Manual AVAILABLE is a valid override (it hides the call layer: shown available while on the
   phone). The presence-code table's reset code clears the manual state instead of setting
   AVAILABLE, so the handset's real state shows again; see ``routing.codes``.
+- An EXTERNAL state reported again unchanged (same availability, note, expiry and connector) is
+  a no-op: precedence between MANUAL and EXTERNAL goes by when a state was *set*, and a bridge
+  restarting or refreshing its subscription does not set anything new.
 - A call answered that was never reported as started (the control plane restarted mid-ring) is
   added as connected; ending an unknown call changes nothing.
 """
@@ -151,6 +154,7 @@ class PresenceEngine:
             since=record.changed_at,
             note=override.note,
             expires_at=override.expires_at,
+            origin=override.origin,
         )
 
     def next_deadline(self, record: PresenceRecord) -> float | None:
@@ -238,19 +242,33 @@ class PresenceEngine:
         now: float,
         expires_at: float | None = None,
         note: str | None = None,
+        origin: str | None = None,
     ) -> Transition:
-        """A UC connector reported the user's state on the UC side."""
-        return self._set_override(record, Source.EXTERNAL, availability, now, expires_at, note)
+        """A UC connector (``origin``, if known) reported the user's state on the UC side."""
+        return self._set_override(
+            record, Source.EXTERNAL, availability, now, expires_at, note, origin
+        )
 
-    def clear(self, record: PresenceRecord, source: Source, now: float) -> Transition:
-        """Remove the MANUAL or EXTERNAL override; the lower layers show again."""
+    def clear(
+        self, record: PresenceRecord, source: Source, now: float, origin: str | None = None
+    ) -> Transition:
+        """Remove the MANUAL or EXTERNAL override; the lower layers show again.
+
+        With ``origin``, an EXTERNAL override is removed only when that connector reported it:
+        one connector clearing its state must not remove what another one reported.
+        """
         if source not in OVERRIDE_SOURCES:
             raise PresenceError(
                 "source", f"only manual or external state can be cleared, not {source}"
             )
-        return self._apply(
-            record, now, _CLEAR_REASON[source], lambda r: _with_override(r, source, None)
-        )
+
+        def remove(r: PresenceRecord) -> PresenceRecord:
+            current = _override(r, source)
+            if origin is not None and current is not None and current.origin != origin:
+                return r
+            return _with_override(r, source, None)
+
+        return self._apply(record, now, _CLEAR_REASON[source], remove)
 
     def expire(self, record: PresenceRecord, now: float) -> Transition:
         """Lapse overrides whose expiry is at or before ``now``."""
@@ -271,6 +289,7 @@ class PresenceEngine:
         now: float,
         expires_at: float | None,
         note: str | None,
+        origin: str | None = None,
     ) -> Transition:
         if availability not in _ALLOWED[source]:
             raise PresenceError(
@@ -279,7 +298,20 @@ class PresenceEngine:
         if expires_at is not None and expires_at <= now:
             raise PresenceError("expires_at", f"{expires_at} is not after now ({now})")
         check_note(note)
-        value = Override(availability=availability, set_at=now, expires_at=expires_at, note=note)
+        current = _override(record, source)
+        if (
+            source is Source.EXTERNAL
+            and current is not None
+            and not _lapsed(current, now)
+            and (current.availability, current.expires_at, current.note, current.origin)
+            == (availability, expires_at, note, origin)
+        ):
+            # A connector re-reporting what it reported before (after a restart, on a refresh)
+            # must not make its state "more recent" than a manual state set since.
+            return record, None
+        value = Override(
+            availability=availability, set_at=now, expires_at=expires_at, note=note, origin=origin
+        )
         return self._apply(
             record, now, _SET_REASON[source], lambda r: _with_override(r, source, value)
         )
@@ -305,13 +337,20 @@ class PresenceEngine:
         if previous.same_state(self.resolve(after)):
             return replace(after, changed_at=before.changed_at), None
         after = replace(after, changed_at=now)
+        source = _REASON_SOURCE[reason]
+        origin: str | None = None
+        if source is Source.EXTERNAL:
+            # set: the new override's; cleared or lapsed: the one that went away.
+            reported = after.external if after.external is not None else before.external
+            origin = reported.origin if reported is not None else None
         change = PresenceChange(
             user=after.user,
             previous=previous,
             current=self.resolve(after),
-            source=_REASON_SOURCE[reason],
+            source=source,
             reason=reason,
             at=now,
+            origin=origin,
         )
         return after, change
 

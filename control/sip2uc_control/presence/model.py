@@ -176,14 +176,19 @@ class Override:
     set_at: float
     expires_at: float | None = None
     note: str | None = None
+    #: The connector that reported an external state (``connectors/{id}``), if any.
+    origin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "availability": self.availability.value,
             "set_at": self.set_at,
             "expires_at": self.expires_at,
             "note": self.note,
         }
+        if self.origin is not None:
+            out["origin"] = self.origin
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -192,6 +197,7 @@ class Override:
             set_at=_time(data, "set_at"),
             expires_at=_optional_time(data, "expires_at"),
             note=_optional_note(data, "note"),
+            origin=_optional_note(data, "origin"),
         )
 
 
@@ -200,7 +206,8 @@ class EffectivePresence:
     """What everybody sees: the merge of all layers (see ``PresenceEngine.resolve``).
 
     ``since`` is when this effective state began; ``expires_at`` is when the override that
-    produced it lapses (None for the call and registration layers).
+    produced it lapses (None for the call and registration layers); ``origin`` is the connector
+    that reported it when the source is EXTERNAL.
     """
 
     availability: Availability
@@ -209,6 +216,7 @@ class EffectivePresence:
     since: float
     note: str | None = None
     expires_at: float | None = None
+    origin: str | None = None
 
     def same_state(self, other: EffectivePresence) -> bool:
         """Equal in everything observers see, ignoring ``since``."""
@@ -218,10 +226,11 @@ class EffectivePresence:
             and self.source is other.source
             and self.note == other.note
             and self.expires_at == other.expires_at
+            and self.origin == other.origin
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "availability": self.availability.value,
             "activity": self.activity.value,
             "source": self.source.value,
@@ -229,6 +238,9 @@ class EffectivePresence:
             "note": self.note,
             "expires_at": self.expires_at,
         }
+        if self.origin is not None:
+            out["origin"] = self.origin
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -239,6 +251,7 @@ class EffectivePresence:
             since=_time(data, "since"),
             note=_optional_note(data, "note"),
             expires_at=_optional_time(data, "expires_at"),
+            origin=_optional_note(data, "origin"),
         )
 
 
@@ -318,9 +331,11 @@ class PresenceChange:
     source: Source
     reason: Reason
     at: float
+    #: For an external state set, cleared or lapsing: the connector that reported it.
+    origin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "user": self.user,
             "previous": self.previous.to_dict(),
             "current": self.current.to_dict(),
@@ -328,6 +343,9 @@ class PresenceChange:
             "reason": self.reason.value,
             "at": self.at,
         }
+        if self.origin is not None:
+            out["origin"] = self.origin
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -338,4 +356,5 @@ class PresenceChange:
             source=_enum(data, "source", Source),
             reason=_enum(data, "reason", Reason),
             at=_time(data, "at"),
+            origin=_optional_note(data, "origin"),
         )

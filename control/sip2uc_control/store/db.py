@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from sqlalchemy import TextClause, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ..errors import StorageUnavailable
+from .failures import StorageHealth, storage_failure
 from .migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ class Database:
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0
         self.writes = 0
+        self.health = StorageHealth()
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="db-group-commit")
@@ -76,24 +80,43 @@ class Database:
                 batch.append(self._queue.get_nowait())
             try:
                 results = await self._commit(batch)
-            except Exception as exc:  # one bad write must not lose the others
-                log.warning(
-                    "group commit of %d writes failed, retrying one by one: %s", len(batch), exc
-                )
-                for write, future in batch:
-                    try:
-                        result = (await self._commit([(write, future)]))[0]
+            except Exception as exc:
+                failure = storage_failure(exc)
+                if failure is not None:
+                    # The storage itself refuses (full, unreachable): every write of the batch
+                    # gets the same plain answer, and the log says so once per outage.
+                    self.health.failed(failure, time.monotonic())
+                    for _, future in batch:
                         if not future.done():
-                            future.set_result(result)
-                    except Exception as single_exc:
-                        if not future.done():
-                            future.set_exception(single_exc)
+                            future.set_exception(_copy(failure))
+                else:
+                    await self._one_by_one(batch, exc)
             else:
+                self.health.recovered()
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
             for _ in batch:
                 self._queue.task_done()
+
+    async def _one_by_one(
+        self, batch: list[tuple[Item, asyncio.Future[Any]]], exc: Exception
+    ) -> None:
+        """One bad write (a constraint a caller expects to meet) must not lose the others."""
+        log.debug("group commit of %d writes failed, retrying one by one: %r", len(batch), exc)
+        for write, future in batch:
+            try:
+                result = (await self._commit([(write, future)]))[0]
+            except Exception as single_exc:
+                failure = storage_failure(single_exc)
+                if failure is not None:
+                    self.health.failed(failure, time.monotonic())
+                if not future.done():
+                    future.set_exception(_copy(failure) if failure is not None else single_exc)
+            else:
+                self.health.recovered()
+                if not future.done():
+                    future.set_result(result)
 
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[Any]]]) -> list[Any]:
         results: list[Any] = []
@@ -119,6 +142,11 @@ class Database:
         self.commits += 1
         self.writes += len(batch)
         return results
+
+
+def _copy(failure: StorageUnavailable) -> StorageUnavailable:
+    """One exception object per waiting caller (a raised exception collects its traceback)."""
+    return StorageUnavailable(failure.message, exhausted=failure.exhausted, cause=failure.cause)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -119,6 +119,53 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         3,
+        "connectors and their bridges' saved state",
+        (
+            """CREATE TABLE connectors (
+                id TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                display_name TEXT NOT NULL DEFAULT '',
+                settings TEXT NOT NULL DEFAULT '{}',
+                secrets TEXT NOT NULL DEFAULT '{}',
+                external BOOLEAN NOT NULL DEFAULT FALSE,
+                disabled BOOLEAN NOT NULL DEFAULT FALSE,
+                watch_cursor TEXT NOT NULL DEFAULT '',
+                status TEXT NOT NULL DEFAULT '{}',
+                create_time DOUBLE PRECISION NOT NULL,
+                update_time DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE connector_state (
+                connector_id TEXT NOT NULL REFERENCES connectors(id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (connector_id, key)
+            )""",
+        ),
+    ),
+    Migration(
+        4,
+        "users' Entra object id and user principal name",
+        (
+            "ALTER TABLE users ADD COLUMN entra_object_id TEXT",
+            "ALTER TABLE users ADD COLUMN user_principal_name TEXT",
+            "CREATE UNIQUE INDEX users_entra_object_id ON users (entra_object_id)",
+            "CREATE UNIQUE INDEX users_user_principal_name ON users (user_principal_name)",
+        ),
+    ),
+    Migration(
+        5,
+        "sidecar enrollments (credential hashes)",
+        (
+            """CREATE TABLE sidecar_enrollments (
+                name TEXT PRIMARY KEY,
+                token_hash TEXT NOT NULL UNIQUE,
+                create_time DOUBLE PRECISION NOT NULL,
+                last_connect_time DOUBLE PRECISION
+            )""",
+        ),
+    ),
+    Migration(
+        6,
         "per-device digest algorithms",
         # Comma-separated, most preferred first; empty: the sidecar's default.
         ("ALTER TABLE devices ADD COLUMN digest_algorithms TEXT NOT NULL DEFAULT ''",),

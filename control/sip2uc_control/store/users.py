@@ -1,14 +1,13 @@
-"""Users and devices: rows in the database, an index in memory.
+"""Users and devices: rows in the database behind the in-memory directory (`users.py`).
 
-Every read (the registrar looks a device up per REGISTER) is served from the in-memory index,
-which is loaded at start and updated only after the database accepted a change, so the two
-never disagree about what was committed.
+Every read (the registrar looks a device up per REGISTER) is served from the directory, which
+is loaded at start and updated only after the database accepted a change, so the two never
+disagree about what was committed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
@@ -25,41 +24,9 @@ from ..domain import (
     User,
     UserSettings,
 )
-from ..errors import AlreadyExists, NotFound
+from ..errors import AlreadyExists
+from ..users import UserDirectory
 from .db import Database
-
-
-@dataclass
-class UserIndex:
-    by_id: dict[str, User] = field(default_factory=dict)
-    by_extension: dict[str, str] = field(default_factory=dict)
-    by_e164: dict[str, str] = field(default_factory=dict)
-    by_sip_uri: dict[str, str] = field(default_factory=dict)
-    by_digest_username: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-    def add(self, user: User) -> None:
-        self.by_id[user.id] = user
-        if user.extension:
-            self.by_extension[user.extension] = user.id
-        if user.e164:
-            self.by_e164[user.e164] = user.id
-        self.by_sip_uri[user.sip_uri.lower()] = user.id
-        for dev in user.devices:
-            if dev.registering is not None:
-                self.by_digest_username[dev.registering.digest_username] = (user.id, dev.id)
-
-    def remove(self, user: User) -> None:
-        self.by_id.pop(user.id, None)
-        for index, key in (
-            (self.by_extension, user.extension),
-            (self.by_e164, user.e164),
-            (self.by_sip_uri, user.sip_uri.lower()),
-        ):
-            if key and index.get(key) == user.id:
-                del index[key]
-        for dev in user.devices:
-            if dev.registering is not None:
-                self.by_digest_username.pop(dev.registering.digest_username, None)
 
 
 def _device_row(user_id: str, dev: Device) -> dict[str, Any]:
@@ -139,10 +106,12 @@ def _origin_from_dict(d: dict[str, Any]) -> DirectoryOrigin:
     )
 
 
-class UserStore:
+class UserStore(UserDirectory):
+    """The directory, loaded from and written to the database."""
+
     def __init__(self, db: Database) -> None:
+        super().__init__()
         self.db = db
-        self.index = UserIndex()
 
     async def load(self) -> None:
         async with self.db.engine.connect() as conn:
@@ -166,83 +135,10 @@ class UserStore:
                     origin=_origin_from_dict(json.loads(row.origin)),
                     create_time=row.create_time,
                     update_time=row.update_time,
+                    entra_object_id=row.entra_object_id or "",
+                    user_principal_name=row.user_principal_name or "",
                 )
             )
-
-    # --- reads ---------------------------------------------------------------------------------
-
-    def get(self, user_id: str) -> User | None:
-        return self.index.by_id.get(user_id)
-
-    def require(self, user_id: str) -> User:
-        user = self.index.by_id.get(user_id)
-        if user is None:
-            raise NotFound("user", f"users/{user_id}")
-        return user
-
-    def resolve(self, ref: str) -> User | None:
-        """A user by resource name, extension, E.164 number or SIP URI."""
-        ref = ref.strip()
-        if ref.startswith("users/"):
-            return self.index.by_id.get(ref[len("users/") :])
-        if ref.startswith(("sip:", "sips:")):
-            uid = self.index.by_sip_uri.get(ref.lower())
-        elif ref.startswith("+"):
-            uid = self.index.by_e164.get(ref)
-        else:
-            uid = self.index.by_extension.get(ref)
-            if uid is None and ref in self.index.by_id:
-                uid = ref
-        return self.index.by_id.get(uid) if uid else None
-
-    def by_digest_username(self, username: str) -> tuple[User, Device] | None:
-        found = self.index.by_digest_username.get(username)
-        if found is None:
-            return None
-        user = self.index.by_id[found[0]]
-        device = user.device(found[1])
-        return (user, device) if device is not None else None
-
-    def device_algorithms(self) -> tuple[tuple[str, tuple[Algorithm, ...]], ...]:
-        """Digest user name -> its device's algorithms, for the devices that have their own."""
-        out: list[tuple[str, tuple[Algorithm, ...]]] = []
-        for user in self.index.by_id.values():
-            for dev in user.devices:
-                reg = dev.registering
-                if reg is not None and reg.digest_algorithms:
-                    out.append((reg.digest_username, reg.digest_algorithms))
-        out.sort(key=lambda entry: entry[0])
-        return tuple(out)
-
-    def all(self) -> list[User]:
-        return sorted(self.index.by_id.values(), key=lambda u: (u.extension or "~", u.sip_uri))
-
-    def count(self) -> int:
-        return len(self.index.by_id)
-
-    # --- uniqueness ----------------------------------------------------------------------------
-
-    def check_unique(self, user: User, prefix: str = "user") -> None:
-        idx = self.index
-
-        def clash(index: dict[str, str], key: str, field_name: str) -> None:
-            holder = index.get(key)
-            if key and holder is not None and holder != user.id:
-                raise AlreadyExists(f"{prefix}.{field_name}", key, f"users/{holder}")
-
-        clash(idx.by_extension, user.extension, "extension")
-        clash(idx.by_e164, user.e164, "e164")
-        clash(idx.by_sip_uri, user.sip_uri.lower(), "sip_uri")
-        for i, dev in enumerate(user.devices):
-            if dev.registering is None:
-                continue
-            holder = idx.by_digest_username.get(dev.registering.digest_username)
-            if holder is not None and holder[0] != user.id:
-                raise AlreadyExists(
-                    f"{prefix}.devices[{i}].registering.digest_username",
-                    dev.registering.digest_username,
-                    f"users/{holder[0]}",
-                )
 
     # --- writes --------------------------------------------------------------------------------
 
@@ -260,6 +156,8 @@ class UserStore:
             "origin": json.dumps(_origin_dict(user.origin)),
             "create_time": user.create_time,
             "update_time": user.update_time,
+            "entra_object_id": user.entra_object_id or None,
+            "user_principal_name": user.user_principal_name or None,
         }
 
         async def write(conn: AsyncConnection) -> None:
@@ -267,9 +165,10 @@ class UserStore:
                 await conn.execute(
                     text(
                         "INSERT INTO users (id, sip_uri, extension, e164, display_name, email, "
-                        "disabled, settings, origin, create_time, update_time) VALUES (:id, "
-                        ":sip_uri, :extension, :e164, :display_name, :email, :disabled, "
-                        ":settings, :origin, :create_time, :update_time)"
+                        "disabled, settings, origin, create_time, update_time, entra_object_id, "
+                        "user_principal_name) VALUES (:id, :sip_uri, :extension, :e164, "
+                        ":display_name, :email, :disabled, :settings, :origin, :create_time, "
+                        ":update_time, :entra_object_id, :user_principal_name)"
                     ),
                     row,
                 )
@@ -278,7 +177,9 @@ class UserStore:
                     text(
                         "UPDATE users SET sip_uri=:sip_uri, extension=:extension, e164=:e164, "
                         "display_name=:display_name, email=:email, disabled=:disabled, "
-                        "settings=:settings, origin=:origin, update_time=:update_time WHERE id=:id"
+                        "settings=:settings, origin=:origin, update_time=:update_time, "
+                        "entra_object_id=:entra_object_id, "
+                        "user_principal_name=:user_principal_name WHERE id=:id"
                     ),
                     row,
                 )

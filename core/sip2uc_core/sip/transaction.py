@@ -629,6 +629,16 @@ class TransactionLayer:
             self._feed(txn, timer, now, events)
         return events
 
+    def retransmitted(self, txn_id: TransactionId, now: float) -> list[Event]:
+        """The request of server transaction `txn_id` came again: what `receive` would do with
+        it (resend the last response, or nothing yet), for an adapter that recognised the
+        retransmission without parsing it (RFC 3261 §17.2.1, §17.2.2)."""
+        txn = self._transactions.get(txn_id)
+        events: list[Event] = []
+        if txn is not None and txn.kind in (Kind.INVITE_SERVER, Kind.NON_INVITE_SERVER):
+            self._feed(txn, Input.RECV_REQUEST, now, events)
+        return events
+
     def transport_error(self, txn_id: TransactionId) -> list[Event]:
         """The adapter failed to send for `txn_id` (connection refused or reset, ICMP error)."""
         txn = self._transactions.get(txn_id)

@@ -166,6 +166,12 @@ class AbsoluteUri:
 Uri = SipUri | AbsoluteUri
 
 
+def user_or_whole(uri: Uri) -> str:
+    """The user part of a SIP URI (empty when it has none), or all of another URI
+    (``tel:+4930123``): who a request is from or for, as people read it."""
+    return (uri.user or "") if isinstance(uri, SipUri) else str(uri)
+
+
 def _replace(uri: SipUri, *, params: Params) -> SipUri:
     return SipUri(
         scheme=uri.scheme,

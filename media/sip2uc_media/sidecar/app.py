@@ -12,6 +12,7 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -21,17 +22,23 @@ from sip2uc_core.sip.endpoint import Endpoint, Transport
 from ..b2bua.legs import LegConfig
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortAllocator
+from ..transport.base import Source
 from ..transport.tcp import StreamServer, open_stream_server
 from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
 from .calls import CallHandler
+from .capacity import LegCapacity, leg_capacity, raise_open_file_limit
 from .commands import Command, EdgeSettings, LiftBan
 from .config import SidecarConfig, parse_hostport
 from .control_link import ControlLink
 from .dispatch import SipEdge
+from .intake import Intake
+from .known_sources import KnownSources
+from .overload import IntakeQueue
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
 from .requests import HelloInfo
+from .telemetry import IntakeMetrics
 
 __all__ = ["Sidecar", "install_uvloop"]
 
@@ -79,9 +86,11 @@ class Sidecar:
         self._streams: dict[Transport, StreamServer] = {}
         self.listen_addresses: dict[Transport, tuple[str, int]] = {}
         self.edge: SipEdge | None = None
+        self.intake: Intake | None = None
         self.control: ControlLink | None = None
         self.relay: RelayEngine | None = None
         self.calls: CallHandler | None = None
+        self.capacity = LegCapacity(0, "RTP ports")
 
     async def start(self) -> None:
         config = self.config
@@ -101,6 +110,7 @@ class Sidecar:
         self.control = ControlLink(
             config.control,
             token=config.token,
+            token_file=config.token_file,
             hello=self._hello,
             on_settings=self._apply_settings,
             credentials=self._control_credentials(),
@@ -122,13 +132,22 @@ class Sidecar:
             local_allow=NetworkAllowList(config.allowed_networks),
             max_message_size=config.max_message_size,
             retry_after=config.retry_after,
+            known=KnownSources(),
         )
         self.edge.guard.on_bans_changed = self.control.bans_changed
+        self.intake = self._intake(clock)
         await self._bind(clock)
         sip_host, sip_port = self.listen_addresses[Transport.UDP]
         rtp_host = config.rtp_host or sip_host
         self.relay = RelayEngine(rtp_host, PortAllocator(*config.rtp_ports))
         await self.relay.start()
+        self.capacity = leg_capacity(self.relay.ports.capacity, raise_open_file_limit())
+        if self.capacity.bound_by != "RTP ports":
+            _log.warning(
+                "sidecar %s: the open-file limit caps call legs at %d (raise it, ulimit -n)",
+                config.name,
+                self.capacity.legs,
+            )
         self.calls = CallHandler(
             name=config.name,
             registrar=registrar,
@@ -147,7 +166,7 @@ class Sidecar:
             retry_after=config.retry_after,
         )
         self.relay.on_event = self.calls.relay_event
-        self.calls.configure(trunk_sources=(), channel_limit=config.capacity, media_timeout=60.0)
+        self.calls.configure(trunk_sources=(), channel_limit=self.capacity.legs, media_timeout=60.0)
         self.edge.attach_calls(self.calls)
         self.calls.start()
         await self.control.start()
@@ -155,25 +174,53 @@ class Sidecar:
             _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.via_name, host, port)
         _log.info("sidecar %s: dialling control plane at %s", config.name, config.control)
 
+    def _intake(self, clock: Callable[[], float]) -> Intake:
+        """Every received message passes the intake before the edge (`overload.py`)."""
+        edge, control = self.edge, self.control
+        assert edge is not None and control is not None
+        metrics = IntakeMetrics()
+        queue: IntakeQueue[Source] = IntakeQueue(self.config.overload, edge.known)
+        intake = Intake(
+            serve=edge.receive,
+            queue=queue,
+            absorb=edge.absorb,
+            screen=edge.admits,
+            clock=clock,
+            retry_after=self.config.retry_after,
+            backlog=control.backlog,
+            metrics=metrics,
+        )
+        metrics.observe(
+            refused=lambda: queue.refused.items(),
+            answered=lambda: intake.answered,
+            waiting=lambda: len(queue),
+            oldest=lambda: queue.oldest_age(clock()),
+            transactions=lambda: len(edge.transactions),
+            control=control.backlog,
+        )
+        return intake
+
     async def _bind(self, clock: asyncio.AbstractEventLoop | object) -> None:
         config = self.config
         edge = self.edge
-        assert edge is not None
+        intake = self.intake
+        assert edge is not None and intake is not None
         loop = asyncio.get_running_loop()
         host, port = parse_hostport(config.sip_listen, 5060)
         # UDP and TCP share one port number (RFC 3263 clients try both on the same port); with
         # port 0 the UDP choice is taken for TCP, retrying if that number is busy for TCP.
         for _attempt in range(20):
-            udp = await open_udp(host, port, edge.receive)
+            udp = await open_udp(host, port, intake.receive)
             try:
                 tcp = await open_stream_server(
                     Transport.TCP,
                     host,
                     udp.local_port,
-                    edge.receive,
+                    intake.receive,
                     max_message_size=config.max_message_size,
                     max_connections=config.max_connections,
                     idle_timeout=config.tcp_idle_timeout,
+                    message_timeout=config.tcp_message_timeout,
                     clock=loop.time,
                     on_framing_error=lambda _e: edge.metrics.dropped.add(1, {"reason": "framing"}),
                 )
@@ -199,11 +246,12 @@ class Sidecar:
                 Transport.TLS,
                 tls_host,
                 tls_port,
-                edge.receive,
+                intake.receive,
                 ssl_context=server_context(cert, key),
                 max_message_size=config.max_message_size,
                 max_connections=config.max_connections,
                 idle_timeout=config.tcp_idle_timeout,
+                message_timeout=config.tcp_message_timeout,
                 clock=loop.time,
             )
             self._streams[Transport.TLS] = tls
@@ -224,7 +272,7 @@ class Sidecar:
             listeners=tuple(Endpoint(k, h, p) for k, (h, p) in self.listen_addresses.items()),
             rtp_host=config.rtp_host or sip_host,
             rtp_ports=config.rtp_ports,
-            capacity=config.capacity,
+            capacity=self.capacity.legs,
             instance_id=self.instance_id,
         )
 
@@ -239,12 +287,11 @@ class Sidecar:
         )
         edge.bans.configure(settings.ban)
         edge.allow = NetworkAllowList(settings.allowed_networks)
+        edge.known.set_trunks(network for network, _port in settings.trunk_sources)
         if self.calls is not None:
             self.calls.configure(
                 trunk_sources=settings.trunk_sources,
-                channel_limit=min(
-                    settings.channel_limit or self.config.capacity, self.config.capacity
-                ),
+                channel_limit=min(settings.channel_limit or self.capacity.legs, self.capacity.legs),
                 media_timeout=settings.media_timeout,
             )
 
@@ -280,6 +327,8 @@ class Sidecar:
             await server.stop()
         if self._udp is not None:
             self._udp.close()
+        if self.intake is not None:
+            self.intake.close()
         if self.edge is not None:
             await self.edge.close()
         if self.calls is not None:

@@ -93,6 +93,14 @@ class BatchedStream(Generic[CallT, ReplyT]):
         self._writer = self._loop.create_task(self._write_loop(), name=f"{name}-writer")
         self._reader = self._loop.create_task(self._read_loop(), name=f"{name}-reader")
 
+    def backlog(self, now: float) -> tuple[int, float]:
+        """Unanswered calls, and how long the oldest of them has waited (seconds)."""
+        pending = self._pending
+        if not pending:
+            return 0, 0.0
+        _resolve, deadline, _method = pending[next(iter(pending))]
+        return len(pending), now - (deadline - self._timeout)
+
     async def call(self, message: CallT, method: str) -> ReplyT:
         """Send `message` (its correlation id and trace context are filled in here) and wait for
         its reply; an answer with an error code raises `CallFailedError`, a missed deadline or
@@ -169,7 +177,12 @@ class BatchedStream(Generic[CallT, ReplyT]):
                 self._wake.clear()
                 if self._outbox:
                     batch, self._outbox = self._outbox, []
-                    await self._call.write(self._batch(batch))
+                    # Calls whose deadline passed while they waited here were answered
+                    # DEADLINE_EXCEEDED already: the control plane must not work on them.
+                    pending = self._pending
+                    live = [m for m in batch if m.correlation_id in pending]
+                    if live:
+                        await self._call.write(self._batch(live))
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -18,10 +18,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sip2uc_core.refusal_log import printable
 from sip2uc_core.sip.digest import Credentials
 from sip2uc_core.sip.endpoint import Endpoint
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
 from sip2uc_core.sip.transaction import TransactionId
+from sip2uc_core.sip.uri import user_or_whole
 from sip2uc_core.stream_stats import StreamStats
 
 from ..b2bua.actions import (
@@ -100,6 +102,10 @@ class EdgeHooks(Protocol):
     def guard(self) -> AuthGuard: ...
 
     def ignore(self, txn_id: TransactionId, reason: str) -> None: ...
+
+    def refused(
+        self, source: Endpoint, reason: str, message: Callable[[], str], level: int = ...
+    ) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -220,9 +226,18 @@ class CallHandler:
             credentials = checked
         if not self.control.up:
             self._reply(txn_id, request, 503, [("Retry-After", str(self._retry_after))])
+            self._refused_call(request, source, "control_unavailable", "503", "no control plane")
             return
         if self.channel_limit and len(self._legs) >= self.channel_limit:
             self._reply(txn_id, request, 503, [("Retry-After", str(self._retry_after))])
+            self._refused_call(
+                request,
+                source,
+                "channel_limit",
+                "503",
+                f"channel limit reached ({self.channel_limit} legs)",
+                logging.WARNING,
+            )
             return
         leg_id = f"{self.name}-{os.urandom(8).hex()}"
         origin = Origin(
@@ -235,6 +250,9 @@ class CallHandler:
             relay_port, peer_port = self._open_ports(leg_id)
         except PortsExhausted:
             self._reply(txn_id, request, 503, [("Retry-After", str(self._retry_after))])
+            self._refused_call(
+                request, source, "relay_ports", "503", "no RTP port pair free", logging.WARNING
+            )
             return
         leg = InboundLeg(
             leg_id,
@@ -539,7 +557,34 @@ class CallHandler:
         entry = self._legs.get(leg_id)
         if entry is None or not isinstance(entry.leg, InboundLeg):
             return
+        if result.disposition is Disposition.REJECT:
+            self._refused_call(
+                entry.leg.invite,
+                entry.origin.source,
+                f"call_rejected_{result.status}" if 400 <= result.status < 700 else "call_rejected",
+                str(result.status),
+                printable(result.reason) or "refused by the control plane",
+            )
         self._run(leg_id, entry.leg.on_invite_result(result, self._clock()))
+
+    def _refused_call(
+        self,
+        request: SipRequest,
+        source: Endpoint,
+        reason: str,
+        status: str,
+        why: str,
+        level: int = logging.INFO,
+    ) -> None:
+        def line() -> str:
+            caller = printable(user_or_whole(request.from_.uri) or str(request.from_.uri))
+            dialled = printable(user_or_whole(request.uri) or str(request.uri))
+            return (
+                f"call from {caller} ({source.host}:{source.port}) to {dialled} refused with "
+                f"{status}: {why}"
+            )
+
+        self._edge.refused(source, reason, line, level)
 
     # -- relay ------------------------------------------------------------------------------------
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sip2uc_core.sip.digest import Algorithm
 
-__all__ = ["SidecarConfig", "format_hostport", "parse_hostport"]
+from .overload import OverloadSettings
+
+__all__ = [
+    "OVERLOAD_KEYS",
+    "SidecarConfig",
+    "format_hostport",
+    "overload_options",
+    "parse_hostport",
+]
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -55,7 +65,10 @@ class SidecarConfig:
     """
 
     control: str
+    #: The sidecar's credential (`sip2uc sidecar enroll NAME`), or where to read it: the file is
+    #: read again before each session, so a rotated credential needs no restart.
     token: str | None = None
+    token_file: Path | None = None
     name: str
     site: str = ""
     sip_listen: str = "127.0.0.1:5060"
@@ -76,7 +89,12 @@ class SidecarConfig:
     # Beyond the public knobs: limits an operator rarely needs to touch.
     max_connections: int = 4096
     tcp_idle_timeout: float = 3600.0
-    capacity: int = 500
+    #: A TCP/TLS message (headers and body) must arrive whole within this many seconds of its
+    #: first byte, and a new connection must deliver its first one as soon: a peer that
+    #: trickles a header (slowloris) is cut off.
+    tcp_message_timeout: float = 20.0
+    #: The intake's bounds: what waits, and when new work is answered 503 (`overload.py`).
+    overload: OverloadSettings = field(default_factory=OverloadSettings)
     rpc_timeout: float = 2.0
     heartbeat_interval: float = 5.0
     retry_after: int = 5
@@ -87,9 +105,15 @@ class SidecarConfig:
             parse_hostport(self.tls_listen, 5061)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give the credential or the file that holds it, not both")
         low, high = self.rtp_ports
         if not 0 < low <= high <= 65535:
             raise ValueError(f"bad RTP port range {low}-{high}")
+        if not 1.0 <= self.tcp_message_timeout <= self.tcp_idle_timeout:
+            raise ValueError("tcp_message_timeout must be between 1 s and tcp_idle_timeout")
+        if not 1 <= self.retry_after <= 3600:
+            raise ValueError("retry_after must be 1-3600 s")
         if self.max_message_size < 1024:
             raise ValueError("max_message_size below 1024 bytes cannot carry a REGISTER")
         if not self.digest_algorithms:
@@ -98,3 +122,42 @@ class SidecarConfig:
             Algorithm.parse(name)
         for network in self.allowed_networks:
             ipaddress.ip_network(network, strict=False)
+
+
+#: What `overload_options` accepts: the intake's bounds, the Retry-After of a 503 and the
+#: TCP/TLS message timeout (docs/configuration.md describes each).
+OVERLOAD_KEYS: tuple[str, ...] = (
+    *(f.name for f in dataclasses.fields(OverloadSettings)),
+    "retry_after",
+    "tcp_message_timeout",
+)
+
+
+def overload_options(items: Sequence[str]) -> dict[str, object]:
+    """`SidecarConfig` keyword arguments from ``KEY=VALUE`` strings (``sip2uc sidecar
+    --overload max_queue_delay=0.5``); ValueError naming the key for anything else."""
+    overload: dict[str, float | int] = {}
+    extra: dict[str, object] = {}
+    defaults = {f.name: f.default for f in dataclasses.fields(OverloadSettings)}
+    for item in items:
+        key, equals, text = item.partition("=")
+        key = key.strip()
+        if not equals or key not in OVERLOAD_KEYS:
+            raise ValueError(
+                f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(OVERLOAD_KEYS)}"
+            )
+        integral = key == "retry_after" or isinstance(defaults.get(key), int)
+        try:
+            value: float | int = int(text) if integral else float(text)
+        except ValueError:
+            kind = "a whole number" if integral else "a number"
+            raise ValueError(f"{key}: {text!r} is not {kind}") from None
+        if key in defaults:
+            overload[key] = value
+        elif not 1 <= value <= 3600:
+            raise ValueError(f"{key} must be 1-3600 s")
+        else:
+            extra[key] = value
+    if overload:
+        extra["overload"] = OverloadSettings(**overload)  # type: ignore[arg-type]
+    return extra

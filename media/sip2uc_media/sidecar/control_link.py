@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -48,6 +49,19 @@ BANS_REPORT_INTERVAL = 1.0
 
 # Answers that a retry would only repeat.
 _FINAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
+# Sessions refused for something a person must fix.
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    }
+)
+
+
+def _bearer(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def backoff_delay(
@@ -67,6 +81,7 @@ class ControlLink:
         target: str,
         *,
         token: str | None,
+        token_file: Path | None = None,
         hello: Callable[[], HelloInfo],
         on_settings: Callable[[EdgeSettings], None],
         credentials: grpc.ChannelCredentials | None = None,
@@ -83,9 +98,11 @@ class ControlLink:
         self._bans_timer: asyncio.TimerHandle | None = None
         self._bans_sent_at = float("-inf")
         self._target = target
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {token}"),) if token else ()
-        )
+        self._token = token
+        # Read again before every session, so that a rotated credential (`sip2uc sidecar enroll
+        # NAME --replace --output FILE`) is picked up without a restart.
+        self._token_file = token_file
+        self._metadata: tuple[tuple[str, str], ...] = _bearer(token)
         self._hello = hello
         self._on_settings = on_settings
         self._credentials = credentials
@@ -103,6 +120,10 @@ class ControlLink:
         self._register_stream: RegisterStream | None = None
         self._call_stream: CallStream | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._session_over = asyncio.Event()
+        self._stopping = False
+        #: The last refusal logged, so that a sidecar retrying with a bad credential says so once.
+        self._refusal_logged = ""
 
     @property
     def up(self) -> bool:
@@ -127,7 +148,14 @@ class ControlLink:
         self._stub = sidecar_pb2_grpc.SidecarServiceStub(self._channel)
         self._task = asyncio.create_task(self._run(), name="sip2uc-control-link")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 1.0) -> None:
+        """Leave: close our side of the session so that the control plane sees a sidecar that
+        stopped (not one that was lost), then tear the link down."""
+        self._stopping = True
+        if self._outgoing is not None:  # a session, welcomed or still saying hello
+            self._outgoing.put_nowait(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._session_over.wait(), grace)
         self._set_down()
         if self._task is not None:
             self._task.cancel()
@@ -146,7 +174,7 @@ class ControlLink:
 
     def bans_changed(self) -> None:
         """The bans changed: report them within `BANS_REPORT_INTERVAL` (one report for a burst)."""
-        if self._outgoing is None or self._bans_timer is not None:
+        if self._outgoing is None or not self._up or self._bans_timer is not None:
             return
         loop = asyncio.get_running_loop()
         wait = self._bans_sent_at + BANS_REPORT_INTERVAL - loop.time()
@@ -157,14 +185,14 @@ class ControlLink:
 
     def _send_bans(self) -> None:
         self._bans_timer = None
-        if self._outgoing is None or self._bans is None:
+        if self._outgoing is None or not self._up or self._bans is None:
             return
         loop = asyncio.get_running_loop()
         self._bans_sent_at = now = loop.time()
         self._outgoing.put_nowait(wire.bans(self._bans(), now, time.time()))
 
     def _set_down(self) -> None:
-        if self._up:
+        if self._up and not self._stopping:
             _log.warning("control plane link down; answering 503 until it is back")
         self._outgoing = None
         if self._bans_timer is not None:
@@ -194,16 +222,40 @@ class ControlLink:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                _log.debug("control session ended: %s %s", exc.code(), exc.details())
+                self._session_failed(exc)
+            except OSError as exc:
+                self._refused(f"cannot read the credential: {exc}")
             except Exception:
                 _log.exception("control session failed")
             self._set_down()
             attempt = 0 if welcomed else attempt + 1
             await asyncio.sleep(backoff_delay(attempt, self._rng))
 
+    def _session_failed(self, exc: grpc.aio.AioRpcError) -> None:
+        code = exc.code()
+        if code in _REFUSALS:
+            self._refused(f"{code.name}: {exc.details()}")
+        else:
+            _log.debug("control session ended: %s %s", code, exc.details())
+
+    def _refused(self, why: str) -> None:
+        """A refusal only a person can fix (a revoked or wrong credential, a name taken): said
+        once, at the level that reaches them, while the link keeps retrying."""
+        if why != self._refusal_logged:
+            self._refusal_logged = why
+            _log.error("control plane %s refused this sidecar: %s (retrying)", self._target, why)
+
+    def _credential(self) -> tuple[tuple[str, str], ...]:
+        if self._token_file is None:
+            return self._metadata
+        return _bearer(self._token_file.read_text().strip() or None)
+
     async def _session(self) -> bool:
         assert self._stub is not None
+        self._metadata = self._credential()
+        self._session_over.clear()
         outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] = asyncio.Queue()
+        self._outgoing = outgoing
         outgoing.put_nowait(wire.hello(self._hello()))
 
         async def requests() -> AsyncIterator[sidecar_pb2.ConnectRequest]:
@@ -221,6 +273,7 @@ class ControlLink:
                 received = wire.session_message(message)
                 if isinstance(received, Welcome):
                     self._apply(received.settings)
+                    self._refusal_logged = ""
                     welcomed = True
                     self.connects += 1
                     self._up = True
@@ -248,6 +301,8 @@ class ControlLink:
                 heartbeat.cancel()
             outgoing.put_nowait(None)
             call.cancel()
+            self._outgoing = None
+            self._session_over.set()
         return welcomed
 
     async def _carry_out(self, item: SettingsUpdate | Order) -> tuple[str, str] | None:
@@ -278,6 +333,17 @@ class ControlLink:
             legs, ports = self._load() if self._load is not None else (0, 0)
             outgoing.put_nowait(wire.heartbeat(legs, ports))
 
+    def backlog(self) -> tuple[int, float]:
+        """Requests to the control plane not yet answered, and the age of the oldest (s)."""
+        now = asyncio.get_running_loop().time()
+        in_flight, oldest = 0, 0.0
+        for stream in (self._register_stream, self._call_stream):
+            if stream is not None:
+                count, age = stream.backlog(now)
+                in_flight += count
+                oldest = max(oldest, age)
+        return in_flight, oldest
+
     # -- requests -------------------------------------------------------------------------------
 
     def register(self, attempt: RegisterAttempt, origin: Origin, done: RegisterDone) -> None:
@@ -306,7 +372,7 @@ class ControlLink:
                 done(None, ControlUnavailableError(f"Register failed: {error!r}"))
 
         # Called inside the REGISTER's span: the call carries that span's trace context.
-        stream.submit(wire.register_call(attempt, origin), "Register", resolve)
+        stream.submit(wire.register_call(attempt, origin, self._timeout_ms), "Register", resolve)
 
     def _calls(self) -> CallStream:
         assert self._stub is not None

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import random
 from collections.abc import Callable
 
+from sip2uc_core.refusal_log import RefusalLog, printable
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.errors import SipParseError
 from sip2uc_core.sip.framing import is_keepalive_datagram
 from sip2uc_core.sip.message import (
-    REASON_PHRASES,
     SipRequest,
     SipResponse,
     make_response,
@@ -44,11 +44,15 @@ from sip2uc_core.sip.transaction import (
     TransactionTimeout,
     TransportFailed,
 )
+from sip2uc_core.sip.uri import user_or_whole
 
 from ..transport.base import Source
 from .auth_guard import AuthGuard
 from .calls import CallHandler
+from .known_sources import KnownSources
+from .overload import retry_after as jittered
 from .protection import BanList, NetworkAllowList
+from .raw_response import error_response
 from .registrar import Registrar
 from .registration import RegisterControl, RegisterHandler
 from .telemetry import EdgeMetrics
@@ -88,6 +92,8 @@ class SipEdge:
         retry_after: int = 5,
         max_transactions: int = 200_000,
         max_held_bytes: int = 128 * 1024 * 1024,
+        known: KnownSources | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.registrar = registrar
@@ -100,14 +106,23 @@ class SipEdge:
         #: Logins' outcomes: bans (whole sources are dropped below, before parsing), metrics, logs.
         self.guard = AuthGuard(self.bans, self.metrics, clock)
         self._max_size = max_message_size
-        self._retry_after = retry_after
+        self._retry_after_base = retry_after
+        self._rng = rng or random.Random()
+        #: Sources with a live binding (the intake serves them first).
+        self.known = known if known is not None else KnownSources()
         # Handsets behind NAT rarely ask for rport but can only be reached at the source port.
         self.transactions = TransactionLayer(
             max_transactions=max_transactions, max_held_bytes=max_held_bytes, force_rport=True
         )
+        # The datagrams (by hash) that opened the live UDP server transactions, so that their
+        # retransmissions are absorbed without a parse (`absorb`).
+        self._by_datagram: dict[int, TransactionId] = {}
+        self._datagram_of: dict[TransactionId, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._logged_errors: set[str] = set()
+        #: Refusals a person can act on, logged once per source and reason.
+        self.refusals = RefusalLog(_log)
         self.internal_errors = 0
         self.registrations = RegisterHandler(
             name=name,
@@ -116,13 +131,17 @@ class SipEdge:
             edge=self,
             metrics=self.metrics,
             wall_clock=wall_clock,
-            retry_after=retry_after,
+            retry_after=self.retry_after,
         )
         self._methods: dict[str, Callable[[TransactionId, SipRequest, Endpoint], None]] = {
             "REGISTER": self.registrations.register,
             "OPTIONS": self._options,
         }
         self.calls: CallHandler | None = None
+
+    def retry_after(self) -> int:
+        """A Retry-After value for a 503, with jitter so that handsets spread out."""
+        return jittered(self._retry_after_base, self._rng)
 
     @property
     def _allow(self) -> str:
@@ -153,14 +172,20 @@ class SipEdge:
     def _drop(self, reason: str) -> None:
         self.metrics.dropped.add(1, {"reason": reason})
 
-    def _receive(self, data: bytes, source: Source) -> None:
-        host = source.host
+    def admits(self, host: str, now: float) -> bool:
+        """Whether the source passes the allow-lists and is not banned (counted if not); the
+        intake asks before it does anything else with a message."""
         if not (self.allow.allows(host) and self._local_allow.allows(host)):
             self._drop("not_allowed")
-            return
-        now = self._clock()
+            return False
         if self.bans.is_banned(host, now):
             self._drop("banned")
+            return False
+        return True
+
+    def _receive(self, data: bytes, source: Source) -> None:
+        now = self._clock()
+        if not self.admits(source.host, now):
             return
         if source.endpoint.transport is Transport.UDP and is_keepalive_datagram(data):
             return
@@ -186,9 +211,39 @@ class SipEdge:
         events = self.transactions.receive(message, dest, now)
         if not events:
             self.metrics.retransmissions.add(1, {"method": message.method})
+        elif dest.transport is Transport.UDP:
+            first = events[0]
+            if isinstance(first, RequestReceived) and first.txn_id is not None:
+                key = hash(data)
+                self._by_datagram[key] = first.txn_id
+                self._datagram_of[first.txn_id] = key
         for event in events:
             self._event(event)
         self._flush()
+
+    def absorb(self, data: bytes) -> bool:
+        """Whether `data` repeats the datagram that opened a live UDP server transaction; if
+        so the transaction layer does what a retransmission calls for (resend the last
+        response, or nothing yet, RFC 3261 §17.2) without the request being parsed again.
+
+        Datagrams are recognised by their hash (SipHash with the process's random key): a
+        collision among the live transactions is as likely as guessing a 64-bit key.
+        """
+        txn_id = self._by_datagram.get(hash(data))
+        if txn_id is None:
+            return False
+        try:
+            for event in self.transactions.retransmitted(txn_id, self._clock()):
+                self._event(event)
+            self._flush()
+        except Exception as exc:
+            self.internal_error(exc)
+        return True
+
+    def _forget_datagram(self, txn_id: TransactionId) -> None:
+        key = self._datagram_of.pop(txn_id, None)
+        if key is not None and self._by_datagram.get(key) == txn_id:
+            del self._by_datagram[key]
 
     def _event(self, event: Event) -> None:
         calls = self.calls
@@ -205,6 +260,7 @@ class SipEdge:
             if calls is not None:
                 calls.transaction_timeout(event.txn_id)
         elif isinstance(event, TransactionTerminated):
+            self._forget_datagram(event.txn_id)
             if calls is not None:
                 calls.transaction_ended(event.txn_id)
         elif isinstance(event, CancelReceived):
@@ -218,7 +274,7 @@ class SipEdge:
             )
         elif isinstance(event, Overloaded):
             response = make_response(
-                event.request, 503, headers=[("Retry-After", str(self._retry_after))]
+                event.request, 503, headers=[("Retry-After", str(self.retry_after()))]
             )
             self.transactions.send_stateless(response, event.reply_to)
             self.metrics.messages_out.add(1, {"method": event.request.method, "status": 503})
@@ -245,11 +301,27 @@ class SipEdge:
             handler(txn_id, request, source)
         elif request.method in _NOT_ALLOWED:
             self._reply(txn_id, request, 405, None, [("Allow", self._allow)])
+            self.refused(
+                source,
+                "method_not_allowed",
+                lambda: (
+                    f"405 for {request.method} from {_sender(request, source)}: "
+                    f"this sidecar serves {self._allow}"
+                ),
+            )
         elif request.method in _NO_TRANSACTION:
             self._reply(txn_id, request, 481, None)
         else:
             # INVITE and unknown methods (RFC 3261 §8.2.1).
             self._reply(txn_id, request, 501, None, [("Allow", self._allow)])
+            self.refused(
+                source,
+                "not_implemented",
+                lambda: (
+                    f"501 for {printable(request.method)} from "
+                    f"{_sender(request, source)}: not a method this sidecar knows"
+                ),
+            )
 
     # -- methods --------------------------------------------------------------------------------
 
@@ -318,6 +390,17 @@ class SipEdge:
         for event in self.transactions.terminate(txn_id):
             self._event(event)
 
+    def refused(
+        self, source: Endpoint, reason: str, message: Callable[[], str], level: int = logging.INFO
+    ) -> None:
+        """Count a refusal by `reason` (a short fixed word: a metric attribute) and log
+        `message()` once per source address and reason (it must hold no secret)."""
+        self.metrics.refusals.add(1, {"reason": reason})
+        self.refusals.note(source.host, reason, self._clock(), message, level)
+
+    def registered(self, host: str, expires: int) -> None:
+        self.known.mark(host, self._clock() + expires)
+
     def flush(self) -> None:
         self._flush()
 
@@ -370,43 +453,19 @@ class SipEdge:
 
     def _unparseable(self, data: bytes, error: SipParseError, source: Source) -> None:
         self._drop("malformed")
-        salvaged = _salvage_response(data, error.status)
+        salvaged = error_response(data, error.status)
         if salvaged is not None:
             source.send(salvaged)
             self.metrics.messages_out.add(1, {"method": "unknown", "status": error.status})
 
 
-_REQUEST_LINE_RE = re.compile(rb"\A(?:\r\n)*([A-Za-z]+) [^ \r\n]+ SIP/[0-9.]+\r\n")
-_HEADER_RE = re.compile(
-    rb"^(via|v|from|f|to|t|call-id|i|cseq)[ \t]*:[ \t]*([^\r\n]*)\r\n", re.I | re.M
-)
-_SALVAGE_NAMES = {b"v": b"Via", b"f": b"From", b"t": b"To", b"i": b"Call-ID"}
-
-
-def _salvage_response(data: bytes, status: int) -> bytes | None:
-    """The error response for a request the parser refused, built from its raw header lines.
-
-    Only when the request line and Via, From, To, Call-ID and CSeq can be read; otherwise the
-    message is dropped (RFC 3261 §16.3 would have a proxy do the same). Never for an ACK.
-    """
-    match = _REQUEST_LINE_RE.match(data)
-    if match is None or match.group(1).upper() == b"ACK":
-        return None
-    header_end = data.find(b"\r\n\r\n")
-    head = data if header_end < 0 else data[: header_end + 2]
-    lines: list[bytes] = []
-    seen: set[bytes] = set()
-    for found in _HEADER_RE.finditer(head):
-        name = found.group(1).lower()
-        canonical = _SALVAGE_NAMES.get(name, name.title() if name != b"call-id" else b"Call-ID")
-        if canonical == b"Cseq":
-            canonical = b"CSeq"
-        if canonical != b"Via" and canonical in seen:
-            return None
-        seen.add(canonical)
-        lines.append(canonical + b": " + found.group(2))
-    if seen != {b"Via", b"From", b"To", b"Call-ID", b"CSeq"}:
-        return None
-    reason = REASON_PHRASES.get(status, "Bad Request").encode()
-    start = b"SIP/2.0 %d %s\r\n" % (status, reason)
-    return start + b"\r\n".join(lines) + b"\r\nContent-Length: 0\r\n\r\n"
+def _sender(request: SipRequest, source: Endpoint) -> str:
+    """Who sent `request`, for a log line: its address, and its user and User-Agent as far as
+    they are printable."""
+    user = user_or_whole(request.from_.uri)
+    agent = request.headers.get("User-Agent") or ""
+    parts = [printable(user)] if user else []
+    if agent:
+        parts.append(printable(agent))
+    where = f"{source.host}:{source.port}"
+    return f"{where} ({', '.join(parts)})" if parts else where

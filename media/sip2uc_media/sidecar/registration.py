@@ -50,6 +50,8 @@ class RegisterEdge(Protocol):
     def ignore(self, txn_id: TransactionId, reason: str) -> None:
         """End a server transaction without answering (a banned source learns nothing)."""
 
+    def registered(self, host: str, expires: int) -> None: ...
+
     def internal_error(self, exc: BaseException) -> None: ...
 
 
@@ -63,7 +65,7 @@ class RegisterHandler:
         edge: RegisterEdge,
         metrics: EdgeMetrics,
         wall_clock: Callable[[], float],
-        retry_after: int,
+        retry_after: Callable[[], int],
     ) -> None:
         self.name = name
         self.registrar = registrar
@@ -71,7 +73,7 @@ class RegisterHandler:
         self._edge = edge
         self._metrics = metrics
         self._wall = wall_clock
-        self._retry_after = str(retry_after)
+        self._retry_after = retry_after
 
     def register(self, txn_id: TransactionId, request: SipRequest, source: Endpoint) -> None:
         span = tracer.start_span(
@@ -142,6 +144,8 @@ class RegisterHandler:
             self._edge.guard.failed(source.host, user)
         else:
             self._edge.guard.succeeded(source.host, user)
+            if result.outcome is RegisterOutcome.OK and result.bindings:
+                self._edge.registered(source.host, max(b.expires for b in result.bindings))
         span.set_attribute("sip.status_code", response.status)
         self._edge.respond(txn_id, response)
         self._edge.flush()
@@ -159,6 +163,6 @@ class RegisterHandler:
                 request,
                 503,
                 to_tag=self.registrar.tag_for(request),
-                headers=[("Retry-After", self._retry_after)],
+                headers=[("Retry-After", str(self._retry_after()))],
             ),
         )

@@ -10,7 +10,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from ..rtp.relay import LegStats
 
-__all__ = ["EdgeMetrics", "MediaMetrics", "tracer"]
+__all__ = ["EdgeMetrics", "IntakeMetrics", "MediaMetrics", "tracer"]
 
 tracer = trace.get_tracer("sip2uc_media.sidecar")
 
@@ -47,9 +47,109 @@ class EdgeMetrics:
         self.dropped = meter.create_counter(
             "sip2uc.sidecar.sip.dropped", description="SIP messages dropped, by reason"
         )
+        self.refusals = meter.create_counter(
+            "sip2uc.sidecar.sip.refusals",
+            description=(
+                "Requests refused for a reason a person can act on (405, 501, calls refused), "
+                "by reason"
+            ),
+        )
         self.retransmissions = meter.create_counter(
             "sip2uc.sidecar.sip.retransmissions",
             description="Retransmitted requests absorbed by server transactions",
+        )
+
+
+class IntakeMetrics:
+    """The overload picture: what the intake refused and why, how long messages waited, and
+    the work in flight (transactions, unanswered control-plane requests).
+
+    High-rate counts are kept as plain integers by their owners and read at collection time
+    (observable instruments): adding to an OpenTelemetry counter per shed message would cost
+    more than shedding it.
+    """
+
+    def __init__(self, meter: metrics.Meter | None = None) -> None:
+        self._meter = meter or metrics.get_meter("sip2uc_media.sidecar")
+        self.delay = self._meter.create_histogram(
+            "sip2uc.sidecar.overload.queue.delay",
+            unit="s",
+            description="How long messages waited in the intake before being served "
+            "(the first message of each batch)",
+            explicit_bucket_boundaries_advisory=[
+                0.001,
+                0.005,
+                0.01,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1.0,
+                2.0,
+                5.0,
+            ],
+        )
+
+    def observe(
+        self,
+        *,
+        refused: Callable[[], Iterable[tuple[str, int]]],
+        answered: Callable[[], int],
+        waiting: Callable[[], int],
+        oldest: Callable[[], float],
+        transactions: Callable[[], int],
+        control: Callable[[], tuple[int, float]],
+    ) -> None:
+        """Register the observable instruments; call once."""
+        meter = self._meter
+
+        def shed(_options: CallbackOptions) -> Iterable[Observation]:
+            for reason, count in refused():
+                yield Observation(count, {"reason": reason})
+
+        def gauge(read: Callable[[], float]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            def callback(_options: CallbackOptions) -> Iterable[Observation]:
+                yield Observation(read())
+
+            return callback
+
+        meter.create_observable_counter(
+            "sip2uc.sidecar.overload.shed",
+            callbacks=[shed],
+            description="Messages the intake did not serve, by reason (queue_delay and "
+            "control_backlog are answered 503 with Retry-After, the others dropped)",
+        )
+        meter.create_observable_counter(
+            "sip2uc.sidecar.overload.answered",
+            callbacks=[gauge(answered)],
+            description="503 responses sent for shed new work",
+        )
+        meter.create_observable_gauge(
+            "sip2uc.sidecar.overload.queue.waiting",
+            callbacks=[gauge(waiting)],
+            description="Messages waiting in the intake",
+        )
+        meter.create_observable_gauge(
+            "sip2uc.sidecar.overload.queue.oldest",
+            callbacks=[gauge(oldest)],
+            unit="s",
+            description="How long the oldest waiting message has waited",
+        )
+        meter.create_observable_gauge(
+            "sip2uc.sidecar.transactions",
+            callbacks=[gauge(transactions)],
+            description="SIP transactions in progress (server and client)",
+        )
+        meter.create_observable_gauge(
+            "sip2uc.sidecar.control.in_flight",
+            callbacks=[gauge(lambda: control()[0])],
+            description="Requests to the control plane not yet answered",
+        )
+        meter.create_observable_gauge(
+            "sip2uc.sidecar.control.oldest",
+            callbacks=[gauge(lambda: control()[1])],
+            unit="s",
+            description="How long the oldest unanswered request to the control plane has waited",
         )
 
 

@@ -381,8 +381,11 @@ def _command(message: sidecar_pb2.ConnectResponse, kind: str | None) -> Command 
 # -- REGISTER (RegisterStream) ------------------------------------------------------------------
 
 
-def register_call(attempt: RegisterAttempt, origin: Origin) -> sidecar_pb2.RegisterCall:
+def register_call(
+    attempt: RegisterAttempt, origin: Origin, timeout_ms: int = 0
+) -> sidecar_pb2.RegisterCall:
     return sidecar_pb2.RegisterCall(
+        timeout_ms=timeout_ms,
         request=sidecar_pb2.RegisterRequest(
             origin=_origin(origin),
             credentials=_credentials(attempt.credentials, attempt.method),
@@ -395,7 +398,7 @@ def register_call(attempt: RegisterAttempt, origin: Origin) -> sidecar_pb2.Regis
             ],
             remove_all=attempt.remove_all,
             cseq=attempt.cseq,
-        )
+        ),
     )
 
 

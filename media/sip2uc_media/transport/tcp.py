@@ -2,6 +2,9 @@
 
 Each connection frames by Content-Length, answers RFC 5626 §4.4.1 double-CRLF pings with a single
 CRLF, is closed after a framing error (a stream cannot be resynchronised), and is closed when idle.
+A message must also arrive whole within `message_timeout` of its first byte (a new connection's
+first message within as long of the connection opening): a peer that trickles a header a byte
+at a time (slowloris) would otherwise hold its connection, refreshed by every byte, for ever.
 The server caps the number of connections and remembers them by peer address, so that requests
 to a handset later reuse the connection it registered over (handsets behind NAT accept nothing
 else).
@@ -58,6 +61,9 @@ class StreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self.source: Source | None = None
         self.last_activity = clock()
+        #: Since when a message has been awaited: from the opening until the first message,
+        #: then from the first byte of each message until its last; None between messages.
+        self.pending_since: float | None = self.last_activity
         self.pings = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,10 +77,10 @@ class StreamConnection(asyncio.Protocol):
             local_host=local_host,
             local_port=local_port,
         )
-        self.last_activity = self._clock()
+        self.last_activity = self.pending_since = self._clock()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self._clock()
+        now = self.last_activity = self._clock()
         try:
             items = self._framer.feed(data)
         except SipParseError as exc:
@@ -84,13 +90,24 @@ class StreamConnection(asyncio.Protocol):
             return
         source = self.source
         assert source is not None
+        whole = False
         for item in items:
             if isinstance(item, KeepAlive):
                 if item.ping:
                     self.pings += 1
                     self.write(PONG)
                 continue
+            whole = True
             self._sink(item, source)
+        if whole:
+            # What is left over started in this chunk.
+            self.pending_since = now if self._framer.buffered else None
+        elif self.pending_since is None and self._framer.buffered:
+            self.pending_since = now
+
+    def overdue(self, now: float, timeout: float) -> bool:
+        """Whether the message awaited has taken longer than `timeout` to arrive whole."""
+        return self.pending_since is not None and now - self.pending_since > timeout
 
     def write(self, data: bytes) -> bool:
         transport = self._transport
@@ -130,12 +147,14 @@ class StreamServer:
         idle_timeout: float,
         clock: Callable[[], float],
         on_framing_error: Callable[[SipParseError], None] = lambda _e: None,
+        message_timeout: float = 20.0,
     ) -> None:
         self.kind = kind
         self._sink = sink
         self._max_message_size = max_message_size
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
+        self._message_timeout = message_timeout
         self._clock = clock
         self._on_framing_error = on_framing_error
         self.connections: dict[int, StreamConnection] = {}
@@ -146,6 +165,8 @@ class StreamServer:
         self.local_host = ""
         self.local_port = 0
         self.refused = 0
+        #: Connections closed because a message did not arrive whole in time.
+        self.timed_out = 0
 
     def _make(self) -> StreamConnection:
         return _CappedConnection(self)
@@ -194,13 +215,29 @@ class StreamServer:
 
     def _schedule_reap(self) -> None:
         loop = asyncio.get_running_loop()
-        self._reaper = loop.call_later(max(1.0, self._idle_timeout / 4), self._reap)
+        every = max(0.25, min(self._idle_timeout / 4, self._message_timeout / 4))
+        self._reaper = loop.call_later(every, self._reap)
 
     def _reap(self) -> None:
-        deadline = self._clock() - self._idle_timeout
-        for connection in [c for c in self.connections.values() if c.last_activity < deadline]:
-            connection.close()
+        self.reap(self._clock())
         self._schedule_reap()
+
+    def reap(self, now: float) -> None:
+        """Close the connections idle for `idle_timeout` and those whose message is overdue."""
+        idle_since = now - self._idle_timeout
+        timeout = self._message_timeout
+        for connection in list(self.connections.values()):
+            if connection.last_activity < idle_since:
+                connection.close()
+            elif connection.overdue(now, timeout):
+                self.timed_out += 1
+                _log.info(
+                    "closing %s connection from %s: no whole message within %.0f s",
+                    self.kind.via_name,
+                    connection.source,
+                    timeout,
+                )
+                connection.close()
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -241,6 +278,7 @@ async def open_stream_server(
     max_message_size: int = 65535,
     max_connections: int = 4096,
     idle_timeout: float = 3600.0,
+    message_timeout: float = 20.0,
     clock: Callable[[], float],
     on_framing_error: Callable[[SipParseError], None] = lambda _e: None,
 ) -> StreamServer:
@@ -252,6 +290,7 @@ async def open_stream_server(
         idle_timeout=idle_timeout,
         clock=clock,
         on_framing_error=on_framing_error,
+        message_timeout=message_timeout,
     )
     await server.start(host, port, ssl_context)
     return server

@@ -279,7 +279,11 @@ async def test_server_errors_are_retried_with_backoff(
     async with running(graph) as bridge:
         await bridge.publish([state(ALICE, A.IN_A_CALL)])
         await eventually(shows(graph, ALICE, "Busy", "InACall"))
-        assert bridge.status.state is ConnectionState.CONNECTED
+        # The stand-in holds the state once it answered; the bridge reads the answer after.
+        await eventually(
+            lambda: bridge.status.state is ConnectionState.CONNECTED,
+            what="the bridge to read the answer and report itself connected",
+        )
         assert (
             bridge.status.last_error is not None
             and f"HTTP {statuses[-1]}" in bridge.status.last_error

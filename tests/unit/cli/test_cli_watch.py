@@ -47,19 +47,29 @@ def test_dropped_stream_resumes_from_the_last_cursor() -> None:
         ([change("3", common_pb2.AVAILABILITY_AWAY)], None),
     )
     seen: list[str] = []
-    retries: list[float] = []
+    retries: list[tuple[str, float]] = []
     sleeps: list[float] = []
+    resumed: list[str] = []
 
     def on_message(response: presence_pb2.WatchPresenceResponse) -> bool:
         seen.append(response.cursor)
         return response.cursor != "3"
 
-    last = watch_loop(server.open, "", on_message, lambda _r, d: retries.append(d), sleeps.append)
+    last = watch_loop(
+        server.open,
+        "",
+        on_message,
+        lambda r, d: retries.append((r, d)),
+        sleeps.append,
+        on_resumed=lambda: resumed.append(seen[-1]),
+    )
 
     assert server.opened == [("", False), ("2", True)]
     assert seen == ["1", "2", "3"]
-    assert retries == [0.5]
+    # gRPC's own words ("Socket closed", "Cancelling all calls") are not a person's.
+    assert retries == [("lost the connection to the control plane", 0.5)]
     assert sleeps == [0.5]
+    assert resumed == ["2"]  # said once, before the first message after the drop
     assert last == "3"
 
 
@@ -84,7 +94,7 @@ def test_stream_closed_by_the_server_is_reopened() -> None:
     watch_loop(
         server.open, "", lambda r: r.cursor != "8", lambda r, _d: reasons.append(r), lambda _s: None
     )
-    assert reasons == ["the server closed the stream"]
+    assert reasons == ["the control plane closed the stream"]
     assert server.opened[1] == ("7", True)
 
 

@@ -7,11 +7,19 @@ import grpc
 import pytest
 from sip2uc_control.app import ControlConfig, ControlPlane
 
+from .in_memory import Clock
+
 
 @pytest.fixture
-async def control(tmp_path: Path) -> AsyncIterator[ControlPlane]:
+def clock() -> Clock:
+    """The control plane's time: it moves only when a test moves it."""
+    return Clock()
+
+
+@pytest.fixture
+async def control(tmp_path: Path, clock: Clock) -> AsyncIterator[ControlPlane]:
     plane = ControlPlane(
-        ControlConfig(data_dir=tmp_path, grpc_listen="127.0.0.1:0", metrics_listen=None)
+        ControlConfig(data_dir=tmp_path, grpc_listen="127.0.0.1:0", metrics_listen=None), clock
     )
     await plane.start()
     yield plane

@@ -21,6 +21,7 @@ class Job:
     cid: int
     key: str | None
     timeout: float = 0.0
+    sheddable: bool = False
 
 
 class Durations:
@@ -40,7 +41,10 @@ def job_spec(
         service="test.Service",
         stream_method="Stream",
         calls_of=lambda jobs: [
-            streams.StreamedCall(j, j.cid, "", "", "Do", key=j.key, timeout=j.timeout) for j in jobs
+            streams.StreamedCall(
+                j, j.cid, "", "", "Do", key=j.key, timeout=j.timeout, sheddable=j.sheddable
+            )
+            for j in jobs
         ],
         handle=handle,  # type: ignore[arg-type]
         error_reply=lambda cid, code, message: (cid, f"error {code}: {message}"),
@@ -101,6 +105,100 @@ async def test_a_call_whose_deadline_passed_while_waiting_for_its_leg_does_not_r
     queue.put_nowait(None)
     assert sorted(replies) == [(1, "ok"), (2, "error 4: deadline exceeded"), (3, "ok")]
     assert ran == [1, 3]
+
+
+async def test_no_more_calls_run_at_once_than_the_limit_and_the_rest_start_in_order() -> None:
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def handle(job: Job) -> tuple[int, str]:
+        started.append(job.cid)
+        await release.wait()
+        return (job.cid, "ok")
+
+    queue: asyncio.Queue[list[Job] | None] = asyncio.Queue()
+    out = streams.serve(
+        job_spec(handle),
+        messages(queue),
+        Durations(),  # type: ignore[arg-type]
+        limits=streams.StreamLimits(max_running=2),
+    )
+    queue.put_nowait([Job(n, None) for n in range(1, 6)])
+    first = asyncio.ensure_future(anext(out))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert started == [1, 2]
+    release.set()
+    replies = list(await first)
+    while len(replies) < 5:
+        replies.extend(await anext(out))
+    queue.put_nowait(None)
+    assert started == [1, 2, 3, 4, 5]
+    assert sorted(replies) == [(n, "ok") for n in range(1, 6)]
+
+
+async def test_new_work_is_refused_while_the_oldest_waiting_call_waited_half_its_deadline() -> None:
+    release = asyncio.Event()
+    now = [100.0]
+
+    async def handle(job: Job) -> tuple[int, str]:
+        await release.wait()
+        return (job.cid, "ok")
+
+    queue: asyncio.Queue[list[Job] | None] = asyncio.Queue()
+    out = streams.serve(
+        job_spec(handle),
+        messages(queue),
+        Durations(),  # type: ignore[arg-type]
+        clock=lambda: now[0],
+        limits=streams.StreamLimits(max_running=1),
+    )
+    queue.put_nowait([Job(1, None, timeout=2.0), Job(2, None, timeout=2.0)])  # 2 waits
+    first = asyncio.ensure_future(anext(out))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    now[0] += 1.5  # call 2 has waited 1.5 s of its 2 s
+    queue.put_nowait(
+        [
+            Job(3, None, timeout=2.0, sheddable=True),  # new work: refused
+            Job(4, "leg", timeout=2.0),  # work under way: queued
+        ]
+    )
+    refused = await first
+    assert refused == [(3, "error 8: control plane overloaded, try later")]
+    now[0] += 0.4
+    release.set()
+    replies: list[tuple[int, str]] = []
+    while len(replies) < 3:
+        replies.extend(await anext(out))
+    queue.put_nowait(None)
+    # Call 2 started 1.9 s after it came, still within its deadline.
+    assert sorted(replies) == [(1, "ok"), (2, "ok"), (4, "ok")]
+
+
+async def test_new_work_is_refused_when_too_many_calls_are_in_flight() -> None:
+    release = asyncio.Event()
+
+    async def handle(job: Job) -> tuple[int, str]:
+        await release.wait()
+        return (job.cid, "ok")
+
+    queue: asyncio.Queue[list[Job] | None] = asyncio.Queue()
+    out = streams.serve(
+        job_spec(handle),
+        messages(queue),
+        Durations(),  # type: ignore[arg-type]
+        limits=streams.StreamLimits(max_in_flight=2),
+    )
+    queue.put_nowait([Job(n, None, sheddable=True) for n in range(1, 4)])
+
+    assert await anext(out) == [(3, "error 8: control plane overloaded, try later")]
+    release.set()
+    replies: list[tuple[int, str]] = []
+    while len(replies) < 2:
+        replies.extend(await anext(out))
+    queue.put_nowait(None)
+    assert sorted(replies) == [(1, "ok"), (2, "ok")]
 
 
 # -- CallStream over gRPC ------------------------------------------------------------------------

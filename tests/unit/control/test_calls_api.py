@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -19,6 +20,7 @@ from sip2uc.v1 import (
 )
 from sip2uc_control.app import ControlPlane
 
+from .in_memory import Clock
 from .sidecar_session import SidecarSession, media
 
 PW = "s3cret-pw"
@@ -228,7 +230,10 @@ async def test_forward_code_then_calls_go_to_the_target(channel: grpc.aio.Channe
         assert fork.destination.port == 41003  # 203's handset rings
 
 
-async def test_no_answer_within_the_users_timeout_gives_480(channel: grpc.aio.Channel) -> None:
+async def test_no_answer_within_the_users_timeout_gives_480(
+    control: ControlPlane, channel: grpc.aio.Channel, clock: Clock
+) -> None:
+    assert control.core is not None
     await add_user(channel, "201")
     await add_user(channel, "202")
     users = users_pb2_grpc.UserServiceStub(channel)
@@ -243,10 +248,14 @@ async def test_no_answer_within_the_users_timeout_gives_480(channel: grpc.aio.Ch
     async with SidecarSession(channel, "s1") as s1:
         await s1.register("201", PW, 41001)
         await s1.register("202", PW, 42001)
-        await s1.invite("201", PW, "202", leg_id="A")
+        resp = await s1.invite("201", PW, "202", leg_id="A")
         fork = await s1.next("create_leg")
-        # The sweeper runs every 250 ms: the fork is cancelled and the caller told after ~5 s.
-        ends = [await s1.next("end_leg", timeout=8) for _ in range(2)]
+        clock.advance(4.9)
+        await control.core.sweep()
+        assert [c.id for c in control.core.calls.live()] == [resp.call_id]  # still ringing
+        clock.advance(0.1)
+        await control.core.sweep()
+        ends = [await s1.next("end_leg") for _ in range(2)]
         assert {e.leg_id for e in ends} == {fork.leg_id, "A"}
         assert [e.status for e in ends if e.leg_id == "A"] == [480]
 
@@ -305,3 +314,49 @@ async def test_a_call_on_a_sidecar_lost_past_its_grace_ends_and_frees_its_users(
     live = await calls.ListCalls(calls_pb2.ListCallsRequest())
     assert list(live.calls) == []
     assert (await presence_of(channel, "201")).availability == common_pb2.AVAILABILITY_AVAILABLE
+
+
+async def test_an_ending_call_is_found_while_its_history_row_is_written(
+    control: ControlPlane, channel: grpc.aio.Channel
+) -> None:
+    await add_user(channel, "201")
+    await add_user(channel, "202")
+    calls = calls_pb2_grpc.CallServiceStub(channel)
+    async with SidecarSession(channel, "s1") as s1:
+        await s1.register("201", PW, 41001)
+        await s1.register("202", PW, 42001)
+        resp = await s1.invite("201", PW, "202", leg_id="A")
+        fork = await s1.next("create_leg")
+        await s1.report(
+            resp.call_id,
+            fork.leg_id,
+            sidecar_pb2.LEG_STATE_ANSWERED,
+            status=200,
+            media=media(31000, ("PCMA", 8)),
+        )
+        await s1.next("answer_leg")
+
+        # Hold the group commit that stores the ended call in the history.
+        assert control.core is not None
+        db = control.core.db
+        writing, release = asyncio.Event(), asyncio.Event()
+        submit_rows = db.submit_rows
+
+        async def held(statements: Any) -> None:
+            writing.set()
+            await release.wait()
+            await submit_rows(statements)
+
+        db.submit_rows = held  # type: ignore[method-assign]
+        bye = asyncio.create_task(s1.bye("A", "bye"))
+        await asyncio.wait_for(writing.wait(), 5)
+
+        name = f"calls/{resp.call_id}"
+        assert (await calls.ListCalls(calls_pb2.ListCallsRequest())).calls == []
+        ending = (await calls.GetCall(calls_pb2.GetCallRequest(name=name))).call
+        assert (ending.state, ending.end_reason) == (calls_pb2.CALL_STATE_ENDED, "caller hung up")
+
+        release.set()
+        await asyncio.wait_for(bye, 5)
+        stored = (await calls.GetCall(calls_pb2.GetCallRequest(name=name))).call
+        assert (stored.state, stored.end_reason) == (calls_pb2.CALL_STATE_ENDED, "caller hung up")

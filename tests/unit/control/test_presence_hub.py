@@ -1,34 +1,46 @@
-"""PresenceHub: changes apply in memory at once, are written in batches, and are never dropped."""
+"""PresenceHub over the database: changes apply in memory at once, are written in batches, and
+are never dropped."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sip2uc_control.presence import Availability, PresenceEngine, PresenceRecord, Transition
-from sip2uc_control.presence_hub import PresenceHub
-from sip2uc_control.store.db import Database, Rows, open_database
+from sip2uc_control.presence_hub import LoggedChange, PresenceHub, StoredPresence
+from sip2uc_control.store.db import Database, open_database
+from sip2uc_control.store.presence import PresenceStore
 from sqlalchemy import text
 
 
-class FlakyDatabase:
-    """Fails the first `failures` batches, then hands them to the real database."""
+class FlakyStore:
+    """Records each batch and fails the first `failures`, then hands them to the real store."""
 
     def __init__(self, db: Database, failures: int) -> None:
-        self.db = db
-        self.engine = db.engine
+        self.store = PresenceStore(db)
         self.failures = failures
-        self.batches: list[list[Rows]] = []
+        self.batches: list[tuple[list[str], list[tuple[int, str]]]] = []
 
-    async def submit_rows(self, statements: list[Rows]) -> None:
-        self.batches.append(statements)
+    async def load(self, recent: int) -> StoredPresence:
+        return await self.store.load(recent)
+
+    async def write(
+        self, records: Mapping[str, PresenceRecord], events: Sequence[tuple[LoggedChange, float]]
+    ) -> None:
+        self.batches.append((list(records), [(e.seq, e.change.user) for e, _at in events]))
         if self.failures:
             self.failures -= 1
             raise OSError("disk full")
-        await self.db.submit_rows(statements)
+        await self.store.write(records, events)
+
+    async def changes_after(self, cursor: int) -> list[LoggedChange] | None:
+        return await self.store.changes_after(cursor)
+
+    async def trim(self, up_to: int) -> None:
+        await self.store.trim(up_to)
 
 
 @pytest.fixture
@@ -63,7 +75,7 @@ async def stored_events(db: Database) -> list[tuple[int, str]]:
 
 
 async def test_apply_changes_the_record_before_anything_is_written(db: Database) -> None:
-    hub = PresenceHub(db, PresenceEngine(), lambda: 100.0)
+    hub = PresenceHub(PresenceStore(db), PresenceEngine(), lambda: 100.0)
     change = hub.apply("u1", manual(Availability.BUSY))
     assert change is not None
     assert hub.effective("u1").availability is Availability.BUSY
@@ -75,22 +87,26 @@ async def test_apply_changes_the_record_before_anything_is_written(db: Database)
 async def test_changes_queued_together_are_one_batch_with_consecutive_sequence_numbers(
     db: Database,
 ) -> None:
-    flaky = FlakyDatabase(db, failures=0)
-    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0)  # type: ignore[arg-type]
+    flaky = FlakyStore(db, failures=0)
+    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0)
     hub.apply("u1", manual(Availability.BUSY))
     hub.apply("u2", manual(Availability.AWAY))
     hub.apply("u1", manual(Availability.DO_NOT_DISTURB))
     await hub.drain()
-    assert len(flaky.batches) == 1
-    records, events = flaky.batches[0]
-    assert [row["u"] for row in records[1]] == ["u1", "u2"]  # the latest record per user
-    assert [(row["s"], row["u"]) for row in events[1]] == [(1, "u1"), (2, "u2"), (3, "u1")]
+    assert flaky.batches == [
+        (["u1", "u2"], [(1, "u1"), (2, "u2"), (3, "u1")])  # the latest record per user
+    ]
     assert await stored_events(db) == [(1, "u1"), (2, "u2"), (3, "u1")]
 
 
 async def test_a_failed_write_is_retried_and_published_only_once_committed(db: Database) -> None:
-    flaky = FlakyDatabase(db, failures=2)
-    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0)  # type: ignore[arg-type]
+    flaky = FlakyStore(db, failures=2)
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    hub = PresenceHub(flaky, PresenceEngine(), lambda: 100.0, sleep=pause)
     published: list[int] = []
     watcher = hub.watch(None, 0, lambda: [])
 
@@ -104,12 +120,13 @@ async def test_a_failed_write_is_retried_and_published_only_once_committed(db: D
     await reader
     assert change is not None
     assert len(flaky.batches) == 3
+    assert pauses == [0.1, 0.2]  # backing off between attempts
     assert published == [1]
     assert await stored_events(db) == [(1, "u1")]
 
 
 async def test_a_change_for_a_deleted_user_does_not_block_the_others(db: Database) -> None:
-    hub = PresenceHub(db, PresenceEngine(), lambda: 100.0)
+    hub = PresenceHub(PresenceStore(db), PresenceEngine(), lambda: 100.0)
     hub.apply("gone", manual(Availability.BUSY))
     hub.apply("u1", manual(Availability.AWAY))
     await hub.drain()

@@ -152,6 +152,53 @@ async def test_list_pages_and_filters(channel: grpc.aio.Channel) -> None:
     assert violations(info.value)[0][0] == "page_token"
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('extension = "456"', "'=' is not supported"),
+        ("display_name:alice AND extension:456", "'AND' is not supported"),
+        ("(alice)", "'(' is not supported"),
+        ("ali*", "'*' is not supported"),
+        ("alice\x00", "must not hold control characters"),
+        ("a" * 257, "at most 256 characters"),
+    ],
+)
+async def test_a_filter_that_is_no_plain_text_is_refused_with_its_field(
+    channel: grpc.aio.Channel, text: str, why: str
+) -> None:
+    stub = users_pb2_grpc.UserServiceStub(channel)
+    await stub.CreateUser(users_pb2.CreateUserRequest(user=alice()))
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ListUsers(users_pb2.ListUsersRequest(filter=text))
+
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    ((field, description),) = violations(info.value)
+    assert field == "filter"
+    assert why in description
+
+
+async def test_a_plain_filter_may_hold_what_names_and_addresses_do(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = users_pb2_grpc.UserServiceStub(channel)
+    await stub.CreateUser(users_pb2.CreateUserRequest(user=alice(display_name="Alice O'Brien")))
+
+    counts = {}
+    for text in ("o'brien", "sip:alice@example.com", "+49891", "  ALICE  ", "or", "bob"):
+        found = await stub.ListUsers(users_pb2.ListUsersRequest(filter=text))
+        counts[text] = found.total_size
+
+    assert counts == {
+        "o'brien": 1,
+        "sip:alice@example.com": 1,
+        "+49891": 1,
+        "  ALICE  ": 1,
+        "or": 0,  # a word, not an operator
+        "bob": 0,
+    }
+
+
 async def test_update_changes_only_masked_fields_and_keeps_the_password(
     channel: grpc.aio.Channel,
 ) -> None:

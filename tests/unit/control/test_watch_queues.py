@@ -62,4 +62,4 @@ async def test_a_calls_watcher_that_stops_reading_is_dropped(
         fork = await s1.next("create_leg")
         await s1.report(resp.call_id, fork.leg_id, sidecar_pb2.LEG_STATE_RINGING, status=180)
     assert (slow.overflowed, await slow.get()) == (True, None)
-    assert slow not in control.core.calls._watchers
+    assert slow not in control.core.calls.registry.watchers

@@ -87,3 +87,128 @@ async def test_unknown_field_in_the_mask_is_refused(admin: admin_pb2_grpc.AdminS
         await update(admin, admin_pb2.Settings(), "colour")
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fields(info.value) == ["update_mask"]
+
+
+# -- every setting has a bound ---------------------------------------------------------------
+
+CONFIGURATION_MD = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+MEGABYTE = "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("settings", "path", "field"),
+    [
+        (admin_pb2.Settings(realm=MEGABYTE), "realm", "settings.realm"),
+        (admin_pb2.Settings(realm="r" * 129), "realm", "settings.realm"),
+        (admin_pb2.Settings(realm="tab\there"), "realm", "settings.realm"),
+        (admin_pb2.Settings(sip_domain="a" * 254), "sip_domain", "settings.sip_domain"),
+        (admin_pb2.Settings(sip_domain="under_score.example"), "sip_domain", "settings.sip_domain"),
+        (
+            admin_pb2.Settings(
+                presence_codes=[
+                    admin_pb2.PresenceCode(
+                        code=f"*{n:03d}", action=admin_pb2.PRESENCE_CODE_ACTION_AWAY
+                    )
+                    for n in range(101)
+                ]
+            ),
+            "presence_codes",
+            "settings.presence_codes",
+        ),
+        (
+            admin_pb2.Settings(media_timeout_seconds=3601),
+            "media_timeout_seconds",
+            "settings.media_timeout_seconds",
+        ),
+        (
+            admin_pb2.Settings(default_channel_limit=100_001),
+            "default_channel_limit",
+            "settings.default_channel_limit",
+        ),
+        (
+            admin_pb2.Settings(
+                sidecars=[admin_pb2.SidecarPolicy(name=f"s{n}") for n in range(1001)]
+            ),
+            "sidecars",
+            "settings.sidecars",
+        ),
+        (
+            admin_pb2.Settings(sidecars=[admin_pb2.SidecarPolicy(name="a", channel_limit=100_001)]),
+            "sidecars",
+            "settings.sidecars[0].channel_limit",
+        ),
+        (
+            admin_pb2.Settings(sidecars=[admin_pb2.SidecarPolicy(name="a b")]),
+            "sidecars",
+            "settings.sidecars[0].name",
+        ),
+        (
+            admin_pb2.Settings(
+                sidecars=[admin_pb2.SidecarPolicy(name="a"), admin_pb2.SidecarPolicy(name="a")]
+            ),
+            "sidecars",
+            "settings.sidecars[1].name",
+        ),
+        (
+            admin_pb2.Settings(
+                sidecars=[
+                    admin_pb2.SidecarPolicy(
+                        name="a", allowed_networks=[f"10.0.{n}.0/24" for n in range(101)]
+                    )
+                ]
+            ),
+            "sidecars",
+            "settings.sidecars[0].allowed_networks",
+        ),
+        (
+            admin_pb2.Settings(upstream_trunk=admin_pb2.UpstreamTrunk(allowed_pattern="9" * 257)),
+            "upstream_trunk",
+            "settings.upstream_trunk.allowed_pattern",
+        ),
+        (
+            admin_pb2.Settings(upstream_trunk=admin_pb2.UpstreamTrunk(address="h" * 262)),
+            "upstream_trunk",
+            "settings.upstream_trunk.address",
+        ),
+    ],
+)
+async def test_a_value_beyond_its_bound_is_refused_with_its_field(
+    admin: admin_pb2_grpc.AdminServiceStub, settings: admin_pb2.Settings, path: str, field: str
+) -> None:
+    before = (await admin.GetSettings(admin_pb2.GetSettingsRequest())).settings
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await update(admin, settings, path)
+
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields(info.value) == [field]
+    assert len(info.value.details() or "") < 1000  # the refusal does not quote a megabyte back
+    assert (await admin.GetSettings(admin_pb2.GetSettingsRequest())).settings == before
+
+
+async def test_values_at_their_bounds_are_kept(admin: admin_pb2_grpc.AdminServiceStub) -> None:
+    saved = await update(
+        admin,
+        admin_pb2.Settings(
+            realm="r" * 128,
+            sip_domain="a" * 63 + "." + "b" * 63,
+            default_channel_limit=100_000,
+            sidecars=[admin_pb2.SidecarPolicy(name="vlan-10.site_a", channel_limit=100_000)],
+        ),
+        "realm",
+        "sip_domain",
+        "default_channel_limit",
+        "sidecars",
+    )
+    assert (len(saved.realm), saved.default_channel_limit) == (128, 100_000)
+
+
+def test_the_configuration_reference_gives_every_setting_its_bound() -> None:
+    rows: dict[str, str] = {}
+    for line in CONFIGURATION_MD.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells[2]
+    for name in admin_pb2.Settings.DESCRIPTOR.fields_by_name:
+        assert name in rows, f"docs/configuration.md has no row for {name}"
+        assert rows[name] and rows[name] != "-", f"docs/configuration.md gives {name} no bound"

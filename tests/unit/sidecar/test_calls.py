@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -54,6 +55,7 @@ class RecordingEdge:
         self.requests: list[tuple[SipRequest, Endpoint]] = []
         self.ignored: list[TransactionId] = []
         self.guard = AuthGuard(BanList(), EdgeMetrics(), clock=lambda: 0.0)
+        self.refusals: list[tuple[str, str, str, int]] = []
         self._txn = itertools.count(100)
 
     def respond(self, txn_id: TransactionId, response: SipResponse) -> None:
@@ -69,6 +71,11 @@ class RecordingEdge:
 
     def ignore(self, txn_id: TransactionId, reason: str) -> None:
         self.ignored.append(txn_id)
+
+    def refused(
+        self, source: Endpoint, reason: str, message: Callable[[], str], level: int = logging.INFO
+    ) -> None:
+        self.refusals.append((source.host, reason, message(), level))
 
     def flush(self) -> None:
         pass
@@ -228,6 +235,14 @@ async def test_a_rejected_invite_gets_the_status_and_frees_its_relay_ports(
     await eventually(rejected, "the 404")
     assert harness.relay.legs() == []
     assert harness.handler.active_legs == 0
+    assert harness.edge.refusals == [
+        (
+            "192.0.2.10",
+            "call_rejected_404",
+            "call from +4930123 (192.0.2.10:5060) to 200 refused with 404: Not Found",
+            logging.INFO,
+        )
+    ]
 
 
 async def test_ringing_and_busy_commands_are_relayed_to_the_caller_and_acknowledged(
@@ -331,6 +346,15 @@ async def test_a_full_sidecar_answers_503_without_asking_the_control_plane(
     second = [r for txn, r in harness.edge.responses if txn == TransactionId(2)]
     assert [(r.status, r.headers.get("Retry-After")) for r in second] == [(503, "5")]
     assert len(harness.relay.legs()) == 2  # the first call's two relay legs only
+    assert harness.edge.refusals == [
+        (
+            "192.0.2.10",
+            "channel_limit",
+            "call from +4930123 (192.0.2.10:5060) to 200 refused with 503: "
+            "channel limit reached (1 legs)",
+            logging.WARNING,
+        )
+    ]
 
 
 # --- handsets: 407 challenges and what the control plane's verdict does --------------------------

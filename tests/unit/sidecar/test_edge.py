@@ -5,6 +5,8 @@ only because the edge arms its transaction timers there)."""
 
 from __future__ import annotations
 
+import random
+
 from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import (
     NonceCountTracker,
@@ -29,6 +31,13 @@ from sip2uc_media.transport.base import Source
 
 SECRET = b"s" * 32
 HANDSET = ("192.0.2.10", 5062)
+
+
+class NoJitter(random.Random):
+    """Retry-After exactly the configured base (the jitter has its own test)."""
+
+    def randint(self, a: int, b: int) -> int:
+        return a
 
 
 class FakeControl:
@@ -76,6 +85,7 @@ class Harness:
             local_allow=NetworkAllowList(allow or []),
             max_message_size=2048,
             retry_after=7,
+            rng=NoJitter(),
         )
 
     def _send(self, data: bytes, dest: Endpoint) -> bool:
@@ -193,6 +203,33 @@ async def test_a_retransmission_while_the_control_plane_decides_is_absorbed_and_
 
     assert len(h.control.calls) == 1
     assert [r.status for r in h.responses()] == [401, 200]
+
+
+async def test_the_datagram_of_a_live_transaction_is_recognised_without_being_parsed() -> None:
+    h = Harness()
+    message = authorized(h)
+    h.deliver(message)
+
+    assert h.edge.absorb(message)  # the control plane is deciding: nothing to resend yet
+    assert [r.status for r in h.responses()] == [401]
+    h.control.answer(RegisterOutcome.OK)
+    assert h.edge.absorb(message)  # answered: the stored 200 goes out again
+    assert [r.status for r in h.responses()] == [401, 200, 200]
+    assert h.sent[-1][0] == h.sent[-2][0]
+    assert len(h.control.calls) == 1
+    assert not h.edge.absorb(message.replace(b"z9hG4bK2", b"z9hG4bK3"))
+
+
+async def test_a_datagram_is_forgotten_with_its_transaction() -> None:
+    h = Harness()
+    message = request("OPTIONS")
+    h.deliver(message)
+    assert h.edge.absorb(message)
+
+    h.now += 40.0  # Timer J (64*T1) has ended the transaction
+    h.edge._on_timer()
+
+    assert not h.edge.absorb(message)
 
 
 async def test_a_retransmission_after_the_answer_gets_the_same_answer_again() -> None:

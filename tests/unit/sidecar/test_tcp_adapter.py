@@ -158,3 +158,102 @@ async def test_one_host_cannot_take_every_connection_slot() -> None:
         for _, writer in writers:
             writer.close()
         await server.stop()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_connection(clock: Clock) -> tuple[StreamConnection, FakeTransport, list[bytes]]:
+    received: list[bytes] = []
+    conn = StreamConnection(
+        Transport.TCP, lambda data, _s: received.append(data), max_message_size=1024, clock=clock
+    )
+    transport = FakeTransport()
+    conn.connection_made(transport)
+    return conn, transport, received
+
+
+def test_a_header_trickled_byte_by_byte_is_overdue_however_often_bytes_come() -> None:
+    clock = Clock()
+    conn, _, received = timed_connection(clock)
+
+    for byte in OPTIONS[:40]:
+        clock.now += 0.5
+        conn.data_received(bytes([byte]))
+
+    assert received == []
+    assert conn.overdue(clock.now, timeout=19.9)
+    assert not conn.overdue(clock.now, timeout=20.0)
+
+
+def test_a_connection_that_never_sends_a_message_is_overdue_from_its_opening() -> None:
+    clock = Clock()
+    conn, _, _ = timed_connection(clock)
+
+    clock.now += 5.0
+    conn.data_received(b"\r\n\r\n")  # keep-alives are not messages
+
+    assert conn.overdue(clock.now, timeout=4.9)
+
+
+def test_between_messages_a_connection_may_stay_idle() -> None:
+    clock = Clock()
+    conn, _, received = timed_connection(clock)
+
+    conn.data_received(OPTIONS)
+    clock.now += 1000.0
+
+    assert received == [OPTIONS]
+    assert not conn.overdue(clock.now, timeout=20.0)
+
+
+def test_the_clock_of_a_message_starts_at_its_first_byte() -> None:
+    clock = Clock()
+    conn, _, received = timed_connection(clock)
+
+    clock.now += 15.0
+    conn.data_received(OPTIONS + OPTIONS[:10])  # one whole message, the next one begun
+    clock.now += 15.0
+
+    assert received == [OPTIONS]
+    assert conn.overdue(clock.now, timeout=14.9)
+    assert not conn.overdue(clock.now, timeout=15.0)
+
+
+async def test_the_server_closes_overdue_connections_and_keeps_the_others() -> None:
+    clock = Clock()
+    server = await open_stream_server(
+        Transport.TCP,
+        "127.0.0.1",
+        0,
+        lambda _d, _s: None,
+        clock=clock,
+        idle_timeout=3600.0,
+        message_timeout=20.0,
+    )
+    try:
+        slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", server.local_port)
+        _good_reader, good_writer = await asyncio.open_connection("127.0.0.1", server.local_port)
+        slow_writer.write(OPTIONS[:30])
+        good_writer.write(OPTIONS)
+        await asyncio.gather(slow_writer.drain(), good_writer.drain())
+        for _ in range(10_000):  # until the server has read the whole message
+            if any(c.pending_since is None for c in server.connections.values()):
+                break
+            await asyncio.sleep(0.001)
+        clock.now += 25.0
+
+        server.reap(clock.now)
+
+        assert await asyncio.wait_for(slow_reader.read(), 5) == b""
+        assert server.timed_out == 1
+        assert len(server.connections) == 1
+    finally:
+        for writer in (slow_writer, good_writer):
+            writer.close()
+        await server.stop()

@@ -314,6 +314,19 @@ def test_invite_server_absorbs_retransmissions_and_resends_the_last_provisional(
     assert layer.datagrams_to_send() == [(ringing.serialize(), PHONE)]
 
 
+def test_a_retransmission_recognised_by_the_adapter_does_what_receiving_it_would() -> None:
+    layer, txn, req = start_server("REGISTER")
+
+    assert layer.retransmitted(txn, 0.5) == []
+    assert layer.datagrams_to_send() == []  # Trying: nothing to resend yet
+    ok = make_response(req, 200, to_tag="t1")
+    layer.send_response(txn, ok, 0.6)
+    layer.datagrams_to_send()
+    assert layer.retransmitted(txn, 0.7) == []
+    assert layer.datagrams_to_send() == [(ok.serialize(), PHONE)]
+    assert layer.retransmitted(TransactionId(999), 0.8) == []
+
+
 def test_invite_server_answers_an_early_retransmission_with_100_trying() -> None:
     layer, _, _ = start_server("INVITE")
     assert layer.receive(request("INVITE"), PHONE, 0.1) == []

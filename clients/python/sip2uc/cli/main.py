@@ -10,7 +10,17 @@ import grpc
 import typer
 from typer.core import TyperGroup
 
-from sip2uc.cli import bans, calls, importing, presence, registrations, status, users
+from sip2uc.cli import (
+    bans,
+    calls,
+    connectors,
+    importing,
+    presence,
+    registrations,
+    sidecars,
+    status,
+    users,
+)
 from sip2uc.cli.output import error_line
 from sip2uc.cli.parsing import parse_target
 from sip2uc.cli.state import CliState
@@ -48,7 +58,8 @@ app = typer.Typer(
     cls=_FriendlyErrors,
     help=(
         "Run sip2uc (control plane and SIP/RTP sidecars) and administer it: users, "
-        "presence, registrations, calls, bans, settings and directory import."
+        "presence, registrations, calls, bans, settings, directory import and the presence "
+        "connectors to UC platforms."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -127,13 +138,15 @@ app.add_typer(presence.app, name="presence")
 app.add_typer(registrations.app, name="registration")
 app.add_typer(calls.app, name="call")
 app.add_typer(bans.app, name="bans")
+app.add_typer(connectors.app, name="connector")
 app.add_typer(status.settings_app, name="settings")
+app.add_typer(sidecars.app, name="sidecar")
 status.register(app)
 users.app.add_typer(importing.app, name="import")
 
 #: Packages installed beside the client add commands through this entry point group: each entry
-#: is a `register(app)` function. The servers add `up` and `sidecar` this way, so the client
-#: works (and installs) without them.
+#: is a `register(app)` function. The servers add `up`, `web` and running a sidecar (the
+#: `sidecar` group's own action) this way, so the client works (and installs) without them.
 COMMAND_GROUP = "sip2uc.cli"
 
 

@@ -34,6 +34,12 @@ def error_line(text: str) -> None:
     sys.stderr.flush()
 
 
+def note_line(text: str) -> None:
+    """One plain line on stderr for what is said about the output, not the output itself."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def info_line(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()

@@ -14,7 +14,6 @@ from google.protobuf import duration_pb2
 from sip2uc.cli import output
 from sip2uc.cli.parsing import STATE_CHOICES, parse_duration, parse_state
 from sip2uc.cli.state import JsonFlag, get_state
-from sip2uc.client import describe_rpc_error
 from sip2uc.v1 import common_pb2, presence_pb2
 
 app = typer.Typer(
@@ -66,12 +65,17 @@ def format_change(change: presence_pb2.PresenceChange) -> str:
     )
 
 
+LOST = "lost the connection to the control plane"
+CLOSED = "the control plane closed the stream"
+
+
 def watch_loop(
     open_stream: Callable[[str, bool], Iterable[presence_pb2.WatchPresenceResponse]],
     cursor: str,
     on_message: Callable[[presence_pb2.WatchPresenceResponse], bool],
     on_retry: Callable[[str, float], None],
     sleep: Callable[[float], None] = time.sleep,
+    on_resumed: Callable[[], None] | None = None,
 ) -> str:
     """Reads the presence stream until `on_message` returns False, reopening
     it from the last cursor whenever it drops (the server replays what was
@@ -80,16 +84,28 @@ def watch_loop(
 
     `open_stream(cursor, reconnecting)` opens the stream. A failure before
     anything was received is raised: the address or token is wrong, and
-    retrying would only hide it.
+    retrying would only hide it. A drop is reported to `on_retry` in plain
+    words (gRPC's own text, e.g. "Cancelling all calls", says nothing to a
+    person), and the first message after it to `on_resumed`.
     """
     received_any = False
+    retrying = False
     backoff = FIRST_BACKOFF
     while True:
-        reason = "the server closed the stream"
+        reason = CLOSED
         try:
-            for response in open_stream(cursor, received_any):
+            stream = open_stream(cursor, received_any)
+            if retrying and _accepted(stream):
+                retrying = False
+                if on_resumed is not None:
+                    on_resumed()
+            for response in stream:
                 received_any = True
                 backoff = FIRST_BACKOFF
+                if retrying:
+                    retrying = False
+                    if on_resumed is not None:
+                        on_resumed()
                 if response.cursor:
                     cursor = response.cursor
                 if not on_message(response):
@@ -98,10 +114,22 @@ def watch_loop(
             code = exc.code() if callable(getattr(exc, "code", None)) else None
             if not received_any or code not in RETRYABLE_CODES:
                 raise
-            reason = describe_rpc_error(exc).message
+            reason = LOST
+        retrying = True
         on_retry(reason, backoff)
         sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+def _accepted(stream: object) -> bool:
+    """Whether the server has accepted a freshly opened stream (it sends its headers at once),
+    for a call that can tell; False when it cannot (then the first message tells)."""
+    headers = getattr(stream, "initial_metadata", None)
+    active = getattr(stream, "is_active", None)
+    if not callable(headers) or not callable(active):
+        return False
+    headers()  # returns when the headers arrive, or when the call failed
+    return bool(active())
 
 
 @app.command("get")
@@ -261,7 +289,11 @@ def watch(
         return limit is None or seen < limit
 
     def on_retry(reason: str, delay: float) -> None:
-        sys.stderr.write(f"watch: {reason}; reconnecting in {delay:g}s\n")
+        sys.stderr.write(f"watch: {reason} at {client.target}; reconnecting in {delay:g}s\n")
         sys.stderr.flush()
 
-    watch_loop(open_stream, cursor, on_message, on_retry)
+    def on_resumed() -> None:
+        sys.stderr.write(f"watch: reconnected to {client.target}; no change was missed\n")
+        sys.stderr.flush()
+
+    watch_loop(open_stream, cursor, on_message, on_retry, on_resumed=on_resumed)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import grpc
 import typer
 from google.protobuf import descriptor, json_format
 
-from sip2uc.cli import output
+from sip2uc.cli import connectors, output
 from sip2uc.cli.state import JsonFlag, get_state
+from sip2uc.client import Sip2ucClient
 from sip2uc.v1 import admin_pb2, common_pb2
 
 settings_app = typer.Typer(
@@ -187,8 +189,8 @@ def settings_set(
 
 
 def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
-    """Show counts of users, registrations, calls, sidecars, bans and locked accounts, and
-    presence totals."""
+    """Show counts of users, registrations, calls, sidecars, bans and locked accounts,
+    presence totals and the connectors' states."""
     state = get_state(ctx)
     client = state.client()
     result = client.admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=client.timeout)
@@ -217,11 +219,32 @@ def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
         except ValueError:
             label = name
         pairs.append((f"presence {label}", str(count)))
+    pairs.extend(_connector_pairs(client))
     output.show(output.key_values(None, pairs))
 
 
+def _connector_pairs(client: Sip2ucClient) -> list[tuple[str, str]]:
+    """One line per connector: its state, users, lag and last error."""
+    try:
+        found = list(connectors.iter_connectors(client))
+    except grpc.RpcError as exc:
+        if exc.code() is grpc.StatusCode.UNIMPLEMENTED:  # an older control plane
+            return []
+        raise
+    if not found:
+        return [("connectors", "none")]
+    return [
+        (
+            f"connector {c.name.removeprefix('connectors/')}",
+            connectors.summary_line(c).split(None, 1)[1],
+        )
+        for c in found
+    ]
+
+
 def sidecar_list(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
-    """List the sidecars that have connected: state, listeners, load and bindings."""
+    """List the sidecars that have connected: state, listeners, call legs in use against the
+    limit each enforces, bindings, and whether its name is enrolled."""
     state = get_state(ctx)
     client = state.client()
     found = client.admin.ListSidecars(
@@ -230,7 +253,18 @@ def sidecar_list(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
     if state.wants_json(json_flag):
         output.print_json([output.message_dict(s) for s in found])
         return
-    columns = ("name", "site", "state", "sip", "rtp", "legs", "bindings", "version", "last seen")
+    columns = (
+        "name",
+        "site",
+        "state",
+        "sip",
+        "rtp",
+        "legs",
+        "bindings",
+        "enrolled",
+        "version",
+        "last seen",
+    )
     rows = (
         (
             s.name.removeprefix("sidecars/"),
@@ -238,14 +272,24 @@ def sidecar_list(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
             output.sidecar_state(s.state),
             ", ".join(s.sip_listeners) or "-",
             s.rtp or "-",
-            f"{s.active_legs}/{s.capacity}",
+            legs_text(s),
             str(s.bindings),
+            "yes" if s.enrolled else "no",
             s.version or "-",
             output.timestamp(s.last_seen_time),
         )
         for s in found
     )
     output.show(output.table(None, columns, rows))
+
+
+def legs_text(s: admin_pb2.Sidecar) -> str:
+    """Legs in use against the limit the sidecar enforces (the channel-limit setting, or less
+    when its RTP ports or open files cannot carry that many)."""
+    text = f"{s.active_legs}/{s.channel_limit}"
+    if s.capacity and s.channel_limit == s.capacity:
+        text += " (capacity)"
+    return text
 
 
 def register(app: typer.Typer) -> None:

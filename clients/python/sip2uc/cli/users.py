@@ -22,6 +22,22 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+EntraOption = Annotated[
+    str | None,
+    typer.Option(
+        "--entra-object-id",
+        metavar="GUID",
+        help="The user's object id in Microsoft Entra ID (Teams connector; '' removes it).",
+    ),
+]
+UpnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--upn",
+        help="The user's principal name, e.g. alice@example.com (Teams connector; '' removes it).",
+    ),
+]
+
 UserRef = Annotated[
     str, typer.Argument(metavar="EXT", help="Extension, E.164 number, SIP URI or users/ID.")
 ]
@@ -100,6 +116,10 @@ def show_user(user: users_pb2.User) -> None:
         ("state", "disabled" if user.disabled else "enabled"),
     ]
     pairs.extend(("device", _device_summary(device)) for device in user.devices)
+    if user.entra_object_id:
+        pairs.append(("entra object id", user.entra_object_id))
+    if user.user_principal_name:
+        pairs.append(("upn", user.user_principal_name))
     if user.HasField("origin") and user.origin.source:
         pairs.append(("imported from", f"{user.origin.source} {user.origin.source_id}".strip()))
     pairs.append(("created", output.timestamp(user.create_time)))
@@ -134,20 +154,55 @@ def add(
     ] = None,
     email: Annotated[str | None, typer.Option("--email", help="E-mail address.")] = None,
     digest_algorithm: DigestOption = None,
+    entra_object_id: EntraOption = None,
+    upn: UpnOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Create a user with one registering handset whose digest username is EXT."""
     state = get_state(ctx)
+    client = state.client()
     algorithms = _algorithms(digest_algorithm) if digest_algorithm else []
-    user = state.client().create_user(
-        extension,
-        name,
-        password,
-        e164=e164,
-        sip_uri=sip_uri,
-        email=email,
-        digest_algorithms=algorithms,
-    )
+    if entra_object_id or upn:
+        # The Teams identities go in the same CreateUser request.
+        if not sip_uri:
+            domain = client.get_settings().sip_domain
+            if not domain:
+                raise ClientError(
+                    "the server has no sip_domain setting: pass --sip-uri "
+                    "or set it with `sip2uc settings set sip_domain DOMAIN`"
+                )
+            sip_uri = f"sip:{extension}@{domain}"
+        request = users_pb2.User(
+            sip_uri=sip_uri,
+            display_name=name,
+            extension=extension,
+            e164=e164 or "",
+            email=email or "",
+            entra_object_id=entra_object_id or "",
+            user_principal_name=upn or "",
+            devices=[
+                users_pb2.Device(
+                    registering=users_pb2.RegisteringDevice(
+                        digest_username=extension,
+                        password=password,
+                        digest_algorithms=algorithms,
+                    )
+                )
+            ],
+        )
+        user = client.users.CreateUser(
+            users_pb2.CreateUserRequest(user=request), timeout=client.timeout
+        ).user
+    else:
+        user = client.create_user(
+            extension,
+            name,
+            password,
+            e164=e164,
+            sip_uri=sip_uri,
+            email=email,
+            digest_algorithms=algorithms,
+        )
     if state.wants_json(json_flag):
         output.print_json(user)
     else:
@@ -265,6 +320,8 @@ def update(
         ),
     ] = None,
     digest_algorithm: DigestOption = None,
+    entra_object_id: EntraOption = None,
+    upn: UpnOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
     """Change the given fields of a user (only those: a field mask is sent).
@@ -303,10 +360,16 @@ def update(
     if enabled is not None:
         user.disabled = not enabled
         paths.append("disabled")
+    if entra_object_id is not None:
+        user.entra_object_id = entra_object_id
+        paths.append("entra_object_id")
+    if upn is not None:
+        user.user_principal_name = upn
+        paths.append("user_principal_name")
     if not paths:
         raise typer.BadParameter(
             "nothing to change: give at least one of --name, --e164, --email, --sip-uri, "
-            "--extension, --enable/--disable, --digest-algorithm"
+            "--extension, --enable/--disable, --digest-algorithm, --entra-object-id, --upn"
         )
     updated = state.client().update_user(user, paths)
     if state.wants_json(json_flag):

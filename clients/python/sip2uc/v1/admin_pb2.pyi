@@ -414,6 +414,7 @@ class Sidecar(_message.Message):
     LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
     CHANNEL_LIMIT_FIELD_NUMBER: _builtins.int
     RELAY_PORTS_IN_USE_FIELD_NUMBER: _builtins.int
+    ENROLLED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `sidecars/{name}`."""
     site: _builtins.str
@@ -423,7 +424,9 @@ class Sidecar(_message.Message):
     rtp: _builtins.str
     """RTP relay address and port range, e.g. "127.0.0.1:20000-29999"."""
     capacity: _builtins.int
-    """Offered capacity (call legs)."""
+    """Call legs the sidecar can carry: its RTP port range holds two port
+    pairs per leg (less when its open-file limit is lower).
+    """
     active_legs: _builtins.int
     """Call legs in progress (last heartbeat)."""
     bindings: _builtins.int
@@ -436,6 +439,10 @@ class Sidecar(_message.Message):
     """
     relay_ports_in_use: _builtins.int
     """RTP relay ports in use (last heartbeat)."""
+    enrolled: _builtins.bool
+    """Whether the name is enrolled: then only its own credential can connect
+    as this sidecar.
+    """
     @_builtins.property
     def sip_listeners(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """SIP listening addresses, e.g. "udp 127.0.0.1:5060"."""
@@ -464,10 +471,11 @@ class Sidecar(_message.Message):
         last_seen_time: _timestamp_pb2.Timestamp | None = ...,
         channel_limit: _builtins.int = ...,
         relay_ports_in_use: _builtins.int = ...,
+        enrolled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_legs", b"active_legs", "bindings", b"bindings", "capacity", b"capacity", "channel_limit", b"channel_limit", "connect_time", b"connect_time", "last_seen_time", b"last_seen_time", "name", b"name", "relay_ports_in_use", b"relay_ports_in_use", "rtp", b"rtp", "sip_listeners", b"sip_listeners", "site", b"site", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_legs", b"active_legs", "bindings", b"bindings", "capacity", b"capacity", "channel_limit", b"channel_limit", "connect_time", b"connect_time", "enrolled", b"enrolled", "last_seen_time", b"last_seen_time", "name", b"name", "relay_ports_in_use", b"relay_ports_in_use", "rtp", b"rtp", "sip_listeners", b"sip_listeners", "site", b"site", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1055,3 +1063,186 @@ class LiftBansResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LiftBansResponse: _TypeAlias = LiftBansResponse  # noqa: Y015
+
+@_typing.final
+class SidecarEnrollment(_message.Message):
+    """A sidecar's enrollment: the name its credential is bound to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_CONNECT_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, `sidecars/{name}`."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the current credential was minted."""
+
+    @_builtins.property
+    def last_connect_time(self) -> _timestamp_pb2.Timestamp:
+        """When a sidecar last connected with it; unset: never."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        last_connect_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_connect_time", b"last_connect_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "last_connect_time", b"last_connect_time", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SidecarEnrollment: _TypeAlias = SidecarEnrollment  # noqa: Y015
+
+@_typing.final
+class EnrollSidecarRequest(_message.Message):
+    """Request of AdminService.EnrollSidecar."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    sidecar: _builtins.str
+    """The sidecar, `sidecars/{name}` or the name: 1-63 letters, digits, '-',
+    '_' or '.', starting with a letter or digit.
+    """
+    replace: _builtins.bool
+    """Replace the credential of an enrolled name (rotation)."""
+    def __init__(
+        self,
+        *,
+        sidecar: _builtins.str = ...,
+        replace: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replace", b"replace", "sidecar", b"sidecar"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnrollSidecarRequest: _TypeAlias = EnrollSidecarRequest  # noqa: Y015
+
+@_typing.final
+class EnrollSidecarResponse(_message.Message):
+    """Response of AdminService.EnrollSidecar."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENROLLMENT_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The credential, shown only here: the sidecar sends it as
+    `authorization: Bearer <token>` (`sip2uc sidecar --token-file`).
+    """
+    @_builtins.property
+    def enrollment(self) -> Global___SidecarEnrollment:
+        """The enrollment."""
+
+    def __init__(
+        self,
+        *,
+        enrollment: Global___SidecarEnrollment | None = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enrollment", b"enrollment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrollment", b"enrollment", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnrollSidecarResponse: _TypeAlias = EnrollSidecarResponse  # noqa: Y015
+
+@_typing.final
+class ListSidecarEnrollmentsRequest(_message.Message):
+    """Request of AdminService.ListSidecarEnrollments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSidecarEnrollmentsRequest: _TypeAlias = ListSidecarEnrollmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListSidecarEnrollmentsResponse(_message.Message):
+    """Response of AdminService.ListSidecarEnrollments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENROLLMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def enrollments(self) -> _containers.RepeatedCompositeFieldContainer[Global___SidecarEnrollment]:
+        """The enrollments, by name."""
+
+    def __init__(
+        self,
+        *,
+        enrollments: _abc.Iterable[Global___SidecarEnrollment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enrollments", b"enrollments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSidecarEnrollmentsResponse: _TypeAlias = ListSidecarEnrollmentsResponse  # noqa: Y015
+
+@_typing.final
+class RevokeSidecarEnrollmentRequest(_message.Message):
+    """Request of AdminService.RevokeSidecarEnrollment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    sidecar: _builtins.str
+    """The sidecar, `sidecars/{name}` or the name."""
+    def __init__(
+        self,
+        *,
+        sidecar: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sidecar", b"sidecar"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeSidecarEnrollmentRequest: _TypeAlias = RevokeSidecarEnrollmentRequest  # noqa: Y015
+
+@_typing.final
+class RevokeSidecarEnrollmentResponse(_message.Message):
+    """Response of AdminService.RevokeSidecarEnrollment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENROLLMENT_FIELD_NUMBER: _builtins.int
+    DISCONNECTED_FIELD_NUMBER: _builtins.int
+    disconnected: _builtins.bool
+    """Whether a live session of the sidecar was ended."""
+    @_builtins.property
+    def enrollment(self) -> Global___SidecarEnrollment:
+        """The enrollment that was revoked."""
+
+    def __init__(
+        self,
+        *,
+        enrollment: Global___SidecarEnrollment | None = ...,
+        disconnected: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enrollment", b"enrollment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disconnected", b"disconnected", "enrollment", b"enrollment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeSidecarEnrollmentResponse: _TypeAlias = RevokeSidecarEnrollmentResponse  # noqa: Y015

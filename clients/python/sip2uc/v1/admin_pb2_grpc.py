@@ -80,6 +80,21 @@ class AdminServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansResponse.FromString,
                 _registered_method=True)
+        self.EnrollSidecar = channel.unary_unary(
+                '/sip2uc.v1.AdminService/EnrollSidecar',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.EnrollSidecarRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.EnrollSidecarResponse.FromString,
+                _registered_method=True)
+        self.ListSidecarEnrollments = channel.unary_unary(
+                '/sip2uc.v1.AdminService/ListSidecarEnrollments',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.ListSidecarEnrollmentsRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.ListSidecarEnrollmentsResponse.FromString,
+                _registered_method=True)
+        self.RevokeSidecarEnrollment = channel.unary_unary(
+                '/sip2uc.v1.AdminService/RevokeSidecarEnrollment',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.RevokeSidecarEnrollmentRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.RevokeSidecarEnrollmentResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -160,6 +175,32 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrollSidecar(self, request, context):
+        """Enrolls a sidecar: mints the credential it connects with, bound to its
+        name and good for SidecarService only. The credential is returned here
+        once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+        the name is enrolled, unless `replace` (the old credential stops working
+        at once and its live session ends).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSidecarEnrollments(self, request, context):
+        """Lists the enrolled sidecars (never their credentials).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSidecarEnrollment(self, request, context):
+        """Revokes a sidecar's credential: its live session ends and it cannot
+        connect again until enrolled anew. The admin token is not affected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +248,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.LiftBans,
                     request_deserializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansResponse.SerializeToString,
+            ),
+            'EnrollSidecar': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrollSidecar,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.EnrollSidecarRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.EnrollSidecarResponse.SerializeToString,
+            ),
+            'ListSidecarEnrollments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSidecarEnrollments,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.ListSidecarEnrollmentsRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.ListSidecarEnrollmentsResponse.SerializeToString,
+            ),
+            'RevokeSidecarEnrollment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSidecarEnrollment,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.RevokeSidecarEnrollmentRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.RevokeSidecarEnrollmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -453,6 +509,87 @@ class AdminService:
             '/sip2uc.v1.AdminService/LiftBans',
             sip2uc_dot_v1_dot_admin__pb2.LiftBansRequest.SerializeToString,
             sip2uc_dot_v1_dot_admin__pb2.LiftBansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrollSidecar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/EnrollSidecar',
+            sip2uc_dot_v1_dot_admin__pb2.EnrollSidecarRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.EnrollSidecarResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSidecarEnrollments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/ListSidecarEnrollments',
+            sip2uc_dot_v1_dot_admin__pb2.ListSidecarEnrollmentsRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.ListSidecarEnrollmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSidecarEnrollment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/RevokeSidecarEnrollment',
+            sip2uc_dot_v1_dot_admin__pb2.RevokeSidecarEnrollmentRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.RevokeSidecarEnrollmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,19 @@ class AdminServiceStub:
     """Lifts the bans of one source address (on every sidecar, or on one), or
     the lock of one account. Returns the bans lifted; none is not an error.
     """
+    EnrollSidecar: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EnrollSidecarRequest, _admin_pb2.EnrollSidecarResponse]
+    """Enrolls a sidecar: mints the credential it connects with, bound to its
+    name and good for SidecarService only. The credential is returned here
+    once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+    the name is enrolled, unless `replace` (the old credential stops working
+    at once and its live session ends).
+    """
+    ListSidecarEnrollments: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListSidecarEnrollmentsRequest, _admin_pb2.ListSidecarEnrollmentsResponse]
+    """Lists the enrolled sidecars (never their credentials)."""
+    RevokeSidecarEnrollment: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeSidecarEnrollmentRequest, _admin_pb2.RevokeSidecarEnrollmentResponse]
+    """Revokes a sidecar's credential: its live session ends and it cannot
+    connect again until enrolled anew. The admin token is not affected.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -108,6 +121,19 @@ class AdminServiceAsyncStub(AdminServiceStub):
     LiftBans: _aio.UnaryUnaryMultiCallable[_admin_pb2.LiftBansRequest, _admin_pb2.LiftBansResponse]  # type: ignore[assignment]
     """Lifts the bans of one source address (on every sidecar, or on one), or
     the lock of one account. Returns the bans lifted; none is not an error.
+    """
+    EnrollSidecar: _aio.UnaryUnaryMultiCallable[_admin_pb2.EnrollSidecarRequest, _admin_pb2.EnrollSidecarResponse]  # type: ignore[assignment]
+    """Enrolls a sidecar: mints the credential it connects with, bound to its
+    name and good for SidecarService only. The credential is returned here
+    once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+    the name is enrolled, unless `replace` (the old credential stops working
+    at once and its live session ends).
+    """
+    ListSidecarEnrollments: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListSidecarEnrollmentsRequest, _admin_pb2.ListSidecarEnrollmentsResponse]  # type: ignore[assignment]
+    """Lists the enrolled sidecars (never their credentials)."""
+    RevokeSidecarEnrollment: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeSidecarEnrollmentRequest, _admin_pb2.RevokeSidecarEnrollmentResponse]  # type: ignore[assignment]
+    """Revokes a sidecar's credential: its live session ends and it cannot
+    connect again until enrolled anew. The admin token is not affected.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -200,6 +226,37 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.LiftBansResponse, _abc.Awaitable[_admin_pb2.LiftBansResponse]]:
         """Lifts the bans of one source address (on every sidecar, or on one), or
         the lock of one account. Returns the bans lifted; none is not an error.
+        """
+
+    @_abc_1.abstractmethod
+    def EnrollSidecar(
+        self,
+        request: _admin_pb2.EnrollSidecarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.EnrollSidecarResponse, _abc.Awaitable[_admin_pb2.EnrollSidecarResponse]]:
+        """Enrolls a sidecar: mints the credential it connects with, bound to its
+        name and good for SidecarService only. The credential is returned here
+        once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+        the name is enrolled, unless `replace` (the old credential stops working
+        at once and its live session ends).
+        """
+
+    @_abc_1.abstractmethod
+    def ListSidecarEnrollments(
+        self,
+        request: _admin_pb2.ListSidecarEnrollmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListSidecarEnrollmentsResponse, _abc.Awaitable[_admin_pb2.ListSidecarEnrollmentsResponse]]:
+        """Lists the enrolled sidecars (never their credentials)."""
+
+    @_abc_1.abstractmethod
+    def RevokeSidecarEnrollment(
+        self,
+        request: _admin_pb2.RevokeSidecarEnrollmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.RevokeSidecarEnrollmentResponse, _abc.Awaitable[_admin_pb2.RevokeSidecarEnrollmentResponse]]:
+        """Revokes a sidecar's credential: its live session ends and it cannot
+        connect again until enrolled anew. The admin token is not affected.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sip2uc.v1 import common_pb2 as sip2uc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sip2uc/v1/presence.proto\x12\tsip2uc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16sip2uc/v1/common.proto\"\xd1\x02\n\x08Presence\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x11\n\textension\x18\x02 \x01(\t\x12\x0f\n\x07sip_uri\x18\x03 \x01(\t\x12-\n\x0c\x61vailability\x18\x04 \x01(\x0e\x32\x17.sip2uc.v1.Availability\x12%\n\x08\x61\x63tivity\x18\x05 \x01(\x0e\x32\x13.sip2uc.v1.Activity\x12)\n\x06source\x18\x06 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\x12\x0c\n\x04note\x18\x07 \x01(\t\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nregistered\x18\n \x01(\x08\x12\x14\n\x0c\x61\x63tive_calls\x18\x0b \x01(\r\"\"\n\x12GetPresenceRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"<\n\x13GetPresenceResponse\x12%\n\x08presence\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\"(\n\x17\x42\x61tchGetPresenceRequest\x12\r\n\x05users\x18\x01 \x03(\t\"B\n\x18\x42\x61tchGetPresenceResponse\x12&\n\tpresences\x18\x01 \x03(\x0b\x32\x13.sip2uc.v1.Presence\"\xf1\x01\n\x12SetPresenceRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12-\n\x0c\x61vailability\x18\x02 \x01(\x0e\x32\x17.sip2uc.v1.Availability\x12)\n\x06source\x18\x03 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\x12\x0c\n\x04note\x18\x04 \x01(\t\x12(\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x31\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x42\x08\n\x06\x65xpiry\"<\n\x13SetPresenceResponse\x12%\n\x08presence\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\"O\n\x14\x43learPresenceRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\">\n\x15\x43learPresenceResponse\x12%\n\x08presence\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\"5\n\x14WatchPresenceRequest\x12\r\n\x05users\x18\x01 \x03(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"\x8e\x01\n\x15WatchPresenceResponse\x12/\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1b.sip2uc.v1.PresenceSnapshotH\x00\x12+\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x19.sip2uc.v1.PresenceChangeH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\tB\x07\n\x05\x65vent\"R\n\x10PresenceSnapshot\x12&\n\tpresences\x18\x01 \x03(\x0b\x32\x13.sip2uc.v1.Presence\x12\x16\n\x0e\x63ursor_expired\x18\x02 \x01(\x08\"\xc9\x01\n\x0ePresenceChange\x12%\n\x08previous\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\x12$\n\x07\x63urrent\x18\x02 \x01(\x0b\x32\x13.sip2uc.v1.Presence\x12)\n\x06source\x18\x03 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0b\x63hange_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xb4\x03\n\x0fPresenceService\x12L\n\x0bGetPresence\x12\x1d.sip2uc.v1.GetPresenceRequest\x1a\x1e.sip2uc.v1.GetPresenceResponse\x12[\n\x10\x42\x61tchGetPresence\x12\".sip2uc.v1.BatchGetPresenceRequest\x1a#.sip2uc.v1.BatchGetPresenceResponse\x12L\n\x0bSetPresence\x12\x1d.sip2uc.v1.SetPresenceRequest\x1a\x1e.sip2uc.v1.SetPresenceResponse\x12R\n\rClearPresence\x12\x1f.sip2uc.v1.ClearPresenceRequest\x1a .sip2uc.v1.ClearPresenceResponse\x12T\n\rWatchPresence\x12\x1f.sip2uc.v1.WatchPresenceRequest\x1a .sip2uc.v1.WatchPresenceResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sip2uc/v1/presence.proto\x12\tsip2uc.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16sip2uc/v1/common.proto\"\xe1\x02\n\x08Presence\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x11\n\textension\x18\x02 \x01(\t\x12\x0f\n\x07sip_uri\x18\x03 \x01(\t\x12-\n\x0c\x61vailability\x18\x04 \x01(\x0e\x32\x17.sip2uc.v1.Availability\x12%\n\x08\x61\x63tivity\x18\x05 \x01(\x0e\x32\x13.sip2uc.v1.Activity\x12)\n\x06source\x18\x06 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\x12\x0c\n\x04note\x18\x07 \x01(\t\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nregistered\x18\n \x01(\x08\x12\x14\n\x0c\x61\x63tive_calls\x18\x0b \x01(\r\x12\x0e\n\x06origin\x18\x0c \x01(\t\"\"\n\x12GetPresenceRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"<\n\x13GetPresenceResponse\x12%\n\x08presence\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\"(\n\x17\x42\x61tchGetPresenceRequest\x12\r\n\x05users\x18\x01 \x03(\t\"B\n\x18\x42\x61tchGetPresenceResponse\x12&\n\tpresences\x18\x01 \x03(\x0b\x32\x13.sip2uc.v1.Presence\"\x81\x02\n\x12SetPresenceRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12-\n\x0c\x61vailability\x18\x02 \x01(\x0e\x32\x17.sip2uc.v1.Availability\x12)\n\x06source\x18\x03 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\x12\x0c\n\x04note\x18\x04 \x01(\t\x12(\n\x03ttl\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x31\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampH\x00\x12\x0e\n\x06origin\x18\x07 \x01(\tB\x08\n\x06\x65xpiry\"<\n\x13SetPresenceResponse\x12%\n\x08presence\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\"_\n\x14\x43learPresenceRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12)\n\x06source\x18\x02 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\x12\x0e\n\x06origin\x18\x03 \x01(\t\">\n\x15\x43learPresenceResponse\x12%\n\x08presence\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\"5\n\x14WatchPresenceRequest\x12\r\n\x05users\x18\x01 \x03(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"\x8e\x01\n\x15WatchPresenceResponse\x12/\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1b.sip2uc.v1.PresenceSnapshotH\x00\x12+\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x19.sip2uc.v1.PresenceChangeH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\tB\x07\n\x05\x65vent\"R\n\x10PresenceSnapshot\x12&\n\tpresences\x18\x01 \x03(\x0b\x32\x13.sip2uc.v1.Presence\x12\x16\n\x0e\x63ursor_expired\x18\x02 \x01(\x08\"\xd9\x01\n\x0ePresenceChange\x12%\n\x08previous\x18\x01 \x01(\x0b\x32\x13.sip2uc.v1.Presence\x12$\n\x07\x63urrent\x18\x02 \x01(\x0b\x32\x13.sip2uc.v1.Presence\x12)\n\x06source\x18\x03 \x01(\x0e\x32\x19.sip2uc.v1.PresenceSource\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0b\x63hange_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06origin\x18\x06 \x01(\t2\xb4\x03\n\x0fPresenceService\x12L\n\x0bGetPresence\x12\x1d.sip2uc.v1.GetPresenceRequest\x1a\x1e.sip2uc.v1.GetPresenceResponse\x12[\n\x10\x42\x61tchGetPresence\x12\".sip2uc.v1.BatchGetPresenceRequest\x1a#.sip2uc.v1.BatchGetPresenceResponse\x12L\n\x0bSetPresence\x12\x1d.sip2uc.v1.SetPresenceRequest\x1a\x1e.sip2uc.v1.SetPresenceResponse\x12R\n\rClearPresence\x12\x1f.sip2uc.v1.ClearPresenceRequest\x1a .sip2uc.v1.ClearPresenceResponse\x12T\n\rWatchPresence\x12\x1f.sip2uc.v1.WatchPresenceRequest\x1a .sip2uc.v1.WatchPresenceResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,31 +35,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip2uc.v1.presence_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PRESENCE']._serialized_start=129
-  _globals['_PRESENCE']._serialized_end=466
-  _globals['_GETPRESENCEREQUEST']._serialized_start=468
-  _globals['_GETPRESENCEREQUEST']._serialized_end=502
-  _globals['_GETPRESENCERESPONSE']._serialized_start=504
-  _globals['_GETPRESENCERESPONSE']._serialized_end=564
-  _globals['_BATCHGETPRESENCEREQUEST']._serialized_start=566
-  _globals['_BATCHGETPRESENCEREQUEST']._serialized_end=606
-  _globals['_BATCHGETPRESENCERESPONSE']._serialized_start=608
-  _globals['_BATCHGETPRESENCERESPONSE']._serialized_end=674
-  _globals['_SETPRESENCEREQUEST']._serialized_start=677
-  _globals['_SETPRESENCEREQUEST']._serialized_end=918
-  _globals['_SETPRESENCERESPONSE']._serialized_start=920
-  _globals['_SETPRESENCERESPONSE']._serialized_end=980
-  _globals['_CLEARPRESENCEREQUEST']._serialized_start=982
-  _globals['_CLEARPRESENCEREQUEST']._serialized_end=1061
-  _globals['_CLEARPRESENCERESPONSE']._serialized_start=1063
-  _globals['_CLEARPRESENCERESPONSE']._serialized_end=1125
-  _globals['_WATCHPRESENCEREQUEST']._serialized_start=1127
-  _globals['_WATCHPRESENCEREQUEST']._serialized_end=1180
-  _globals['_WATCHPRESENCERESPONSE']._serialized_start=1183
-  _globals['_WATCHPRESENCERESPONSE']._serialized_end=1325
-  _globals['_PRESENCESNAPSHOT']._serialized_start=1327
-  _globals['_PRESENCESNAPSHOT']._serialized_end=1409
-  _globals['_PRESENCECHANGE']._serialized_start=1412
-  _globals['_PRESENCECHANGE']._serialized_end=1613
-  _globals['_PRESENCESERVICE']._serialized_start=1616
-  _globals['_PRESENCESERVICE']._serialized_end=2052
+  _globals['_PRESENCE']._serialized_end=482
+  _globals['_GETPRESENCEREQUEST']._serialized_start=484
+  _globals['_GETPRESENCEREQUEST']._serialized_end=518
+  _globals['_GETPRESENCERESPONSE']._serialized_start=520
+  _globals['_GETPRESENCERESPONSE']._serialized_end=580
+  _globals['_BATCHGETPRESENCEREQUEST']._serialized_start=582
+  _globals['_BATCHGETPRESENCEREQUEST']._serialized_end=622
+  _globals['_BATCHGETPRESENCERESPONSE']._serialized_start=624
+  _globals['_BATCHGETPRESENCERESPONSE']._serialized_end=690
+  _globals['_SETPRESENCEREQUEST']._serialized_start=693
+  _globals['_SETPRESENCEREQUEST']._serialized_end=950
+  _globals['_SETPRESENCERESPONSE']._serialized_start=952
+  _globals['_SETPRESENCERESPONSE']._serialized_end=1012
+  _globals['_CLEARPRESENCEREQUEST']._serialized_start=1014
+  _globals['_CLEARPRESENCEREQUEST']._serialized_end=1109
+  _globals['_CLEARPRESENCERESPONSE']._serialized_start=1111
+  _globals['_CLEARPRESENCERESPONSE']._serialized_end=1173
+  _globals['_WATCHPRESENCEREQUEST']._serialized_start=1175
+  _globals['_WATCHPRESENCEREQUEST']._serialized_end=1228
+  _globals['_WATCHPRESENCERESPONSE']._serialized_start=1231
+  _globals['_WATCHPRESENCERESPONSE']._serialized_end=1373
+  _globals['_PRESENCESNAPSHOT']._serialized_start=1375
+  _globals['_PRESENCESNAPSHOT']._serialized_end=1457
+  _globals['_PRESENCECHANGE']._serialized_start=1460
+  _globals['_PRESENCECHANGE']._serialized_end=1677
+  _globals['_PRESENCESERVICE']._serialized_start=1680
+  _globals['_PRESENCESERVICE']._serialized_end=2116
 # @@protoc_insertion_point(module_scope)

@@ -38,6 +38,7 @@ class Presence(_message.Message):
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     REGISTERED_FIELD_NUMBER: _builtins.int
     ACTIVE_CALLS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     """Resource name of the user, `users/{id}`."""
     extension: _builtins.str
@@ -56,6 +57,10 @@ class Presence(_message.Message):
     """Whether at least one handset binding is registered."""
     active_calls: _builtins.int
     """Number of calls the user is in (ringing or connected)."""
+    origin: _builtins.str
+    """When `source` is EXTERNAL: the connector that reported the state,
+    `connectors/{id}` (empty when it was set without one).
+    """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """When the effective availability last changed."""
@@ -78,10 +83,11 @@ class Presence(_message.Message):
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         registered: _builtins.bool = ...,
         active_calls: _builtins.int = ...,
+        origin: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_calls", b"active_calls", "activity", b"activity", "availability", b"availability", "expire_time", b"expire_time", "extension", b"extension", "note", b"note", "registered", b"registered", "since", b"since", "sip_uri", b"sip_uri", "source", b"source", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_calls", b"active_calls", "activity", b"activity", "availability", b"availability", "expire_time", b"expire_time", "extension", b"extension", "note", b"note", "origin", b"origin", "registered", b"registered", "since", b"since", "sip_uri", b"sip_uri", "source", b"source", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -193,6 +199,7 @@ class SetPresenceRequest(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     """A user reference."""
     availability: _common_pb2.Availability.ValueType
@@ -201,6 +208,11 @@ class SetPresenceRequest(_message.Message):
     """MANUAL (default) or EXTERNAL."""
     note: _builtins.str
     """Optional note shown with the state."""
+    origin: _builtins.str
+    """With source EXTERNAL: the connector reporting the state,
+    `connectors/{id}`. A connector's bridge never gets its own states sent
+    back to it as changes to publish.
+    """
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
         """Lapse after this duration (1 second to 30 days)."""
@@ -218,10 +230,11 @@ class SetPresenceRequest(_message.Message):
         note: _builtins.str = ...,
         ttl: _duration_pb2.Duration | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        origin: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "expiry", b"expiry", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "expire_time", b"expire_time", "expiry", b"expiry", "note", b"note", "source", b"source", "ttl", b"ttl", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "expire_time", b"expire_time", "expiry", b"expiry", "note", b"note", "origin", b"origin", "source", b"source", "ttl", b"ttl", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_expiry: _TypeAlias = _typing.Literal["ttl", "expire_time"]  # noqa: Y015
     _WhichOneofArgType_expiry: _TypeAlias = _typing.Literal["expiry", b"expiry"]  # noqa: Y015
@@ -261,19 +274,25 @@ class ClearPresenceRequest(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     """A user reference."""
     source: _common_pb2.PresenceSource.ValueType
     """MANUAL (default) or EXTERNAL."""
+    origin: _builtins.str
+    """With source EXTERNAL: clear only when the EXTERNAL state was reported by
+    this connector, `connectors/{id}` (empty: whoever reported it).
+    """
     def __init__(
         self,
         *,
         user: _builtins.str = ...,
         source: _common_pb2.PresenceSource.ValueType = ...,
+        origin: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin", "source", b"source", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -412,11 +431,16 @@ class PresenceChange(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     CHANGE_TIME_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
     source: _common_pb2.PresenceSource.ValueType
     """The source that caused the change."""
     reason: _builtins.str
     """Human-readable cause, e.g. "first binding registered", "call answered",
     "presence code *30".
+    """
+    origin: _builtins.str
+    """For a change caused by an EXTERNAL state being set, cleared or lapsing:
+    the connector that reported it, `connectors/{id}` (empty otherwise).
     """
     @_builtins.property
     def previous(self) -> Global___Presence:
@@ -438,10 +462,11 @@ class PresenceChange(_message.Message):
         source: _common_pb2.PresenceSource.ValueType = ...,
         reason: _builtins.str = ...,
         change_time: _timestamp_pb2.Timestamp | None = ...,
+        origin: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "current", b"current", "previous", b"previous"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "current", b"current", "previous", b"previous", "reason", b"reason", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_time", b"change_time", "current", b"current", "origin", b"origin", "previous", b"previous", "reason", b"reason", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

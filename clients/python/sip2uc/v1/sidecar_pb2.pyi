@@ -294,7 +294,9 @@ class SidecarHello(_message.Message):
     rtp_port_max: _builtins.int
     """Last relay port."""
     capacity: _builtins.int
-    """Maximum concurrent call legs the sidecar offers."""
+    """Call legs the sidecar can carry (two RTP port pairs each, within its
+    port range and open-file limit).
+    """
     version: _builtins.str
     """Software version."""
     instance_id: _builtins.str
@@ -1019,6 +1021,7 @@ class RegisterCall(_message.Message):
     TRACEPARENT_FIELD_NUMBER: _builtins.int
     TRACESTATE_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
     correlation_id: _builtins.int
     """Chosen by the sidecar, unique among its unanswered calls; quoted in
     the reply.
@@ -1027,6 +1030,11 @@ class RegisterCall(_message.Message):
     """W3C `traceparent` of the SIP transaction's span (empty: untraced)."""
     tracestate: _builtins.str
     """W3C `tracestate`, if any."""
+    timeout_ms: _builtins.int
+    """The deadline of the call in milliseconds from its sending; the control
+    plane answers DEADLINE_EXCEEDED instead of starting a call whose
+    deadline has passed (0: no deadline).
+    """
     @_builtins.property
     def request(self) -> Global___RegisterRequest:
         """The REGISTER."""
@@ -1038,10 +1046,11 @@ class RegisterCall(_message.Message):
         traceparent: _builtins.str = ...,
         tracestate: _builtins.str = ...,
         request: Global___RegisterRequest | None = ...,
+        timeout_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "request", b"request", "traceparent", b"traceparent", "tracestate", b"tracestate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["correlation_id", b"correlation_id", "request", b"request", "timeout_ms", b"timeout_ms", "traceparent", b"traceparent", "tracestate", b"tracestate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

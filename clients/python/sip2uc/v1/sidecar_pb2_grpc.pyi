@@ -31,7 +31,12 @@ class SidecarServiceStub:
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
     commands) and sends every handset transaction as one call with a deadline
     on one of two long-lived streams: REGISTERs on `RegisterStream`, call
-    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+    requests on `CallStream`. Each sidecar authenticates with its own credential
+    (`authorization: Bearer <token>`, minted by AdminService.EnrollSidecar and
+    bound to its name): the hello's name must be that name, and so must the
+    sidecar named in every request. On a loopback listener, a sidecar whose
+    name is not enrolled may also connect without a token or with the admin
+    token (see docs/architecture.md).
 
     This service is internal: sidecars and control planes are released and
     upgraded together, so it changes without the compatibility rules of the
@@ -84,7 +89,12 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
     commands) and sends every handset transaction as one call with a deadline
     on one of two long-lived streams: REGISTERs on `RegisterStream`, call
-    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+    requests on `CallStream`. Each sidecar authenticates with its own credential
+    (`authorization: Bearer <token>`, minted by AdminService.EnrollSidecar and
+    bound to its name): the hello's name must be that name, and so must the
+    sidecar named in every request. On a loopback listener, a sidecar whose
+    name is not enrolled may also connect without a token or with the admin
+    token (see docs/architecture.md).
 
     This service is internal: sidecars and control planes are released and
     upgraded together, so it changes without the compatibility rules of the
@@ -133,7 +143,12 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
     dials out, keeps one `Connect` stream open (announcement, heartbeats,
     commands) and sends every handset transaction as one call with a deadline
     on one of two long-lived streams: REGISTERs on `RegisterStream`, call
-    requests on `CallStream`. Sidecars authenticate with the admin bearer token.
+    requests on `CallStream`. Each sidecar authenticates with its own credential
+    (`authorization: Bearer <token>`, minted by AdminService.EnrollSidecar and
+    bound to its name): the hello's name must be that name, and so must the
+    sidecar named in every request. On a loopback listener, a sidecar whose
+    name is not enrolled may also connect without a token or with the admin
+    token (see docs/architecture.md).
 
     This service is internal: sidecars and control planes are released and
     upgraded together, so it changes without the compatibility rules of the

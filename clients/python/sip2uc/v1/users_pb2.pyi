@@ -39,6 +39,8 @@ class User(_message.Message):
     ORIGIN_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ENTRA_OBJECT_ID_FIELD_NUMBER: _builtins.int
+    USER_PRINCIPAL_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `users/{id}`. Output only."""
     sip_uri: _builtins.str
@@ -53,6 +55,14 @@ class User(_message.Message):
     """E-mail address (informational, e.g. from the directory)."""
     disabled: _builtins.bool
     """A disabled user keeps its data but cannot register or place calls."""
+    entra_object_id: _builtins.str
+    """Object id of the user in Microsoft Entra ID (a GUID), for the Teams
+    connector. Unique when set.
+    """
+    user_principal_name: _builtins.str
+    """User principal name in Microsoft Entra ID / Active Directory, e.g.
+    "alice@example.com", for the Teams connector. Unique when set.
+    """
     @_builtins.property
     def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___Device]:
         """The user's handsets and trunk ports."""
@@ -88,10 +98,12 @@ class User(_message.Message):
         origin: Global___DirectoryOrigin | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        entra_object_id: _builtins.str = ...,
+        user_principal_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "origin", b"origin", "settings", b"settings", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "devices", b"devices", "disabled", b"disabled", "display_name", b"display_name", "e164", b"e164", "email", b"email", "extension", b"extension", "name", b"name", "origin", b"origin", "settings", b"settings", "sip_uri", b"sip_uri", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "devices", b"devices", "disabled", b"disabled", "display_name", b"display_name", "e164", b"e164", "email", b"email", "entra_object_id", b"entra_object_id", "extension", b"extension", "name", b"name", "origin", b"origin", "settings", b"settings", "sip_uri", b"sip_uri", "update_time", b"update_time", "user_principal_name", b"user_principal_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -530,7 +542,8 @@ class UpdateUserRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to update: any of sip_uri, display_name, extension, e164, email,
-        disabled, devices, settings (or a sub-field such as settings.dnd_allowed).
+        disabled, devices, settings (or a sub-field such as settings.dnd_allowed),
+        entra_object_id, user_principal_name.
         """
 
     def __init__(

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/admin.proto.
  */
 export const file_sip2uc_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKBBQoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJEhYKDmJhbl91c2VyX25hbWVzGBIgASgNEiEKGWFjY291bnRfZmFpbHVyZV90aHJlc2hvbGQYEyABKA0SJgoeYWNjb3VudF9mYWlsdXJlX3dpbmRvd19zZWNvbmRzGBQgASgNEhwKFGFjY291bnRfbG9ja19zZWNvbmRzGBUgASgNImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSLUAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbm5lbF9saW1pdBgMIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYDSABKA0iFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0Iu4CChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEYmFucxgKIAEoBRIXCg9sb2NrZWRfYWNjb3VudHMYCyABKAUaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIhYKFFdhdGNoU2lkZWNhcnNSZXF1ZXN0IlcKFVdhdGNoU2lkZWNhcnNSZXNwb25zZRIjCgdzaWRlY2FyGAEgASgLMhIuc2lwMnVjLnYxLlNpZGVjYXISGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgiowEKCExvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHNldmVyaXR5GAMgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5Eg4KBmxvZ2dlchgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhAKCHRyYWNlX2lkGAYgASgJIkUKFUxpc3RMb2dFbnRyaWVzUmVxdWVzdBIsCgxtaW5fc2V2ZXJpdHkYASABKA4yFi5zaXAydWMudjEuTG9nU2V2ZXJpdHkiPgoWTGlzdExvZ0VudHJpZXNSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5IkYKFldhdGNoTG9nRW50cmllc1JlcXVlc3QSLAoMbWluX3NldmVyaXR5GAEgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5IlgKF1dhdGNoTG9nRW50cmllc1Jlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5EhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIIscBCgNCYW4SIAoEa2luZBgBIAEoDjISLnNpcDJ1Yy52MS5CYW5LaW5kEg4KBnNvdXJjZRgCIAEoCRIMCgR1c2VyGAMgASgJEg8KB3NpZGVjYXIYBCABKAkSDgoGcmVhc29uGAUgASgJEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIRCg9MaXN0QmFuc1JlcXVlc3QiRAoQTGlzdEJhbnNSZXNwb25zZRIcCgRiYW5zGAEgAygLMg4uc2lwMnVjLnYxLkJhbhISCgp1bnJlcG9ydGVkGAIgASgFIkMKD0xpZnRCYW5zUmVxdWVzdBIOCgZzb3VyY2UYASABKAkSDwoHc2lkZWNhchgCIAEoCRIPCgdhY2NvdW50GAMgASgJIjAKEExpZnRCYW5zUmVzcG9uc2USHAoEYmFucxgBIAMoCzIOLnNpcDJ1Yy52MS5CYW4quQQKElByZXNlbmNlQ29kZUFjdGlvbhIkCiBQUkVTRU5DRV9DT0RFX0FDVElPTl9VTlNQRUNJRklFRBAAEh8KG1BSRVNFTkNFX0NPREVfQUNUSU9OX0RORF9PThABEiAKHFBSRVNFTkNFX0NPREVfQUNUSU9OX0RORF9PRkYQAhIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9BV0FZEAMSJgoiUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQkVfUklHSFRfQkFDSxAEEh0KGVBSRVNFTkNFX0NPREVfQUNUSU9OX0JVU1kQBRIeChpQUkVTRU5DRV9DT0RFX0FDVElPTl9SRVNFVBAGEicKI1BSRVNFTkNFX0NPREVfQUNUSU9OX0FQUEVBUl9PRkZMSU5FEAcSKgomUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT04QCBIrCidQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0FMV0FZU19PRkYQCRIoCiRQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0JVU1lfT04QChIpCiVQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0JVU1lfT0ZGEAsSLQopUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT04QDBIuCipQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX05PX0FOU1dFUl9PRkYQDSpiCgxTaWRlY2FyU3RhdGUSHQoZU0lERUNBUl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1NJREVDQVJfU1RBVEVfQ09OTkVDVEVEEAESFgoSU0lERUNBUl9TVEFURV9MT1NUEAIqeAoLTG9nU2V2ZXJpdHkSHAoYTE9HX1NFVkVSSVRZX1VOU1BFQ0lGSUVEEAASGAoUTE9HX1NFVkVSSVRZX1dBUk5JTkcQARIWChJMT0dfU0VWRVJJVFlfRVJST1IQAhIZChVMT0dfU0VWRVJJVFlfQ1JJVElDQUwQAypoCgdCYW5LaW5kEhgKFEJBTl9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPQkFOX0tJTkRfU09VUkNFEAESGAoUQkFOX0tJTkRfU09VUkNFX1VTRVIQAhIUChBCQU5fS0lORF9BQ0NPVU5UEAMy3wUKDEFkbWluU2VydmljZRJMCgtHZXRTZXR0aW5ncxIdLnNpcDJ1Yy52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXNwb25zZRJVCg5VcGRhdGVTZXR0aW5ncxIgLnNpcDJ1Yy52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZRJPCgxMaXN0U2lkZWNhcnMSHi5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVxdWVzdBofLnNpcDJ1Yy52MS5MaXN0U2lkZWNhcnNSZXNwb25zZRJGCglHZXRTdGF0dXMSGy5zaXAydWMudjEuR2V0U3RhdHVzUmVxdWVzdBocLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFNpZGVjYXJzEh8uc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXF1ZXN0GiAuc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXNwb25zZTABElUKDkxpc3RMb2dFbnRyaWVzEiAuc2lwMnVjLnYxLkxpc3RMb2dFbnRyaWVzUmVxdWVzdBohLnNpcDJ1Yy52MS5MaXN0TG9nRW50cmllc1Jlc3BvbnNlEloKD1dhdGNoTG9nRW50cmllcxIhLnNpcDJ1Yy52MS5XYXRjaExvZ0VudHJpZXNSZXF1ZXN0GiIuc2lwMnVjLnYxLldhdGNoTG9nRW50cmllc1Jlc3BvbnNlMAESQwoITGlzdEJhbnMSGi5zaXAydWMudjEuTGlzdEJhbnNSZXF1ZXN0Ghsuc2lwMnVjLnYxLkxpc3RCYW5zUmVzcG9uc2USQwoITGlmdEJhbnMSGi5zaXAydWMudjEuTGlmdEJhbnNSZXF1ZXN0Ghsuc2lwMnVjLnYxLkxpZnRCYW5zUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKBBQoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJEhYKDmJhbl91c2VyX25hbWVzGBIgASgNEiEKGWFjY291bnRfZmFpbHVyZV90aHJlc2hvbGQYEyABKA0SJgoeYWNjb3VudF9mYWlsdXJlX3dpbmRvd19zZWNvbmRzGBQgASgNEhwKFGFjY291bnRfbG9ja19zZWNvbmRzGBUgASgNImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSLmAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbm5lbF9saW1pdBgMIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYDSABKA0SEAoIZW5yb2xsZWQYDiABKAgiFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0Iu4CChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEYmFucxgKIAEoBRIXCg9sb2NrZWRfYWNjb3VudHMYCyABKAUaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIhYKFFdhdGNoU2lkZWNhcnNSZXF1ZXN0IlcKFVdhdGNoU2lkZWNhcnNSZXNwb25zZRIjCgdzaWRlY2FyGAEgASgLMhIuc2lwMnVjLnYxLlNpZGVjYXISGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgiowEKCExvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHNldmVyaXR5GAMgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5Eg4KBmxvZ2dlchgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhAKCHRyYWNlX2lkGAYgASgJIkUKFUxpc3RMb2dFbnRyaWVzUmVxdWVzdBIsCgxtaW5fc2V2ZXJpdHkYASABKA4yFi5zaXAydWMudjEuTG9nU2V2ZXJpdHkiPgoWTGlzdExvZ0VudHJpZXNSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5IkYKFldhdGNoTG9nRW50cmllc1JlcXVlc3QSLAoMbWluX3NldmVyaXR5GAEgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5IlgKF1dhdGNoTG9nRW50cmllc1Jlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5EhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIIscBCgNCYW4SIAoEa2luZBgBIAEoDjISLnNpcDJ1Yy52MS5CYW5LaW5kEg4KBnNvdXJjZRgCIAEoCRIMCgR1c2VyGAMgASgJEg8KB3NpZGVjYXIYBCABKAkSDgoGcmVhc29uGAUgASgJEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIRCg9MaXN0QmFuc1JlcXVlc3QiRAoQTGlzdEJhbnNSZXNwb25zZRIcCgRiYW5zGAEgAygLMg4uc2lwMnVjLnYxLkJhbhISCgp1bnJlcG9ydGVkGAIgASgFIkMKD0xpZnRCYW5zUmVxdWVzdBIOCgZzb3VyY2UYASABKAkSDwoHc2lkZWNhchgCIAEoCRIPCgdhY2NvdW50GAMgASgJIjAKEExpZnRCYW5zUmVzcG9uc2USHAoEYmFucxgBIAMoCzIOLnNpcDJ1Yy52MS5CYW4iiQEKEVNpZGVjYXJFbnJvbGxtZW50EgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfY29ubmVjdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI4ChRFbnJvbGxTaWRlY2FyUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB3JlcGxhY2UYAiABKAgiWAoVRW5yb2xsU2lkZWNhclJlc3BvbnNlEjAKCmVucm9sbG1lbnQYASABKAsyHC5zaXAydWMudjEuU2lkZWNhckVucm9sbG1lbnQSDQoFdG9rZW4YAiABKAkiHwodTGlzdFNpZGVjYXJFbnJvbGxtZW50c1JlcXVlc3QiUwoeTGlzdFNpZGVjYXJFbnJvbGxtZW50c1Jlc3BvbnNlEjEKC2Vucm9sbG1lbnRzGAEgAygLMhwuc2lwMnVjLnYxLlNpZGVjYXJFbnJvbGxtZW50IjEKHlJldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJImkKH1Jldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVzcG9uc2USMAoKZW5yb2xsbWVudBgBIAEoCzIcLnNpcDJ1Yy52MS5TaWRlY2FyRW5yb2xsbWVudBIUCgxkaXNjb25uZWN0ZWQYAiABKAgquQQKElByZXNlbmNlQ29kZUFjdGlvbhIkCiBQUkVTRU5DRV9DT0RFX0FDVElPTl9VTlNQRUNJRklFRBAAEh8KG1BSRVNFTkNFX0NPREVfQUNUSU9OX0RORF9PThABEiAKHFBSRVNFTkNFX0NPREVfQUNUSU9OX0RORF9PRkYQAhIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9BV0FZEAMSJgoiUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQkVfUklHSFRfQkFDSxAEEh0KGVBSRVNFTkNFX0NPREVfQUNUSU9OX0JVU1kQBRIeChpQUkVTRU5DRV9DT0RFX0FDVElPTl9SRVNFVBAGEicKI1BSRVNFTkNFX0NPREVfQUNUSU9OX0FQUEVBUl9PRkZMSU5FEAcSKgomUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT04QCBIrCidQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0FMV0FZU19PRkYQCRIoCiRQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0JVU1lfT04QChIpCiVQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0JVU1lfT0ZGEAsSLQopUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT04QDBIuCipQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX05PX0FOU1dFUl9PRkYQDSpiCgxTaWRlY2FyU3RhdGUSHQoZU0lERUNBUl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1NJREVDQVJfU1RBVEVfQ09OTkVDVEVEEAESFgoSU0lERUNBUl9TVEFURV9MT1NUEAIqeAoLTG9nU2V2ZXJpdHkSHAoYTE9HX1NFVkVSSVRZX1VOU1BFQ0lGSUVEEAASGAoUTE9HX1NFVkVSSVRZX1dBUk5JTkcQARIWChJMT0dfU0VWRVJJVFlfRVJST1IQAhIZChVMT0dfU0VWRVJJVFlfQ1JJVElDQUwQAypoCgdCYW5LaW5kEhgKFEJBTl9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPQkFOX0tJTkRfU09VUkNFEAESGAoUQkFOX0tJTkRfU09VUkNFX1VTRVIQAhIUChBCQU5fS0lORF9BQ0NPVU5UEAMylAgKDEFkbWluU2VydmljZRJMCgtHZXRTZXR0aW5ncxIdLnNpcDJ1Yy52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXNwb25zZRJVCg5VcGRhdGVTZXR0aW5ncxIgLnNpcDJ1Yy52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZRJPCgxMaXN0U2lkZWNhcnMSHi5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVxdWVzdBofLnNpcDJ1Yy52MS5MaXN0U2lkZWNhcnNSZXNwb25zZRJGCglHZXRTdGF0dXMSGy5zaXAydWMudjEuR2V0U3RhdHVzUmVxdWVzdBocLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFNpZGVjYXJzEh8uc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXF1ZXN0GiAuc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXNwb25zZTABElUKDkxpc3RMb2dFbnRyaWVzEiAuc2lwMnVjLnYxLkxpc3RMb2dFbnRyaWVzUmVxdWVzdBohLnNpcDJ1Yy52MS5MaXN0TG9nRW50cmllc1Jlc3BvbnNlEloKD1dhdGNoTG9nRW50cmllcxIhLnNpcDJ1Yy52MS5XYXRjaExvZ0VudHJpZXNSZXF1ZXN0GiIuc2lwMnVjLnYxLldhdGNoTG9nRW50cmllc1Jlc3BvbnNlMAESQwoITGlzdEJhbnMSGi5zaXAydWMudjEuTGlzdEJhbnNSZXF1ZXN0Ghsuc2lwMnVjLnYxLkxpc3RCYW5zUmVzcG9uc2USQwoITGlmdEJhbnMSGi5zaXAydWMudjEuTGlmdEJhbnNSZXF1ZXN0Ghsuc2lwMnVjLnYxLkxpZnRCYW5zUmVzcG9uc2USUgoNRW5yb2xsU2lkZWNhchIfLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVxdWVzdBogLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVzcG9uc2USbQoWTGlzdFNpZGVjYXJFbnJvbGxtZW50cxIoLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVxdWVzdBopLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVzcG9uc2UScAoXUmV2b2tlU2lkZWNhckVucm9sbG1lbnQSKS5zaXAydWMudjEuUmV2b2tlU2lkZWNhckVucm9sbG1lbnRSZXF1ZXN0Giouc2lwMnVjLnYxLlJldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Server-wide settings.
@@ -337,7 +337,8 @@ export type Sidecar = Message<"sip2uc.v1.Sidecar"> & {
   rtp: string;
 
   /**
-   * Offered capacity (call legs).
+   * Call legs the sidecar can carry: its RTP port range holds two port
+   * pairs per leg (less when its open-file limit is lower).
    *
    * @generated from field: uint32 capacity = 6;
    */
@@ -392,6 +393,14 @@ export type Sidecar = Message<"sip2uc.v1.Sidecar"> & {
    * @generated from field: uint32 relay_ports_in_use = 13;
    */
   relayPortsInUse: number;
+
+  /**
+   * Whether the name is enrolled: then only its own credential can connect
+   * as this sidecar.
+   *
+   * @generated from field: bool enrolled = 14;
+   */
+  enrolled: boolean;
 };
 
 /**
@@ -986,6 +995,184 @@ export const LiftBansResponseSchema: GenMessage<LiftBansResponse> = /*@__PURE__*
   messageDesc(file_sip2uc_v1_admin, 24);
 
 /**
+ * A sidecar's enrollment: the name its credential is bound to.
+ *
+ * @generated from message sip2uc.v1.SidecarEnrollment
+ */
+export type SidecarEnrollment = Message<"sip2uc.v1.SidecarEnrollment"> & {
+  /**
+   * Resource name, `sidecars/{name}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * When the current credential was minted.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 2;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When a sidecar last connected with it; unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp last_connect_time = 3;
+   */
+  lastConnectTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sip2uc.v1.SidecarEnrollment.
+ * Use `create(SidecarEnrollmentSchema)` to create a new message.
+ */
+export const SidecarEnrollmentSchema: GenMessage<SidecarEnrollment> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 25);
+
+/**
+ * Request of AdminService.EnrollSidecar.
+ *
+ * @generated from message sip2uc.v1.EnrollSidecarRequest
+ */
+export type EnrollSidecarRequest = Message<"sip2uc.v1.EnrollSidecarRequest"> & {
+  /**
+   * The sidecar, `sidecars/{name}` or the name: 1-63 letters, digits, '-',
+   * '_' or '.', starting with a letter or digit.
+   *
+   * @generated from field: string sidecar = 1;
+   */
+  sidecar: string;
+
+  /**
+   * Replace the credential of an enrolled name (rotation).
+   *
+   * @generated from field: bool replace = 2;
+   */
+  replace: boolean;
+};
+
+/**
+ * Describes the message sip2uc.v1.EnrollSidecarRequest.
+ * Use `create(EnrollSidecarRequestSchema)` to create a new message.
+ */
+export const EnrollSidecarRequestSchema: GenMessage<EnrollSidecarRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 26);
+
+/**
+ * Response of AdminService.EnrollSidecar.
+ *
+ * @generated from message sip2uc.v1.EnrollSidecarResponse
+ */
+export type EnrollSidecarResponse = Message<"sip2uc.v1.EnrollSidecarResponse"> & {
+  /**
+   * The enrollment.
+   *
+   * @generated from field: sip2uc.v1.SidecarEnrollment enrollment = 1;
+   */
+  enrollment?: SidecarEnrollment | undefined;
+
+  /**
+   * The credential, shown only here: the sidecar sends it as
+   * `authorization: Bearer <token>` (`sip2uc sidecar --token-file`).
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.EnrollSidecarResponse.
+ * Use `create(EnrollSidecarResponseSchema)` to create a new message.
+ */
+export const EnrollSidecarResponseSchema: GenMessage<EnrollSidecarResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 27);
+
+/**
+ * Request of AdminService.ListSidecarEnrollments.
+ *
+ * @generated from message sip2uc.v1.ListSidecarEnrollmentsRequest
+ */
+export type ListSidecarEnrollmentsRequest = Message<"sip2uc.v1.ListSidecarEnrollmentsRequest"> & {
+};
+
+/**
+ * Describes the message sip2uc.v1.ListSidecarEnrollmentsRequest.
+ * Use `create(ListSidecarEnrollmentsRequestSchema)` to create a new message.
+ */
+export const ListSidecarEnrollmentsRequestSchema: GenMessage<ListSidecarEnrollmentsRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 28);
+
+/**
+ * Response of AdminService.ListSidecarEnrollments.
+ *
+ * @generated from message sip2uc.v1.ListSidecarEnrollmentsResponse
+ */
+export type ListSidecarEnrollmentsResponse = Message<"sip2uc.v1.ListSidecarEnrollmentsResponse"> & {
+  /**
+   * The enrollments, by name.
+   *
+   * @generated from field: repeated sip2uc.v1.SidecarEnrollment enrollments = 1;
+   */
+  enrollments: SidecarEnrollment[];
+};
+
+/**
+ * Describes the message sip2uc.v1.ListSidecarEnrollmentsResponse.
+ * Use `create(ListSidecarEnrollmentsResponseSchema)` to create a new message.
+ */
+export const ListSidecarEnrollmentsResponseSchema: GenMessage<ListSidecarEnrollmentsResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 29);
+
+/**
+ * Request of AdminService.RevokeSidecarEnrollment.
+ *
+ * @generated from message sip2uc.v1.RevokeSidecarEnrollmentRequest
+ */
+export type RevokeSidecarEnrollmentRequest = Message<"sip2uc.v1.RevokeSidecarEnrollmentRequest"> & {
+  /**
+   * The sidecar, `sidecars/{name}` or the name.
+   *
+   * @generated from field: string sidecar = 1;
+   */
+  sidecar: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.RevokeSidecarEnrollmentRequest.
+ * Use `create(RevokeSidecarEnrollmentRequestSchema)` to create a new message.
+ */
+export const RevokeSidecarEnrollmentRequestSchema: GenMessage<RevokeSidecarEnrollmentRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 30);
+
+/**
+ * Response of AdminService.RevokeSidecarEnrollment.
+ *
+ * @generated from message sip2uc.v1.RevokeSidecarEnrollmentResponse
+ */
+export type RevokeSidecarEnrollmentResponse = Message<"sip2uc.v1.RevokeSidecarEnrollmentResponse"> & {
+  /**
+   * The enrollment that was revoked.
+   *
+   * @generated from field: sip2uc.v1.SidecarEnrollment enrollment = 1;
+   */
+  enrollment?: SidecarEnrollment | undefined;
+
+  /**
+   * Whether a live session of the sidecar was ended.
+   *
+   * @generated from field: bool disconnected = 2;
+   */
+  disconnected: boolean;
+};
+
+/**
+ * Describes the message sip2uc.v1.RevokeSidecarEnrollmentResponse.
+ * Use `create(RevokeSidecarEnrollmentResponseSchema)` to create a new message.
+ */
+export const RevokeSidecarEnrollmentResponseSchema: GenMessage<RevokeSidecarEnrollmentResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 31);
+
+/**
  * What a presence code does.
  *
  * @generated from enum sip2uc.v1.PresenceCodeAction
@@ -1321,6 +1508,41 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof LiftBansRequestSchema;
     output: typeof LiftBansResponseSchema;
+  },
+  /**
+   * Enrolls a sidecar: mints the credential it connects with, bound to its
+   * name and good for SidecarService only. The credential is returned here
+   * once; the control plane keeps only its SHA-256 hash. ALREADY_EXISTS when
+   * the name is enrolled, unless `replace` (the old credential stops working
+   * at once and its live session ends).
+   *
+   * @generated from rpc sip2uc.v1.AdminService.EnrollSidecar
+   */
+  enrollSidecar: {
+    methodKind: "unary";
+    input: typeof EnrollSidecarRequestSchema;
+    output: typeof EnrollSidecarResponseSchema;
+  },
+  /**
+   * Lists the enrolled sidecars (never their credentials).
+   *
+   * @generated from rpc sip2uc.v1.AdminService.ListSidecarEnrollments
+   */
+  listSidecarEnrollments: {
+    methodKind: "unary";
+    input: typeof ListSidecarEnrollmentsRequestSchema;
+    output: typeof ListSidecarEnrollmentsResponseSchema;
+  },
+  /**
+   * Revokes a sidecar's credential: its live session ends and it cannot
+   * connect again until enrolled anew. The admin token is not affected.
+   *
+   * @generated from rpc sip2uc.v1.AdminService.RevokeSidecarEnrollment
+   */
+  revokeSidecarEnrollment: {
+    methodKind: "unary";
+    input: typeof RevokeSidecarEnrollmentRequestSchema;
+    output: typeof RevokeSidecarEnrollmentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sip2uc_v1_admin, 0);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/presence.proto.
  */
 export const file_sip2uc_v1_presence: GenFile = /*@__PURE__*/
-  fileDesc("ChhzaXAydWMvdjEvcHJlc2VuY2UucHJvdG8SCXNpcDJ1Yy52MSLRAgoIUHJlc2VuY2USDAoEdXNlchgBIAEoCRIRCglleHRlbnNpb24YAiABKAkSDwoHc2lwX3VyaRgDIAEoCRItCgxhdmFpbGFiaWxpdHkYBCABKA4yFy5zaXAydWMudjEuQXZhaWxhYmlsaXR5EiUKCGFjdGl2aXR5GAUgASgOMhMuc2lwMnVjLnYxLkFjdGl2aXR5EikKBnNvdXJjZRgGIAEoDjIZLnNpcDJ1Yy52MS5QcmVzZW5jZVNvdXJjZRIMCgRub3RlGAcgASgJEikKBXNpbmNlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVnaXN0ZXJlZBgKIAEoCBIUCgxhY3RpdmVfY2FsbHMYCyABKA0iIgoSR2V0UHJlc2VuY2VSZXF1ZXN0EgwKBHVzZXIYASABKAkiPAoTR2V0UHJlc2VuY2VSZXNwb25zZRIlCghwcmVzZW5jZRgBIAEoCzITLnNpcDJ1Yy52MS5QcmVzZW5jZSIoChdCYXRjaEdldFByZXNlbmNlUmVxdWVzdBINCgV1c2VycxgBIAMoCSJCChhCYXRjaEdldFByZXNlbmNlUmVzcG9uc2USJgoJcHJlc2VuY2VzGAEgAygLMhMuc2lwMnVjLnYxLlByZXNlbmNlIvEBChJTZXRQcmVzZW5jZVJlcXVlc3QSDAoEdXNlchgBIAEoCRItCgxhdmFpbGFiaWxpdHkYAiABKA4yFy5zaXAydWMudjEuQXZhaWxhYmlsaXR5EikKBnNvdXJjZRgDIAEoDjIZLnNpcDJ1Yy52MS5QcmVzZW5jZVNvdXJjZRIMCgRub3RlGAQgASgJEigKA3R0bBgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEjEKC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAQggKBmV4cGlyeSI8ChNTZXRQcmVzZW5jZVJlc3BvbnNlEiUKCHByZXNlbmNlGAEgASgLMhMuc2lwMnVjLnYxLlByZXNlbmNlIk8KFENsZWFyUHJlc2VuY2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSKQoGc291cmNlGAIgASgOMhkuc2lwMnVjLnYxLlByZXNlbmNlU291cmNlIj4KFUNsZWFyUHJlc2VuY2VSZXNwb25zZRIlCghwcmVzZW5jZRgBIAEoCzITLnNpcDJ1Yy52MS5QcmVzZW5jZSI1ChRXYXRjaFByZXNlbmNlUmVxdWVzdBINCgV1c2VycxgBIAMoCRIOCgZjdXJzb3IYAiABKAkijgEKFVdhdGNoUHJlc2VuY2VSZXNwb25zZRIvCghzbmFwc2hvdBgBIAEoCzIbLnNpcDJ1Yy52MS5QcmVzZW5jZVNuYXBzaG90SAASKwoGY2hhbmdlGAIgASgLMhkuc2lwMnVjLnYxLlByZXNlbmNlQ2hhbmdlSAASDgoGY3Vyc29yGAMgASgJQgcKBWV2ZW50IlIKEFByZXNlbmNlU25hcHNob3QSJgoJcHJlc2VuY2VzGAEgAygLMhMuc2lwMnVjLnYxLlByZXNlbmNlEhYKDmN1cnNvcl9leHBpcmVkGAIgASgIIskBCg5QcmVzZW5jZUNoYW5nZRIlCghwcmV2aW91cxgBIAEoCzITLnNpcDJ1Yy52MS5QcmVzZW5jZRIkCgdjdXJyZW50GAIgASgLMhMuc2lwMnVjLnYxLlByZXNlbmNlEikKBnNvdXJjZRgDIAEoDjIZLnNpcDJ1Yy52MS5QcmVzZW5jZVNvdXJjZRIOCgZyZWFzb24YBCABKAkSLwoLY2hhbmdlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMrQDCg9QcmVzZW5jZVNlcnZpY2USTAoLR2V0UHJlc2VuY2USHS5zaXAydWMudjEuR2V0UHJlc2VuY2VSZXF1ZXN0Gh4uc2lwMnVjLnYxLkdldFByZXNlbmNlUmVzcG9uc2USWwoQQmF0Y2hHZXRQcmVzZW5jZRIiLnNpcDJ1Yy52MS5CYXRjaEdldFByZXNlbmNlUmVxdWVzdBojLnNpcDJ1Yy52MS5CYXRjaEdldFByZXNlbmNlUmVzcG9uc2USTAoLU2V0UHJlc2VuY2USHS5zaXAydWMudjEuU2V0UHJlc2VuY2VSZXF1ZXN0Gh4uc2lwMnVjLnYxLlNldFByZXNlbmNlUmVzcG9uc2USUgoNQ2xlYXJQcmVzZW5jZRIfLnNpcDJ1Yy52MS5DbGVhclByZXNlbmNlUmVxdWVzdBogLnNpcDJ1Yy52MS5DbGVhclByZXNlbmNlUmVzcG9uc2USVAoNV2F0Y2hQcmVzZW5jZRIfLnNpcDJ1Yy52MS5XYXRjaFByZXNlbmNlUmVxdWVzdBogLnNpcDJ1Yy52MS5XYXRjaFByZXNlbmNlUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChhzaXAydWMvdjEvcHJlc2VuY2UucHJvdG8SCXNpcDJ1Yy52MSLhAgoIUHJlc2VuY2USDAoEdXNlchgBIAEoCRIRCglleHRlbnNpb24YAiABKAkSDwoHc2lwX3VyaRgDIAEoCRItCgxhdmFpbGFiaWxpdHkYBCABKA4yFy5zaXAydWMudjEuQXZhaWxhYmlsaXR5EiUKCGFjdGl2aXR5GAUgASgOMhMuc2lwMnVjLnYxLkFjdGl2aXR5EikKBnNvdXJjZRgGIAEoDjIZLnNpcDJ1Yy52MS5QcmVzZW5jZVNvdXJjZRIMCgRub3RlGAcgASgJEikKBXNpbmNlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVnaXN0ZXJlZBgKIAEoCBIUCgxhY3RpdmVfY2FsbHMYCyABKA0SDgoGb3JpZ2luGAwgASgJIiIKEkdldFByZXNlbmNlUmVxdWVzdBIMCgR1c2VyGAEgASgJIjwKE0dldFByZXNlbmNlUmVzcG9uc2USJQoIcHJlc2VuY2UYASABKAsyEy5zaXAydWMudjEuUHJlc2VuY2UiKAoXQmF0Y2hHZXRQcmVzZW5jZVJlcXVlc3QSDQoFdXNlcnMYASADKAkiQgoYQmF0Y2hHZXRQcmVzZW5jZVJlc3BvbnNlEiYKCXByZXNlbmNlcxgBIAMoCzITLnNpcDJ1Yy52MS5QcmVzZW5jZSKBAgoSU2V0UHJlc2VuY2VSZXF1ZXN0EgwKBHVzZXIYASABKAkSLQoMYXZhaWxhYmlsaXR5GAIgASgOMhcuc2lwMnVjLnYxLkF2YWlsYWJpbGl0eRIpCgZzb3VyY2UYAyABKA4yGS5zaXAydWMudjEuUHJlc2VuY2VTb3VyY2USDAoEbm90ZRgEIAEoCRIoCgN0dGwYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25IABIxCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABIOCgZvcmlnaW4YByABKAlCCAoGZXhwaXJ5IjwKE1NldFByZXNlbmNlUmVzcG9uc2USJQoIcHJlc2VuY2UYASABKAsyEy5zaXAydWMudjEuUHJlc2VuY2UiXwoUQ2xlYXJQcmVzZW5jZVJlcXVlc3QSDAoEdXNlchgBIAEoCRIpCgZzb3VyY2UYAiABKA4yGS5zaXAydWMudjEuUHJlc2VuY2VTb3VyY2USDgoGb3JpZ2luGAMgASgJIj4KFUNsZWFyUHJlc2VuY2VSZXNwb25zZRIlCghwcmVzZW5jZRgBIAEoCzITLnNpcDJ1Yy52MS5QcmVzZW5jZSI1ChRXYXRjaFByZXNlbmNlUmVxdWVzdBINCgV1c2VycxgBIAMoCRIOCgZjdXJzb3IYAiABKAkijgEKFVdhdGNoUHJlc2VuY2VSZXNwb25zZRIvCghzbmFwc2hvdBgBIAEoCzIbLnNpcDJ1Yy52MS5QcmVzZW5jZVNuYXBzaG90SAASKwoGY2hhbmdlGAIgASgLMhkuc2lwMnVjLnYxLlByZXNlbmNlQ2hhbmdlSAASDgoGY3Vyc29yGAMgASgJQgcKBWV2ZW50IlIKEFByZXNlbmNlU25hcHNob3QSJgoJcHJlc2VuY2VzGAEgAygLMhMuc2lwMnVjLnYxLlByZXNlbmNlEhYKDmN1cnNvcl9leHBpcmVkGAIgASgIItkBCg5QcmVzZW5jZUNoYW5nZRIlCghwcmV2aW91cxgBIAEoCzITLnNpcDJ1Yy52MS5QcmVzZW5jZRIkCgdjdXJyZW50GAIgASgLMhMuc2lwMnVjLnYxLlByZXNlbmNlEikKBnNvdXJjZRgDIAEoDjIZLnNpcDJ1Yy52MS5QcmVzZW5jZVNvdXJjZRIOCgZyZWFzb24YBCABKAkSLwoLY2hhbmdlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBm9yaWdpbhgGIAEoCTK0AwoPUHJlc2VuY2VTZXJ2aWNlEkwKC0dldFByZXNlbmNlEh0uc2lwMnVjLnYxLkdldFByZXNlbmNlUmVxdWVzdBoeLnNpcDJ1Yy52MS5HZXRQcmVzZW5jZVJlc3BvbnNlElsKEEJhdGNoR2V0UHJlc2VuY2USIi5zaXAydWMudjEuQmF0Y2hHZXRQcmVzZW5jZVJlcXVlc3QaIy5zaXAydWMudjEuQmF0Y2hHZXRQcmVzZW5jZVJlc3BvbnNlEkwKC1NldFByZXNlbmNlEh0uc2lwMnVjLnYxLlNldFByZXNlbmNlUmVxdWVzdBoeLnNpcDJ1Yy52MS5TZXRQcmVzZW5jZVJlc3BvbnNlElIKDUNsZWFyUHJlc2VuY2USHy5zaXAydWMudjEuQ2xlYXJQcmVzZW5jZVJlcXVlc3QaIC5zaXAydWMudjEuQ2xlYXJQcmVzZW5jZVJlc3BvbnNlElQKDVdhdGNoUHJlc2VuY2USHy5zaXAydWMudjEuV2F0Y2hQcmVzZW5jZVJlcXVlc3QaIC5zaXAydWMudjEuV2F0Y2hQcmVzZW5jZVJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * A user's effective presence.
@@ -98,6 +98,14 @@ export type Presence = Message<"sip2uc.v1.Presence"> & {
    * @generated from field: uint32 active_calls = 11;
    */
   activeCalls: number;
+
+  /**
+   * When `source` is EXTERNAL: the connector that reported the state,
+   * `connectors/{id}` (empty when it was set without one).
+   *
+   * @generated from field: string origin = 12;
+   */
+  origin: string;
 };
 
 /**
@@ -247,6 +255,15 @@ export type SetPresenceRequest = Message<"sip2uc.v1.SetPresenceRequest"> & {
     value: Timestamp;
     case: "expireTime";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * With source EXTERNAL: the connector reporting the state,
+   * `connectors/{id}`. A connector's bridge never gets its own states sent
+   * back to it as changes to publish.
+   *
+   * @generated from field: string origin = 7;
+   */
+  origin: string;
 };
 
 /**
@@ -296,6 +313,14 @@ export type ClearPresenceRequest = Message<"sip2uc.v1.ClearPresenceRequest"> & {
    * @generated from field: sip2uc.v1.PresenceSource source = 2;
    */
   source: PresenceSource;
+
+  /**
+   * With source EXTERNAL: clear only when the EXTERNAL state was reported by
+   * this connector, `connectors/{id}` (empty: whoever reported it).
+   *
+   * @generated from field: string origin = 3;
+   */
+  origin: string;
 };
 
 /**
@@ -471,6 +496,14 @@ export type PresenceChange = Message<"sip2uc.v1.PresenceChange"> & {
    * @generated from field: google.protobuf.Timestamp change_time = 5;
    */
   changeTime?: Timestamp | undefined;
+
+  /**
+   * For a change caused by an EXTERNAL state being set, cleared or lapsing:
+   * the connector that reported it, `connectors/{id}` (empty otherwise).
+   *
+   * @generated from field: string origin = 6;
+   */
+  origin: string;
 };
 
 /**
