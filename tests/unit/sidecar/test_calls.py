@@ -432,7 +432,10 @@ async def test_an_invite_the_control_plane_refuses_counts_towards_a_ban_of_that_
 
     harness.handler.invite(TransactionId(20), handset_invite(branch="after"), PHONE)
 
-    assert guard.bans.is_user_banned(PHONE.host, "100", 0.0)
+    assert guard.bans.is_user_banned(PHONE.host, "100", 0.0), (
+        [(t, r.status) for t, r in harness.edge.responses],
+        guard.bans._failures,
+    )
     assert harness.edge.ignored == [TransactionId(20)]
     harness.handler.invite(
         TransactionId(21),
