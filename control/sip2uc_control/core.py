@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from sip2uc_core.sip.digest import Algorithm, compute_ha1
+from sip2uc_core.refusal_log import RefusalLog, printable
+from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError, compute_ha1
 
 from .bindings import Binding, BindingChange
 from .calls import CallController
@@ -30,11 +31,20 @@ from .errors import (
     StorageUnavailable,
     check,
 )
+from .lockout import AccountLock, AccountLockout, LockoutPolicy
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
-from .registrar import Outcome, RegisterDecision, RegisterInput, decide
+from .registrar import (
+    Outcome,
+    Refusal,
+    RegisterDecision,
+    RegisterInput,
+    authenticate,
+    decide,
+    waste_verification,
+)
 from .settings import ServerSettings
-from .sidecars import SidecarRegistry
+from .sidecars import SidecarRegistry, SidecarSettings
 from .store.bindings import BindingStore
 from .store.calls import CallHistoryStore
 from .store.connectors import ConnectorStore
@@ -48,6 +58,9 @@ from .telemetry import ControlMetrics
 from .watchers import WATCH_QUEUE_LIMIT, WatchQueue
 
 log = logging.getLogger(__name__)
+#: Seconds between two pushes of settings after device changes (a burst makes one more push).
+SETTINGS_PUSH_INTERVAL = 0.2
+_auth_log = logging.getLogger("sip2uc_control.auth")
 
 
 class ControlCore:
@@ -72,10 +85,15 @@ class ControlCore:
             sidecars=self.sidecars,
             history=self.call_history,
             save_user_settings=self._save_user_settings,
+            authenticate=self.authenticate,
             clock=clock,
         )
         self.connectors = ConnectorStore(db)
         self.connector_sessions = SessionTable()
+        self.lockout = AccountLockout()
+        self._settings_push: asyncio.TimerHandle | None = None
+        self._settings_pushed_at = float("-inf")
+        self._refusals = RefusalLog(_auth_log)
         self._binding_watchers: set[WatchQueue[BindingChange]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.start_time = clock()
@@ -92,6 +110,7 @@ class ControlCore:
         await core.sidecars.load(clock())
         await core.connectors.load()
         await core.enrollments.load()
+        core.lockout.policy = _lockout_policy(core.settings.current)
         core.metrics.observe(core)
         return core
 
@@ -99,6 +118,8 @@ class ControlCore:
         self._tasks.append(asyncio.create_task(self._sweeper(), name="expiry-sweeper"))
 
     async def close(self) -> None:
+        if self._settings_push is not None:
+            self._settings_push.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -203,6 +224,7 @@ class ControlCore:
         user = self._apply_passwords(user, passwords, None)
         saved = await self.users.save(user, create=True)
         log.info("user %s created (%s)", saved.name, saved.sip_uri)
+        self._devices_changed(None, saved)
         return saved
 
     async def update_user(self, user: User, passwords: dict[int, str], previous: User) -> User:
@@ -213,6 +235,7 @@ class ControlCore:
         check(validate_user_fields(user))
         user = self._apply_passwords(user, passwords, previous)
         saved = await self.users.save(user, create=False)
+        self._devices_changed(previous, saved)
         gone = {d.id for d in previous.devices} - {d.id for d in saved.devices}
         stale = [b for b in self.bindings.for_user(saved.id) if b.device_id in gone]
         if stale:
@@ -227,6 +250,7 @@ class ControlCore:
     async def delete_user(self, user: User) -> None:
         bindings = self.bindings.for_user(user.id)
         await self.users.delete(user)
+        self._devices_changed(user, None)
         self.bindings.forget_user(user.id)
         for b in bindings:
             self._binding_event(BindingChange("removed", b, "user deleted"))
@@ -246,13 +270,115 @@ class ControlCore:
             devices.append(dev)
         return replace(user, devices=tuple(devices))
 
+    def _devices_changed(self, before: User | None, after: User | None) -> None:
+        """Sidecars learn a change of what they act on by device: digest algorithms (they
+        challenge without asking) and trunk sources (they let them in without a challenge).
+        A device whose credentials changed or that is gone starts with a clean failure count."""
+        for old in before.devices if before is not None else ():
+            reg = old.registering
+            if reg is not None and (after is None or after.device(old.id) != old):
+                self.lockout.forget(reg.digest_username)
+        if _sidecar_view(before) == _sidecar_view(after) or self._settings_push is not None:
+            return
+        # At once, but at most one push per interval: a directory import changes thousands of
+        # users one by one, and each push costs a pass over every user for every sidecar.
+        loop = asyncio.get_running_loop()
+        wait = self._settings_pushed_at + SETTINGS_PUSH_INTERVAL - loop.time()
+        if wait <= 0:
+            self._push_settings()
+        else:
+            self._settings_push = loop.call_later(wait, self._push_settings)
+
+    def _push_settings(self) -> None:
+        self._settings_push = None
+        self._settings_pushed_at = asyncio.get_running_loop().time()
+        self.sidecars.broadcast_settings(self.sidecar_settings)
+
+    def trunk_sources(self, sidecar: str) -> tuple[tuple[str, int], ...]:
+        out: set[tuple[str, int]] = set()
+        for user in self.users.index.by_id.values():
+            for dev in user.devices:
+                if dev.trunk is not None and dev.trunk.sidecar in ("", sidecar):
+                    out.add((dev.trunk.source_network, dev.trunk.source_port))
+        return tuple(sorted(out))
+
+    def sidecar_settings(self, sidecar: str) -> SidecarSettings:
+        """What `sidecar` is told on connecting and whenever it changes."""
+        return SidecarSettings.of(
+            self.settings.current,
+            sidecar,
+            self.trunk_sources(sidecar),
+            self.users.device_algorithms(),
+        )
+
+    # --- logins --------------------------------------------------------------------------------
+
+    def authenticate(
+        self, creds: Credentials, method: str, source_host: str
+    ) -> tuple[User, Device] | Refusal:
+        """Verify credentials the sidecar forwarded, with account lockout: an account whose
+        digest is locked is heard only from the sources where it is registered."""
+        now = self.clock()
+        lockout = self.lockout
+        found = self.users.by_digest_username(creds.username)
+        try:
+            if (
+                found is not None
+                and lockout.locked(creds.username, now)
+                and not any(
+                    b.device_id == found[1].id and b.source_host == source_host
+                    for b in self.bindings.for_user(found[0].id)
+                )
+            ):
+                waste_verification(creds, method)
+                result: tuple[User, Device] | Refusal = Refusal.LOCKED
+            else:
+                result = authenticate(self.users, creds, self.settings.current.realm, method)
+        except DigestError:
+            result = Refusal.WRONG_PASSWORD
+        if not isinstance(result, Refusal):
+            return result
+        self.metrics.auth_failures.add(1, {"reason": result.value})
+        if result is Refusal.ALGORITHM and found is not None:
+            reg = found[1].registering
+            allowed = ", ".join(a.value for a in reg.digest_algorithms) if reg else ""
+            self._refusals.note(
+                source_host,
+                result.value,
+                now,
+                lambda: (
+                    f"{printable(creds.username)} from {source_host} answered with "
+                    f"{creds.algorithm.value}, but its device allows only {allowed}: refused"
+                ),
+            )
+        if found is not None and result is not Refusal.LOCKED:
+            lock = lockout.failed(creds.username, source_host, now)
+            if lock is not None:
+                self._locked(lock)
+        return result
+
+    def _locked(self, lock: AccountLock) -> None:
+        self.metrics.account_locks.add(1)
+        _auth_log.warning(
+            "account %s locked for %g s: %s; only the sources where it is registered are heard",
+            printable(lock.user),
+            lock.until - lock.start,
+            lock.reason,
+        )
+
+    def lift_lock(self, user: str) -> AccountLock | None:
+        lifted = self.lockout.lift(user)
+        if lifted is not None:
+            _auth_log.warning("lock of account %s lifted by an operator", printable(user))
+        return lifted
+
     # --- registrations -------------------------------------------------------------------------
 
     async def register(self, inp: RegisterInput) -> tuple[RegisterDecision, list[Binding]]:
         settings = self.settings.current
-        found = self.users.by_digest_username(inp.credentials.username)
-        existing = self.bindings.for_user(found[0].id) if found else []
-        decision = decide(inp, self.users, existing, settings, self.clock())
+        found = self.authenticate(inp.credentials, "REGISTER", inp.source.host)
+        existing = self.bindings.for_user(found[0].id) if not isinstance(found, Refusal) else []
+        decision = decide(inp, found, existing, settings, self.clock())
         self.metrics.register_outcomes.add(1, {"outcome": decision.outcome.value})
         if decision.outcome is not Outcome.OK or decision.user is None:
             return decision, []
@@ -359,6 +485,7 @@ class ControlCore:
     async def update_settings(self, new: ServerSettings) -> ServerSettings:
         old = self.settings.current
         saved = await self.settings.save(new)
+        self.lockout.policy = _lockout_policy(saved)
         if saved.realm != old.realm:
             log.warning(
                 "realm changed from %r to %r: every handset password must be set again",
@@ -416,3 +543,25 @@ class ControlCore:
                 pass  # the store says so once; the sweep retries on the next tick
             except Exception:
                 log.exception("expiry sweep failed; retrying")
+
+
+def _lockout_policy(settings: ServerSettings) -> LockoutPolicy:
+    return LockoutPolicy(
+        threshold=settings.account_failure_threshold,
+        window=float(settings.account_failure_window_seconds),
+        lock_seconds=float(settings.account_lock_seconds),
+    )
+
+
+def _sidecar_view(user: User | None) -> tuple[tuple[object, ...], ...]:
+    """What sidecars know of a user's devices: digest user names with their algorithms, and
+    trunk sources."""
+    if user is None:
+        return ()
+    view: list[tuple[object, ...]] = []
+    for dev in user.devices:
+        if dev.registering is not None and dev.registering.digest_algorithms:
+            view.append((dev.registering.digest_username, dev.registering.digest_algorithms))
+        if dev.trunk is not None:
+            view.append((dev.trunk.source_network, dev.trunk.source_port, dev.trunk.sidecar))
+    return tuple(view)

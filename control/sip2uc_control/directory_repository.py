@@ -6,8 +6,9 @@ validation, uniqueness checks and HA1 hashing as users created over the API.
 
 An imported user gets one registering device whose digest username is the extension (what
 handset keypads are good at), or the user part of the SIP address when there is no extension.
-Later imports never touch the devices: the HA1 values depend on the digest username (RFC 8760
-§3.4.2), so renaming it would silently break the handset's login.
+Later imports never touch the devices' credentials: the HA1 values depend on the digest username
+(RFC 8760 §3.4.2), so renaming it would silently break the handset's login. A source with a
+digest algorithm column or attribute does set the algorithms of every registering device.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from .core import ControlCore
 from .directory import ExistingUser, NewUser
 from .directory.model import FieldValue
-from .domain import Device, DirectoryOrigin, RegisteringDevice, User
+from .domain import Algorithm, Device, DirectoryOrigin, RegisteringDevice, User
 from .errors import NotFound
 
 #: The device every imported user starts with.
@@ -58,7 +59,20 @@ def existing_user(user: User) -> ExistingUser:
             _OVERRIDE_ALIASES.get(name, name) for name in user.origin.overridden_fields
         ),
         enabled=not user.disabled,
+        digest_algorithms=_algorithms_text(user),
     )
+
+
+def _algorithms_text(user: User) -> str | None:
+    """The algorithms of the user's first registering device, as a source writes them."""
+    for device in user.devices:
+        if device.registering is not None:
+            return " ".join(a.value for a in device.registering.digest_algorithms)
+    return None
+
+
+def _algorithms(text: str | None) -> tuple[Algorithm, ...]:
+    return tuple(Algorithm.parse(name) for name in (text or "").split())
 
 
 def existing_users(users: Iterable[User]) -> list[ExistingUser]:
@@ -88,7 +102,8 @@ def imported_user(new: NewUser, source: str, import_time: float) -> User:
                 id=HANDSET_DEVICE_ID,
                 label=HANDSET_LABEL,
                 registering=RegisteringDevice(
-                    digest_username=digest_username_for(new.extension, new.sip_uri)
+                    digest_username=digest_username_for(new.extension, new.sip_uri),
+                    digest_algorithms=_algorithms(new.digest_algorithms),
                 ),
             ),
         ),
@@ -150,6 +165,14 @@ class CoreUserRepository:
                 if not isinstance(value, bool):
                     raise TypeError("enabled must be a bool")
                 values["disabled"] = not value
+            elif name == "digest_algorithms":
+                chosen = _algorithms(_text(name, value))
+                values["devices"] = tuple(
+                    replace(d, registering=replace(d.registering, digest_algorithms=chosen))
+                    if d.registering is not None
+                    else d
+                    for d in previous.devices
+                )
             elif name == "source_id":
                 origin = replace(origin, source_id=_text(name, value))
             elif name == "source":

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field, replace
 from ipaddress import ip_network
 from typing import Any
 
-# Re-exported: trunk devices name their transport with the type both servers share.
+# Re-exported: the digest algorithms and trunk transports are the types both servers share.
+from sip2uc_core.sip.digest import Algorithm as Algorithm
 from sip2uc_core.sip.endpoint import Transport as Transport
 
 from .errors import FieldViolation
@@ -27,6 +28,8 @@ UPN_RE = re.compile(r"^[^@\s\x00-\x1f]{1,64}@[A-Za-z0-9.\-]{1,255}$")
 MAX_DISPLAY_NAME = 128
 MAX_PASSWORD = 128
 MIN_PASSWORD = 4
+#: What a device may be challenged with (RFC 8760): the algorithms whose HA1 the store keeps.
+DIGEST_ALGORITHMS = (Algorithm.MD5, Algorithm.SHA_256)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,12 @@ class RegisteringDevice:
     ha1_md5: str = ""
     ha1_sha256: str = ""
     max_bindings: int = 0
+    #: What the device is challenged with, most preferred first; empty: the sidecar's default.
+    #: A response computed with any other algorithm is refused.
+    digest_algorithms: tuple[Algorithm, ...] = ()
+
+    def allows(self, algorithm: Algorithm) -> bool:
+        return not self.digest_algorithms or algorithm.base in self.digest_algorithms
 
     @property
     def has_password(self) -> bool:
@@ -215,6 +224,17 @@ def validate_user_fields(user: User, prefix: str = "user") -> list[FieldViolatio
                 )
             if reg.max_bindings < 0 or reg.max_bindings > 100:
                 out.append(FieldViolation(f"{path}.registering.max_bindings", "must be 0-100"))
+            algorithms = reg.digest_algorithms
+            if any(a not in DIGEST_ALGORITHMS for a in algorithms) or len(set(algorithms)) != len(
+                algorithms
+            ):
+                out.append(
+                    FieldViolation(
+                        f"{path}.registering.digest_algorithms",
+                        "MD5 and SHA-256, each at most once, most preferred first (empty: the "
+                        "sidecar's default)",
+                    )
+                )
         if dev.trunk is not None:
             try:
                 ip_network(dev.trunk.source_network, strict=False)

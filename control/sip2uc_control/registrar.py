@@ -1,8 +1,10 @@
 """The registrar's decisions (RFC 3261 §10.3), made in the control plane, which alone holds HA1.
 
 The sidecar has already checked the nonce (authentic, not stale, not replayed); here the digest
-response is verified against the stored HA1 of the credentials' algorithm, the address-of-record
-is checked against the user, and the contact list becomes binding changes.
+response is verified against the stored HA1 of the credentials' algorithm and refused when the
+device is not allowed that algorithm, the address-of-record is checked against the user, and the
+contact list becomes binding changes. Account lockout (`lockout.py`) is the core's, around
+`authenticate`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ from .settings import ServerSettings
 # A fixed HA1 checked when the user is unknown, so the work done (and the time taken) does not
 # reveal whether a digest username exists.
 _DUMMY_HA1 = {32: "0" * 32, 64: "0" * 64}
+
+
+class Refusal(StrEnum):
+    """Why credentials were refused (for metrics and logs; the handset sees one 401 for all)."""
+
+    UNKNOWN_USER = "unknown_user"
+    WRONG_PASSWORD = "wrong_password"  # noqa: S105 - a metric label, not a secret
+    #: Right password, but computed with an algorithm the device is not allowed (RFC 8760).
+    ALGORITHM = "algorithm"
+    #: The account's digest is locked after failed logins from many sources.
+    LOCKED = "locked"
 
 
 class Outcome(StrEnum):
@@ -69,21 +82,35 @@ class DigestAccounts(Protocol):
 
 def authenticate(
     users: DigestAccounts, creds: Credentials, realm: str, method: str
-) -> tuple[User, Device] | None:
-    """The user and device the credentials prove, or None (unknown user and wrong password alike)."""
+) -> tuple[User, Device] | Refusal:
+    """The user and device the credentials prove, or why not (unknown user and wrong password
+    take the same work and time)."""
     found = users.by_digest_username(creds.username)
     alg = creds.algorithm.base
     if found is None or found[1].registering is None:
         verify_response(_DUMMY_HA1[alg.hexdigest_length], creds, method)
-        return None
+        return Refusal.UNKNOWN_USER
     user, device = found
     reg = device.registering
     assert reg is not None
     ha1 = {Algorithm.MD5: reg.ha1_md5, Algorithm.SHA_256: reg.ha1_sha256}.get(alg, "")
     if creds.realm != realm or not ha1:
         verify_response(_DUMMY_HA1[alg.hexdigest_length], creds, method)
-        return None
-    return (user, device) if verify_response(ha1, creds, method) else None
+        return Refusal.WRONG_PASSWORD
+    if not verify_response(ha1, creds, method):
+        return Refusal.WRONG_PASSWORD
+    if not reg.allows(creds.algorithm):
+        return Refusal.ALGORITHM
+    return user, device
+
+
+def waste_verification(creds: Credentials, method: str) -> None:
+    """The work of a verification that cannot succeed (a locked account answers in the time a
+    wrong password takes)."""
+    try:
+        verify_response(_DUMMY_HA1[creds.algorithm.hexdigest_length], creds, method)
+    except DigestError:
+        pass
 
 
 def aor_user_part(aor: str) -> str:
@@ -99,16 +126,13 @@ def _binding_id(user_id: str, device_id: str, contact: Contact) -> str:
 
 def decide(
     inp: RegisterInput,
-    users: DigestAccounts,
+    found: tuple[User, Device] | Refusal,
     existing: list[Binding],
     settings: ServerSettings,
     now: float,
 ) -> RegisterDecision:
-    try:
-        found = authenticate(users, inp.credentials, settings.realm, "REGISTER")
-    except DigestError:
-        found = None
-    if found is None:
+    """What a REGISTER does, given what its credentials proved (`authenticate`)."""
+    if isinstance(found, Refusal):
         return RegisterDecision(Outcome.UNAUTHORIZED, "Unauthorized")
     user, device = found
     reg = device.registering

@@ -41,9 +41,17 @@ class ServerSettings:
     max_expires: int = 7200
     default_expires: int = 3600
     max_bindings_per_device: int = 5
+    # Failed logins of one user name from one source in the window ban that pair; this many
+    # different user names failing from one source ban the source (never one that logs in).
     ban_threshold: int = 10
     ban_window_seconds: int = 60
     ban_seconds: int = 300
+    ban_user_names: int = 10
+    # Failed logins of one account from any sources in the window lock its digest, except for
+    # the sources where it is registered.
+    account_failure_threshold: int = 20
+    account_failure_window_seconds: int = 300
+    account_lock_seconds: int = 300
     sidecar_grace_seconds: int = 120
     # Two legs per call: 1,600 legs is the 800 concurrent calls one relay process carries without
     # loss (docs/performance.md); below it, call bursts were refused while the relay had room.
@@ -113,6 +121,10 @@ RANGES: dict[str, tuple[int, int]] = {
     "ban_threshold": (1, 10_000),
     "ban_window_seconds": (1, 86400),
     "ban_seconds": (1, 86400 * 7),
+    "ban_user_names": (2, 10_000),
+    "account_failure_threshold": (1, 100_000),
+    "account_failure_window_seconds": (1, 86400),
+    "account_lock_seconds": (1, 86400 * 7),
     "sidecar_grace_seconds": (0, 86400),
     "default_channel_limit": (1, CHANNEL_LIMIT_MAX),
 }

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sip2uc_core.sip.digest import Algorithm
+
 from .calls.commands import Command
 from .errors import AlreadyExists, StorageUnavailable
 from .settings import ServerSettings
@@ -30,14 +32,21 @@ class SidecarSettings:
     ban_threshold: int
     ban_window_seconds: int
     ban_seconds: int
+    ban_user_names: int
     channel_limit: int
     media_timeout_seconds: int
     min_expires: int
     max_expires: int
+    #: Digest user name -> its device's algorithms, for the devices that have their own.
+    device_algorithms: tuple[tuple[str, tuple[Algorithm, ...]], ...] = ()
 
     @classmethod
     def of(
-        cls, settings: ServerSettings, sidecar: str, trunk_sources: tuple[tuple[str, int], ...]
+        cls,
+        settings: ServerSettings,
+        sidecar: str,
+        trunk_sources: tuple[tuple[str, int], ...],
+        device_algorithms: tuple[tuple[str, tuple[Algorithm, ...]], ...] = (),
     ) -> SidecarSettings:
         return cls(
             realm=settings.realm,
@@ -47,10 +56,12 @@ class SidecarSettings:
             ban_threshold=settings.ban_threshold,
             ban_window_seconds=settings.ban_window_seconds,
             ban_seconds=settings.ban_seconds,
+            ban_user_names=settings.ban_user_names,
             channel_limit=settings.channel_limit(sidecar),
             media_timeout_seconds=settings.media_timeout_seconds,
             min_expires=settings.min_expires,
             max_expires=settings.max_expires,
+            device_algorithms=device_algorithms,
         )
 
 
@@ -73,8 +84,34 @@ class SessionEnded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class LiftBan:
+    """Lift every ban of a source address (an operator asked)."""
+
+    source: str
+
+
 #: What a session's queue holds: what to send the sidecar, or that the session is over.
-SessionItem = Command | SettingsChanged | SessionReplaced | SessionEnded
+SessionItem = Command | SettingsChanged | LiftBan | SessionReplaced | SessionEnded
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarBan:
+    """A ban a sidecar reported: `source` (with `user`: only that user name from it)."""
+
+    source: str
+    user: str
+    reason: str
+    start_time: float
+    expire_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class BansReport:
+    """A sidecar's bans in force (at most a thousand of `total`)."""
+
+    bans: tuple[SidecarBan, ...]
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +148,8 @@ class SidecarInfo:
     lost_time: float | None = None
     active_legs: int = 0
     relay_ports_in_use: int = 0
+    #: Its bans as last reported (kept in memory only: a sidecar reports them on connecting).
+    bans: BansReport = field(default_factory=lambda: BansReport((), 0))
 
 
 class SidecarRecords(Protocol):
@@ -184,6 +223,41 @@ class SidecarRegistry:
                 info.connected = False
                 info.lost_time = now
                 self.publish(info)
+
+    def bans(self, now: float) -> list[tuple[str, SidecarBan]]:
+        """(sidecar, ban) for every ban the connected sidecars reported that is still in force."""
+        return [
+            (info.name, ban)
+            for info in sorted(self.sidecars.values(), key=lambda s: s.name)
+            if info.connected
+            for ban in info.bans.bans
+            if ban.expire_time > now
+        ]
+
+    def unreported_bans(self) -> int:
+        """Bans the connected sidecars hold beyond those they reported."""
+        return sum(
+            info.bans.total - len(info.bans.bans)
+            for info in self.sidecars.values()
+            if info.connected
+        )
+
+    def lift_bans(self, source: str, sidecar: str, now: float) -> list[tuple[str, SidecarBan]]:
+        """Tell the connected sidecars (or `sidecar`) to lift the bans of `source`; the bans they
+        reported for it, which are forgotten now (their next report confirms)."""
+        lifted: list[tuple[str, SidecarBan]] = []
+        for name, queue in self.queues.items():
+            if sidecar and name != sidecar:
+                continue
+            queue.put_nowait(LiftBan(source))
+            info = self.sidecars.get(name)
+            if info is None:
+                continue
+            gone = [ban for ban in info.bans.bans if ban.source == source]
+            lifted.extend((name, ban) for ban in gone if ban.expire_time > now)
+            kept = tuple(ban for ban in info.bans.bans if ban.source != source)
+            info.bans = BansReport(kept, info.bans.total - len(gone))
+        return lifted
 
     def end_session(self, name: str, reason: str) -> bool:
         """End `name`'s live session (it may connect again if it is still allowed to); False

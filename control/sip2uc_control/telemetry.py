@@ -120,6 +120,17 @@ class ControlMetrics:
         self.register_outcomes = meter.create_counter(
             "sip2uc_register_requests", description="Authenticated REGISTER requests by outcome"
         )
+        self.auth_failures = meter.create_counter(
+            "sip2uc_auth_failures",
+            description=(
+                "Credentials refused by the control plane, by reason (unknown_user, "
+                "wrong_password, algorithm, locked)"
+            ),
+        )
+        self.account_locks = meter.create_counter(
+            "sip2uc_auth_account_locks",
+            description="Accounts locked after failed logins from many sources",
+        )
         self.rpc_duration = meter.create_histogram(
             "sip2uc_rpc_duration",
             unit="s",

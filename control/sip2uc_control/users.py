@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .domain import Device, User
+from .domain import Algorithm, Device, User
 from .errors import AlreadyExists, NotFound
 
 
@@ -95,6 +95,17 @@ class UserDirectory:
         user = self.index.by_id[found[0]]
         device = user.device(found[1])
         return (user, device) if device is not None else None
+
+    def device_algorithms(self) -> tuple[tuple[str, tuple[Algorithm, ...]], ...]:
+        """Digest user name -> its device's algorithms, for the devices that have their own."""
+        out: list[tuple[str, tuple[Algorithm, ...]]] = []
+        for user in self.index.by_id.values():
+            for dev in user.devices:
+                reg = dev.registering
+                if reg is not None and reg.digest_algorithms:
+                    out.append((reg.digest_username, reg.digest_algorithms))
+        out.sort(key=lambda entry: entry[0])
+        return tuple(out)
 
     def each(self) -> Iterator[User]:
         """Every user, in no particular order (no sorting on a per-request path)."""

@@ -142,9 +142,10 @@ DigestAlgorithmOption = Annotated[
         "--digest-algorithm",
         metavar="ALG",
         help=(
-            "Digest algorithm to challenge handsets with, strongest first (repeatable: "
-            "SHA-256, MD5). Default: SHA-256 then MD5. Give only MD5 for handsets that read "
-            "just the first challenge and cannot do SHA-256."
+            "Digest algorithm to challenge handsets with, most preferred first (repeatable: "
+            "MD5, SHA-256). Default: MD5 alone, which every handset answers (many read only "
+            "the first challenge). Devices can have their own: sip2uc user update EXT "
+            "--digest-algorithm SHA-256."
         ),
     ),
 ]

@@ -307,6 +307,47 @@ def test_csv_import_writes_credentials_only_to_a_private_file(
     assert "applied" in real.stdout
 
 
+def test_csv_imports_of_two_sources_leave_each_others_users_alone(
+    server: Running, tmp_path: Path
+) -> None:
+    sales = tmp_path / "sales.csv"
+    sales.write_text(
+        "sip_uri,display_name,extension,digest_algorithm\n"
+        "sip:s1@example.com,Sales One,4901,SHA-256\n"
+    )
+    support = tmp_path / "export.csv"
+    support.write_text("sip_uri,display_name,extension\nsip:t1@example.com,Support One,4911\n")
+    out = tmp_path / "creds"
+
+    first = sip2uc(server, "user", "import", "csv", str(sales), "--credentials-out", f"{out}1")
+    second = sip2uc(
+        server,
+        "--json",
+        "user",
+        "import",
+        "csv",
+        str(support),
+        "--source",
+        "support",
+        "--missing",
+        "disable",
+        "--credentials-out",
+        f"{out}2",
+    )
+
+    assert first.exit_code == 0, first.stderr
+    assert second.exit_code == 0, second.stderr
+    events = [json.loads(line) for line in second.stdout.splitlines()]
+    assert [e["row"]["action"] for e in events if "row" in e] == ["IMPORT_ACTION_CREATE"]
+    shown = json.loads(sip2uc(server, "--json", "user", "show", "4901").stdout)
+    assert shown["origin"]["source"] == "csv:sales.csv"
+    assert shown["devices"][0]["registering"]["digest_algorithms"] == ["DIGEST_ALGORITHM_SHA_256"]
+    assert (
+        json.loads(sip2uc(server, "--json", "user", "show", "4911").stdout)["origin"]["source"]
+        == "csv:support"
+    )
+
+
 def test_up_exits_0_on_sigterm(tmp_path: Path) -> None:
     running = start_up(tmp_path / "data")
     assert stop(running) == 0

@@ -24,6 +24,7 @@ from sip2uc.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     calls_pb2_grpc,
+    common_pb2,
     directory_pb2_grpc,
     presence_pb2_grpc,
     registrations_pb2,
@@ -266,10 +267,13 @@ class Sip2ucClient:
         *,
         sip_uri: str | None = None,
         email: str | None = None,
+        digest_algorithms: Sequence[common_pb2.DigestAlgorithm.ValueType] = (),
     ) -> users_pb2.User:
         """Creates a user with one registering handset whose digest username is
-        the extension. The SIP identity defaults to `sip:<extension>@<domain>`,
-        the domain to the server's `sip_domain` setting."""
+        the extension, challenged with `digest_algorithms` (most preferred first;
+        none: the sidecar's default). The SIP identity defaults to
+        `sip:<extension>@<domain>`, the domain to the server's `sip_domain`
+        setting."""
         if not sip_uri:
             sip_domain = domain or self.get_settings().sip_domain
             if not sip_domain:
@@ -287,7 +291,9 @@ class Sip2ucClient:
             devices=[
                 users_pb2.Device(
                     registering=users_pb2.RegisteringDevice(
-                        digest_username=extension, password=password
+                        digest_username=extension,
+                        password=password,
+                        digest_algorithms=digest_algorithms,
                     )
                 )
             ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import fields, replace
 from typing import Any
@@ -11,17 +12,19 @@ from sip2uc.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 from .. import __version__
 from ..core import ControlCore
-from ..errors import FieldViolation, InvalidArgument
+from ..errors import FieldViolation, InvalidArgument, NotFound
 from ..recent_log import RecentLog
 from ..settings import ServerSettings
 from ..sidecars import SidecarInfo
 from .convert import (
     AVAILABILITY_TO_PB,
+    account_lock_to_pb,
     enrollment_to_pb,
     log_entry_to_pb,
     log_level_from_pb,
     server_settings_field_from_pb,
     server_settings_to_pb,
+    sidecar_ban_to_pb,
     sidecar_to_pb,
     ts,
 )
@@ -141,6 +144,54 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             self.recent_log.unwatch(queue)
 
     @unary
+    async def ListBans(
+        self, request: admin_pb2.ListBansRequest, context: Ctx
+    ) -> admin_pb2.ListBansResponse:
+        core = self.core
+        now = core.clock()
+        sources = sorted(
+            core.sidecars.bans(now), key=lambda item: (item[1].source, item[1].user, item[0])
+        )
+        return admin_pb2.ListBansResponse(
+            bans=[
+                *(account_lock_to_pb(lock) for lock in core.lockout.active(now)),
+                *(sidecar_ban_to_pb(name, ban) for name, ban in sources),
+            ],
+            unreported=core.sidecars.unreported_bans(),
+        )
+
+    @unary
+    async def LiftBans(
+        self, request: admin_pb2.LiftBansRequest, context: Ctx
+    ) -> admin_pb2.LiftBansResponse:
+        source = request.source.strip()
+        account = request.account.strip()
+        sidecar = request.sidecar.strip().removeprefix("sidecars/")
+        if bool(source) == bool(account):
+            raise InvalidArgument(
+                FieldViolation("source", "give exactly one of source and account")
+            )
+        if account:
+            if sidecar:
+                raise InvalidArgument(
+                    FieldViolation("sidecar", "accounts are locked by the control plane")
+                )
+            lock = self.core.lift_lock(account)
+            return admin_pb2.LiftBansResponse(
+                bans=[account_lock_to_pb(lock)] if lock is not None else []
+            )
+        try:
+            ipaddress.ip_address(source)
+        except ValueError:
+            raise InvalidArgument(
+                FieldViolation("source", f"{source!r} is not an IP address")
+            ) from None
+        if sidecar and sidecar not in self.core.sidecars.sidecars:
+            raise NotFound("sidecar", f"sidecars/{sidecar}")
+        lifted = self.core.sidecars.lift_bans(source, sidecar, self.core.clock())
+        return admin_pb2.LiftBansResponse(bans=[sidecar_ban_to_pb(n, b) for n, b in lifted])
+
+    @unary
     async def GetStatus(
         self, request: admin_pb2.GetStatusRequest, context: Ctx
     ) -> admin_pb2.GetStatusResponse:
@@ -161,6 +212,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             presence=presence,
             version=__version__,
             start_time=ts(core.start_time),
+            bans=len(core.sidecars.bans(core.clock())) + core.sidecars.unreported_bans(),
+            locked_accounts=len(core.lockout.active(core.clock())),
         )
 
     @unary

@@ -24,6 +24,7 @@ from ..calls import Call, CallState, LegState
 from ..connectors import Connector, ConnectorKind, ConnectorState, ConnectorStatus
 from ..connectors_config import validate_settings
 from ..domain import (
+    Algorithm,
     Device,
     DirectoryOrigin,
     Forwarding,
@@ -34,11 +35,12 @@ from ..domain import (
     UserSettings,
 )
 from ..enrollments import Enrollment
-from ..errors import FieldViolation, InvalidArgument
+from ..errors import FieldViolation, InvalidArgument, check
+from ..lockout import AccountLock
 from ..presence import Activity, Availability, EffectivePresence, PresenceChange, Source
 from ..recent_log import LogEntry
 from ..settings import ServerSettings, SidecarPolicy, UpstreamTrunk
-from ..sidecars import SidecarInfo
+from ..sidecars import SidecarBan, SidecarInfo
 
 AVAILABILITY_TO_PB = {
     Availability.AVAILABLE: common_pb2.AVAILABILITY_AVAILABLE,
@@ -68,6 +70,11 @@ TRANSPORT_TO_PB = {
     Transport.TLS: common_pb2.TRANSPORT_TLS,
 }
 TRANSPORT_FROM_PB = {v: k for k, v in TRANSPORT_TO_PB.items()}
+DIGEST_ALGORITHM_TO_PB = {
+    Algorithm.MD5: common_pb2.DIGEST_ALGORITHM_MD5,
+    Algorithm.SHA_256: common_pb2.DIGEST_ALGORITHM_SHA_256,
+}
+DIGEST_ALGORITHM_FROM_PB = {v: k for k, v in DIGEST_ALGORITHM_TO_PB.items()}
 
 
 def ts(seconds: float | None) -> Timestamp | None:
@@ -122,6 +129,9 @@ def device_to_pb(d: Device) -> users_pb2.Device:
                 digest_username=d.registering.digest_username,
                 has_password=d.registering.has_password,
                 max_bindings=d.registering.max_bindings,
+                digest_algorithms=[
+                    DIGEST_ALGORITHM_TO_PB[a] for a in d.registering.digest_algorithms
+                ],
             )
         )
     elif d.trunk is not None:
@@ -142,13 +152,27 @@ def device_to_pb(d: Device) -> users_pb2.Device:
 def devices_from_pb(
     devices: list[users_pb2.Device], extension: str
 ) -> tuple[tuple[Device, ...], dict[int, str]]:
-    """Domain devices plus the passwords given, by device position."""
+    """Domain devices plus the passwords given, by device position. InvalidArgument for a
+    digest algorithm that is not set or not known."""
     out: list[Device] = []
     passwords: dict[int, str] = {}
+    violations: list[FieldViolation] = []
     for i, d in enumerate(devices):
         kind = d.WhichOneof("kind")
         if kind == "registering":
             r = d.registering
+            algorithms: list[Algorithm] = []
+            for value in r.digest_algorithms:
+                algorithm = DIGEST_ALGORITHM_FROM_PB.get(value)
+                if algorithm is None:
+                    violations.append(
+                        FieldViolation(
+                            f"user.devices[{i}].registering.digest_algorithms",
+                            "DIGEST_ALGORITHM_MD5 or DIGEST_ALGORITHM_SHA_256",
+                        )
+                    )
+                else:
+                    algorithms.append(algorithm)
             out.append(
                 Device(
                     id=d.id,
@@ -156,6 +180,7 @@ def devices_from_pb(
                     registering=RegisteringDevice(
                         digest_username=r.digest_username or extension,
                         max_bindings=r.max_bindings,
+                        digest_algorithms=tuple(algorithms),
                     ),
                 )
             )
@@ -179,6 +204,7 @@ def devices_from_pb(
             )
         else:
             out.append(Device(id=d.id, label=d.label))
+    check(violations)
     return tuple(out), passwords
 
 
@@ -382,6 +408,28 @@ def enrollment_to_pb(e: Enrollment) -> admin_pb2.SidecarEnrollment:
         name=f"sidecars/{e.name}",
         create_time=ts(e.create_time),
         last_connect_time=ts(e.last_connect_time),
+    )
+
+
+def sidecar_ban_to_pb(sidecar: str, ban: SidecarBan) -> admin_pb2.Ban:
+    return admin_pb2.Ban(
+        kind=admin_pb2.BAN_KIND_SOURCE_USER if ban.user else admin_pb2.BAN_KIND_SOURCE,
+        source=ban.source,
+        user=ban.user,
+        sidecar=f"sidecars/{sidecar}",
+        reason=ban.reason,
+        start_time=ts(ban.start_time),
+        expire_time=ts(ban.expire_time),
+    )
+
+
+def account_lock_to_pb(lock: AccountLock) -> admin_pb2.Ban:
+    return admin_pb2.Ban(
+        kind=admin_pb2.BAN_KIND_ACCOUNT,
+        user=lock.user,
+        reason=lock.reason,
+        start_time=ts(lock.start),
+        expire_time=ts(lock.until),
     )
 
 

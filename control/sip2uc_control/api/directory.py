@@ -70,8 +70,10 @@ log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
 Response = directory_pb2.ImportUsersResponse
 
-#: The source name users imported from CSV files carry (see ``DirectoryOrigin.source``).
+#: The source users imported from CSV files carry (``DirectoryOrigin.source``) is ``csv:NAME``;
+#: users imported before CSV sources were named carry ``csv`` and are adopted by named ones.
 CSV_SOURCE = "csv"
+MAX_SOURCE_NAME = 128
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 100_000
 LDAP_TIMEOUT_SECONDS = 30.0
@@ -102,6 +104,8 @@ class _Job:
     disable_missing: bool
     delete_missing: bool
     dry_run: bool
+    #: Sources whose users this one takes over when it lists them (never reports missing).
+    adopts: frozenset[str] = frozenset()
 
 
 class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
@@ -181,9 +185,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         kind = request.WhichOneof("source")
         read: Callable[[], list[SourceRecord]] | None = None
         source = ""
+        adopts: frozenset[str] = frozenset()
         if kind == "csv":
             read = _csv_reader(request.csv, policy, violations)
-            source = CSV_SOURCE
+            name = _csv_source_name(request.csv, violations)
+            source = f"{CSV_SOURCE}:{name}" if name else CSV_SOURCE
+            adopts = frozenset({CSV_SOURCE}) if name else frozenset()
         elif kind == "ldap":
             read = _ldap_reader(request.ldap, policy, violations)
             # The base DN names a directory; host and scheme change with failover and TLS setup.
@@ -201,7 +208,23 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             disable_missing=missing == directory_pb2.MISSING_USER_ACTION_DISABLE,
             delete_missing=missing == directory_pb2.MISSING_USER_ACTION_DELETE,
             dry_run=request.dry_run,
+            adopts=adopts,
         )
+
+
+def _csv_source_name(csv: directory_pb2.CsvSource, violations: list[FieldViolation]) -> str:
+    """The CSV source's name: as given, else the file name (without directories); "" when the
+    request has neither (the unnamed source of earlier versions)."""
+    given = csv.source.strip()
+    name = given or csv.filename.strip().replace("\\", "/").rsplit("/", 1)[-1]
+    if len(name) > MAX_SOURCE_NAME or not name.isprintable():
+        violations.append(
+            FieldViolation(
+                "csv.source" if given else "csv.filename",
+                f"a source name is 1-{MAX_SOURCE_NAME} printable characters",
+            )
+        )
+    return name
 
 
 def _csv_reader(
@@ -343,6 +366,7 @@ def _plan(
         source=job.source,
         disable_missing=job.disable_missing,
         delete_missing=job.delete_missing,
+        adopts=job.adopts,
     )
     return records, plan
 
@@ -523,6 +547,8 @@ def _row_numbers(records: Sequence[SourceRecord], kind: str) -> dict[str, int]:
 
 
 def _value(value: object) -> str:
+    if value == "":
+        return "(default)"  # only digest_algorithms may be empty: the sidecar's default
     return "(none)" if value is None else str(value)
 
 

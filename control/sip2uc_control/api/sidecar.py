@@ -21,12 +21,12 @@ from ..enrollments import name_problem
 from ..errors import AlreadyExists, PermissionDenied, Unauthenticated
 from ..registrar import Outcome, RegisterDecision
 from ..sidecars import (
+    BansReport,
     CommandResult,
     Heartbeat,
     SessionEnded,
     SessionItem,
     SessionReplaced,
-    SidecarSettings,
 )
 from . import sidecar_wire, streams
 from .sidecar_wire import ByeInput, CancelInput
@@ -54,20 +54,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         #: The control plane is stopping: sessions that end now are no news.
         self.stopping = False
 
-    def trunk_sources(self, sidecar: str) -> tuple[tuple[str, int], ...]:
-        out: set[tuple[str, int]] = set()
-        for user in self.core.users.index.by_id.values():
-            for dev in user.devices:
-                if dev.trunk is not None and dev.trunk.sidecar in ("", sidecar):
-                    out.add((dev.trunk.source_network, dev.trunk.source_port))
-        return tuple(sorted(out))
-
-    def settings_for(self, sidecar: str) -> SidecarSettings:
-        return SidecarSettings.of(self.core.settings.current, sidecar, self.trunk_sources(sidecar))
-
     def push_settings(self) -> None:
         """Send every connected sidecar its settings (after an admin change)."""
-        self.core.sidecars.broadcast_settings(self.settings_for)
+        self.core.sidecars.broadcast_settings(self.core.sidecar_settings)
 
     async def Connect(
         self, request_iterator: AsyncIterator[sidecar_pb2.ConnectRequest], context: Ctx
@@ -113,6 +102,8 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                     self.core.sidecars.heartbeat(
                         info, report.active_legs, report.relay_ports_in_use
                     )
+                elif isinstance(report, BansReport):
+                    info.bans = report
                 elif report is not None:
                     for result in report:
                         _log_failure(info.name, result)
@@ -121,7 +112,7 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         getter: asyncio.Future[SessionItem] | None = None
         ended: SessionEnded | None = None
         try:
-            yield sidecar_wire.welcome(self.settings_for(info.name))
+            yield sidecar_wire.welcome(self.core.sidecar_settings(info.name))
             while True:
                 if queue.empty():
                     getter = asyncio.ensure_future(queue.get())

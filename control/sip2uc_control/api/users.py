@@ -9,7 +9,7 @@ import grpc
 from sip2uc.v1 import users_pb2, users_pb2_grpc
 
 from ..core import ControlCore
-from ..domain import DirectoryOrigin, User
+from ..domain import Algorithm, Device, DirectoryOrigin, User
 from ..errors import FieldViolation, InvalidArgument, check
 from .convert import devices_from_pb, settings_from_pb, user_to_pb
 from .filters import text_filter
@@ -56,6 +56,10 @@ def _user_from_pb(pb: users_pb2.User) -> tuple[User, dict[int, str]]:
         user_principal_name=pb.user_principal_name.strip(),
     )
     return user, passwords
+
+
+def _algorithms(devices: tuple[Device, ...]) -> list[tuple[Algorithm, ...]]:
+    return [d.registering.digest_algorithms for d in devices if d.registering is not None]
 
 
 class UserServicer(users_pb2_grpc.UserServiceServicer):
@@ -156,6 +160,10 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
                 "entra_object_id",
                 "user_principal_name",
             }
+            if "devices" in changes and _algorithms(changes["devices"]) != _algorithms(
+                previous.devices
+            ):
+                touched.add("digest_algorithms")
             if touched:
                 merged = tuple(sorted(set(previous.origin.overridden_fields) | touched))
                 changes["origin"] = DirectoryOrigin(

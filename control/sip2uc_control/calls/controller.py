@@ -42,6 +42,7 @@ from .forking import Forking
 from .model import Call, CallState, Leg, LegState, MediaInfo, best_final_status
 from .party_presence import PartyPresence
 from .ports import (
+    Authenticate,
     BindingLookup,
     CallRecorder,
     PresenceRecords,
@@ -71,6 +72,7 @@ class CallController:
         sidecars: SidecarLinks,
         history: CallRecorder,
         save_user_settings: SaveUserSettings,
+        authenticate: Authenticate,
         clock: Callable[[], float],
     ) -> None:
         self.users = users
@@ -79,7 +81,7 @@ class CallController:
         self.clock = clock
         self.registry = CallRegistry()
         self.parties = PartyPresence(users, presence)
-        self.router = CallRouter(users, bindings, presence, settings, clock)
+        self.router = CallRouter(users, bindings, presence, settings, authenticate, clock)
         self.forks = Forking(self.registry, sidecars, users, settings, self.parties, clock)
         self.codes = PresenceCodes(presence, save_user_settings)
         self.click_to_dial = ClickToDial(

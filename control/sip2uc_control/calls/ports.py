@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
+from sip2uc_core.sip.digest import Credentials
+
 from ..bindings import Binding
 from ..domain import Device, User, UserSettings
 from ..presence import PresenceEngine, PresenceRecord, Transition
+from ..registrar import Refusal
 from ..settings import ServerSettings
 from .commands import Command
 from .model import Call
@@ -76,3 +79,6 @@ class CallRecorder(Protocol):
 
 # Stores a user's changed call settings (a forwarding code dialled on the handset).
 SaveUserSettings = Callable[[User, UserSettings], Awaitable[object]]
+#: Verify digest credentials for a method from a source host (with account lockout): the user and
+#: device they prove, or why not (`ControlCore.authenticate`).
+Authenticate = Callable[[Credentials, str, str], tuple[User, Device] | Refusal]

@@ -11,11 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
-from sip2uc_core.sip.digest import DigestError
-
 from ..domain import Forwarding as ForwardingSetting
 from ..domain import User
-from ..registrar import authenticate
+from ..registrar import Refusal
 from ..routing.dialplan import (
     Deliver,
     DialContext,
@@ -32,7 +30,7 @@ from ..routing.dialplan import (
     decide_user_target,
 )
 from .model import Call
-from .ports import BindingLookup, PresenceRecords, SettingsSource, UserLookup
+from .ports import Authenticate, BindingLookup, PresenceRecords, SettingsSource, UserLookup
 from .requests import InviteInput
 
 # Forward chains are bounded by ForwardChain's hop limit too.
@@ -102,12 +100,14 @@ class CallRouter:
         bindings: BindingLookup,
         presence: PresenceRecords,
         settings: SettingsSource,
+        authenticate: Authenticate,
         clock: Callable[[], float],
     ) -> None:
         self.users = users
         self.bindings = bindings
         self.presence = presence
         self.settings = settings
+        self.authenticate = authenticate
         self.clock = clock
 
     # --- who calls, and what they dialled ------------------------------------------------------
@@ -118,13 +118,8 @@ class CallRouter:
         None when neither proves anyone (answered 407 whatever the reason, like the registrar).
         """
         if inp.credentials is not None:
-            try:
-                found = authenticate(
-                    self.users, inp.credentials, self.settings.current.realm, "INVITE"
-                )
-            except DigestError:
-                found = None
-            return found[0] if found is not None else None
+            found = self.authenticate(inp.credentials, "INVITE", inp.source_host)
+            return None if isinstance(found, Refusal) else found[0]
         return self._trunk_caller(inp.sidecar, inp.source_host, inp.source_port, inp.from_uri)
 
     def _trunk_caller(self, sidecar: str, host: str, port: int, from_uri: str) -> User | None:

@@ -43,6 +43,8 @@ class NewUser:
     email: str | None = None
     upn: str | None = None
     entra_object_id: str | None = None
+    #: Space-separated, most preferred first; ``""`` or ``None``: the sidecar's default.
+    digest_algorithms: str | None = None
 
 
 class UserRepository(Protocol):
@@ -50,8 +52,8 @@ class UserRepository(Protocol):
 
     ``update_user`` receives new values keyed by field name: any of ``sip_uri``,
     ``display_name``, ``e164``, ``extension``, ``email``, ``upn``, ``entra_object_id``,
-    ``enabled``, ``source_id``,
-    ``source``. Errors raised by any method are recorded per row; the import carries on.
+    ``enabled``, ``digest_algorithms``, ``source_id``, ``source``. Errors raised by any method
+    are recorded per row; the import carries on.
     """
 
     async def create_user(self, user: NewUser, handset_password: str) -> str:
@@ -230,6 +232,7 @@ async def _apply_one(
             email=entry.email,
             upn=entry.upn,
             entra_object_id=entry.entra_object_id,
+            digest_algorithms=entry.digest_algorithms,
         )
         user_id = await repo.create_user(new, password)
         result.created.append(

@@ -11,6 +11,9 @@ email          mail address
 source_id      stable id of the user in the source; default: the SIP URI (renames then
                look like a removal plus an addition)
 disabled       ``true``/``false``/``yes``/``no``/``1``/``0``: disabled users are skipped
+digest_        the handset's digest algorithms, most preferred first: ``SHA-256``, ``MD5``,
+algorithm      ``SHA-256 MD5``; empty or ``default``: the sidecar's default. Without this
+               column an import leaves the handsets' algorithms as they are
 =============  ================================================================================
 
 Exports work unchanged: Teams ``Get-CsOnlineUser | Export-Csv`` and Skype for Business
@@ -68,6 +71,8 @@ DEFAULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("disabled", "disabled"),
     ("enabled", "enabled"),
     ("accountenabled", "enabled"),
+    ("digest_algorithm", "digest_algorithms"),
+    ("digest_algorithms", "digest_algorithms"),
 )
 
 FIELDS = frozenset(field for _, field in DEFAULT_COLUMNS)
@@ -179,6 +184,9 @@ def _record(
                 return row[index].strip()
         return None
 
+    # A file with the column manages the algorithms (an empty cell: the default); one without
+    # leaves them as they are.
+    algorithms = (value("digest_algorithms") or "") if "digest_algorithms" in layout else None
     try:
         disabled = _flag(value("disabled"), "disabled") or not _flag(
             value("enabled") or "true", "enabled"
@@ -203,6 +211,7 @@ def _record(
             upn=value("upn"),
             entra_object_id=value("entra_object_id"),
             disabled=disabled,
+            digest_algorithms=algorithms,
         ),
         policy,
     )

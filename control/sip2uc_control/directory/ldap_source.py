@@ -67,6 +67,9 @@ class LdapAttributeMap:
     ids: tuple[str, ...] = ("objectGUID", "entryUUID")
     account_control: str = "userAccountControl"
     user_enabled: str = "msRTCSIP-UserEnabled"
+    #: No directory schema has one: empty (not read, the handsets' algorithms are left alone)
+    #: unless mapped, e.g. to an extension attribute. Mapped, a user without it gets the default.
+    digest_algorithms: str = ""
 
     def requested(self) -> list[str]:
         names = [
@@ -80,6 +83,7 @@ class LdapAttributeMap:
             self.entra_object_id,
             self.account_control,
             self.user_enabled,
+            self.digest_algorithms,
             *self.ids,
         ]
         return [name for name in names if name]
@@ -173,6 +177,9 @@ def map_ldap_entry(
             upn=_text(values, names.upn),
             entra_object_id=_text(values, names.entra_object_id),
             disabled=_disabled(values, config),
+            digest_algorithms=(
+                (_text(values, names.digest_algorithms) or "") if names.digest_algorithms else None
+            ),
         )
     except DirectoryError as exc:
         return RowError(origin=dn, message=str(exc))

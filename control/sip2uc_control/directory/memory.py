@@ -22,6 +22,7 @@ _STRING_FIELDS = (
     "upn",
     "entra_object_id",
     "source_id",
+    "digest_algorithms",
 )
 
 
@@ -53,6 +54,7 @@ class InMemoryUserRepository:
             email=user.email,
             upn=user.upn,
             entra_object_id=user.entra_object_id,
+            digest_algorithms=user.digest_algorithms or "",
         )
         self.password_digests[user_id] = hashlib.sha256(handset_password.encode()).hexdigest()
         return user_id

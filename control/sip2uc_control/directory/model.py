@@ -16,6 +16,8 @@ from types import MappingProxyType
 
 #: Fields an import keeps in step with the directory. ``enabled`` is listed so that a user the
 #: import disabled earlier (gone from the directory) is re-enabled when it comes back.
+#: ``digest_algorithms`` (of the user's handsets) only when the source has a column or attribute
+#: for it: ``None`` from a source means "not managed here", ``""`` the sidecar's default.
 SYNCED_FIELDS: tuple[str, ...] = (
     "sip_uri",
     "display_name",
@@ -25,6 +27,7 @@ SYNCED_FIELDS: tuple[str, ...] = (
     "upn",
     "entra_object_id",
     "enabled",
+    "digest_algorithms",
 )
 
 #: Fields that must be unique across users; two claimants of one value is a conflict.
@@ -56,6 +59,9 @@ class DirectoryEntry:
     entra_object_id: str | None = None
     disabled: bool = False
     origin: str = ""
+    #: The handsets' digest algorithms, most preferred first, space-separated (``"SHA-256 MD5"``);
+    #: ``""`` for the sidecar's default, ``None`` when the source does not say.
+    digest_algorithms: str | None = None
 
     def field_values(self) -> dict[str, FieldValue]:
         """The synced fields as the users store would hold them."""
@@ -68,6 +74,7 @@ class DirectoryEntry:
             "upn": self.upn,
             "entra_object_id": self.entra_object_id,
             "enabled": not self.disabled,
+            "digest_algorithms": self.digest_algorithms,
         }
 
 
@@ -109,6 +116,8 @@ class ExistingUser:
     entra_object_id: str | None = None
     overridden: frozenset[str] = frozenset()
     enabled: bool = True
+    #: As :attr:`DirectoryEntry.digest_algorithms`; ``None`` for a user without handsets.
+    digest_algorithms: str | None = ""
 
     def field_values(self) -> dict[str, FieldValue]:
         return {
@@ -120,6 +129,7 @@ class ExistingUser:
             "upn": self.upn,
             "entra_object_id": self.entra_object_id,
             "enabled": self.enabled,
+            "digest_algorithms": self.digest_algorithms,
         }
 
 

@@ -46,6 +46,7 @@ def build_plan(
     source: str | None = None,
     disable_missing: bool = False,
     delete_missing: bool = False,
+    adopts: frozenset[str] = frozenset(),
 ) -> ImportPlan:
     """Plan an import of ``records`` into a store holding ``existing_users``.
 
@@ -53,7 +54,8 @@ def build_plan(
     unnamed one) are matched by id or reported MISSING (several directories can feed one store).
     Users of this source that no usable record mentions are MISSING; with ``disable_missing``
     or ``delete_missing`` applying the plan disables or deletes them, otherwise they are only
-    reported.
+    reported. Users of a source in ``adopts`` (e.g. CSV imports from before sources were named)
+    are matched and taken over when a record lists them, but never reported MISSING.
     """
     if disable_missing and delete_missing:
         raise ValueError("disable_missing and delete_missing are mutually exclusive")
@@ -64,7 +66,7 @@ def build_plan(
         if disable_missing
         else MissingPolicy.REPORT
     )
-    planner = _Planner(list(existing_users), source, policy)
+    planner = _Planner(list(existing_users), source, policy, adopts)
     items = planner.run(list(records))
     items.sort(key=_order)
     return ImportPlan(items=tuple(items), missing_policy=policy, source=source)
@@ -83,13 +85,22 @@ def _order(item: PlanItem) -> tuple[int, str, str, str]:
 
 class _Planner:
     def __init__(
-        self, users: list[ExistingUser], source: str | None, policy: MissingPolicy
+        self,
+        users: list[ExistingUser],
+        source: str | None,
+        policy: MissingPolicy,
+        adopts: frozenset[str] = frozenset(),
     ) -> None:
         self.users = users
         self.source = source
         self.policy = policy
+        self.adopts = adopts
         self.owned = [u for u in users if u.source_id is not None and self._is_ours(u)]
-        self.by_source_id = {u.source_id: u for u in self.owned}
+        self.by_source_id = {
+            u.source_id: u
+            for u in users
+            if u.source_id is not None and (self._is_ours(u) or u.source in adopts)
+        }
         self.by_sip = {u.sip_uri.lower(): u for u in users}
         # Users some record speaks for; they are never MISSING.
         self.touched: set[str] = set()
@@ -99,6 +110,10 @@ class _Planner:
     def _is_ours(self, user: ExistingUser) -> bool:
         # Users imported without a source name are adopted by the first named source.
         return self.source is None or user.source in (None, self.source)
+
+    def _may_update(self, user: ExistingUser) -> bool:
+        """Ours, or of a source this one adopts (matched when listed, never missing)."""
+        return self._is_ours(user) or user.source in self.adopts
 
     def _find(self, source_id: str | None, sip_uri: str | None) -> ExistingUser | None:
         user = self.by_source_id.get(source_id) if source_id is not None else None
@@ -135,7 +150,7 @@ class _Planner:
 
     def _disabled(self, entry: DirectoryEntry) -> list[PlanItem]:
         user = self._find(entry.source_id, entry.sip_uri)
-        if user is not None and self._is_ours(user) and user.source_id is not None:
+        if user is not None and self._may_update(user) and user.source_id is not None:
             self.disabled_in_directory.add(user.id)
             return []
         return [
@@ -163,7 +178,7 @@ class _Planner:
             user = self.by_sip.get(entry.sip_uri)
             if user is None or user.id in claimed:
                 continue  # a CREATE; a SIP URI still held by someone is caught as a conflict
-            if user.source_id is not None and not self._is_ours(user):
+            if user.source_id is not None and not self._may_update(user):
                 matches[index] = (
                     f"SIP URI {entry.sip_uri} belongs to user {user.id} of source {user.source!r}"
                 )
@@ -204,6 +219,9 @@ class _Planner:
             if isinstance(match, ExistingUser):
                 current = match.field_values()
                 final = {f: current[f] if f in match.overridden else final[f] for f in final}
+                if final["digest_algorithms"] is None or current["digest_algorithms"] is None:
+                    # Not managed by this source, or a user without handsets to set it on.
+                    final["digest_algorithms"] = current["digest_algorithms"]
             finals.append(final)
             source_ids[entry.source_id].append(index)
             for name in UNIQUE_FIELDS:
@@ -253,7 +271,9 @@ class _Planner:
 
     def _create(self, entry: DirectoryEntry) -> PlanItem:
         changes: dict[str, Change] = {
-            name: (None, value) for name, value in entry.field_values().items() if value is not None
+            name: (None, value)
+            for name, value in entry.field_values().items()
+            if value is not None and value != ""
         }
         changes["source_id"] = (None, entry.source_id)
         if self.source is not None:

@@ -18,6 +18,12 @@ _SIP_USER = r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+"
 # Host names as in RFC 3261 §25.1 ``hostname``, or a dotted IPv4 address (covered by it).
 _SIP_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?"
 _SIP_ADDRESS = re.compile(rf"({_SIP_USER})@({_SIP_HOST})")
+# Digest algorithm lists: "SHA-256", "SHA-256 MD5", "SHA-256, MD5", "sha-256/md5"...
+_ALGORITHM_SEPARATORS = re.compile(r"[\s,;/+|]+")
+#: The names an algorithm cell may hold, folded to lower case -> the stored name.
+_ALGORITHM_NAMES = {"md5": "MD5", "sha-256": "SHA-256", "sha256": "SHA-256"}
+#: The cell value that asks for the sidecar's default challenge.
+DEFAULT_ALGORITHMS = "default"
 
 
 class SipAddressError(DirectoryError):
@@ -62,6 +68,27 @@ class RawRecord:
     upn: str | None = None
     entra_object_id: str | None = None
     disabled: bool = False
+    #: ``None`` when the source has no column or attribute for it.
+    digest_algorithms: str | None = None
+
+
+def parse_algorithms(raw: str) -> str:
+    """``"SHA-256 MD5"`` from what a source holds (names in any case, separated by spaces,
+    commas, semicolons, slashes, plus signs or bars); ``""`` for an empty value or ``default``.
+    Raises DirectoryError for anything but MD5 and SHA-256, each at most once."""
+    names: list[str] = []
+    for token in _ALGORITHM_SEPARATORS.split(raw.strip()):
+        if not token:
+            continue
+        if token.lower() == DEFAULT_ALGORITHMS and not names:
+            continue
+        name = _ALGORITHM_NAMES.get(token.lower())
+        if name is None:
+            raise DirectoryError(f"digest algorithm {token!r} is not MD5 or SHA-256")
+        if name in names:
+            raise DirectoryError(f"digest algorithm {name} is named twice")
+        names.append(name)
+    return " ".join(names)
 
 
 def to_entry(record: RawRecord, policy: NumberPolicy) -> SourceRecord:
@@ -73,10 +100,14 @@ def to_entry(record: RawRecord, policy: NumberPolicy) -> SourceRecord:
         if source_id is None:
             raise DirectoryError("no stable id (source_id)")
         numbers = _numbers(record, policy)
+        algorithms = (
+            None if record.digest_algorithms is None else parse_algorithms(record.digest_algorithms)
+        )
     except DirectoryError as exc:
         if record.disabled and sip_uri is not None and source_id is not None:
             # A disabled account is skipped anyway; its numbers do not matter.
             numbers = ParsedNumber(None, None)
+            algorithms = None
         else:
             return RowError(
                 origin=record.origin, message=str(exc), source_id=source_id, sip_uri=sip_uri
@@ -93,6 +124,7 @@ def to_entry(record: RawRecord, policy: NumberPolicy) -> SourceRecord:
         entra_object_id=normalise_entra_object_id(record.entra_object_id),
         disabled=record.disabled,
         origin=record.origin,
+        digest_algorithms=algorithms,
     )
 
 

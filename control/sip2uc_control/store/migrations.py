@@ -164,6 +164,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        6,
+        "per-device digest algorithms",
+        # Comma-separated, most preferred first; empty: the sidecar's default.
+        ("ALTER TABLE devices ADD COLUMN digest_algorithms TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 

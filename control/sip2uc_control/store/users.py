@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import (
+    Algorithm,
     Device,
     DirectoryOrigin,
     RegisteringDevice,
@@ -39,6 +40,9 @@ def _device_row(user_id: str, dev: Device) -> dict[str, Any]:
         "ha1_md5": reg.ha1_md5 if reg is not None else "",
         "ha1_sha256": reg.ha1_sha256 if reg is not None else "",
         "max_bindings": reg.max_bindings if reg is not None else 0,
+        "digest_algorithms": (
+            ",".join(a.value for a in reg.digest_algorithms) if reg is not None else ""
+        ),
         "trunk": json.dumps(
             {
                 "source_network": trunk.source_network,
@@ -64,6 +68,9 @@ def _device_from_row(row: Any) -> Device:
                 ha1_md5=row.ha1_md5,
                 ha1_sha256=row.ha1_sha256,
                 max_bindings=row.max_bindings,
+                digest_algorithms=tuple(
+                    Algorithm.parse(name) for name in row.digest_algorithms.split(",") if name
+                ),
             ),
         )
     t = json.loads(row.trunk)
@@ -181,8 +188,9 @@ class UserStore(UserDirectory):
                 await conn.execute(
                     text(
                         "INSERT INTO devices (user_id, device_id, label, kind, digest_username, "
-                        "ha1_md5, ha1_sha256, max_bindings, trunk) VALUES (:user_id, :device_id, "
-                        ":label, :kind, :digest_username, :ha1_md5, :ha1_sha256, :max_bindings, :trunk)"
+                        "ha1_md5, ha1_sha256, max_bindings, trunk, digest_algorithms) VALUES "
+                        "(:user_id, :device_id, :label, :kind, :digest_username, :ha1_md5, "
+                        ":ha1_sha256, :max_bindings, :trunk, :digest_algorithms)"
                     ),
                     _device_row(user.id, dev),
                 )

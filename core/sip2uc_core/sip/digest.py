@@ -26,8 +26,10 @@ from types import MappingProxyType
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
+    "DEFAULT_CHALLENGE",
     "Algorithm",
     "Challenge",
+    "CountStatus",
     "Credentials",
     "DigestError",
     "NonceCountTracker",
@@ -95,16 +97,14 @@ _HASHLIB_NAMES = {
     Algorithm.SHA_256: "sha256",
     Algorithm.SHA_512_256: "sha512_256",
 }
-# RFC 7616 §3.7: challenges go out most preferred first; RFC 8760 §2.4 puts SHA-256 before MD5.
-_STRENGTH = {
-    Algorithm.SHA_512_256: 0,
-    Algorithm.SHA_512_256_SESS: 1,
-    Algorithm.SHA_256: 2,
-    Algorithm.SHA_256_SESS: 3,
-    Algorithm.MD5: 4,
-    Algorithm.MD5_SESS: 5,
-}
 
+#: What a server challenges with unless told otherwise: MD5 alone. RFC 8760 §2.4 has a server
+#: send one challenge per algorithm, most preferred first, and a client answer the topmost one it
+#: supports; but SIPp and most cheap handsets and adapters read only the first challenge
+#: and give up when it is not MD5, and a client that does read them all answers SHA-256 only
+#: where SHA-256 comes first. So SHA-256 is offered where it is configured (per device, or for a
+#: sidecar), as Asterisk and Kamailio do, and MD5 stays the default that every handset answers.
+DEFAULT_CHALLENGE: tuple[Algorithm, ...] = (Algorithm.MD5,)
 QOP_AUTH = "auth"
 QOP_AUTH_INT = "auth-int"
 _QOPS = (QOP_AUTH, QOP_AUTH_INT)
@@ -631,6 +631,13 @@ class NonceIssuer:
             return NonceStatus.STALE
         return NonceStatus.VALID
 
+    @staticmethod
+    def issue_time(nonce: str) -> float:
+        """When a nonce that `check` found authentic was issued (seconds, as `now` was)."""
+        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        _version, issued_ms, _serial = _NONCE_HEADER.unpack(raw[: _NONCE_HEADER.size])
+        return float(issued_ms / 1000)
+
     def challenge_header(
         self,
         realm: str,
@@ -638,9 +645,11 @@ class NonceIssuer:
         source: str | None = None,
         *,
         stale: bool = False,
-        algorithms: Iterable[Algorithm | str] = (Algorithm.SHA_256, Algorithm.MD5),
+        algorithms: Iterable[Algorithm | str] = DEFAULT_CHALLENGE,
     ) -> list[str]:
-        """One ``WWW-Authenticate`` value per algorithm, strongest first (RFC 8760 §2.4).
+        """One ``WWW-Authenticate`` value per algorithm, in the order given: the order of
+        preference (RFC 8760 §2.4), which decides what a client that reads only the first
+        challenge answers with.
 
         All values share one fresh nonce, so whichever the client picks is checked the same way.
         """
@@ -655,7 +664,7 @@ class NonceIssuer:
         self, realm: str, stale: bool, algorithms: tuple[Algorithm | str, ...]
     ) -> list[tuple[str, str]]:
         """Each challenge value split around its nonce, formatted once per realm/algorithms."""
-        chosen = sorted({Algorithm.parse(a) for a in algorithms}, key=_STRENGTH.__getitem__)
+        chosen = list(dict.fromkeys(Algorithm.parse(a) for a in algorithms))
         if not chosen:
             raise ValueError("a challenge needs at least one algorithm")
         marker = "\x00"  # never in a realm's quoted form next to the nonce, never in a nonce
@@ -677,50 +686,85 @@ class NonceIssuer:
         return template
 
 
+class CountStatus(enum.Enum):
+    """What `NonceCountTracker.admit` says about a nonce count."""
+
+    #: Higher than any count accepted for the nonce: go on.
+    ACCEPTED = "accepted"
+    #: Not above the highest count accepted for the nonce (RFC 7616 §3.4): a replay, or an honest
+    #: retry that fell behind a busy server. Challenge again with ``stale=true``.
+    REPLAYED = "replayed"
+    #: The nonce may have been used and then forgotten (memory pressure, idleness), so no count
+    #: can be trusted: challenge again with ``stale=true`` and the client starts a fresh nonce.
+    FORGOTTEN = "forgotten"
+
+
 class NonceCountTracker:
     """Replay protection by nonce count (RFC 7616 §3.4 nc, §5.4), in bounded memory.
 
-    Each nonce remembers the highest count accepted; a count is accepted only if it is higher
-    (a replay is a count not above the highest already accepted for a remembered nonce).  A
-    nonce not remembered (never seen, evicted, or forgotten after `max_idle` seconds) starts at
-    whatever count comes first: a client that got a retransmitted challenge answers with
-    ``nc=00000002`` while its ``nc=00000001`` request may still be queued, and both are honest.
-    Counts are never reordered; the later-arriving lower count is refused.  When `accept` says
-    no to an otherwise valid request, challenge again with ``stale=true``: an honest client then
-    simply restarts with a fresh nonce, so a refusal is not an authentication failure.
-    Size `capacity` for the nonces in use within their lifetime: a forgotten nonce starts
-    afresh, which reopens it to replay until the issuer's lifetime check retires it.
+    Each nonce remembers the highest count accepted; a count is accepted only if it is higher.
+    A nonce seen for the first time starts at whatever count comes first: a client that got a
+    retransmitted challenge answers with ``nc=00000002`` while its ``nc=00000001`` request may
+    still be queued, and both are honest. Counts are never reordered; the later-arriving lower
+    count is refused.
+
+    Memory is bounded by `capacity` (least recently used nonces are forgotten first) and by
+    `max_idle`. A forgotten nonce must not start afresh, or its old counts could be replayed
+    until the issuer retires it; but a nonce is stateless, so "forgotten" cannot be told from
+    "never seen" by the nonce alone. The tracker therefore keeps one number: the latest issue
+    time of any nonce it forgot. A nonce it does not remember that was issued no later than that
+    may have been forgotten and gets FORGOTTEN; one issued later is new. Honest clients lose
+    nothing either way: they are told ``stale=true`` and retry at once with a fresh nonce.
     """
 
-    def __init__(self, capacity: int, *, max_idle: float | None = None) -> None:
+    def __init__(
+        self, capacity: int, *, max_idle: float | None = None, started: float | None = None
+    ) -> None:
+        """`started`: when this tracker began, in the nonces' time; nonces issued before it
+        may have been used with a tracker that is gone (a restart), so they count as forgotten.
+        """
         if capacity < 1:
             raise ValueError("tracker capacity must be at least 1")
         self._capacity = capacity
         self._max_idle = max_idle
-        # nonce -> (highest count, last use); least recently used first.
-        self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        # nonce -> (highest count, last use, issue time); least recently used first.
+        self._seen: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+        self._forgotten_through = float("-inf") if started is None else started
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def accept(self, nonce: str, nc: int, now: float) -> bool:
+    @property
+    def forgotten_through(self) -> float:
+        """The latest issue time of a nonce this tracker forgot (-inf: none yet)."""
+        return self._forgotten_through
+
+    def admit(self, nonce: str, nc: int, issued: float, now: float) -> CountStatus:
+        """Whether request number `nc` with `nonce` (issued at `issued`) may go on."""
         self._forget_idle(now)
         if nc < 1:
-            return False  # RFC 7616 §3.4: the first request with a nonce counts 1
+            return CountStatus.REPLAYED  # RFC 7616 §3.4: the first request with a nonce counts 1
         entry = self._seen.get(nonce)
-        if entry is not None and nc <= entry[0]:
-            return False
-        self._seen[nonce] = (nc, now)
+        if entry is None:
+            if issued <= self._forgotten_through:
+                return CountStatus.FORGOTTEN
+        elif nc <= entry[0]:
+            return CountStatus.REPLAYED
+        self._seen[nonce] = (nc, now, issued)
         self._seen.move_to_end(nonce)
         while len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
-        return True
+            self._forget(*self._seen.popitem(last=False))
+        return CountStatus.ACCEPTED
+
+    def _forget(self, _nonce: str, entry: tuple[int, float, float]) -> None:
+        self._forgotten_through = max(self._forgotten_through, entry[2])
 
     def _forget_idle(self, now: float) -> None:
         if self._max_idle is None:
             return
         while self._seen:
-            nonce, (_count, last_use) = next(iter(self._seen.items()))
-            if now - last_use <= self._max_idle:
+            nonce, entry = next(iter(self._seen.items()))
+            if now - entry[1] <= self._max_idle:
                 break
             del self._seen[nonce]
+            self._forget(nonce, entry)

@@ -28,7 +28,7 @@ from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
 from .calls import CallHandler
 from .capacity import LegCapacity, leg_capacity, raise_open_file_limit
-from .commands import Command, EdgeSettings
+from .commands import Command, EdgeSettings, LiftBan
 from .config import SidecarConfig, parse_hostport
 from .control_link import ControlLink
 from .dispatch import SipEdge
@@ -99,7 +99,9 @@ class Sidecar:
         secret = load_secret(config.data_dir)
         registrar = Registrar(
             NonceIssuer(secret, NONCE_LIFETIME),
-            NonceCountTracker(200_000, max_idle=NONCE_LIFETIME),
+            # Nonces survive a restart (the secret is kept) but their counts do not: those issued
+            # before this start are answered stale=true once.
+            NonceCountTracker(200_000, max_idle=NONCE_LIFETIME, started=time.time()),
             tag_secret=secret,
             policy=RegistrarPolicy(
                 algorithms=tuple(Algorithm.parse(a) for a in config.digest_algorithms)
@@ -117,6 +119,8 @@ class Sidecar:
             on_command=self._command,
             load=self._load,
         )
+        edge_bans = BanList()
+        self.control.bans_source(lambda: edge_bans.active(clock()))
         self.edge = SipEdge(
             name=config.name,
             registrar=registrar,
@@ -124,12 +128,13 @@ class Sidecar:
             send=self._send,
             clock=clock,
             wall_clock=time.time,
-            bans=BanList(),
+            bans=edge_bans,
             local_allow=NetworkAllowList(config.allowed_networks),
             max_message_size=config.max_message_size,
             retry_after=config.retry_after,
             known=KnownSources(),
         )
+        self.edge.guard.on_bans_changed = self.control.bans_changed
         self.intake = self._intake(clock)
         await self._bind(clock)
         sip_host, sip_port = self.listen_addresses[Transport.UDP]
@@ -157,6 +162,7 @@ class Sidecar:
                 transport_ports=tuple((k, p) for k, (_h, p) in self.listen_addresses.items()),
             ),
             clock=clock,
+            wall_clock=time.time,
             retry_after=config.retry_after,
         )
         self.relay.on_event = self.calls.relay_event
@@ -275,7 +281,9 @@ class Sidecar:
         if edge is None:
             return
         edge.registrar.policy = RegistrarPolicy(
-            realm=settings.realm, algorithms=edge.registrar.policy.algorithms
+            realm=settings.realm,
+            algorithms=edge.registrar.policy.algorithms,
+            device_algorithms=settings.device_algorithms,
         )
         edge.bans.configure(settings.ban)
         edge.allow = NetworkAllowList(settings.allowed_networks)
@@ -288,6 +296,10 @@ class Sidecar:
             )
 
     async def _command(self, command: Command) -> str:
+        if isinstance(command, LiftBan):
+            if self.edge is not None:
+                self.edge.guard.lift(command.source)
+            return ""
         if self.calls is None:
             return "sidecar starting"
         return await self.calls.command(command)

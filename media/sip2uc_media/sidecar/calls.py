@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -57,6 +58,7 @@ from ..rtp import tones
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortsExhausted
 from ..rtp.relay import DtmfReceived, LegStats, MediaTimeout, RelayError, RelayEvent
+from .auth_guard import AuthGuard
 from .commands import AnswerLeg, Command, CreateLeg, EndLeg, InjectDtmf, UpdateMedia
 from .registrar import Registrar, Rejection
 from .requests import ControlUnavailableError, InviteCall, Origin
@@ -96,7 +98,10 @@ class EdgeHooks(Protocol):
 
     def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None: ...
 
-    def auth_failure(self, host: str) -> None: ...
+    @property
+    def guard(self) -> AuthGuard: ...
+
+    def ignore(self, txn_id: TransactionId, reason: str) -> None: ...
 
     def refused(
         self, source: Endpoint, reason: str, message: Callable[[], str], level: int = ...
@@ -124,6 +129,7 @@ class CallHandler:
         relay: RelayEngine,
         config: LegConfig,
         clock: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
         retry_after: int = 5,
     ) -> None:
         self.name = name
@@ -132,6 +138,9 @@ class CallHandler:
         self.relay = relay
         self.config = config
         self._clock = clock
+        # Nonces carry wall-clock time, as REGISTER's do: they share one count tracker, which
+        # tells nonces it forgot by their issue time, and they outlive a restart.
+        self._wall = wall_clock
         self._retry_after = retry_after
         self.edge: EdgeHooks | None = None
         self.trunk_sources: tuple[
@@ -204,10 +213,14 @@ class CallHandler:
         now = self._clock()
         credentials: Credentials | None = None
         if not self._is_trunk(source):
-            checked = self.registrar.authenticate(request, source.host, now)
+            registrar = self.registrar
+            if edge.guard.user_banned(source.host, lambda: registrar.user_of(request, proxy=True)):
+                edge.ignore(txn_id, "banned_user")
+                return
+            checked = registrar.authenticate(request, source.host, self._wall())
             if isinstance(checked, Rejection):
-                if checked.auth_failure:
-                    edge.auth_failure(source.host)
+                if checked.why:
+                    edge.guard.refused(source.host, checked.label, checked.why)
                 edge.respond(txn_id, checked.response)
                 return
             credentials = checked
@@ -492,12 +505,10 @@ class CallHandler:
         elif isinstance(action, SendAck):
             edge.send_stateless(action.request, action.destination)
         elif isinstance(action, Challenge):
-            edge.auth_failure(entry.origin.source.host if entry else "")
+            host = entry.origin.source.host if entry else ""
+            edge.guard.failed(host, self.registrar.user_of(action.request, proxy=True))
             edge.respond(
-                action.txn_id,
-                self.registrar.proxy_challenge(
-                    action.request, entry.origin.source.host if entry else "", self._clock()
-                ),
+                action.txn_id, self.registrar.proxy_challenge(action.request, host, self._wall())
             )
         elif isinstance(action, InviteRpc):
             assert call is not None
@@ -539,6 +550,10 @@ class CallHandler:
             result = InviteResult(
                 disposition=Disposition.REJECT, status=503, retry_after=self._retry_after
             )
+        else:
+            if call.credentials is not None and result.disposition is not Disposition.UNAUTHORIZED:
+                # The control plane verified the digest, whatever it then decided about the call.
+                self._edge.guard.succeeded(call.origin.source.host, call.credentials.username)
         entry = self._legs.get(leg_id)
         if entry is None or not isinstance(entry.leg, InboundLeg):
             return

@@ -7,9 +7,12 @@ and commands, each command with the id its result quotes, sometimes several in o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TypeVar
 
+from sip2uc_core.sip.digest import Algorithm
 from sip2uc_core.sip.endpoint import Endpoint
 
 from ..b2bua.legs import CreateLeg
@@ -25,6 +28,7 @@ __all__ = [
     "EdgeSettings",
     "EndLeg",
     "InjectDtmf",
+    "LiftBan",
     "Notify",
     "Order",
     "SessionMessage",
@@ -54,13 +58,18 @@ class EdgeSettings:
     trunk_sources: tuple[tuple[str, int], ...] = ()
     channel_limit: int = 0  # 0: only the relay's port range limits
     media_timeout: float = 60.0
+    #: Digest user name -> the algorithms its device is challenged with, for the devices whose
+    #: choice differs from the sidecar's default.
+    device_algorithms: Mapping[str, tuple[Algorithm, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SettingsUpdate:
     """Settings as the control plane sent them. None keeps the current value: the message cannot
     tell "not set" from 0, so a 0 never overrides. The lists are always taken as sent (empty:
-    any network, no trunk source)."""
+    any network, no trunk source, every device challenged with the default)."""
 
     realm: str | None = None
     domain: str | None = None
@@ -69,10 +78,12 @@ class SettingsUpdate:
     ban_threshold: int | None = None
     ban_window: float | None = None
     ban_seconds: float | None = None
+    ban_user_names: int | None = None
     channel_limit: int | None = None
     media_timeout: float | None = None
     min_expires: int | None = None
     max_expires: int | None = None
+    device_algorithms: tuple[tuple[str, tuple[Algorithm, ...]], ...] = ()
 
     def applied_to(self, base: EdgeSettings) -> EdgeSettings:
         return EdgeSettings(
@@ -83,12 +94,14 @@ class SettingsUpdate:
                 threshold=_keep(self.ban_threshold, base.ban.threshold),
                 window=_keep(self.ban_window, base.ban.window),
                 ban_seconds=_keep(self.ban_seconds, base.ban.ban_seconds),
+                user_names=_keep(self.ban_user_names, base.ban.user_names),
             ),
             min_expires=_keep(self.min_expires, base.min_expires),
             max_expires=_keep(self.max_expires, base.max_expires),
             trunk_sources=self.trunk_sources,
             channel_limit=_keep(self.channel_limit, base.channel_limit),
             media_timeout=_keep(self.media_timeout, base.media_timeout),
+            device_algorithms=MappingProxyType(dict(self.device_algorithms)),
         )
 
 
@@ -163,7 +176,16 @@ class Notify:
     terminate: bool = False
 
 
-Command = CreateLeg | AnswerLeg | EndLeg | InjectDtmf | UpdateMedia | DeliverMessage | Notify
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiftBan:
+    """Lift every ban of a source address (an operator asked)."""
+
+    source: str
+
+
+Command = (
+    CreateLeg | AnswerLeg | EndLeg | InjectDtmf | UpdateMedia | DeliverMessage | Notify | LiftBan
+)
 
 
 # -- the session's messages ---------------------------------------------------------------------

@@ -82,9 +82,10 @@ class SidecarConfig:
     max_message_size: int = 65535
     control_tls: bool = False
     control_ca: Path | None = None
-    # Challenge algorithms, most preferred first (RFC 8760 §2.4). Some old handsets (and SIPp)
-    # read only the first WWW-Authenticate; a site full of them can put MD5 alone here.
-    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # Challenge algorithms, most preferred first (RFC 8760 §2.4), for every device the control
+    # plane gives no algorithms of its own. MD5 alone by default: SIPp and many handsets read only
+    # the first WWW-Authenticate and cannot answer SHA-256 (sip2uc_core.sip.digest.DEFAULT_CHALLENGE).
+    digest_algorithms: tuple[str, ...] = ("MD5",)
     # Beyond the public knobs: limits an operator rarely needs to touch.
     max_connections: int = 4096
     tcp_idle_timeout: float = 3600.0

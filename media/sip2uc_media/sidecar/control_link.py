@@ -1,7 +1,8 @@
 """The sidecar's link to the control plane: the `Connect` session and the two request streams.
 
 The session announces the sidecar, applies the settings it is sent, carries out commands in the
-order they come and reports their results, sends heartbeats, and reconnects with backoff when it
+order they come and reports their results, sends heartbeats and the bans in force (after each
+welcome, and at most once a second after they change), and reconnects with backoff when it
 ends. REGISTERs go out on `RegisterStream` and call requests on `CallStream`
 (`batched_stream.py`), both opened on first use after a welcome. Messages are made and read by
 `wire.py`; callers see the sidecar's own types only.
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from ..b2bua.legs import InviteResult
 from . import wire
 from .batched_stream import BatchedStream, CallFailedError, CallT, ReplyT
 from .commands import Batch, Command, EdgeSettings, Order, SettingsUpdate, Welcome
+from .protection import Ban
 from .registrar import RegisterAttempt
 from .requests import ControlUnavailableError, HelloInfo, InviteCall, Origin, RegisterDone
 
@@ -40,6 +43,9 @@ CommandHandler = Callable[[Command], Awaitable[str]]
 
 RegisterStream = BatchedStream[sidecar_pb2.RegisterCall, sidecar_pb2.RegisterReply]
 CallStream = BatchedStream[sidecar_pb2.CallStreamCall, sidecar_pb2.CallStreamReply]
+
+#: Seconds between two reports of the bans: a burst of bans makes one report.
+BANS_REPORT_INTERVAL = 1.0
 
 # Answers that a retry would only repeat.
 _FINAL_CODES = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
@@ -87,6 +93,10 @@ class ControlLink:
     ) -> None:
         self._on_command = on_command
         self._load = load
+        self._bans: Callable[[], Sequence[Ban]] | None = None
+        self._outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] | None = None
+        self._bans_timer: asyncio.TimerHandle | None = None
+        self._bans_sent_at = float("-inf")
         self._target = target
         self._token = token
         # Read again before every session, so that a rotated credential (`sip2uc sidecar enroll
@@ -110,7 +120,6 @@ class ControlLink:
         self._register_stream: RegisterStream | None = None
         self._call_stream: CallStream | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self._outgoing: asyncio.Queue[sidecar_pb2.ConnectRequest | None] | None = None
         self._session_over = asyncio.Event()
         self._stopping = False
         #: The last refusal logged, so that a sidecar retrying with a bad credential says so once.
@@ -159,9 +168,36 @@ class ControlLink:
             await self._channel.close(None)
             self._channel = None
 
+    def bans_source(self, bans: Callable[[], Sequence[Ban]]) -> None:
+        """Where the bans in force come from (most recent first), for the reports."""
+        self._bans = bans
+
+    def bans_changed(self) -> None:
+        """The bans changed: report them within `BANS_REPORT_INTERVAL` (one report for a burst)."""
+        if self._outgoing is None or not self._up or self._bans_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._bans_sent_at + BANS_REPORT_INTERVAL - loop.time()
+        if wait <= 0:
+            self._send_bans()
+        else:
+            self._bans_timer = loop.call_later(wait, self._send_bans)
+
+    def _send_bans(self) -> None:
+        self._bans_timer = None
+        if self._outgoing is None or not self._up or self._bans is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._bans_sent_at = now = loop.time()
+        self._outgoing.put_nowait(wire.bans(self._bans(), now, time.time()))
+
     def _set_down(self) -> None:
         if self._up and not self._stopping:
             _log.warning("control plane link down; answering 503 until it is back")
+        self._outgoing = None
+        if self._bans_timer is not None:
+            self._bans_timer.cancel()
+            self._bans_timer = None
         self._up = False
         self._up_event.clear()
         streams: list[RegisterStream | CallStream | None] = [
@@ -242,6 +278,9 @@ class ControlLink:
                     self.connects += 1
                     self._up = True
                     self._up_event.set()
+                    self._outgoing = outgoing
+                    if self._bans is not None and self._bans():
+                        self._send_bans()  # the control plane forgot them with the old session
                     _log.info("control plane %s welcomed this sidecar", self._target)
                     if heartbeat is None:
                         heartbeat = asyncio.create_task(self._heartbeats(outgoing))

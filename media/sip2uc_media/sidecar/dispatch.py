@@ -47,6 +47,7 @@ from sip2uc_core.sip.transaction import (
 from sip2uc_core.sip.uri import user_or_whole
 
 from ..transport.base import Source
+from .auth_guard import AuthGuard
 from .calls import CallHandler
 from .known_sources import KnownSources
 from .overload import retry_after as jittered
@@ -102,6 +103,8 @@ class SipEdge:
         self.allow = allow or NetworkAllowList()
         self._local_allow = local_allow or NetworkAllowList()
         self.metrics = metrics or EdgeMetrics()
+        #: Logins' outcomes: bans (whole sources are dropped below, before parsing), metrics, logs.
+        self.guard = AuthGuard(self.bans, self.metrics, clock)
         self._max_size = max_message_size
         self._retry_after_base = retry_after
         self._rng = rng or random.Random()
@@ -382,11 +385,10 @@ class SipEdge:
     def send_stateless(self, message: SipRequest | SipResponse, dest: Endpoint) -> None:
         self.transactions.send_stateless(message, dest)
 
-    def auth_failure(self, host: str) -> None:
-        self.metrics.auth_failures.add(1)
-        if self.bans.record_failure(host, self._clock()):
-            self.metrics.bans.add(1)
-            _log.warning("banning %s after repeated authentication failures", host)
+    def ignore(self, txn_id: TransactionId, reason: str) -> None:
+        self._drop(reason)
+        for event in self.transactions.terminate(txn_id):
+            self._event(event)
 
     def refused(
         self, source: Endpoint, reason: str, message: Callable[[], str], level: int = logging.INFO

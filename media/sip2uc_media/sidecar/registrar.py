@@ -7,19 +7,31 @@ Sans-IO: `Registrar.receive` turns a REGISTER into either a finished response (4
 
 No enumeration: a wrong password and an unknown user both come back as UNAUTHORIZED and are
 answered by the same function with a fresh challenge, so their responses differ only in the nonce.
+Challenges offer the sidecar's default algorithms (MD5 alone unless configured otherwise), or the
+ones the control plane set for a device (`RegistrarPolicy.device_algorithms`, by digest user
+name). Only devices with their own choice are listed there, so a user name nobody has and one
+with the default choice get the same challenge, byte for byte but the nonce.
+
+Nothing the registrar refuses by itself counts towards a ban (see `auth_guard`): a `Rejection`
+names what happened (`label`) and, when a person should hear of it, why (`why`).
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.utils import formatdate
+from types import MappingProxyType
 
+from sip2uc_core.refusal_log import printable
 from sip2uc_core.sip.contact import Contact
 from sip2uc_core.sip.digest import (
+    DEFAULT_CHALLENGE,
     QOP_AUTH,
     Algorithm,
+    CountStatus,
     Credentials,
     DigestError,
     NonceCountTracker,
@@ -77,18 +89,36 @@ class RegisterResult:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A REGISTER answered without the control plane; `auth_failure` counts towards a ban."""
+    """A request answered without the control plane.
+
+    `label` names the case (for metrics); `why`, when set, is a refusal a person can act on
+    ("unknown user or wrong password" is not among them: only the control plane can tell).
+    """
 
     response: SipResponse
-    auth_failure: bool
     label: str
+    why: str = ""
+
+
+_NO_DEVICES: Mapping[str, tuple[Algorithm, ...]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegistrarPolicy:
     realm: str = "sip2uc"
-    algorithms: tuple[Algorithm, ...] = (Algorithm.SHA_256, Algorithm.MD5)
+    #: What every user name is challenged with unless `device_algorithms` says otherwise, most
+    #: preferred first (RFC 8760 §2.4).
+    algorithms: tuple[Algorithm, ...] = DEFAULT_CHALLENGE
     default_expires: int = DEFAULT_EXPIRES
+    #: Digest user name -> its device's own algorithms (only those that differ from the default).
+    device_algorithms: Mapping[str, tuple[Algorithm, ...]] = field(
+        default_factory=lambda: _NO_DEVICES
+    )
+
+    def algorithms_for(self, user: str) -> tuple[Algorithm, ...]:
+        if not self.device_algorithms:
+            return self.algorithms
+        return self.device_algorithms.get(user, self.algorithms)
 
 
 def to_tag_for(secret: bytes, request: SipRequest) -> str:
@@ -102,6 +132,11 @@ def to_tag_for(secret: bytes, request: SipRequest) -> str:
     key = f"{request.call_id}\x00{request.from_.tag or ''}"
     # hmac.digest is the one-shot C path: several times cheaper than an HMAC object.
     return hmac.digest(secret, key.encode("utf-8", "surrogatepass"), "sha256")[:8].hex()
+
+
+def _uri_user(address: NameAddr) -> str:
+    uri = address.uri
+    return (uri.user or "") if isinstance(uri, SipUri) else ""
 
 
 def _instance_id(contact: NameAddr) -> str:
@@ -148,13 +183,27 @@ class Registrar:
 
     # -- request side ---------------------------------------------------------------------------
 
+    def user_of(self, request: SipRequest, *, proxy: bool = False) -> str:
+        """The user name a request is for: the digest user name when it carries credentials,
+        else the user of To (REGISTER) or From (a request challenged with 407)."""
+        authorization = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
+        if authorization is not None:
+            try:
+                return parse_credentials(authorization).username
+            except DigestError:
+                pass
+        try:
+            return _uri_user(request.from_ if proxy else request.to)
+        except SipParseError:
+            return ""
+
     def receive(
         self, request: SipRequest, source_host: str, now: float
     ) -> RegisterAttempt | Rejection:
         try:
             contacts, remove_all = self._contacts(request)
         except SipParseError as exc:
-            return Rejection(self._reply(request, exc.status, exc.reason), False, "bad_request")
+            return Rejection(self._reply(request, exc.status, exc.reason), "bad_request")
         checked = self._credentials(request, source_host, now, proxy=False)
         if isinstance(checked, Rejection):
             return checked
@@ -172,53 +221,94 @@ class Registrar:
         self, request: SipRequest, source_host: str, now: float
     ) -> Credentials | Rejection:
         """Pre-check a request's Proxy-Authorization the way REGISTER's Authorization is
-        checked: the same stateless nonces, failure counting and 407 in place of 401 (RFC 3261
-        §22.3).  The digest itself is verified by the control plane."""
+        checked: the same stateless nonces and 407 in place of 401 (RFC 3261 §22.3).  The digest
+        itself is verified by the control plane."""
         return self._credentials(request, source_host, now, proxy=True)
 
     def _credentials(
         self, request: SipRequest, source_host: str, now: float, *, proxy: bool
     ) -> Credentials | Rejection:
-        def challenge(stale: bool = False) -> SipResponse:
+        policy = self.policy
+
+        def challenge(user: str | None, stale: bool = False) -> SipResponse:
             if proxy:
-                return self.proxy_challenge(request, source_host, now, stale=stale)
-            return self.challenge(request, source_host, now, stale=stale)
+                return self.proxy_challenge(request, source_host, now, stale=stale, user=user)
+            return self.challenge(request, source_host, now, stale=stale, user=user)
 
         authorization = request.headers.get("Proxy-Authorization" if proxy else "Authorization")
         if authorization is None:
-            return Rejection(challenge(), False, "challenge")
+            return Rejection(challenge(None), "challenge")
         try:
             credentials = parse_credentials(authorization)
         except DigestError as exc:
             return Rejection(
-                self._reply(request, exc.status_code, "Bad Authorization header"), True, "bad_auth"
+                self._reply(request, exc.status_code, "Bad Authorization header"),
+                "bad_auth",
+                f"malformed {'Proxy-' if proxy else ''}Authorization from {source_host}: {exc}",
             )
-        if credentials.realm != self.policy.realm:
-            return Rejection(challenge(), True, "wrong_realm")
+        user = credentials.username
+        who = f"{printable(user)} from {source_host}"
+        if credentials.realm != policy.realm:
+            return Rejection(
+                challenge(user),
+                "wrong_realm",
+                f"{who} answered for realm {printable(credentials.realm)!r}, not "
+                f"{policy.realm!r}: clear the realm in the handset or set it to {policy.realm!r}",
+            )
         if credentials.qop != QOP_AUTH or credentials.nonce_count is None:
             # Every challenge offers qop="auth"; an RFC 2069 answer (no qop, nc or cnonce) would
-            # escape the nonce-count replay check, so it is refused like a wrong password.
-            return Rejection(challenge(), True, "no_qop")
+            # escape the nonce-count replay check, so it is refused.
+            return Rejection(
+                challenge(user),
+                "no_qop",
+                f"{who} answered without qop=auth (RFC 2069 digest), which is refused",
+            )
         if not _same_uri(credentials.uri, request.uri):
             # RFC 3261 §22.4 / RFC 7616 §3.4.6: the digest covers the Request-URI; credentials
             # computed for another URI must not authorise this request (a captured INVITE's
             # credentials would otherwise dial any number).
             return Rejection(
                 self._reply(request, 400, "Authorization uri does not match Request-URI"),
-                True,
                 "uri_mismatch",
+                f"{who}: the digest uri {printable(credentials.uri)} is not the Request-URI",
             )
         status = self._nonces.check(credentials.nonce, now, source_host)
         if status is NonceStatus.INVALID:
-            return Rejection(challenge(), True, "invalid_nonce")
+            # Forged, issued to another address, or from before this sidecar's secret changed.
+            return Rejection(
+                challenge(user),
+                "invalid_nonce",
+                f"{who} answered a nonce this sidecar did not issue to that address; "
+                "challenged again",
+            )
         if status is NonceStatus.STALE:
-            return Rejection(challenge(stale=True), False, "stale_nonce")
-        count = credentials.nonce_count
-        if count is not None and not self._counts.accept(credentials.nonce, count, now):
+            return Rejection(challenge(user, stale=True), "stale_nonce")
+        offered = policy.algorithms_for(user)
+        if credentials.algorithm.base not in offered:
+            # RFC 7616 §3.4: the answer must use the challenge's algorithm. A device set to
+            # SHA-256 that answers MD5 cannot do what it was asked: refused, never verified.
+            names = ", ".join(a.value for a in offered)
+            return Rejection(
+                challenge(user),
+                "algorithm",
+                f"challenge algorithm not supported by the client: {who} answered "
+                f"{credentials.algorithm.value}, challenged with {names}",
+            )
+        verdict = self._counts.admit(
+            credentials.nonce,
+            credentials.nonce_count,
+            NonceIssuer.issue_time(credentials.nonce),
+            now,
+        )
+        if verdict is CountStatus.REPLAYED:
             # RFC 7616 §3.4: a count not above the highest accepted for this nonce.  A client
             # that fell behind a busy server sends these honestly (retransmitted challenge,
-            # reordered retries), so it is answered stale=true and never counts towards a ban.
-            return Rejection(challenge(stale=True), False, "nonce_replay")
+            # reordered retries), so it is answered stale=true.
+            return Rejection(challenge(user, stale=True), "nonce_replay")
+        if verdict is CountStatus.FORGOTTEN:
+            # The nonce may have been used and forgotten: no count can be trusted, a fresh
+            # nonce can.
+            return Rejection(challenge(user, stale=True), "nonce_forgotten")
         return credentials
 
     def _contacts(self, request: SipRequest) -> tuple[tuple[Contact, ...], bool]:
@@ -273,22 +363,51 @@ class Registrar:
         return self._date_text
 
     def challenge(
-        self, request: SipRequest, source_host: str, now: float, *, stale: bool = False
+        self,
+        request: SipRequest,
+        source_host: str,
+        now: float,
+        *,
+        stale: bool = False,
+        user: str | None = None,
     ) -> SipResponse:
-        """401 with one WWW-Authenticate per algorithm, strongest first (RFC 8760 §2.4)."""
-        values = self._nonces.challenge_header(
-            self.policy.realm, now, source_host, stale=stale, algorithms=self.policy.algorithms
-        )
+        """401 with one WWW-Authenticate per algorithm the user name is challenged with, most
+        preferred first (RFC 8760 §2.4). `user` defaults to `user_of(request)`."""
+        values = self._challenges(request, source_host, now, stale, user, proxy=False)
         return self._reply(request, 401, None, [("WWW-Authenticate", v) for v in values])
 
     def proxy_challenge(
-        self, request: SipRequest, source_host: str, now: float, *, stale: bool = False
+        self,
+        request: SipRequest,
+        source_host: str,
+        now: float,
+        *,
+        stale: bool = False,
+        user: str | None = None,
     ) -> SipResponse:
         """407 with Proxy-Authenticate: how a B2BUA challenges an INVITE (RFC 3261 §22.3)."""
-        values = self._nonces.challenge_header(
-            self.policy.realm, now, source_host, stale=stale, algorithms=self.policy.algorithms
-        )
+        values = self._challenges(request, source_host, now, stale, user, proxy=True)
         return self._reply(request, 407, None, [("Proxy-Authenticate", v) for v in values])
+
+    def _challenges(
+        self,
+        request: SipRequest,
+        source_host: str,
+        now: float,
+        stale: bool,
+        user: str | None,
+        *,
+        proxy: bool,
+    ) -> list[str]:
+        policy = self.policy
+        algorithms = policy.algorithms
+        if policy.device_algorithms:
+            if user is None:
+                user = self.user_of(request, proxy=proxy)
+            algorithms = policy.algorithms_for(user)
+        return self._nonces.challenge_header(
+            policy.realm, now, source_host, stale=stale, algorithms=algorithms
+        )
 
     def _reply(
         self,

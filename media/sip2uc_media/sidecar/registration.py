@@ -5,7 +5,9 @@ A REGISTER the registrar can answer alone (the 401 challenge, a malformed reques
 once; an authenticated one goes to the control plane through `RegisterControl.register` and is
 answered from its callback, inside the span of the SIP transaction, whose trace the control
 plane's request continues. While the control plane is unreachable the answer is 503 with
-Retry-After (RFC 3261 §21.5.4).
+Retry-After (RFC 3261 §21.5.4). Every login's outcome goes to the edge's `AuthGuard`: a REGISTER
+for a user name banned from its source is ignored, the control plane's verdict counts as a
+failure or a success, and what the registrar refused by itself is logged once per source.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sip2uc_core.sip.endpoint import Endpoint
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
 from sip2uc_core.sip.transaction import TransactionId
 
+from .auth_guard import AuthGuard
 from .registrar import RegisterAttempt, RegisterOutcome, RegisterResult, Registrar, Rejection
 from .requests import ControlUnavailableError, Origin, RegisterDone
 from .telemetry import EdgeMetrics, tracer
@@ -41,7 +44,11 @@ class RegisterEdge(Protocol):
 
     def flush(self) -> None: ...
 
-    def auth_failure(self, host: str) -> None: ...
+    @property
+    def guard(self) -> AuthGuard: ...
+
+    def ignore(self, txn_id: TransactionId, reason: str) -> None:
+        """End a server transaction without answering (a banned source learns nothing)."""
 
     def registered(self, host: str, expires: int) -> None: ...
 
@@ -80,6 +87,10 @@ class RegisterHandler:
             },
         )
         with trace.use_span(span, end_on_exit=False):
+            if self._edge.guard.user_banned(source.host, lambda: self.registrar.user_of(request)):
+                self._edge.ignore(txn_id, "banned_user")
+                span.end()
+                return
             verdict = self.registrar.receive(request, source.host, self._wall())
             if isinstance(verdict, Rejection):
                 self._rejected(txn_id, source, verdict)
@@ -98,9 +109,11 @@ class RegisterHandler:
                 call_id=request.call_id,
             )
 
+            user = verdict.credentials.username
+
             def done(result: RegisterResult | None, error: ControlUnavailableError | None) -> None:
                 try:
-                    self._answer(txn_id, request, source, span, result, error)
+                    self._answer(txn_id, request, source, user, span, result, error)
                 except Exception as exc:
                     self._edge.internal_error(exc)
                 finally:
@@ -114,6 +127,7 @@ class RegisterHandler:
         txn_id: TransactionId,
         request: SipRequest,
         source: Endpoint,
+        user: str,
         span: trace.Span,
         result: RegisterResult | None,
         error: ControlUnavailableError | None,
@@ -127,17 +141,19 @@ class RegisterHandler:
         response = self.registrar.complete(request, result, source.host, wall, wall)
         self._metrics.register_outcomes.add(1, {"outcome": result.outcome.value})
         if result.outcome is RegisterOutcome.UNAUTHORIZED:
-            self._edge.auth_failure(source.host)
-        elif result.outcome is RegisterOutcome.OK and result.bindings:
-            self._edge.registered(source.host, max(b.expires for b in result.bindings))
+            self._edge.guard.failed(source.host, user)
+        else:
+            self._edge.guard.succeeded(source.host, user)
+            if result.outcome is RegisterOutcome.OK and result.bindings:
+                self._edge.registered(source.host, max(b.expires for b in result.bindings))
         span.set_attribute("sip.status_code", response.status)
         self._edge.respond(txn_id, response)
         self._edge.flush()
 
     def _rejected(self, txn_id: TransactionId, source: Endpoint, rejection: Rejection) -> None:
         self._metrics.register_outcomes.add(1, {"outcome": rejection.label})
-        if rejection.auth_failure:
-            self._edge.auth_failure(source.host)
+        if rejection.why:
+            self._edge.guard.refused(source.host, rejection.label, rejection.why)
         self._edge.respond(txn_id, rejection.response)
 
     def _unavailable(self, txn_id: TransactionId, request: SipRequest) -> None:

@@ -31,10 +31,18 @@ class EdgeMetrics:
             "sip2uc.sidecar.register.outcomes", description="REGISTER final responses, by outcome"
         )
         self.auth_failures = meter.create_counter(
-            "sip2uc.sidecar.auth.failures", description="Failed digest authentications"
+            "sip2uc.sidecar.auth.failures",
+            description=(
+                "Refused logins, by reason (wrong_password counts towards bans; algorithm, "
+                "wrong_realm, no_qop, uri_mismatch, invalid_nonce and bad_auth do not)"
+            ),
         )
         self.bans = meter.create_counter(
-            "sip2uc.sidecar.bans", description="Sources banned for repeated failures"
+            "sip2uc.sidecar.bans",
+            description=(
+                "Bans begun, by reason (failed_logins: a user name from a source; user_names: "
+                "a whole source)"
+            ),
         )
         self.dropped = meter.create_counter(
             "sip2uc.sidecar.sip.dropped", description="SIP messages dropped, by reason"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from sip2uc.v1 import common_pb2, sidecar_pb2
 from sip2uc_core.sip.contact import Contact
-from sip2uc_core.sip.digest import Credentials
+from sip2uc_core.sip.digest import Algorithm, Credentials
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.stream_stats import StreamStats
 
@@ -28,6 +29,7 @@ from .commands import (
     DeliverMessage,
     EndLeg,
     InjectDtmf,
+    LiftBan,
     Notify,
     Order,
     SessionMessage,
@@ -35,11 +37,14 @@ from .commands import (
     UpdateMedia,
     Welcome,
 )
+from .protection import Ban
 from .registrar import RegisterAttempt, RegisterOutcome, RegisterResult
 from .requests import HelloInfo, InviteCall, Origin
 
 __all__ = [
+    "MAX_REPORTED_BANS",
     "VERSION",
+    "bans",
     "bye_call",
     "call_batch",
     "cancel_call",
@@ -87,6 +92,12 @@ _LEG_STATES = {
     LegState.FAILED: sidecar_pb2.LEG_STATE_FAILED,
     LegState.ENDED: sidecar_pb2.LEG_STATE_ENDED,
 }
+_ALGORITHMS = {
+    common_pb2.DIGEST_ALGORITHM_MD5: Algorithm.MD5,
+    common_pb2.DIGEST_ALGORITHM_SHA_256: Algorithm.SHA_256,
+}
+#: A sidecar under attack may hold thousands of bans; the control plane hears of this many.
+MAX_REPORTED_BANS = 1000
 _DISPOSITIONS = {
     sidecar_pb2.INVITE_DISPOSITION_ROUTING: Disposition.ROUTING,
     sidecar_pb2.INVITE_DISPOSITION_REJECT: Disposition.REJECT,
@@ -219,6 +230,32 @@ def results(outcomes: Sequence[tuple[str, str]], *, batched: bool) -> sidecar_pb
     return sidecar_pb2.ConnectRequest(result=single)
 
 
+def bans(held: Sequence[Ban], mono_now: float, wall_now: float) -> sidecar_pb2.ConnectRequest:
+    """The bans in force (`held`, most recent first), their times moved from the edge's clock
+    (`mono_now`) to wall-clock time (`wall_now`)."""
+
+    def wall(at: float) -> Timestamp:
+        stamp = Timestamp()
+        stamp.FromNanoseconds(int((wall_now + at - mono_now) * 1e9))
+        return stamp
+
+    return sidecar_pb2.ConnectRequest(
+        bans=sidecar_pb2.SidecarBans(
+            bans=[
+                sidecar_pb2.SidecarBan(
+                    source=ban.source,
+                    user=ban.user,
+                    reason=ban.reason,
+                    start_time=wall(ban.start),
+                    expire_time=wall(ban.until),
+                )
+                for ban in held[:MAX_REPORTED_BANS]
+            ],
+            total=len(held),
+        )
+    )
+
+
 def session_message(message: sidecar_pb2.ConnectResponse) -> SessionMessage | None:
     """What a message of the session says; None for one this sidecar does not know."""
     kind = message.WhichOneof("payload")
@@ -258,7 +295,22 @@ def _settings(message: sidecar_pb2.SidecarSettings) -> SettingsUpdate:
         ),
         min_expires=message.min_expires or None,
         max_expires=message.max_expires or None,
+        ban_user_names=message.ban_user_names or None,
+        device_algorithms=tuple(
+            (device.username, chosen)
+            for device in message.device_digests
+            if (chosen := _algorithms(device.algorithms))
+        ),
     )
+
+
+def _algorithms(
+    values: Iterable[common_pb2.DigestAlgorithm.ValueType],
+) -> tuple[Algorithm, ...]:
+    """The algorithms a device is challenged with; values this sidecar does not know are left
+    out (a device left with none gets the default)."""
+    known = (_ALGORITHMS.get(value) for value in values)
+    return tuple(dict.fromkeys(a for a in known if a is not None))
 
 
 def _command(message: sidecar_pb2.ConnectResponse, kind: str | None) -> Command | None:
@@ -321,6 +373,8 @@ def _command(message: sidecar_pb2.ConnectResponse, kind: str | None) -> Command 
             body=notify.body,
             terminate=notify.terminate,
         )
+    if kind == "lift_ban":
+        return LiftBan(source=message.lift_ban.source)
     return None  # no payload, or a welcome or batch where a command belongs
 
 

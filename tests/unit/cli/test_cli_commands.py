@@ -43,6 +43,42 @@ def test_update_without_changes_is_a_usage_error() -> None:
     assert "nothing to change" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            [
+                "user",
+                "add",
+                "456",
+                "--name",
+                "A",
+                "--password",
+                "pw-456",
+                "--digest-algorithm",
+                "SHA-1",
+            ],
+            "'SHA-1': choose SHA-256 or MD5",
+        ),
+        (
+            ["user", "update", "456", "--digest-algorithm", "md5", "--digest-algorithm", "MD5"],
+            "'MD5' is given twice",
+        ),
+        (
+            ["user", "update", "456", "--digest-algorithm", "default", "--digest-algorithm", "MD5"],
+            "'default': choose",
+        ),
+        (["bans", "lift"], "give a source IP or --account USER"),
+        (["bans", "lift", "10.0.0.5", "--account", "1001"], "give a source IP or --account USER"),
+        (["bans", "lift", "ten.zero"], "'ten.zero' is not an IP address"),
+    ],
+)
+def test_bad_auth_options_are_usage_errors(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args, env=NOWHERE)
+    assert result.exit_code == 2
+    assert message in " ".join(result.stderr.split())
+
+
 def test_bad_rtp_range_is_refused_before_starting() -> None:
     result = runner.invoke(app, ["up", "--rtp-ports", "30000-20000"], env=NOWHERE)
     assert result.exit_code == 2
@@ -62,6 +98,8 @@ def test_every_command_has_help() -> None:
         ["settings", "set"],
         ["status"],
         ["sidecar-list"],
+        ["bans", "list"],
+        ["bans", "lift"],
     ):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0, args

@@ -22,9 +22,16 @@ from sip2uc_control.domain import (
 )
 from sip2uc_control.presence import EffectivePresence, PresenceEngine, PresenceRecord
 from sip2uc_control.presence_hub import LoggedChange, PresenceHub, StoredPresence
+from sip2uc_control.registrar import Refusal, authenticate
 from sip2uc_control.settings import ServerSettings
 from sip2uc_control.users import UserDirectory
-from sip2uc_core.sip.digest import Algorithm, Credentials, compute_ha1, compute_response
+from sip2uc_core.sip.digest import (
+    Algorithm,
+    Credentials,
+    DigestError,
+    compute_ha1,
+    compute_response,
+)
 
 REALM = ServerSettings().realm
 DOMAIN = ServerSettings().sip_domain
@@ -205,8 +212,18 @@ class CallLayer:
             sidecars=self.sidecars,
             history=self.history,
             save_user_settings=self._save_settings,
+            authenticate=self._authenticate,
             clock=self.clock,
         )
+
+    def _authenticate(
+        self, creds: Credentials, method: str, source_host: str
+    ) -> tuple[User, Device] | Refusal:
+        """The registrar's verification, without the core's account lockout."""
+        try:
+            return authenticate(self.users, creds, self.settings.realm, method)
+        except DigestError:
+            return Refusal.WRONG_PASSWORD
 
     async def _save_settings(self, user: User, settings: UserSettings) -> None:
         self.saved_settings.append((user.id, settings))

@@ -102,6 +102,7 @@ class SidecarSession:
         self._call: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._cseq = 0
+        self.welcome = sidecar_pb2.SidecarWelcome()
 
     async def __aenter__(self) -> SidecarSession:
         await self._outgoing.put(
@@ -115,6 +116,7 @@ class SidecarSession:
         self._call = self.stub.Connect(requests())
         welcome = await self._call.read()
         assert welcome.WhichOneof("payload") == "welcome"
+        self.welcome = welcome.welcome
 
         async def read() -> None:
             # read() and async iteration cannot be mixed on one call: keep using read().
@@ -134,6 +136,10 @@ class SidecarSession:
         message = await asyncio.wait_for(self.commands.get(), timeout)
         assert message.WhichOneof("payload") == kind, message
         return getattr(message, kind)
+
+    async def send(self, message: sidecar_pb2.ConnectRequest) -> None:
+        """Send a message on the session (a heartbeat, results, the bans in force)."""
+        await self._outgoing.put(message)
 
     def pending(self) -> int:
         return self.commands.qsize()

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sip2uc.v1 import directory_pb2, directory_pb2_grpc, users_pb2, users_pb2_grpc
+from sip2uc.v1 import common_pb2, directory_pb2, directory_pb2_grpc, users_pb2, users_pb2_grpc
 
 HEADER = "sip_uri,display_name,extension,e164,email\n"
 ALICE = "sip:alice@example.com,Alice,2001,089 2000001,alice@example.com\n"
@@ -252,7 +252,7 @@ async def test_user_gone_from_the_file_is_disabled_when_asked(channel: grpc.aio.
     await run_import(channel, STAFF)
     stub = directory_pb2_grpc.DirectoryServiceStub(channel)
     request = directory_pb2.ImportUsersRequest(
-        csv=directory_pb2.CsvSource(content=(HEADER + ALICE + BOB).encode()),
+        csv=directory_pb2.CsvSource(content=(HEADER + ALICE + BOB).encode(), filename="staff.csv"),
         default_region="DE",
         missing_users=directory_pb2.MISSING_USER_ACTION_DISABLE,
     )
@@ -374,7 +374,9 @@ async def test_import_left_by_its_caller_stops_and_the_next_one_completes_it(
     content = HEADER + "".join(f"sip:u{n}@example.com,U {n},{3000 + n},,\n" for n in range(50))
     stub = directory_pb2_grpc.DirectoryServiceStub(channel)
     call = stub.ImportUsers(
-        directory_pb2.ImportUsersRequest(csv=directory_pb2.CsvSource(content=content.encode()))
+        directory_pb2.ImportUsersRequest(
+            csv=directory_pb2.CsvSource(content=content.encode(), filename="staff.csv")
+        )
     )
     async for event in call:
         if event.WhichOneof("event") == "credential":
@@ -420,3 +422,159 @@ async def test_user_made_by_hand_is_adopted_and_keeps_its_handset(
     assert actions(second) == {"sip:alice@example.com": "UNCHANGED"}
     alice = (await users.GetUser(users_pb2.GetUserRequest(name=made.user.name))).user
     assert alice.devices == made.user.devices
+
+
+# --- named CSV sources ------------------------------------------------------------------------
+
+
+async def import_named(
+    channel: grpc.aio.Channel, content: str, *, filename: str = "", source: str = ""
+) -> list[directory_pb2.ImportUsersResponse]:
+    stub = directory_pb2_grpc.DirectoryServiceStub(channel)
+    request = directory_pb2.ImportUsersRequest(
+        csv=directory_pb2.CsvSource(content=content.encode(), filename=filename, source=source),
+        default_region="DE",
+    )
+    return [event async for event in stub.ImportUsers(request)]
+
+
+async def test_a_partial_file_of_another_source_reports_nobody_missing(
+    channel: grpc.aio.Channel,
+) -> None:
+    await import_named(channel, HEADER + ALICE + BOB, filename="sales.csv")
+
+    events = await import_named(channel, HEADER + CAROL, filename="support.csv")
+
+    assert actions(events) == {"sip:carol@example.com": "CREATE"}
+    user = await users_pb2_grpc.UserServiceStub(channel).GetUser(
+        users_pb2.GetUserRequest(name="2003")
+    )
+    assert user.user.origin.source == "csv:support.csv"
+
+
+async def test_the_source_option_names_the_source_whatever_the_file_is_called(
+    channel: grpc.aio.Channel,
+) -> None:
+    await import_named(channel, HEADER + ALICE + BOB, filename="export-monday.csv", source="hq")
+
+    events = await import_named(channel, HEADER + ALICE, filename="export-friday.csv", source="hq")
+
+    assert [r.sip_uri for r in rows(events) if r.action == directory_pb2.IMPORT_ACTION_MISSING] == [
+        "sip:bob@example.com"
+    ]
+
+
+async def test_users_of_the_unnamed_csv_source_are_adopted_by_a_named_one_never_missing(
+    channel: grpc.aio.Channel,
+) -> None:
+    await import_named(channel, HEADER + ALICE + BOB)  # no name at all: source "csv"
+
+    events = await import_named(channel, HEADER + ALICE, filename="staff.csv")
+
+    assert [(r.sip_uri, r.action) for r in rows(events)] == [
+        ("sip:alice@example.com", directory_pb2.IMPORT_ACTION_UPDATE)
+    ]
+    assert list(rows(events)[0].changes) == ["source: csv -> csv:staff.csv"]
+
+
+async def test_a_source_name_with_control_characters_is_refused(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await import_named(channel, HEADER + ALICE, source="bad\nname")
+
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "csv.source" in (info.value.details() or "")
+
+
+# --- the handsets' digest algorithms ------------------------------------------------------------
+
+ALGO_HEADER = "sip_uri,display_name,extension,digest_algorithm\n"
+
+
+async def algorithms_of(channel: grpc.aio.Channel, ext: str) -> list[int]:
+    user = await users_pb2_grpc.UserServiceStub(channel).GetUser(users_pb2.GetUserRequest(name=ext))
+    return list(user.user.devices[0].registering.digest_algorithms)
+
+
+async def test_a_digest_algorithm_column_sets_and_clears_the_handsets_algorithms(
+    channel: grpc.aio.Channel,
+) -> None:
+    sha, md5 = common_pb2.DIGEST_ALGORITHM_SHA_256, common_pb2.DIGEST_ALGORITHM_MD5
+    await import_named(
+        channel,
+        ALGO_HEADER + "alice@example.com,Alice,2001,SHA-256\nbob@example.com,Bob,2002,\n",
+        filename="staff.csv",
+    )
+    assert (await algorithms_of(channel, "2001"), await algorithms_of(channel, "2002")) == (
+        [sha],
+        [],
+    )
+
+    changed = await import_named(
+        channel,
+        ALGO_HEADER + 'alice@example.com,Alice,2001,"sha-256, md5"\nbob@example.com,Bob,2002,MD5\n',
+        filename="staff.csv",
+    )
+    assert {r.sip_uri: list(r.changes) for r in rows(changed)} == {
+        "sip:alice@example.com": ["digest_algorithms: SHA-256 -> SHA-256 MD5"],
+        "sip:bob@example.com": ["digest_algorithms: (default) -> MD5"],
+    }
+    assert await algorithms_of(channel, "2001") == [sha, md5]
+
+    cleared = await import_named(
+        channel,
+        ALGO_HEADER + "alice@example.com,Alice,2001,default\nbob@example.com,Bob,2002,MD5\n",
+        filename="staff.csv",
+    )
+    assert actions(cleared)["sip:alice@example.com"] == "UPDATE"
+    assert await algorithms_of(channel, "2001") == []
+
+
+async def test_a_file_without_the_column_leaves_the_algorithms_alone(
+    channel: grpc.aio.Channel,
+) -> None:
+    await import_named(
+        channel, ALGO_HEADER + "alice@example.com,Alice,2001,SHA-256\n", filename="staff.csv"
+    )
+
+    events = await import_named(
+        channel,
+        "sip_uri,display_name,extension\nalice@example.com,Alice,2001\n",
+        filename="staff.csv",
+    )
+
+    assert actions(events) == {"sip:alice@example.com": "UNCHANGED"}
+    assert await algorithms_of(channel, "2001") == [common_pb2.DIGEST_ALGORITHM_SHA_256]
+
+
+async def test_an_unknown_algorithm_skips_the_row_and_says_why(channel: grpc.aio.Channel) -> None:
+    events = await import_named(
+        channel, ALGO_HEADER + "alice@example.com,Alice,2001,SHA-512\n", filename="staff.csv"
+    )
+
+    (row,) = rows(events)
+    assert row.action == directory_pb2.IMPORT_ACTION_SKIP
+    assert row.reason == "digest algorithm 'SHA-512' is not MD5 or SHA-256"
+
+
+async def test_algorithms_set_by_hand_survive_a_reimport(channel: grpc.aio.Channel) -> None:
+    await import_named(
+        channel, ALGO_HEADER + "alice@example.com,Alice,2001,MD5\n", filename="staff.csv"
+    )
+    users = users_pb2_grpc.UserServiceStub(channel)
+    alice = (await users.GetUser(users_pb2.GetUserRequest(name="2001"))).user
+    update = users_pb2.User(name=alice.name)
+    update.devices.add().CopyFrom(alice.devices[0])
+    update.devices[0].registering.ClearField("digest_algorithms")
+    update.devices[0].registering.digest_algorithms.append(common_pb2.DIGEST_ALGORITHM_SHA_256)
+    await users.UpdateUser(
+        users_pb2.UpdateUserRequest(
+            user=update, update_mask=field_mask_pb2.FieldMask(paths=["devices"])
+        )
+    )
+
+    events = await import_named(
+        channel, ALGO_HEADER + "alice@example.com,Alice,2001,MD5\n", filename="staff.csv"
+    )
+
+    assert actions(events) == {"sip:alice@example.com": "UNCHANGED"}
+    assert await algorithms_of(channel, "2001") == [common_pb2.DIGEST_ALGORITHM_SHA_256]

@@ -13,7 +13,7 @@ from sip2uc_control.registrar import (
     Outcome,
     RegisterDecision,
     RegisterInput,
-    decide,
+    authenticate,
 )
 from sip2uc_control.settings import ServerSettings
 from sip2uc_control.users import UserDirectory
@@ -58,6 +58,19 @@ def register(
         sidecar="vlan10",
         user_agent="DECT base 1.0",
     )
+
+
+def decide(
+    inp: RegisterInput,
+    users: UserDirectory,
+    existing: list[Binding],
+    settings: ServerSettings,
+    now: float,
+) -> RegisterDecision:
+    """What the core does with a REGISTER (without its account lockout): verify the
+    credentials, then decide."""
+    found = authenticate(users, inp.credentials, settings.realm, "REGISTER")
+    return registrar.decide(inp, found, existing, settings, now)
 
 
 def bindings_after(decision: RegisterDecision, existing: list[Binding]) -> list[Binding]:

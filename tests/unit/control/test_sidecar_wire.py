@@ -27,6 +27,7 @@ SETTINGS = SidecarSettings(
     ban_threshold=1,
     ban_window_seconds=1,
     ban_seconds=1,
+    ban_user_names=2,
     channel_limit=1,
     media_timeout_seconds=1,
     min_expires=1,

@@ -171,3 +171,32 @@ def test_any_text_gives_records_or_a_csv_source_error(text: str) -> None:
     except CsvSourceError:
         return
     assert all(isinstance(r, DirectoryEntry | RowError) for r in records)
+
+
+def test_a_digest_algorithm_column_is_read_and_normalised() -> None:
+    records = read(
+        "sip_uri,extension,digest_algorithm\n"
+        "a@example.com,101,SHA-256\n"
+        'b@example.com,102,"sha256, md5"\n'
+        "c@example.com,103,\n"
+        "d@example.com,104,Default\n"
+        "e@example.com,105,SHA-1\n"
+        "f@example.com,106,MD5 md5\n"
+    )
+
+    values = [r.digest_algorithms if isinstance(r, DirectoryEntry) else r.message for r in records]
+    assert values == [
+        "SHA-256",
+        "SHA-256 MD5",
+        "",
+        "",
+        "digest algorithm 'SHA-1' is not MD5 or SHA-256",
+        "digest algorithm MD5 is named twice",
+    ]
+
+
+def test_without_a_digest_algorithm_column_the_algorithms_are_not_managed() -> None:
+    (record,) = read("sip_uri,extension\na@example.com,101\n")
+
+    assert isinstance(record, DirectoryEntry)
+    assert record.digest_algorithms is None

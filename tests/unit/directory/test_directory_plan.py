@@ -253,3 +253,59 @@ async def test_applying_then_replanning_is_all_unchanged() -> None:
     second = build_plan(records, repo.existing_users(), source="corp")
     assert second.counts()[N] == 6
     assert second.summary() == "create=0 update=0 unchanged=6 skip=0 conflict=0 missing=0"
+
+
+# --- sources this one adopts, and the handsets' digest algorithms --------------------------------
+
+
+def test_users_of_an_adopted_source_are_updated_when_listed_and_never_missing() -> None:
+    users = [user(1, source="csv"), user(2, source="csv"), user(3, source="csv:staff")]
+
+    plan = build_plan([entry(1)], users, source="csv:staff", adopts=frozenset({"csv"}))
+
+    assert actions(plan.items) == [(U, "u1"), (M, "u3")]
+    assert dict(plan.items[0].changes) == {"source": ("csv", "csv:staff")}
+
+
+def test_algorithms_a_source_does_not_manage_are_left_as_they_are() -> None:
+    plan = build_plan(
+        [entry(1, digest_algorithms=None)],
+        [user(1, digest_algorithms="SHA-256", source="corp")],
+        source="corp",
+    )
+
+    assert actions(plan.items) == [(N, "u1")]
+
+
+def test_algorithms_a_source_manages_are_synced_empty_meaning_the_default() -> None:
+    plan = build_plan(
+        [entry(1, digest_algorithms=""), entry(2, digest_algorithms="SHA-256 MD5")],
+        [user(1, digest_algorithms="SHA-256", source="corp"), user(2, source="corp")],
+        source="corp",
+    )
+
+    assert [dict(item.changes) for item in plan.items] == [
+        {"digest_algorithms": ("SHA-256", "")},
+        {"digest_algorithms": ("", "SHA-256 MD5")},
+    ]
+
+
+def test_a_user_without_handsets_gets_no_algorithms() -> None:
+    plan = build_plan(
+        [entry(1, digest_algorithms="SHA-256")],
+        [user(1, digest_algorithms=None, source="corp")],
+        source="corp",
+    )
+
+    assert actions(plan.items) == [(N, "u1")]
+
+
+async def test_created_users_carry_the_algorithms_to_the_repository() -> None:
+    repo = InMemoryUserRepository()
+    plan = build_plan([entry(1, digest_algorithms="SHA-256")], [], source="corp")
+
+    await apply_plan(plan, repo)
+
+    (created,) = repo.existing_users()
+    assert created.digest_algorithms == "SHA-256"
+    assert plan.items[0].changes["digest_algorithms"] == (None, "SHA-256")

@@ -8,6 +8,7 @@ way. Contacts, endpoints and statistics are the same types on both sides, so the
 from __future__ import annotations
 
 from dataclasses import replace
+from types import MappingProxyType
 from typing import TypeVar
 
 from google.protobuf.message import Message
@@ -30,9 +31,12 @@ from sip2uc_control.calls import (
 from sip2uc_control.calls import LegState as ControlLegState
 from sip2uc_control.registrar import Outcome, RegisterDecision
 from sip2uc_control.sidecars import (
+    BansReport,
     CommandResult,
     Heartbeat,
+    LiftBan,
     SettingsChanged,
+    SidecarBan,
     SidecarInfo,
     SidecarSettings,
 )
@@ -47,7 +51,7 @@ from sip2uc_media.b2bua.offer_answer import CodecSpec, MediaSpec
 from sip2uc_media.rtp.relay import Direction
 from sip2uc_media.sidecar import commands, wire
 from sip2uc_media.sidecar.commands import Batch, EdgeSettings, Order, Welcome
-from sip2uc_media.sidecar.protection import BanPolicy
+from sip2uc_media.sidecar.protection import Ban, BanPolicy
 from sip2uc_media.sidecar.registrar import RegisterAttempt, RegisterOutcome, RegisterResult
 from sip2uc_media.sidecar.requests import HelloInfo, InviteCall, Origin
 
@@ -399,21 +403,29 @@ def test_settings_reach_the_sidecar_in_the_welcome_and_in_a_change() -> None:
         ban_threshold=5,
         ban_window_seconds=30,
         ban_seconds=600,
+        ban_user_names=7,
         channel_limit=200,
         media_timeout_seconds=45,
         min_expires=120,
         max_expires=1800,
+        device_algorithms=(
+            ("1001", (Algorithm.SHA_256,)),
+            ("1002", (Algorithm.SHA_256, Algorithm.MD5)),
+        ),
     )
     expected = EdgeSettings(
         realm="example.net",
         domain="example.net",
         allowed_networks=("10.0.0.0/8", "192.0.2.0/24"),
-        ban=BanPolicy(threshold=5, window=30.0, ban_seconds=600.0),
+        ban=BanPolicy(threshold=5, window=30.0, ban_seconds=600.0, user_names=7),
         min_expires=120,
         max_expires=1800,
         trunk_sources=(("198.51.100.0/24", 5060),),
         channel_limit=200,
         media_timeout=45.0,
+        device_algorithms=MappingProxyType(
+            {"1001": (Algorithm.SHA_256,), "1002": (Algorithm.SHA_256, Algorithm.MD5)}
+        ),
     )
 
     welcome = wire.session_message(over_the_wire(sidecar_wire.welcome(settings)))
@@ -424,3 +436,42 @@ def test_settings_reach_the_sidecar_in_the_welcome_and_in_a_change() -> None:
     assert welcome.settings.applied_to(EdgeSettings()) == expected
     assert isinstance(changed, commands.SettingsUpdate)
     assert changed.applied_to(EdgeSettings()) == expected
+
+
+def test_a_lift_ban_command_reaches_the_sidecar() -> None:
+    [message] = sidecar_wire.outgoing([LiftBan("192.0.2.9")], batched=True)
+
+    read = wire.session_message(over_the_wire(message))
+
+    assert isinstance(read, Order)
+    assert read.command == commands.LiftBan(source="192.0.2.9")
+
+
+def test_the_sidecars_bans_reach_the_control_plane_in_wall_clock_time() -> None:
+    held = [
+        Ban("192.0.2.9", "", "25 user names tried in 60 s", 100.0, 400.0),
+        Ban("192.0.2.7", "1001", "10 failed logins in 60 s", 90.0, 390.0),
+    ]
+
+    report = sidecar_wire.session_report(over_the_wire(wire.bans(held, 150.0, 1_700_000_000.0)))
+
+    assert report == BansReport(
+        (
+            SidecarBan(
+                "192.0.2.9", "", "25 user names tried in 60 s", 1_699_999_950.0, 1_700_000_250.0
+            ),
+            SidecarBan(
+                "192.0.2.7", "1001", "10 failed logins in 60 s", 1_699_999_940.0, 1_700_000_240.0
+            ),
+        ),
+        2,
+    )
+
+
+def test_a_sidecar_reports_at_most_a_thousand_bans_with_the_total() -> None:
+    held = [Ban(f"10.0.{n // 256}.{n % 256}", "", "r", 1.0, 2.0) for n in range(1500)]
+
+    report = sidecar_wire.session_report(over_the_wire(wire.bans(held, 1.0, 1.0)))
+
+    assert isinstance(report, BansReport)
+    assert (len(report.bans), report.total) == (1000, 1500)

@@ -24,6 +24,8 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
         #: The messages that carried them, whole.
         self.result_messages: list[sidecar_pb2.ConnectRequest] = []
         self.heartbeats = 0
+        #: The ban reports the sidecar sent, in order.
+        self.bans: list[sidecar_pb2.SidecarBans] = []
         #: Set whenever the sidecar sent something.
         self.heard = asyncio.Event()
         self.settings = sidecar_pb2.SidecarSettings(realm=REALM, ban_threshold=3)
@@ -64,6 +66,8 @@ class FakeControl(sidecar_pb2_grpc.SidecarServiceServicer):
                 elif kind == "results":
                     self.results.extend(message.results.results)
                     self.result_messages.append(message)
+                elif kind == "bans":
+                    self.bans.append(message.bans)
                 self.heard.set()
 
         reader = asyncio.create_task(read())

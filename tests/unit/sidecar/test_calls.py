@@ -12,23 +12,35 @@ from typing import Any, TypeVar
 
 import pytest
 from sip2uc.v1 import common_pb2, sidecar_pb2
-from sip2uc_core.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
+from sip2uc_core.sip.digest import (
+    Algorithm,
+    NonceCountTracker,
+    NonceIssuer,
+    build_credentials,
+    compute_ha1,
+    parse_challenge,
+)
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.message import SipRequest, SipResponse, parse_message
 from sip2uc_core.sip.transaction import TransactionId
 from sip2uc_media.b2bua.legs import LegConfig
 from sip2uc_media.rtp.aio import RelayEngine
 from sip2uc_media.rtp.ports import PortAllocator
+from sip2uc_media.sidecar.auth_guard import AuthGuard
 from sip2uc_media.sidecar.calls import CallHandler
 from sip2uc_media.sidecar.commands import Command
 from sip2uc_media.sidecar.control_link import ControlLink
+from sip2uc_media.sidecar.protection import BanList, BanPolicy
 from sip2uc_media.sidecar.registrar import Registrar, RegistrarPolicy
 from sip2uc_media.sidecar.requests import HelloInfo
+from sip2uc_media.sidecar.telemetry import EdgeMetrics
 
 from .fake_control import FakeControl, serve
 
 T = TypeVar("T")
 TRUNK = Endpoint(Transport.UDP, host="192.0.2.10", port=5060)
+PHONE = Endpoint(Transport.UDP, host="198.51.100.20", port=5062)  # not a trunk: challenged
+WALL = 1_700_000_000.0
 HANDSET = Endpoint(Transport.UDP, host="192.0.2.20", port=5062)
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
@@ -41,7 +53,8 @@ class RecordingEdge:
     def __init__(self) -> None:
         self.responses: list[tuple[TransactionId, SipResponse]] = []
         self.requests: list[tuple[SipRequest, Endpoint]] = []
-        self.auth_failures: list[str] = []
+        self.ignored: list[TransactionId] = []
+        self.guard = AuthGuard(BanList(), EdgeMetrics(), clock=lambda: 0.0)
         self.refusals: list[tuple[str, str, str, int]] = []
         self._txn = itertools.count(100)
 
@@ -56,8 +69,8 @@ class RecordingEdge:
         if isinstance(message, SipRequest):
             self.requests.append((message, dest))
 
-    def auth_failure(self, host: str) -> None:
-        self.auth_failures.append(host)
+    def ignore(self, txn_id: TransactionId, reason: str) -> None:
+        self.ignored.append(txn_id)
 
     def refused(
         self, source: Endpoint, reason: str, message: Callable[[], str], level: int = logging.INFO
@@ -149,6 +162,7 @@ async def harness() -> AsyncIterator[Harness]:
             random_bytes=lambda n: bytes([7]) * n,
         ),
         clock=loop.time,
+        wall_clock=lambda: WALL,
     )
     handler_box.append(handler)
     edge = RecordingEdge()
@@ -341,3 +355,119 @@ async def test_a_full_sidecar_answers_503_without_asking_the_control_plane(
             logging.WARNING,
         )
     ]
+
+
+# --- handsets: 407 challenges and what the control plane's verdict does --------------------------
+
+
+def handset_invite(authorization: str = "", branch: str = "z9hG4bKh1") -> SipRequest:
+    auth = f"Proxy-Authorization: {authorization}\r\n" if authorization else ""
+    message = parse_message(
+        (
+            "INVITE sip:200@127.0.0.1 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 198.51.100.20:5062;branch={branch}\r\n"
+            "Max-Forwards: 70\r\n"
+            "From: <sip:100@127.0.0.1>;tag=h1\r\n"
+            "To: <sip:200@127.0.0.1>\r\n"
+            f"Call-ID: handset-{branch}\r\n"
+            "CSeq: 1 INVITE\r\n"
+            "Contact: <sip:100@198.51.100.20:5062>\r\n"
+            f"{auth}"
+            f"Content-Type: application/sdp\r\nContent-Length: {len(SDP)}\r\n\r\n{SDP}"
+        ).encode()
+    )
+    assert isinstance(message, SipRequest)
+    return message
+
+
+def answer_407(harness: Harness, branch: str) -> str:
+    """Challenge an INVITE and answer the challenge for user 100 (any password)."""
+    harness.handler.invite(TransactionId(900), handset_invite(branch=f"{branch}c"), PHONE)
+    challenge = parse_challenge(
+        harness.edge.responses[-1][1].headers.get("Proxy-Authenticate") or ""
+    )
+    return build_credentials(
+        challenge,
+        username="100",
+        ha1=compute_ha1(challenge.algorithm, "100", challenge.realm, "pw"),
+        method="INVITE",
+        uri="sip:200@127.0.0.1",
+        cnonce="c",
+    ).serialize()
+
+
+async def test_a_handset_invite_is_challenged_with_a_nonce_in_wall_clock_time(
+    harness: Harness,
+) -> None:
+    harness.handler.invite(TransactionId(1), handset_invite(), PHONE)
+
+    ((_txn, response),) = harness.edge.responses
+    assert response.status == 407
+    nonce = parse_challenge(response.headers.get("Proxy-Authenticate") or "").nonce
+    # The same time base as REGISTER's nonces: they share one nonce-count tracker.
+    assert NonceIssuer.issue_time(nonce) == WALL
+
+
+async def test_an_invite_the_control_plane_refuses_counts_towards_a_ban_of_that_user_only(
+    harness: Harness,
+) -> None:
+    harness.control.invite_answer = sidecar_pb2.InviteResponse(
+        disposition=sidecar_pb2.INVITE_DISPOSITION_UNAUTHORIZED
+    )
+    guard = harness.edge.guard
+    guard.bans.configure(BanPolicy(threshold=2, window=60.0, ban_seconds=300.0))
+    for n in range(2):
+        before = len(harness.control.invites)
+        harness.handler.invite(
+            TransactionId(10 + n), handset_invite(answer_407(harness, f"b{n}"), f"b{n}"), PHONE
+        )
+        await harness.control.until(
+            lambda before=before: len(harness.control.invites) > before, "the Invite"
+        )
+
+        async def challenged(n: int = n) -> bool | None:
+            return True if harness.edge.responses[-1][0] == TransactionId(10 + n) else None
+
+        await eventually(challenged, "the 407")
+
+    harness.handler.invite(TransactionId(20), handset_invite(branch="after"), PHONE)
+
+    assert guard.bans.is_user_banned(PHONE.host, "100", 0.0), (
+        [(t, r.status) for t, r in harness.edge.responses],
+        guard.bans._failures,
+    )
+    assert harness.edge.ignored == [TransactionId(20)]
+    harness.handler.invite(
+        TransactionId(21),
+        parse_and_change_from(handset_invite(branch="other"), "101"),
+        PHONE,
+    )
+    assert harness.edge.responses[-1][0] == TransactionId(21)  # another user there: served
+
+
+async def test_an_invite_the_control_plane_accepts_forgives_earlier_failures(
+    harness: Harness,
+) -> None:
+    guard = harness.edge.guard
+    guard.bans.configure(BanPolicy(threshold=2, window=60.0, ban_seconds=300.0))
+    guard.failed(PHONE.host, "100")
+
+    harness.handler.invite(
+        TransactionId(30), handset_invite(answer_407(harness, "ok"), "ok"), PHONE
+    )
+    await harness.control.until(lambda: harness.control.invites, "the Invite")
+
+    async def forgiven() -> bool | None:
+        return True if ("198.51.100.20", "100") not in guard.bans._failures else None
+
+    await eventually(forgiven, "the failure to be forgiven")
+    guard.failed(PHONE.host, "100")
+    assert not guard.bans.is_user_banned(PHONE.host, "100", 0.0)
+
+
+def parse_and_change_from(request: SipRequest, user: str) -> SipRequest:
+    message = parse_message(
+        bytes(request.serialize()).replace(b"sip:100@127.0.0.1", f"sip:{user}@127.0.0.1".encode())
+    )
+    assert isinstance(message, SipRequest)
+    return message

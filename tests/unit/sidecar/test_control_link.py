@@ -10,7 +10,7 @@ from sip2uc_core.sip.digest import Algorithm, Credentials
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_media.sidecar.commands import Command, CreateLeg, EdgeSettings, EndLeg
 from sip2uc_media.sidecar.control_link import UNSUPPORTED, ControlLink, backoff_delay
-from sip2uc_media.sidecar.protection import BanPolicy
+from sip2uc_media.sidecar.protection import Ban, BanPolicy
 from sip2uc_media.sidecar.registrar import RegisterAttempt, RegisterOutcome
 from sip2uc_media.sidecar.requests import Origin
 
@@ -241,3 +241,47 @@ async def test_a_batch_of_commands_runs_in_order_and_is_answered_in_one_message(
         ("c1", True, ""),
         ("c2", False, "no way"),
     ]
+
+
+async def test_the_bans_in_force_are_reported_after_the_welcome_and_after_a_change() -> None:
+    fake = FakeControl({})
+    server, port = await serve(fake)
+    control = link(port, [])
+    held = [Ban("192.0.2.9", "", "25 user names tried in 60 s", 1.0, 301.0)]
+    control.bans_source(lambda: held)
+    try:
+        await control.start()
+        await fake.until(lambda: fake.bans, "the first report")
+        held.insert(0, Ban("192.0.2.7", "1001", "10 failed logins in 60 s", 2.0, 302.0))
+        control.bans_changed()
+        control.bans_changed()  # within the report interval: the same report covers it
+        await fake.until(lambda: len(fake.bans) >= 2, "the report after the change")
+    finally:
+        await control.stop()
+        await server.stop(None)
+
+    assert [[(b.source, b.user, b.reason) for b in report.bans] for report in fake.bans[:2]] == [
+        [("192.0.2.9", "", "25 user names tried in 60 s")],
+        [
+            ("192.0.2.7", "1001", "10 failed logins in 60 s"),
+            ("192.0.2.9", "", "25 user names tried in 60 s"),
+        ],
+    ]
+    assert [report.total for report in fake.bans[:2]] == [1, 2]
+    first = fake.bans[0].bans[0]
+    assert first.expire_time.ToNanoseconds() - first.start_time.ToNanoseconds() == 300 * 10**9
+
+
+async def test_no_bans_no_report() -> None:
+    fake = FakeControl({})
+    server, port = await serve(fake)
+    control = link(port, [], heartbeat_interval=0.01)
+    control.bans_source(list)
+    try:
+        await control.start()
+        await fake.until(lambda: fake.heartbeats >= 3, "heartbeats")
+    finally:
+        await control.stop()
+        await server.stop(None)
+
+    assert fake.bans == []

@@ -109,14 +109,18 @@ class Harness:
 
 
 def request(
-    method: str = "REGISTER", *extra: str, branch: str = "z9hG4bK1", cseq: int = 1
+    method: str = "REGISTER",
+    *extra: str,
+    branch: str = "z9hG4bK1",
+    cseq: int = 1,
+    user: str = "alice",
 ) -> bytes:
     lines = [
         f"{method} sip:example.net SIP/2.0",
         f"Via: SIP/2.0/UDP 192.0.2.10:5062;branch={branch}",
-        "From: <sip:alice@example.net>;tag=77",
-        "To: <sip:alice@example.net>",
-        "Call-ID: edge-test",
+        f"From: <sip:{user}@example.net>;tag=77",
+        f"To: <sip:{user}@example.net>",
+        f"Call-ID: edge-test-{user}" if user != "alice" else "Call-ID: edge-test",
         f"CSeq: {cseq} {method}",
         "Max-Forwards: 70",
         "Contact: <sip:alice@192.0.2.10:5062>;expires=600",
@@ -133,19 +137,23 @@ def authorized(
     password: str = "pw",
     branch: str = "z9hG4bK2",
     challenge_branch: str = "z9hG4bKchallenge",
+    user: str = "alice",
+    host: str = HANDSET[0],
 ) -> bytes:
-    h.deliver(request(branch=challenge_branch))
+    h.deliver(request(branch=challenge_branch, user=user), host)
     challenge = h.responses()[-1]
-    md5 = parse_challenge(challenge.headers.get_all("WWW-Authenticate")[1])
+    (md5,) = [parse_challenge(v) for v in challenge.headers.get_all("WWW-Authenticate")]
     creds = build_credentials(
         md5,
-        username="alice",
-        ha1=compute_ha1(md5.algorithm, "alice", md5.realm, password),
+        username=user,
+        ha1=compute_ha1(md5.algorithm, user, md5.realm, password),
         method="REGISTER",
         uri="sip:example.net",
         cnonce="abc",
     )
-    return request("REGISTER", f"Authorization: {creds.serialize()}", branch=branch, cseq=2)
+    return request(
+        "REGISTER", f"Authorization: {creds.serialize()}", branch=branch, cseq=2, user=user
+    )
 
 
 async def test_a_challenge_needs_no_control_plane() -> None:
@@ -248,21 +256,79 @@ async def test_while_the_control_plane_is_down_registrations_get_503_with_retry_
     assert h.control.calls == []
 
 
-async def test_unauthorized_outcomes_ban_the_source_at_the_threshold() -> None:
+def fail_login(h: Harness, user: str, n: int, host: str = HANDSET[0]) -> None:
+    """One wrong password the control plane refuses (a fresh challenge each time: a reused
+    nonce count would be a replay, not a failure)."""
+    message = authorized(
+        h, "wrong", f"z9hG4bK{user}f{n}", f"z9hG4bK{user}c{n}", user=user, host=host
+    )
+    h.deliver(message, host)
+    h.control.answer(RegisterOutcome.UNAUTHORIZED)
+
+
+async def test_a_wrong_password_bans_only_that_user_from_that_source() -> None:
     h = Harness(threshold=2)
     for n in range(2):
-        # a fresh challenge each time: a reused nonce count would be a replay, not a failure
-        h.deliver(
-            authorized(h, "wrong", branch=f"z9hG4bKfail{n}", challenge_branch=f"z9hG4bKch{n}")
-        )
-        h.control.answer(RegisterOutcome.UNAUTHORIZED)
+        fail_login(h, "alice", n)
     answered = len(h.sent)
 
     h.deliver(request(branch="z9hG4bKafter"))
 
     assert [r.status for r in h.responses()] == [401, 401, 401, 401]
-    assert len(h.sent) == answered
-    assert h.edge.bans.is_banned("192.0.2.10", h.now)
+    assert len(h.sent) == answered  # ignored, not answered
+    assert not h.edge.bans.is_banned("192.0.2.10", h.now)
+    assert h.edge.bans.is_user_banned("192.0.2.10", "alice", h.now)
+
+
+async def test_a_good_handset_behind_the_same_address_as_a_banned_one_still_registers() -> None:
+    h = Harness(threshold=2)
+    for n in range(2):
+        fail_login(h, "alice", n)
+
+    h.deliver(authorized(h, "pw", branch="z9hG4bKbob", challenge_branch="z9hG4bKbobc", user="bob"))
+    h.control.answer(RegisterOutcome.OK)
+
+    assert h.responses()[-1].status == 200
+    assert h.control.calls[-1][0].credentials.username == "bob"
+
+
+async def test_a_source_trying_many_user_names_is_banned_as_a_whole() -> None:
+    h = Harness(threshold=5)
+    h.edge.bans.configure(BanPolicy(threshold=5, window=60.0, ban_seconds=300.0, user_names=3))
+    for user in ("u1", "u2", "u3"):
+        fail_login(h, user, 0, host="198.51.100.9")
+
+    h.deliver(request(branch="z9hG4bKafter", user="u4"), "198.51.100.9")
+
+    assert h.edge.bans.is_banned("198.51.100.9", h.now)
+    assert [r.status for r in h.responses()] == [401] * 6
+
+
+async def test_answers_to_a_made_up_nonce_never_reach_the_control_plane_or_ban() -> None:
+    h = Harness(threshold=2)
+    forged = authorized(h).replace(b'nonce="', b'nonce="Q', 1)
+
+    for n in range(12):
+        h.deliver(forged.replace(b"z9hG4bK2", f"z9hG4bKforged{n}".encode()))
+
+    assert h.control.calls == []
+    assert [r.status for r in h.responses()] == [401] * 13
+    assert h.edge.bans.active(h.now) == []
+
+
+async def test_an_operator_lifting_a_ban_lets_the_user_in_again() -> None:
+    h = Harness(threshold=2)
+    for n in range(2):
+        fail_login(h, "alice", n)
+    changed: list[bool] = []
+    h.edge.guard.on_bans_changed = lambda: changed.append(True)
+
+    lifted = h.edge.guard.lift("192.0.2.10")
+
+    assert [(b.source, b.user) for b in lifted] == [("192.0.2.10", "alice")]
+    assert changed == [True]
+    h.deliver(request(branch="z9hG4bKagain"))
+    assert h.responses()[-1].status == 401
 
 
 async def test_replayed_nonce_counts_are_answered_stale_and_never_ban() -> None:
@@ -281,7 +347,7 @@ async def test_replayed_nonce_counts_are_answered_stale_and_never_ban() -> None:
         for v in r.headers.get_all("WWW-Authenticate")
     ]
     assert statuses == [401, 200, 401, 401, 401]
-    assert stale == [True, True] * 3
+    assert stale == [True] * 3
     assert len(h.control.calls) == 1
     assert not h.edge.bans.is_banned("192.0.2.10", h.now)
 

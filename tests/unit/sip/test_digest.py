@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sip2uc_core.sip.digest import (
+    DEFAULT_CHALLENGE,
     Algorithm,
     Challenge,
+    CountStatus,
     Credentials,
     DigestError,
     NonceCountTracker,
@@ -389,7 +391,9 @@ def test_parse_challenge_reads_rfc3261_style_values() -> None:
 
 def test_client_answer_to_a_challenge_verifies_on_the_server() -> None:
     issuer = NonceIssuer(SECRET, lifetime=300.0)
-    value = issuer.challenge_header("sip2uc.example", 1000.0, "192.0.2.7")[0]
+    value = issuer.challenge_header(
+        "sip2uc.example", 1000.0, "192.0.2.7", algorithms=("SHA-256", "MD5")
+    )[0]
     challenge = parse_challenge(value)
     ha1 = compute_ha1(challenge.algorithm, "1001", challenge.realm, "pw")
     credentials = build_credentials(
@@ -489,16 +493,39 @@ def test_short_secret_is_refused() -> None:
         NonceIssuer(b"short", lifetime=30.0)
 
 
-def test_challenge_lists_sha256_before_md5_with_one_nonce() -> None:
+def test_challenge_lists_algorithms_in_the_order_given_with_one_nonce() -> None:
+    # RFC 8760 §2.4: the order is the server's preference, which is what a client that reads only
+    # the first challenge answers with; it is not re-sorted by strength.
     issuer = NonceIssuer(SECRET, lifetime=30.0)
     values = issuer.challenge_header("sip2uc", 10.0, "192.0.2.1", algorithms=("MD5", "SHA-256"))
     nonce = parse_challenge(values[0]).nonce
     assert values == [
         f'Digest realm="sip2uc", nonce="{nonce}", opaque="{issuer.opaque}", '
-        'algorithm=SHA-256, qop="auth"',
-        f'Digest realm="sip2uc", nonce="{nonce}", opaque="{issuer.opaque}", '
         'algorithm=MD5, qop="auth"',
+        f'Digest realm="sip2uc", nonce="{nonce}", opaque="{issuer.opaque}", '
+        'algorithm=SHA-256, qop="auth"',
     ]
+
+
+def test_default_challenge_is_md5_alone() -> None:
+    issuer = NonceIssuer(SECRET, lifetime=30.0)
+
+    (value,) = issuer.challenge_header("sip2uc", 10.0, "192.0.2.1")
+
+    assert parse_challenge(value).algorithm is Algorithm.MD5
+    assert DEFAULT_CHALLENGE == (Algorithm.MD5,)
+
+
+def test_an_algorithm_named_twice_is_offered_once() -> None:
+    issuer = NonceIssuer(SECRET, lifetime=30.0)
+    values = issuer.challenge_header("sip2uc", 10.0, algorithms=("SHA-256", "md5", "sha-256"))
+    assert [parse_challenge(v).algorithm for v in values] == [Algorithm.SHA_256, Algorithm.MD5]
+
+
+def test_issue_time_reads_back_the_time_a_nonce_was_issued() -> None:
+    issuer = NonceIssuer(SECRET, lifetime=30.0)
+    nonce = issuer.issue(1234.567, "192.0.2.1")
+    assert NonceIssuer.issue_time(nonce) == 1234.567
 
 
 def test_stale_challenge_says_so() -> None:
@@ -511,54 +538,72 @@ def test_stale_challenge_says_so() -> None:
 # --- nonce-count replay protection ------------------------------------------------------------
 
 
+ACCEPTED, REPLAYED, FORGOTTEN = CountStatus.ACCEPTED, CountStatus.REPLAYED, CountStatus.FORGOTTEN
+
+
 def test_increasing_counts_are_accepted() -> None:
     tracker = NonceCountTracker(capacity=4)
-    assert [tracker.accept("n", nc, 0.0) for nc in (1, 2, 5)] == [True, True, True]
+    assert [tracker.admit("n", nc, 0.0, 0.0) for nc in (1, 2, 5)] == [ACCEPTED] * 3
 
 
 def test_repeated_count_is_a_replay() -> None:
     tracker = NonceCountTracker(capacity=4)
-    assert tracker.accept("n", 1, 0.0)
-    assert not tracker.accept("n", 1, 0.0)
+    assert tracker.admit("n", 1, 0.0, 0.0) is ACCEPTED
+    assert tracker.admit("n", 1, 0.0, 0.0) is REPLAYED
 
 
 def test_lower_count_is_a_replay() -> None:
     tracker = NonceCountTracker(capacity=4)
-    assert tracker.accept("n", 1, 0.0) and tracker.accept("n", 3, 0.0)
-    assert not tracker.accept("n", 2, 0.0)
+    assert tracker.admit("n", 1, 0.0, 0.0) is ACCEPTED
+    assert tracker.admit("n", 3, 0.0, 0.0) is ACCEPTED
+    assert tracker.admit("n", 2, 0.0, 0.0) is REPLAYED
 
 
-def test_unknown_nonce_starts_at_the_first_count_that_arrives() -> None:
+def test_unseen_nonce_starts_at_the_first_count_that_arrives() -> None:
     # A retransmitted challenge makes honest clients send nc=2 before nc=1 is processed.
     tracker = NonceCountTracker(capacity=4)
-    assert tracker.accept("n", 2, 0.0)
-    assert not tracker.accept("n", 1, 0.0)
-    assert tracker.accept("n", 3, 0.0)
+    assert tracker.admit("n", 2, 0.0, 0.0) is ACCEPTED
+    assert tracker.admit("n", 1, 0.0, 0.0) is REPLAYED
+    assert tracker.admit("n", 3, 0.0, 0.0) is ACCEPTED
 
 
 def test_count_zero_is_never_accepted() -> None:
-    assert not NonceCountTracker(capacity=4).accept("n", 0, 0.0)
+    assert NonceCountTracker(capacity=4).admit("n", 0, 0.0, 0.0) is REPLAYED
 
 
-def test_least_recently_used_nonce_is_evicted_at_capacity() -> None:
+def test_a_nonce_forgotten_at_capacity_accepts_no_count_at_all() -> None:
     tracker = NonceCountTracker(capacity=2)
-    tracker.accept("a", 1, 0.0)
-    tracker.accept("b", 1, 0.0)
-    tracker.accept("a", 2, 0.0)
-    tracker.accept("c", 1, 0.0)
+    tracker.admit("a", 1, 10.0, 10.0)
+    tracker.admit("b", 1, 11.0, 11.0)
+    tracker.admit("a", 2, 10.0, 12.0)
+    tracker.admit("c", 1, 12.0, 12.0)  # "b" is the least recently used: forgotten
     assert len(tracker) == 2
-    # "a" is still remembered; "b" was forgotten, so it starts afresh like an unseen nonce.
-    assert not tracker.accept("a", 2, 0.0)
-    assert tracker.accept("a", 3, 0.0)
-    assert tracker.accept("b", 2, 0.0)
+    assert tracker.forgotten_through == 11.0
+
+    # Neither a replayed count nor a higher one: only a fresh nonce goes on.
+    assert tracker.admit("b", 1, 11.0, 13.0) is FORGOTTEN
+    assert tracker.admit("b", 9, 11.0, 13.0) is FORGOTTEN
+    assert tracker.admit("a", 2, 10.0, 13.0) is REPLAYED
+    assert tracker.admit("a", 3, 10.0, 13.0) is ACCEPTED
 
 
-def test_idle_nonces_are_forgotten() -> None:
+def test_a_nonce_issued_after_everything_forgotten_is_new() -> None:
+    tracker = NonceCountTracker(capacity=1)
+    tracker.admit("a", 1, 10.0, 10.0)
+    tracker.admit("b", 1, 20.0, 20.0)  # forgets "a", issued at 10
+
+    assert tracker.admit("c", 1, 10.5, 21.0) is ACCEPTED
+    assert tracker.admit("d", 1, 9.0, 21.0) is FORGOTTEN  # may be one forgotten with "a"
+
+
+def test_idle_nonces_are_forgotten_and_then_refused() -> None:
     tracker = NonceCountTracker(capacity=10, max_idle=60.0)
-    tracker.accept("a", 1, 0.0)
-    tracker.accept("b", 1, 30.0)
-    tracker.accept("b", 2, 61.0)
+    tracker.admit("a", 1, 0.0, 0.0)
+    tracker.admit("b", 1, 30.0, 30.0)
+
+    assert tracker.admit("b", 2, 30.0, 61.0) is ACCEPTED
     assert len(tracker) == 1
+    assert tracker.admit("a", 2, 0.0, 62.0) is FORGOTTEN
 
 
 @given(
@@ -597,7 +642,7 @@ def test_challenge_values_from_the_template_equal_the_formatted_challenges() -> 
                 opaque=issuer.opaque,
                 stale=stale,
             ).serialize()
-            for algorithm in (Algorithm.SHA_256, Algorithm.MD5)
+            for algorithm in (Algorithm.MD5, Algorithm.SHA_256)
         ]
         assert issuer.check(nonce, 1000.0, "192.0.2.10") is NonceStatus.VALID
 
@@ -607,3 +652,11 @@ def test_a_quoted_value_with_an_escaped_quote_is_unescaped() -> None:
         'Digest username="a\\"b", realm="r", nonce="n", uri="sip:r", response="00"'
     )
     assert credentials.username == 'a"b'
+
+
+def test_nonces_issued_before_the_tracker_started_count_as_forgotten() -> None:
+    # A restart keeps the nonce secret but not the counts: earlier nonces could be replayed.
+    tracker = NonceCountTracker(capacity=10, started=1000.0)
+
+    assert tracker.admit("old", 5, 999.0, 1001.0) is CountStatus.FORGOTTEN
+    assert tracker.admit("new", 1, 1000.5, 1001.0) is CountStatus.ACCEPTED

@@ -323,15 +323,35 @@ def csv_file(
     dry_run: _DryRunOption = False,
     missing: Annotated[
         Missing,
-        typer.Option("--missing", help="What to do with earlier imported users the file lacks."),
+        typer.Option(
+            "--missing",
+            help="What to do with users imported earlier from the same source that the file lacks.",
+        ),
     ] = Missing.report,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            metavar="NAME",
+            help=(
+                "Name of the source this file is (e.g. a department): only users imported from "
+                "the same source are matched by id or reported missing, so a partial file does "
+                "not report everyone else. Default: the file name."
+            ),
+            show_default=False,
+        ),
+    ] = None,
     credentials_out: _CredentialsOption = None,
     extension_digits: _DigitsOption = 0,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Import users from a CSV export: create new ones and update changed ones."""
+    """Import users from a CSV export: create new ones and update changed ones. A
+    digest_algorithm column sets the handsets' digest algorithms (SHA-256, MD5,
+    'SHA-256 MD5'; empty or 'default': the sidecar's default)."""
     request = directory_pb2.ImportUsersRequest(
-        csv=directory_pb2.CsvSource(content=file.read_bytes(), filename=file.name),
+        csv=directory_pb2.CsvSource(
+            content=file.read_bytes(), filename=file.name, source=source or ""
+        ),
         dry_run=dry_run,
         default_region=default_region.upper(),
         extension_digits=extension_digits,

@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from sip2uc.cli import (
+    bans,
     calls,
     connectors,
     importing,
@@ -57,7 +58,7 @@ app = typer.Typer(
     cls=_FriendlyErrors,
     help=(
         "Run sip2uc (control plane and SIP/RTP sidecars) and administer it: users, "
-        "presence, registrations, calls, settings, directory import and the presence "
+        "presence, registrations, calls, bans, settings, directory import and the presence "
         "connectors to UC platforms."
     ),
     no_args_is_help=True,
@@ -136,6 +137,7 @@ app.add_typer(users.app, name="user")
 app.add_typer(presence.app, name="presence")
 app.add_typer(registrations.app, name="registration")
 app.add_typer(calls.app, name="call")
+app.add_typer(bans.app, name="bans")
 app.add_typer(connectors.app, name="connector")
 app.add_typer(status.settings_app, name="settings")
 app.add_typer(sidecars.app, name="sidecar")

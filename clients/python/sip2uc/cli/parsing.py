@@ -29,6 +29,30 @@ _STATES: dict[str, int] = {
 }
 STATE_CHOICES = "available, busy, dnd (do-not-disturb), brb (be-right-back), away, offline"
 
+_DIGEST_ALGORITHMS: dict[str, int] = {
+    "md5": common_pb2.DIGEST_ALGORITHM_MD5,
+    "sha-256": common_pb2.DIGEST_ALGORITHM_SHA_256,
+    "sha256": common_pb2.DIGEST_ALGORITHM_SHA_256,
+}
+#: The --digest-algorithm value that asks for the sidecar's default.
+DEFAULT_DIGEST = "default"
+
+
+def parse_digest_algorithms(names: list[str]) -> list[int]:
+    """The algorithms named (MD5, SHA-256; in that order of preference, each once), or none for
+    `default` alone (the sidecar's default)."""
+    if [name.strip().lower() for name in names] == [DEFAULT_DIGEST]:
+        return []
+    chosen: list[int] = []
+    for name in names:
+        value = _DIGEST_ALGORITHMS.get(name.strip().lower())
+        if value is None:
+            raise ValueError(f"{name!r}: choose SHA-256 or MD5 (or 'default' alone)")
+        if value in chosen:
+            raise ValueError(f"{name!r} is given twice")
+        chosen.append(value)
+    return chosen
+
 
 def parse_duration(text: str) -> int:
     """Seconds in `30s`, `15m`, `2h`, `1h30m`, `1d` or a bare number of seconds."""

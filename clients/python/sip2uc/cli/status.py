@@ -189,8 +189,8 @@ def settings_set(
 
 
 def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
-    """Show counts of users, registrations, calls and sidecars, presence totals and the
-    connectors' states."""
+    """Show counts of users, registrations, calls, sidecars, bans and locked accounts,
+    presence totals and the connectors' states."""
     state = get_state(ctx)
     client = state.client()
     result = client.admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=client.timeout)
@@ -207,6 +207,11 @@ def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
         ("active calls", str(result.active_calls)),
         ("sidecars connected", str(result.sidecars_connected)),
         ("sidecars lost", str(result.sidecars_lost)),
+        ("bans", f"{result.bans} (sip2uc bans list)" if result.bans else "0"),
+        (
+            "locked accounts",
+            f"{result.locked_accounts} (sip2uc bans list)" if result.locked_accounts else "0",
+        ),
     ]
     for name, count in sorted(result.presence.items()):
         try:

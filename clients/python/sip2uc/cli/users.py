@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated
 
 import typer
 
 from sip2uc.cli import output
+from sip2uc.cli.parsing import parse_digest_algorithms
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.client import ClientError
-from sip2uc.v1 import users_pb2
+from sip2uc.v1 import common_pb2, users_pb2
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -39,6 +41,36 @@ UpnOption = Annotated[
 UserRef = Annotated[
     str, typer.Argument(metavar="EXT", help="Extension, E.164 number, SIP URI or users/ID.")
 ]
+DigestOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--digest-algorithm",
+        metavar="ALG",
+        help=(
+            "Digest algorithm the handset is challenged with: SHA-256 or MD5, repeat for both "
+            "(most preferred first; handsets that read only the first challenge answer that "
+            "one). 'default' alone: the sidecar's default (MD5 unless configured). A response "
+            "computed with another algorithm is refused."
+        ),
+        show_default=False,
+    ),
+]
+
+
+def _algorithms(names: list[str]) -> list[common_pb2.DigestAlgorithm.ValueType]:
+    try:
+        return [common_pb2.DigestAlgorithm.ValueType(v) for v in parse_digest_algorithms(names)]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--digest-algorithm") from None
+
+
+def _algorithm_names(values: Iterable[int]) -> str:
+    return " then ".join(
+        common_pb2.DigestAlgorithm.Name(common_pb2.DigestAlgorithm.ValueType(v))
+        .removeprefix("DIGEST_ALGORITHM_")
+        .replace("SHA_256", "SHA-256")
+        for v in values
+    )
 
 
 def _device_summary(device: users_pb2.Device) -> str:
@@ -46,7 +78,10 @@ def _device_summary(device: users_pb2.Device) -> str:
     if kind == "registering":
         reg = device.registering
         password = "password set" if reg.has_password else "no password"
-        return f"{device.id or '-'}: registers as {reg.digest_username} ({password})"
+        digest = (
+            f", digest {_algorithm_names(reg.digest_algorithms)}" if reg.digest_algorithms else ""
+        )
+        return f"{device.id or '-'}: registers as {reg.digest_username} ({password}{digest})"
     if kind == "trunk":
         trunk = device.trunk
         return (
@@ -118,6 +153,7 @@ def add(
         typer.Option("--sip-uri", help="SIP identity. Default: sip:EXT@<sip_domain setting>."),
     ] = None,
     email: Annotated[str | None, typer.Option("--email", help="E-mail address.")] = None,
+    digest_algorithm: DigestOption = None,
     entra_object_id: EntraOption = None,
     upn: UpnOption = None,
     json_flag: JsonFlag = False,
@@ -125,6 +161,7 @@ def add(
     """Create a user with one registering handset whose digest username is EXT."""
     state = get_state(ctx)
     client = state.client()
+    algorithms = _algorithms(digest_algorithm) if digest_algorithm else []
     if entra_object_id or upn:
         # The Teams identities go in the same CreateUser request.
         if not sip_uri:
@@ -146,7 +183,9 @@ def add(
             devices=[
                 users_pb2.Device(
                     registering=users_pb2.RegisteringDevice(
-                        digest_username=extension, password=password
+                        digest_username=extension,
+                        password=password,
+                        digest_algorithms=algorithms,
                     )
                 )
             ],
@@ -156,7 +195,13 @@ def add(
         ).user
     else:
         user = client.create_user(
-            extension, name, password, e164=e164, sip_uri=sip_uri, email=email
+            extension,
+            name,
+            password,
+            e164=e164,
+            sip_uri=sip_uri,
+            email=email,
+            digest_algorithms=algorithms,
         )
     if state.wants_json(json_flag):
         output.print_json(user)
@@ -274,14 +319,29 @@ def update(
             show_default=False,
         ),
     ] = None,
+    digest_algorithm: DigestOption = None,
     entra_object_id: EntraOption = None,
     upn: UpnOption = None,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Change the given fields of a user (only those: a field mask is sent)."""
+    """Change the given fields of a user (only those: a field mask is sent).
+    --digest-algorithm applies to every handset of the user."""
     state = get_state(ctx)
     user = users_pb2.User(name=ref)
     paths: list[str] = []
+    if digest_algorithm:
+        algorithms = _algorithms(digest_algorithm)
+        current = state.client().resolve_user(ref)
+        if not any(d.WhichOneof("kind") == "registering" for d in current.devices):
+            raise ClientError(f"{ref} has no registering handset")
+        for existing in current.devices:
+            copy = user.devices.add()
+            copy.CopyFrom(existing)
+            # The server keeps each password when it is empty.
+            if existing.WhichOneof("kind") == "registering":
+                copy.registering.ClearField("digest_algorithms")
+                copy.registering.digest_algorithms.extend(algorithms)
+        paths.append("devices")
     if name is not None:
         user.display_name = name
         paths.append("display_name")
@@ -309,7 +369,7 @@ def update(
     if not paths:
         raise typer.BadParameter(
             "nothing to change: give at least one of --name, --e164, --email, --sip-uri, "
-            "--extension, --enable/--disable, --entra-object-id, --upn"
+            "--extension, --enable/--disable, --digest-algorithm, --entra-object-id, --upn"
         )
     updated = state.client().update_user(user, paths)
     if state.wants_json(json_flag):

@@ -141,6 +141,44 @@ LOG_SEVERITY_CRITICAL: LogSeverity.ValueType  # 3
 """The process cannot go on as configured."""
 Global___LogSeverity: _TypeAlias = LogSeverity  # noqa: Y015
 
+class _BanKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BanKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BanKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BAN_KIND_UNSPECIFIED: _BanKind.ValueType  # 0
+    """Not set."""
+    BAN_KIND_SOURCE: _BanKind.ValueType  # 1
+    """Every request from a source address (it tried many user names)."""
+    BAN_KIND_SOURCE_USER: _BanKind.ValueType  # 2
+    """Requests for one user name from one source address (that user's
+    password failed there repeatedly); other users behind the address are
+    served.
+    """
+    BAN_KIND_ACCOUNT: _BanKind.ValueType  # 3
+    """Logins to one account from sources where it is not registered (its
+    password failed from many sources).
+    """
+
+class BanKind(_BanKind, metaclass=_BanKindEnumTypeWrapper):
+    """What a ban keeps out."""
+
+BAN_KIND_UNSPECIFIED: BanKind.ValueType  # 0
+"""Not set."""
+BAN_KIND_SOURCE: BanKind.ValueType  # 1
+"""Every request from a source address (it tried many user names)."""
+BAN_KIND_SOURCE_USER: BanKind.ValueType  # 2
+"""Requests for one user name from one source address (that user's
+password failed there repeatedly); other users behind the address are
+served.
+"""
+BAN_KIND_ACCOUNT: BanKind.ValueType  # 3
+"""Logins to one account from sources where it is not registered (its
+password failed from many sources).
+"""
+Global___BanKind: _TypeAlias = BanKind  # noqa: Y015
+
 @_typing.final
 class Settings(_message.Message):
     """Server-wide settings."""
@@ -164,6 +202,10 @@ class Settings(_message.Message):
     SIDECARS_FIELD_NUMBER: _builtins.int
     UPSTREAM_TRUNK_FIELD_NUMBER: _builtins.int
     DEFAULT_REGION_FIELD_NUMBER: _builtins.int
+    BAN_USER_NAMES_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FAILURE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FAILURE_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    ACCOUNT_LOCK_SECONDS_FIELD_NUMBER: _builtins.int
     sip_domain: _builtins.str
     """SIP domain of users' identities, e.g. "example.com"."""
     realm: _builtins.str
@@ -194,6 +236,22 @@ class Settings(_message.Message):
     """Default channel limit per sidecar (concurrent call legs)."""
     default_region: _builtins.str
     """Region for numbers without a country code (ISO 3166 code, e.g. "DE")."""
+    ban_user_names: _builtins.int
+    """Different user names failing from one source within
+    `ban_window_seconds` before the whole source is ignored (a source
+    guessing many accounts). Failures of one user name from one source ban
+    only that pair (`ban_threshold`); a source that also logs in with valid
+    credentials is never banned as a whole.
+    """
+    account_failure_threshold: _builtins.int
+    """Failed logins of one account, from any sources, within
+    `account_failure_window_seconds` before its digest is locked: while
+    locked, only sources where the account has a registration are heard.
+    """
+    account_failure_window_seconds: _builtins.int
+    """Window for counting an account's failed logins, seconds."""
+    account_lock_seconds: _builtins.int
+    """How long an account's digest stays locked, seconds."""
     @_builtins.property
     def presence_codes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresenceCode]:
         """The presence codes table."""
@@ -226,10 +284,14 @@ class Settings(_message.Message):
         sidecars: _abc.Iterable[Global___SidecarPolicy] | None = ...,
         upstream_trunk: Global___UpstreamTrunk | None = ...,
         default_region: _builtins.str = ...,
+        ban_user_names: _builtins.int = ...,
+        account_failure_threshold: _builtins.int = ...,
+        account_failure_window_seconds: _builtins.int = ...,
+        account_lock_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["upstream_trunk", b"upstream_trunk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_window_seconds", b"ban_window_seconds", "default_channel_limit", b"default_channel_limit", "default_expires", b"default_expires", "default_region", b"default_region", "max_bindings_per_device", b"max_bindings_per_device", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "min_expires", b"min_expires", "no_answer_timeout_seconds", b"no_answer_timeout_seconds", "presence_codes", b"presence_codes", "realm", b"realm", "sidecar_grace_seconds", b"sidecar_grace_seconds", "sidecars", b"sidecars", "sip_domain", b"sip_domain", "upstream_trunk", b"upstream_trunk"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_failure_threshold", b"account_failure_threshold", "account_failure_window_seconds", b"account_failure_window_seconds", "account_lock_seconds", b"account_lock_seconds", "ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_user_names", b"ban_user_names", "ban_window_seconds", b"ban_window_seconds", "default_channel_limit", b"default_channel_limit", "default_expires", b"default_expires", "default_region", b"default_region", "max_bindings_per_device", b"max_bindings_per_device", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "min_expires", b"min_expires", "no_answer_timeout_seconds", b"no_answer_timeout_seconds", "presence_codes", b"presence_codes", "realm", b"realm", "sidecar_grace_seconds", b"sidecar_grace_seconds", "sidecars", b"sidecars", "sip_domain", b"sip_domain", "upstream_trunk", b"upstream_trunk"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -607,6 +669,8 @@ class GetStatusResponse(_message.Message):
     PRESENCE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
+    BANS_FIELD_NUMBER: _builtins.int
+    LOCKED_ACCOUNTS_FIELD_NUMBER: _builtins.int
     users: _builtins.int
     """Users in total."""
     registered_users: _builtins.int
@@ -621,6 +685,12 @@ class GetStatusResponse(_message.Message):
     """Sidecars known but lost."""
     version: _builtins.str
     """Server software version."""
+    bans: _builtins.int
+    """Bans in force on the connected sidecars (sources and source + user
+    name pairs).
+    """
+    locked_accounts: _builtins.int
+    """Accounts whose digest is locked after failed logins from many sources."""
     @_builtins.property
     def presence(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Users per effective availability, keyed by the Availability value name."""
@@ -641,10 +711,12 @@ class GetStatusResponse(_message.Message):
         presence: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         version: _builtins.str = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
+        bans: _builtins.int = ...,
+        locked_accounts: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_calls", b"active_calls", "bindings", b"bindings", "presence", b"presence", "registered_users", b"registered_users", "sidecars_connected", b"sidecars_connected", "sidecars_lost", b"sidecars_lost", "start_time", b"start_time", "users", b"users", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_calls", b"active_calls", "bans", b"bans", "bindings", b"bindings", "locked_accounts", b"locked_accounts", "presence", b"presence", "registered_users", b"registered_users", "sidecars_connected", b"sidecars_connected", "sidecars_lost", b"sidecars_lost", "start_time", b"start_time", "users", b"users", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -838,6 +910,159 @@ class WatchLogEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchLogEntriesResponse: _TypeAlias = WatchLogEntriesResponse  # noqa: Y015
+
+@_typing.final
+class Ban(_message.Message):
+    """A ban in force."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    kind: Global___BanKind.ValueType
+    """What it keeps out."""
+    source: _builtins.str
+    """The source address (SOURCE, SOURCE_USER)."""
+    user: _builtins.str
+    """The digest user name (SOURCE_USER, ACCOUNT)."""
+    sidecar: _builtins.str
+    """The sidecar that holds it (`sidecars/{name}`); empty for ACCOUNT, which
+    the control plane holds.
+    """
+    reason: _builtins.str
+    """Why, for people, e.g. "25 user names tried in 60 s"."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When it began."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it ends."""
+
+    def __init__(
+        self,
+        *,
+        kind: Global___BanKind.ValueType = ...,
+        source: _builtins.str = ...,
+        user: _builtins.str = ...,
+        sidecar: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "kind", b"kind", "reason", b"reason", "sidecar", b"sidecar", "source", b"source", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ban: _TypeAlias = Ban  # noqa: Y015
+
+@_typing.final
+class ListBansRequest(_message.Message):
+    """Request of AdminService.ListBans."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBansRequest: _TypeAlias = ListBansRequest  # noqa: Y015
+
+@_typing.final
+class ListBansResponse(_message.Message):
+    """Response of AdminService.ListBans."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANS_FIELD_NUMBER: _builtins.int
+    UNREPORTED_FIELD_NUMBER: _builtins.int
+    unreported: _builtins.int
+    """Bans some sidecar holds beyond those it reported (it reports at most
+    1,000).
+    """
+    @_builtins.property
+    def bans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ban]:
+        """The bans in force, accounts first, then by source."""
+
+    def __init__(
+        self,
+        *,
+        bans: _abc.Iterable[Global___Ban] | None = ...,
+        unreported: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "unreported", b"unreported"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBansResponse: _TypeAlias = ListBansResponse  # noqa: Y015
+
+@_typing.final
+class LiftBansRequest(_message.Message):
+    """Request of AdminService.LiftBans. Exactly one of `source` and `account`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """Lift every ban of this source address (SOURCE and SOURCE_USER)."""
+    sidecar: _builtins.str
+    """Only on this sidecar (`sidecars/{name}` or the name); empty: on all."""
+    account: _builtins.str
+    """Unlock this account (a digest user name)."""
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        sidecar: _builtins.str = ...,
+        account: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "sidecar", b"sidecar", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiftBansRequest: _TypeAlias = LiftBansRequest  # noqa: Y015
+
+@_typing.final
+class LiftBansResponse(_message.Message):
+    """Response of AdminService.LiftBans."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bans(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ban]:
+        """The bans lifted (as last reported by the sidecars)."""
+
+    def __init__(
+        self,
+        *,
+        bans: _abc.Iterable[Global___Ban] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiftBansResponse: _TypeAlias = LiftBansResponse  # noqa: Y015
 
 @_typing.final
 class SidecarEnrollment(_message.Message):

@@ -70,6 +70,16 @@ class AdminServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesResponse.FromString,
                 _registered_method=True)
+        self.ListBans = channel.unary_unary(
+                '/sip2uc.v1.AdminService/ListBans',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.ListBansRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.ListBansResponse.FromString,
+                _registered_method=True)
+        self.LiftBans = channel.unary_unary(
+                '/sip2uc.v1.AdminService/LiftBans',
+                request_serializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansResponse.FromString,
+                _registered_method=True)
         self.EnrollSidecar = channel.unary_unary(
                 '/sip2uc.v1.AdminService/EnrollSidecar',
                 request_serializer=sip2uc_dot_v1_dot_admin__pb2.EnrollSidecarRequest.SerializeToString,
@@ -148,6 +158,23 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBans(self, request, context):
+        """Lists the bans in force: sources (and source + user name pairs) the
+        connected sidecars ignore after failed logins, and accounts whose digest
+        the control plane has locked after failed logins from many sources.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LiftBans(self, request, context):
+        """Lifts the bans of one source address (on every sidecar, or on one), or
+        the lock of one account. Returns the bans lifted; none is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EnrollSidecar(self, request, context):
         """Enrolls a sidecar: mints the credential it connects with, bound to its
         name and good for SidecarService only. The credential is returned here
@@ -211,6 +238,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.WatchLogEntries,
                     request_deserializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesResponse.SerializeToString,
+            ),
+            'ListBans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBans,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.ListBansRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.ListBansResponse.SerializeToString,
+            ),
+            'LiftBans': grpc.unary_unary_rpc_method_handler(
+                    servicer.LiftBans,
+                    request_deserializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_admin__pb2.LiftBansResponse.SerializeToString,
             ),
             'EnrollSidecar': grpc.unary_unary_rpc_method_handler(
                     servicer.EnrollSidecar,
@@ -418,6 +455,60 @@ class AdminService:
             '/sip2uc.v1.AdminService/WatchLogEntries',
             sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesRequest.SerializeToString,
             sip2uc_dot_v1_dot_admin__pb2.WatchLogEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/ListBans',
+            sip2uc_dot_v1_dot_admin__pb2.ListBansRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.ListBansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LiftBans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.AdminService/LiftBans',
+            sip2uc_dot_v1_dot_admin__pb2.LiftBansRequest.SerializeToString,
+            sip2uc_dot_v1_dot_admin__pb2.LiftBansResponse.FromString,
             options,
             channel_credentials,
             insecure,

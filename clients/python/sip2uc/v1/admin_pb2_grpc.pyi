@@ -59,6 +59,15 @@ class AdminServiceStub:
     """Streams log entries: the buffered ones, then a message with
     `snapshot_complete`, then each new one as it is logged.
     """
+    ListBans: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListBansRequest, _admin_pb2.ListBansResponse]
+    """Lists the bans in force: sources (and source + user name pairs) the
+    connected sidecars ignore after failed logins, and accounts whose digest
+    the control plane has locked after failed logins from many sources.
+    """
+    LiftBans: _grpc.UnaryUnaryMultiCallable[_admin_pb2.LiftBansRequest, _admin_pb2.LiftBansResponse]
+    """Lifts the bans of one source address (on every sidecar, or on one), or
+    the lock of one account. Returns the bans lifted; none is not an error.
+    """
     EnrollSidecar: _grpc.UnaryUnaryMultiCallable[_admin_pb2.EnrollSidecarRequest, _admin_pb2.EnrollSidecarResponse]
     """Enrolls a sidecar: mints the credential it connects with, bound to its
     name and good for SidecarService only. The credential is returned here
@@ -103,6 +112,15 @@ class AdminServiceAsyncStub(AdminServiceStub):
     WatchLogEntries: _aio.UnaryStreamMultiCallable[_admin_pb2.WatchLogEntriesRequest, _admin_pb2.WatchLogEntriesResponse]  # type: ignore[assignment]
     """Streams log entries: the buffered ones, then a message with
     `snapshot_complete`, then each new one as it is logged.
+    """
+    ListBans: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListBansRequest, _admin_pb2.ListBansResponse]  # type: ignore[assignment]
+    """Lists the bans in force: sources (and source + user name pairs) the
+    connected sidecars ignore after failed logins, and accounts whose digest
+    the control plane has locked after failed logins from many sources.
+    """
+    LiftBans: _aio.UnaryUnaryMultiCallable[_admin_pb2.LiftBansRequest, _admin_pb2.LiftBansResponse]  # type: ignore[assignment]
+    """Lifts the bans of one source address (on every sidecar, or on one), or
+    the lock of one account. Returns the bans lifted; none is not an error.
     """
     EnrollSidecar: _aio.UnaryUnaryMultiCallable[_admin_pb2.EnrollSidecarRequest, _admin_pb2.EnrollSidecarResponse]  # type: ignore[assignment]
     """Enrolls a sidecar: mints the credential it connects with, bound to its
@@ -187,6 +205,27 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.WatchLogEntriesResponse], _abc.AsyncIterator[_admin_pb2.WatchLogEntriesResponse]]:
         """Streams log entries: the buffered ones, then a message with
         `snapshot_complete`, then each new one as it is logged.
+        """
+
+    @_abc_1.abstractmethod
+    def ListBans(
+        self,
+        request: _admin_pb2.ListBansRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListBansResponse, _abc.Awaitable[_admin_pb2.ListBansResponse]]:
+        """Lists the bans in force: sources (and source + user name pairs) the
+        connected sidecars ignore after failed logins, and accounts whose digest
+        the control plane has locked after failed logins from many sources.
+        """
+
+    @_abc_1.abstractmethod
+    def LiftBans(
+        self,
+        request: _admin_pb2.LiftBansRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.LiftBansResponse, _abc.Awaitable[_admin_pb2.LiftBansResponse]]:
+        """Lifts the bans of one source address (on every sidecar, or on one), or
+        the lock of one account. Returns the bans lifted; none is not an error.
         """
 
     @_abc_1.abstractmethod

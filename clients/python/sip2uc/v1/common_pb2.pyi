@@ -161,6 +161,32 @@ TRANSPORT_TLS: Transport.ValueType  # 3
 """SIP over TLS."""
 Global___Transport: _TypeAlias = Transport  # noqa: Y015
 
+class _DigestAlgorithm:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DigestAlgorithmEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DigestAlgorithm.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIGEST_ALGORITHM_UNSPECIFIED: _DigestAlgorithm.ValueType  # 0
+    """Not set."""
+    DIGEST_ALGORITHM_MD5: _DigestAlgorithm.ValueType  # 1
+    """MD5: what every SIP handset understands."""
+    DIGEST_ALGORITHM_SHA_256: _DigestAlgorithm.ValueType  # 2
+    """SHA-256 (RFC 8760), for handsets that support it."""
+
+class DigestAlgorithm(_DigestAlgorithm, metaclass=_DigestAlgorithmEnumTypeWrapper):
+    """A digest algorithm a handset may be challenged with (RFC 7616 section 6.1,
+    RFC 8760 for SIP).
+    """
+
+DIGEST_ALGORITHM_UNSPECIFIED: DigestAlgorithm.ValueType  # 0
+"""Not set."""
+DIGEST_ALGORITHM_MD5: DigestAlgorithm.ValueType  # 1
+"""MD5: what every SIP handset understands."""
+DIGEST_ALGORITHM_SHA_256: DigestAlgorithm.ValueType  # 2
+"""SHA-256 (RFC 8760), for handsets that support it."""
+Global___DigestAlgorithm: _TypeAlias = DigestAlgorithm  # noqa: Y015
+
 class _MediaDirection:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sip2uc/v1/directory.proto\x12\tsip2uc.v1\"\xad\x02\n\nLdapSource\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07\x62ind_dn\x18\x02 \x01(\t\x12\x15\n\rbind_password\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61se_dn\x18\x04 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\t\x12\x13\n\x0b\x61llow_plain\x18\x06 \x01(\x08\x12\x0e\n\x06\x63\x61_pem\x18\x07 \x01(\t\x12\x1c\n\x14insecure_skip_verify\x18\x08 \x01(\x08\x12\x11\n\tpage_size\x18\t \x01(\r\x12>\n\rattribute_map\x18\n \x03(\x0b\x32\'.sip2uc.v1.LdapSource.AttributeMapEntry\x1a\x33\n\x11\x41ttributeMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x99\x01\n\tCsvSource\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x37\n\ncolumn_map\x18\x03 \x03(\x0b\x32#.sip2uc.v1.CsvSource.ColumnMapEntry\x1a\x30\n\x0e\x43olumnMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe2\x01\n\x12ImportUsersRequest\x12%\n\x04ldap\x18\x01 \x01(\x0b\x32\x15.sip2uc.v1.LdapSourceH\x00\x12#\n\x03\x63sv\x18\x02 \x01(\x0b\x32\x14.sip2uc.v1.CsvSourceH\x00\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x04 \x01(\t\x12\x18\n\x10\x65xtension_digits\x18\x05 \x01(\r\x12\x33\n\rmissing_users\x18\x06 \x01(\x0e\x32\x1c.sip2uc.v1.MissingUserActionB\x08\n\x06source\"\xad\x01\n\x10ImportRowOutcome\x12\x0b\n\x03row\x18\x01 \x01(\r\x12\x12\n\nsource_ref\x18\x02 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x17.sip2uc.v1.ImportAction\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0f\n\x07sip_uri\x18\x05 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x06 \x03(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x08 \x01(\x08\"Y\n\x0eImportProgress\x12\x11\n\trows_read\x18\x01 \x01(\r\x12\x11\n\trows_done\x18\x02 \x01(\r\x12\x12\n\nrows_total\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\"u\n\x16ProvisioningCredential\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0f\n\x07sip_uri\x18\x02 \x01(\t\x12\x11\n\textension\x18\x03 \x01(\t\x12\x17\n\x0f\x64igest_username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\"\x95\x01\n\rImportSummary\x12\x34\n\x06\x63ounts\x18\x01 \x03(\x0b\x32$.sip2uc.v1.ImportSummary.CountsEntry\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\r\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xdf\x01\n\x13ImportUsersResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.sip2uc.v1.ImportProgressH\x00\x12*\n\x03row\x18\x02 \x01(\x0b\x32\x1b.sip2uc.v1.ImportRowOutcomeH\x00\x12\x37\n\ncredential\x18\x03 \x01(\x0b\x32!.sip2uc.v1.ProvisioningCredentialH\x00\x12+\n\x07summary\x18\x04 \x01(\x0b\x32\x18.sip2uc.v1.ImportSummaryH\x00\x42\x07\n\x05\x65vent*\x99\x01\n\x11MissingUserAction\x12#\n\x1fMISSING_USER_ACTION_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMISSING_USER_ACTION_REPORT\x10\x01\x12\x1f\n\x1bMISSING_USER_ACTION_DISABLE\x10\x02\x12\x1e\n\x1aMISSING_USER_ACTION_DELETE\x10\x03*\x82\x02\n\x0cImportAction\x12\x1d\n\x19IMPORT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14IMPORT_ACTION_CREATE\x10\x01\x12\x18\n\x14IMPORT_ACTION_UPDATE\x10\x02\x12\x1b\n\x17IMPORT_ACTION_UNCHANGED\x10\x03\x12\x16\n\x12IMPORT_ACTION_SKIP\x10\x04\x12\x1a\n\x16IMPORT_ACTION_CONFLICT\x10\x05\x12\x19\n\x15IMPORT_ACTION_MISSING\x10\x06\x12\x19\n\x15IMPORT_ACTION_DISABLE\x10\x07\x12\x18\n\x14IMPORT_ACTION_DELETE\x10\x08\x32\x62\n\x10\x44irectoryService\x12N\n\x0bImportUsers\x12\x1d.sip2uc.v1.ImportUsersRequest\x1a\x1e.sip2uc.v1.ImportUsersResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19sip2uc/v1/directory.proto\x12\tsip2uc.v1\"\xad\x02\n\nLdapSource\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0f\n\x07\x62ind_dn\x18\x02 \x01(\t\x12\x15\n\rbind_password\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61se_dn\x18\x04 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x05 \x01(\t\x12\x13\n\x0b\x61llow_plain\x18\x06 \x01(\x08\x12\x0e\n\x06\x63\x61_pem\x18\x07 \x01(\t\x12\x1c\n\x14insecure_skip_verify\x18\x08 \x01(\x08\x12\x11\n\tpage_size\x18\t \x01(\r\x12>\n\rattribute_map\x18\n \x03(\x0b\x32\'.sip2uc.v1.LdapSource.AttributeMapEntry\x1a\x33\n\x11\x41ttributeMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa9\x01\n\tCsvSource\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\x0c\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x37\n\ncolumn_map\x18\x03 \x03(\x0b\x32#.sip2uc.v1.CsvSource.ColumnMapEntry\x12\x0e\n\x06source\x18\x04 \x01(\t\x1a\x30\n\x0e\x43olumnMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe2\x01\n\x12ImportUsersRequest\x12%\n\x04ldap\x18\x01 \x01(\x0b\x32\x15.sip2uc.v1.LdapSourceH\x00\x12#\n\x03\x63sv\x18\x02 \x01(\x0b\x32\x14.sip2uc.v1.CsvSourceH\x00\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x16\n\x0e\x64\x65\x66\x61ult_region\x18\x04 \x01(\t\x12\x18\n\x10\x65xtension_digits\x18\x05 \x01(\r\x12\x33\n\rmissing_users\x18\x06 \x01(\x0e\x32\x1c.sip2uc.v1.MissingUserActionB\x08\n\x06source\"\xad\x01\n\x10ImportRowOutcome\x12\x0b\n\x03row\x18\x01 \x01(\r\x12\x12\n\nsource_ref\x18\x02 \x01(\t\x12\'\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x17.sip2uc.v1.ImportAction\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x0f\n\x07sip_uri\x18\x05 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x06 \x03(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x0f\n\x07\x61pplied\x18\x08 \x01(\x08\"Y\n\x0eImportProgress\x12\x11\n\trows_read\x18\x01 \x01(\r\x12\x11\n\trows_done\x18\x02 \x01(\r\x12\x12\n\nrows_total\x18\x03 \x01(\r\x12\r\n\x05phase\x18\x04 \x01(\t\"u\n\x16ProvisioningCredential\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0f\n\x07sip_uri\x18\x02 \x01(\t\x12\x11\n\textension\x18\x03 \x01(\t\x12\x17\n\x0f\x64igest_username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\"\x95\x01\n\rImportSummary\x12\x34\n\x06\x63ounts\x18\x01 \x03(\x0b\x32$.sip2uc.v1.ImportSummary.CountsEntry\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\r\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xdf\x01\n\x13ImportUsersResponse\x12-\n\x08progress\x18\x01 \x01(\x0b\x32\x19.sip2uc.v1.ImportProgressH\x00\x12*\n\x03row\x18\x02 \x01(\x0b\x32\x1b.sip2uc.v1.ImportRowOutcomeH\x00\x12\x37\n\ncredential\x18\x03 \x01(\x0b\x32!.sip2uc.v1.ProvisioningCredentialH\x00\x12+\n\x07summary\x18\x04 \x01(\x0b\x32\x18.sip2uc.v1.ImportSummaryH\x00\x42\x07\n\x05\x65vent*\x99\x01\n\x11MissingUserAction\x12#\n\x1fMISSING_USER_ACTION_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMISSING_USER_ACTION_REPORT\x10\x01\x12\x1f\n\x1bMISSING_USER_ACTION_DISABLE\x10\x02\x12\x1e\n\x1aMISSING_USER_ACTION_DELETE\x10\x03*\x82\x02\n\x0cImportAction\x12\x1d\n\x19IMPORT_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14IMPORT_ACTION_CREATE\x10\x01\x12\x18\n\x14IMPORT_ACTION_UPDATE\x10\x02\x12\x1b\n\x17IMPORT_ACTION_UNCHANGED\x10\x03\x12\x16\n\x12IMPORT_ACTION_SKIP\x10\x04\x12\x1a\n\x16IMPORT_ACTION_CONFLICT\x10\x05\x12\x19\n\x15IMPORT_ACTION_MISSING\x10\x06\x12\x19\n\x15IMPORT_ACTION_DISABLE\x10\x07\x12\x18\n\x14IMPORT_ACTION_DELETE\x10\x08\x32\x62\n\x10\x44irectoryService\x12N\n\x0bImportUsers\x12\x1d.sip2uc.v1.ImportUsersRequest\x1a\x1e.sip2uc.v1.ImportUsersResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,32 +37,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CSVSOURCE_COLUMNMAPENTRY']._serialized_options = b'8\001'
   _globals['_IMPORTSUMMARY_COUNTSENTRY']._loaded_options = None
   _globals['_IMPORTSUMMARY_COUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_MISSINGUSERACTION']._serialized_start=1494
-  _globals['_MISSINGUSERACTION']._serialized_end=1647
-  _globals['_IMPORTACTION']._serialized_start=1650
-  _globals['_IMPORTACTION']._serialized_end=1908
+  _globals['_MISSINGUSERACTION']._serialized_start=1510
+  _globals['_MISSINGUSERACTION']._serialized_end=1663
+  _globals['_IMPORTACTION']._serialized_start=1666
+  _globals['_IMPORTACTION']._serialized_end=1924
   _globals['_LDAPSOURCE']._serialized_start=41
   _globals['_LDAPSOURCE']._serialized_end=342
   _globals['_LDAPSOURCE_ATTRIBUTEMAPENTRY']._serialized_start=291
   _globals['_LDAPSOURCE_ATTRIBUTEMAPENTRY']._serialized_end=342
   _globals['_CSVSOURCE']._serialized_start=345
-  _globals['_CSVSOURCE']._serialized_end=498
-  _globals['_CSVSOURCE_COLUMNMAPENTRY']._serialized_start=450
-  _globals['_CSVSOURCE_COLUMNMAPENTRY']._serialized_end=498
-  _globals['_IMPORTUSERSREQUEST']._serialized_start=501
-  _globals['_IMPORTUSERSREQUEST']._serialized_end=727
-  _globals['_IMPORTROWOUTCOME']._serialized_start=730
-  _globals['_IMPORTROWOUTCOME']._serialized_end=903
-  _globals['_IMPORTPROGRESS']._serialized_start=905
-  _globals['_IMPORTPROGRESS']._serialized_end=994
-  _globals['_PROVISIONINGCREDENTIAL']._serialized_start=996
-  _globals['_PROVISIONINGCREDENTIAL']._serialized_end=1113
-  _globals['_IMPORTSUMMARY']._serialized_start=1116
-  _globals['_IMPORTSUMMARY']._serialized_end=1265
-  _globals['_IMPORTSUMMARY_COUNTSENTRY']._serialized_start=1220
-  _globals['_IMPORTSUMMARY_COUNTSENTRY']._serialized_end=1265
-  _globals['_IMPORTUSERSRESPONSE']._serialized_start=1268
-  _globals['_IMPORTUSERSRESPONSE']._serialized_end=1491
-  _globals['_DIRECTORYSERVICE']._serialized_start=1910
-  _globals['_DIRECTORYSERVICE']._serialized_end=2008
+  _globals['_CSVSOURCE']._serialized_end=514
+  _globals['_CSVSOURCE_COLUMNMAPENTRY']._serialized_start=466
+  _globals['_CSVSOURCE_COLUMNMAPENTRY']._serialized_end=514
+  _globals['_IMPORTUSERSREQUEST']._serialized_start=517
+  _globals['_IMPORTUSERSREQUEST']._serialized_end=743
+  _globals['_IMPORTROWOUTCOME']._serialized_start=746
+  _globals['_IMPORTROWOUTCOME']._serialized_end=919
+  _globals['_IMPORTPROGRESS']._serialized_start=921
+  _globals['_IMPORTPROGRESS']._serialized_end=1010
+  _globals['_PROVISIONINGCREDENTIAL']._serialized_start=1012
+  _globals['_PROVISIONINGCREDENTIAL']._serialized_end=1129
+  _globals['_IMPORTSUMMARY']._serialized_start=1132
+  _globals['_IMPORTSUMMARY']._serialized_end=1281
+  _globals['_IMPORTSUMMARY_COUNTSENTRY']._serialized_start=1236
+  _globals['_IMPORTSUMMARY_COUNTSENTRY']._serialized_end=1281
+  _globals['_IMPORTUSERSRESPONSE']._serialized_start=1284
+  _globals['_IMPORTUSERSRESPONSE']._serialized_end=1507
+  _globals['_DIRECTORYSERVICE']._serialized_start=1926
+  _globals['_DIRECTORYSERVICE']._serialized_end=2024
 # @@protoc_insertion_point(module_scope)

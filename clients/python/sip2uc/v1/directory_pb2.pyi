@@ -206,6 +206,7 @@ class CsvSource(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
     COLUMN_MAP_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     content: _builtins.bytes
     """The file's content (UTF-8, optionally with BOM). The server accepts
     requests of at most 16 MiB; a larger file is refused RESOURCE_EXHAUSTED
@@ -213,6 +214,15 @@ class CsvSource(_message.Message):
     """
     filename: _builtins.str
     """File name, for messages."""
+    source: _builtins.str
+    """The name of this source (1-128 printable characters); default:
+    `filename` without directories. Users created from a CSV file remember
+    its source, and only users of the same source are matched by id or
+    reported missing, so importing one department's file does not report
+    every other department as missing. Users imported before sources were
+    named (source "csv") are adopted by the first named source that lists
+    them.
+    """
     @_builtins.property
     def column_map(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Header mapping overrides: our column name -> the file's column name."""
@@ -223,10 +233,11 @@ class CsvSource(_message.Message):
         content: _builtins.bytes = ...,
         filename: _builtins.str = ...,
         column_map: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_map", b"column_map", "content", b"content", "filename", b"filename"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column_map", b"column_map", "content", b"content", "filename", b"filename", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -425,6 +425,7 @@ class ConnectRequest(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
+    BANS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___SidecarHello:
         """Must be the first message."""
@@ -441,6 +442,12 @@ class ConnectRequest(_message.Message):
     def results(self) -> Global___CommandResults:
         """Outcomes of the commands of one `ConnectResponse.batch`, in its order."""
 
+    @_builtins.property
+    def bans(self) -> Global___SidecarBans:
+        """The sidecar's bans in force, sent after each change (at most one
+        message a second) and after every welcome.
+        """
+
     def __init__(
         self,
         *,
@@ -448,16 +455,87 @@ class ConnectRequest(_message.Message):
         heartbeat: Global___SidecarHeartbeat | None = ...,
         result: Global___CommandResult | None = ...,
         results: Global___CommandResults | None = ...,
+        bans: Global___SidecarBans | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results", "bans"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
+
+@_typing.final
+class SidecarBans(_message.Message):
+    """The bans a sidecar holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BANS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    """All bans in force, reported or not."""
+    @_builtins.property
+    def bans(self) -> _containers.RepeatedCompositeFieldContainer[Global___SidecarBan]:
+        """At most 1,000, most recent first."""
+
+    def __init__(
+        self,
+        *,
+        bans: _abc.Iterable[Global___SidecarBan] | None = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SidecarBans: _TypeAlias = SidecarBans  # noqa: Y015
+
+@_typing.final
+class SidecarBan(_message.Message):
+    """One ban a sidecar holds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """The source address."""
+    user: _builtins.str
+    """The user name banned from that source; empty: the whole source."""
+    reason: _builtins.str
+    """Why, for people."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When it began."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it ends."""
+
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        user: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "reason", b"reason", "source", b"source", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SidecarBan: _TypeAlias = SidecarBan  # noqa: Y015
 
 @_typing.final
 class CommandResults(_message.Message):
@@ -500,6 +578,8 @@ class SidecarSettings(_message.Message):
     MEDIA_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     MIN_EXPIRES_FIELD_NUMBER: _builtins.int
     MAX_EXPIRES_FIELD_NUMBER: _builtins.int
+    BAN_USER_NAMES_FIELD_NUMBER: _builtins.int
+    DEVICE_DIGESTS_FIELD_NUMBER: _builtins.int
     realm: _builtins.str
     """Digest realm to challenge with."""
     domain: _builtins.str
@@ -520,6 +600,11 @@ class SidecarSettings(_message.Message):
     """Minimum registration interval (423 below it)."""
     max_expires: _builtins.int
     """Maximum registration interval granted."""
+    ban_user_names: _builtins.int
+    """Different user names failing from one source within the window before
+    the whole source is ignored; `ban_threshold` then counts the failures of
+    one user name from one source, which ban only that pair.
+    """
     @_builtins.property
     def allowed_networks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Networks (CIDR) the sidecar accepts requests from; empty: any."""
@@ -527,6 +612,13 @@ class SidecarSettings(_message.Message):
     @_builtins.property
     def trunk_sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrunkSource]:
         """Trunk devices served by this sidecar: sources authorised without REGISTER."""
+
+    @_builtins.property
+    def device_digests(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeviceDigest]:
+        """The devices whose challenges differ from the sidecar's default, by
+        digest user name (always the full list: it replaces the previous one).
+        Any other user name, known or not, gets the default challenge.
+        """
 
     def __init__(
         self,
@@ -542,14 +634,44 @@ class SidecarSettings(_message.Message):
         media_timeout_seconds: _builtins.int = ...,
         min_expires: _builtins.int = ...,
         max_expires: _builtins.int = ...,
+        ban_user_names: _builtins.int = ...,
+        device_digests: _abc.Iterable[Global___DeviceDigest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_networks", b"allowed_networks", "ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_window_seconds", b"ban_window_seconds", "channel_limit", b"channel_limit", "domain", b"domain", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "min_expires", b"min_expires", "realm", b"realm", "trunk_sources", b"trunk_sources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_networks", b"allowed_networks", "ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_user_names", b"ban_user_names", "ban_window_seconds", b"ban_window_seconds", "channel_limit", b"channel_limit", "device_digests", b"device_digests", "domain", b"domain", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "min_expires", b"min_expires", "realm", b"realm", "trunk_sources", b"trunk_sources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SidecarSettings: _TypeAlias = SidecarSettings  # noqa: Y015
+
+@_typing.final
+class DeviceDigest(_message.Message):
+    """The digest algorithms one device is challenged with."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    ALGORITHMS_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    """Digest user name."""
+    @_builtins.property
+    def algorithms(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.DigestAlgorithm.ValueType]:
+        """Most preferred first."""
+
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+        algorithms: _abc.Iterable[_common_pb2.DigestAlgorithm.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithms", b"algorithms", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceDigest: _TypeAlias = DeviceDigest  # noqa: Y015
 
 @_typing.final
 class TrunkSource(_message.Message):
@@ -624,6 +746,7 @@ class ConnectResponse(_message.Message):
     NOTIFY_FIELD_NUMBER: _builtins.int
     UPDATE_MEDIA_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
+    LIFT_BAN_FIELD_NUMBER: _builtins.int
     command_id: _builtins.str
     """Identifier to quote in CommandResult."""
     @_builtins.property
@@ -668,6 +791,10 @@ class ConnectResponse(_message.Message):
         to sidecars whose hello set `batched_commands`.
         """
 
+    @_builtins.property
+    def lift_ban(self) -> Global___LiftBanCommand:
+        """Lift bans of a source (an operator's `sip2uc bans lift`)."""
+
     def __init__(
         self,
         *,
@@ -682,16 +809,39 @@ class ConnectResponse(_message.Message):
         notify: Global___NotifyCommand | None = ...,
         update_media: Global___UpdateMediaCommand | None = ...,
         batch: Global___CommandBatch | None = ...,
+        lift_ban: Global___LiftBanCommand | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "batch", b"batch", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "batch", b"batch", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "lift_ban", b"lift_ban", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "batch", b"batch", "command_id", b"command_id", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_leg", b"answer_leg", "batch", b"batch", "command_id", b"command_id", "create_leg", b"create_leg", "deliver_message", b"deliver_message", "end_leg", b"end_leg", "inject_dtmf", b"inject_dtmf", "lift_ban", b"lift_ban", "notify", b"notify", "payload", b"payload", "settings", b"settings", "update_media", b"update_media", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["welcome", "settings", "create_leg", "answer_leg", "end_leg", "inject_dtmf", "deliver_message", "notify", "update_media", "batch"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["welcome", "settings", "create_leg", "answer_leg", "end_leg", "inject_dtmf", "deliver_message", "notify", "update_media", "batch", "lift_ban"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___ConnectResponse: _TypeAlias = ConnectResponse  # noqa: Y015
+
+@_typing.final
+class LiftBanCommand(_message.Message):
+    """Command: lift the bans of one source address."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """The source address."""
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiftBanCommand: _TypeAlias = LiftBanCommand  # noqa: Y015
 
 @_typing.final
 class CommandBatch(_message.Message):

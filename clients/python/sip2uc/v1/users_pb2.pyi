@@ -163,6 +163,7 @@ class RegisteringDevice(_message.Message):
     PASSWORD_FIELD_NUMBER: _builtins.int
     HAS_PASSWORD_FIELD_NUMBER: _builtins.int
     MAX_BINDINGS_FIELD_NUMBER: _builtins.int
+    DIGEST_ALGORITHMS_FIELD_NUMBER: _builtins.int
     digest_username: _builtins.str
     """Digest username, unique across all devices. Defaults to the extension."""
     password: _builtins.str
@@ -176,6 +177,15 @@ class RegisteringDevice(_message.Message):
     """Maximum number of simultaneous bindings for this device (0: the
     server-wide default).
     """
+    @_builtins.property
+    def digest_algorithms(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.DigestAlgorithm.ValueType]:
+        """The digest algorithms this handset is challenged with, most preferred
+        first, each at most once; empty: the sidecar's default (MD5 unless the
+        sidecar was started with --digest-algorithm). A response computed with
+        an algorithm not listed here is refused. Handsets that read only the
+        first challenge use the first algorithm listed.
+        """
+
     def __init__(
         self,
         *,
@@ -183,10 +193,11 @@ class RegisteringDevice(_message.Message):
         password: _builtins.str = ...,
         has_password: _builtins.bool = ...,
         max_bindings: _builtins.int = ...,
+        digest_algorithms: _abc.Iterable[_common_pb2.DigestAlgorithm.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest_username", b"digest_username", "has_password", b"has_password", "max_bindings", b"max_bindings", "password", b"password"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest_algorithms", b"digest_algorithms", "digest_username", b"digest_username", "has_password", b"has_password", "max_bindings", b"max_bindings", "password", b"password"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

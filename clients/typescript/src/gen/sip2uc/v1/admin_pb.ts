@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/admin.proto.
  */
 export const file_sip2uc_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKABAoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSLmAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbm5lbF9saW1pdBgMIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYDSABKA0SEAoIZW5yb2xsZWQYDiABKAgiFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0IscCChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIhYKFFdhdGNoU2lkZWNhcnNSZXF1ZXN0IlcKFVdhdGNoU2lkZWNhcnNSZXNwb25zZRIjCgdzaWRlY2FyGAEgASgLMhIuc2lwMnVjLnYxLlNpZGVjYXISGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgiowEKCExvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHNldmVyaXR5GAMgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5Eg4KBmxvZ2dlchgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhAKCHRyYWNlX2lkGAYgASgJIkUKFUxpc3RMb2dFbnRyaWVzUmVxdWVzdBIsCgxtaW5fc2V2ZXJpdHkYASABKA4yFi5zaXAydWMudjEuTG9nU2V2ZXJpdHkiPgoWTGlzdExvZ0VudHJpZXNSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5IkYKFldhdGNoTG9nRW50cmllc1JlcXVlc3QSLAoMbWluX3NldmVyaXR5GAEgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5IlgKF1dhdGNoTG9nRW50cmllc1Jlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5EhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIIokBChFTaWRlY2FyRW5yb2xsbWVudBIMCgRuYW1lGAEgASgJEi8KC2NyZWF0ZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2Nvbm5lY3RfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOAoURW5yb2xsU2lkZWNhclJlcXVlc3QSDwoHc2lkZWNhchgBIAEoCRIPCgdyZXBsYWNlGAIgASgIIlgKFUVucm9sbFNpZGVjYXJSZXNwb25zZRIwCgplbnJvbGxtZW50GAEgASgLMhwuc2lwMnVjLnYxLlNpZGVjYXJFbnJvbGxtZW50Eg0KBXRva2VuGAIgASgJIh8KHUxpc3RTaWRlY2FyRW5yb2xsbWVudHNSZXF1ZXN0IlMKHkxpc3RTaWRlY2FyRW5yb2xsbWVudHNSZXNwb25zZRIxCgtlbnJvbGxtZW50cxgBIAMoCzIcLnNpcDJ1Yy52MS5TaWRlY2FyRW5yb2xsbWVudCIxCh5SZXZva2VTaWRlY2FyRW5yb2xsbWVudFJlcXVlc3QSDwoHc2lkZWNhchgBIAEoCSJpCh9SZXZva2VTaWRlY2FyRW5yb2xsbWVudFJlc3BvbnNlEjAKCmVucm9sbG1lbnQYASABKAsyHC5zaXAydWMudjEuU2lkZWNhckVucm9sbG1lbnQSFAoMZGlzY29ubmVjdGVkGAIgASgIKrkEChJQcmVzZW5jZUNvZGVBY3Rpb24SJAogUFJFU0VOQ0VfQ09ERV9BQ1RJT05fVU5TUEVDSUZJRUQQABIfChtQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT04QARIgChxQUkVTRU5DRV9DT0RFX0FDVElPTl9ETkRfT0ZGEAISHQoZUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQVdBWRADEiYKIlBSRVNFTkNFX0NPREVfQUNUSU9OX0JFX1JJR0hUX0JBQ0sQBBIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9CVVNZEAUSHgoaUFJFU0VOQ0VfQ09ERV9BQ1RJT05fUkVTRVQQBhInCiNQUkVTRU5DRV9DT0RFX0FDVElPTl9BUFBFQVJfT0ZGTElORRAHEioKJlBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfQUxXQVlTX09OEAgSKwonUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT0ZGEAkSKAokUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09OEAoSKQolUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9CVVNZX09GRhALEi0KKVBSRVNFTkNFX0NPREVfQUNUSU9OX0ZPUldBUkRfTk9fQU5TV0VSX09OEAwSLgoqUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT0ZGEA0qYgoMU2lkZWNhclN0YXRlEh0KGVNJREVDQVJfU1RBVEVfVU5TUEVDSUZJRUQQABIbChdTSURFQ0FSX1NUQVRFX0NPTk5FQ1RFRBABEhYKElNJREVDQVJfU1RBVEVfTE9TVBACKngKC0xvZ1NldmVyaXR5EhwKGExPR19TRVZFUklUWV9VTlNQRUNJRklFRBAAEhgKFExPR19TRVZFUklUWV9XQVJOSU5HEAESFgoSTE9HX1NFVkVSSVRZX0VSUk9SEAISGQoVTE9HX1NFVkVSSVRZX0NSSVRJQ0FMEAMyigcKDEFkbWluU2VydmljZRJMCgtHZXRTZXR0aW5ncxIdLnNpcDJ1Yy52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXNwb25zZRJVCg5VcGRhdGVTZXR0aW5ncxIgLnNpcDJ1Yy52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZRJPCgxMaXN0U2lkZWNhcnMSHi5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVxdWVzdBofLnNpcDJ1Yy52MS5MaXN0U2lkZWNhcnNSZXNwb25zZRJGCglHZXRTdGF0dXMSGy5zaXAydWMudjEuR2V0U3RhdHVzUmVxdWVzdBocLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFNpZGVjYXJzEh8uc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXF1ZXN0GiAuc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXNwb25zZTABElUKDkxpc3RMb2dFbnRyaWVzEiAuc2lwMnVjLnYxLkxpc3RMb2dFbnRyaWVzUmVxdWVzdBohLnNpcDJ1Yy52MS5MaXN0TG9nRW50cmllc1Jlc3BvbnNlEloKD1dhdGNoTG9nRW50cmllcxIhLnNpcDJ1Yy52MS5XYXRjaExvZ0VudHJpZXNSZXF1ZXN0GiIuc2lwMnVjLnYxLldhdGNoTG9nRW50cmllc1Jlc3BvbnNlMAESUgoNRW5yb2xsU2lkZWNhchIfLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVxdWVzdBogLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVzcG9uc2USbQoWTGlzdFNpZGVjYXJFbnJvbGxtZW50cxIoLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVxdWVzdBopLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVzcG9uc2UScAoXUmV2b2tlU2lkZWNhckVucm9sbG1lbnQSKS5zaXAydWMudjEuUmV2b2tlU2lkZWNhckVucm9sbG1lbnRSZXF1ZXN0Giouc2lwMnVjLnYxLlJldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("ChVzaXAydWMvdjEvYWRtaW4ucHJvdG8SCXNpcDJ1Yy52MSKBBQoIU2V0dGluZ3MSEgoKc2lwX2RvbWFpbhgBIAEoCRINCgVyZWFsbRgCIAEoCRIvCg5wcmVzZW5jZV9jb2RlcxgDIAMoCzIXLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGUSHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAQgASgNEiEKGW5vX2Fuc3dlcl90aW1lb3V0X3NlY29uZHMYBSABKA0SEwoLbWluX2V4cGlyZXMYBiABKA0SEwoLbWF4X2V4cGlyZXMYByABKA0SFwoPZGVmYXVsdF9leHBpcmVzGAggASgNEh8KF21heF9iaW5kaW5nc19wZXJfZGV2aWNlGAkgASgNEhUKDWJhbl90aHJlc2hvbGQYCiABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAsgASgNEhMKC2Jhbl9zZWNvbmRzGAwgASgNEh0KFXNpZGVjYXJfZ3JhY2Vfc2Vjb25kcxgNIAEoDRIdChVkZWZhdWx0X2NoYW5uZWxfbGltaXQYDiABKA0SKgoIc2lkZWNhcnMYDyADKAsyGC5zaXAydWMudjEuU2lkZWNhclBvbGljeRIwCg51cHN0cmVhbV90cnVuaxgQIAEoCzIYLnNpcDJ1Yy52MS5VcHN0cmVhbVRydW5rEhYKDmRlZmF1bHRfcmVnaW9uGBEgASgJEhYKDmJhbl91c2VyX25hbWVzGBIgASgNEiEKGWFjY291bnRfZmFpbHVyZV90aHJlc2hvbGQYEyABKA0SJgoeYWNjb3VudF9mYWlsdXJlX3dpbmRvd19zZWNvbmRzGBQgASgNEhwKFGFjY291bnRfbG9ja19zZWNvbmRzGBUgASgNImAKDFByZXNlbmNlQ29kZRIMCgRjb2RlGAEgASgJEi0KBmFjdGlvbhgCIAEoDjIdLnNpcDJ1Yy52MS5QcmVzZW5jZUNvZGVBY3Rpb24SEwoLZGVzY3JpcHRpb24YAyABKAkiTgoNU2lkZWNhclBvbGljeRIMCgRuYW1lGAEgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAiADKAkSFQoNY2hhbm5lbF9saW1pdBgDIAEoDSJbCg1VcHN0cmVhbVRydW5rEg8KB2VuYWJsZWQYASABKAgSDwoHYWRkcmVzcxgCIAEoCRIPCgdzaWRlY2FyGAMgASgJEhcKD2FsbG93ZWRfcGF0dGVybhgEIAEoCSLmAgoHU2lkZWNhchIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSJgoFc3RhdGUYAyABKA4yFy5zaXAydWMudjEuU2lkZWNhclN0YXRlEhUKDXNpcF9saXN0ZW5lcnMYBCADKAkSCwoDcnRwGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEhMKC2FjdGl2ZV9sZWdzGAcgASgNEhAKCGJpbmRpbmdzGAggASgNEg8KB3ZlcnNpb24YCSABKAkSMAoMY29ubmVjdF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X3NlZW5fdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNY2hhbm5lbF9saW1pdBgMIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYDSABKA0SEAoIZW5yb2xsZWQYDiABKAgiFAoSR2V0U2V0dGluZ3NSZXF1ZXN0IjwKE0dldFNldHRpbmdzUmVzcG9uc2USJQoIc2V0dGluZ3MYASABKAsyEy5zaXAydWMudjEuU2V0dGluZ3MibwoVVXBkYXRlU2V0dGluZ3NSZXF1ZXN0EiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayI/ChZVcGRhdGVTZXR0aW5nc1Jlc3BvbnNlEiUKCHNldHRpbmdzGAEgASgLMhMuc2lwMnVjLnYxLlNldHRpbmdzIhUKE0xpc3RTaWRlY2Fyc1JlcXVlc3QiPAoUTGlzdFNpZGVjYXJzUmVzcG9uc2USJAoIc2lkZWNhcnMYASADKAsyEi5zaXAydWMudjEuU2lkZWNhciISChBHZXRTdGF0dXNSZXF1ZXN0Iu4CChFHZXRTdGF0dXNSZXNwb25zZRINCgV1c2VycxgBIAEoBRIYChByZWdpc3RlcmVkX3VzZXJzGAIgASgFEhAKCGJpbmRpbmdzGAMgASgFEhQKDGFjdGl2ZV9jYWxscxgEIAEoBRIaChJzaWRlY2Fyc19jb25uZWN0ZWQYBSABKAUSFQoNc2lkZWNhcnNfbG9zdBgGIAEoBRI8CghwcmVzZW5jZRgHIAMoCzIqLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZS5QcmVzZW5jZUVudHJ5Eg8KB3ZlcnNpb24YCCABKAkSLgoKc3RhcnRfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEYmFucxgKIAEoBRIXCg9sb2NrZWRfYWNjb3VudHMYCyABKAUaLwoNUHJlc2VuY2VFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIhYKFFdhdGNoU2lkZWNhcnNSZXF1ZXN0IlcKFVdhdGNoU2lkZWNhcnNSZXNwb25zZRIjCgdzaWRlY2FyGAEgASgLMhIuc2lwMnVjLnYxLlNpZGVjYXISGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgiowEKCExvZ0VudHJ5EhAKCHNlcXVlbmNlGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEigKCHNldmVyaXR5GAMgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5Eg4KBmxvZ2dlchgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEhAKCHRyYWNlX2lkGAYgASgJIkUKFUxpc3RMb2dFbnRyaWVzUmVxdWVzdBIsCgxtaW5fc2V2ZXJpdHkYASABKA4yFi5zaXAydWMudjEuTG9nU2V2ZXJpdHkiPgoWTGlzdExvZ0VudHJpZXNSZXNwb25zZRIkCgdlbnRyaWVzGAEgAygLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5IkYKFldhdGNoTG9nRW50cmllc1JlcXVlc3QSLAoMbWluX3NldmVyaXR5GAEgASgOMhYuc2lwMnVjLnYxLkxvZ1NldmVyaXR5IlgKF1dhdGNoTG9nRW50cmllc1Jlc3BvbnNlEiIKBWVudHJ5GAEgASgLMhMuc2lwMnVjLnYxLkxvZ0VudHJ5EhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIIscBCgNCYW4SIAoEa2luZBgBIAEoDjISLnNpcDJ1Yy52MS5CYW5LaW5kEg4KBnNvdXJjZRgCIAEoCRIMCgR1c2VyGAMgASgJEg8KB3NpZGVjYXIYBCABKAkSDgoGcmVhc29uGAUgASgJEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIRCg9MaXN0QmFuc1JlcXVlc3QiRAoQTGlzdEJhbnNSZXNwb25zZRIcCgRiYW5zGAEgAygLMg4uc2lwMnVjLnYxLkJhbhISCgp1bnJlcG9ydGVkGAIgASgFIkMKD0xpZnRCYW5zUmVxdWVzdBIOCgZzb3VyY2UYASABKAkSDwoHc2lkZWNhchgCIAEoCRIPCgdhY2NvdW50GAMgASgJIjAKEExpZnRCYW5zUmVzcG9uc2USHAoEYmFucxgBIAMoCzIOLnNpcDJ1Yy52MS5CYW4iiQEKEVNpZGVjYXJFbnJvbGxtZW50EgwKBG5hbWUYASABKAkSLwoLY3JlYXRlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfY29ubmVjdF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI4ChRFbnJvbGxTaWRlY2FyUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB3JlcGxhY2UYAiABKAgiWAoVRW5yb2xsU2lkZWNhclJlc3BvbnNlEjAKCmVucm9sbG1lbnQYASABKAsyHC5zaXAydWMudjEuU2lkZWNhckVucm9sbG1lbnQSDQoFdG9rZW4YAiABKAkiHwodTGlzdFNpZGVjYXJFbnJvbGxtZW50c1JlcXVlc3QiUwoeTGlzdFNpZGVjYXJFbnJvbGxtZW50c1Jlc3BvbnNlEjEKC2Vucm9sbG1lbnRzGAEgAygLMhwuc2lwMnVjLnYxLlNpZGVjYXJFbnJvbGxtZW50IjEKHlJldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJImkKH1Jldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVzcG9uc2USMAoKZW5yb2xsbWVudBgBIAEoCzIcLnNpcDJ1Yy52MS5TaWRlY2FyRW5yb2xsbWVudBIUCgxkaXNjb25uZWN0ZWQYAiABKAgquQQKElByZXNlbmNlQ29kZUFjdGlvbhIkCiBQUkVTRU5DRV9DT0RFX0FDVElPTl9VTlNQRUNJRklFRBAAEh8KG1BSRVNFTkNFX0NPREVfQUNUSU9OX0RORF9PThABEiAKHFBSRVNFTkNFX0NPREVfQUNUSU9OX0RORF9PRkYQAhIdChlQUkVTRU5DRV9DT0RFX0FDVElPTl9BV0FZEAMSJgoiUFJFU0VOQ0VfQ09ERV9BQ1RJT05fQkVfUklHSFRfQkFDSxAEEh0KGVBSRVNFTkNFX0NPREVfQUNUSU9OX0JVU1kQBRIeChpQUkVTRU5DRV9DT0RFX0FDVElPTl9SRVNFVBAGEicKI1BSRVNFTkNFX0NPREVfQUNUSU9OX0FQUEVBUl9PRkZMSU5FEAcSKgomUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9BTFdBWVNfT04QCBIrCidQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0FMV0FZU19PRkYQCRIoCiRQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0JVU1lfT04QChIpCiVQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX0JVU1lfT0ZGEAsSLQopUFJFU0VOQ0VfQ09ERV9BQ1RJT05fRk9SV0FSRF9OT19BTlNXRVJfT04QDBIuCipQUkVTRU5DRV9DT0RFX0FDVElPTl9GT1JXQVJEX05PX0FOU1dFUl9PRkYQDSpiCgxTaWRlY2FyU3RhdGUSHQoZU0lERUNBUl9TVEFURV9VTlNQRUNJRklFRBAAEhsKF1NJREVDQVJfU1RBVEVfQ09OTkVDVEVEEAESFgoSU0lERUNBUl9TVEFURV9MT1NUEAIqeAoLTG9nU2V2ZXJpdHkSHAoYTE9HX1NFVkVSSVRZX1VOU1BFQ0lGSUVEEAASGAoUTE9HX1NFVkVSSVRZX1dBUk5JTkcQARIWChJMT0dfU0VWRVJJVFlfRVJST1IQAhIZChVMT0dfU0VWRVJJVFlfQ1JJVElDQUwQAypoCgdCYW5LaW5kEhgKFEJBTl9LSU5EX1VOU1BFQ0lGSUVEEAASEwoPQkFOX0tJTkRfU09VUkNFEAESGAoUQkFOX0tJTkRfU09VUkNFX1VTRVIQAhIUChBCQU5fS0lORF9BQ0NPVU5UEAMylAgKDEFkbWluU2VydmljZRJMCgtHZXRTZXR0aW5ncxIdLnNpcDJ1Yy52MS5HZXRTZXR0aW5nc1JlcXVlc3QaHi5zaXAydWMudjEuR2V0U2V0dGluZ3NSZXNwb25zZRJVCg5VcGRhdGVTZXR0aW5ncxIgLnNpcDJ1Yy52MS5VcGRhdGVTZXR0aW5nc1JlcXVlc3QaIS5zaXAydWMudjEuVXBkYXRlU2V0dGluZ3NSZXNwb25zZRJPCgxMaXN0U2lkZWNhcnMSHi5zaXAydWMudjEuTGlzdFNpZGVjYXJzUmVxdWVzdBofLnNpcDJ1Yy52MS5MaXN0U2lkZWNhcnNSZXNwb25zZRJGCglHZXRTdGF0dXMSGy5zaXAydWMudjEuR2V0U3RhdHVzUmVxdWVzdBocLnNpcDJ1Yy52MS5HZXRTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFNpZGVjYXJzEh8uc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXF1ZXN0GiAuc2lwMnVjLnYxLldhdGNoU2lkZWNhcnNSZXNwb25zZTABElUKDkxpc3RMb2dFbnRyaWVzEiAuc2lwMnVjLnYxLkxpc3RMb2dFbnRyaWVzUmVxdWVzdBohLnNpcDJ1Yy52MS5MaXN0TG9nRW50cmllc1Jlc3BvbnNlEloKD1dhdGNoTG9nRW50cmllcxIhLnNpcDJ1Yy52MS5XYXRjaExvZ0VudHJpZXNSZXF1ZXN0GiIuc2lwMnVjLnYxLldhdGNoTG9nRW50cmllc1Jlc3BvbnNlMAESQwoITGlzdEJhbnMSGi5zaXAydWMudjEuTGlzdEJhbnNSZXF1ZXN0Ghsuc2lwMnVjLnYxLkxpc3RCYW5zUmVzcG9uc2USQwoITGlmdEJhbnMSGi5zaXAydWMudjEuTGlmdEJhbnNSZXF1ZXN0Ghsuc2lwMnVjLnYxLkxpZnRCYW5zUmVzcG9uc2USUgoNRW5yb2xsU2lkZWNhchIfLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVxdWVzdBogLnNpcDJ1Yy52MS5FbnJvbGxTaWRlY2FyUmVzcG9uc2USbQoWTGlzdFNpZGVjYXJFbnJvbGxtZW50cxIoLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVxdWVzdBopLnNpcDJ1Yy52MS5MaXN0U2lkZWNhckVucm9sbG1lbnRzUmVzcG9uc2UScAoXUmV2b2tlU2lkZWNhckVucm9sbG1lbnQSKS5zaXAydWMudjEuUmV2b2tlU2lkZWNhckVucm9sbG1lbnRSZXF1ZXN0Giouc2lwMnVjLnYxLlJldm9rZVNpZGVjYXJFbnJvbGxtZW50UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * Server-wide settings.
@@ -139,6 +139,40 @@ export type Settings = Message<"sip2uc.v1.Settings"> & {
    * @generated from field: string default_region = 17;
    */
   defaultRegion: string;
+
+  /**
+   * Different user names failing from one source within
+   * `ban_window_seconds` before the whole source is ignored (a source
+   * guessing many accounts). Failures of one user name from one source ban
+   * only that pair (`ban_threshold`); a source that also logs in with valid
+   * credentials is never banned as a whole.
+   *
+   * @generated from field: uint32 ban_user_names = 18;
+   */
+  banUserNames: number;
+
+  /**
+   * Failed logins of one account, from any sources, within
+   * `account_failure_window_seconds` before its digest is locked: while
+   * locked, only sources where the account has a registration are heard.
+   *
+   * @generated from field: uint32 account_failure_threshold = 19;
+   */
+  accountFailureThreshold: number;
+
+  /**
+   * Window for counting an account's failed logins, seconds.
+   *
+   * @generated from field: uint32 account_failure_window_seconds = 20;
+   */
+  accountFailureWindowSeconds: number;
+
+  /**
+   * How long an account's digest stays locked, seconds.
+   *
+   * @generated from field: uint32 account_lock_seconds = 21;
+   */
+  accountLockSeconds: number;
 };
 
 /**
@@ -580,6 +614,21 @@ export type GetStatusResponse = Message<"sip2uc.v1.GetStatusResponse"> & {
    * @generated from field: google.protobuf.Timestamp start_time = 9;
    */
   startTime?: Timestamp | undefined;
+
+  /**
+   * Bans in force on the connected sidecars (sources and source + user
+   * name pairs).
+   *
+   * @generated from field: int32 bans = 10;
+   */
+  bans: number;
+
+  /**
+   * Accounts whose digest is locked after failed logins from many sources.
+   *
+   * @generated from field: int32 locked_accounts = 11;
+   */
+  lockedAccounts: number;
 };
 
 /**
@@ -782,6 +831,170 @@ export const WatchLogEntriesResponseSchema: GenMessage<WatchLogEntriesResponse> 
   messageDesc(file_sip2uc_v1_admin, 19);
 
 /**
+ * A ban in force.
+ *
+ * @generated from message sip2uc.v1.Ban
+ */
+export type Ban = Message<"sip2uc.v1.Ban"> & {
+  /**
+   * What it keeps out.
+   *
+   * @generated from field: sip2uc.v1.BanKind kind = 1;
+   */
+  kind: BanKind;
+
+  /**
+   * The source address (SOURCE, SOURCE_USER).
+   *
+   * @generated from field: string source = 2;
+   */
+  source: string;
+
+  /**
+   * The digest user name (SOURCE_USER, ACCOUNT).
+   *
+   * @generated from field: string user = 3;
+   */
+  user: string;
+
+  /**
+   * The sidecar that holds it (`sidecars/{name}`); empty for ACCOUNT, which
+   * the control plane holds.
+   *
+   * @generated from field: string sidecar = 4;
+   */
+  sidecar: string;
+
+  /**
+   * Why, for people, e.g. "25 user names tried in 60 s".
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * When it began.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 6;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * When it ends.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 7;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sip2uc.v1.Ban.
+ * Use `create(BanSchema)` to create a new message.
+ */
+export const BanSchema: GenMessage<Ban> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 20);
+
+/**
+ * Request of AdminService.ListBans.
+ *
+ * @generated from message sip2uc.v1.ListBansRequest
+ */
+export type ListBansRequest = Message<"sip2uc.v1.ListBansRequest"> & {
+};
+
+/**
+ * Describes the message sip2uc.v1.ListBansRequest.
+ * Use `create(ListBansRequestSchema)` to create a new message.
+ */
+export const ListBansRequestSchema: GenMessage<ListBansRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 21);
+
+/**
+ * Response of AdminService.ListBans.
+ *
+ * @generated from message sip2uc.v1.ListBansResponse
+ */
+export type ListBansResponse = Message<"sip2uc.v1.ListBansResponse"> & {
+  /**
+   * The bans in force, accounts first, then by source.
+   *
+   * @generated from field: repeated sip2uc.v1.Ban bans = 1;
+   */
+  bans: Ban[];
+
+  /**
+   * Bans some sidecar holds beyond those it reported (it reports at most
+   * 1,000).
+   *
+   * @generated from field: int32 unreported = 2;
+   */
+  unreported: number;
+};
+
+/**
+ * Describes the message sip2uc.v1.ListBansResponse.
+ * Use `create(ListBansResponseSchema)` to create a new message.
+ */
+export const ListBansResponseSchema: GenMessage<ListBansResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 22);
+
+/**
+ * Request of AdminService.LiftBans. Exactly one of `source` and `account`.
+ *
+ * @generated from message sip2uc.v1.LiftBansRequest
+ */
+export type LiftBansRequest = Message<"sip2uc.v1.LiftBansRequest"> & {
+  /**
+   * Lift every ban of this source address (SOURCE and SOURCE_USER).
+   *
+   * @generated from field: string source = 1;
+   */
+  source: string;
+
+  /**
+   * Only on this sidecar (`sidecars/{name}` or the name); empty: on all.
+   *
+   * @generated from field: string sidecar = 2;
+   */
+  sidecar: string;
+
+  /**
+   * Unlock this account (a digest user name).
+   *
+   * @generated from field: string account = 3;
+   */
+  account: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.LiftBansRequest.
+ * Use `create(LiftBansRequestSchema)` to create a new message.
+ */
+export const LiftBansRequestSchema: GenMessage<LiftBansRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 23);
+
+/**
+ * Response of AdminService.LiftBans.
+ *
+ * @generated from message sip2uc.v1.LiftBansResponse
+ */
+export type LiftBansResponse = Message<"sip2uc.v1.LiftBansResponse"> & {
+  /**
+   * The bans lifted (as last reported by the sidecars).
+   *
+   * @generated from field: repeated sip2uc.v1.Ban bans = 1;
+   */
+  bans: Ban[];
+};
+
+/**
+ * Describes the message sip2uc.v1.LiftBansResponse.
+ * Use `create(LiftBansResponseSchema)` to create a new message.
+ */
+export const LiftBansResponseSchema: GenMessage<LiftBansResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_admin, 24);
+
+/**
  * A sidecar's enrollment: the name its credential is bound to.
  *
  * @generated from message sip2uc.v1.SidecarEnrollment
@@ -814,7 +1027,7 @@ export type SidecarEnrollment = Message<"sip2uc.v1.SidecarEnrollment"> & {
  * Use `create(SidecarEnrollmentSchema)` to create a new message.
  */
 export const SidecarEnrollmentSchema: GenMessage<SidecarEnrollment> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_admin, 20);
+  messageDesc(file_sip2uc_v1_admin, 25);
 
 /**
  * Request of AdminService.EnrollSidecar.
@@ -843,7 +1056,7 @@ export type EnrollSidecarRequest = Message<"sip2uc.v1.EnrollSidecarRequest"> & {
  * Use `create(EnrollSidecarRequestSchema)` to create a new message.
  */
 export const EnrollSidecarRequestSchema: GenMessage<EnrollSidecarRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_admin, 21);
+  messageDesc(file_sip2uc_v1_admin, 26);
 
 /**
  * Response of AdminService.EnrollSidecar.
@@ -872,7 +1085,7 @@ export type EnrollSidecarResponse = Message<"sip2uc.v1.EnrollSidecarResponse"> &
  * Use `create(EnrollSidecarResponseSchema)` to create a new message.
  */
 export const EnrollSidecarResponseSchema: GenMessage<EnrollSidecarResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_admin, 22);
+  messageDesc(file_sip2uc_v1_admin, 27);
 
 /**
  * Request of AdminService.ListSidecarEnrollments.
@@ -887,7 +1100,7 @@ export type ListSidecarEnrollmentsRequest = Message<"sip2uc.v1.ListSidecarEnroll
  * Use `create(ListSidecarEnrollmentsRequestSchema)` to create a new message.
  */
 export const ListSidecarEnrollmentsRequestSchema: GenMessage<ListSidecarEnrollmentsRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_admin, 23);
+  messageDesc(file_sip2uc_v1_admin, 28);
 
 /**
  * Response of AdminService.ListSidecarEnrollments.
@@ -908,7 +1121,7 @@ export type ListSidecarEnrollmentsResponse = Message<"sip2uc.v1.ListSidecarEnrol
  * Use `create(ListSidecarEnrollmentsResponseSchema)` to create a new message.
  */
 export const ListSidecarEnrollmentsResponseSchema: GenMessage<ListSidecarEnrollmentsResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_admin, 24);
+  messageDesc(file_sip2uc_v1_admin, 29);
 
 /**
  * Request of AdminService.RevokeSidecarEnrollment.
@@ -929,7 +1142,7 @@ export type RevokeSidecarEnrollmentRequest = Message<"sip2uc.v1.RevokeSidecarEnr
  * Use `create(RevokeSidecarEnrollmentRequestSchema)` to create a new message.
  */
 export const RevokeSidecarEnrollmentRequestSchema: GenMessage<RevokeSidecarEnrollmentRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_admin, 25);
+  messageDesc(file_sip2uc_v1_admin, 30);
 
 /**
  * Response of AdminService.RevokeSidecarEnrollment.
@@ -957,7 +1170,7 @@ export type RevokeSidecarEnrollmentResponse = Message<"sip2uc.v1.RevokeSidecarEn
  * Use `create(RevokeSidecarEnrollmentResponseSchema)` to create a new message.
  */
 export const RevokeSidecarEnrollmentResponseSchema: GenMessage<RevokeSidecarEnrollmentResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_admin, 26);
+  messageDesc(file_sip2uc_v1_admin, 31);
 
 /**
  * What a presence code does.
@@ -1146,6 +1359,50 @@ export const LogSeveritySchema: GenEnum<LogSeverity> = /*@__PURE__*/
   enumDesc(file_sip2uc_v1_admin, 2);
 
 /**
+ * What a ban keeps out.
+ *
+ * @generated from enum sip2uc.v1.BanKind
+ */
+export enum BanKind {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: BAN_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every request from a source address (it tried many user names).
+   *
+   * @generated from enum value: BAN_KIND_SOURCE = 1;
+   */
+  SOURCE = 1,
+
+  /**
+   * Requests for one user name from one source address (that user's
+   * password failed there repeatedly); other users behind the address are
+   * served.
+   *
+   * @generated from enum value: BAN_KIND_SOURCE_USER = 2;
+   */
+  SOURCE_USER = 2,
+
+  /**
+   * Logins to one account from sources where it is not registered (its
+   * password failed from many sources).
+   *
+   * @generated from enum value: BAN_KIND_ACCOUNT = 3;
+   */
+  ACCOUNT = 3,
+}
+
+/**
+ * Describes the enum sip2uc.v1.BanKind.
+ */
+export const BanKindSchema: GenEnum<BanKind> = /*@__PURE__*/
+  enumDesc(file_sip2uc_v1_admin, 3);
+
+/**
  * Server-wide settings, sidecars and a status summary.
  *
  * @generated from service sip2uc.v1.AdminService
@@ -1228,6 +1485,29 @@ export const AdminService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchLogEntriesRequestSchema;
     output: typeof WatchLogEntriesResponseSchema;
+  },
+  /**
+   * Lists the bans in force: sources (and source + user name pairs) the
+   * connected sidecars ignore after failed logins, and accounts whose digest
+   * the control plane has locked after failed logins from many sources.
+   *
+   * @generated from rpc sip2uc.v1.AdminService.ListBans
+   */
+  listBans: {
+    methodKind: "unary";
+    input: typeof ListBansRequestSchema;
+    output: typeof ListBansResponseSchema;
+  },
+  /**
+   * Lifts the bans of one source address (on every sidecar, or on one), or
+   * the lock of one account. Returns the bans lifted; none is not an error.
+   *
+   * @generated from rpc sip2uc.v1.AdminService.LiftBans
+   */
+  liftBans: {
+    methodKind: "unary";
+    input: typeof LiftBansRequestSchema;
+    output: typeof LiftBansResponseSchema;
   },
   /**
    * Enrolls a sidecar: mints the credential it connects with, bound to its
