@@ -744,3 +744,68 @@ async def test_a_call_between_two_sidecars_carries_audio_relay_to_relay(stack: S
     assert {source[0] for _data, source in bob_media.packets} == {"127.0.0.3"}
     await stack.wait_availability("alice", AVAILABLE)
     await stack.wait_availability("bob", AVAILABLE)
+
+
+@pytest.mark.slow
+async def test_a_fork_on_another_sidecar_answering_after_a_local_fork_rang_carries_audio_both_ways(
+    stack: Stack,
+) -> None:
+    """bob has a handset beside alice's (it rings) and one on another sidecar (it answers)."""
+    here = await stack.sidecar("vlan-a", host="127.0.0.2")
+    there = await stack.sidecar("vlan-b", host="127.0.0.3")
+    await stack.create_user("alice", "alice-secret")
+    await stack.create_user("bob", "bob-secret")
+    await register(stack, here, "alice", "alice-secret", host="127.0.0.2")
+    bob_desk = await register(stack, here, "bob", "bob-secret", host="127.0.0.2")
+    bob_dect = await register(stack, there, "bob", "bob-secret", host="127.0.0.3")
+    alice_media = await stack.far_end("127.0.0.2")
+    bob_media = await stack.far_end("127.0.0.3")
+    desk = await sipp(
+        stack,
+        here,
+        CALLS / "uas_ring_until_cancel.xml",
+        ["bob"],
+        port=bob_desk,
+        host="127.0.0.2",
+        label="uas-desk",
+    )
+    dect = await callee(
+        stack, there, "uas_pcmu_at.xml", f"bob;{bob_media.addr[1]}", bob_dect, host="127.0.0.3"
+    )
+    uac = await caller(
+        stack,
+        here,
+        "uac_pcma_until_bye.xml",
+        f"alice;alice-secret;bob;{alice_media.addr[1]}",
+        host="127.0.0.2",
+    )
+
+    call = await stack.live_call()
+    connected = await stack.wait_call_state(call.name, calls_pb2.CALL_STATE_CONNECTED)
+    await desk.finished(10)  # its fork was cancelled: the answer came from the other sidecar
+    assert {leg.sidecar for leg in connected.legs} == {"vlan-a", "vlan-b"}
+    alice_leg = await eventually(
+        lambda: asyncio.sleep(0, relay_leg_towards(here, alice_media)), "alice's relay leg"
+    )
+    bob_leg = await eventually(
+        lambda: asyncio.sleep(0, relay_leg_towards(there, bob_media)), "bob's relay leg"
+    )
+    speech = [
+        g711.encode_ulaw([(n * 37 + k * 211) % 16000 - 8000 for k in range(160)]) for n in range(50)
+    ]
+    bob_media.send_rtp(("127.0.0.3", bob_leg.local_port), 0, speech)
+    alice_media.send_rtp(
+        ("127.0.0.2", alice_leg.local_port),
+        8,
+        [g711.encode_alaw(g711.decode_ulaw(f)) for f in speech],
+    )
+
+    heard_by_alice = await alice_media.wait_for(8, 50)
+    heard_by_bob = await bob_media.wait_for(0, 50)
+    assert [p[12:] for p in heard_by_alice] == [
+        g711.encode_alaw(g711.decode_ulaw(frame)) for frame in speech
+    ]
+    assert len(heard_by_bob) == 50
+    await stack.calls.EndCall(calls_pb2.EndCallRequest(name=call.name), metadata=stack.metadata)
+    await uac.finished(10)
+    await dect.finished(10)

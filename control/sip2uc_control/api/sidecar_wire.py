@@ -347,7 +347,10 @@ def _session_item(item: Command | SettingsChanged | LiftBan) -> sidecar_pb2.Conn
     else:
         out.update_media.CopyFrom(
             sidecar_pb2.UpdateMediaCommand(
-                call_id=item.call_id, leg_id=item.leg_id, peer_media=_media_to_pb(item.peer_media)
+                call_id=item.call_id,
+                leg_id=item.leg_id,
+                peer_media=_media_to_pb(item.peer_media),
+                bridge_leg_id=item.bridge_leg_id,
             )
         )
     return out

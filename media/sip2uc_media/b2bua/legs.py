@@ -339,7 +339,9 @@ class _Leg:
         self.session_id = config.session_id()
         self.session_version = 1
         self.peer_media: MediaSpec | None = None
-        self.bridged = False
+        #: The relay leg the handset's relay leg is bridged with ("" before any).
+        self.joined = ""
+        #: The other party's leg when it is on this sidecar.
         self.local_bridge = ""
         #: Direction we last offered or answered towards the handset.
         self.our_direction = Direction.SENDRECV
@@ -461,33 +463,41 @@ class _Leg:
         return RelayUpdate(relay_leg=self.leg_id, media=media)
 
     def _connect_peer(self, peer: MediaSpec | None, bridge_leg_id: str) -> list[Action]:
-        """Point the relay at the other party: a local leg, or another sidecar's relay."""
-        actions: list[Action] = []
+        """Point the relay at the other party: a local leg, or another sidecar's relay.
+
+        The other party may change while the call is set up: a fork on this sidecar rang (and
+        was bridged for its ringing) but a fork on another sidecar answered, or the reverse.
+        The handset's relay leg then joins the new party; a bridge that stayed with the first
+        would leave the call silent both ways."""
         if bridge_leg_id:
-            if not self.bridged:
-                self.bridged = True
-                self.local_bridge = bridge_leg_id
-                actions.append(
-                    RelayBridge(
-                        session_id=f"{bridge_leg_id}+{self.leg_id}", a=bridge_leg_id, b=self.leg_id
-                    )
-                )
-            return actions
+            self.local_bridge = bridge_leg_id
+            return self._join(bridge_leg_id, f"{bridge_leg_id}+{self.leg_id}", bridge_leg_id)
         if peer is None:
-            return actions
+            return []
         self.peer_media = peer
         stream_pt = self._stream_pt(peer)
         try:
             media = peer_leg_media(peer, audio_pt=stream_pt)
         except OfferAnswerError:
-            return actions
-        actions.append(RelayUpdate(relay_leg=peer_relay_id(self.leg_id), media=media))
-        if not self.bridged and not self.local_bridge:
-            self.bridged = True
-            actions.append(
-                RelayBridge(session_id=self.leg_id, a=self.leg_id, b=peer_relay_id(self.leg_id))
-            )
+            return []
+        self.local_bridge = ""
+        actions: list[Action] = [RelayUpdate(relay_leg=peer_relay_id(self.leg_id), media=media)]
+        peer_leg = peer_relay_id(self.leg_id)
+        actions.extend(self._join(peer_leg, self.leg_id, self.leg_id))
         return actions
+
+    def _join(self, other: str, session_id: str, first: str) -> list[Action]:
+        """Bridge the handset's relay leg with ``other`` unless it is joined to it already."""
+        if self.joined == other:
+            return []
+        self.joined = other
+        second = self.leg_id if first != self.leg_id else other
+        return [RelayBridge(session_id=session_id, a=first, b=second)]
+
+    @property
+    def bridged(self) -> bool:
+        """The handset's relay leg is joined to the other party (here or on another sidecar)."""
+        return bool(self.joined)
 
     def _stream_pt(self, peer: MediaSpec) -> int | None:
         """The law on the stream between relays: the answering side's first (docs/calls.md)."""
@@ -671,12 +681,13 @@ class _Leg:
 
     # --- commands and events common to both kinds -------------------------------------------
 
-    def on_update_media(self, peer: MediaSpec, now: float) -> list[Action]:
-        """``UpdateMediaCommand``: the far side moved or changed direction (hold/resume)."""
+    def on_update_media(self, peer: MediaSpec, bridge_leg_id: str, now: float) -> list[Action]:
+        """``UpdateMediaCommand``: the far side moved or changed direction (hold/resume), or
+        answered (click-to-dial: the target, here when ``bridge_leg_id`` names its leg)."""
         if not self._go(Input.UPDATE_MEDIA):
             self.peer_media = peer
             return []
-        actions = self._connect_peer(peer, self.local_bridge)
+        actions = self._connect_peer(peer, bridge_leg_id)
         wanted = mirror(peer.direction)
         if wanted != self.our_direction or self._client_reinvite is not None:
             actions.extend(self._reinvite(wanted))

@@ -383,7 +383,10 @@ class CallHandler:
             found = self._legs.get(command.leg_id)
             if found is None:
                 return f"no leg {command.leg_id}"
-            self._run(command.leg_id, found.leg.on_update_media(command.peer_media, now))
+            self._run(
+                command.leg_id,
+                found.leg.on_update_media(command.peer_media, command.bridge_leg_id, now),
+            )
             return ""
         if isinstance(command, InjectDtmf):
             if command.leg_id not in self._legs:
@@ -606,8 +609,13 @@ class CallHandler:
             a, b = self.relay.leg(action.a), self.relay.leg(action.b)
         except RelayError:
             return  # the other leg ended meanwhile
-        if a.session is not None or b.session is not None:
+        if a.session is not None and a.session is b.session:
             return  # bridged already (both local legs ask)
+        for joined in (a.session, b.session):
+            # The leg joins another party (a fork elsewhere answered after a local one rang):
+            # the old bridge goes, the relay legs stay with their call legs.
+            if joined is not None:
+                self.relay.close_session(joined.session_id, release_legs=False)
         self.relay.bridge(action.session_id, action.a, action.b)
 
     def _release(self, relay_legs: tuple[str, ...], entry: _LegEntry | None) -> None:

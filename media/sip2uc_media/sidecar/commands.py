@@ -152,6 +152,8 @@ class UpdateMedia:
     call_id: str
     leg_id: str
     peer_media: MediaSpec
+    #: The other side's leg when it is on this sidecar (bridged locally).
+    bridge_leg_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

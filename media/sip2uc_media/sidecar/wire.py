@@ -354,6 +354,7 @@ def _command(message: sidecar_pb2.ConnectResponse, kind: str | None) -> Command 
             call_id=update.call_id,
             leg_id=update.leg_id,
             peer_media=_media_spec(update.peer_media),
+            bridge_leg_id=update.bridge_leg_id,
         )
     if kind == "deliver_message":
         deliver = message.deliver_message

@@ -243,6 +243,40 @@ def test_answer_from_another_sidecar_points_the_peer_port_there_and_bridges() ->
     ]
 
 
+def test_a_local_fork_rang_but_the_answer_from_another_sidecar_moves_the_bridge_there() -> None:
+    leg = routed()
+    leg.on_answer_command(180, None, "LB", 0.5)  # a fork on this sidecar rings
+
+    actions = leg.on_answer_command(200, FAR_RELAY, "", 1.0)  # a fork elsewhere answers
+
+    assert actions[:2] == [
+        RelayUpdate(
+            relay_leg="LA/peer",
+            media=LegMedia(remote_rtp=("198.51.100.9", 40000), audio_pt=0, telephone_event_pt=101),
+        ),
+        RelayBridge(session_id="LA", a="LA", b="LA/peer"),
+    ]
+
+
+def test_early_media_from_another_sidecar_then_a_local_answer_bridges_the_local_fork() -> None:
+    leg = routed()
+    leg.on_answer_command(183, FAR_RELAY, "", 0.5)
+
+    actions = leg.on_answer_command(200, None, "LC", 1.0)
+
+    assert actions[0] == RelayBridge(session_id="LC+LA", a="LC", b="LA")
+
+
+def test_the_same_answer_twice_bridges_once() -> None:
+    leg = routed()
+    first = leg.on_answer_command(183, FAR_RELAY, "", 0.5)
+
+    again = leg.on_answer_command(200, FAR_RELAY, "", 1.0)
+
+    assert RelayBridge(session_id="LA", a="LA", b="LA/peer") in first
+    assert not any(isinstance(a, RelayBridge) for a in again)
+
+
 def test_2xx_is_retransmitted_until_the_ack() -> None:
     leg = answered(now=1.0)
     ok = responses(leg.on_timer(LegTimer.SUCCESS_RETRANSMIT, 1.5))
@@ -457,7 +491,7 @@ def test_update_media_on_hold_reinvites_the_handset_and_acks_the_answer() -> Non
         host="198.51.100.1", port=30006, codecs=FAR_RELAY.codecs, direction=Direction.SENDONLY
     )
 
-    offer = leg.on_update_media(held, 5.0)
+    offer = leg.on_update_media(held, "LB", 5.0)
     reinvite = requests_sent(offer)[0]
     ok = make_response(
         reinvite,
@@ -479,7 +513,9 @@ def test_update_media_on_hold_reinvites_the_handset_and_acks_the_answer() -> Non
 def test_reinvite_while_ours_is_pending_is_491() -> None:
     leg = confirmed()
     leg.on_update_media(
-        MediaSpec(host="h", port=1, codecs=FAR_RELAY.codecs, direction=Direction.INACTIVE), 5.0
+        MediaSpec(host="h", port=1, codecs=FAR_RELAY.codecs, direction=Direction.INACTIVE),
+        "LB",
+        5.0,
     )
 
     actions = leg.on_request(

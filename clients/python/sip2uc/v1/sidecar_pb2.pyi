@@ -1891,10 +1891,15 @@ class UpdateMediaCommand(_message.Message):
     CALL_ID_FIELD_NUMBER: _builtins.int
     LEG_ID_FIELD_NUMBER: _builtins.int
     PEER_MEDIA_FIELD_NUMBER: _builtins.int
+    BRIDGE_LEG_ID_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     """Control-plane call id."""
     leg_id: _builtins.str
     """The leg."""
+    bridge_leg_id: _builtins.str
+    """Id of the other side's leg when it is on the same sidecar (bridged locally), else empty:
+    the media then flows between the two sidecars' relays.
+    """
     @_builtins.property
     def peer_media(self) -> _common_pb2.MediaEndpoint:
         """The other side's new media (address after a re-INVITE, direction)."""
@@ -1905,10 +1910,11 @@ class UpdateMediaCommand(_message.Message):
         call_id: _builtins.str = ...,
         leg_id: _builtins.str = ...,
         peer_media: _common_pb2.MediaEndpoint | None = ...,
+        bridge_leg_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["peer_media", b"peer_media"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "leg_id", b"leg_id", "peer_media", b"peer_media"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridge_leg_id", b"bridge_leg_id", "call_id", b"call_id", "leg_id", b"leg_id", "peer_media", b"peer_media"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
