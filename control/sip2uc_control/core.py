@@ -223,6 +223,7 @@ class ControlCore:
         check(validate_user_fields(user))
         user = self._apply_passwords(user, passwords, None)
         saved = await self.users.save(user, create=True)
+        self.presence.begin(saved.id)
         log.info("user %s created (%s)", saved.name, saved.sip_uri)
         self._devices_changed(None, saved)
         return saved

@@ -133,3 +133,30 @@ async def test_a_change_for_a_deleted_user_does_not_block_the_others(db: Databas
     async with db.engine.connect() as conn:
         rows = await conn.execute(text("SELECT user_id FROM presence ORDER BY user_id"))
         assert [r.user_id for r in rows.all()] == ["u1"]
+
+
+async def test_the_first_change_says_since_when_the_user_was_in_the_state_it_leaves(
+    db: Database,
+) -> None:
+    now = [100.0]
+    hub = PresenceHub(PresenceStore(db), PresenceEngine(), lambda: now[0])
+    hub.begin("u1")  # the user is created: offline from now on
+    now[0] = 160.0
+    assert hub.effective("u1").since == 100.0
+
+    change = hub.apply("u1", manual(Availability.BUSY))
+
+    assert change is not None
+    assert (change.previous.since, change.current.since, change.at) == (100.0, 160.0, 160.0)
+
+
+async def test_a_begun_record_is_written_and_read_back_after_a_restart(db: Database) -> None:
+    hub = PresenceHub(PresenceStore(db), PresenceEngine(), lambda: 100.0)
+    hub.begin("u1")
+    hub.begin("u1")  # again: the record keeps its first time
+    await hub.drain()
+
+    restarted = PresenceHub(PresenceStore(db), PresenceEngine(), lambda: 500.0)
+    await restarted.load()
+
+    assert restarted.effective("u1").since == 100.0

@@ -12,6 +12,8 @@ from grpc_status import rpc_status
 from sip2uc.v1 import common_pb2, presence_pb2, presence_pb2_grpc, users_pb2, users_pb2_grpc
 from sip2uc_control.app import ControlConfig, ControlPlane
 
+from .in_memory import Clock
+
 
 async def make_user(channel: grpc.aio.Channel, ext: str) -> str:
     stub = users_pb2_grpc.UserServiceStub(channel)
@@ -234,3 +236,25 @@ async def test_a_request_over_16_mib_is_refused_resource_exhausted(
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.BatchGetPresence(big)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_change_says_when_the_state_it_leaves_began(
+    channel: grpc.aio.Channel, clock: Clock
+) -> None:
+    await make_user(channel, "200")
+    created = clock.now
+    clock.advance(60)
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    call = stub.WatchPresence(presence_pb2.WatchPresenceRequest())
+    snapshot = (await call.read()).snapshot.presences[0]
+    await set_state(stub, "200", common_pb2.AVAILABILITY_AWAY)
+    clock.advance(30)
+    await set_state(stub, "200", common_pb2.AVAILABILITY_BUSY)
+
+    first, second = (await call.read()).change, (await call.read()).change
+
+    assert snapshot.since.seconds == first.previous.since.seconds == created  # offline since
+    assert first.change_time.seconds == first.current.since.seconds == created + 60
+    assert second.previous.since.seconds == created + 60
+    assert second.change_time.seconds == created + 90
+    call.cancel()
