@@ -142,7 +142,8 @@ class CallController:
             media=inp.offer,
         )
         self.registry.add(call)
-        self.parties.started(call, caller.id, ringing=False)
+        # The caller's presence moves once the callee rings (forking.py): a call refused before
+        # that publishes nothing.
         outcome = self._route(call, route, inp.offer, ForwardChain())
         if outcome is not None:
             await self._finish(call, outcome.reason, outcome.status, notify_caller=False)
@@ -241,6 +242,8 @@ class CallController:
             and call.state is CallState.RINGING
         ):
             target = self.click_to_dial.picked_up(call, leg)
+            if call.caller_user:
+                self.parties.answered(call, call.caller_user)  # on the phone, hearing ringback
             caller = self.users.get(call.caller_user or "")
             route = self.router.classify(target, caller)
             if isinstance(route, (Rejected, PresenceCodeRoute)):

@@ -146,6 +146,7 @@ class Forking:
         """A fork rings (180) or plays early media (183): tell the caller, while nobody answered."""
         if call.state is not CallState.RINGING:
             return
+        self._caller_on_the_phone(call)
         caller_leg = call.legs.get(call.caller_leg)
         if caller_leg is not None and call.click_to_dial is None and caller_leg.role == "caller":
             status = 183 if leg.state is LegState.EARLY_MEDIA else 180
@@ -165,6 +166,7 @@ class Forking:
         if call.winner and call.winner != leg.id:
             self.sidecars.send(leg.sidecar, EndLeg(call.id, leg.id, 0, "answered elsewhere"))
             return
+        self._caller_on_the_phone(call)
         caller_leg = call.legs.get(call.caller_leg)
         call.winner = leg.id
         call.state = CallState.CONNECTED
@@ -189,6 +191,12 @@ class Forking:
                 )
         if leg.user_id:
             self.parties.answered(call, leg.user_id)
+
+    def _caller_on_the_phone(self, call: Call) -> None:
+        """The callee rings or answered: the caller is in a call from now (a repeat is a no-op,
+        and a click-to-dial caller is in it since picking up)."""
+        if call.caller_user:
+            self.parties.started(call, call.caller_user, ringing=False)
 
     def end_unanswered(self, call: Call, reason: str) -> None:
         """End every fork still ringing (the callee did not answer in time)."""

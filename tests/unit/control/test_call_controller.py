@@ -373,11 +373,58 @@ async def test_presence_follows_the_call_and_returns_after_it(layer: CallLayer) 
     seen.append((layer.presence_of(alice).availability, layer.presence_of(bob).activity))
 
     assert seen == [
-        (Availability.IN_A_CALL, Activity.RINGING),
+        (Availability.AVAILABLE, Activity.RINGING),  # nothing rang back yet
         (Availability.IN_A_CALL, Activity.IN_A_CALL),
         (Availability.AVAILABLE, Activity.NONE),
     ]
     assert layer.presence_of(bob).availability is Availability.AVAILABLE
+
+
+async def test_the_caller_is_in_a_call_once_the_callee_rings(layer: CallLayer) -> None:
+    alice, _bob = registered(layer, "201", "202")
+    call_id = (await layer.invite(alice, "202")).call_id
+    ((_, fork),) = creates(layer.sidecars.take())
+
+    await report(layer, call_id, fork.leg_id, LegState.RINGING, status=180)
+
+    assert layer.presence_of(alice).availability is Availability.IN_A_CALL
+
+
+async def changes_of(layer: CallLayer, user: User) -> list[tuple[Availability, Activity]]:
+    await layer.presence.drain()
+    return [
+        (c.change.current.availability, c.change.current.activity)
+        for c in layer.log.changes
+        if c.change.user == user.id
+    ]
+
+
+async def test_a_call_refused_before_anything_rang_publishes_no_change_of_the_caller(
+    layer: CallLayer,
+) -> None:
+    alice, _bob = registered(layer, "201", "202")
+    carol = layer.add_user(make_user("203"))  # no handset: 480
+    layer.register(carol, 43001, sidecar="gone")
+    before = await changes_of(layer, alice)
+
+    not_found = await layer.invite(alice, "999")
+    unavailable = await layer.invite(alice, "203", leg_id="B")
+
+    assert (not_found.status, unavailable.status) == (404, 480)
+    assert await changes_of(layer, alice) == before
+
+
+async def test_a_callee_refusing_before_ringing_publishes_no_change_of_the_caller(
+    layer: CallLayer,
+) -> None:
+    alice, _bob = registered(layer, "201", "202")
+    before = await changes_of(layer, alice)
+    call_id = (await layer.invite(alice, "202")).call_id
+    ((_, fork),) = creates(layer.sidecars.take())
+
+    await report(layer, call_id, fork.leg_id, LegState.FAILED, status=480)
+
+    assert await changes_of(layer, alice) == before
 
 
 async def test_a_user_in_a_call_without_call_waiting_is_busy(layer: CallLayer) -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from sip2uc.v1 import calls_pb2, calls_pb2_grpc, sidecar_pb2, users_pb2, users_pb2_grpc
+from sip2uc.v1 import (
+    calls_pb2,
+    calls_pb2_grpc,
+    common_pb2,
+    presence_pb2,
+    presence_pb2_grpc,
+    sidecar_pb2,
+    users_pb2,
+    users_pb2_grpc,
+)
 
 from .sidecar_session import SidecarSession, media
 
@@ -54,8 +63,53 @@ async def test_place_call_rings_caller_then_target_and_joins_media(
         )
         update = await s1.next("update_media")
         assert (update.leg_id, update.peer_media.rtp.port) == (caller_leg.leg_id, 32000)
+        assert update.bridge_leg_id == ""  # the target is on another sidecar
         live = (await calls.GetCall(calls_pb2.GetCallRequest(name=placed.name))).call
         assert live.state == calls_pb2.CALL_STATE_CONNECTED
+
+
+async def availability(channel: grpc.aio.Channel, ext: str) -> tuple[int, int]:
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    p = (await stub.GetPresence(presence_pb2.GetPresenceRequest(user=ext))).presence
+    return p.availability, p.activity
+
+
+async def test_the_caller_of_a_placed_call_rings_then_is_in_a_call_once_picked_up(
+    channel: grpc.aio.Channel,
+) -> None:
+    await add_user(channel, "201")
+    await add_user(channel, "202")
+    calls = calls_pb2_grpc.CallServiceStub(channel)
+    async with SidecarSession(channel, "s1") as s1:
+        await s1.register("201", PW, 41001)
+        await s1.register("202", PW, 42001)
+        placed = (
+            await calls.PlaceCall(calls_pb2.PlaceCallRequest(**{"from": "201", "to": "202"}))
+        ).call
+        call_id = placed.name.removeprefix("calls/")
+        caller_leg = await s1.next("create_leg")
+        ringing = await availability(channel, "201")
+
+        await s1.report(
+            call_id,
+            caller_leg.leg_id,
+            sidecar_pb2.LEG_STATE_ANSWERED,
+            media=media(31000, ("PCMU", 0)),
+        )
+        target_leg = await s1.next("create_leg")
+        picked_up = await availability(channel, "201")
+        await s1.report(
+            call_id,
+            target_leg.leg_id,
+            sidecar_pb2.LEG_STATE_ANSWERED,
+            media=media(32000, ("PCMU", 0)),
+        )
+        update = await s1.next("update_media")
+
+        assert ringing == (common_pb2.AVAILABILITY_AVAILABLE, common_pb2.ACTIVITY_RINGING)
+        assert picked_up == (common_pb2.AVAILABILITY_IN_A_CALL, common_pb2.ACTIVITY_IN_A_CALL)
+        assert await availability(channel, "201") == picked_up
+        assert update.bridge_leg_id == target_leg.leg_id  # both on s1: bridged in its relay
 
 
 async def test_place_call_without_a_registered_handset_fails_precondition(
