@@ -48,6 +48,7 @@ from .actions import (
     Tone,
 )
 from .dialog import Dialog, SuccessRetransmission, build_cancel
+from .methods import ALLOW, NOT_SERVED
 from .offer_answer import (
     MediaSpec,
     Negotiated,
@@ -76,7 +77,6 @@ __all__ = [
     "peer_relay_id",
 ]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 #: Status for a caller's leg the control plane ended without saying why.
 DEFAULT_END_STATUS = 480
 DEFAULT_RING_TIMEOUT = 60.0
@@ -556,7 +556,10 @@ class _Leg:
             return self._on_reinvite(request, txn_id, now)
         if method in ("OPTIONS", "INFO"):
             return [self._respond(txn_id, request, 200)]
-        return [self._respond(txn_id, request, 501, extra=(("Allow", ALLOW),))]
+        # A REFER (transfer) and the other known methods we do not serve: 405, which ends only
+        # the transaction (RFC 5057 §5.1); the handset keeps its call.
+        status = 405 if method in NOT_SERVED else 501
+        return [self._respond(txn_id, request, status, extra=(("Allow", ALLOW),))]
 
     def _on_ack(self, request: SipRequest, now: float) -> list[Action]:
         pending = self._server_invite

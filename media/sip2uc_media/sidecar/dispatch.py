@@ -46,6 +46,7 @@ from sip2uc_core.sip.transaction import (
 )
 from sip2uc_core.sip.uri import user_or_whole
 
+from ..b2bua.methods import ALLOW, ALLOW_REGISTRAR, NOT_SERVED
 from ..transport.base import Source
 from .auth_guard import AuthGuard
 from .calls import CallHandler
@@ -57,17 +58,14 @@ from .registrar import Registrar
 from .registration import RegisterControl, RegisterHandler
 from .telemetry import EdgeMetrics
 
-__all__ = ["ALLOW", "SipEdge"]
+__all__ = ["SipEdge"]
 
 _log = logging.getLogger(__name__)
 
-ALLOW = "REGISTER, OPTIONS"
-ALLOW_WITH_CALLS = "REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE"
 ACCEPT = "application/sdp"
 SUPPORTED: tuple[str, ...] = ()
-_NOT_ALLOWED = frozenset(
-    {"MESSAGE", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "UPDATE", "PRACK"}
-)
+# Outside a dialog INFO has nothing to apply to either.
+_NOT_ALLOWED = NOT_SERVED | {"INFO"}
 _NO_TRANSACTION = frozenset({"BYE"})
 
 
@@ -145,7 +143,7 @@ class SipEdge:
 
     @property
     def _allow(self) -> str:
-        return ALLOW if self.calls is None else ALLOW_WITH_CALLS
+        return ALLOW_REGISTRAR if self.calls is None else ALLOW
 
     def attach_calls(self, calls: CallHandler) -> None:
         """Serve INVITE and the in-dialog methods with the B2BUA."""

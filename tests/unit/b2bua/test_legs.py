@@ -708,7 +708,7 @@ def test_create_leg_invites_the_handset_with_our_offer_and_arms_the_ring_timer()
         "Call-ID: 030303030303030303030303@198.51.100.1\r\n"
         "CSeq: 1 INVITE\r\n"
         "Contact: <sip:198.51.100.1:5060>\r\n"
-        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO\r\n"
+        "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO\r\n"
         "Content-Type: application/sdp\r\n"
         "Content-Length: 232\r\n\r\n"
         "v=0\r\no=sip2uc 16843009 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\n"
@@ -923,3 +923,34 @@ def test_bye_from_the_called_handset_is_reported() -> None:
 
     assert responses(actions) == [(200, b"")]
     assert actions[1:] == [ByeRpc(leg_id="LB", reason="bye"), *RELEASE_LB]
+
+
+def test_a_refer_in_a_call_is_405_with_the_sidecars_methods_and_the_call_goes_on() -> None:
+    leg = confirmed()
+
+    actions = leg.on_request(in_dialog("REFER", 2, to_tag=leg.to_tag), TransactionId(8), 6.0)
+
+    assert len(actions) == 1
+    response = actions[0].response  # type: ignore[union-attr]
+    assert response.status == 405
+    assert response.headers.get("Allow") == "REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO"
+    assert leg.state is InboundState.CONFIRMED
+
+
+def test_a_method_nobody_knows_in_a_call_is_501() -> None:
+    leg = confirmed()
+
+    actions = leg.on_request(in_dialog("FROBNICATE", 2, to_tag=leg.to_tag), TransactionId(8), 6.0)
+
+    assert responses(actions) == [(501, b"")]
+    assert leg.state is InboundState.CONFIRMED
+
+
+def test_in_dialog_options_advertises_the_same_methods_as_a_refusal() -> None:
+    leg = confirmed()
+
+    ok = leg.on_request(in_dialog("OPTIONS", 2, to_tag=leg.to_tag), TransactionId(8), 6.0)
+    refused = leg.on_request(in_dialog("REFER", 3, to_tag=leg.to_tag), TransactionId(9), 6.1)
+
+    allows = [a.response.headers.get("Allow") for a in ok + refused]  # type: ignore[union-attr]
+    assert allows[0] == allows[1] is not None

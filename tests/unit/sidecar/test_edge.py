@@ -17,6 +17,7 @@ from sip2uc_core.sip.digest import (
 )
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 from sip2uc_core.sip.message import SipResponse, parse_message
+from sip2uc_media.b2bua.methods import ALLOW
 from sip2uc_media.sidecar.dispatch import SipEdge
 from sip2uc_media.sidecar.protection import BanList, BanPolicy, NetworkAllowList
 from sip2uc_media.sidecar.registrar import (
@@ -387,6 +388,31 @@ async def test_message_is_not_allowed_yet() -> None:
 
     response = h.responses()[0]
     assert (response.status, response.headers.get("Allow")) == (405, "REGISTER, OPTIONS")
+
+
+class NoCalls:
+    """A B2BUA stand-in that owns no dialog (what the edge asks of one for a 405)."""
+
+    edge: object = None
+
+    def request(self, _txn: object, _request: object, _source: object) -> bool:
+        return False
+
+    def invite(self, _txn: object, _request: object, _source: object) -> None:
+        raise AssertionError("no INVITE in this test")
+
+
+async def test_with_calls_a_405_names_the_same_methods_as_the_calls_own_answers() -> None:
+    h = Harness()
+    h.edge.attach_calls(NoCalls())  # type: ignore[arg-type]
+
+    h.deliver(request("SUBSCRIBE"))
+    h.deliver(request("MESSAGE", branch="z9hG4bK2"))
+    h.deliver(request("OPTIONS", branch="z9hG4bK3"))
+
+    statuses = [(r.status, r.headers.get("Allow")) for r in h.responses()]
+    assert statuses == [(405, ALLOW), (405, ALLOW), (200, ALLOW)]
+    assert "INFO" in ALLOW and "REFER" not in ALLOW
 
 
 async def test_an_oversize_datagram_is_refused_with_413() -> None:
