@@ -30,7 +30,9 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     ) -> calls_pb2.ListCallsResponse:
         uid = self._user_id(request.user, "user")
         calls = [c for c in self.core.calls.live() if uid is None or c.involves(uid)]
-        return calls_pb2.ListCallsResponse(calls=[call_to_pb(c) for c in calls])
+        return calls_pb2.ListCallsResponse(
+            calls=[call_to_pb(c, self.core.users.get) for c in calls]
+        )
 
     @unary
     async def GetCall(
@@ -45,7 +47,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         )
         if call is None:
             raise NotFound("call", request.name)
-        return calls_pb2.GetCallResponse(call=call_to_pb(call))
+        return calls_pb2.GetCallResponse(call=call_to_pb(call, self.core.users.get))
 
     @streaming
     async def WatchCalls(
@@ -56,14 +58,16 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         try:
             for call in self.core.calls.live():
                 if uid is None or call.involves(uid):
-                    yield calls_pb2.WatchCallsResponse(call=call_to_pb(call))
+                    yield calls_pb2.WatchCallsResponse(call=call_to_pb(call, self.core.users.get))
             yield calls_pb2.WatchCallsResponse(snapshot_complete=True)
             while True:
                 changed = await queue.get()
                 if changed is None:
                     return
                 if uid is None or changed.involves(uid):
-                    yield calls_pb2.WatchCallsResponse(call=call_to_pb(changed))
+                    yield calls_pb2.WatchCallsResponse(
+                        call=call_to_pb(changed, self.core.users.get)
+                    )
         finally:
             self.core.calls.unwatch(queue)
 
@@ -72,7 +76,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         self, request: calls_pb2.EndCallRequest, context: Ctx
     ) -> calls_pb2.EndCallResponse:
         return calls_pb2.EndCallResponse(
-            call=call_to_pb(await self.core.calls.end_call(request.name))
+            call=call_to_pb(await self.core.calls.end_call(request.name), self.core.users.get)
         )
 
     @unary
@@ -89,7 +93,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     ) -> calls_pb2.PlaceCallResponse:
         caller = self.core.resolve_user(getattr(request, "from"), "from")
         call = await self.core.calls.place_call(caller, request.to)
-        return calls_pb2.PlaceCallResponse(call=call_to_pb(call))
+        return calls_pb2.PlaceCallResponse(call=call_to_pb(call, self.core.users.get))
 
     @unary
     async def ListCallHistory(
@@ -100,6 +104,6 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         uid = self._user_id(request.user, "user")
         calls = await self.core.call_history.page(uid, offset, size + 1)
         return calls_pb2.ListCallHistoryResponse(
-            calls=[call_to_pb(c) for c in calls[:size]],
+            calls=[call_to_pb(c, self.core.users.get) for c in calls[:size]],
             next_page_token=encode_token(offset + size) if len(calls) > size else "",
         )

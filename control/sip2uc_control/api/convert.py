@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
@@ -506,13 +507,22 @@ def stats_to_pb(s: StreamStats) -> sidecar_pb2.StreamStats:
     )
 
 
-def call_to_pb(call: Call) -> calls_pb2.Call:
+def call_to_pb(call: Call, users: Callable[[str], User | None] | None = None) -> calls_pb2.Call:
+    """The call; with `users`, its parties' extensions and names (users deleted since stay ids)."""
+    caller = users(call.caller_user) if users and call.caller_user else None
+    callee = users(call.callee_user) if users and call.callee_user else None
     return calls_pb2.Call(
         name=call.name,
         state=_CALL_STATE_TO_PB[call.state],
         caller=call.caller,
         dialled=call.dialled,
         callee=f"users/{call.callee_user}" if call.callee_user else "",
+        caller_extension=caller.extension if caller else "",
+        caller_display_name=caller.display_name if caller else "",
+        callee_extension=callee.extension if callee else "",
+        callee_display_name=callee.display_name if callee else "",
+        on_hold=call.state is CallState.CONNECTED
+        and any(leg.direction != "sendrecv" for leg in call.legs.values()),
         legs=[
             calls_pb2.CallLeg(
                 id=leg.id,

@@ -276,6 +276,9 @@ class CallController:
         media = replace(leg.media, direction=mirrored)
         bridge = leg.id if leg.sidecar == other.sidecar else ""
         self.sidecars.send(other.sidecar, UpdateMedia(call.id, other.id, media, bridge))
+        # The other handset is re-INVITEd with the mirrored direction: that is its leg's
+        # direction now (its sidecar reports only what its own handset asks for).
+        other.direction = mirrored
 
     def _other_party(self, call: Call, leg: Leg) -> Leg | None:
         if leg.role == "caller":

@@ -150,6 +150,9 @@ class Forking:
         caller_leg = call.legs.get(call.caller_leg)
         if caller_leg is not None and call.click_to_dial is None and caller_leg.role == "caller":
             status = 183 if leg.state is LegState.EARLY_MEDIA else 180
+            # The caller's sidecar reports nothing of its own leg until it ends: what it was
+            # told to send is the leg's state (`call show`).
+            caller_leg.state = LegState.EARLY_MEDIA if status == 183 else LegState.RINGING
             self.sidecars.send(
                 caller_leg.sidecar,
                 AnswerLeg(
@@ -189,6 +192,7 @@ class Forking:
                 self.sidecars.send(
                     caller_leg.sidecar, AnswerLeg(call.id, caller_leg.id, 200, leg.media, bridge)
                 )
+                caller_leg.state = LegState.ANSWERED
         if leg.user_id:
             self.parties.answered(call, leg.user_id)
 

@@ -494,11 +494,6 @@ class _Leg:
         second = self.leg_id if first != self.leg_id else other
         return [RelayBridge(session_id=session_id, a=first, b=second)]
 
-    @property
-    def bridged(self) -> bool:
-        """The handset's relay leg is joined to the other party (here or on another sidecar)."""
-        return bool(self.joined)
-
     def _stream_pt(self, peer: MediaSpec) -> int | None:
         """The law on the stream between relays: the answering side's first (docs/calls.md)."""
         return peer.audio_pt

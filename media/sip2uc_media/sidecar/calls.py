@@ -711,14 +711,23 @@ class CallHandler:
         """``ReportLeg(stats=…)`` every 5 s for every leg with media (docs/calls.md)."""
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            for entry in list(self._legs.values()):
-                if not entry.leg.call_id or not entry.leg.bridged:
-                    continue
-                stats = self._stats_for(entry)
-                if stats is None:
-                    continue
-                report = ReportLeg(call_id=entry.leg.call_id, leg_id=entry.leg.leg_id)
-                self._spawn(self.control.report_leg(self.name, report, stats))
+            self.report_stats()
+
+    def report_stats(self) -> int:
+        """One round of statistics reports: every routed leg on which RTP flowed, whichever
+        side bridged it (the callee's leg of a call within this sidecar is bridged by the
+        caller's); returns how many went out."""
+        sent = 0
+        for entry in list(self._legs.values()):
+            if not entry.leg.call_id:
+                continue
+            stats = self._stats_for(entry)
+            if stats is None:
+                continue
+            report = ReportLeg(call_id=entry.leg.call_id, leg_id=entry.leg.leg_id)
+            self._spawn(self.control.report_leg(self.name, report, stats))
+            sent += 1
+        return sent
 
     def start(self) -> None:
         self._stats_task = asyncio.get_running_loop().create_task(self.report_stats_forever())

@@ -4,11 +4,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from sip2uc.cli.calls import call_row
 from sip2uc.cli.importing import CredentialsFile, problem_rows
 from sip2uc.cli.main import app
 from sip2uc.cli.registrations import deletion_name
 from sip2uc.cli.status import apply_setting
-from sip2uc.v1 import admin_pb2, directory_pb2
+from sip2uc.v1 import admin_pb2, calls_pb2, directory_pb2
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -205,3 +206,21 @@ def test_problem_rows_list_skips_conflicts_and_failures() -> None:
         ("3", "cn=c", "update", "-", "not applied"),
     ]
     assert problem_rows(rows, dry_run=True) == [("2", "cn=b", "skip", "-", "no SIP address")]
+
+
+def test_a_call_row_names_its_parties_and_shows_hold() -> None:
+    call = calls_pb2.Call(
+        name="calls/c1",
+        state=calls_pb2.CALL_STATE_CONNECTED,
+        caller="users/u1",
+        caller_extension="201",
+        caller_display_name="Alice",
+        dialled="202",
+        callee="users/u2",
+        callee_extension="202",
+        on_hold=True,
+    )
+    external = calls_pb2.Call(name="calls/c2", caller="sip:+4930123@trunk", dialled="201")
+
+    assert call_row(call)[:5] == ("calls/c1", "connected (on hold)", "201 Alice", "202", "202")
+    assert call_row(external)[2:5] == ("sip:+4930123@trunk", "201", "-")

@@ -577,6 +577,28 @@ async def test_hold_on_one_side_is_mirrored_to_the_other(layer: CallLayer) -> No
     assert layer.sidecars.take() == [
         ("s1", UpdateMedia(call_id, fork.leg_id, replace(media(30000), direction="recvonly"), "A"))
     ]
+    call = layer.controller.get(call_id)
+    assert call is not None
+    assert [(leg.id, leg.direction) for leg in call.legs.values()] == [
+        ("A", "sendonly"),
+        (fork.leg_id, "recvonly"),  # the held party's handset was told so
+    ]
+
+
+async def test_the_callers_leg_follows_what_its_handset_was_sent(layer: CallLayer) -> None:
+    alice, _bob = registered(layer, "201", "202")
+    call_id = (await layer.invite(alice, "202")).call_id
+    ((_, fork),) = creates(layer.sidecars.take())
+    call = layer.controller.get(call_id)
+    assert call is not None
+    states = [call.legs["A"].state]
+
+    await report(layer, call_id, fork.leg_id, LegState.RINGING, status=180)
+    states.append(call.legs["A"].state)
+    await report(layer, call_id, fork.leg_id, LegState.ANSWERED, media=media(32000))
+    states.append(call.legs["A"].state)
+
+    assert states == [LegState.TRYING, LegState.RINGING, LegState.ANSWERED]
 
 
 async def test_dtmf_is_recorded_and_sent_towards_the_other_party(layer: CallLayer) -> None:

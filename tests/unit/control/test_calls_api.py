@@ -88,6 +88,20 @@ async def test_call_forks_to_every_binding_and_the_first_answer_wins(
         calls = calls_pb2_grpc.CallServiceStub(channel)
         live = (await calls.ListCalls(calls_pb2.ListCallsRequest())).calls
         assert [c.state for c in live] == [calls_pb2.CALL_STATE_CONNECTED]
+        assert [
+            (c.caller_extension, c.caller_display_name, c.callee_extension, c.callee_display_name)
+            for c in live
+        ] == [("201", "User 201", "202", "User 202")]
+        assert not live[0].on_hold
+        await s1.report(resp.call_id, "A", 0, direction=common_pb2.MEDIA_DIRECTION_SENDONLY)
+        held = (await calls.ListCalls(calls_pb2.ListCallsRequest())).calls[0]
+        assert held.on_hold
+        directions = {leg.id: leg.direction for leg in held.legs}
+        assert (directions["A"], directions[forks[1].leg_id]) == (
+            common_pb2.MEDIA_DIRECTION_SENDONLY,
+            common_pb2.MEDIA_DIRECTION_RECVONLY,  # the held party
+        )
+        await s1.next("update_media")
 
         rx = sidecar_pb2.StreamStats(
             direction="rx", packets=250, bytes=40000, lost=1, jitter_ms=2.5, mos=4.25, codec="PCMA"

@@ -471,3 +471,32 @@ def parse_and_change_from(request: SipRequest, user: str) -> SipRequest:
     )
     assert isinstance(message, SipRequest)
     return message
+
+
+async def test_a_leg_bridged_by_the_other_party_reports_its_statistics_while_the_call_lasts(
+    harness: Harness,
+) -> None:
+    await harness.command(
+        "c1",
+        create_leg=sidecar_pb2.CreateLegCommand(
+            call_id="call-9",
+            leg_id="LB",
+            request_uri="sip:bob@192.0.2.20:5062",
+            destination=common_pb2.SocketAddress(host="192.0.2.20", port=5062),
+            transport=common_pb2.TRANSPORT_UDP,
+            from_uri="sip:alice@example.com",
+            to_uri="sip:bob@example.com",
+            bridge_leg_id="LA",  # the caller's leg bridges: this leg never does itself
+        ),
+    )
+    quiet = harness.handler.report_stats()
+    relay_leg = harness.relay.leg("LB")
+    relay_leg.tx_packets, relay_leg.tx_bytes = 250, 43000  # the relay sent bob audio
+
+    sent = harness.handler.report_stats()
+
+    await harness.control.until(lambda: harness.control.reports, "a statistics report")
+    (report,) = harness.control.reports
+    assert (quiet, sent) == (0, 1)
+    assert (report.call_id, report.leg_id, report.state) == ("call-9", "LB", 0)
+    assert [(s.direction, s.packets) for s in report.stats] == [("rx", 0), ("tx", 250)]

@@ -33,13 +33,40 @@ def _duration(call: calls_pb2.Call) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _call_row(call: calls_pb2.Call) -> tuple[str, ...]:
+def party(extension: str, display_name: str, ref: str) -> str:
+    """A user as people know them: extension and name; a URI or id when not a user."""
+    known = " ".join(part for part in (extension, display_name) if part)
+    return known or ref or "-"
+
+
+def caller_of(call: calls_pb2.Call) -> str:
+    return party(call.caller_extension, call.caller_display_name, call.caller)
+
+
+def callee_of(call: calls_pb2.Call) -> str:
+    return party(call.callee_extension, call.callee_display_name, call.callee)
+
+
+def leg_party(call: calls_pb2.Call, leg: calls_pb2.CallLeg) -> str:
+    if leg.party and leg.party == call.caller:
+        return caller_of(call)
+    if leg.party and leg.party == call.callee:
+        return callee_of(call)
+    return leg.party or "-"
+
+
+def state_of(call: calls_pb2.Call) -> str:
+    state = output.call_state(call.state)
+    return f"{state} (on hold)" if call.on_hold else state
+
+
+def call_row(call: calls_pb2.Call) -> tuple[str, ...]:
     return (
         call.name,
-        output.call_state(call.state),
-        call.caller or "-",
+        state_of(call),
+        caller_of(call),
         call.dialled or "-",
-        call.callee or "-",
+        callee_of(call),
         output.timestamp(call.start_time),
         _duration(call),
         str(len(call.legs)),
@@ -49,10 +76,10 @@ def _call_row(call: calls_pb2.Call) -> tuple[str, ...]:
 def show_call(call: calls_pb2.Call) -> None:
     pairs = [
         ("name", call.name),
-        ("state", output.call_state(call.state)),
-        ("caller", call.caller or "-"),
+        ("state", state_of(call)),
+        ("caller", caller_of(call)),
         ("dialled", call.dialled or "-"),
-        ("callee", call.callee or "-"),
+        ("callee", callee_of(call)),
         ("started", output.timestamp(call.start_time)),
         ("answered", output.timestamp(call.answer_time)),
         ("ended", output.timestamp(call.end_time)),
@@ -72,7 +99,7 @@ def show_call(call: calls_pb2.Call) -> None:
                 leg.id,
                 leg.sidecar or "-",
                 output.enum_label(sidecar_pb2.LegState, leg.state),
-                leg.party or "-",
+                leg_party(call, leg),
                 leg.codec or "-",
                 output.enum_label(common_pb2.MediaDirection, leg.direction),
             )
@@ -107,7 +134,11 @@ def list_calls(
     ] = "",
     json_flag: JsonFlag = False,
 ) -> None:
-    """List calls in progress, oldest first."""
+    """List calls in progress, oldest first.
+
+    Parties show as extension and name (a URI when not a user); a call a party holds shows
+    `connected (on hold)`.
+    """
     state = get_state(ctx)
     client = state.client()
     found = client.calls.ListCalls(
@@ -117,7 +148,7 @@ def list_calls(
         output.print_json([output.message_dict(call) for call in found])
         return
     columns = ("call", "state", "caller", "dialled", "callee", "started", "talk", "legs")
-    output.show(output.table(None, columns, (_call_row(call) for call in found)))
+    output.show(output.table(None, columns, (call_row(call) for call in found)))
 
 
 @app.command("show")

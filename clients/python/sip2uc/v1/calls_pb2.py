@@ -27,49 +27,49 @@ from sip2uc.v1 import common_pb2 as sip2uc_dot_v1_dot_common__pb2
 from sip2uc.v1 import sidecar_pb2 as sip2uc_dot_v1_dot_sidecar__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip2uc/v1/calls.proto\x12\tsip2uc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16sip2uc/v1/common.proto\x1a\x17sip2uc/v1/sidecar.proto\"\xe9\x02\n\x04\x43\x61ll\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.sip2uc.v1.CallState\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\x12\x0f\n\x07\x64ialled\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61llee\x18\x05 \x01(\t\x12 \n\x04legs\x18\x06 \x03(\x0b\x32\x12.sip2uc.v1.CallLeg\x12\"\n\x04\x64tmf\x18\x07 \x03(\x0b\x32\x14.sip2uc.v1.DtmfEvent\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswer_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\x0b \x01(\t\x12\x14\n\x0c\x66inal_status\x18\x0c \x01(\r\"\xd3\x01\n\x07\x43\x61llLeg\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07sidecar\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.sip2uc.v1.LegState\x12\r\n\x05party\x18\x04 \x01(\t\x12\x14\n\x0cregistration\x18\x05 \x01(\t\x12\r\n\x05\x63odec\x18\x06 \x01(\t\x12,\n\tdirection\x18\x07 \x01(\x0e\x32\x19.sip2uc.v1.MediaDirection\x12%\n\x05stats\x18\x08 \x03(\x0b\x32\x16.sip2uc.v1.StreamStats\"T\n\tDtmfEvent\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\x0e\n\x06leg_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\" \n\x10ListCallsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"3\n\x11ListCallsResponse\x12\x1e\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x0f.sip2uc.v1.Call\"\x1e\n\x0eGetCallRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x0fGetCallResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\"!\n\x11WatchCallsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"N\n\x12WatchCallsResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\x12\x19\n\x11snapshot_complete\x18\x02 \x01(\x08\"\x1e\n\x0e\x45ndCallRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x0f\x45ndCallResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\"@\n\x0fSendDtmfRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igits\x18\x02 \x01(\t\x12\x0f\n\x07towards\x18\x03 \x01(\t\"\x12\n\x10SendDtmfResponse\",\n\x10PlaceCallRequest\x12\x0c\n\x04\x66rom\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\t\"2\n\x11PlaceCallResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\"M\n\x16ListCallHistoryRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\"R\n\x17ListCallHistoryResponse\x12\x1e\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x0f.sip2uc.v1.Call\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*o\n\tCallState\x12\x1a\n\x16\x43\x41LL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41LL_STATE_RINGING\x10\x01\x12\x18\n\x14\x43\x41LL_STATE_CONNECTED\x10\x02\x12\x14\n\x10\x43\x41LL_STATE_ENDED\x10\x03\x32\x8d\x04\n\x0b\x43\x61llService\x12\x46\n\tListCalls\x12\x1b.sip2uc.v1.ListCallsRequest\x1a\x1c.sip2uc.v1.ListCallsResponse\x12@\n\x07GetCall\x12\x19.sip2uc.v1.GetCallRequest\x1a\x1a.sip2uc.v1.GetCallResponse\x12K\n\nWatchCalls\x12\x1c.sip2uc.v1.WatchCallsRequest\x1a\x1d.sip2uc.v1.WatchCallsResponse0\x01\x12@\n\x07\x45ndCall\x12\x19.sip2uc.v1.EndCallRequest\x1a\x1a.sip2uc.v1.EndCallResponse\x12\x43\n\x08SendDtmf\x12\x1a.sip2uc.v1.SendDtmfRequest\x1a\x1b.sip2uc.v1.SendDtmfResponse\x12\x46\n\tPlaceCall\x12\x1b.sip2uc.v1.PlaceCallRequest\x1a\x1c.sip2uc.v1.PlaceCallResponse\x12X\n\x0fListCallHistory\x12!.sip2uc.v1.ListCallHistoryRequest\x1a\".sip2uc.v1.ListCallHistoryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip2uc/v1/calls.proto\x12\tsip2uc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16sip2uc/v1/common.proto\x1a\x17sip2uc/v1/sidecar.proto\"\xe8\x03\n\x04\x43\x61ll\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.sip2uc.v1.CallState\x12\x0e\n\x06\x63\x61ller\x18\x03 \x01(\t\x12\x0f\n\x07\x64ialled\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61llee\x18\x05 \x01(\t\x12 \n\x04legs\x18\x06 \x03(\x0b\x32\x12.sip2uc.v1.CallLeg\x12\"\n\x04\x64tmf\x18\x07 \x03(\x0b\x32\x14.sip2uc.v1.DtmfEvent\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswer_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nend_reason\x18\x0b \x01(\t\x12\x14\n\x0c\x66inal_status\x18\x0c \x01(\r\x12\x18\n\x10\x63\x61ller_extension\x18\r \x01(\t\x12\x1b\n\x13\x63\x61ller_display_name\x18\x0e \x01(\t\x12\x18\n\x10\x63\x61llee_extension\x18\x0f \x01(\t\x12\x1b\n\x13\x63\x61llee_display_name\x18\x10 \x01(\t\x12\x0f\n\x07on_hold\x18\x11 \x01(\x08\"\xd3\x01\n\x07\x43\x61llLeg\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07sidecar\x18\x02 \x01(\t\x12\"\n\x05state\x18\x03 \x01(\x0e\x32\x13.sip2uc.v1.LegState\x12\r\n\x05party\x18\x04 \x01(\t\x12\x14\n\x0cregistration\x18\x05 \x01(\t\x12\r\n\x05\x63odec\x18\x06 \x01(\t\x12,\n\tdirection\x18\x07 \x01(\x0e\x32\x19.sip2uc.v1.MediaDirection\x12%\n\x05stats\x18\x08 \x03(\x0b\x32\x16.sip2uc.v1.StreamStats\"T\n\tDtmfEvent\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\x0e\n\x06leg_id\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\" \n\x10ListCallsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"3\n\x11ListCallsResponse\x12\x1e\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x0f.sip2uc.v1.Call\"\x1e\n\x0eGetCallRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x0fGetCallResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\"!\n\x11WatchCallsRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"N\n\x12WatchCallsResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\x12\x19\n\x11snapshot_complete\x18\x02 \x01(\x08\"\x1e\n\x0e\x45ndCallRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x0f\x45ndCallResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\"@\n\x0fSendDtmfRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x64igits\x18\x02 \x01(\t\x12\x0f\n\x07towards\x18\x03 \x01(\t\"\x12\n\x10SendDtmfResponse\",\n\x10PlaceCallRequest\x12\x0c\n\x04\x66rom\x18\x01 \x01(\t\x12\n\n\x02to\x18\x02 \x01(\t\"2\n\x11PlaceCallResponse\x12\x1d\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.Call\"M\n\x16ListCallHistoryRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\"R\n\x17ListCallHistoryResponse\x12\x1e\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x0f.sip2uc.v1.Call\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*o\n\tCallState\x12\x1a\n\x16\x43\x41LL_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43\x41LL_STATE_RINGING\x10\x01\x12\x18\n\x14\x43\x41LL_STATE_CONNECTED\x10\x02\x12\x14\n\x10\x43\x41LL_STATE_ENDED\x10\x03\x32\x8d\x04\n\x0b\x43\x61llService\x12\x46\n\tListCalls\x12\x1b.sip2uc.v1.ListCallsRequest\x1a\x1c.sip2uc.v1.ListCallsResponse\x12@\n\x07GetCall\x12\x19.sip2uc.v1.GetCallRequest\x1a\x1a.sip2uc.v1.GetCallResponse\x12K\n\nWatchCalls\x12\x1c.sip2uc.v1.WatchCallsRequest\x1a\x1d.sip2uc.v1.WatchCallsResponse0\x01\x12@\n\x07\x45ndCall\x12\x19.sip2uc.v1.EndCallRequest\x1a\x1a.sip2uc.v1.EndCallResponse\x12\x43\n\x08SendDtmf\x12\x1a.sip2uc.v1.SendDtmfRequest\x1a\x1b.sip2uc.v1.SendDtmfResponse\x12\x46\n\tPlaceCall\x12\x1b.sip2uc.v1.PlaceCallRequest\x1a\x1c.sip2uc.v1.PlaceCallResponse\x12X\n\x0fListCallHistory\x12!.sip2uc.v1.ListCallHistoryRequest\x1a\".sip2uc.v1.ListCallHistoryResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip2uc.v1.calls_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLSTATE']._serialized_start=1495
-  _globals['_CALLSTATE']._serialized_end=1606
+  _globals['_CALLSTATE']._serialized_start=1622
+  _globals['_CALLSTATE']._serialized_end=1733
   _globals['_CALL']._serialized_start=119
-  _globals['_CALL']._serialized_end=480
-  _globals['_CALLLEG']._serialized_start=483
-  _globals['_CALLLEG']._serialized_end=694
-  _globals['_DTMFEVENT']._serialized_start=696
-  _globals['_DTMFEVENT']._serialized_end=780
-  _globals['_LISTCALLSREQUEST']._serialized_start=782
-  _globals['_LISTCALLSREQUEST']._serialized_end=814
-  _globals['_LISTCALLSRESPONSE']._serialized_start=816
-  _globals['_LISTCALLSRESPONSE']._serialized_end=867
-  _globals['_GETCALLREQUEST']._serialized_start=869
-  _globals['_GETCALLREQUEST']._serialized_end=899
-  _globals['_GETCALLRESPONSE']._serialized_start=901
-  _globals['_GETCALLRESPONSE']._serialized_end=949
-  _globals['_WATCHCALLSREQUEST']._serialized_start=951
-  _globals['_WATCHCALLSREQUEST']._serialized_end=984
-  _globals['_WATCHCALLSRESPONSE']._serialized_start=986
-  _globals['_WATCHCALLSRESPONSE']._serialized_end=1064
-  _globals['_ENDCALLREQUEST']._serialized_start=1066
-  _globals['_ENDCALLREQUEST']._serialized_end=1096
-  _globals['_ENDCALLRESPONSE']._serialized_start=1098
-  _globals['_ENDCALLRESPONSE']._serialized_end=1146
-  _globals['_SENDDTMFREQUEST']._serialized_start=1148
-  _globals['_SENDDTMFREQUEST']._serialized_end=1212
-  _globals['_SENDDTMFRESPONSE']._serialized_start=1214
-  _globals['_SENDDTMFRESPONSE']._serialized_end=1232
-  _globals['_PLACECALLREQUEST']._serialized_start=1234
-  _globals['_PLACECALLREQUEST']._serialized_end=1278
-  _globals['_PLACECALLRESPONSE']._serialized_start=1280
-  _globals['_PLACECALLRESPONSE']._serialized_end=1330
-  _globals['_LISTCALLHISTORYREQUEST']._serialized_start=1332
-  _globals['_LISTCALLHISTORYREQUEST']._serialized_end=1409
-  _globals['_LISTCALLHISTORYRESPONSE']._serialized_start=1411
-  _globals['_LISTCALLHISTORYRESPONSE']._serialized_end=1493
-  _globals['_CALLSERVICE']._serialized_start=1609
-  _globals['_CALLSERVICE']._serialized_end=2134
+  _globals['_CALL']._serialized_end=607
+  _globals['_CALLLEG']._serialized_start=610
+  _globals['_CALLLEG']._serialized_end=821
+  _globals['_DTMFEVENT']._serialized_start=823
+  _globals['_DTMFEVENT']._serialized_end=907
+  _globals['_LISTCALLSREQUEST']._serialized_start=909
+  _globals['_LISTCALLSREQUEST']._serialized_end=941
+  _globals['_LISTCALLSRESPONSE']._serialized_start=943
+  _globals['_LISTCALLSRESPONSE']._serialized_end=994
+  _globals['_GETCALLREQUEST']._serialized_start=996
+  _globals['_GETCALLREQUEST']._serialized_end=1026
+  _globals['_GETCALLRESPONSE']._serialized_start=1028
+  _globals['_GETCALLRESPONSE']._serialized_end=1076
+  _globals['_WATCHCALLSREQUEST']._serialized_start=1078
+  _globals['_WATCHCALLSREQUEST']._serialized_end=1111
+  _globals['_WATCHCALLSRESPONSE']._serialized_start=1113
+  _globals['_WATCHCALLSRESPONSE']._serialized_end=1191
+  _globals['_ENDCALLREQUEST']._serialized_start=1193
+  _globals['_ENDCALLREQUEST']._serialized_end=1223
+  _globals['_ENDCALLRESPONSE']._serialized_start=1225
+  _globals['_ENDCALLRESPONSE']._serialized_end=1273
+  _globals['_SENDDTMFREQUEST']._serialized_start=1275
+  _globals['_SENDDTMFREQUEST']._serialized_end=1339
+  _globals['_SENDDTMFRESPONSE']._serialized_start=1341
+  _globals['_SENDDTMFRESPONSE']._serialized_end=1359
+  _globals['_PLACECALLREQUEST']._serialized_start=1361
+  _globals['_PLACECALLREQUEST']._serialized_end=1405
+  _globals['_PLACECALLRESPONSE']._serialized_start=1407
+  _globals['_PLACECALLRESPONSE']._serialized_end=1457
+  _globals['_LISTCALLHISTORYREQUEST']._serialized_start=1459
+  _globals['_LISTCALLHISTORYREQUEST']._serialized_end=1536
+  _globals['_LISTCALLHISTORYRESPONSE']._serialized_start=1538
+  _globals['_LISTCALLHISTORYRESPONSE']._serialized_end=1620
+  _globals['_CALLSERVICE']._serialized_start=1736
+  _globals['_CALLSERVICE']._serialized_end=2261
 # @@protoc_insertion_point(module_scope)

@@ -68,6 +68,11 @@ class Call(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     END_REASON_FIELD_NUMBER: _builtins.int
     FINAL_STATUS_FIELD_NUMBER: _builtins.int
+    CALLER_EXTENSION_FIELD_NUMBER: _builtins.int
+    CALLER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    CALLEE_EXTENSION_FIELD_NUMBER: _builtins.int
+    CALLEE_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ON_HOLD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `calls/{id}`."""
     state: Global___CallState.ValueType
@@ -82,6 +87,16 @@ class Call(_message.Message):
     """Why it ended, e.g. "caller hung up", "no answer", "media timeout"."""
     final_status: _builtins.int
     """Final SIP status for unanswered calls."""
+    caller_extension: _builtins.str
+    """The calling user's extension and display name (empty when the caller is not a user)."""
+    caller_display_name: _builtins.str
+    """The calling user's display name."""
+    callee_extension: _builtins.str
+    """The called user's extension (empty when the call did not go to a user)."""
+    callee_display_name: _builtins.str
+    """The called user's display name."""
+    on_hold: _builtins.bool
+    """A party has put the call on hold (a leg's direction is sendonly, recvonly or inactive)."""
     @_builtins.property
     def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___CallLeg]:
         """Legs, the caller's first."""
@@ -117,10 +132,15 @@ class Call(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         end_reason: _builtins.str = ...,
         final_status: _builtins.int = ...,
+        caller_extension: _builtins.str = ...,
+        caller_display_name: _builtins.str = ...,
+        callee_extension: _builtins.str = ...,
+        callee_display_name: _builtins.str = ...,
+        on_hold: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "callee", b"callee", "caller", b"caller", "dialled", b"dialled", "dtmf", b"dtmf", "end_reason", b"end_reason", "end_time", b"end_time", "final_status", b"final_status", "legs", b"legs", "name", b"name", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "callee", b"callee", "callee_display_name", b"callee_display_name", "callee_extension", b"callee_extension", "caller", b"caller", "caller_display_name", b"caller_display_name", "caller_extension", b"caller_extension", "dialled", b"dialled", "dtmf", b"dtmf", "end_reason", b"end_reason", "end_time", b"end_time", "final_status", b"final_status", "legs", b"legs", "name", b"name", "on_hold", b"on_hold", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
