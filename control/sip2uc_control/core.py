@@ -107,6 +107,11 @@ class ControlCore:
         await core.bindings.load()
         await core.settings.load()
         await core.presence.load()
+        # No call is live yet: presence must not keep anyone in a call the registry does not
+        # have (sidecars that still carry calls give them back as they reconnect).
+        reconciled = core.calls.reconcile_presence()
+        if reconciled:
+            log.info("%d users were in calls that ended with the last run", reconciled)
         await core.sidecars.load(clock())
         await core.connectors.load()
         await core.enrollments.load()
@@ -460,6 +465,8 @@ class ControlCore:
         self, user: User, source: Source, origin: str | None = None
     ) -> PresenceChange | None:
         engine = self.presence.engine
+        # Clearing also drops calls that no longer exist from the user's presence.
+        self.calls.reconcile_presence((user.id,))
         return await self.presence.update(
             user.id, lambda r, now: engine.clear(r, source, now, origin)
         )

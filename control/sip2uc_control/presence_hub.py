@@ -156,6 +156,14 @@ class PresenceHub:
             self.records[user_id] = self._pending_records[user_id] = record
             self._schedule_flush()
 
+    def in_calls(self) -> dict[str, frozenset[str]]:
+        """The users whose record has calls, with those calls' ids."""
+        return {
+            uid: frozenset(e.call_id for e in rec.calls)
+            for uid, rec in self.records.items()
+            if rec.calls
+        }
+
     def effective(self, user_id: str) -> EffectivePresence:
         return self.engine.resolve(self.record(user_id))
 

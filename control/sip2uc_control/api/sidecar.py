@@ -93,6 +93,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         if isinstance(principal, SidecarPrincipal):
             await self.core.enrollments.connected(info.name)
         log.info("sidecar %s connected (%s)", info.name, ", ".join(info.sip_listeners))
+        # Calls it carries that we lost (we restarted): taken back or ended; the commands
+        # wait in its queue for the welcome below.
+        self.core.calls.adopt(info.name, sidecar_wire.live_legs(first))
 
         async def read_loop() -> None:
             async for message in iterator:

@@ -30,6 +30,7 @@ from ..calls import (
     InviteOutcome,
     LegReport,
     LegState,
+    LiveLeg,
     MediaInfo,
 )
 from ..errors import FieldViolation, InvalidArgument
@@ -216,6 +217,23 @@ def sidecar_info(message: sidecar_pb2.ConnectRequest, now: float) -> SidecarInfo
         connect_time=now,
         last_seen=now,
     )
+
+
+def live_legs(message: sidecar_pb2.ConnectRequest) -> list[LiveLeg]:
+    """The legs a session's hello says the sidecar carries (ill-formed entries are skipped)."""
+    return [
+        LiveLeg(
+            call_id=leg.call_id,
+            leg_id=leg.leg_id,
+            caller=leg.caller,
+            established=leg.established,
+            party=leg.party,
+            media=_media(leg.media) if leg.HasField("media") else None,
+            direction=_DIRECTIONS.get(leg.direction, "sendrecv"),
+        )
+        for leg in message.hello.live_legs
+        if leg.call_id and leg.leg_id
+    ]
 
 
 def session_report(

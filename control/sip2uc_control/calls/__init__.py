@@ -3,7 +3,7 @@
 from .commands import AnswerLeg, Command, CreateLeg, EndLeg, InjectDtmf, UpdateMedia
 from .controller import CallController
 from .model import Call, CallState, Codec, Leg, LegState, MediaInfo, best_final_status
-from .requests import InviteInput, InviteOutcome, LegReport
+from .requests import InviteInput, InviteOutcome, LegReport, LiveLeg
 
 __all__ = [
     "AnswerLeg",
@@ -20,6 +20,7 @@ __all__ = [
     "Leg",
     "LegReport",
     "LegState",
+    "LiveLeg",
     "MediaInfo",
     "UpdateMedia",
     "best_final_status",

@@ -52,8 +52,9 @@ from .ports import (
     UserLookup,
 )
 from .presence_codes import PresenceCodes
+from .reconciliation import HALF_CALL, Reconciliation
 from .registry import CallRegistry, new_id
-from .requests import InviteInput, InviteOutcome, LegReport
+from .requests import InviteInput, InviteOutcome, LegReport, LiveLeg
 from .routing import CallRouter, RingTrunk, routing_settings, uri_host, user_part
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class CallController:
         self.users = users
         self.sidecars = sidecars
         self.history = history
+        self.settings = settings
         self.clock = clock
         self.registry = CallRegistry()
         self.parties = PartyPresence(users, presence)
@@ -86,6 +88,9 @@ class CallController:
         self.codes = PresenceCodes(presence, save_user_settings)
         self.click_to_dial = ClickToDial(
             self.registry, self.router, bindings, sidecars, settings, self.parties, clock
+        )
+        self.reconciliation = Reconciliation(
+            self.registry, users, presence, self.parties, sidecars, clock
         )
 
     # --- the registry, for the API -------------------------------------------------------------
@@ -354,7 +359,9 @@ class CallController:
     # --- timers --------------------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Calls nobody answered within the callee's no-answer time: forward or end them."""
+        """Calls nobody answered within the callee's no-answer time: forward or end them; calls
+        rebuilt after a restart whose other party never came back: end them."""
+        await self.end_half_calls()
         now = self.clock()
         for call in self.registry.snapshot():
             if (
@@ -375,6 +382,28 @@ class CallController:
                         if self._forward(call, user, decision.target):
                             continue
                 await self._finish(call, "no answer", 480, notify_caller=True)
+
+    # --- reconciliation (reconciliation.py) ---------------------------------------------------
+
+    def reconcile_presence(self, user_ids: Collection[str] | None = None) -> int:
+        """Drop presence call entries of calls that are not live; returns the users changed."""
+        return self.reconciliation.presence_of_calls(user_ids)
+
+    def adopt(self, sidecar: str, legs: Collection[LiveLeg]) -> None:
+        """A sidecar's session started with these legs: take back the calls we lost."""
+        for call in self.reconciliation.adopt(sidecar, legs):
+            log.info(
+                "call %s taken back from sidecar %s (%d of its legs known)",
+                call.id,
+                sidecar,
+                len(call.legs),
+            )
+            self.registry.publish(call)
+
+    async def end_half_calls(self) -> None:
+        grace = float(self.settings.current.sidecar_grace_seconds)
+        for call in self.reconciliation.half_calls(grace):
+            await self._finish(call, HALF_CALL, 480, notify_caller=True)
 
     async def end_calls_on(self, lost: Collection[str]) -> None:
         """End every call with a live leg on one of the `lost` sidecars (past their grace).

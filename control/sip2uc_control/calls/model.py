@@ -90,6 +90,8 @@ class Call:
     forward_chain: tuple[str, ...] = ()
     click_to_dial: str | None = None  # the target, while the caller's handsets ring first
     presence_users: set[str] = field(default_factory=set)
+    #: When a restarted control plane rebuilt the call from its sidecars' legs.
+    adopted_at: float | None = None
 
     @property
     def name(self) -> str:

@@ -51,6 +51,10 @@ class PresenceRecords(Protocol):
 
     def record(self, user_id: str) -> PresenceRecord: ...
 
+    def in_calls(self) -> dict[str, frozenset[str]]:
+        """The users whose record has calls, with those calls' ids."""
+        ...
+
     def apply(self, user_id: str, step: PresenceStep, /) -> object:
         """Change the record now; the write follows without being awaited."""
         ...

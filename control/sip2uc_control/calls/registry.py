@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 
 from ..watchers import WATCH_QUEUE_LIMIT, Watchers, WatchQueue
 from .model import Call, Leg
+
+#: How many ended calls the registry remembers as ended here (a sidecar that was away while one
+#: of them ended must not have its leg taken back as a lost call).
+ENDED_MEMORY = 10_000
 
 
 def new_id() -> str:
@@ -19,6 +24,7 @@ class CallRegistry:
         self.by_leg: dict[str, str] = {}
         # Ended calls whose history row is still being written: no longer live, not yet stored.
         self.ending: dict[str, Call] = {}
+        self._ended_here: OrderedDict[str, None] = OrderedDict()
         self.watchers: Watchers[Call] = Watchers()
 
     def add(self, call: Call) -> None:
@@ -36,6 +42,13 @@ class CallRegistry:
         for leg_id in call.legs:
             self.by_leg.pop(leg_id, None)
         self.ending[call.id] = call
+        self._ended_here[call.id] = None
+        while len(self._ended_here) > ENDED_MEMORY:
+            self._ended_here.popitem(last=False)
+
+    def ended_here(self, call_id: str) -> bool:
+        """The call was live in this control plane and has ended (recently)."""
+        return call_id in self._ended_here
 
     def stored(self, call: Call) -> None:
         """The ended call's history row is written (or given up): the history finds it now."""

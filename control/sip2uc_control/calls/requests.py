@@ -46,3 +46,17 @@ class LegReport:
     dtmf_digits: str = ""
     stats: tuple[StreamStats, ...] = ()
     direction: str = ""
+
+
+@dataclass(frozen=True)
+class LiveLeg:
+    """A leg a sidecar reports carrying when its session starts (docs/calls.md,
+    "Reconciliation")."""
+
+    call_id: str
+    leg_id: str
+    caller: bool
+    established: bool
+    party: str  # the caller's digest username, or the To URI of a leg we asked for
+    media: MediaInfo | None
+    direction: str = "sendrecv"

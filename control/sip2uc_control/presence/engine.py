@@ -38,7 +38,7 @@ Decisions taken here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 
 from .model import (
@@ -67,6 +67,7 @@ _REASON_SOURCE: dict[Reason, Source] = {
     Reason.CALL_STARTED: Source.CALL,
     Reason.CALL_ANSWERED: Source.CALL,
     Reason.CALL_ENDED: Source.CALL,
+    Reason.CALLS_RECONCILED: Source.CALL,
     Reason.MANUAL_SET: Source.MANUAL,
     Reason.MANUAL_CLEARED: Source.MANUAL,
     Reason.MANUAL_EXPIRED: Source.MANUAL,
@@ -220,6 +221,19 @@ class PresenceEngine:
             now,
             Reason.CALL_ENDED,
             lambda r: replace(r, calls=tuple(e for e in r.calls if e.call_id != call_id)),
+        )
+
+    def on_calls_reconciled(
+        self, record: PresenceRecord, live: Collection[str], now: float
+    ) -> Transition:
+        """Keep only the calls that exist (``live``): the call layer is derived from real calls,
+        and a call the control plane no longer knows (it restarted, the call's sidecar was lost)
+        must not keep the user in a call."""
+        return self._apply(
+            record,
+            now,
+            Reason.CALLS_RECONCILED,
+            lambda r: replace(r, calls=tuple(e for e in r.calls if e.call_id in live)),
         )
 
     # -- override layers -----------------------------------------------------------------------

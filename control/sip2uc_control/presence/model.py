@@ -85,6 +85,8 @@ class Reason(StrEnum):
     CALL_STARTED = "call-started"
     CALL_ANSWERED = "call-answered"
     CALL_ENDED = "call-ended"
+    #: Calls no longer live were dropped from the record (the control plane restarted).
+    CALLS_RECONCILED = "calls-reconciled"
     MANUAL_SET = "manual-set"
     MANUAL_CLEARED = "manual-cleared"
     MANUAL_EXPIRED = "manual-expired"

@@ -505,6 +505,24 @@ class _Leg:
             LegFinished(leg_id=self.leg_id),
         ]
 
+    @property
+    def established(self) -> bool:
+        """Answered with the handset (the 2xx sent or received)."""
+        return self.state in (
+            InboundState.ANSWERED,
+            InboundState.CONFIRMED,
+            OutboundState.CONFIRMED,
+        )
+
+    def peer_spec(self) -> MediaSpec:
+        """The leg's peer endpoint with the law its handset speaks."""
+        return self._spec()
+
+    @property
+    def handset_direction(self) -> Direction:
+        """The direction the handset last asked for."""
+        return self.negotiated.direction if self.negotiated is not None else Direction.SENDRECV
+
     def _spec(self, direction: Direction | None = None) -> MediaSpec:
         return spec_for_leg(
             host=self.config.relay_host,

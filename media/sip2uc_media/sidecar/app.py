@@ -274,6 +274,7 @@ class Sidecar:
             rtp_ports=config.rtp_ports,
             capacity=self.capacity.legs,
             instance_id=self.instance_id,
+            live_legs=self.calls.live_legs() if self.calls is not None else (),
         )
 
     def _apply_settings(self, settings: EdgeSettings) -> None:

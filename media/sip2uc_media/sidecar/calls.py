@@ -61,7 +61,7 @@ from ..rtp.relay import DtmfReceived, LegStats, MediaTimeout, RelayError, RelayE
 from .auth_guard import AuthGuard
 from .commands import AnswerLeg, Command, CreateLeg, EndLeg, InjectDtmf, UpdateMedia
 from .registrar import Registrar, Rejection
-from .requests import ControlUnavailableError, InviteCall, Origin
+from .requests import ControlUnavailableError, InviteCall, LiveLeg, Origin
 from .telemetry import MediaMetrics
 
 __all__ = ["CallControl", "CallHandler", "EdgeHooks"]
@@ -115,6 +115,9 @@ class _LegEntry:
     leg: Leg
     origin: Origin
     invite_txn: TransactionId | None = None
+    #: Who the handset is, as the control plane can find the user again: the digest username
+    #: a caller authenticated with, the To URI of a leg the control plane asked for.
+    party: str = ""
     #: The final statistics went out with the leg's last report (or there were none).
     stats_sent: bool = False
 
@@ -188,6 +191,23 @@ class CallHandler:
             except RelayError:
                 continue
         return out
+
+    def live_legs(self) -> tuple[LiveLeg, ...]:
+        """Every routed leg, for the hello: a control plane that restarted takes back the
+        established ones and ends the others (docs/calls.md, "Reconciliation")."""
+        return tuple(
+            LiveLeg(
+                call_id=entry.leg.call_id,
+                leg_id=leg_id,
+                caller=isinstance(entry.leg, InboundLeg),
+                established=entry.leg.established,
+                party=entry.party,
+                media=entry.leg.peer_spec(),
+                direction=entry.leg.handset_direction,
+            )
+            for leg_id, entry in self._legs.items()
+            if entry.leg.call_id and not entry.leg.finished
+        )
 
     def load(self) -> tuple[int, int]:
         return (len(self._legs), 4 * len(self._legs))
@@ -265,7 +285,9 @@ class CallHandler:
             # The tag of our 407, so that handsets keeping the first tag they saw stay in step.
             to_tag=self.registrar.tag_for(request),
         )
-        self._legs[leg_id] = _LegEntry(leg, origin, txn_id)
+        self._legs[leg_id] = _LegEntry(
+            leg, origin, txn_id, party=credentials.username if credentials else ""
+        )
         self._by_key[leg.key] = leg_id
         self._by_invite_txn[txn_id] = leg_id
         call = InviteCall(
@@ -425,7 +447,7 @@ class CallHandler:
         origin = Origin(
             sidecar=self.name, source=create.destination, user_agent="", call_id=leg.sip_call_id
         )
-        self._legs[create.leg_id] = _LegEntry(leg, origin)
+        self._legs[create.leg_id] = _LegEntry(leg, origin, party=create.to_uri)
         self._by_key[leg.key] = create.leg_id
         self._run(create.leg_id, leg.start(now))
         return ""

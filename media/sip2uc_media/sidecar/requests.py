@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from sip2uc_core.sip.digest import Credentials
 from sip2uc_core.sip.endpoint import Endpoint
 
+from ..b2bua.offer_answer import MediaSpec
+from ..rtp.relay import Direction
 from .registrar import RegisterResult
 
 __all__ = [
@@ -53,6 +55,25 @@ class InviteCall:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LiveLeg:
+    """A call leg this sidecar carries, reported in the hello (docs/calls.md,
+    "Reconciliation")."""
+
+    call_id: str
+    leg_id: str
+    #: The handset placed the call (our INVITE server side).
+    caller: bool
+    #: Answered with the handset; a leg still being set up is ended by a control plane that
+    #: no longer knows it.
+    established: bool
+    #: The digest username of a caller's leg, the To URI of a leg the control plane asked for.
+    party: str
+    #: The leg's peer endpoint (where another sidecar's relay sends its media).
+    media: MediaSpec
+    direction: Direction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HelloInfo:
     """How the sidecar announces itself when its session starts."""
 
@@ -64,6 +85,7 @@ class HelloInfo:
     rtp_ports: tuple[int, int]
     capacity: int
     instance_id: str
+    live_legs: tuple[LiveLeg, ...] = ()
 
 
 #: How a REGISTER's answer comes back: ``done(result, None)`` or ``done(None, error)``, once.

@@ -205,6 +205,18 @@ def hello(info: HelloInfo) -> sidecar_pb2.ConnectRequest:
             version=VERSION,
             instance_id=info.instance_id,
             batched_commands=True,
+            live_legs=[
+                sidecar_pb2.LiveLeg(
+                    call_id=leg.call_id,
+                    leg_id=leg.leg_id,
+                    caller=leg.caller,
+                    established=leg.established,
+                    party=leg.party,
+                    media=_media(leg.media),
+                    direction=_DIRECTIONS[leg.direction],
+                )
+                for leg in info.live_legs
+            ],
         )
     )
 

@@ -283,6 +283,7 @@ class SidecarHello(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
     BATCHED_COMMANDS_FIELD_NUMBER: _builtins.int
+    LIVE_LEGS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique sidecar name, e.g. "vlan10"."""
     site: _builtins.str
@@ -309,6 +310,13 @@ class SidecarHello(_message.Message):
     def sip_listeners(self) -> _containers.RepeatedCompositeFieldContainer[Global___SipListener]:
         """SIP listening addresses, one per transport."""
 
+    @_builtins.property
+    def live_legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LiveLeg]:
+        """The call legs this sidecar carries now, so that a control plane that restarted (or
+        lost the session) takes back the calls it no longer knows (docs/calls.md,
+        "Reconciliation").
+        """
+
     def __init__(
         self,
         *,
@@ -322,14 +330,69 @@ class SidecarHello(_message.Message):
         version: _builtins.str = ...,
         instance_id: _builtins.str = ...,
         batched_commands: _builtins.bool = ...,
+        live_legs: _abc.Iterable[Global___LiveLeg] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batched_commands", b"batched_commands", "capacity", b"capacity", "instance_id", b"instance_id", "name", b"name", "rtp_host", b"rtp_host", "rtp_port_max", b"rtp_port_max", "rtp_port_min", b"rtp_port_min", "sip_listeners", b"sip_listeners", "site", b"site", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batched_commands", b"batched_commands", "capacity", b"capacity", "instance_id", b"instance_id", "live_legs", b"live_legs", "name", b"name", "rtp_host", b"rtp_host", "rtp_port_max", b"rtp_port_max", "rtp_port_min", b"rtp_port_min", "sip_listeners", b"sip_listeners", "site", b"site", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SidecarHello: _TypeAlias = SidecarHello  # noqa: Y015
+
+@_typing.final
+class LiveLeg(_message.Message):
+    """A call leg a sidecar carries, as its hello reports it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALL_ID_FIELD_NUMBER: _builtins.int
+    LEG_ID_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    ESTABLISHED_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    MEDIA_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    call_id: _builtins.str
+    """Control-plane call id."""
+    leg_id: _builtins.str
+    """The leg."""
+    caller: _builtins.bool
+    """True for the leg of the handset that placed the call (it sent the INVITE), false
+    for a leg the control plane asked for (CreateLegCommand).
+    """
+    established: _builtins.bool
+    """The leg is established with its handset (answered); a leg still being set up is
+    ended by a control plane that does not know it.
+    """
+    party: _builtins.str
+    """Who the handset is: the digest username a caller's leg authenticated with, or the
+    To URI of a leg the control plane asked for.
+    """
+    direction: _common_pb2.MediaDirection.ValueType
+    """The direction the handset last asked for."""
+    @_builtins.property
+    def media(self) -> _common_pb2.MediaEndpoint:
+        """Where the other sidecar's relay should send this leg's media (its peer port)."""
+
+    def __init__(
+        self,
+        *,
+        call_id: _builtins.str = ...,
+        leg_id: _builtins.str = ...,
+        caller: _builtins.bool = ...,
+        established: _builtins.bool = ...,
+        party: _builtins.str = ...,
+        media: _common_pb2.MediaEndpoint | None = ...,
+        direction: _common_pb2.MediaDirection.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "caller", b"caller", "direction", b"direction", "established", b"established", "leg_id", b"leg_id", "media", b"media", "party", b"party"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveLeg: _TypeAlias = LiveLeg  # noqa: Y015
 
 @_typing.final
 class SipListener(_message.Message):

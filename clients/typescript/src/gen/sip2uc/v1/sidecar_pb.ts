@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/sidecar.proto.
  */
 export const file_sip2uc_v1_sidecar: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAki+QEKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSAASJgoEYmFucxgFIAEoCzIWLnNpcDJ1Yy52MS5TaWRlY2FyQmFuc0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IuoCCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QiUAoMRGV2aWNlRGlnZXN0EhAKCHVzZXJuYW1lGAEgASgJEi4KCmFsZ29yaXRobXMYAiADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs8ECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSAASLQoIbGlmdF9iYW4YDCABKAsyGS5zaXAydWMudjEuTGlmdEJhbkNvbW1hbmRIAEIJCgdwYXlsb2FkIiAKDkxpZnRCYW5Db21tYW5kEg4KBnNvdXJjZRgBIAEoCSI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsIpABCgxSZWdpc3RlckNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRIrCgdyZXF1ZXN0GAQgASgLMhouc2lwMnVjLnYxLlJlZ2lzdGVyUmVxdWVzdBISCgp0aW1lb3V0X21zGAUgASgNIkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0iygEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJ6ChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhUKDWJyaWRnZV9sZWdfaWQYBCABKAkiuAEKDk1lc3NhZ2VSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEhAKCGZyb21fdXJpGAMgASgJEhMKC3JlcXVlc3RfdXJpGAQgASgJEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIMCgRib2R5GAYgASgMIjEKD01lc3NhZ2VSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDgoGcmVhc29uGAIgASgJIs8BChBTdWJzY3JpYmVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg0KBWV2ZW50GAMgASgJEhMKC3JlcXVlc3RfdXJpGAQgASgJEhAKCGZyb21fdXJpGAUgASgJEg8KB2V4cGlyZXMYBiABKA0SFwoPc3Vic2NyaXB0aW9uX2lkGAcgASgJIkQKEVN1YnNjcmliZVJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoDRIPCgdleHBpcmVzGAIgASgNEg4KBnJlYXNvbhgDIAEoCSqDAgoPUmVnaXN0ZXJPdXRjb21lEiAKHFJFR0lTVEVSX09VVENPTUVfVU5TUEVDSUZJRUQQABIXChNSRUdJU1RFUl9PVVRDT01FX09LEAESIQodUkVHSVNURVJfT1VUQ09NRV9VTkFVVEhPUklaRUQQAhIeChpSRUdJU1RFUl9PVVRDT01FX0ZPUkJJRERFThADEicKI1JFR0lTVEVSX09VVENPTUVfSU5URVJWQUxfVE9PX0JSSUVGEAQSJgoiUkVHSVNURVJfT1VUQ09NRV9UT09fTUFOWV9CSU5ESU5HUxAFEiEKHVJFR0lTVEVSX09VVENPTUVfT1VUX09GX09SREVSEAYqwQEKEUludml0ZURpc3Bvc2l0aW9uEiIKHklOVklURV9ESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEh4KGklOVklURV9ESVNQT1NJVElPTl9ST1VUSU5HEAESHQoZSU5WSVRFX0RJU1BPU0lUSU9OX1JFSkVDVBACEiMKH0lOVklURV9ESVNQT1NJVElPTl9VTkFVVEhPUklaRUQQAxIkCiBJTlZJVEVfRElTUE9TSVRJT05fRkVFREJBQ0tfVE9ORRAEKmEKDEZlZWRiYWNrVG9uZRIdChlGRUVEQkFDS19UT05FX1VOU1BFQ0lGSUVEEAASGQoVRkVFREJBQ0tfVE9ORV9DT05GSVJNEAESFwoTRkVFREJBQ0tfVE9ORV9FUlJPUhACKrABCghMZWdTdGF0ZRIZChVMRUdfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBMRUdfU1RBVEVfVFJZSU5HEAESFQoRTEVHX1NUQVRFX1JJTkdJTkcQAhIZChVMRUdfU1RBVEVfRUFSTFlfTUVESUEQAxIWChJMRUdfU1RBVEVfQU5TV0VSRUQQBBIUChBMRUdfU1RBVEVfRkFJTEVEEAUSEwoPTEVHX1NUQVRFX0VOREVEEAYyigMKDlNpZGVjYXJTZXJ2aWNlEkQKB0Nvbm5lY3QSGS5zaXAydWMudjEuQ29ubmVjdFJlcXVlc3QaGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJZCg5SZWdpc3RlclN0cmVhbRIgLnNpcDJ1Yy52MS5SZWdpc3RlclN0cmVhbVJlcXVlc3QaIS5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXNwb25zZSgBMAESTQoKQ2FsbFN0cmVhbRIcLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVxdWVzdBodLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVzcG9uc2UoATABEkAKB01lc3NhZ2USGS5zaXAydWMudjEuTWVzc2FnZVJlcXVlc3QaGi5zaXAydWMudjEuTWVzc2FnZVJlc3BvbnNlEkYKCVN1YnNjcmliZRIbLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXF1ZXN0Ghwuc2lwMnVjLnYxLlN1YnNjcmliZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAkikAIKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCBIlCglsaXZlX2xlZ3MYCyADKAsyEi5zaXAydWMudjEuTGl2ZUxlZyK1AQoHTGl2ZUxlZxIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZjYWxsZXIYAyABKAgSEwoLZXN0YWJsaXNoZWQYBCABKAgSDQoFcGFydHkYBSABKAkSJwoFbWVkaWEYBiABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIsCglkaXJlY3Rpb24YByABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iYQoLU2lwTGlzdGVuZXISJwoJdHJhbnNwb3J0GAEgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIpCgdhZGRyZXNzGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MiQwoQU2lkZWNhckhlYXJ0YmVhdBITCgthY3RpdmVfbGVncxgBIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYAiABKA0iPgoNQ29tbWFuZFJlc3VsdBISCgpjb21tYW5kX2lkGAEgASgJEgoKAm9rGAIgASgIEg0KBWVycm9yGAMgASgJIvkBCg5Db25uZWN0UmVxdWVzdBIoCgVoZWxsbxgBIAEoCzIXLnNpcDJ1Yy52MS5TaWRlY2FySGVsbG9IABIwCgloZWFydGJlYXQYAiABKAsyGy5zaXAydWMudjEuU2lkZWNhckhlYXJ0YmVhdEgAEioKBnJlc3VsdBgDIAEoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0SAASLAoHcmVzdWx0cxgEIAEoCzIZLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0c0gAEiYKBGJhbnMYBSABKAsyFi5zaXAydWMudjEuU2lkZWNhckJhbnNIAEIJCgdwYXlsb2FkIkEKC1NpZGVjYXJCYW5zEiMKBGJhbnMYASADKAsyFS5zaXAydWMudjEuU2lkZWNhckJhbhINCgV0b3RhbBgCIAEoDSKbAQoKU2lkZWNhckJhbhIOCgZzb3VyY2UYASABKAkSDAoEdXNlchgCIAEoCRIOCgZyZWFzb24YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjsKDkNvbW1hbmRSZXN1bHRzEikKB3Jlc3VsdHMYASADKAsyGC5zaXAydWMudjEuQ29tbWFuZFJlc3VsdCLqAgoPU2lkZWNhclNldHRpbmdzEg0KBXJlYWxtGAEgASgJEg4KBmRvbWFpbhgCIAEoCRIYChBhbGxvd2VkX25ldHdvcmtzGAMgAygJEi0KDXRydW5rX3NvdXJjZXMYBCADKAsyFi5zaXAydWMudjEuVHJ1bmtTb3VyY2USFQoNYmFuX3RocmVzaG9sZBgFIAEoDRIaChJiYW5fd2luZG93X3NlY29uZHMYBiABKA0SEwoLYmFuX3NlY29uZHMYByABKA0SFQoNY2hhbm5lbF9saW1pdBgIIAEoDRIdChVtZWRpYV90aW1lb3V0X3NlY29uZHMYCSABKA0SEwoLbWluX2V4cGlyZXMYCiABKA0SEwoLbWF4X2V4cGlyZXMYCyABKA0SFgoOYmFuX3VzZXJfbmFtZXMYDCABKA0SLwoOZGV2aWNlX2RpZ2VzdHMYDSADKAsyFy5zaXAydWMudjEuRGV2aWNlRGlnZXN0IlAKDERldmljZURpZ2VzdBIQCgh1c2VybmFtZRgBIAEoCRIuCgphbGdvcml0aG1zGAIgAygOMhouc2lwMnVjLnYxLkRpZ2VzdEFsZ29yaXRobSIsCgtUcnVua1NvdXJjZRIPCgduZXR3b3JrGAEgASgJEgwKBHBvcnQYAiABKA0ibwoOU2lkZWNhcldlbGNvbWUSLAoIc2V0dGluZ3MYASABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzEi8KC3NlcnZlcl90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLPBAoPQ29ubmVjdFJlc3BvbnNlEhIKCmNvbW1hbmRfaWQYASABKAkSLAoHd2VsY29tZRgCIAEoCzIZLnNpcDJ1Yy52MS5TaWRlY2FyV2VsY29tZUgAEi4KCHNldHRpbmdzGAMgASgLMhouc2lwMnVjLnYxLlNpZGVjYXJTZXR0aW5nc0gAEjEKCmNyZWF0ZV9sZWcYBCABKAsyGy5zaXAydWMudjEuQ3JlYXRlTGVnQ29tbWFuZEgAEjEKCmFuc3dlcl9sZWcYBSABKAsyGy5zaXAydWMudjEuQW5zd2VyTGVnQ29tbWFuZEgAEisKB2VuZF9sZWcYBiABKAsyGC5zaXAydWMudjEuRW5kTGVnQ29tbWFuZEgAEjMKC2luamVjdF9kdG1mGAcgASgLMhwuc2lwMnVjLnYxLkluamVjdER0bWZDb21tYW5kSAASOwoPZGVsaXZlcl9tZXNzYWdlGAggASgLMiAuc2lwMnVjLnYxLkRlbGl2ZXJNZXNzYWdlQ29tbWFuZEgAEioKBm5vdGlmeRgJIAEoCzIYLnNpcDJ1Yy52MS5Ob3RpZnlDb21tYW5kSAASNQoMdXBkYXRlX21lZGlhGAogASgLMh0uc2lwMnVjLnYxLlVwZGF0ZU1lZGlhQ29tbWFuZEgAEigKBWJhdGNoGAsgASgLMhcuc2lwMnVjLnYxLkNvbW1hbmRCYXRjaEgAEi0KCGxpZnRfYmFuGAwgASgLMhkuc2lwMnVjLnYxLkxpZnRCYW5Db21tYW5kSABCCQoHcGF5bG9hZCIgCg5MaWZ0QmFuQ29tbWFuZBIOCgZzb3VyY2UYASABKAkiPAoMQ29tbWFuZEJhdGNoEiwKCGNvbW1hbmRzGAEgAygLMhouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSLKAQoPUmVnaXN0ZXJSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEgsKA2FvchgDIAEoCRIrCghjb250YWN0cxgEIAMoCzIZLnNpcDJ1Yy52MS5Db250YWN0QmluZGluZxISCgpyZW1vdmVfYWxsGAUgASgIEgwKBGNzZXEYBiABKA0iVAoOQ29udGFjdEJpbmRpbmcSCwoDdXJpGAEgASgJEg8KB2V4cGlyZXMYAiABKA0SDwoHcV9taWxsaRgDIAEoDRITCgtpbnN0YW5jZV9pZBgEIAEoCSKRAQoQUmVnaXN0ZXJSZXNwb25zZRIrCgdvdXRjb21lGAEgASgOMhouc2lwMnVjLnYxLlJlZ2lzdGVyT3V0Y29tZRIrCghiaW5kaW5ncxgCIAMoCzIZLnNpcDJ1Yy52MS5Db250YWN0QmluZGluZxITCgttaW5fZXhwaXJlcxgDIAEoDRIOCgZyZWFzb24YBCABKAkiPwoVUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0EiYKBWNhbGxzGAEgAygLMhcuc2lwMnVjLnYxLlJlZ2lzdGVyQ2FsbCKQAQoMUmVnaXN0ZXJDYWxsEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhMKC3RyYWNlcGFyZW50GAIgASgJEhIKCnRyYWNlc3RhdGUYAyABKAkSKwoHcmVxdWVzdBgEIAEoCzIaLnNpcDJ1Yy52MS5SZWdpc3RlclJlcXVlc3QSEgoKdGltZW91dF9tcxgFIAEoDSJDChZSZWdpc3RlclN0cmVhbVJlc3BvbnNlEikKB3JlcGxpZXMYASADKAsyGC5zaXAydWMudjEuUmVnaXN0ZXJSZXBseSKBAQoNUmVnaXN0ZXJSZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBItCghyZXNwb25zZRgCIAEoCzIbLnNpcDJ1Yy52MS5SZWdpc3RlclJlc3BvbnNlEhIKCmVycm9yX2NvZGUYAyABKAUSFQoNZXJyb3JfbWVzc2FnZRgEIAEoCSI9ChFDYWxsU3RyZWFtUmVxdWVzdBIoCgVjYWxscxgBIAMoCzIZLnNpcDJ1Yy52MS5DYWxsU3RyZWFtQ2FsbCKhAgoOQ2FsbFN0cmVhbUNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRISCgp0aW1lb3V0X21zGAQgASgNEioKBmludml0ZRgFIAEoCzIYLnNpcDJ1Yy52MS5JbnZpdGVSZXF1ZXN0SAASKgoGY2FuY2VsGAYgASgLMhguc2lwMnVjLnYxLkNhbmNlbFJlcXVlc3RIABIkCgNieWUYByABKAsyFS5zaXAydWMudjEuQnllUmVxdWVzdEgAEjEKCnJlcG9ydF9sZWcYCCABKAsyGy5zaXAydWMudjEuUmVwb3J0TGVnUmVxdWVzdEgAQgkKB3JlcXVlc3QiQQoSQ2FsbFN0cmVhbVJlc3BvbnNlEisKB3JlcGxpZXMYASADKAsyGi5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcGx5IpUCCg9DYWxsU3RyZWFtUmVwbHkSFgoOY29ycmVsYXRpb25faWQYASABKAQSEgoKZXJyb3JfY29kZRgCIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAMgASgJEisKBmludml0ZRgEIAEoCzIZLnNpcDJ1Yy52MS5JbnZpdGVSZXNwb25zZUgAEisKBmNhbmNlbBgFIAEoCzIZLnNpcDJ1Yy52MS5DYW5jZWxSZXNwb25zZUgAEiUKA2J5ZRgGIAEoCzIWLnNpcDJ1Yy52MS5CeWVSZXNwb25zZUgAEjIKCnJlcG9ydF9sZWcYByABKAsyHC5zaXAydWMudjEuUmVwb3J0TGVnUmVzcG9uc2VIAEIKCghyZXNwb25zZSL3AQoNSW52aXRlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIOCgZsZWdfaWQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSGQoRZnJvbV9kaXNwbGF5X25hbWUYBiABKAkSDgoGdG9fdXJpGAcgASgJEicKBW9mZmVyGAggASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQisAEKDkludml0ZVJlc3BvbnNlEjEKC2Rpc3Bvc2l0aW9uGAEgASgOMhwuc2lwMnVjLnYxLkludml0ZURpc3Bvc2l0aW9uEg8KB2NhbGxfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCRITCgtyZXRyeV9hZnRlchgFIAEoDRIlCgR0b25lGAYgASgOMhcuc2lwMnVjLnYxLkZlZWRiYWNrVG9uZSJJCg1DYW5jZWxSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEg4KBmxlZ19pZBgCIAEoCSIQCg5DYW5jZWxSZXNwb25zZSJ9CgpCeWVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEg4KBmxlZ19pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSJQoFc3RhdHMYBCADKAsyFi5zaXAydWMudjEuU3RyZWFtU3RhdHMiDQoLQnllUmVzcG9uc2UimwIKEFJlcG9ydExlZ1JlcXVlc3QSDwoHc2lkZWNhchgBIAEoCRIPCgdjYWxsX2lkGAIgASgJEg4KBmxlZ19pZBgDIAEoCRIiCgVzdGF0ZRgEIAEoDjITLnNpcDJ1Yy52MS5MZWdTdGF0ZRIOCgZzdGF0dXMYBSABKA0SDgoGcmVhc29uGAYgASgJEicKBW1lZGlhGAcgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSEwoLZHRtZl9kaWdpdHMYCCABKAkSJQoFc3RhdHMYCSADKAsyFi5zaXAydWMudjEuU3RyZWFtU3RhdHMSLAoJZGlyZWN0aW9uGAogASgOMhkuc2lwMnVjLnYxLk1lZGlhRGlyZWN0aW9uIhMKEVJlcG9ydExlZ1Jlc3BvbnNlIn0KC1N0cmVhbVN0YXRzEhEKCWRpcmVjdGlvbhgBIAEoCRIPCgdwYWNrZXRzGAIgASgEEg0KBWJ5dGVzGAMgASgEEgwKBGxvc3QYBCABKAMSEQoJaml0dGVyX21zGAUgASgBEgsKA21vcxgGIAEoARINCgVjb2RlYxgHIAEoCSLAAgoQQ3JlYXRlTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRITCgtyZXF1ZXN0X3VyaRgDIAEoCRItCgtkZXN0aW5hdGlvbhgEIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgFIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBiABKAkSGQoRZnJvbV9kaXNwbGF5X25hbWUYByABKAkSDgoGdG9fdXJpGAggASgJEiwKCnBlZXJfbWVkaWEYCSABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIcChRyaW5nX3RpbWVvdXRfc2Vjb25kcxgKIAEoDRIVCg1icmlkZ2VfbGVnX2lkGAsgASgJIogBChBBbnN3ZXJMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIsCgpwZWVyX21lZGlhGAQgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSFQoNYnJpZGdlX2xlZ19pZBgFIAEoCSJQCg1FbmRMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIOCgZyZWFzb24YBCABKAkiWQoRSW5qZWN0RHRtZkNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGZGlnaXRzGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIsoBChVEZWxpdmVyTWVzc2FnZUNvbW1hbmQSEwoLcmVxdWVzdF91cmkYASABKAkSLQoLZGVzdGluYXRpb24YAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcxInCgl0cmFuc3BvcnQYAyABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EhAKCGZyb21fdXJpGAQgASgJEg4KBnRvX3VyaRgFIAEoCRIUCgxjb250ZW50X3R5cGUYBiABKAkSDAoEYm9keRgHIAEoDCJfCg1Ob3RpZnlDb21tYW5kEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDAoEYm9keRgDIAEoDBIRCgl0ZXJtaW5hdGUYBCABKAgiegoSVXBkYXRlTWVkaWFDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEiwKCnBlZXJfbWVkaWEYAyABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAQgASgJIrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSLPAQoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCSJEChFTdWJzY3JpYmVSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDwoHZXhwaXJlcxgCIAEoDRIOCgZyZWFzb24YAyABKAkqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGMooDCg5TaWRlY2FyU2VydmljZRJECgdDb25uZWN0Ehkuc2lwMnVjLnYxLkNvbm5lY3RSZXF1ZXN0Ghouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWQoOUmVnaXN0ZXJTdHJlYW0SIC5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0GiEuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2UoATABEk0KCkNhbGxTdHJlYW0SHC5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcXVlc3QaHS5zaXAydWMudjEuQ2FsbFN0cmVhbVJlc3BvbnNlKAEwARJACgdNZXNzYWdlEhkuc2lwMnVjLnYxLk1lc3NhZ2VSZXF1ZXN0Ghouc2lwMnVjLnYxLk1lc3NhZ2VSZXNwb25zZRJGCglTdWJzY3JpYmUSGy5zaXAydWMudjEuU3Vic2NyaWJlUmVxdWVzdBocLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -227,6 +227,15 @@ export type SidecarHello = Message<"sip2uc.v1.SidecarHello"> & {
    * @generated from field: bool batched_commands = 10;
    */
   batchedCommands: boolean;
+
+  /**
+   * The call legs this sidecar carries now, so that a control plane that restarted (or
+   * lost the session) takes back the calls it no longer knows (docs/calls.md,
+   * "Reconciliation").
+   *
+   * @generated from field: repeated sip2uc.v1.LiveLeg live_legs = 11;
+   */
+  liveLegs: LiveLeg[];
 };
 
 /**
@@ -235,6 +244,72 @@ export type SidecarHello = Message<"sip2uc.v1.SidecarHello"> & {
  */
 export const SidecarHelloSchema: GenMessage<SidecarHello> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 2);
+
+/**
+ * A call leg a sidecar carries, as its hello reports it.
+ *
+ * @generated from message sip2uc.v1.LiveLeg
+ */
+export type LiveLeg = Message<"sip2uc.v1.LiveLeg"> & {
+  /**
+   * Control-plane call id.
+   *
+   * @generated from field: string call_id = 1;
+   */
+  callId: string;
+
+  /**
+   * The leg.
+   *
+   * @generated from field: string leg_id = 2;
+   */
+  legId: string;
+
+  /**
+   * True for the leg of the handset that placed the call (it sent the INVITE), false
+   * for a leg the control plane asked for (CreateLegCommand).
+   *
+   * @generated from field: bool caller = 3;
+   */
+  caller: boolean;
+
+  /**
+   * The leg is established with its handset (answered); a leg still being set up is
+   * ended by a control plane that does not know it.
+   *
+   * @generated from field: bool established = 4;
+   */
+  established: boolean;
+
+  /**
+   * Who the handset is: the digest username a caller's leg authenticated with, or the
+   * To URI of a leg the control plane asked for.
+   *
+   * @generated from field: string party = 5;
+   */
+  party: string;
+
+  /**
+   * Where the other sidecar's relay should send this leg's media (its peer port).
+   *
+   * @generated from field: sip2uc.v1.MediaEndpoint media = 6;
+   */
+  media?: MediaEndpoint | undefined;
+
+  /**
+   * The direction the handset last asked for.
+   *
+   * @generated from field: sip2uc.v1.MediaDirection direction = 7;
+   */
+  direction: MediaDirection;
+};
+
+/**
+ * Describes the message sip2uc.v1.LiveLeg.
+ * Use `create(LiveLegSchema)` to create a new message.
+ */
+export const LiveLegSchema: GenMessage<LiveLeg> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 3);
 
 /**
  * One SIP listening socket of a sidecar.
@@ -262,7 +337,7 @@ export type SipListener = Message<"sip2uc.v1.SipListener"> & {
  * Use `create(SipListenerSchema)` to create a new message.
  */
 export const SipListenerSchema: GenMessage<SipListener> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 3);
+  messageDesc(file_sip2uc_v1_sidecar, 4);
 
 /**
  * A heartbeat with current load, sent every few seconds.
@@ -290,7 +365,7 @@ export type SidecarHeartbeat = Message<"sip2uc.v1.SidecarHeartbeat"> & {
  * Use `create(SidecarHeartbeatSchema)` to create a new message.
  */
 export const SidecarHeartbeatSchema: GenMessage<SidecarHeartbeat> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 4);
+  messageDesc(file_sip2uc_v1_sidecar, 5);
 
 /**
  * Result of a command the control plane sent.
@@ -325,7 +400,7 @@ export type CommandResult = Message<"sip2uc.v1.CommandResult"> & {
  * Use `create(CommandResultSchema)` to create a new message.
  */
 export const CommandResultSchema: GenMessage<CommandResult> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 5);
+  messageDesc(file_sip2uc_v1_sidecar, 6);
 
 /**
  * A message from sidecar to control plane on the Connect stream.
@@ -387,7 +462,7 @@ export type ConnectRequest = Message<"sip2uc.v1.ConnectRequest"> & {
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 6);
+  messageDesc(file_sip2uc_v1_sidecar, 7);
 
 /**
  * The bans a sidecar holds.
@@ -415,7 +490,7 @@ export type SidecarBans = Message<"sip2uc.v1.SidecarBans"> & {
  * Use `create(SidecarBansSchema)` to create a new message.
  */
 export const SidecarBansSchema: GenMessage<SidecarBans> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 7);
+  messageDesc(file_sip2uc_v1_sidecar, 8);
 
 /**
  * One ban a sidecar holds.
@@ -464,7 +539,7 @@ export type SidecarBan = Message<"sip2uc.v1.SidecarBan"> & {
  * Use `create(SidecarBanSchema)` to create a new message.
  */
 export const SidecarBanSchema: GenMessage<SidecarBan> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 8);
+  messageDesc(file_sip2uc_v1_sidecar, 9);
 
 /**
  * The outcomes of a batch of commands.
@@ -485,7 +560,7 @@ export type CommandResults = Message<"sip2uc.v1.CommandResults"> & {
  * Use `create(CommandResultsSchema)` to create a new message.
  */
 export const CommandResultsSchema: GenMessage<CommandResults> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 9);
+  messageDesc(file_sip2uc_v1_sidecar, 10);
 
 /**
  * Settings the control plane pushes to a sidecar (on connect and on change).
@@ -595,7 +670,7 @@ export type SidecarSettings = Message<"sip2uc.v1.SidecarSettings"> & {
  * Use `create(SidecarSettingsSchema)` to create a new message.
  */
 export const SidecarSettingsSchema: GenMessage<SidecarSettings> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 10);
+  messageDesc(file_sip2uc_v1_sidecar, 11);
 
 /**
  * The digest algorithms one device is challenged with.
@@ -623,7 +698,7 @@ export type DeviceDigest = Message<"sip2uc.v1.DeviceDigest"> & {
  * Use `create(DeviceDigestSchema)` to create a new message.
  */
 export const DeviceDigestSchema: GenMessage<DeviceDigest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 11);
+  messageDesc(file_sip2uc_v1_sidecar, 12);
 
 /**
  * A trunk device's source, authorised by address.
@@ -651,7 +726,7 @@ export type TrunkSource = Message<"sip2uc.v1.TrunkSource"> & {
  * Use `create(TrunkSourceSchema)` to create a new message.
  */
 export const TrunkSourceSchema: GenMessage<TrunkSource> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 12);
+  messageDesc(file_sip2uc_v1_sidecar, 13);
 
 /**
  * First message from the control plane on the Connect stream.
@@ -679,7 +754,7 @@ export type SidecarWelcome = Message<"sip2uc.v1.SidecarWelcome"> & {
  * Use `create(SidecarWelcomeSchema)` to create a new message.
  */
 export const SidecarWelcomeSchema: GenMessage<SidecarWelcome> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 13);
+  messageDesc(file_sip2uc_v1_sidecar, 14);
 
 /**
  * A message from the control plane to a sidecar on the Connect stream.
@@ -796,7 +871,7 @@ export type ConnectResponse = Message<"sip2uc.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 14);
+  messageDesc(file_sip2uc_v1_sidecar, 15);
 
 /**
  * Command: lift the bans of one source address.
@@ -817,7 +892,7 @@ export type LiftBanCommand = Message<"sip2uc.v1.LiftBanCommand"> & {
  * Use `create(LiftBanCommandSchema)` to create a new message.
  */
 export const LiftBanCommandSchema: GenMessage<LiftBanCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 15);
+  messageDesc(file_sip2uc_v1_sidecar, 16);
 
 /**
  * Commands queued for one sidecar while the previous message was being sent.
@@ -838,7 +913,7 @@ export type CommandBatch = Message<"sip2uc.v1.CommandBatch"> & {
  * Use `create(CommandBatchSchema)` to create a new message.
  */
 export const CommandBatchSchema: GenMessage<CommandBatch> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 16);
+  messageDesc(file_sip2uc_v1_sidecar, 17);
 
 /**
  * A REGISTER, as one `RegisterCall` of the `RegisterStream` carries it.
@@ -894,7 +969,7 @@ export type RegisterRequest = Message<"sip2uc.v1.RegisterRequest"> & {
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 17);
+  messageDesc(file_sip2uc_v1_sidecar, 18);
 
 /**
  * A Contact of a REGISTER with its requested lifetime.
@@ -937,7 +1012,7 @@ export type ContactBinding = Message<"sip2uc.v1.ContactBinding"> & {
  * Use `create(ContactBindingSchema)` to create a new message.
  */
 export const ContactBindingSchema: GenMessage<ContactBinding> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 18);
+  messageDesc(file_sip2uc_v1_sidecar, 19);
 
 /**
  * The answer to a REGISTER (`RegisterReply.response`).
@@ -979,7 +1054,7 @@ export type RegisterResponse = Message<"sip2uc.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 19);
+  messageDesc(file_sip2uc_v1_sidecar, 20);
 
 /**
  * Request of SidecarService.RegisterStream: a batch of REGISTERs.
@@ -1000,7 +1075,7 @@ export type RegisterStreamRequest = Message<"sip2uc.v1.RegisterStreamRequest"> &
  * Use `create(RegisterStreamRequestSchema)` to create a new message.
  */
 export const RegisterStreamRequestSchema: GenMessage<RegisterStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 20);
+  messageDesc(file_sip2uc_v1_sidecar, 21);
 
 /**
  * One REGISTER on the RegisterStream.
@@ -1052,7 +1127,7 @@ export type RegisterCall = Message<"sip2uc.v1.RegisterCall"> & {
  * Use `create(RegisterCallSchema)` to create a new message.
  */
 export const RegisterCallSchema: GenMessage<RegisterCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 21);
+  messageDesc(file_sip2uc_v1_sidecar, 22);
 
 /**
  * Response of SidecarService.RegisterStream: answers to earlier calls.
@@ -1073,7 +1148,7 @@ export type RegisterStreamResponse = Message<"sip2uc.v1.RegisterStreamResponse">
  * Use `create(RegisterStreamResponseSchema)` to create a new message.
  */
 export const RegisterStreamResponseSchema: GenMessage<RegisterStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 22);
+  messageDesc(file_sip2uc_v1_sidecar, 23);
 
 /**
  * The answer to one RegisterCall.
@@ -1116,7 +1191,7 @@ export type RegisterReply = Message<"sip2uc.v1.RegisterReply"> & {
  * Use `create(RegisterReplySchema)` to create a new message.
  */
 export const RegisterReplySchema: GenMessage<RegisterReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 23);
+  messageDesc(file_sip2uc_v1_sidecar, 24);
 
 /**
  * Request of SidecarService.CallStream: a batch of calls.
@@ -1137,7 +1212,7 @@ export type CallStreamRequest = Message<"sip2uc.v1.CallStreamRequest"> & {
  * Use `create(CallStreamRequestSchema)` to create a new message.
  */
 export const CallStreamRequestSchema: GenMessage<CallStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 24);
+  messageDesc(file_sip2uc_v1_sidecar, 25);
 
 /**
  * One call on the CallStream.
@@ -1224,7 +1299,7 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
  * Use `create(CallStreamCallSchema)` to create a new message.
  */
 export const CallStreamCallSchema: GenMessage<CallStreamCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 25);
+  messageDesc(file_sip2uc_v1_sidecar, 26);
 
 /**
  * Response of SidecarService.CallStream: answers to earlier calls.
@@ -1245,7 +1320,7 @@ export type CallStreamResponse = Message<"sip2uc.v1.CallStreamResponse"> & {
  * Use `create(CallStreamResponseSchema)` to create a new message.
  */
 export const CallStreamResponseSchema: GenMessage<CallStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 26);
+  messageDesc(file_sip2uc_v1_sidecar, 27);
 
 /**
  * The answer to one CallStreamCall.
@@ -1320,7 +1395,7 @@ export type CallStreamReply = Message<"sip2uc.v1.CallStreamReply"> & {
  * Use `create(CallStreamReplySchema)` to create a new message.
  */
 export const CallStreamReplySchema: GenMessage<CallStreamReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 27);
+  messageDesc(file_sip2uc_v1_sidecar, 28);
 
 /**
  * An `Invite` call: a new call from a handset or trunk device.
@@ -1391,7 +1466,7 @@ export type InviteRequest = Message<"sip2uc.v1.InviteRequest"> & {
  * Use `create(InviteRequestSchema)` to create a new message.
  */
 export const InviteRequestSchema: GenMessage<InviteRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 28);
+  messageDesc(file_sip2uc_v1_sidecar, 29);
 
 /**
  * The answer to an `Invite` call.
@@ -1447,7 +1522,7 @@ export type InviteResponse = Message<"sip2uc.v1.InviteResponse"> & {
  * Use `create(InviteResponseSchema)` to create a new message.
  */
 export const InviteResponseSchema: GenMessage<InviteResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 29);
+  messageDesc(file_sip2uc_v1_sidecar, 30);
 
 /**
  * A `Cancel` call: the caller cancelled a pending INVITE.
@@ -1475,7 +1550,7 @@ export type CancelRequest = Message<"sip2uc.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 30);
+  messageDesc(file_sip2uc_v1_sidecar, 31);
 
 /**
  * The answer to a `Cancel` call.
@@ -1490,7 +1565,7 @@ export type CancelResponse = Message<"sip2uc.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 31);
+  messageDesc(file_sip2uc_v1_sidecar, 32);
 
 /**
  * A `Bye` call: a leg ended.
@@ -1533,7 +1608,7 @@ export type ByeRequest = Message<"sip2uc.v1.ByeRequest"> & {
  * Use `create(ByeRequestSchema)` to create a new message.
  */
 export const ByeRequestSchema: GenMessage<ByeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 32);
+  messageDesc(file_sip2uc_v1_sidecar, 33);
 
 /**
  * The answer to a `Bye` call.
@@ -1548,7 +1623,7 @@ export type ByeResponse = Message<"sip2uc.v1.ByeResponse"> & {
  * Use `create(ByeResponseSchema)` to create a new message.
  */
 export const ByeResponseSchema: GenMessage<ByeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 33);
+  messageDesc(file_sip2uc_v1_sidecar, 34);
 
 /**
  * A `ReportLeg` call: progress and events of a leg.
@@ -1633,7 +1708,7 @@ export type ReportLegRequest = Message<"sip2uc.v1.ReportLegRequest"> & {
  * Use `create(ReportLegRequestSchema)` to create a new message.
  */
 export const ReportLegRequestSchema: GenMessage<ReportLegRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 34);
+  messageDesc(file_sip2uc_v1_sidecar, 35);
 
 /**
  * The answer to a `ReportLeg` call.
@@ -1648,7 +1723,7 @@ export type ReportLegResponse = Message<"sip2uc.v1.ReportLegResponse"> & {
  * Use `create(ReportLegResponseSchema)` to create a new message.
  */
 export const ReportLegResponseSchema: GenMessage<ReportLegResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 35);
+  messageDesc(file_sip2uc_v1_sidecar, 36);
 
 /**
  * RTP statistics of one direction of a leg.
@@ -1711,7 +1786,7 @@ export type StreamStats = Message<"sip2uc.v1.StreamStats"> & {
  * Use `create(StreamStatsSchema)` to create a new message.
  */
 export const StreamStatsSchema: GenMessage<StreamStats> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 36);
+  messageDesc(file_sip2uc_v1_sidecar, 37);
 
 /**
  * Command: create an outgoing leg towards a handset or trunk device.
@@ -1802,7 +1877,7 @@ export type CreateLegCommand = Message<"sip2uc.v1.CreateLegCommand"> & {
  * Use `create(CreateLegCommandSchema)` to create a new message.
  */
 export const CreateLegCommandSchema: GenMessage<CreateLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 37);
+  messageDesc(file_sip2uc_v1_sidecar, 38);
 
 /**
  * Command: pass progress or an answer to the caller's leg.
@@ -1851,7 +1926,7 @@ export type AnswerLegCommand = Message<"sip2uc.v1.AnswerLegCommand"> & {
  * Use `create(AnswerLegCommandSchema)` to create a new message.
  */
 export const AnswerLegCommandSchema: GenMessage<AnswerLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 38);
+  messageDesc(file_sip2uc_v1_sidecar, 39);
 
 /**
  * Command: end a leg.
@@ -1895,7 +1970,7 @@ export type EndLegCommand = Message<"sip2uc.v1.EndLegCommand"> & {
  * Use `create(EndLegCommandSchema)` to create a new message.
  */
 export const EndLegCommandSchema: GenMessage<EndLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 39);
+  messageDesc(file_sip2uc_v1_sidecar, 40);
 
 /**
  * Command: send DTMF on a leg (RFC 4733 events generated by the relay).
@@ -1937,7 +2012,7 @@ export type InjectDtmfCommand = Message<"sip2uc.v1.InjectDtmfCommand"> & {
  * Use `create(InjectDtmfCommandSchema)` to create a new message.
  */
 export const InjectDtmfCommandSchema: GenMessage<InjectDtmfCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 40);
+  messageDesc(file_sip2uc_v1_sidecar, 41);
 
 /**
  * Command: deliver a short message to a handset.
@@ -2000,7 +2075,7 @@ export type DeliverMessageCommand = Message<"sip2uc.v1.DeliverMessageCommand"> &
  * Use `create(DeliverMessageCommandSchema)` to create a new message.
  */
 export const DeliverMessageCommandSchema: GenMessage<DeliverMessageCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 41);
+  messageDesc(file_sip2uc_v1_sidecar, 42);
 
 /**
  * Command: send a NOTIFY for a handset's subscription.
@@ -2042,7 +2117,7 @@ export type NotifyCommand = Message<"sip2uc.v1.NotifyCommand"> & {
  * Use `create(NotifyCommandSchema)` to create a new message.
  */
 export const NotifyCommandSchema: GenMessage<NotifyCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 42);
+  messageDesc(file_sip2uc_v1_sidecar, 43);
 
 /**
  * Command: change a leg's media.
@@ -2085,7 +2160,7 @@ export type UpdateMediaCommand = Message<"sip2uc.v1.UpdateMediaCommand"> & {
  * Use `create(UpdateMediaCommandSchema)` to create a new message.
  */
 export const UpdateMediaCommandSchema: GenMessage<UpdateMediaCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 43);
+  messageDesc(file_sip2uc_v1_sidecar, 44);
 
 /**
  * Request of SidecarService.Message.
@@ -2141,7 +2216,7 @@ export type MessageRequest = Message<"sip2uc.v1.MessageRequest"> & {
  * Use `create(MessageRequestSchema)` to create a new message.
  */
 export const MessageRequestSchema: GenMessage<MessageRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 44);
+  messageDesc(file_sip2uc_v1_sidecar, 45);
 
 /**
  * Response of SidecarService.Message.
@@ -2169,7 +2244,7 @@ export type MessageResponse = Message<"sip2uc.v1.MessageResponse"> & {
  * Use `create(MessageResponseSchema)` to create a new message.
  */
 export const MessageResponseSchema: GenMessage<MessageResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 45);
+  messageDesc(file_sip2uc_v1_sidecar, 46);
 
 /**
  * Request of SidecarService.Subscribe.
@@ -2232,7 +2307,7 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 46);
+  messageDesc(file_sip2uc_v1_sidecar, 47);
 
 /**
  * Response of SidecarService.Subscribe.
@@ -2267,7 +2342,7 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 47);
+  messageDesc(file_sip2uc_v1_sidecar, 48);
 
 /**
  * Outcome of a REGISTER.
