@@ -26,6 +26,7 @@ from sip2uc_core.sip.transaction import TransactionId
 from sip2uc_media.b2bua.legs import LegConfig
 from sip2uc_media.rtp.aio import RelayEngine
 from sip2uc_media.rtp.ports import PortAllocator
+from sip2uc_media.sidecar import wire
 from sip2uc_media.sidecar.auth_guard import AuthGuard
 from sip2uc_media.sidecar.calls import CallHandler
 from sip2uc_media.sidecar.commands import Command
@@ -500,3 +501,42 @@ async def test_a_leg_bridged_by_the_other_party_reports_its_statistics_while_the
     assert (quiet, sent) == (0, 1)
     assert (report.call_id, report.leg_id, report.state) == ("call-9", "LB", 0)
     assert [(s.direction, s.packets) for s in report.stats] == [("rx", 0), ("tx", 250)]
+
+
+async def test_the_legs_a_sidecar_carries_are_what_its_hello_reports(harness: Harness) -> None:
+    await harness.command(
+        "c1",
+        create_leg=sidecar_pb2.CreateLegCommand(
+            call_id="call-9",
+            leg_id="LB",
+            request_uri="sip:bob@192.0.2.20:5062",
+            destination=common_pb2.SocketAddress(host="192.0.2.20", port=5062),
+            transport=common_pb2.TRANSPORT_UDP,
+            from_uri="sip:alice@example.com",
+            to_uri="sip:bob@example.com",
+        ),
+    )
+
+    (live,) = harness.handler.live_legs()
+    message = wire.hello(
+        HelloInfo(
+            name="edge-1",
+            site="",
+            listeners=(),
+            rtp_host="127.0.0.1",
+            rtp_ports=(41400, 41439),
+            capacity=10,
+            instance_id="i",
+            live_legs=(live,),
+        )
+    )
+
+    (reported,) = message.hello.live_legs
+    assert (reported.call_id, reported.leg_id, reported.caller, reported.established) == (
+        "call-9",
+        "LB",
+        False,
+        False,  # ringing: a control plane that lost the call ends it
+    )
+    assert reported.party == "sip:bob@example.com"
+    assert reported.media.rtp.port == harness.relay.leg("LB/peer").local_port
