@@ -63,7 +63,10 @@ class Presence(_message.Message):
     """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
-        """When the effective availability last changed."""
+        """When the effective state (availability, activity, note) began; a new user's
+        presence begins when the user is created. In `PresenceChange.previous`: when
+        the state the change leaves began.
+        """
 
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
@@ -435,8 +438,11 @@ class PresenceChange(_message.Message):
     source: _common_pb2.PresenceSource.ValueType
     """The source that caused the change."""
     reason: _builtins.str
-    """Human-readable cause, e.g. "first binding registered", "call answered",
-    "presence code *30".
+    """The input that caused it: "registered", "unregistered", "call-started",
+    "call-answered", "call-ended", "calls-reconciled" (calls that no longer exist
+    were dropped, e.g. after a control plane restart), "manual-set",
+    "manual-cleared", "manual-expired", "external-set", "external-cleared",
+    "external-expired".
     """
     origin: _builtins.str
     """For a change caused by an EXTERNAL state being set, cleared or lapsing:

@@ -72,7 +72,9 @@ export type Presence = Message<"sip2uc.v1.Presence"> & {
   note: string;
 
   /**
-   * When the effective availability last changed.
+   * When the effective state (availability, activity, note) began; a new user's
+   * presence begins when the user is created. In `PresenceChange.previous`: when
+   * the state the change leaves began.
    *
    * @generated from field: google.protobuf.Timestamp since = 8;
    */
@@ -483,8 +485,11 @@ export type PresenceChange = Message<"sip2uc.v1.PresenceChange"> & {
   source: PresenceSource;
 
   /**
-   * Human-readable cause, e.g. "first binding registered", "call answered",
-   * "presence code *30".
+   * The input that caused it: "registered", "unregistered", "call-started",
+   * "call-answered", "call-ended", "calls-reconciled" (calls that no longer exist
+   * were dropped, e.g. after a control plane restart), "manual-set",
+   * "manual-cleared", "manual-expired", "external-set", "external-cleared",
+   * "external-expired".
    *
    * @generated from field: string reason = 4;
    */
