@@ -1,7 +1,7 @@
-"""A control plane killed (kill -9) during a call, as an operator would meet it: every part is a
-real process on loopback.
+"""A control plane killed (kill -9) or stopped (SIGTERM) during a call, as an operator would meet
+it: every part is a real process on loopback.
 
-    sip2uc up (control plane + default sidecar)   <- killed with SIGKILL, then started again
+    sip2uc up (control plane + default sidecar)   <- SIGKILL or SIGTERM, then started again
     sip2uc sidecar "edge"                         <- carries the call, survives
     SIPp alice (caller) and bob (callee, echoes RTP) registered with "edge"
 
@@ -251,15 +251,16 @@ def connected_call(site: Site) -> tuple[int, subprocess.Popen[str], subprocess.P
     return sip_port, uas, uac
 
 
-def test_a_call_outlives_a_killed_control_plane_and_shows_again_once_it_is_back(
-    site: Site,
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_call_outlives_a_stopped_control_plane_and_shows_again_once_it_is_back(
+    site: Site, stop: signal.Signals
 ) -> None:
     first = site.up()
     _port, uas, uac = connected_call(site)
     assert [availability(site, ext) for ext in ("201", "202")] == ["AVAILABILITY_IN_A_CALL"] * 2
 
-    first.process.send_signal(signal.SIGKILL)
-    first.process.wait(timeout=10)
+    first.process.send_signal(stop)
+    first.process.wait(timeout=30)
     site.up()
 
     call = eventually(lambda: a_call_in(site, "CALL_STATE_CONNECTED", 2), "the call to come back")
