@@ -107,6 +107,9 @@ class ControlCore:
         await core.bindings.load()
         await core.settings.load()
         await core.presence.load()
+        for user in core.users.all():
+            # Users created before presence records began with the user: offline since then.
+            core.presence.begin(user.id, user.create_time)
         # No call is live yet: presence must not keep anyone in a call the registry does not
         # have (sidecars that still carry calls give them back as they reconnect).
         reconciled = core.calls.reconcile_presence()

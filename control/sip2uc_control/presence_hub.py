@@ -148,11 +148,12 @@ class PresenceHub:
         rec = self.records.get(user_id)
         return rec if rec is not None else PresenceRecord.new(user_id, self.clock())
 
-    def begin(self, user_id: str) -> None:
-        """A user is created: its presence (offline) starts now, so that the first change says
-        since when the user was in the state it leaves rather than the time of the change."""
+    def begin(self, user_id: str, since: float | None = None) -> None:
+        """A user is created: its presence (offline) starts now (or `since`), so that the first
+        change says since when the user was in the state it leaves rather than the time of the
+        change. A user that has a record already keeps it."""
         if user_id not in self.records:
-            record = PresenceRecord.new(user_id, self.clock())
+            record = PresenceRecord.new(user_id, self.clock() if since is None else since)
             self.records[user_id] = self._pending_records[user_id] = record
             self._schedule_flush()
 

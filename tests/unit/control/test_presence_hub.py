@@ -160,3 +160,13 @@ async def test_a_begun_record_is_written_and_read_back_after_a_restart(db: Datab
     await restarted.load()
 
     assert restarted.effective("u1").since == 100.0
+
+
+async def test_a_user_without_a_record_begins_when_the_user_was_created(db: Database) -> None:
+    hub = PresenceHub(PresenceStore(db), PresenceEngine(), lambda: 900.0)
+    hub.begin("u1", since=50.0)
+
+    change = hub.apply("u1", manual(Availability.AWAY))
+
+    assert change is not None
+    assert (change.previous.since, change.at) == (50.0, 900.0)

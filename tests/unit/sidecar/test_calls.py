@@ -269,20 +269,26 @@ async def test_ringing_and_busy_commands_are_relayed_to_the_caller_and_acknowled
     assert harness.relay.legs() == []
 
 
+def bob_leg(**extra: Any) -> sidecar_pb2.CreateLegCommand:
+    """The control plane asks for a leg to bob's handset (call-9, leg LB)."""
+    return sidecar_pb2.CreateLegCommand(
+        call_id="call-9",
+        leg_id="LB",
+        request_uri="sip:bob@192.0.2.20:5062",
+        destination=common_pb2.SocketAddress(host="192.0.2.20", port=5062),
+        transport=common_pb2.TRANSPORT_UDP,
+        from_uri="sip:alice@example.com",
+        to_uri="sip:bob@example.com",
+        **extra,
+    )
+
+
 async def test_create_leg_invites_the_handset_and_its_ringing_is_reported(
     harness: Harness,
 ) -> None:
     result = await harness.command(
         "c1",
-        create_leg=sidecar_pb2.CreateLegCommand(
-            call_id="call-9",
-            leg_id="LB",
-            request_uri="sip:bob@192.0.2.20:5062",
-            destination=common_pb2.SocketAddress(host="192.0.2.20", port=5062),
-            transport=common_pb2.TRANSPORT_UDP,
-            from_uri="sip:alice@example.com",
-            to_uri="sip:bob@example.com",
-        ),
+        create_leg=bob_leg(),
     )
 
     assert (result.ok, result.error) == (True, "")
@@ -479,16 +485,7 @@ async def test_a_leg_bridged_by_the_other_party_reports_its_statistics_while_the
 ) -> None:
     await harness.command(
         "c1",
-        create_leg=sidecar_pb2.CreateLegCommand(
-            call_id="call-9",
-            leg_id="LB",
-            request_uri="sip:bob@192.0.2.20:5062",
-            destination=common_pb2.SocketAddress(host="192.0.2.20", port=5062),
-            transport=common_pb2.TRANSPORT_UDP,
-            from_uri="sip:alice@example.com",
-            to_uri="sip:bob@example.com",
-            bridge_leg_id="LA",  # the caller's leg bridges: this leg never does itself
-        ),
+        create_leg=bob_leg(bridge_leg_id="LA"),  # the caller's leg bridges, never this one
     )
     quiet = harness.handler.report_stats()
     relay_leg = harness.relay.leg("LB")
@@ -506,15 +503,7 @@ async def test_a_leg_bridged_by_the_other_party_reports_its_statistics_while_the
 async def test_the_legs_a_sidecar_carries_are_what_its_hello_reports(harness: Harness) -> None:
     await harness.command(
         "c1",
-        create_leg=sidecar_pb2.CreateLegCommand(
-            call_id="call-9",
-            leg_id="LB",
-            request_uri="sip:bob@192.0.2.20:5062",
-            destination=common_pb2.SocketAddress(host="192.0.2.20", port=5062),
-            transport=common_pb2.TRANSPORT_UDP,
-            from_uri="sip:alice@example.com",
-            to_uri="sip:bob@example.com",
-        ),
+        create_leg=bob_leg(),
     )
 
     (live,) = harness.handler.live_legs()
