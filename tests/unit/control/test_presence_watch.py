@@ -258,3 +258,28 @@ async def test_a_change_says_when_the_state_it_leaves_began(
     assert second.previous.since.seconds == created + 60
     assert second.change_time.seconds == created + 90
     call.cancel()
+
+
+async def test_clearing_presence_drops_a_call_that_no_longer_exists(
+    channel: grpc.aio.Channel, control: ControlPlane
+) -> None:
+    name = await make_user(channel, "200")
+    core = control.core
+    assert core is not None
+    engine = core.presence.engine
+    uid = name.removeprefix("users/")
+    # What a record says after the control plane died during a call.
+    core.presence.apply(uid, lambda r, now: engine.on_call_started(r, "gone", False, now))
+    stub = presence_pb2_grpc.PresenceServiceStub(channel)
+    stuck = (await stub.GetPresence(presence_pb2.GetPresenceRequest(user="200"))).presence
+
+    cleared = (await stub.ClearPresence(presence_pb2.ClearPresenceRequest(user="200"))).presence
+
+    assert (stuck.availability, stuck.activity) == (
+        common_pb2.AVAILABILITY_IN_A_CALL,
+        common_pb2.ACTIVITY_IN_A_CALL,
+    )
+    assert (cleared.availability, cleared.activity) == (
+        common_pb2.AVAILABILITY_OFFLINE,
+        common_pb2.ACTIVITY_NONE,
+    )

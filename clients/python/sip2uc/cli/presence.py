@@ -227,7 +227,8 @@ def clear(
     ] = False,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Remove the manual state; the handset's registration and calls show again."""
+    """Remove the manual state; the handset's registration and calls show again (only calls
+    that exist: one that ended while the control plane was down no longer counts)."""
     state = get_state(ctx)
     client = state.client()
     source = common_pb2.PRESENCE_SOURCE_EXTERNAL if external else common_pb2.PRESENCE_SOURCE_MANUAL
