@@ -15,6 +15,11 @@ answering NOTIFYs, remembering what each user's last NOTIFY showed). Then:
    each of --rates calls/s, with the same watcher subscribed: the PUBLISH transactions per second
    Kamailio completes and the NOTIFYs per second the watcher gets.
 
+Before those, the bench measures the watcher's subscriptions (at most --window waiting for
+their first NOTIFY, silent ones sent again), the bridge's first full sync (every user is set
+away before it starts: a PUBLISH and a SUBSCRIBE per user) and the withdrawal of every user's
+publication; with --idle-seconds, the refreshes the server receives while nothing changes.
+
 Run: .venv/bin/python bench/presence/bridge_bench.py [--users 200] [--changes 4000]
 """
 
@@ -699,8 +704,9 @@ def main() -> None:
     parser.add_argument(
         "--idle-seconds",
         type=float,
-        default=60.0,
-        help="window in which refreshes are counted, nothing changing (0: skip)",
+        default=0.0,
+        help="window in which refreshes are counted, nothing changing; it starts half an "
+        "interval (--expires) after the first sync (0: skip)",
     )
     args = parser.parse_args()
     if presence_server.missing():
