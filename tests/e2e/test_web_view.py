@@ -9,7 +9,6 @@ temporary directory) for people to review. Every wait is bounded; SIPp runs with
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import queue
 import re
@@ -26,12 +25,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from sip2uc.client import Sip2ucClient, split_target
 from sip2uc.v1 import users_pb2
+from test_cli_connectors import presence_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -588,21 +587,6 @@ def test_off_loopback_a_wrong_or_missing_token_is_refused(
 
 
 # --- UC bridges --------------------------------------------------------------------------------
-
-
-def _presence_server() -> ModuleType:
-    name = "sip2uc_kamailio_presence_fixture"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "interop" / "kamailio" / "presence_server.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-presence_server: Any = _presence_server()
 
 
 def connector_cells(driver: WebDriver, name: str) -> list[str] | None:
