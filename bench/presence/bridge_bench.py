@@ -15,6 +15,11 @@ answering NOTIFYs, remembering what each user's last NOTIFY showed). Then:
    each of --rates calls/s, with the same watcher subscribed: the PUBLISH transactions per second
    Kamailio completes and the NOTIFYs per second the watcher gets.
 
+Before those, the bench measures the watcher's subscriptions (at most --window waiting for
+their first NOTIFY, silent ones sent again), the bridge's first full sync (every user is set
+away before it starts: a PUBLISH and a SUBSCRIBE per user) and the withdrawal of every user's
+publication; with --idle-seconds, the refreshes the server receives while nothing changes.
+
 Run: .venv/bin/python bench/presence/bridge_bench.py [--users 200] [--changes 4000]
 """
 
@@ -53,6 +58,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
 DOMAIN = "uc.example.com"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+# The watcher sends a SUBSCRIBE again when its first NOTIFY has not come this long after.
+RETRANSMIT_AFTER = 2.0
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -87,6 +94,8 @@ class Watcher(asyncio.DatagramProtocol):
         self.notifies = 0
         self.cseq: dict[str, int] = {}
         self.changed = asyncio.Event()
+        self.subscribes_sent = 0
+        self._requests: dict[str, bytes] = {}  # user -> its SUBSCRIBE as last sent
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -116,40 +125,77 @@ class Watcher(asyncio.DatagramProtocol):
         else:
             ours = body[body.index(b"sip2uc-kam") :]
             found = self._ACTIVITY.search(ours)
-            state = found.group(1).decode() if found else "open"
+            # A withdrawn publication may leave the server's closed tuple under our id.
+            closed = re.search(rb"<basic>\s*closed\s*</basic>", ours) is not None
+            state = "closed" if closed else found.group(1).decode() if found else "open"
         self.last[user] = state
         self.seen_at[user] = time.monotonic()
         self.changed.set()
 
     def send_subscribe(self, user: str, server: tuple[str, int], expires: int) -> None:
+        """A new SUBSCRIBE dialog for ``user`` (Expires 0: a one-shot fetch of its state)."""
+        call_id, tag = f"watch-{secrets.token_hex(8)}", f"w{secrets.token_hex(4)}"
+        branch = f"z9hG4bK{secrets.token_hex(8)}"
+        self._requests[user] = self._subscribe_request(user, call_id, tag, branch, expires)
+        self._send_request(user, server)
+
+    def _subscribe_request(
+        self, user: str, call_id: str, tag: str, branch: str, expires: int
+    ) -> bytes:
         assert self.transport is not None
         host, port = self.transport.get_extra_info("sockname")[:2]
-        request = (
+        return (
             f"SUBSCRIBE sip:{user}@{DOMAIN} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK{secrets.token_hex(8)};rport\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch={branch};rport\r\n"
             "Max-Forwards: 70\r\n"
-            f"From: <sip:watcher@{DOMAIN}>;tag=w{secrets.token_hex(4)}\r\n"
+            f"From: <sip:watcher@{DOMAIN}>;tag={tag}\r\n"
             f"To: <sip:{user}@{DOMAIN}>\r\n"
-            f"Call-ID: watch-{secrets.token_hex(8)}\r\nCSeq: 1 SUBSCRIBE\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 SUBSCRIBE\r\n"
             f"Contact: <sip:watcher@{host}:{port}>\r\nEvent: presence\r\n"
             f"Expires: {expires}\r\nAccept: application/pidf+xml\r\nContent-Length: 0\r\n\r\n"
-        )
-        self.transport.sendto(request.encode(), server)
+        ).encode()
 
-    async def subscribe(self, users: list[str], server: tuple[str, int]) -> None:
-        for n, user in enumerate(users):
-            self.send_subscribe(user, server, 3600)
-            if n % 50 == 49:
-                await asyncio.sleep(0.05)
-        # UDP: a SUBSCRIBE (or its first NOTIFY) may be lost; ask again for the silent ones.
-        for _ in range(5):
-            with contextlib.suppress(SystemExit):
-                await self.until(lambda: len(self.last) >= len(users), 3, "first NOTIFYs")
-                return
-            for user in users:
-                if user not in self.last:
-                    self.send_subscribe(user, server, 3600)
-        await self.until(lambda: len(self.last) >= len(users), 10, "the first NOTIFY of every user")
+    def _send_request(self, user: str, server: tuple[str, int]) -> None:
+        assert self.transport is not None
+        self.transport.sendto(self._requests[user], server)
+        self.subscribes_sent += 1
+
+    async def subscribe(
+        self, users: list[str], server: tuple[str, int], window: int, within: float
+    ) -> tuple[float, int]:
+        """Subscribes to every user, at most ``window`` waiting for their first NOTIFY at a
+        time, so the server is never handed more than it answers. A user whose first NOTIFY
+        has not come after RETRANSMIT_AFTER gets its SUBSCRIBE again, the same request (the
+        server's transaction layer absorbs a duplicate; a lost one is replaced), as a UDP
+        client's timer E would. Returns (seconds until every first NOTIFY, retransmissions)."""
+        started = time.monotonic()
+        deadline = started + within
+        waiting: dict[str, float] = {}  # user -> when its SUBSCRIBE was last sent
+        pending = list(reversed(users))
+        retransmitted = 0
+        while pending or waiting:
+            now = time.monotonic()
+            if now > deadline:
+                raise SystemExit(
+                    f"timed out waiting for the first NOTIFY of every user: "
+                    f"{len(users) - len(pending) - len(waiting)} of {len(users)} in {within:.0f} s"
+                    f" ({retransmitted} SUBSCRIBEs sent again)"
+                )
+            for user in [u for u in waiting if u in self.last]:
+                del waiting[user]
+            for user, sent_at in list(waiting.items()):
+                if now - sent_at > RETRANSMIT_AFTER:
+                    self._send_request(user, server)
+                    waiting[user] = now
+                    retransmitted += 1
+            while pending and len(waiting) < window:
+                user = pending.pop()
+                self.send_subscribe(user, server, 3600)
+                waiting[user] = now
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), 0.05)
+        return time.monotonic() - started, retransmitted
 
     async def progress_stops(self, done: Any, quiet: float, within: float) -> None:
         """Wait until ``done()`` or until no NOTIFY came for ``quiet`` seconds."""
@@ -178,24 +224,39 @@ class Watcher(asyncio.DatagramProtocol):
 # --- phases -------------------------------------------------------------------------------------
 
 
-async def setup(
-    channel: grpc.aio.Channel, exts: list[str], kamailio: Any, start_bridge: Any
-) -> None:
+async def create_users(channel: grpc.aio.Channel, exts: list[str], concurrency: int) -> None:
+    """The users, each with a handset, and each set away by hand: the bridge's first sync has
+    a state to publish for every user (an offline user has no publication)."""
     users = users_pb2_grpc.UserServiceStub(channel)
-    for ext in exts:
-        await users.CreateUser(
-            users_pb2.CreateUserRequest(
-                user=users_pb2.User(
-                    sip_uri=f"sip:{ext}@{DOMAIN}",
-                    extension=ext,
-                    devices=[
-                        users_pb2.Device(
-                            registering=users_pb2.RegisteringDevice(password=latency.PASSWORD)
-                        )
-                    ],
+    presence = presence_pb2_grpc.PresenceServiceStub(channel)
+    queue = list(reversed(exts))
+
+    async def worker() -> None:
+        while queue:
+            ext = queue.pop()
+            await users.CreateUser(
+                users_pb2.CreateUserRequest(
+                    user=users_pb2.User(
+                        sip_uri=f"sip:{ext}@{DOMAIN}",
+                        extension=ext,
+                        devices=[
+                            users_pb2.Device(
+                                registering=users_pb2.RegisteringDevice(password=latency.PASSWORD)
+                            )
+                        ],
+                    )
                 )
             )
-        )
+            await presence.SetPresence(
+                presence_pb2.SetPresenceRequest(
+                    user=ext, availability=common_pb2.Availability.AVAILABILITY_AWAY
+                )
+            )
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def create_connector(channel: grpc.aio.Channel, kamailio: Any, expires: int) -> None:
     stub = connectors_pb2_grpc.ConnectorServiceStub(channel)
     await stub.CreateConnector(
         connectors_pb2.CreateConnectorRequest(
@@ -203,23 +264,70 @@ async def setup(
             connector=connectors_pb2.Connector(
                 external=True,
                 sip_presence=connectors_pb2.SipPresenceConfig(
-                    server=kamailio.server_uri("udp"), expires=3600
+                    server=kamailio.server_uri("udp"), expires=expires
                 ),
             ),
         )
     )
+
+
+async def first_sync(
+    channel: grpc.aio.Channel,
+    exts: list[str],
+    watcher: Watcher,
+    kamailio: Any,
+    start_bridge: Any,
+    within: float,
+) -> tuple[float, float]:
+    """Starts the bridge; (seconds until the watcher has every user's state from it, seconds
+    until the server has received the bridge's SUBSCRIBE for every user as well)."""
+    stub = connectors_pb2_grpc.ConnectorServiceStub(channel)
+    subscribes_before = kamailio.statistics().get("core:rcv_requests_subscribe", 0)
+    started = time.monotonic()
     start_bridge()
-    deadline = time.monotonic() + 30
+    await watcher.until(
+        lambda: all(watcher.last.get(e) == "away" for e in exts), within, "the first full sync"
+    )
+    published = max(watcher.seen_at[e] for e in exts) - started
+    deadline = started + within
+    while True:
+        received = kamailio.statistics().get("core:rcv_requests_subscribe", 0) - subscribes_before
+        if received >= len(exts):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server received {received} of the bridge's SUBSCRIBEs")
+        await asyncio.sleep(0.1)
+    subscribed = time.monotonic() - started
     while True:
         got = await stub.GetConnector(connectors_pb2.GetConnectorRequest(name="kam"))
         status = got.connector.status
         if status.state == connectors_pb2.CONNECTOR_STATE_CONNECTED and status.users_mapped == len(
             exts
         ):
-            return
+            return published, subscribed
         if time.monotonic() > deadline:
             raise SystemExit(f"the connector did not connect: {status}")
         await asyncio.sleep(0.2)
+
+
+async def clear_all(
+    channel: grpc.aio.Channel, exts: list[str], watcher: Watcher, concurrency: int
+) -> float:
+    """Clears every user's away (they are offline: the bridge withdraws each publication);
+    seconds until the watcher saw every user closed."""
+    presence = presence_pb2_grpc.PresenceServiceStub(channel)
+    queue = list(reversed(exts))
+
+    async def worker() -> None:
+        while queue:
+            await presence.ClearPresence(presence_pb2.ClearPresenceRequest(user=queue.pop()))
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await watcher.until(
+        lambda: all(watcher.last.get(e) == "closed" for e in exts), 300, "every user closed"
+    )
+    return max(watcher.seen_at[e] for e in exts) - started
 
 
 async def changes_out(channel: grpc.aio.Channel) -> int:
@@ -432,11 +540,42 @@ async def _run(
     loop = asyncio.get_running_loop()
     watcher = Watcher()
     transport, _ = await loop.create_datagram_endpoint(lambda: watcher, local_addr=("127.0.0.1", 0))
+    server = ("127.0.0.1", kamailio.udp_port)
     async with grpc.aio.insecure_channel(grpc_addr) as channel:
-        await setup(channel, exts, kamailio, start_bridge)
+        started = time.monotonic()
+        await create_users(channel, exts, args.concurrency)
+        await create_connector(channel, kamailio, args.expires)
+        print(f"{len(exts)} users created and set away in {time.monotonic() - started:.1f} s")
+
+        took, again = await watcher.subscribe(exts, server, args.window, 60 + len(exts) / 50)
+        print(
+            f"watcher: {len(exts)} SUBSCRIBEs at Kamailio, every first NOTIFY in {took:.1f} s "
+            f"= {len(exts) / took:.0f} subscriptions/s (at most {args.window} waiting; "
+            f"{again} sent again)"
+        )
+
+        published, subscribed = await first_sync(
+            channel, exts, watcher, kamailio, start_bridge, 60 + len(exts) / 20
+        )
+        sync_done = time.monotonic()
         bridge_pid = bridge[0].pid
-        await watcher.subscribe(exts, ("127.0.0.1", kamailio.udp_port))
-        samples = await register_latency(exts, watcher, sip)
+        cpu_bridge_start = cpu_seconds([bridge_pid])
+        print(
+            f"first full sync from the bridge's start: every user's state at the watcher in "
+            f"{published:.1f} s ({len(exts) / published:.0f} PUBLISH/s), and the bridge's "
+            f"{len(exts)} SUBSCRIBEs at the server in {subscribed:.1f} s; bridge CPU "
+            f"{cpu_bridge_start:.1f} s ({cpu_bridge_start / (2 * len(exts)) * 1e6:.0f} us per "
+            "request, start-up included)"
+        )
+
+        cleared = await clear_all(channel, exts, watcher, args.concurrency)
+        print(
+            f"clearing every user (offline: {len(exts)} publications withdrawn): "
+            f"{cleared:.1f} s = {len(exts) / cleared:.0f} withdrawals/s to the watcher"
+        )
+
+        sampled = exts[: args.latency_users] if args.latency_users else exts
+        samples = await register_latency(sampled, watcher, sip)
         ms = [s * 1000 for s in samples]
         print(
             f"REGISTER 200 -> watcher's NOTIFY (open) at Kamailio: n={len(ms)} "
@@ -444,37 +583,35 @@ async def _run(
             f"max={max(ms):.1f} ms"
         )
         before = [cpu_seconds([up_pid]), cpu_seconds([bridge_pid]), cpu_seconds(kamailio_pids)]
-        rate, rpc_rate, published = await sustained(
-            channel,
-            exts,
-            watcher,
-            args.changes,
-            args.concurrency,
-            ("127.0.0.1", kamailio.udp_port),
+        rate, rpc_rate, published_n = await sustained(
+            channel, exts, watcher, args.changes, args.concurrency, server
         )
         after = [cpu_seconds([up_pid]), cpu_seconds([bridge_pid]), cpu_seconds(kamailio_pids)]
         cpu_up, cpu_bridge, cpu_kam = (a - b for a, b in zip(after, before, strict=True))
         print(
             f"sustained: {args.changes} changes over {len(exts)} users in {args.changes / rate:.2f} s"
             f" = {rate:.0f} changes/s through the bridge to the watcher (API accepted "
-            f"{rpc_rate:.0f}/s; {published} deliveries of one PUBLISH each carried them, the rest coalesced)"
+            f"{rpc_rate:.0f}/s; {published_n} deliveries of one PUBLISH each carried them, "
+            "the rest coalesced)"
         )
         print(
             f"CPU during it: control plane + sidecar {cpu_up:.1f} s, bridge {cpu_bridge:.1f} s "
-            f"({cpu_bridge / max(1, published) * 1e6:.0f} us per PUBLISH: one core carries "
-            f"~{max(1, published) / max(cpu_bridge, 1e-9):.0f} PUBLISH/s), Kamailio {cpu_kam:.1f} s"
+            f"({cpu_bridge / max(1, published_n) * 1e6:.0f} us per PUBLISH: one core carries "
+            f"~{max(1, published_n) / max(cpu_bridge, 1e-9):.0f} PUBLISH/s), Kamailio {cpu_kam:.1f} s"
         )
+        if args.idle_seconds > 0:
+            await refreshes(args, kamailio, bridge_pid, sync_done, watcher)
     best: tuple[int, float, float] | None = None
     for reference_rate in args.rates:
-        before = watcher.notifies
+        before_n = watcher.notifies
         cpu_kam = cpu_seconds(kamailio_pids)
-        started = time.monotonic()
+        begun = time.monotonic()
         done_rate, failed, calls = await reference(
             work, exts, kamailio, reference_rate, args.seconds
         )
-        elapsed = time.monotonic() - started
+        elapsed = time.monotonic() - begun
         cpu_kam = cpu_seconds(kamailio_pids) - cpu_kam
-        notify_rate = (watcher.notifies - before) / elapsed
+        notify_rate = (watcher.notifies - before_n) / elapsed
         if kamailio.process.poll() is not None:
             tail = kamailio.log_tail(15)
             print(f"Kamailio exited ({kamailio.process.returncode}) at {reference_rate} calls/s:")
@@ -488,13 +625,56 @@ async def _run(
         if failed == 0:
             best = (reference_rate, done_rate, notify_rate)
     transport.close()
+    stats = kamailio.statistics()
+    if stats:
+        print(
+            f"Kamailio shared memory: {stats.get('shmem:max_used_size', 0) / 2**20:.0f} MB "
+            f"at most of {stats.get('shmem:total_size', 0) / 2**20:.0f} MB; requests dropped "
+            f"{stats.get('core:drop_requests', 0)}"
+        )
     if best is not None:
         print(
             f"Kamailio's own capacity here: >= {best[1]:.0f} PUBLISH/s without failures "
             f"(highest rate tried without failures: {best[0]} calls/s); the bridge carried "
-            f"{published / (args.changes / rate):.0f} PUBLISH/s while delivering "
+            f"{published_n / (args.changes / rate):.0f} PUBLISH/s while delivering "
             f"{rate:.0f} changes/s"
         )
+
+
+async def refreshes(
+    args: argparse.Namespace, kamailio: Any, bridge_pid: int, sync_done: float, watcher: Watcher
+) -> None:
+    """Refreshes in steady state: with nothing changing, every PUBLISH and SUBSCRIBE the server
+    receives is a refresh of the bridge's (the watcher's own last an hour). The bridge spreads
+    them over 50-90 % of the interval, so the window starts half an interval after the sync."""
+    start_at = sync_done + 0.5 * args.expires
+    wait = start_at - time.monotonic()
+    if wait > 0:
+        print(f"(waiting {wait:.0f} s for the first refreshes, half an interval after the sync)")
+        await asyncio.sleep(wait)
+    watched = watcher.subscribes_sent
+
+    def counts() -> tuple[int, int]:
+        stats = kamailio.statistics()
+        return stats.get("core:rcv_requests_publish", 0), stats.get(
+            "core:rcv_requests_subscribe", 0
+        )
+
+    pub0, sub0 = counts()
+    cpu0 = cpu_seconds([bridge_pid])
+    begun = time.monotonic()
+    await asyncio.sleep(args.idle_seconds)
+    elapsed = time.monotonic() - begun
+    pub1, sub1 = counts()
+    cpu = cpu_seconds([bridge_pid]) - cpu0
+    pubs, subs = pub1 - pub0, sub1 - sub0 - (watcher.subscribes_sent - watched)
+    total = pubs + subs
+    print(
+        f"refreshes with nothing changing, {elapsed:.0f} s from {start_at - sync_done:.0f} s after "
+        f"the sync (expires {args.expires} s): {pubs} PUBLISH + {subs} SUBSCRIBE = "
+        f"{total / elapsed:.1f} refreshes/s; bridge CPU {cpu:.1f} s "
+        f"({cpu / max(1, total) * 1e6:.0f} us per refresh, {cpu / elapsed:.1%} of a core)"
+    )
 
 
 def main() -> None:
@@ -506,13 +686,41 @@ def main() -> None:
         "--rates", type=lambda v: [int(x) for x in v.split(",")], default=[150, 250, 350]
     )
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=200,
+        help="SUBSCRIBEs the watcher leaves waiting for their first NOTIFY at most",
+    )
+    parser.add_argument(
+        "--latency-users",
+        type=int,
+        default=0,
+        help="users registered one by one for the latency samples (0: every user)",
+    )
+    parser.add_argument(
+        "--expires", type=int, default=600, help="the connector's Expires (refresh interval)"
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=0.0,
+        help="window in which refreshes are counted, nothing changing; it starts half an "
+        "interval (--expires) after the first sync (0: skip)",
+    )
     args = parser.parse_args()
     if presence_server.missing():
         sys.exit(presence_server.missing())
     grpc_port, sip_port = latency.free_port(), latency.free_port()
     with tempfile.TemporaryDirectory() as data:
         work = Path(data)
-        kamailio = presence_server.KamailioPresence(work / "kamailio", children=4).start()
+        kamailio = presence_server.KamailioPresence(
+            work / "kamailio",
+            children=4,
+            shm_mb=max(128, args.users // 20),
+            htable_bits=min(14, max(9, (args.users * 2).bit_length())),
+            max_buffer=8 * 2**20,
+        ).start()
         try:
             proc = latency.start_up(work, grpc_port, sip_port)
         except SystemExit:

@@ -204,6 +204,13 @@ class SessionTable:
     def end(self, connector: str) -> None:
         self._sessions.pop(connector, None)
 
+    def lapse(self, now: float) -> list[str]:
+        """End the sessions that lapsed by `now`; the connectors they were for."""
+        gone = [c for c, s in self._sessions.items() if s.expires_at <= now]
+        for connector in gone:
+            del self._sessions[connector]
+        return gone
+
     def holder(self, connector: str, now: float) -> Session | None:
         held = self._sessions.get(connector)
         return held if held is not None and held.expires_at > now else None

@@ -138,6 +138,7 @@ class ControlCore:
         for q in list(self._binding_watchers):
             q.end()
         self.sidecars.close()
+        self.connectors.close()
         await self.presence.drain()
         await self.db.close()
 
@@ -522,8 +523,12 @@ class ControlCore:
     # --- background ----------------------------------------------------------------------------
 
     async def sweep(self) -> None:
-        """Expire bindings, lapse manual presence, end lost sidecars' calls and drop their bindings."""
+        """Expire bindings, lapse manual presence and connector sessions, end lost sidecars'
+        calls and drop their bindings."""
         now = self.clock()
+        for connector in self.connector_sessions.lapse(now):
+            # No write announces it: its watchers learn here that nothing runs its bridge now.
+            self.connectors.touched(connector)
         due = self.bindings.due(now)
         if due:
             await self.remove_bindings(due, "expired")

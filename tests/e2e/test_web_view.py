@@ -30,6 +30,7 @@ from typing import TypeVar
 import pytest
 from sip2uc.client import Sip2ucClient, split_target
 from sip2uc.v1 import users_pb2
+from test_cli_connectors import presence_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -583,6 +584,75 @@ def test_off_loopback_a_wrong_or_missing_token_is_refused(
         assert "connected" in sidecar
     finally:
         assert up.stop() == 0
+
+
+# --- UC bridges --------------------------------------------------------------------------------
+
+
+def connector_cells(driver: WebDriver, name: str) -> list[str] | None:
+    rows = driver.find_elements(By.CSS_SELECTOR, f'#connectors tr[data-connector="{name}"]')
+    if not rows:
+        return None
+    return [cell.text for cell in rows[0].find_elements(By.CSS_SELECTOR, "th, td")]
+
+
+def cli(up: Up, *args: str) -> None:
+    done = subprocess.run(
+        [*CLI, "--control", up.admin, "--token", up.token, *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(presence_server.missing() is not None, reason=str(presence_server.missing()))
+def test_a_configured_uc_bridge_shows_with_its_state_and_goes_when_deleted(
+    up: Up, browser: WebDriver, artifacts: Path, tmp_path: Path
+) -> None:
+    kamailio = presence_server.KamailioPresence(tmp_path / "kamailio", auth=True).start()
+    try:
+        add_user(up, "456", "alice-secret-1")
+        browser.get(up.url)
+        follows_live(browser)
+        assert "No UC bridge is configured" in browser.find_element(By.ID, "connectors").text
+
+        password = tmp_path / "uc-password"
+        password.write_text(presence_server.PASSWORD + "\n")
+        password.chmod(0o600)
+        cli(
+            up,
+            "connector",
+            "add",
+            "sip-presence",
+            "kam",
+            "--server",
+            kamailio.server_uri("tcp"),
+            "--username",
+            presence_server.USERNAME,
+            "--password-file",
+            str(password),
+        )
+        cells = wait_for(
+            lambda: c if (c := connector_cells(browser, "kam")) and c[3] == "connected" else None,
+            "the bridge to show as connected",
+            30,
+        )
+        assert cells[:3] == ["kam", "SIP presence", kamailio.server_uri("tcp")]
+        assert cells[4] == "—"  # no error
+        assert cells[6] == "1"  # 456 is mapped: it has a SIP URI
+        assert cells[9] != "—"  # the process that runs it
+        assert "UC bridges connected\n1" in browser.find_element(By.ID, "summary").text
+        screenshot(browser, artifacts / "state-view-uc-bridge.png")
+
+        cli(up, "connector", "delete", "kam")
+        wait_for(
+            lambda: True if connector_cells(browser, "kam") is None else None,
+            "the deleted bridge to leave the page",
+            5,
+        )
+    finally:
+        kamailio.stop()
 
 
 # --- sip2uc web, its own process ---------------------------------------------------------------

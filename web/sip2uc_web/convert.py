@@ -9,6 +9,7 @@ from sip2uc.v1 import (
     admin_pb2,
     calls_pb2,
     common_pb2,
+    connectors_pb2,
     presence_pb2,
     registrations_pb2,
     sidecar_pb2,
@@ -16,6 +17,7 @@ from sip2uc.v1 import (
 
 from .model import (
     CallView,
+    ConnectorView,
     LegView,
     LogEntryView,
     PresenceView,
@@ -147,4 +149,34 @@ def log_entry(pb: admin_pb2.LogEntry) -> LogEntryView:
         logger=pb.logger,
         message=pb.message,
         trace_id=pb.trace_id,
+    )
+
+
+def connector(pb: connectors_pb2.Connector) -> ConnectorView:
+    kind = pb.WhichOneof("config")
+    status = pb.status
+    return ConnectorView(
+        name=pb.name.removeprefix("connectors/"),
+        display_name=pb.display_name,
+        kind={"sip_presence": "SIP presence", "teams": "Teams"}.get(kind or "", "unknown"),
+        target=(
+            pb.sip_presence.server
+            if kind == "sip_presence"
+            else f"tenant {pb.teams.tenant_id}"
+            if kind == "teams"
+            else ""
+        ),
+        state=word(connectors_pb2.ConnectorState, status.state, "CONNECTOR_STATE_"),
+        last_error=status.last_error,
+        lag_seconds=(
+            status.lag.seconds + status.lag.nanos / 1e9 if status.HasField("lag") else None
+        ),
+        users_mapped=status.users_mapped,
+        last_sync_time=seconds(status, "last_sync_time"),
+        runner=status.runner,
+        report_time=seconds(status, "report_time"),
+        changes_out=status.changes_out,
+        changes_in=status.changes_in,
+        external=pb.external,
+        disabled=pb.disabled,
     )

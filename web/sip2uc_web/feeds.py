@@ -24,6 +24,8 @@ from sip2uc.v1 import (
     admin_pb2_grpc,
     calls_pb2,
     calls_pb2_grpc,
+    connectors_pb2,
+    connectors_pb2_grpc,
     presence_pb2,
     presence_pb2_grpc,
     registrations_pb2,
@@ -41,7 +43,7 @@ MIN_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
 # The unary call that loads the call history when the calls feed (re)starts.
 HISTORY_TIMEOUT_SECONDS = 15.0
-FEEDS = ("sidecars", "presence", "registrations", "calls", "warnings")
+FEEDS = ("sidecars", "presence", "registrations", "calls", "connectors", "warnings")
 
 T = TypeVar("T")
 Changed = Callable[[Iterable[Part]], None]
@@ -64,6 +66,7 @@ class Feeds:
         self._presence_stub = presence_pb2_grpc.PresenceServiceStub(channel)
         self._registrations = registrations_pb2_grpc.RegistrationServiceStub(channel)
         self._calls = calls_pb2_grpc.CallServiceStub(channel)
+        self._connectors = connectors_pb2_grpc.ConnectorServiceStub(channel)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -72,6 +75,7 @@ class Feeds:
             "presence": self._follow_presence,
             "registrations": self._follow_registrations,
             "calls": self._follow_calls,
+            "connectors": self._follow_connectors,
             "warnings": self._follow_warnings,
         }
         for name in FEEDS:
@@ -216,6 +220,23 @@ class Feeds:
             lambda m: self._state.call_changed(convert.call(m.call)),
             live,
             before_live=load_history,
+        )
+
+    async def _follow_connectors(self, live: Live) -> None:
+        def change(message: connectors_pb2.WatchConnectorsResponse) -> set[Part]:
+            view = convert.connector(message.connector)
+            if message.deleted:
+                return self._state.connector_deleted(view)
+            return self._state.connector_changed(view)
+
+        await self._snapshot_then_changes(
+            self._connectors.WatchConnectors(
+                connectors_pb2.WatchConnectorsRequest(), metadata=self._metadata
+            ),
+            lambda m: convert.connector(m.connector),
+            self._state.connectors_snapshot,
+            change,
+            live,
         )
 
     async def _follow_warnings(self, live: Live) -> None:

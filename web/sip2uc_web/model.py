@@ -119,6 +119,27 @@ class LogEntryView:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectorView:
+    """A bridge to a UC platform with what its bridge last reported."""
+
+    name: str  # without the "connectors/" prefix
+    display_name: str
+    kind: str  # "SIP presence", "Teams", or "unknown" (a kind newer than these stubs)
+    target: str  # the presence server's URI, or the Teams tenant id
+    state: str  # "connecting", "connected", "failed", "unknown"
+    last_error: str
+    lag_seconds: float | None  # None: the bridge has not said
+    users_mapped: int
+    last_sync_time: float | None
+    runner: str
+    report_time: float | None
+    changes_out: int
+    changes_in: int
+    external: bool  # run by `sip2uc connector run` on another host
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FeedStatus:
     """Whether one of the view's watch streams is following the control plane."""
 

@@ -59,6 +59,15 @@ def duration_text(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def lag_text(seconds: float | None) -> str:
+    """A bridge's lag: "—" when it has not said, else seconds (under a minute) or m:ss."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return duration_text(seconds)
+
+
 def loss_percent(q: StreamQuality) -> float:
     """Packets lost as a share of those expected (RFC 3550 counts can go negative: duplicates)."""
     lost = max(q.lost, 0)
@@ -117,6 +126,7 @@ class Renderer:
             dom_id=dom_id,
             css=css_word,
             duration=duration_text,
+            lag=lag_text,
             loss_percent=loss_text,
             worst_quality=worst_quality,
         )
@@ -173,4 +183,7 @@ class Renderer:
             if registration is None:
                 return None
             return str(self._rows.registration_row(registration, state.user_label, oob=True))
+        if part.section == "connectors":
+            connector = state.connectors.get(part.key)
+            return None if connector is None else str(self._rows.connector_row(connector, oob=True))
         raise ValueError(f"section {part.section!r} has no row fragments")

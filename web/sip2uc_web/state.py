@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .model import (
     CallView,
+    ConnectorView,
     FeedStatus,
     LogEntryView,
     PresenceView,
@@ -82,6 +83,7 @@ class StateView:
         self.calls: dict[str, CallView] = {}
         self.history: list[CallView] = []  # newest first
         self.warnings: deque[LogEntryView] = deque(maxlen=warnings_limit)  # oldest first
+        self.connectors: dict[str, ConnectorView] = {}
         self.feeds: dict[str, FeedStatus] = {}
         self._presence_rows: list[PresenceView] | None = None
         self._registration_rows: list[RegistrationView] | None = None
@@ -119,6 +121,9 @@ class StateView:
     def sidecar_rows(self) -> list[SidecarView]:
         return [self.sidecars[name] for name in sorted(self.sidecars)]
 
+    def connector_rows(self) -> list[ConnectorView]:
+        return [self.connectors[name] for name in sorted(self.connectors)]
+
     def bindings_per_sidecar(self) -> dict[str, int]:
         """Bindings by the sidecar they registered through (live, unlike the API's figure,
         which is as of the sidecar's last heartbeat)."""
@@ -149,6 +154,10 @@ class StateView:
             "calls": len(self.calls),
             "sidecars_connected": connected,
             "sidecars_lost": len(self.sidecars) - connected,
+            "bridges_connected": sum(1 for c in self.connectors.values() if c.state == "connected"),
+            "bridges_not_connected": sum(
+                1 for c in self.connectors.values() if c.state != "connected"
+            ),
         }
 
     def availability_counts(self) -> list[tuple[str, int]]:
@@ -273,6 +282,24 @@ class StateView:
             by_name.values(), key=lambda c: (c.end_time or 0.0, c.start_time or 0.0), reverse=True
         )
         self.history = newest[: self.history_limit]
+
+    # --- connectors (UC bridges) ---------------------------------------------------------------
+
+    def connectors_snapshot(self, connectors: Iterable[ConnectorView]) -> set[Part]:
+        self.connectors = {c.name: c for c in connectors}
+        return _section("connectors", "summary")
+
+    def connector_changed(self, connector: ConnectorView) -> set[Part]:
+        before = self.connectors.get(connector.name)
+        self.connectors[connector.name] = connector
+        if before is not None and before.state == connector.state:
+            return {Part("connectors", connector.name)}
+        return _section("connectors", "summary")
+
+    def connector_deleted(self, connector: ConnectorView) -> set[Part]:
+        if self.connectors.pop(connector.name, None) is None:
+            return set()
+        return _section("connectors", "summary")
 
     # --- warnings ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +29,7 @@ from .convert import (
     connector_to_pb,
 )
 from .paging import decode_token, encode_token, page_size
-from .status import unary
+from .status import streaming, unary
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 log = logging.getLogger(__name__)
@@ -92,6 +93,30 @@ class ConnectorServicer(connectors_pb2_grpc.ConnectorServiceServicer):
             connectors=[self._to_pb(c) for c in page],
             next_page_token=encode_token(offset + size) if offset + size < len(found) else "",
         )
+
+    @streaming
+    async def WatchConnectors(
+        self, request: connectors_pb2.WatchConnectorsRequest, context: Ctx
+    ) -> AsyncIterator[connectors_pb2.WatchConnectorsResponse]:
+        store = self.core.connectors
+        queue = store.watch()
+        # What this watcher was last sent: a change that shows nothing new is not sent again.
+        sent: dict[str, connectors_pb2.Connector] = {}
+        try:
+            for connector in store.all():
+                sent[connector.id] = self._to_pb(connector)
+                yield connectors_pb2.WatchConnectorsResponse(connector=sent[connector.id])
+            yield connectors_pb2.WatchConnectorsResponse(snapshot_complete=True)
+            while (change := await queue.get()) is not None:
+                shown = self._to_pb(change.connector)
+                if change.deleted:
+                    sent.pop(change.connector.id, None)
+                    yield connectors_pb2.WatchConnectorsResponse(connector=shown, deleted=True)
+                elif sent.get(change.connector.id) != shown:
+                    sent[change.connector.id] = shown
+                    yield connectors_pb2.WatchConnectorsResponse(connector=shown)
+        finally:
+            store.unwatch(queue)
 
     # --- changing ------------------------------------------------------------------------------
 
@@ -219,6 +244,7 @@ class ConnectorServicer(connectors_pb2_grpc.ConnectorServiceServicer):
             raise InvalidArgument(FieldViolation("name", f"{connector.name} is disabled"))
         now = self.core.clock()
         session = self.core.connector_sessions.claim(connector.id, runner, now)
+        self.core.connectors.touched(connector.id)
         entries = await self.core.connectors.entries(connector.id)
         log.info("connector %s claimed by %s", connector.name, runner)
         secrets = connector.secrets
@@ -279,6 +305,7 @@ class ConnectorServicer(connectors_pb2_grpc.ConnectorServiceServicer):
         connector = self._require(request.name)
         self.core.connector_sessions.check(connector.id, request.session, self.core.clock())
         self.core.connector_sessions.end(connector.id)
+        self.core.connectors.touched(connector.id)
         log.info("connector %s released", connector.name)
         return connectors_pb2.ReleaseConnectorResponse()
 

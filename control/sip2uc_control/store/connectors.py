@@ -4,6 +4,10 @@ The connector rows (configuration, secrets, last status, watch cursor) are few a
 (`sip2uc connector list`, every status report), so they are indexed in memory like users. A
 bridge's saved state (`connector_state`, one row per key: a publication's ETag, a session id)
 is read only when a process claims the connector and is written in batches by the bridge.
+
+Every change of a connector row (created, updated, a status report that says something new,
+deleted) is offered to the watch streams (`watch`), so ConnectorService.WatchConnectors follows
+the reports as they arrive instead of reading the table again.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import text
@@ -20,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..connectors import Connector, ConnectorKind, ConnectorStatus
 from ..errors import AlreadyExists, NotFound
+from ..watchers import Watchers, WatchQueue
 from .db import Database
 
 _INSERT = text(
@@ -37,6 +42,19 @@ _UPSERT_ENTRY = text(
     "ON CONFLICT (connector_id, key) DO UPDATE SET value = excluded.value"
 )
 _DELETE_ENTRY = text("DELETE FROM connector_state WHERE connector_id = :c AND key = :k")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorChange:
+    """A connector as it is now (its last state when `deleted`), for the watch streams."""
+
+    connector: Connector
+    deleted: bool = False
+
+
+def _same_report(a: ConnectorStatus, b: ConnectorStatus) -> bool:
+    """Whether two status reports say the same thing (only the time of the report differs)."""
+    return replace(a, report_time=0.0) == replace(b, report_time=0.0)
 
 
 def _row(connector: Connector) -> dict[str, Any]:
@@ -74,6 +92,7 @@ class ConnectorStore:
         self.db = db
         self._by_id: dict[str, Connector] = {}
         self._cursors: dict[str, str] = {}
+        self._watchers: Watchers[ConnectorChange] = Watchers()
 
     async def load(self) -> None:
         async with self.db.engine.connect() as conn:
@@ -109,6 +128,25 @@ class ConnectorStore:
             ).all()
         return {row.key: base64.b64decode(row.value) for row in rows}
 
+    # --- watching ------------------------------------------------------------------------------
+
+    def watch(self) -> WatchQueue[ConnectorChange]:
+        return self._watchers.watch()
+
+    def unwatch(self, queue: WatchQueue[ConnectorChange]) -> None:
+        self._watchers.unwatch(queue)
+
+    def touched(self, connector_id: str) -> None:
+        """Tell watchers that what the connector shows changed without a write (a process
+        claimed or released its session)."""
+        found = self._by_id.get(connector_id)
+        if found is not None:
+            self._watchers.offer(ConnectorChange(found))
+
+    def close(self) -> None:
+        """End every watch stream (server shutdown)."""
+        self._watchers.end_all()
+
     # --- writes --------------------------------------------------------------------------------
 
     async def create(self, connector: Connector) -> Connector:
@@ -125,6 +163,7 @@ class ConnectorStore:
             raise AlreadyExists("connector_id", connector.id, connector.name) from exc
         self._by_id[connector.id] = connector
         self._cursors[connector.id] = ""
+        self._watchers.offer(ConnectorChange(connector))
         return connector
 
     async def save(self, connector: Connector) -> Connector:
@@ -135,6 +174,7 @@ class ConnectorStore:
 
         await self.db.submit(write)
         self._by_id[connector.id] = connector
+        self._watchers.offer(ConnectorChange(connector))
         return connector
 
     async def save_status(self, connector_id: str, status: ConnectorStatus) -> Connector:
@@ -148,6 +188,8 @@ class ConnectorStore:
         await self.db.submit(write)
         if connector_id in self._by_id:  # not deleted meanwhile
             self._by_id[connector_id] = updated
+            if not _same_report(current.status, status):
+                self._watchers.offer(ConnectorChange(updated))
         return updated
 
     async def save_state(
@@ -188,5 +230,7 @@ class ConnectorStore:
             await conn.execute(text("DELETE FROM connectors WHERE id=:id"), {"id": connector_id})
 
         await self.db.submit(write)
-        self._by_id.pop(connector_id, None)
+        gone = self._by_id.pop(connector_id, None)
         self._cursors.pop(connector_id, None)
+        if gone is not None:
+            self._watchers.offer(ConnectorChange(gone, deleted=True))

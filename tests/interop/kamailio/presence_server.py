@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+KAMCMD = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
 MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 DBTEXT = Path("/usr/share/kamailio/dbtext/kamailio")
 TEMPLATE = Path(__file__).with_name("presence.cfg")
@@ -63,6 +64,13 @@ class KamailioPresence:
     tls: bool = False
     min_expires: int = 0
     children: int = 2
+    #: Shared and per-process memory, MB (Kamailio's -m and -M).
+    shm_mb: int = 128
+    pkg_mb: int = 16
+    #: log2 of the buckets of the watcher and presentity hash tables (Kamailio's default: 9).
+    htable_bits: int = 9
+    #: Largest UDP receive buffer Kamailio asks for (bytes).
+    max_buffer: int = 262144
     udp_port: int = field(default_factory=free_port)
     tcp_port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
@@ -72,6 +80,29 @@ class KamailioPresence:
     @property
     def log_path(self) -> Path:
         return self.work / "kamailio.log"
+
+    @property
+    def ctl_socket(self) -> Path:
+        return self.work / "kamailio.ctl"
+
+    def statistics(self) -> dict[str, int]:
+        """The server's counters (``kamcmd stats.get_statistics all``), e.g.
+        ``core:rcv_requests_publish`` or ``presence:...``; empty when kamcmd is missing."""
+        if not Path(KAMCMD).exists():
+            return {}
+        done = subprocess.run(
+            [KAMCMD, "-s", f"unix:{self.ctl_socket}", "stats.get_statistics", "all"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        out: dict[str, int] = {}
+        for line in done.stdout.splitlines():
+            name, sep, value = line.strip().partition(" = ")
+            if sep and value.strip().lstrip("-").isdigit():
+                out[name.strip()] = int(value)
+        return out
 
     def server_uri(self, transport: str = "udp") -> str:
         port = {"udp": self.udp_port, "tcp": self.tcp_port, "tls": self.tls_port}[transport]
@@ -102,6 +133,9 @@ class KamailioPresence:
             "TLS_CFG": tls_cfg,
             "DB_DIR": db,
             "MIN_EXPIRES": self.min_expires,
+            "CTL_SOCKET": self.ctl_socket,
+            "HTABLE_BITS": self.htable_bits,
+            "MAX_BUFFER": self.max_buffer,
             "USERNAME": USERNAME,
             "PASSWORD": PASSWORD,
         }.items():
@@ -113,7 +147,18 @@ class KamailioPresence:
             *(["-A", "WITH_TLS"] if self.tls else []),
         ]
         self.process = subprocess.Popen(
-            [KAMAILIO, "-f", str(cfg), "-DD", "-E", "-m", "128", "-M", "16", *defines],
+            [
+                KAMAILIO,
+                "-f",
+                str(cfg),
+                "-DD",
+                "-E",
+                "-m",
+                str(self.shm_mb),
+                "-M",
+                str(self.pkg_mb),
+                *defines,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("wb"),
         )

@@ -3,8 +3,10 @@ of the process that runs a bridge, and the origin of EXTERNAL presence."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -21,6 +23,8 @@ from sip2uc.v1 import (
     users_pb2_grpc,
 )
 from sip2uc_control.app import ControlConfig, ControlPlane
+
+from .in_memory import Clock
 
 SERVER = "sip:presence.example.com:5061;transport=tls"
 GUID = "2b7b4c1e-8f2d-4e57-9c1a-3f5d6e7a8b9c"
@@ -500,3 +504,86 @@ async def test_connectors_and_user_identities_survive_a_restart(tmp_path: Path) 
             assert got.user.user_principal_name == "a@example.com"
     finally:
         await plane.stop(0.1)
+
+
+async def next_watched(stream: Any) -> connectors_pb2.WatchConnectorsResponse:
+    message: connectors_pb2.WatchConnectorsResponse = await asyncio.wait_for(stream.read(), 5)
+    return message
+
+
+async def report(
+    stub: connectors_pb2_grpc.ConnectorServiceStub,
+    session: str,
+    state: connectors_pb2.ConnectorState.ValueType,
+    **fields: Any,
+) -> None:
+    await stub.ReportConnectorStatus(
+        connectors_pb2.ReportConnectorStatusRequest(
+            name="kam",
+            session=session,
+            status=connectors_pb2.ConnectorStatus(state=state, **fields),
+        )
+    )
+
+
+async def test_watch_connectors_sends_the_snapshot_then_each_new_status_and_the_deletion(
+    stub: connectors_pb2_grpc.ConnectorServiceStub,
+) -> None:
+    await create(stub, "early")
+    watch = stub.WatchConnectors(connectors_pb2.WatchConnectorsRequest())
+    first = await next_watched(watch)
+    assert first.connector.name == "connectors/early"
+    assert first.connector.sip_presence.password == "" and not first.deleted
+    assert (await next_watched(watch)).snapshot_complete
+
+    await create(stub)
+    created = await next_watched(watch)
+    assert created.connector.name == "connectors/kam"
+    assert "waiting for a process" in created.connector.status.last_error
+    claim = await stub.ClaimConnector(
+        connectors_pb2.ClaimConnectorRequest(name="kam", runner="h:1")
+    )
+    claimed = await next_watched(watch)
+    assert claimed.connector.status.state == connectors_pb2.CONNECTOR_STATE_CONNECTING
+    assert claimed.connector.status.last_error == ""
+
+    await report(stub, claim.session, connectors_pb2.CONNECTOR_STATE_CONNECTED, users_mapped=3)
+    connected = (await next_watched(watch)).connector
+    assert connected.status.state == connectors_pb2.CONNECTOR_STATE_CONNECTED
+    assert (connected.status.users_mapped, connected.status.runner) == (3, "h:1")
+
+    # The same report again says nothing new: the next message is the failure after it.
+    await report(stub, claim.session, connectors_pb2.CONNECTOR_STATE_CONNECTED, users_mapped=3)
+    await report(
+        stub, claim.session, connectors_pb2.CONNECTOR_STATE_FAILED, last_error="503 from server"
+    )
+    failed = (await next_watched(watch)).connector
+    assert failed.status.state == connectors_pb2.CONNECTOR_STATE_FAILED
+    assert failed.status.last_error == "503 from server"
+
+    await stub.DeleteConnector(connectors_pb2.DeleteConnectorRequest(name="kam"))
+    deleted = await next_watched(watch)
+    assert deleted.deleted and deleted.connector.name == "connectors/kam"
+    watch.cancel()
+
+
+async def test_watch_connectors_says_when_a_bridge_stops_reporting(
+    stub: connectors_pb2_grpc.ConnectorServiceStub, control: ControlPlane, clock: Clock
+) -> None:
+    await create(stub)
+    claim = await stub.ClaimConnector(
+        connectors_pb2.ClaimConnectorRequest(name="kam", runner="h:1")
+    )
+    await report(stub, claim.session, connectors_pb2.CONNECTOR_STATE_CONNECTED)
+    watch = stub.WatchConnectors(connectors_pb2.WatchConnectorsRequest())
+    shown = (await next_watched(watch)).connector
+    assert shown.status.state == connectors_pb2.CONNECTOR_STATE_CONNECTED
+    assert (await next_watched(watch)).snapshot_complete
+
+    clock.advance(31)  # past the lease, with no report in between
+    assert control.core is not None
+    await control.core.sweep()
+    lapsed = (await next_watched(watch)).connector
+    assert lapsed.status.state == connectors_pb2.CONNECTOR_STATE_FAILED
+    assert "no report from its bridge" in lapsed.status.last_error
+    watch.cancel()

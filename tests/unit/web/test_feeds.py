@@ -11,7 +11,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from sip2uc.v1 import common_pb2, presence_pb2, presence_pb2_grpc, users_pb2, users_pb2_grpc
+from sip2uc.v1 import (
+    common_pb2,
+    connectors_pb2,
+    connectors_pb2_grpc,
+    presence_pb2,
+    presence_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
 from sip2uc_control.app import ControlConfig, ControlPlane
 from sip2uc_web.connection import ControlTarget, open_channel
 from sip2uc_web.feeds import FEEDS, Feeds
@@ -95,6 +103,53 @@ async def test_the_feeds_follow_presence_and_warnings_live(control: ControlPlane
                 lambda: any(e.message == "disk nearly full" for e in view.state.warnings),
                 "the warning to arrive",
             )
+        finally:
+            await view.close()
+
+
+async def test_the_connectors_feed_follows_what_a_bridge_reports(control: ControlPlane) -> None:
+    metadata = (("authorization", f"Bearer {control.token}"),)
+    async with grpc.aio.insecure_channel(control.address) as channel:
+        stub = connectors_pb2_grpc.ConnectorServiceStub(channel)
+        await stub.CreateConnector(
+            connectors_pb2.CreateConnectorRequest(
+                connector_id="kam",
+                connector=connectors_pb2.Connector(
+                    sip_presence=connectors_pb2.SipPresenceConfig(server="sip:127.0.0.1:5060")
+                ),
+            ),
+            metadata=metadata,
+        )
+        view = Following(control.address, control.token)
+        view.feeds.start()
+        try:
+            await until(view.live, "every feed to be live")
+            assert view.state.connectors["kam"].state == "connecting"
+            assert view.state.connectors["kam"].target == "sip:127.0.0.1:5060"
+
+            claim = await stub.ClaimConnector(
+                connectors_pb2.ClaimConnectorRequest(name="kam", runner="gw:1"), metadata=metadata
+            )
+            status = connectors_pb2.ConnectorStatus(
+                state=connectors_pb2.CONNECTOR_STATE_CONNECTED, users_mapped=7
+            )
+            status.lag.FromMilliseconds(250)
+            await stub.ReportConnectorStatus(
+                connectors_pb2.ReportConnectorStatusRequest(
+                    name="kam", session=claim.session, status=status
+                ),
+                metadata=metadata,
+            )
+            await until(
+                lambda: view.state.connectors["kam"].state == "connected", "the report to arrive"
+            )
+            shown = view.state.connectors["kam"]
+            assert (shown.users_mapped, shown.lag_seconds, shown.runner) == (7, 0.25, "gw:1")
+
+            await stub.DeleteConnector(
+                connectors_pb2.DeleteConnectorRequest(name="kam"), metadata=metadata
+            )
+            await until(lambda: "kam" not in view.state.connectors, "the deletion to arrive")
         finally:
             await view.close()
 

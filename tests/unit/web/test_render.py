@@ -11,6 +11,7 @@ import pytest
 from sip2uc_web import render
 from sip2uc_web.model import (
     CallView,
+    ConnectorView,
     FeedStatus,
     LegView,
     LogEntryView,
@@ -269,6 +270,7 @@ def test_warnings_are_newest_first_and_escaped() -> None:
         ("registrations", "No handset is registered."),
         ("calls", "No call in progress."),
         ("history", "No finished call yet."),
+        ("connectors", "No UC bridge is configured (<code>sip2uc connector add</code>)."),
         ("warnings", "No warning since the control plane started."),
     ],
 )
@@ -366,3 +368,90 @@ def test_a_control_plane_without_sidecar_updates_is_named_as_such() -> None:
     state.feed_changed(FeedStatus("sidecars", live=False, problem="", offered=False))
     html = renderer().section(state, "sidecars")
     assert '<p class="empty">This control plane does not offer sidecar updates.</p>' in html
+
+
+KAMAILIO = ConnectorView(
+    name="kam",
+    display_name="Kamailio <lab>",
+    kind="SIP presence",
+    target="sip:presence.example.com:5061;transport=tls",
+    state="failed",
+    last_error="PUBLISH sip:456@example.com: 503 <Service Unavailable>",
+    lag_seconds=2.5,
+    users_mapped=1200,
+    last_sync_time=NOW - 30,
+    runner="gw1:4242",
+    report_time=NOW - 2,
+    changes_out=17,
+    changes_in=3,
+    external=True,
+    disabled=False,
+)
+
+
+def test_a_connector_row_shows_kind_state_error_lag_users_and_last_sync() -> None:
+    state = view()
+    state.connectors_snapshot([KAMAILIO])
+    html = renderer().update(state, [Part("connectors", "kam")])
+    assert html == (
+        f'<template><tr id="{dom_id("connector", "kam")}" data-connector="kam"'
+        ' hx-swap-oob="true">\n'
+        '<th scope="row">kam <span class="label">Kamailio &lt;lab&gt;</span></th>\n'
+        "<td>SIP presence</td>\n"
+        "<td>sip:presence.example.com:5061;transport=tls</td>\n"
+        '<td><span class="health failed">failed</span> <span class="label">external</span></td>\n'
+        '<td class="message">PUBLISH sip:456@example.com: 503 &lt;Service Unavailable&gt;</td>\n'
+        "<td>2.5 s</td>\n"
+        "<td>1200</td>\n"
+        '<td><time datetime="2027-01-15T07:59:30Z">07:59:30</time></td>\n'
+        "<td>17 / 3</td>\n"
+        "<td>gw1:4242</td>\n"
+        '<td><time datetime="2027-01-15T07:59:58Z">07:59:58</time></td>\n'
+        "</tr>\n"
+        "</template>"
+    )
+
+
+def test_the_connectors_section_lists_bridges_by_name_and_the_summary_counts_them() -> None:
+    state = view()
+    teams = replace(
+        KAMAILIO,
+        name="a-teams",
+        display_name="",
+        kind="Teams",
+        target="tenant 2b7b4c1e",
+        state="connected",
+        last_error="",
+        lag_seconds=None,
+        last_sync_time=None,
+        external=False,
+    )
+    state.connectors_snapshot([KAMAILIO, teams])
+    html = renderer().section(state, "connectors")
+    assert re.findall(r'data-connector="([\w-]+)"', html) == ["a-teams", "kam"]
+    assert '<h2 id="connectors-title">UC bridges <span class="count">(2)</span></h2>' in html
+    assert '<td><span class="health connected">connected</span></td>' in html
+    assert '<td class="message">—</td>\n<td>—</td>' in html  # no error, lag not reported
+    summary = renderer().section(state, "summary")
+    assert "<div><dt>UC bridges connected</dt><dd>1</dd></div>" in summary
+    assert '<div><dt>UC bridges not connected</dt><dd class="bad">1</dd></div>' in summary
+
+
+def test_the_summary_leaves_bridges_out_when_there_are_none() -> None:
+    assert "UC bridges" not in renderer().section(view(), "summary")
+
+
+def test_a_control_plane_without_connector_updates_is_named_as_such() -> None:
+    state = view()
+    state.feed_changed(FeedStatus("connectors", live=False, problem="", offered=False))
+    html = renderer().section(state, "connectors")
+    assert '<p class="empty">This control plane does not offer connector updates.</p>' in html
+
+
+def test_lag_reads_in_seconds_then_minutes() -> None:
+    assert [render.lag_text(s) for s in (None, 0.0, 59.94, 125.0)] == [
+        "—",
+        "0.0 s",
+        "59.9 s",
+        "2:05",
+    ]

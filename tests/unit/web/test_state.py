@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sip2uc_web.model import CallView, FeedStatus, PresenceView, RegistrationView, SidecarView
+from sip2uc_web.model import (
+    CallView,
+    ConnectorView,
+    FeedStatus,
+    PresenceView,
+    RegistrationView,
+    SidecarView,
+)
 from sip2uc_web.state import Part, StateView, extension_order
 
 
@@ -193,3 +200,55 @@ def test_a_feed_status_marks_the_banner_only_when_it_changes() -> None:
     state.feed_changed(FeedStatus("warnings", live=False, problem="", offered=False))
     assert not state.offered("warnings")
     assert state.offered("calls")
+
+
+def connector(name: str, state: str = "connecting", lag: float | None = None) -> ConnectorView:
+    return ConnectorView(
+        name=name,
+        display_name="",
+        kind="SIP presence",
+        target="sip:uc.example.com",
+        state=state,
+        last_error="",
+        lag_seconds=lag,
+        users_mapped=0,
+        last_sync_time=None,
+        runner="",
+        report_time=None,
+        changes_out=0,
+        changes_in=0,
+        external=False,
+        disabled=False,
+    )
+
+
+def test_a_connector_whose_state_word_stays_marks_only_its_row() -> None:
+    state = StateView()
+    assert state.connectors_snapshot([connector("kam", "connected")]) == {
+        Part("connectors"),
+        Part("summary"),
+    }
+    assert state.connector_changed(connector("kam", "connected", lag=1.5)) == {
+        Part("connectors", "kam")
+    }
+    assert state.connectors["kam"].lag_seconds == 1.5
+
+
+def test_a_connector_changing_state_appearing_or_going_redraws_the_section_and_summary() -> None:
+    state = StateView()
+    state.connectors_snapshot([connector("kam", "connected")])
+    both = {Part("connectors"), Part("summary")}
+    assert state.connector_changed(connector("kam", "failed")) == both
+    assert state.connector_changed(connector("teams")) == both
+    assert [c.name for c in state.connector_rows()] == ["kam", "teams"]
+    assert state.connector_deleted(connector("kam")) == both
+    assert state.connector_deleted(connector("kam")) == set()
+    assert state.counts()["bridges_not_connected"] == 1
+
+
+def test_a_connectors_snapshot_replaces_what_the_view_held() -> None:
+    state = StateView()
+    state.connectors_snapshot([connector("old")])
+    state.connectors_snapshot([connector("new", "connected")])
+    assert list(state.connectors) == ["new"]
+    assert state.counts()["bridges_connected"] == 1

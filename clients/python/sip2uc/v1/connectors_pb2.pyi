@@ -613,6 +613,59 @@ class ListConnectorsResponse(_message.Message):
 Global___ListConnectorsResponse: _TypeAlias = ListConnectorsResponse  # noqa: Y015
 
 @_typing.final
+class WatchConnectorsRequest(_message.Message):
+    """Request of ConnectorService.WatchConnectors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchConnectorsRequest: _TypeAlias = WatchConnectorsRequest  # noqa: Y015
+
+@_typing.final
+class WatchConnectorsResponse(_message.Message):
+    """One message of ConnectorService.WatchConnectors."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTOR_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_COMPLETE_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    snapshot_complete: _builtins.bool
+    """True on the message that ends the initial snapshot (it carries no
+    connector).
+    """
+    deleted: _builtins.bool
+    """True when the connector was deleted."""
+    @_builtins.property
+    def connector(self) -> Global___Connector:
+        """The connector with its current status (secrets are never returned); its
+        last state when `deleted` is set.
+        """
+
+    def __init__(
+        self,
+        *,
+        connector: Global___Connector | None = ...,
+        snapshot_complete: _builtins.bool = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connector", b"connector", "deleted", b"deleted", "snapshot_complete", b"snapshot_complete"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchConnectorsResponse: _TypeAlias = WatchConnectorsResponse  # noqa: Y015
+
+@_typing.final
 class UpdateConnectorRequest(_message.Message):
     """Request of ConnectorService.UpdateConnector."""
 

@@ -59,6 +59,11 @@ class ConnectorServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_connectors__pb2.ListConnectorsRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_connectors__pb2.ListConnectorsResponse.FromString,
                 _registered_method=True)
+        self.WatchConnectors = channel.unary_stream(
+                '/sip2uc.v1.ConnectorService/WatchConnectors',
+                request_serializer=sip2uc_dot_v1_dot_connectors__pb2.WatchConnectorsRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_connectors__pb2.WatchConnectorsResponse.FromString,
+                _registered_method=True)
         self.UpdateConnector = channel.unary_unary(
                 '/sip2uc.v1.ConnectorService/UpdateConnector',
                 request_serializer=sip2uc_dot_v1_dot_connectors__pb2.UpdateConnectorRequest.SerializeToString,
@@ -120,6 +125,16 @@ class ConnectorServiceServicer:
 
     def ListConnectors(self, request, context):
         """Lists connectors by id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchConnectors(self, request, context):
+        """Streams every connector with its status (by id), then a message with
+        `snapshot_complete`, then each connector again whenever it changes: its
+        bridge reports a different status, it is created, updated or deleted, or
+        the process that ran its bridge stops reporting (its session lapses).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -189,6 +204,11 @@ def add_ConnectorServiceServicer_to_server(servicer, server):
                     servicer.ListConnectors,
                     request_deserializer=sip2uc_dot_v1_dot_connectors__pb2.ListConnectorsRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_connectors__pb2.ListConnectorsResponse.SerializeToString,
+            ),
+            'WatchConnectors': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchConnectors,
+                    request_deserializer=sip2uc_dot_v1_dot_connectors__pb2.WatchConnectorsRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_connectors__pb2.WatchConnectorsResponse.SerializeToString,
             ),
             'UpdateConnector': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateConnector,
@@ -312,6 +332,33 @@ class ConnectorService:
             '/sip2uc.v1.ConnectorService/ListConnectors',
             sip2uc_dot_v1_dot_connectors__pb2.ListConnectorsRequest.SerializeToString,
             sip2uc_dot_v1_dot_connectors__pb2.ListConnectorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchConnectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sip2uc.v1.ConnectorService/WatchConnectors',
+            sip2uc_dot_v1_dot_connectors__pb2.WatchConnectorsRequest.SerializeToString,
+            sip2uc_dot_v1_dot_connectors__pb2.WatchConnectorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,12 @@ class ConnectorServiceStub:
     """Returns one connector with its status. Secrets are never returned."""
     ListConnectors: _grpc.UnaryUnaryMultiCallable[_connectors_pb2.ListConnectorsRequest, _connectors_pb2.ListConnectorsResponse]
     """Lists connectors by id."""
+    WatchConnectors: _grpc.UnaryStreamMultiCallable[_connectors_pb2.WatchConnectorsRequest, _connectors_pb2.WatchConnectorsResponse]
+    """Streams every connector with its status (by id), then a message with
+    `snapshot_complete`, then each connector again whenever it changes: its
+    bridge reports a different status, it is created, updated or deleted, or
+    the process that ran its bridge stops reporting (its session lapses).
+    """
     UpdateConnector: _grpc.UnaryUnaryMultiCallable[_connectors_pb2.UpdateConnectorRequest, _connectors_pb2.UpdateConnectorResponse]
     """Updates the fields named in the field mask. A running bridge is told to
     restart with the new configuration (its next status report fails).
@@ -91,6 +97,12 @@ class ConnectorServiceAsyncStub(ConnectorServiceStub):
     """Returns one connector with its status. Secrets are never returned."""
     ListConnectors: _aio.UnaryUnaryMultiCallable[_connectors_pb2.ListConnectorsRequest, _connectors_pb2.ListConnectorsResponse]  # type: ignore[assignment]
     """Lists connectors by id."""
+    WatchConnectors: _aio.UnaryStreamMultiCallable[_connectors_pb2.WatchConnectorsRequest, _connectors_pb2.WatchConnectorsResponse]  # type: ignore[assignment]
+    """Streams every connector with its status (by id), then a message with
+    `snapshot_complete`, then each connector again whenever it changes: its
+    bridge reports a different status, it is created, updated or deleted, or
+    the process that ran its bridge stops reporting (its session lapses).
+    """
     UpdateConnector: _aio.UnaryUnaryMultiCallable[_connectors_pb2.UpdateConnectorRequest, _connectors_pb2.UpdateConnectorResponse]  # type: ignore[assignment]
     """Updates the fields named in the field mask. A running bridge is told to
     restart with the new configuration (its next status report fails).
@@ -148,6 +160,18 @@ class ConnectorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_connectors_pb2.ListConnectorsResponse, _abc.Awaitable[_connectors_pb2.ListConnectorsResponse]]:
         """Lists connectors by id."""
+
+    @_abc_1.abstractmethod
+    def WatchConnectors(
+        self,
+        request: _connectors_pb2.WatchConnectorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_connectors_pb2.WatchConnectorsResponse], _abc.AsyncIterator[_connectors_pb2.WatchConnectorsResponse]]:
+        """Streams every connector with its status (by id), then a message with
+        `snapshot_complete`, then each connector again whenever it changes: its
+        bridge reports a different status, it is created, updated or deleted, or
+        the process that ran its bridge stops reporting (its session lapses).
+        """
 
     @_abc_1.abstractmethod
     def UpdateConnector(

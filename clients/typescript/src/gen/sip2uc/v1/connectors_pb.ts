@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/connectors.proto.
  */
 export const file_sip2uc_v1_connectors: GenFile = /*@__PURE__*/
-  fileDesc("ChpzaXAydWMvdjEvY29ubmVjdG9ycy5wcm90bxIJc2lwMnVjLnYxIsoCCglDb25uZWN0b3ISDAoEbmFtZRgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSNAoMc2lwX3ByZXNlbmNlGAMgASgLMhwuc2lwMnVjLnYxLlNpcFByZXNlbmNlQ29uZmlnSAASJwoFdGVhbXMYBCABKAsyFi5zaXAydWMudjEuVGVhbXNDb25maWdIABIQCghleHRlcm5hbBgFIAEoCBIQCghkaXNhYmxlZBgGIAEoCBIqCgZzdGF0dXMYByABKAsyGi5zaXAydWMudjEuQ29ubmVjdG9yU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGY29uZmlnIvUCChFTaXBQcmVzZW5jZUNvbmZpZxIOCgZzZXJ2ZXIYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMaGFzX3Bhc3N3b3JkGAQgASgIEg8KB2V4cGlyZXMYBSABKA0SGwoOcHVibGlzaF9kaWFsb2cYBiABKAhIAIgBARIWCglzdWJzY3JpYmUYByABKAhIAYgBARI2Cg9wdWJsaXNoX21hcHBpbmcYCCADKAsyHS5zaXAydWMudjEuU2lwUHJlc2VuY2VNYXBwaW5nEjoKD2luYm91bmRfbWFwcGluZxgJIAMoCzIhLnNpcDJ1Yy52MS5TaXBQcmVzZW5jZUluYm91bmRSdWxlEhAKCGRuZF9ub3RlGAogASgJEhUKDW1heF9pbl9mbGlnaHQYCyABKA0SEgoKdGxzX2NhX3BlbRgMIAEoCUIRCg9fcHVibGlzaF9kaWFsb2dCDAoKX3N1YnNjcmliZSKBAQoSU2lwUHJlc2VuY2VNYXBwaW5nEi0KDGF2YWlsYWJpbGl0eRgBIAEoDjIXLnNpcDJ1Yy52MS5BdmFpbGFiaWxpdHkSDAoEb3BlbhgCIAEoCBIQCghhY3Rpdml0eRgDIAEoCRIMCgRub3RlGAQgASgJEg4KBnJlbW92ZRgFIAEoCCJwChZTaXBQcmVzZW5jZUluYm91bmRSdWxlEhAKCGFjdGl2aXR5GAEgASgJEhUKDW5vdGVfY29udGFpbnMYAiABKAkSLQoMYXZhaWxhYmlsaXR5GAMgASgOMhcuc2lwMnVjLnYxLkF2YWlsYWJpbGl0eSLRAQoLVGVhbXNDb25maWcSEQoJdGVuYW50X2lkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIVCg1jbGllbnRfc2VjcmV0GAMgASgJEhkKEWhhc19jbGllbnRfc2VjcmV0GAQgASgIEhEKCWdyYXBoX3VybBgFIAEoCRIRCgl0b2tlbl91cmwYBiABKAkSEgoKdGxzX2NhX3BlbRgHIAEoCRIwCg1wb2xsX2ludGVydmFsGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIqsCCg9Db25uZWN0b3JTdGF0dXMSKAoFc3RhdGUYASABKA4yGS5zaXAydWMudjEuQ29ubmVjdG9yU3RhdGUSEgoKbGFzdF9lcnJvchgCIAEoCRImCgNsYWcYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMdXNlcnNfbWFwcGVkGAQgASgNEjIKDmxhc3Rfc3luY190aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZydW5uZXIYBiABKAkSLwoLcmVwb3J0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NoYW5nZXNfb3V0GAggASgEEhIKCmNoYW5nZXNfaW4YCSABKAQiOwoQQ29ubmVjdG9yU2VjcmV0cxIQCghwYXNzd29yZBgBIAEoCRIVCg1jbGllbnRfc2VjcmV0GAIgASgJIjEKE0Nvbm5lY3RvclN0YXRlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMIlcKFkNyZWF0ZUNvbm5lY3RvclJlcXVlc3QSFAoMY29ubmVjdG9yX2lkGAEgASgJEicKCWNvbm5lY3RvchgCIAEoCzIULnNpcDJ1Yy52MS5Db25uZWN0b3IiQgoXQ3JlYXRlQ29ubmVjdG9yUmVzcG9uc2USJwoJY29ubmVjdG9yGAEgASgLMhQuc2lwMnVjLnYxLkNvbm5lY3RvciIjChNHZXRDb25uZWN0b3JSZXF1ZXN0EgwKBG5hbWUYASABKAkiPwoUR2V0Q29ubmVjdG9yUmVzcG9uc2USJwoJY29ubmVjdG9yGAEgASgLMhQuc2lwMnVjLnYxLkNvbm5lY3RvciI+ChVMaXN0Q29ubmVjdG9yc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoWTGlzdENvbm5lY3RvcnNSZXNwb25zZRIoCgpjb25uZWN0b3JzGAEgAygLMhQuc2lwMnVjLnYxLkNvbm5lY3RvchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicgoWVXBkYXRlQ29ubmVjdG9yUmVxdWVzdBInCgljb25uZWN0b3IYASABKAsyFC5zaXAydWMudjEuQ29ubmVjdG9yEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJCChdVcGRhdGVDb25uZWN0b3JSZXNwb25zZRInCgljb25uZWN0b3IYASABKAsyFC5zaXAydWMudjEuQ29ubmVjdG9yIiYKFkRlbGV0ZUNvbm5lY3RvclJlcXVlc3QSDAoEbmFtZRgBIAEoCSInChdEZWxldGVDb25uZWN0b3JSZXNwb25zZRIMCgRuYW1lGAEgASgJIjUKFUNsYWltQ29ubmVjdG9yUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJ1bm5lchgCIAEoCSLrAQoWQ2xhaW1Db25uZWN0b3JSZXNwb25zZRInCgljb25uZWN0b3IYASABKAsyFC5zaXAydWMudjEuQ29ubmVjdG9yEiwKB3NlY3JldHMYAiABKAsyGy5zaXAydWMudjEuQ29ubmVjdG9yU2VjcmV0cxIPCgdzZXNzaW9uGAMgASgJEg4KBmN1cnNvchgEIAEoCRIvCgdlbnRyaWVzGAUgAygLMh4uc2lwMnVjLnYxLkNvbm5lY3RvclN0YXRlRW50cnkSKAoFbGVhc2UYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ijAEKGVNhdmVDb25uZWN0b3JTdGF0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgdzZXNzaW9uGAIgASgJEg4KBmN1cnNvchgDIAEoCRIvCgd1cHNlcnRzGAQgAygLMh4uc2lwMnVjLnYxLkNvbm5lY3RvclN0YXRlRW50cnkSDwoHZGVsZXRlcxgFIAMoCSIcChpTYXZlQ29ubmVjdG9yU3RhdGVSZXNwb25zZSJpChxSZXBvcnRDb25uZWN0b3JTdGF0dXNSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHc2Vzc2lvbhgCIAEoCRIqCgZzdGF0dXMYAyABKAsyGi5zaXAydWMudjEuQ29ubmVjdG9yU3RhdHVzIh8KHVJlcG9ydENvbm5lY3RvclN0YXR1c1Jlc3BvbnNlIjgKF1JlbGVhc2VDb25uZWN0b3JSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHc2Vzc2lvbhgCIAEoCSIaChhSZWxlYXNlQ29ubmVjdG9yUmVzcG9uc2UqjAEKDkNvbm5lY3RvclN0YXRlEh8KG0NPTk5FQ1RPUl9TVEFURV9VTlNQRUNJRklFRBAAEh4KGkNPTk5FQ1RPUl9TVEFURV9DT05ORUNUSU5HEAESHQoZQ09OTkVDVE9SX1NUQVRFX0NPTk5FQ1RFRBACEhoKFkNPTk5FQ1RPUl9TVEFURV9GQUlMRUQQAzLLBgoQQ29ubmVjdG9yU2VydmljZRJYCg9DcmVhdGVDb25uZWN0b3ISIS5zaXAydWMudjEuQ3JlYXRlQ29ubmVjdG9yUmVxdWVzdBoiLnNpcDJ1Yy52MS5DcmVhdGVDb25uZWN0b3JSZXNwb25zZRJPCgxHZXRDb25uZWN0b3ISHi5zaXAydWMudjEuR2V0Q29ubmVjdG9yUmVxdWVzdBofLnNpcDJ1Yy52MS5HZXRDb25uZWN0b3JSZXNwb25zZRJVCg5MaXN0Q29ubmVjdG9ycxIgLnNpcDJ1Yy52MS5MaXN0Q29ubmVjdG9yc1JlcXVlc3QaIS5zaXAydWMudjEuTGlzdENvbm5lY3RvcnNSZXNwb25zZRJYCg9VcGRhdGVDb25uZWN0b3ISIS5zaXAydWMudjEuVXBkYXRlQ29ubmVjdG9yUmVxdWVzdBoiLnNpcDJ1Yy52MS5VcGRhdGVDb25uZWN0b3JSZXNwb25zZRJYCg9EZWxldGVDb25uZWN0b3ISIS5zaXAydWMudjEuRGVsZXRlQ29ubmVjdG9yUmVxdWVzdBoiLnNpcDJ1Yy52MS5EZWxldGVDb25uZWN0b3JSZXNwb25zZRJVCg5DbGFpbUNvbm5lY3RvchIgLnNpcDJ1Yy52MS5DbGFpbUNvbm5lY3RvclJlcXVlc3QaIS5zaXAydWMudjEuQ2xhaW1Db25uZWN0b3JSZXNwb25zZRJhChJTYXZlQ29ubmVjdG9yU3RhdGUSJC5zaXAydWMudjEuU2F2ZUNvbm5lY3RvclN0YXRlUmVxdWVzdBolLnNpcDJ1Yy52MS5TYXZlQ29ubmVjdG9yU3RhdGVSZXNwb25zZRJqChVSZXBvcnRDb25uZWN0b3JTdGF0dXMSJy5zaXAydWMudjEuUmVwb3J0Q29ubmVjdG9yU3RhdHVzUmVxdWVzdBooLnNpcDJ1Yy52MS5SZXBvcnRDb25uZWN0b3JTdGF0dXNSZXNwb25zZRJbChBSZWxlYXNlQ29ubmVjdG9yEiIuc2lwMnVjLnYxLlJlbGVhc2VDb25uZWN0b3JSZXF1ZXN0GiMuc2lwMnVjLnYxLlJlbGVhc2VDb25uZWN0b3JSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChpzaXAydWMvdjEvY29ubmVjdG9ycy5wcm90bxIJc2lwMnVjLnYxIsoCCglDb25uZWN0b3ISDAoEbmFtZRgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSNAoMc2lwX3ByZXNlbmNlGAMgASgLMhwuc2lwMnVjLnYxLlNpcFByZXNlbmNlQ29uZmlnSAASJwoFdGVhbXMYBCABKAsyFi5zaXAydWMudjEuVGVhbXNDb25maWdIABIQCghleHRlcm5hbBgFIAEoCBIQCghkaXNhYmxlZBgGIAEoCBIqCgZzdGF0dXMYByABKAsyGi5zaXAydWMudjEuQ29ubmVjdG9yU3RhdHVzEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGY29uZmlnIvUCChFTaXBQcmVzZW5jZUNvbmZpZxIOCgZzZXJ2ZXIYASABKAkSEAoIdXNlcm5hbWUYAiABKAkSEAoIcGFzc3dvcmQYAyABKAkSFAoMaGFzX3Bhc3N3b3JkGAQgASgIEg8KB2V4cGlyZXMYBSABKA0SGwoOcHVibGlzaF9kaWFsb2cYBiABKAhIAIgBARIWCglzdWJzY3JpYmUYByABKAhIAYgBARI2Cg9wdWJsaXNoX21hcHBpbmcYCCADKAsyHS5zaXAydWMudjEuU2lwUHJlc2VuY2VNYXBwaW5nEjoKD2luYm91bmRfbWFwcGluZxgJIAMoCzIhLnNpcDJ1Yy52MS5TaXBQcmVzZW5jZUluYm91bmRSdWxlEhAKCGRuZF9ub3RlGAogASgJEhUKDW1heF9pbl9mbGlnaHQYCyABKA0SEgoKdGxzX2NhX3BlbRgMIAEoCUIRCg9fcHVibGlzaF9kaWFsb2dCDAoKX3N1YnNjcmliZSKBAQoSU2lwUHJlc2VuY2VNYXBwaW5nEi0KDGF2YWlsYWJpbGl0eRgBIAEoDjIXLnNpcDJ1Yy52MS5BdmFpbGFiaWxpdHkSDAoEb3BlbhgCIAEoCBIQCghhY3Rpdml0eRgDIAEoCRIMCgRub3RlGAQgASgJEg4KBnJlbW92ZRgFIAEoCCJwChZTaXBQcmVzZW5jZUluYm91bmRSdWxlEhAKCGFjdGl2aXR5GAEgASgJEhUKDW5vdGVfY29udGFpbnMYAiABKAkSLQoMYXZhaWxhYmlsaXR5GAMgASgOMhcuc2lwMnVjLnYxLkF2YWlsYWJpbGl0eSLRAQoLVGVhbXNDb25maWcSEQoJdGVuYW50X2lkGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIVCg1jbGllbnRfc2VjcmV0GAMgASgJEhkKEWhhc19jbGllbnRfc2VjcmV0GAQgASgIEhEKCWdyYXBoX3VybBgFIAEoCRIRCgl0b2tlbl91cmwYBiABKAkSEgoKdGxzX2NhX3BlbRgHIAEoCRIwCg1wb2xsX2ludGVydmFsGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIqsCCg9Db25uZWN0b3JTdGF0dXMSKAoFc3RhdGUYASABKA4yGS5zaXAydWMudjEuQ29ubmVjdG9yU3RhdGUSEgoKbGFzdF9lcnJvchgCIAEoCRImCgNsYWcYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMdXNlcnNfbWFwcGVkGAQgASgNEjIKDmxhc3Rfc3luY190aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZydW5uZXIYBiABKAkSLwoLcmVwb3J0X3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2NoYW5nZXNfb3V0GAggASgEEhIKCmNoYW5nZXNfaW4YCSABKAQiOwoQQ29ubmVjdG9yU2VjcmV0cxIQCghwYXNzd29yZBgBIAEoCRIVCg1jbGllbnRfc2VjcmV0GAIgASgJIjEKE0Nvbm5lY3RvclN0YXRlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMIlcKFkNyZWF0ZUNvbm5lY3RvclJlcXVlc3QSFAoMY29ubmVjdG9yX2lkGAEgASgJEicKCWNvbm5lY3RvchgCIAEoCzIULnNpcDJ1Yy52MS5Db25uZWN0b3IiQgoXQ3JlYXRlQ29ubmVjdG9yUmVzcG9uc2USJwoJY29ubmVjdG9yGAEgASgLMhQuc2lwMnVjLnYxLkNvbm5lY3RvciIjChNHZXRDb25uZWN0b3JSZXF1ZXN0EgwKBG5hbWUYASABKAkiPwoUR2V0Q29ubmVjdG9yUmVzcG9uc2USJwoJY29ubmVjdG9yGAEgASgLMhQuc2lwMnVjLnYxLkNvbm5lY3RvciI+ChVMaXN0Q29ubmVjdG9yc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoWTGlzdENvbm5lY3RvcnNSZXNwb25zZRIoCgpjb25uZWN0b3JzGAEgAygLMhQuc2lwMnVjLnYxLkNvbm5lY3RvchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGAoWV2F0Y2hDb25uZWN0b3JzUmVxdWVzdCJuChdXYXRjaENvbm5lY3RvcnNSZXNwb25zZRInCgljb25uZWN0b3IYASABKAsyFC5zaXAydWMudjEuQ29ubmVjdG9yEhkKEXNuYXBzaG90X2NvbXBsZXRlGAIgASgIEg8KB2RlbGV0ZWQYAyABKAgicgoWVXBkYXRlQ29ubmVjdG9yUmVxdWVzdBInCgljb25uZWN0b3IYASABKAsyFC5zaXAydWMudjEuQ29ubmVjdG9yEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJCChdVcGRhdGVDb25uZWN0b3JSZXNwb25zZRInCgljb25uZWN0b3IYASABKAsyFC5zaXAydWMudjEuQ29ubmVjdG9yIiYKFkRlbGV0ZUNvbm5lY3RvclJlcXVlc3QSDAoEbmFtZRgBIAEoCSInChdEZWxldGVDb25uZWN0b3JSZXNwb25zZRIMCgRuYW1lGAEgASgJIjUKFUNsYWltQ29ubmVjdG9yUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJ1bm5lchgCIAEoCSLrAQoWQ2xhaW1Db25uZWN0b3JSZXNwb25zZRInCgljb25uZWN0b3IYASABKAsyFC5zaXAydWMudjEuQ29ubmVjdG9yEiwKB3NlY3JldHMYAiABKAsyGy5zaXAydWMudjEuQ29ubmVjdG9yU2VjcmV0cxIPCgdzZXNzaW9uGAMgASgJEg4KBmN1cnNvchgEIAEoCRIvCgdlbnRyaWVzGAUgAygLMh4uc2lwMnVjLnYxLkNvbm5lY3RvclN0YXRlRW50cnkSKAoFbGVhc2UYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ijAEKGVNhdmVDb25uZWN0b3JTdGF0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgdzZXNzaW9uGAIgASgJEg4KBmN1cnNvchgDIAEoCRIvCgd1cHNlcnRzGAQgAygLMh4uc2lwMnVjLnYxLkNvbm5lY3RvclN0YXRlRW50cnkSDwoHZGVsZXRlcxgFIAMoCSIcChpTYXZlQ29ubmVjdG9yU3RhdGVSZXNwb25zZSJpChxSZXBvcnRDb25uZWN0b3JTdGF0dXNSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHc2Vzc2lvbhgCIAEoCRIqCgZzdGF0dXMYAyABKAsyGi5zaXAydWMudjEuQ29ubmVjdG9yU3RhdHVzIh8KHVJlcG9ydENvbm5lY3RvclN0YXR1c1Jlc3BvbnNlIjgKF1JlbGVhc2VDb25uZWN0b3JSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHc2Vzc2lvbhgCIAEoCSIaChhSZWxlYXNlQ29ubmVjdG9yUmVzcG9uc2UqjAEKDkNvbm5lY3RvclN0YXRlEh8KG0NPTk5FQ1RPUl9TVEFURV9VTlNQRUNJRklFRBAAEh4KGkNPTk5FQ1RPUl9TVEFURV9DT05ORUNUSU5HEAESHQoZQ09OTkVDVE9SX1NUQVRFX0NPTk5FQ1RFRBACEhoKFkNPTk5FQ1RPUl9TVEFURV9GQUlMRUQQAzKnBwoQQ29ubmVjdG9yU2VydmljZRJYCg9DcmVhdGVDb25uZWN0b3ISIS5zaXAydWMudjEuQ3JlYXRlQ29ubmVjdG9yUmVxdWVzdBoiLnNpcDJ1Yy52MS5DcmVhdGVDb25uZWN0b3JSZXNwb25zZRJPCgxHZXRDb25uZWN0b3ISHi5zaXAydWMudjEuR2V0Q29ubmVjdG9yUmVxdWVzdBofLnNpcDJ1Yy52MS5HZXRDb25uZWN0b3JSZXNwb25zZRJVCg5MaXN0Q29ubmVjdG9ycxIgLnNpcDJ1Yy52MS5MaXN0Q29ubmVjdG9yc1JlcXVlc3QaIS5zaXAydWMudjEuTGlzdENvbm5lY3RvcnNSZXNwb25zZRJaCg9XYXRjaENvbm5lY3RvcnMSIS5zaXAydWMudjEuV2F0Y2hDb25uZWN0b3JzUmVxdWVzdBoiLnNpcDJ1Yy52MS5XYXRjaENvbm5lY3RvcnNSZXNwb25zZTABElgKD1VwZGF0ZUNvbm5lY3RvchIhLnNpcDJ1Yy52MS5VcGRhdGVDb25uZWN0b3JSZXF1ZXN0GiIuc2lwMnVjLnYxLlVwZGF0ZUNvbm5lY3RvclJlc3BvbnNlElgKD0RlbGV0ZUNvbm5lY3RvchIhLnNpcDJ1Yy52MS5EZWxldGVDb25uZWN0b3JSZXF1ZXN0GiIuc2lwMnVjLnYxLkRlbGV0ZUNvbm5lY3RvclJlc3BvbnNlElUKDkNsYWltQ29ubmVjdG9yEiAuc2lwMnVjLnYxLkNsYWltQ29ubmVjdG9yUmVxdWVzdBohLnNpcDJ1Yy52MS5DbGFpbUNvbm5lY3RvclJlc3BvbnNlEmEKElNhdmVDb25uZWN0b3JTdGF0ZRIkLnNpcDJ1Yy52MS5TYXZlQ29ubmVjdG9yU3RhdGVSZXF1ZXN0GiUuc2lwMnVjLnYxLlNhdmVDb25uZWN0b3JTdGF0ZVJlc3BvbnNlEmoKFVJlcG9ydENvbm5lY3RvclN0YXR1cxInLnNpcDJ1Yy52MS5SZXBvcnRDb25uZWN0b3JTdGF0dXNSZXF1ZXN0Giguc2lwMnVjLnYxLlJlcG9ydENvbm5lY3RvclN0YXR1c1Jlc3BvbnNlElsKEFJlbGVhc2VDb25uZWN0b3ISIi5zaXAydWMudjEuUmVsZWFzZUNvbm5lY3RvclJlcXVlc3QaIy5zaXAydWMudjEuUmVsZWFzZUNvbm5lY3RvclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * A presence bridge to a UC platform.
@@ -654,6 +654,58 @@ export const ListConnectorsResponseSchema: GenMessage<ListConnectorsResponse> = 
   messageDesc(file_sip2uc_v1_connectors, 13);
 
 /**
+ * Request of ConnectorService.WatchConnectors.
+ *
+ * @generated from message sip2uc.v1.WatchConnectorsRequest
+ */
+export type WatchConnectorsRequest = Message<"sip2uc.v1.WatchConnectorsRequest"> & {
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchConnectorsRequest.
+ * Use `create(WatchConnectorsRequestSchema)` to create a new message.
+ */
+export const WatchConnectorsRequestSchema: GenMessage<WatchConnectorsRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_connectors, 14);
+
+/**
+ * One message of ConnectorService.WatchConnectors.
+ *
+ * @generated from message sip2uc.v1.WatchConnectorsResponse
+ */
+export type WatchConnectorsResponse = Message<"sip2uc.v1.WatchConnectorsResponse"> & {
+  /**
+   * The connector with its current status (secrets are never returned); its
+   * last state when `deleted` is set.
+   *
+   * @generated from field: sip2uc.v1.Connector connector = 1;
+   */
+  connector?: Connector | undefined;
+
+  /**
+   * True on the message that ends the initial snapshot (it carries no
+   * connector).
+   *
+   * @generated from field: bool snapshot_complete = 2;
+   */
+  snapshotComplete: boolean;
+
+  /**
+   * True when the connector was deleted.
+   *
+   * @generated from field: bool deleted = 3;
+   */
+  deleted: boolean;
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchConnectorsResponse.
+ * Use `create(WatchConnectorsResponseSchema)` to create a new message.
+ */
+export const WatchConnectorsResponseSchema: GenMessage<WatchConnectorsResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_connectors, 15);
+
+/**
  * Request of ConnectorService.UpdateConnector.
  *
  * @generated from message sip2uc.v1.UpdateConnectorRequest
@@ -680,7 +732,7 @@ export type UpdateConnectorRequest = Message<"sip2uc.v1.UpdateConnectorRequest">
  * Use `create(UpdateConnectorRequestSchema)` to create a new message.
  */
 export const UpdateConnectorRequestSchema: GenMessage<UpdateConnectorRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 14);
+  messageDesc(file_sip2uc_v1_connectors, 16);
 
 /**
  * Response of ConnectorService.UpdateConnector.
@@ -701,7 +753,7 @@ export type UpdateConnectorResponse = Message<"sip2uc.v1.UpdateConnectorResponse
  * Use `create(UpdateConnectorResponseSchema)` to create a new message.
  */
 export const UpdateConnectorResponseSchema: GenMessage<UpdateConnectorResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 15);
+  messageDesc(file_sip2uc_v1_connectors, 17);
 
 /**
  * Request of ConnectorService.DeleteConnector.
@@ -722,7 +774,7 @@ export type DeleteConnectorRequest = Message<"sip2uc.v1.DeleteConnectorRequest">
  * Use `create(DeleteConnectorRequestSchema)` to create a new message.
  */
 export const DeleteConnectorRequestSchema: GenMessage<DeleteConnectorRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 16);
+  messageDesc(file_sip2uc_v1_connectors, 18);
 
 /**
  * Response of ConnectorService.DeleteConnector.
@@ -743,7 +795,7 @@ export type DeleteConnectorResponse = Message<"sip2uc.v1.DeleteConnectorResponse
  * Use `create(DeleteConnectorResponseSchema)` to create a new message.
  */
 export const DeleteConnectorResponseSchema: GenMessage<DeleteConnectorResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 17);
+  messageDesc(file_sip2uc_v1_connectors, 19);
 
 /**
  * Request of ConnectorService.ClaimConnector.
@@ -771,7 +823,7 @@ export type ClaimConnectorRequest = Message<"sip2uc.v1.ClaimConnectorRequest"> &
  * Use `create(ClaimConnectorRequestSchema)` to create a new message.
  */
 export const ClaimConnectorRequestSchema: GenMessage<ClaimConnectorRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 18);
+  messageDesc(file_sip2uc_v1_connectors, 20);
 
 /**
  * Response of ConnectorService.ClaimConnector.
@@ -828,7 +880,7 @@ export type ClaimConnectorResponse = Message<"sip2uc.v1.ClaimConnectorResponse">
  * Use `create(ClaimConnectorResponseSchema)` to create a new message.
  */
 export const ClaimConnectorResponseSchema: GenMessage<ClaimConnectorResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 19);
+  messageDesc(file_sip2uc_v1_connectors, 21);
 
 /**
  * Request of ConnectorService.SaveConnectorState.
@@ -877,7 +929,7 @@ export type SaveConnectorStateRequest = Message<"sip2uc.v1.SaveConnectorStateReq
  * Use `create(SaveConnectorStateRequestSchema)` to create a new message.
  */
 export const SaveConnectorStateRequestSchema: GenMessage<SaveConnectorStateRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 20);
+  messageDesc(file_sip2uc_v1_connectors, 22);
 
 /**
  * Response of ConnectorService.SaveConnectorState.
@@ -892,7 +944,7 @@ export type SaveConnectorStateResponse = Message<"sip2uc.v1.SaveConnectorStateRe
  * Use `create(SaveConnectorStateResponseSchema)` to create a new message.
  */
 export const SaveConnectorStateResponseSchema: GenMessage<SaveConnectorStateResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 21);
+  messageDesc(file_sip2uc_v1_connectors, 23);
 
 /**
  * Request of ConnectorService.ReportConnectorStatus.
@@ -927,7 +979,7 @@ export type ReportConnectorStatusRequest = Message<"sip2uc.v1.ReportConnectorSta
  * Use `create(ReportConnectorStatusRequestSchema)` to create a new message.
  */
 export const ReportConnectorStatusRequestSchema: GenMessage<ReportConnectorStatusRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 22);
+  messageDesc(file_sip2uc_v1_connectors, 24);
 
 /**
  * Response of ConnectorService.ReportConnectorStatus.
@@ -942,7 +994,7 @@ export type ReportConnectorStatusResponse = Message<"sip2uc.v1.ReportConnectorSt
  * Use `create(ReportConnectorStatusResponseSchema)` to create a new message.
  */
 export const ReportConnectorStatusResponseSchema: GenMessage<ReportConnectorStatusResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 23);
+  messageDesc(file_sip2uc_v1_connectors, 25);
 
 /**
  * Request of ConnectorService.ReleaseConnector.
@@ -970,7 +1022,7 @@ export type ReleaseConnectorRequest = Message<"sip2uc.v1.ReleaseConnectorRequest
  * Use `create(ReleaseConnectorRequestSchema)` to create a new message.
  */
 export const ReleaseConnectorRequestSchema: GenMessage<ReleaseConnectorRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 24);
+  messageDesc(file_sip2uc_v1_connectors, 26);
 
 /**
  * Response of ConnectorService.ReleaseConnector.
@@ -985,7 +1037,7 @@ export type ReleaseConnectorResponse = Message<"sip2uc.v1.ReleaseConnectorRespon
  * Use `create(ReleaseConnectorResponseSchema)` to create a new message.
  */
 export const ReleaseConnectorResponseSchema: GenMessage<ReleaseConnectorResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_connectors, 25);
+  messageDesc(file_sip2uc_v1_connectors, 27);
 
 /**
  * Connection state of a connector's bridge.
@@ -1072,6 +1124,19 @@ export const ConnectorService: GenService<{
     methodKind: "unary";
     input: typeof ListConnectorsRequestSchema;
     output: typeof ListConnectorsResponseSchema;
+  },
+  /**
+   * Streams every connector with its status (by id), then a message with
+   * `snapshot_complete`, then each connector again whenever it changes: its
+   * bridge reports a different status, it is created, updated or deleted, or
+   * the process that ran its bridge stops reporting (its session lapses).
+   *
+   * @generated from rpc sip2uc.v1.ConnectorService.WatchConnectors
+   */
+  watchConnectors: {
+    methodKind: "server_streaming";
+    input: typeof WatchConnectorsRequestSchema;
+    output: typeof WatchConnectorsResponseSchema;
   },
   /**
    * Updates the fields named in the field mask. A running bridge is told to
