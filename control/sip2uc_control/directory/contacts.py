@@ -17,7 +17,7 @@ from io import StringIO
 from ..contacts import MAX_CONTACT_NAME, MAX_CONTACT_TEXT, Contact, one_line, validate_contact
 from .ldap_source import LdapSourceConfig, _source_id, _text, search_ldap
 from .model import DirectoryError
-from .numbers import NumberPolicy, parse_phone
+from .numbers import NumberError, NumberPolicy, parse_phone
 
 #: Entries with a telephone or mobile number: people and places worth dialling.
 DEFAULT_CONTACT_FILTER = "(|(telephoneNumber=*)(mobile=*))"
@@ -99,7 +99,10 @@ ContactRecord = ContactRow | SkippedRow
 def _number(raw: str | None, policy: NumberPolicy, name: str) -> str:
     if raw is None or not raw.strip():
         return ""
-    parsed = parse_phone(raw, policy)
+    try:
+        parsed = parse_phone(raw, policy)
+    except NumberError as exc:
+        raise DirectoryError(f"{name}: {exc}") from None
     if parsed.e164 is None:
         raise DirectoryError(f"{name} {raw!r} is not a telephone number")
     return parsed.e164

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from .model import Entry, Page
+from .model import Entry, EntryKind, Page
 
 __all__ = [
     "FORMATS",
@@ -100,12 +100,14 @@ def clean_text(text: str, limit: int = 0) -> str:
     return text
 
 
-def split_name(display_name: str) -> tuple[str, str]:
-    """(first, last) for formats that want both: the last word is the surname; a single word
-    is a surname alone (Grandstream needs at least one of the two, Gigaset sorts by ``ln``)."""
-    words = display_name.split()
-    if not words:
-        return "", ""
+def split_name(entry: Entry) -> tuple[str, str]:
+    """(first, last) for formats that want both. A user's last word is the surname; a
+    contact (often a company or a place) is all surname. Grandstream needs at least one of
+    the two, Gigaset sorts by ``ln``."""
+    name = clean_text(entry.display_name)
+    words = name.split()
+    if entry.kind is EntryKind.CONTACT or len(words) < 2:
+        return "", name
     return " ".join(words[:-1]), words[-1]
 
 
@@ -163,10 +165,10 @@ def _directory(page: Page, limits: Limits, title: str, next_url: str) -> Iterato
 
 def _grandstream(page: Page, limits: Limits) -> Iterator[str]:
     for entry in page.entries:
-        first, last = split_name(clean_text(entry.display_name))
+        first, last = split_name(entry)
         yield "  <Contact>\n"
-        yield _element("LastName", clean_text(last or first, limits.name), "    ")
-        if first and last:
+        yield _element("LastName", clean_text(last, limits.name), "    ")
+        if first:
             yield _element("FirstName", clean_text(first, limits.name), "    ")
         for _label, number in entry.numbers():
             yield "    <Phone>\n"
@@ -178,7 +180,7 @@ def _grandstream(page: Page, limits: Limits) -> Iterator[str]:
 
 
 def _gigaset_entry(entry: Entry, limits: Limits) -> str:
-    first, last = split_name(clean_text(entry.display_name))
+    first, last = split_name(entry)
     parts = ["  <entry>\n", _element("ln", clean_text(last, limits.name), "    ")]
     if first:
         parts.append(_element("fn", clean_text(first, limits.name), "    "))
@@ -268,7 +270,7 @@ def _fold(line: str) -> str:
 
 
 def _vcard(entry: Entry) -> str:
-    first, last = split_name(entry.display_name.strip())
+    first, last = split_name(entry)
     lines = [
         "BEGIN:VCARD",
         "VERSION:4.0",

@@ -98,9 +98,12 @@ def _same_number(wanted: str, have: str) -> bool:
     numbers with or without country code and trunk prefix ("08912345" vs "+498912345")."""
     if not have:
         return False
-    shorter, longer = sorted((wanted, have), key=len)
+    if wanted == have:
+        return True
+    # Trunk prefixes ("0" national, "00" international) are not part of the number.
+    shorter, longer = sorted((wanted.lstrip("0"), have.lstrip("0")), key=len)
     # Below this many digits a suffix says little (an extension "12" ends many numbers).
-    return longer.endswith(shorter) and (len(shorter) >= 6 or shorter == longer)
+    return len(shorter) >= 6 and longer.endswith(shorter)
 
 
 @dataclass(frozen=True, slots=True)
