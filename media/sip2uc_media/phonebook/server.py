@@ -19,7 +19,7 @@ from sip2uc_core.sip.digest import Credentials
 from .formats import Format, GigasetError, Rendered, render, render_gigaset_error
 from .http_auth import Challenge, HttpDigest, token_matches
 from .model import Phonebook
-from .queries import BadQuery, Request, parse_request
+from .queries import PATHS, BadQuery, Request, parse_request
 
 __all__ = ["ControlUnreachable", "PhonebookServer", "ServerHooks"]
 
@@ -48,6 +48,8 @@ class ServerHooks:
     #: A failed authentication from a source, counted towards its ban.
     record_failure: Callable[[str, float], object] = lambda _source, _now: None
     retry_after: int = 5
+    #: Called once per answered request with the format asked for ("" when none) and the status.
+    served: Callable[[str, int], object] = lambda _format, _status: None
 
 
 class PhonebookServer:
@@ -80,6 +82,12 @@ class PhonebookServer:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        response = await self._answer(request)
+        wanted = PATHS.get(request.path.rstrip("/"))
+        self.hooks.served(wanted.value if wanted is not None else "", response.status)
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         hooks = self.hooks
         source = request.remote or ""
         now = hooks.clock()

@@ -43,7 +43,7 @@ from .overload import IntakeQueue
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
 from .requests import ControlUnavailableError, HelloInfo
-from .telemetry import IntakeMetrics
+from .telemetry import IntakeMetrics, PhonebookMetrics
 
 __all__ = ["Sidecar", "install_uvloop"]
 
@@ -213,6 +213,7 @@ class Sidecar:
                 admits=edge.admits,
                 record_failure=edge.bans.record_failure,
                 retry_after=config.retry_after,
+                served=PhonebookMetrics(self._phonebook_size).served,
             )
         )
         if config.phonebook_listen is not None:
@@ -233,6 +234,10 @@ class Sidecar:
 
     def _set_phonebook(self, book: Phonebook) -> None:
         self.phonebook = book
+
+    def _phonebook_size(self) -> tuple[int, int] | None:
+        book = self.phonebook
+        return None if book is None else (len(book.entries), book.version)
 
     async def _verify_http_digest(self, credentials: Credentials, method: str, source: str) -> bool:
         control = self.control
