@@ -12,7 +12,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Entry", "EntryKind", "Page", "Phonebook", "Query", "digits_of"]
+__all__ = ["Entry", "EntryKind", "Page", "Phonebook", "Query", "SearchKeys", "digits_of"]
 
 _NON_DIGITS = re.compile(r"[^0-9]")
 
@@ -70,27 +70,43 @@ class Query:
     offset: int = 0
     limit: int = 0
 
-    def matches(self, entry: Entry) -> bool:
+    def matches(self, entry: Entry, keys: SearchKeys | None = None) -> bool:
+        keys = keys or SearchKeys.of(entry)
         if self.text:
             needle = self.text.casefold()
             digits = digits_of(self.text)
-            in_name = needle in entry.display_name.casefold()
-            in_numbers = bool(digits) and any(digits in digits_of(n) for _, n in entry.numbers())
+            in_name = needle in keys.name
+            in_numbers = bool(digits) and any(digits in n for n in keys.numbers)
             if not (in_name or in_numbers):
                 return False
-        if self.name_terms:
-            words = entry.display_name.casefold().split()
-            for term in self.name_terms:
-                folded = term.casefold()
-                if not any(word.startswith(folded) for word in words):
-                    return False
+        for term in self.name_terms:
+            folded = term.casefold()
+            if not any(word.startswith(folded) for word in keys.words):
+                return False
         if self.number:
             wanted = digits_of(self.number)
-            if not wanted:
-                return False
-            if not any(_same_number(wanted, digits_of(n)) for _, n in entry.numbers()):
+            if not wanted or not any(_same_number(wanted, n) for n in keys.numbers):
                 return False
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class SearchKeys:
+    """An entry's name folded for case, its words and its numbers' digits: computed once per
+    snapshot, not per request."""
+
+    name: str
+    words: tuple[str, ...]
+    numbers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, entry: Entry) -> SearchKeys:
+        name = entry.display_name.casefold()
+        return cls(name, tuple(name.split()), tuple(digits_of(n) for _, n in entry.numbers()))
+
+
+#: Digits a number must keep (after trunk prefixes) to match another by its end.
+SUFFIX_DIGITS = 6
 
 
 def _same_number(wanted: str, have: str) -> bool:
@@ -103,7 +119,7 @@ def _same_number(wanted: str, have: str) -> bool:
     # Trunk prefixes ("0" national, "00" international) are not part of the number.
     shorter, longer = sorted((wanted.lstrip("0"), have.lstrip("0")), key=len)
     # Below this many digits a suffix says little (an extension "12" ends many numbers).
-    return len(shorter) >= 6 and longer.endswith(shorter)
+    return len(shorter) >= SUFFIX_DIGITS and longer.endswith(shorter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +137,40 @@ class Phonebook:
 
     version: int
     entries: tuple[Entry, ...] = field(default=())
+    keys: tuple[SearchKeys, ...] = field(default=(), compare=False, repr=False)
+    #: Entry positions by the last SUFFIX_DIGITS digits of each number (trunk prefix
+    #: removed), so that a caller's number is looked up without scanning the book.
+    by_suffix: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, version: int, entries: list[Entry] | tuple[Entry, ...]) -> Phonebook:
-        return cls(version, tuple(sorted(entries, key=Entry.sort_key)))
+        ordered = tuple(sorted(entries, key=Entry.sort_key))
+        keys = tuple(SearchKeys.of(e) for e in ordered)
+        suffixes: dict[str, list[int]] = {}
+        for index, entry_keys in enumerate(keys):
+            for number in entry_keys.numbers:
+                bucket = suffixes.setdefault(number.lstrip("0")[-SUFFIX_DIGITS:], [])
+                if not bucket or bucket[-1] != index:
+                    bucket.append(index)
+        by_suffix = {k: tuple(v) for k, v in suffixes.items()}
+        return cls(version, ordered, keys, by_suffix)
+
+    def _candidates(self, query: Query) -> range | tuple[int, ...]:
+        """Positions that may match: for a number search only those sharing its last digits
+        (a match needs one number to end with the other, the shorter having at least
+        SUFFIX_DIGITS digits, or the two to be equal)."""
+        if query.number:
+            return self.by_suffix.get(digits_of(query.number).lstrip("0")[-SUFFIX_DIGITS:], ())
+        return range(len(self.entries))
 
     def search(self, query: Query) -> Page:
-        found = [e for e in self.entries if query.matches(e)]
+        if query.text or query.name_terms or query.number:
+            entries, keys = self.entries, self.keys
+            found = [
+                entries[i] for i in self._candidates(query) if query.matches(entries[i], keys[i])
+            ]
+        else:
+            found = list(self.entries)
         start = min(max(query.offset, 0), len(found))
         end = len(found) if query.limit <= 0 else start + query.limit
         return Page(tuple(found[start:end]), len(found), start)

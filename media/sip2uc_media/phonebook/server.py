@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,9 @@ from .queries import PATHS, BadQuery, Request, parse_request
 __all__ = ["ControlUnreachable", "PhonebookServer", "ServerHooks"]
 
 _log = logging.getLogger(__name__)
+
+#: Rendered documents kept per book version (a full book of 2,000 entries is about 150 kB).
+RENDERED_KEPT = 64
 
 #: Verifies digest credentials for `method` with the control plane: True when they prove a
 #: user, False otherwise; raises ControlUnreachable when it cannot ask.
@@ -55,6 +59,10 @@ class ServerHooks:
 class PhonebookServer:
     def __init__(self, hooks: ServerHooks) -> None:
         self.hooks = hooks
+        # Handsets fetch the same few URLs again and again (a refresh every few minutes, the
+        # same first letters): documents of the current version are kept, most recent last.
+        self._rendered: OrderedDict[tuple[object, ...], Rendered] = OrderedDict()
+        self._rendered_version = -1
         self._runner: web.AppRunner | None = None
         self.addresses: list[tuple[str, int]] = []
 
@@ -115,6 +123,22 @@ class PhonebookServer:
         return _rendered(self._render(request, wanted, book))
 
     def _render(self, request: web.Request, wanted: Request, book: Phonebook) -> Rendered:
+        if book.version != self._rendered_version:
+            self._rendered.clear()
+            self._rendered_version = book.version
+        # The Cisco next-page link carries the request's own URL (host, token).
+        key = (wanted, str(request.url) if wanted.format is Format.CISCO else "")
+        cached = self._rendered.get(key)
+        if cached is not None:
+            self._rendered.move_to_end(key)
+            return cached
+        rendered = self._render_anew(request, wanted, book)
+        self._rendered[key] = rendered
+        if len(self._rendered) > RENDERED_KEPT:
+            self._rendered.popitem(last=False)
+        return rendered
+
+    def _render_anew(self, request: web.Request, wanted: Request, book: Phonebook) -> Rendered:
         page = book.search(wanted.query)
         next_url = ""
         shown_to = page.offset + len(page.entries)
