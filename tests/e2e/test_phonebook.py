@@ -271,3 +271,47 @@ async def test_curl_with_digest_reads_the_book(site: Site) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert b"<Name>Alice Smith</Name>" in done.stdout
+
+
+@pytest.mark.slow
+async def test_the_sidecar_watches_again_after_the_control_plane_restarts(tmp_path: Path) -> None:
+    """The book the sidecar serves follows the control plane across a restart of the latter:
+    the old book stays served meanwhile, the new one arrives on the new watch."""
+    first = ControlPlane(
+        ControlConfig(data_dir=tmp_path / "control", grpc_listen="127.0.0.1:0", metrics_listen=None)
+    )
+    await first.start()
+    address = first.address
+    sidecar = Sidecar(
+        SidecarConfig(
+            # On loopback a sidecar whose name is not enrolled connects without a credential,
+            # which lets it reconnect to the restarted control plane.
+            control=address,
+            name="vlan10",
+            sip_listen="127.0.0.1:0",
+            data_dir=tmp_path / "sidecar",
+            rtp_ports=free_rtp_ports(),
+            phonebook_listen="127.0.0.1:0",
+        )
+    )
+    second: ControlPlane | None = None
+    try:
+        await sidecar.start()
+        async with grpc.aio.insecure_channel(address) as channel:
+            site = Site(first, channel, sidecar, "", "", tmp_path)
+            await site.add_user("1001", "Alice Smith")
+            await site.book_holds(1)
+        await first.stop(0.5)
+        assert sidecar.phonebook is not None and len(sidecar.phonebook.entries) == 1
+        second = ControlPlane(
+            ControlConfig(data_dir=tmp_path / "control", grpc_listen=address, metrics_listen=None)
+        )
+        await second.start()
+        async with grpc.aio.insecure_channel(address) as channel:
+            site = Site(second, channel, sidecar, "", "", tmp_path)
+            await site.add_user("1002", "Bob Jones")
+            await site.book_holds(2)
+    finally:
+        await sidecar.stop()
+        if second is not None:
+            await second.stop(0.5)

@@ -458,17 +458,18 @@ class ControlLink:
         attempt = 0
         while True:
             await self.wait_up()
-            if self._stub is None:
-                await asyncio.sleep(backoff_delay(attempt, self._rng))
-                continue
-            try:
-                call = self._stub.WatchPhonebook(
-                    wire.watch_phonebook(sidecar), metadata=self._metadata
-                )
-                async for message in call:
-                    apply(wire.phonebook(message))
-                    attempt = 0
-            except grpc.aio.AioRpcError as exc:
-                _log.debug("phonebook watch ended: %s %s", exc.code(), exc.details())
-            attempt += 1
-            await asyncio.sleep(backoff_delay(attempt, self._rng, cap=10.0))
+            session = self.connects
+            if self._stub is not None:
+                try:
+                    call = self._stub.WatchPhonebook(
+                        wire.watch_phonebook(sidecar), metadata=self._metadata
+                    )
+                    async for message in call:
+                        apply(wire.phonebook(message))
+                        attempt = 0
+                except grpc.aio.AioRpcError as exc:
+                    _log.debug("phonebook watch ended: %s %s", exc.code(), exc.details())
+            # A watch that ended with its session resumes as soon as the link is back (the
+            # link paces its own reconnects); one refused within a session backs off.
+            attempt = attempt + 1 if self._up and self.connects == session else 0
+            await asyncio.sleep(backoff_delay(attempt, self._rng, first=0.1, cap=10.0))
