@@ -381,6 +381,7 @@ class ControlCore:
         if lifted is not None:
             _auth_log.warning("lock of account %s lifted by an operator", printable(user))
         return lifted
+
     # --- contacts and the handsets' digest outside SIP -----------------------------------------
 
     async def change_contacts(
@@ -392,14 +393,12 @@ class ControlCore:
         await self.contacts.apply(created or [], updated or [], deleted or [])
         self.phonebook.changed()
 
-    def verify_digest(self, credentials: Credentials, method: str) -> bool:
+    def verify_digest(self, credentials: Credentials, method: str, source_host: str) -> bool:
         """Whether `credentials` (from an HTTP request, e.g. a phonebook fetch) prove an
-        enabled user's registering device: the REGISTER path's check, the same HA1."""
-        try:
-            found = authenticate(self.users, credentials, self.settings.current.realm, method)
-        except DigestError:
-            found = None
-        return found is not None and not found[0].disabled
+        enabled user's registering device: the REGISTER path's check (`authenticate`: the
+        same HA1, device algorithms, failure counting and account lockout)."""
+        found = self.authenticate(credentials, method, source_host)
+        return not isinstance(found, Refusal) and not found[0].disabled
 
     # --- registrations -------------------------------------------------------------------------
 

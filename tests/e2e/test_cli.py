@@ -350,6 +350,8 @@ def test_csv_imports_of_two_sources_leave_each_others_users_alone(
         json.loads(sip2uc(server, "--json", "user", "show", "4911").stdout)["origin"]["source"]
         == "csv:support"
     )
+
+
 def test_contact_add_list_import_delete(server: Running, tmp_path: Path) -> None:
     added = sip2uc(
         server, "contact", "add", "Taxi & Co", "--phone", "+4989555501", "--company", "Cabs"
@@ -375,7 +377,7 @@ def test_contact_add_list_import_delete(server: Running, tmp_path: Path) -> None
 
     listed = json.loads(sip2uc(server, "--json", "contact", "list").stdout)
     assert [(c["display_name"], c["source"]) for c in listed] == [
-        ("Front desk", "csv"),
+        ("Front desk", "csv:contacts.csv"),
         ("Taxi & Co", "manual"),
     ]
     deleted = sip2uc(server, "contact", "delete", name)

@@ -31,7 +31,7 @@ from ..directory.contacts import (
 )
 from ..directory.numbers import NumberError, normalise_e164
 from ..errors import FailedPrecondition, FieldViolation, InvalidArgument, check
-from .directory import CSV_SOURCE, ca_file_for, ldap_config
+from .directory import CSV_SOURCE, ca_file_for, csv_source_name, ldap_config
 from .filters import text_filter
 from .paging import decode_token, encode_token, page_size
 from .status import unary
@@ -178,7 +178,10 @@ class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
         policy = self._policy(request.default_region, violations)
         kind = request.WhichOneof("source")
         if kind == "csv":
-            return CSV_SOURCE, self._csv_reader(request.csv, policy, violations)
+            # Named like user imports' CSV sources: each file (or --source) is its own.
+            name = csv_source_name(request.csv, violations)
+            source = f"{CSV_SOURCE}:{name}" if name else CSV_SOURCE
+            return source, self._csv_reader(request.csv, policy, source, violations)
         if kind == "ldap":
             # The base DN names a directory; host and scheme change with failover and TLS.
             source = f"ldap:{request.ldap.base_dn.strip().lower()}"
@@ -189,7 +192,10 @@ class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
 
     @staticmethod
     def _csv_reader(
-        csv: directory_pb2.CsvSource, policy: NumberPolicy, violations: list[FieldViolation]
+        csv: directory_pb2.CsvSource,
+        policy: NumberPolicy,
+        source: str,
+        violations: list[FieldViolation],
     ) -> Callable[[], list[ContactRecord]]:
         try:
             text = csv.content.decode("utf-8-sig")
@@ -212,7 +218,7 @@ class ContactServicer(contacts_pb2_grpc.ContactServiceServicer):
             else:
                 columns[header] = ours
         check(violations)
-        return lambda: read_contacts_csv(text, policy, CSV_SOURCE, columns)
+        return lambda: read_contacts_csv(text, policy, source, columns)
 
     @staticmethod
     def _ldap_reader(

@@ -188,7 +188,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         adopts: frozenset[str] = frozenset()
         if kind == "csv":
             read = _csv_reader(request.csv, policy, violations)
-            name = _csv_source_name(request.csv, violations)
+            name = csv_source_name(request.csv, violations)
             source = f"{CSV_SOURCE}:{name}" if name else CSV_SOURCE
             adopts = frozenset({CSV_SOURCE}) if name else frozenset()
         elif kind == "ldap":
@@ -212,7 +212,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         )
 
 
-def _csv_source_name(csv: directory_pb2.CsvSource, violations: list[FieldViolation]) -> str:
+def csv_source_name(csv: directory_pb2.CsvSource, violations: list[FieldViolation]) -> str:
     """The CSV source's name: as given, else the file name (without directories); "" when the
     request has neither (the unnamed source of earlier versions)."""
     given = csv.source.strip()

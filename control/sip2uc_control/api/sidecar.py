@@ -21,12 +21,12 @@ from ..enrollments import name_problem
 from ..errors import AlreadyExists, PermissionDenied, Unauthenticated
 from ..registrar import Outcome, RegisterDecision
 from ..sidecars import (
+    BansReport,
     CommandResult,
     Heartbeat,
     SessionEnded,
     SessionItem,
     SessionReplaced,
-    SidecarSettings,
 )
 from . import sidecar_wire, streams
 from .sidecar_wire import ByeInput, CancelInput
@@ -55,20 +55,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         #: The control plane is stopping: sessions that end now are no news.
         self.stopping = False
 
-    def trunk_sources(self, sidecar: str) -> tuple[tuple[str, int], ...]:
-        out: set[tuple[str, int]] = set()
-        for user in self.core.users.index.by_id.values():
-            for dev in user.devices:
-                if dev.trunk is not None and dev.trunk.sidecar in ("", sidecar):
-                    out.add((dev.trunk.source_network, dev.trunk.source_port))
-        return tuple(sorted(out))
-
-    def settings_for(self, sidecar: str) -> SidecarSettings:
-        return SidecarSettings.of(self.core.settings.current, sidecar, self.trunk_sources(sidecar))
-
     def push_settings(self) -> None:
         """Send every connected sidecar its settings (after an admin change)."""
-        self.core.sidecars.broadcast_settings(self.settings_for)
+        self.core.sidecars.broadcast_settings(self.core.sidecar_settings)
 
     async def Connect(
         self, request_iterator: AsyncIterator[sidecar_pb2.ConnectRequest], context: Ctx
@@ -114,6 +103,8 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                     self.core.sidecars.heartbeat(
                         info, report.active_legs, report.relay_ports_in_use
                     )
+                elif isinstance(report, BansReport):
+                    info.bans = report
                 elif report is not None:
                     for result in report:
                         _log_failure(info.name, result)
@@ -122,7 +113,7 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         getter: asyncio.Future[SessionItem] | None = None
         ended: SessionEnded | None = None
         try:
-            yield sidecar_wire.welcome(self.settings_for(info.name))
+            yield sidecar_wire.welcome(self.core.sidecar_settings(info.name))
             while True:
                 if queue.empty():
                     getter = asyncio.ensure_future(queue.get())
@@ -309,8 +300,8 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         principal = await self._principal(context)
         self._check(principal, request.origin.sidecar)
         try:
-            _sidecar, credentials, method = sidecar_wire.verify_digest_input(request)
+            _sidecar, credentials, method, source = sidecar_wire.verify_digest_input(request)
         except DigestError:
             return sidecar_pb2.VerifyDigestResponse(verified=False)
-        verified = self.core.verify_digest(credentials, method or "GET")
+        verified = self.core.verify_digest(credentials, method or "GET", source)
         return sidecar_pb2.VerifyDigestResponse(verified=verified)

@@ -35,8 +35,23 @@ from ..calls import (
 from ..errors import FieldViolation, InvalidArgument
 from ..phonebook import EntryKind, PhonebookSnapshot
 from ..registrar import Outcome, RegisterDecision, RegisterInput
-from ..sidecars import CommandResult, Heartbeat, SettingsChanged, SidecarInfo, SidecarSettings
-from .convert import TRANSPORT_FROM_PB, TRANSPORT_TO_PB, direction_to_pb
+from ..sidecars import (
+    BansReport,
+    CommandResult,
+    Heartbeat,
+    LiftBan,
+    SettingsChanged,
+    SidecarBan,
+    SidecarInfo,
+    SidecarSettings,
+)
+from .convert import (
+    DIGEST_ALGORITHM_TO_PB,
+    TRANSPORT_FROM_PB,
+    TRANSPORT_TO_PB,
+    direction_to_pb,
+    from_ts,
+)
 from .streams import StreamedCall
 
 __all__ = [
@@ -89,6 +104,8 @@ _DIRECTIONS = {
     common_pb2.MEDIA_DIRECTION_RECVONLY: "recvonly",
     common_pb2.MEDIA_DIRECTION_INACTIVE: "inactive",
 }
+#: A sidecar reports at most this many bans; more in one message are not read.
+MAX_BANS = 1000
 # The unary RPCs the calls of the streams used to be; spans and metrics keep these names.
 _CALL_METHODS = {"invite": "Invite", "cancel": "Cancel", "bye": "Bye", "report_leg": "ReportLeg"}
 
@@ -204,11 +221,27 @@ def sidecar_info(message: sidecar_pb2.ConnectRequest, now: float) -> SidecarInfo
 
 def session_report(
     message: sidecar_pb2.ConnectRequest,
-) -> Heartbeat | tuple[CommandResult, ...] | None:
-    """A heartbeat or command results from a live session; None for anything else."""
+) -> Heartbeat | BansReport | tuple[CommandResult, ...] | None:
+    """A heartbeat, the bans in force or command results from a live session; None for anything
+    else."""
     kind = message.WhichOneof("payload")
     if kind == "heartbeat":
         return Heartbeat(message.heartbeat.active_legs, message.heartbeat.relay_ports_in_use)
+    if kind == "bans":
+        held = message.bans.bans[:MAX_BANS]
+        return BansReport(
+            tuple(
+                SidecarBan(
+                    ban.source,
+                    ban.user,
+                    ban.reason,
+                    from_ts(ban.start_time),
+                    from_ts(ban.expire_time),
+                )
+                for ban in held
+            ),
+            max(message.bans.total, len(held)),
+        )
     if kind == "result":
         return (_result(message.result),)
     if kind == "results":
@@ -235,6 +268,13 @@ def _settings(settings: SidecarSettings) -> sidecar_pb2.SidecarSettings:
         media_timeout_seconds=settings.media_timeout_seconds,
         min_expires=settings.min_expires,
         max_expires=settings.max_expires,
+        ban_user_names=settings.ban_user_names,
+        device_digests=[
+            sidecar_pb2.DeviceDigest(
+                username=username, algorithms=[DIGEST_ALGORITHM_TO_PB[a] for a in algorithms]
+            )
+            for username, algorithms in settings.device_algorithms
+        ],
     )
 
 
@@ -247,7 +287,7 @@ def welcome(settings: SidecarSettings) -> sidecar_pb2.ConnectResponse:
 
 
 def outgoing(
-    items: Sequence[Command | SettingsChanged], *, batched: bool
+    items: Sequence[Command | SettingsChanged | LiftBan], *, batched: bool
 ) -> list[sidecar_pb2.ConnectResponse]:
     """The messages for what a session has queued: one batch for a sidecar that reads them (and
     more than one item), else one message each."""
@@ -257,10 +297,13 @@ def outgoing(
     return messages
 
 
-def _session_item(item: Command | SettingsChanged) -> sidecar_pb2.ConnectResponse:
+def _session_item(item: Command | SettingsChanged | LiftBan) -> sidecar_pb2.ConnectResponse:
     if isinstance(item, SettingsChanged):
         return sidecar_pb2.ConnectResponse(settings=_settings(item.settings))
     out = sidecar_pb2.ConnectResponse(command_id=uuid.uuid4().hex[:12])
+    if isinstance(item, LiftBan):
+        out.lift_ban.source = item.source
+        return out
     if isinstance(item, CreateLeg):
         out.create_leg.CopyFrom(
             sidecar_pb2.CreateLegCommand(
@@ -550,7 +593,11 @@ def phonebook_snapshot(snapshot: PhonebookSnapshot) -> sidecar_pb2.WatchPhoneboo
     )
 
 
-def verify_digest_input(request: sidecar_pb2.VerifyDigestRequest) -> tuple[str, Credentials, str]:
-    """(sidecar, credentials, HTTP method); DigestError for unreadable credentials."""
+def verify_digest_input(
+    request: sidecar_pb2.VerifyDigestRequest,
+) -> tuple[str, Credentials, str, str]:
+    """(sidecar, credentials, HTTP method, source host); DigestError for unreadable
+    credentials."""
     credentials = request.credentials
-    return request.origin.sidecar, _credentials(credentials), credentials.method
+    origin = request.origin
+    return origin.sidecar, _credentials(credentials), credentials.method, origin.source.host

@@ -1,9 +1,9 @@
 """The remote-phonebook formats handsets fetch, rendered from a page of entries (pure).
 
 Each renderer takes a :class:`~.model.Page` and returns the document's bytes. Text is cleaned
-before it is escaped: characters XML 1.0 cannot carry (C0 controls other than tab, LF and CR;
-U+FFFE, U+FFFF; lone surrogates) are dropped, line breaks and tabs in names become spaces,
-and names and numbers are cut to the format's limits by characters, never inside an escape.
+before it is escaped: characters XML 1.0 cannot carry (C0 controls; U+FFFE, U+FFFF; lone
+surrogates), line breaks and tabs become single spaces, and names and numbers are cut to the
+format's limits by characters, never inside an escape.
 
 Element names follow each vendor's published description:
 
@@ -93,8 +93,7 @@ class Rendered:
 
 def clean_text(text: str, limit: int = 0) -> str:
     """`text` on one line, without characters XML cannot carry, cut to `limit` characters."""
-    text = _SPACES.sub(" ", text)
-    text = _NOT_XML_CHAR.sub("", text).strip()
+    text = _SPACES.sub(" ", _NOT_XML_CHAR.sub(" ", text)).strip()
     if limit and len(text) > limit:
         text = text[:limit].rstrip()
     return text

@@ -1,8 +1,8 @@
 """Who may read the address book: HTTP Digest (RFC 7616) with the handset's SIP credentials,
 or a per-site token (pure).
 
-The digest is handled like REGISTER's: stateless nonces bound to the client's address, a
-nonce-count check against replay, and the response itself verified by the control plane
+The digest is handled like REGISTER's: stateless nonces bound to the client's address and
+carrying their wall-clock issue time, a nonce-count check against replay, and the response itself verified by the control plane
 against the stored HA1 (the sidecar never sees a password or an HA1). A wrong password and
 an unknown user get the same fresh challenge, so the book cannot be used to find user names.
 """
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from sip2uc_core.sip.digest import (
     QOP_AUTH,
     Algorithm,
+    CountStatus,
     Credentials,
     DigestError,
     NonceCountTracker,
@@ -30,7 +31,8 @@ __all__ = ["Challenge", "HttpDigest", "token_matches"]
 @dataclass(frozen=True, slots=True)
 class Challenge:
     """A 401 to send (`www_authenticate` values, one per algorithm) or, with `status` 400, a
-    malformed Authorization header. `auth_failure` counts towards the source's ban."""
+    malformed Authorization header. `auth_failure`: credentials that were refused before any
+    password was checked (reported; only a wrong password counts towards a ban)."""
 
     www_authenticate: tuple[str, ...]
     auth_failure: bool
@@ -88,7 +90,15 @@ class HttpDigest:
             return self.challenge(source_host, now, reason="invalid_nonce")
         if status is NonceStatus.STALE:
             return self.challenge(source_host, now, stale=True, reason="stale_nonce")
-        if not self._counts.accept(credentials.nonce, credentials.nonce_count, now):
+        verdict = self._counts.admit(
+            credentials.nonce,
+            credentials.nonce_count,
+            NonceIssuer.issue_time(credentials.nonce),
+            now,
+        )
+        if verdict is not CountStatus.ACCEPTED:
+            # A replayed count, or a nonce that may have been used and forgotten: a fresh
+            # nonce can be trusted (RFC 7616 §3.4); honest clients retry at once.
             return self.challenge(source_host, now, stale=True, reason="stale_nonce")
         return credentials
 

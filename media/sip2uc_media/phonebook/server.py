@@ -26,6 +26,9 @@ __all__ = ["ControlUnreachable", "PhonebookServer", "ServerHooks"]
 
 _log = logging.getLogger(__name__)
 
+#: The name the bans count wrong site tokens under (no digest user name holds a space).
+TOKEN_USER = "(site token)"  # noqa: S105 - a label, not a secret
+
 #: Rendered documents kept per book version (a full book of 2,000 entries is about 150 kB).
 RENDERED_KEPT = 64
 
@@ -48,9 +51,16 @@ class ServerHooks:
     clock: Callable[[], float]
     token: str = ""
     #: Whether a source address may ask at all (the sidecar's allowed networks, not banned).
-    admits: Callable[[str, float], bool] = lambda _source, _now: True
-    #: A failed authentication from a source, counted towards its ban.
-    record_failure: Callable[[str, float], object] = lambda _source, _now: None
+    admits: Callable[[str], bool] = lambda _source: True
+    #: Whether this source's attempts for this user name (or the token) are banned.
+    user_banned: Callable[[str, str], bool] = lambda _source, _user: False
+    #: Credentials (or a token, as user TOKEN_USER) refused: counted towards a ban.
+    failed: Callable[[str, str], object] = lambda _source, _user: None
+    #: Credentials accepted for a user from a source.
+    succeeded: Callable[[str, str], object] = lambda _source, _user: None
+    #: A request refused before any password was checked (a made-up or stale nonce, a
+    #: malformed header): reported, never counted towards a ban.
+    refused: Callable[[str, str], object] = lambda _source, _reason: None
     retry_after: int = 5
     #: Called once per answered request with the format asked for ("" when none) and the status.
     served: Callable[[str, int], object] = lambda _format, _status: None
@@ -99,7 +109,7 @@ class PhonebookServer:
         hooks = self.hooks
         source = request.remote or ""
         now = hooks.clock()
-        if not hooks.admits(source, now):
+        if not hooks.admits(source):
             return web.Response(status=403, text="Forbidden\n")
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"})
@@ -162,22 +172,27 @@ class PhonebookServer:
         if not presented and header and header[:7].lower() == "bearer ":
             presented = header[7:].strip()
         if presented:
+            if hooks.user_banned(source, TOKEN_USER):
+                return web.Response(status=403, text="Forbidden\n")
             if token_matches(presented, hooks.token):
                 return None
-            hooks.record_failure(source, now)
+            hooks.failed(source, TOKEN_USER)
             return _challenge(hooks.digest.challenge(source, now, reason="bad_token"))
         checked = hooks.digest.check(header, request.raw_path, source, now)
         if isinstance(checked, Challenge):
             if checked.auth_failure:
-                hooks.record_failure(source, now)
+                hooks.refused(source, checked.reason)
             return _challenge(checked)
+        if hooks.user_banned(source, checked.username):
+            return web.Response(status=403, text="Forbidden\n")
         try:
             proved = await hooks.verify(checked, request.method, source)
         except ControlUnreachable:
             return _unavailable(hooks.retry_after)
         if proved:
+            hooks.succeeded(source, checked.username)
             return None
-        hooks.record_failure(source, now)
+        hooks.failed(source, checked.username)
         return _challenge(hooks.digest.challenge(source, hooks.clock(), reason="wrong"))
 
 

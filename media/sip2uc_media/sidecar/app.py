@@ -197,9 +197,10 @@ class Sidecar:
             if not token:
                 raise ValueError(f"{config.phonebook_token_file} holds no token")
         key = hmac.digest(secret, b"sip2uc phonebook digest", "sha256")
+        # Nonces carry wall-clock time like SIP's: ones issued before a restart are stale.
         self._phonebook_digest = digest = HttpDigest(
             NonceIssuer(key, NONCE_LIFETIME),
-            NonceCountTracker(50_000, max_idle=NONCE_LIFETIME),
+            NonceCountTracker(50_000, max_idle=NONCE_LIFETIME, started=time.time()),
             realm=edge.registrar.policy.realm,
             algorithms=edge.registrar.policy.algorithms,
         )
@@ -208,10 +209,15 @@ class Sidecar:
                 book=lambda: self.phonebook,
                 digest=digest,
                 verify=self._verify_http_digest,
-                clock=clock,
+                clock=time.time,
                 token=token,
-                admits=edge.admits,
-                record_failure=edge.bans.record_failure,
+                admits=lambda host: edge.admits(host, clock()),
+                user_banned=lambda host, user: edge.guard.user_banned(host, lambda: user),
+                failed=edge.guard.failed,
+                succeeded=edge.guard.succeeded,
+                refused=lambda host, reason: edge.guard.refused(
+                    host, reason, f"phonebook request from {host} refused: {reason}"
+                ),
                 retry_after=config.retry_after,
                 served=PhonebookMetrics(self._phonebook_size).served,
             )

@@ -71,8 +71,8 @@ async def test_a_csv_import_creates_normalises_and_reports_skipped_rows(
         (5, "a contact needs at least one number"),
     ]
     assert await listed(channel) == [
-        ("Front desk Hamburg", "+4940123456", "csv"),
-        ("Taxi Central", "+49895555", "csv"),
+        ("Front desk Hamburg", "+4940123456", "csv:c.csv"),
+        ("Taxi Central", "+49895555", "csv:c.csv"),
     ]
 
 
@@ -88,11 +88,14 @@ async def test_a_reimport_updates_by_source_id_and_deletes_what_is_gone(
     again = await import_csv(channel, "display_name,phone,source_id\nTaxi Nord,089 5555,t1\n")
     assert (again.created, again.updated, again.deleted, again.unchanged) == (0, 1, 1, 0)
     # The contact added by hand belongs to no import and stays.
-    assert await listed(channel) == [("Locksmith", "", "manual"), ("Taxi Nord", "+49895555", "csv")]
+    assert await listed(channel) == [
+        ("Locksmith", "", "manual"),
+        ("Taxi Nord", "+49895555", "csv:c.csv"),
+    ]
     unchanged = await import_csv(channel, "display_name,phone,source_id\nTaxi Nord,089 5555,t1\n")
     assert (unchanged.unchanged, unchanged.updated) == (1, 0)
     await stub(channel).DeleteContact(contacts_pb2.DeleteContactRequest(name=manual.contact.name))
-    assert await listed(channel) == [("Taxi Nord", "+49895555", "csv")]
+    assert await listed(channel) == [("Taxi Nord", "+49895555", "csv:c.csv")]
 
 
 async def test_bad_contacts_are_refused_with_the_field_named(channel: grpc.aio.Channel) -> None:

@@ -25,7 +25,8 @@ class Sidecar:
         self.book: Phonebook | None = BOOK
         self.reachable = True
         self.banned: set[str] = set()
-        self.failures: list[str] = []
+        self.failures: list[tuple[str, str]] = []
+        self.refusals: list[tuple[str, str]] = []
         self.served: list[tuple[str, int]] = []
 
     async def verify(self, credentials: Credentials, method: str, source: str) -> bool:
@@ -44,8 +45,9 @@ async def running() -> AsyncIterator[tuple[Sidecar, str]]:
             verify=sidecar.verify,
             clock=lambda: 100.0,
             token=TOKEN,
-            admits=lambda source, _now: source not in sidecar.banned,
-            record_failure=lambda source, _now: sidecar.failures.append(source),
+            admits=lambda source: source not in sidecar.banned,
+            failed=lambda source, user: sidecar.failures.append((source, user)),
+            refused=lambda source, reason: sidecar.refusals.append((source, reason)),
             served=lambda fmt, status: sidecar.served.append((fmt, status)),
         )
     )
@@ -75,7 +77,7 @@ async def test_a_wrong_token_counts_towards_the_ban_and_a_banned_source_is_refus
     sidecar, base = running
     status, _, headers = await get(f"{base}/phonebook/snom.xml?token=nope")
     assert status == 401 and "WWW-Authenticate" in headers
-    assert sidecar.failures == ["127.0.0.1"]
+    assert sidecar.failures == [("127.0.0.1", "(site token)")]
     sidecar.banned.add("127.0.0.1")
     status, body, _ = await get(f"{base}/phonebook/snom.xml?token={TOKEN}")
     assert (status, b"Alice" in body) == (403, False)
@@ -109,3 +111,19 @@ async def test_before_the_first_snapshot_the_book_is_unavailable(
     # Gigaset bases read errors in the protocol's own document: 6 is "service not available".
     assert status == 200
     assert SafeET.fromstring(body).findtext("errorid") == "6"
+
+
+async def test_a_made_up_nonce_is_reported_but_not_counted_towards_a_ban(
+    running: tuple[Sidecar, str],
+) -> None:
+    sidecar, base = running
+    made_up = (
+        'Digest username="1001", realm="r", nonce="AAAAAAAAAAAAAAAAAAAAAAAAAAAA", '
+        'uri="/phonebook/snom.xml", response="00", qop=auth, nc=00000001, cnonce="c"'
+    )
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{base}/phonebook/snom.xml", headers={"Authorization": made_up}) as response,
+    ):
+        assert response.status == 401
+    assert (sidecar.failures, sidecar.refusals) == ([], [("127.0.0.1", "invalid_nonce")])

@@ -34,8 +34,8 @@ app = typer.Typer(
 import_app = typer.Typer(
     rich_markup_mode="markdown",
     help=(
-        "Import contacts: the contacts of the same source (the CSV source, or one LDAP "
-        "directory) are replaced by what the source holds now."
+        "Import contacts: the contacts of the same source (a CSV file or --source name, or one "
+        "LDAP directory) are replaced by what the source holds now."
     ),
     no_args_is_help=True,
 )
@@ -152,11 +152,23 @@ def import_csv(
     ],
     default_region: RegionOption = "",
     dry_run: DryRunOption = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            metavar="NAME",
+            help="Name of the source this file is; default: the file name.",
+            show_default=False,
+        ),
+    ] = None,
     json_flag: JsonFlag = False,
 ) -> None:
-    """Import contacts from a CSV file, replacing those of the previous CSV import."""
+    """Import contacts from a CSV file, replacing those of the previous import of the same
+    source (the file name, or --source)."""
     request = contacts_pb2.ImportContactsRequest(
-        csv=directory_pb2.CsvSource(content=file.read_bytes(), filename=file.name),
+        csv=directory_pb2.CsvSource(
+            content=file.read_bytes(), filename=file.name, source=source or ""
+        ),
         dry_run=dry_run,
         default_region=default_region.upper(),
     )

@@ -49,7 +49,9 @@ class Contact(_message.Message):
     email: _builtins.str
     """E-mail address."""
     source: _builtins.str
-    """Where it came from (output only): "manual", "csv" or "ldap:<base dn>"."""
+    """Where it came from (output only): "manual", "csv:<source name>" or
+    "ldap:<base dn>".
+    """
     source_id: _builtins.str
     """The row's stable id in its source (output only; empty for "manual")."""
     def __init__(

@@ -89,9 +89,9 @@ class ContactServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ImportContacts(self, request, context):
-        """Replaces the contacts imported earlier from the same source (the CSV
-        source, or the LDAP directory named by its base DN) with the source's
-        current rows. Contacts added by hand and those of other sources stay.
+        """Replaces the contacts imported earlier from the same source (a CSV source,
+        named by `CsvSource.source` or the file name as for user imports, or the
+        LDAP directory named by its base DN) with the source's current rows. Contacts added by hand and those of other sources stay.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

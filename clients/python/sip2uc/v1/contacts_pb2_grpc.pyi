@@ -44,9 +44,9 @@ class ContactServiceStub:
     DeleteContact: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.DeleteContactRequest, _contacts_pb2.DeleteContactResponse]
     """Deletes one contact."""
     ImportContacts: _grpc.UnaryUnaryMultiCallable[_contacts_pb2.ImportContactsRequest, _contacts_pb2.ImportContactsResponse]
-    """Replaces the contacts imported earlier from the same source (the CSV
-    source, or the LDAP directory named by its base DN) with the source's
-    current rows. Contacts added by hand and those of other sources stay.
+    """Replaces the contacts imported earlier from the same source (a CSV source,
+    named by `CsvSource.source` or the file name as for user imports, or the
+    LDAP directory named by its base DN) with the source's current rows. Contacts added by hand and those of other sources stay.
     """
 
 @_typing.type_check_only
@@ -65,9 +65,9 @@ class ContactServiceAsyncStub(ContactServiceStub):
     DeleteContact: _aio.UnaryUnaryMultiCallable[_contacts_pb2.DeleteContactRequest, _contacts_pb2.DeleteContactResponse]  # type: ignore[assignment]
     """Deletes one contact."""
     ImportContacts: _aio.UnaryUnaryMultiCallable[_contacts_pb2.ImportContactsRequest, _contacts_pb2.ImportContactsResponse]  # type: ignore[assignment]
-    """Replaces the contacts imported earlier from the same source (the CSV
-    source, or the LDAP directory named by its base DN) with the source's
-    current rows. Contacts added by hand and those of other sources stay.
+    """Replaces the contacts imported earlier from the same source (a CSV source,
+    named by `CsvSource.source` or the file name as for user imports, or the
+    LDAP directory named by its base DN) with the source's current rows. Contacts added by hand and those of other sources stay.
     """
 
 class ContactServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -107,9 +107,9 @@ class ContactServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _contacts_pb2.ImportContactsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_contacts_pb2.ImportContactsResponse, _abc.Awaitable[_contacts_pb2.ImportContactsResponse]]:
-        """Replaces the contacts imported earlier from the same source (the CSV
-        source, or the LDAP directory named by its base DN) with the source's
-        current rows. Contacts added by hand and those of other sources stay.
+        """Replaces the contacts imported earlier from the same source (a CSV source,
+        named by `CsvSource.source` or the file name as for user imports, or the
+        LDAP directory named by its base DN) with the source's current rows. Contacts added by hand and those of other sources stay.
         """
 
 def add_ContactServiceServicer_to_server(servicer: ContactServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -70,7 +70,8 @@ export type Contact = Message<"sip2uc.v1.Contact"> & {
   email: string;
 
   /**
-   * Where it came from (output only): "manual", "csv" or "ldap:<base dn>".
+   * Where it came from (output only): "manual", "csv:<source name>" or
+   * "ldap:<base dn>".
    *
    * @generated from field: string source = 8;
    */
@@ -433,9 +434,9 @@ export const ContactService: GenService<{
     output: typeof DeleteContactResponseSchema;
   },
   /**
-   * Replaces the contacts imported earlier from the same source (the CSV
-   * source, or the LDAP directory named by its base DN) with the source's
-   * current rows. Contacts added by hand and those of other sources stay.
+   * Replaces the contacts imported earlier from the same source (a CSV source,
+   * named by `CsvSource.source` or the file name as for user imports, or the
+   * LDAP directory named by its base DN) with the source's current rows. Contacts added by hand and those of other sources stay.
    *
    * @generated from rpc sip2uc.v1.ContactService.ImportContacts
    */
