@@ -75,7 +75,11 @@ def clean_env() -> dict[str, str]:
 
 def free_rtp_ports(count: int = 20) -> tuple[int, int]:
     """A range of UDP ports nobody holds right now (other test runs share the machine)."""
-    for base in range(43000 + (os.getpid() % 50) * 40, 60000, 40):
+    # Start somewhere else for each run, and look through the whole unprivileged range: other
+    # test runs and benchmarks may hold thousands of ports.
+    bases = list(range(20000, 65000, count))
+    start = os.getpid() % len(bases)
+    for base in bases[start:] + bases[:start]:
         sockets: list[socket.socket] = []
         try:
             for port in range(base, base + count):
