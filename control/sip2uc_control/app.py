@@ -19,6 +19,8 @@ from sip2uc.v1 import (
     calls_pb2_grpc,
     connectors_pb2,
     connectors_pb2_grpc,
+    contacts_pb2,
+    contacts_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
     presence_pb2,
@@ -34,6 +36,7 @@ from sip2uc.v1 import (
 from .api.admin import AdminServicer
 from .api.calls import CallServicer
 from .api.connectors import ConnectorServicer
+from .api.contacts import ContactServicer
 from .api.directory import DirectoryServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
@@ -66,6 +69,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
+    contacts_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
 )
 
 
@@ -158,6 +162,7 @@ class ControlPlane:
         calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(core), server)
         connectors_pb2_grpc.add_ConnectorServiceServicer_to_server(ConnectorServicer(core), server)
+        contacts_pb2_grpc.add_ContactServiceServicer_to_server(ContactServicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -21,6 +21,7 @@ from sip2uc_core.sip.digest import Algorithm, Credentials, DigestError, compute_
 from .bindings import Binding, BindingChange
 from .calls import CallController
 from .connectors import SessionTable
+from .contacts import Contact
 from .domain import Device, User, UserSettings, validate_password, validate_user_fields
 from .enrollments import Enrollment, SidecarEnrollments
 from .errors import (
@@ -32,6 +33,7 @@ from .errors import (
     check,
 )
 from .lockout import AccountLock, AccountLockout, LockoutPolicy
+from .phonebook import PhonebookFeed
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
 from .registrar import (
@@ -48,6 +50,7 @@ from .sidecars import SidecarRegistry, SidecarSettings
 from .store.bindings import BindingStore
 from .store.calls import CallHistoryStore
 from .store.connectors import ConnectorStore
+from .store.contacts import ContactStore
 from .store.db import Database, open_database
 from .store.enrollments import EnrollmentStore
 from .store.presence import PresenceStore
@@ -94,6 +97,8 @@ class ControlCore:
         self._settings_push: asyncio.TimerHandle | None = None
         self._settings_pushed_at = float("-inf")
         self._refusals = RefusalLog(_auth_log)
+        self.contacts = ContactStore(db)
+        self.phonebook = PhonebookFeed(self.users, self.contacts, clock)
         self._binding_watchers: set[WatchQueue[BindingChange]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.start_time = clock()
@@ -119,6 +124,7 @@ class ControlCore:
         await core.connectors.load()
         await core.enrollments.load()
         core.lockout.policy = _lockout_policy(core.settings.current)
+        await core.contacts.load()
         core.metrics.observe(core)
         return core
 
@@ -137,6 +143,7 @@ class ControlCore:
                 pass
         for q in list(self._binding_watchers):
             q.end()
+        self.phonebook.close()
         self.sidecars.close()
         self.connectors.close()
         await self.presence.drain()
@@ -233,6 +240,7 @@ class ControlCore:
         user = self._apply_passwords(user, passwords, None)
         saved = await self.users.save(user, create=True)
         self.presence.begin(saved.id)
+        self.phonebook.changed()
         log.info("user %s created (%s)", saved.name, saved.sip_uri)
         self._devices_changed(None, saved)
         return saved
@@ -246,6 +254,7 @@ class ControlCore:
         user = self._apply_passwords(user, passwords, previous)
         saved = await self.users.save(user, create=False)
         self._devices_changed(previous, saved)
+        self.phonebook.changed()
         gone = {d.id for d in previous.devices} - {d.id for d in saved.devices}
         stale = [b for b in self.bindings.for_user(saved.id) if b.device_id in gone]
         if stale:
@@ -261,6 +270,7 @@ class ControlCore:
         bindings = self.bindings.for_user(user.id)
         await self.users.delete(user)
         self._devices_changed(user, None)
+        self.phonebook.changed()
         self.bindings.forget_user(user.id)
         for b in bindings:
             self._binding_event(BindingChange("removed", b, "user deleted"))
@@ -381,6 +391,24 @@ class ControlCore:
         if lifted is not None:
             _auth_log.warning("lock of account %s lifted by an operator", printable(user))
         return lifted
+
+    # --- contacts and the handsets' digest outside SIP -----------------------------------------
+
+    async def change_contacts(
+        self,
+        created: list[Contact] | None = None,
+        updated: list[Contact] | None = None,
+        deleted: list[Contact] | None = None,
+    ) -> None:
+        await self.contacts.apply(created or [], updated or [], deleted or [])
+        self.phonebook.changed()
+
+    def verify_digest(self, credentials: Credentials, method: str, source_host: str) -> bool:
+        """Whether `credentials` (from an HTTP request, e.g. a phonebook fetch) prove an
+        enabled user's registering device: the REGISTER path's check (`authenticate`: the
+        same HA1, device algorithms, failure counting and account lockout)."""
+        found = self.authenticate(credentials, method, source_host)
+        return not isinstance(found, Refusal) and not found[0].disabled
 
     # --- registrations -------------------------------------------------------------------------
 

@@ -180,6 +180,44 @@ OverloadOption = Annotated[
         ),
     ),
 ]
+PhonebookListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--phonebook-listen",
+        metavar="HOST:PORT",
+        help=(
+            "Serve the shared address book to handsets over HTTP here (Yealink, Snom, "
+            "Cisco, Grandstream, Gigaset, vCard, CSV; see docs/handset-features.md). Off by "
+            "default. Readers authenticate with their SIP digest credentials or the site token."
+        ),
+        callback=_optional_listen,
+        show_default=False,
+    ),
+]
+PhonebookTlsListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--phonebook-tls-listen",
+        metavar="HOST:PORT",
+        help=(
+            "Serve the address book over HTTPS here, with the SIP TLS certificate "
+            "(--sip-tls-cert/--sip-tls-key) or the self-signed one in the data directory."
+        ),
+        callback=_optional_listen,
+        show_default=False,
+    ),
+]
+PhonebookTokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--phonebook-token-file",
+        help=(
+            "File (mode 0600) holding a per-site token: handsets that cannot do HTTP digest "
+            "read the address book with ?token=TOKEN."
+        ),
+        show_default=False,
+    ),
+]
 LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 # Options of the commands that dial a control plane (`sidecar`, `web`).
 ControlOption = Annotated[
@@ -281,6 +319,9 @@ def up(
     allow_network: AllowNetworkOption = None,
     digest_algorithm: DigestAlgorithmOption = None,
     overload: OverloadOption = None,
+    phonebook_listen: PhonebookListenOption = None,
+    phonebook_tls_listen: PhonebookTlsListenOption = None,
+    phonebook_token_file: PhonebookTokenFileOption = None,
     web_listen: Annotated[
         str | None,
         typer.Option(
@@ -363,6 +404,9 @@ def up(
                     control_tls=use_tls,
                     control_ca=cert if use_tls else None,
                     digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+                    phonebook_listen=phonebook_listen,
+                    phonebook_tls_listen=phonebook_tls_listen,
+                    phonebook_token_file=phonebook_token_file,
                     **overload_settings,  # type: ignore[arg-type]
                 )
             )
@@ -563,6 +607,9 @@ def sidecar(
         ),
     ] = "off",
     overload: OverloadOption = None,
+    phonebook_listen: PhonebookListenOption = None,
+    phonebook_tls_listen: PhonebookTlsListenOption = None,
+    phonebook_token_file: PhonebookTokenFileOption = None,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run one SIP/RTP sidecar in the foreground (`sip2uc sidecar --name NAME
@@ -610,6 +657,9 @@ def sidecar(
             control_tls=use_tls,
             control_ca=control_ca or state.ca_file,
             digest_algorithms=_digest(digest_algorithm) or SidecarConfig.digest_algorithms,
+            phonebook_listen=phonebook_listen,
+            phonebook_tls_listen=phonebook_tls_listen,
+            phonebook_token_file=phonebook_token_file,
             **_overload(overload),  # type: ignore[arg-type]
         )
     except ValueError as exc:

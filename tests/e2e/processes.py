@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -70,3 +71,25 @@ class Logged:
 def clean_env() -> dict[str, str]:
     """The environment without any sip2uc credential or address."""
     return {k: v for k, v in os.environ.items() if not k.startswith("SIP2UC_")}
+
+
+def free_rtp_ports(count: int = 20) -> tuple[int, int]:
+    """A range of UDP ports nobody holds right now (other test runs share the machine)."""
+    # Start somewhere else for each run, and look through the whole unprivileged range: other
+    # test runs and benchmarks may hold thousands of ports.
+    bases = list(range(20000, 65000, count))
+    start = os.getpid() % len(bases)
+    for base in bases[start:] + bases[:start]:
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base, base + count - 1
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free RTP port range")

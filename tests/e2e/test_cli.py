@@ -18,12 +18,15 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from google.protobuf import timestamp_pb2
+from processes import free_rtp_ports
 from sip2uc.cli.main import app
 from typer.testing import CliRunner, Result
 
@@ -54,7 +57,7 @@ class Running:
         return (self.data_dir / "admin-token").read_text().strip()
 
 
-def start_up(data_dir: Path) -> Running:
+def start_up(data_dir: Path, *extra: str) -> Running:
     """Starts `sip2uc up` and returns once it logged where it listens."""
     process = subprocess.Popen(
         [
@@ -68,6 +71,7 @@ def start_up(data_dir: Path) -> Running:
             "127.0.0.1:0",
             "--metrics-listen",
             "off",
+            *extra,
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -348,6 +352,60 @@ def test_csv_imports_of_two_sources_leave_each_others_users_alone(
     )
 
 
+def test_contact_add_list_import_delete(server: Running, tmp_path: Path) -> None:
+    added = sip2uc(
+        server, "contact", "add", "Taxi & Co", "--phone", "+4989555501", "--company", "Cabs"
+    )
+    assert added.exit_code == 0, added.stderr
+    assert added.stdout.startswith("created contacts/")
+    name = added.stdout.split()[1]
+
+    bad = sip2uc(server, "contact", "add", "Nobody")
+    assert bad.exit_code == 1
+    assert "a contact needs at least one number" in bad.stderr
+
+    file = tmp_path / "contacts.csv"
+    file.write_text("name,phone,mobile\nFront desk,+494012345601,\nBroken,12ab,\n")
+    dry = sip2uc(server, "contact", "import", "csv", str(file), "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.stdout.startswith("1 created, 0 updated, 0 deleted, 0 unchanged, 1 skipped (dry run")
+    done = sip2uc(server, "contact", "import", "csv", str(file))
+    assert done.stdout.startswith(
+        "1 created, 0 updated, 0 deleted, 0 unchanged, 1 skipped (applied)"
+    )
+    assert "skipped row 3: phone:" in done.stderr
+
+    listed = json.loads(sip2uc(server, "--json", "contact", "list").stdout)
+    assert [(c["display_name"], c["source"]) for c in listed] == [
+        ("Front desk", "csv:contacts.csv"),
+        ("Taxi & Co", "manual"),
+    ]
+    deleted = sip2uc(server, "contact", "delete", name)
+    assert deleted.stdout == f"deleted {name}\n"
+    assert len(json.loads(sip2uc(server, "--json", "contact", "list").stdout)) == 1
+
+
+def test_up_serves_the_phonebook_when_asked(tmp_path: Path) -> None:
+    running = start_up(
+        tmp_path / "data",
+        "--phonebook-listen",
+        "127.0.0.1:0",
+        "--rtp-ports",
+        "{}-{}".format(*free_rtp_ports()),
+    )
+    try:
+        found = None
+        for line in list(running.log):
+            found = found or re.search(r"phonebook on (http://\S+)", line)
+        assert found is not None, "".join(running.log)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{found.group(1)}/phonebook/yealink.xml", timeout=10)
+        assert refused.value.code == 401
+        assert refused.value.headers.get_all("WWW-Authenticate")
+    finally:
+        assert stop(running) == 0
+
+
 def test_up_exits_0_on_sigterm(tmp_path: Path) -> None:
     running = start_up(tmp_path / "data")
     assert stop(running) == 0
@@ -445,6 +503,7 @@ def test_grpcurl_lists_services_health_and_reflection(server: Running) -> None:
         "sip2uc.v1.CallService",
         "sip2uc.v1.AdminService",
         "sip2uc.v1.DirectoryService",
+        "sip2uc.v1.ContactService",
         "sip2uc.v1.SidecarService",
         "grpc.health.v1.Health",
     } <= services

@@ -25,6 +25,7 @@ from sip2uc.v1 import (
     admin_pb2_grpc,
     calls_pb2_grpc,
     common_pb2,
+    contacts_pb2_grpc,
     directory_pb2_grpc,
     presence_pb2_grpc,
     registrations_pb2,
@@ -235,6 +236,7 @@ class Sip2ucClient:
         self.calls = calls_pb2_grpc.CallServiceStub(channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
         self.directory = directory_pb2_grpc.DirectoryServiceStub(channel)
+        self.contacts = contacts_pb2_grpc.ContactServiceStub(channel)
         self.sidecars = sidecar_pb2_grpc.SidecarServiceStub(channel)
 
     def close(self) -> None:

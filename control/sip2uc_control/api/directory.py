@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -188,7 +188,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         adopts: frozenset[str] = frozenset()
         if kind == "csv":
             read = _csv_reader(request.csv, policy, violations)
-            name = _csv_source_name(request.csv, violations)
+            name = csv_source_name(request.csv, violations)
             source = f"{CSV_SOURCE}:{name}" if name else CSV_SOURCE
             adopts = frozenset({CSV_SOURCE}) if name else frozenset()
         elif kind == "ldap":
@@ -212,7 +212,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         )
 
 
-def _csv_source_name(csv: directory_pb2.CsvSource, violations: list[FieldViolation]) -> str:
+def csv_source_name(csv: directory_pb2.CsvSource, violations: list[FieldViolation]) -> str:
     """The CSV source's name: as given, else the file name (without directories); "" when the
     request has neither (the unnamed source of earlier versions)."""
     given = csv.source.strip()
@@ -264,6 +264,41 @@ def _ldap_reader(
     ldap: directory_pb2.LdapSource, policy: NumberPolicy, violations: list[FieldViolation]
 ) -> Callable[[], list[SourceRecord]]:
     before = len(violations)
+    attributes: dict[str, Any] = {}
+    for key, value in ldap.attribute_map.items():
+        if key not in _LDAP_ATTRIBUTE_KEYS:
+            violations.append(
+                FieldViolation(
+                    f"ldap.attribute_map[{key}]",
+                    f"unknown; one of {', '.join(sorted(_LDAP_ATTRIBUTE_KEYS))}",
+                )
+            )
+        elif key == "ids":
+            attributes[key] = tuple(v.strip() for v in value.split(",") if v.strip())
+        else:
+            attributes[key] = value.strip()
+    config = ldap_config(ldap, policy, violations, default_filter=DEFAULT_FILTER)
+    if config is None or len(violations) > before:
+        return _refused
+    config = dataclasses.replace(config, attributes=LdapAttributeMap(**attributes))
+
+    def read() -> list[SourceRecord]:
+        with ca_file_for(ldap.ca_pem, config) as readable:
+            return list(fetch_ldap_records(readable))
+
+    return read
+
+
+def ldap_config(
+    ldap: directory_pb2.LdapSource,
+    policy: NumberPolicy,
+    violations: list[FieldViolation],
+    *,
+    default_filter: str,
+) -> LdapSourceConfig | None:
+    """The connection and search of an `LdapSource` (without attribute names), checked; None
+    with `violations` added when it cannot be used."""
+    before = len(violations)
     url = ldap.url.strip()
     try:
         parts = urlsplit(url)
@@ -285,7 +320,7 @@ def _ldap_reader(
         )
     if not ldap.base_dn.strip():
         violations.append(FieldViolation("ldap.base_dn", "required, like dc=example,dc=com"))
-    search_filter = ldap.filter.strip() or DEFAULT_FILTER
+    search_filter = ldap.filter.strip() or default_filter
     try:
         parse_filter(search_filter, None, True, True, None, False)
     except LDAPException:
@@ -296,24 +331,10 @@ def _ldap_reader(
     ca_pem = ldap.ca_pem
     if ca_pem.strip() and "-----BEGIN CERTIFICATE-----" not in ca_pem:
         violations.append(FieldViolation("ldap.ca_pem", "must hold PEM CA certificates"))
-    attributes: dict[str, Any] = {}
-    for key, value in ldap.attribute_map.items():
-        if key not in _LDAP_ATTRIBUTE_KEYS:
-            violations.append(
-                FieldViolation(
-                    f"ldap.attribute_map[{key}]",
-                    f"unknown; one of {', '.join(sorted(_LDAP_ATTRIBUTE_KEYS))}",
-                )
-            )
-        elif key == "ids":
-            attributes[key] = tuple(v.strip() for v in value.split(",") if v.strip())
-        else:
-            attributes[key] = value.strip()
     if len(violations) > before:
-        return _refused
-
+        return None
     try:
-        config = LdapSourceConfig(
+        return LdapSourceConfig(
             url=url,
             base_dn=ldap.base_dn.strip(),
             bind_dn=ldap.bind_dn.strip() or None,
@@ -324,23 +345,24 @@ def _ldap_reader(
             verify=not ldap.insecure_skip_verify,
             page_size=page_size,
             timeout=LDAP_TIMEOUT_SECONDS,
-            attributes=LdapAttributeMap(**attributes),
             numbers=policy,
         )
     except LdapSourceError as exc:
         violations.append(FieldViolation("ldap", str(exc)))
-        return _refused
+        return None
 
-    def read() -> list[SourceRecord]:
-        if not ca_pem.strip():
-            return list(fetch_ldap_records(config))
-        # ldap3 takes CA certificates from a file; this one lives only while the search runs.
-        with tempfile.TemporaryDirectory(prefix="sip2uc-ldap-") as folder:
-            ca_file = Path(folder) / "ca.pem"
-            ca_file.write_text(ca_pem, encoding="utf-8")
-            return list(fetch_ldap_records(dataclasses.replace(config, ca_file=str(ca_file))))
 
-    return read
+@contextlib.contextmanager
+def ca_file_for(ca_pem: str, config: LdapSourceConfig) -> Iterator[LdapSourceConfig]:
+    """`config` reading its CA certificates from a file that lives only while it is used
+    (ldap3 takes them from a file)."""
+    if not ca_pem.strip():
+        yield config
+        return
+    with tempfile.TemporaryDirectory(prefix="sip2uc-ldap-") as folder:
+        ca_file = Path(folder) / "ca.pem"
+        ca_file.write_text(ca_pem, encoding="utf-8")
+        yield dataclasses.replace(config, ca_file=str(ca_file))
 
 
 def _refused() -> list[SourceRecord]:

@@ -30,6 +30,7 @@ from ..sidecars import (
 )
 from . import sidecar_wire, streams
 from .sidecar_wire import ByeInput, CancelInput
+from .status import streaming, unary
 
 log = logging.getLogger(__name__)
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -282,3 +283,28 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             grpc.StatusCode.UNIMPLEMENTED, "subscriptions are not available on this control plane"
         )
         raise AssertionError("unreachable")
+
+    # -- the shared address book ----------------------------------------------------------------
+
+    @streaming
+    async def WatchPhonebook(
+        self, request: sidecar_pb2.WatchPhonebookRequest, context: Ctx
+    ) -> AsyncIterator[sidecar_pb2.WatchPhonebookResponse]:
+        """The book now, then after every change (see `phonebook.PhonebookFeed`)."""
+        principal = await self._principal(context)
+        self._check(principal, request.sidecar)
+        async for snapshot in self.core.phonebook.watch():
+            yield sidecar_wire.phonebook_snapshot(snapshot)
+
+    @unary
+    async def VerifyDigest(
+        self, request: sidecar_pb2.VerifyDigestRequest, context: Ctx
+    ) -> sidecar_pb2.VerifyDigestResponse:
+        principal = await self._principal(context)
+        self._check(principal, request.origin.sidecar)
+        try:
+            _sidecar, credentials, method, source = sidecar_wire.verify_digest_input(request)
+        except DigestError:
+            return sidecar_pb2.VerifyDigestResponse(verified=False)
+        verified = self.core.verify_digest(credentials, method or "GET", source)
+        return sidecar_pb2.VerifyDigestResponse(verified=verified)

@@ -34,6 +34,7 @@ from ..calls import (
     MediaInfo,
 )
 from ..errors import FieldViolation, InvalidArgument
+from ..phonebook import EntryKind, PhonebookSnapshot
 from ..registrar import Outcome, RegisterDecision, RegisterInput
 from ..sidecars import (
     BansReport,
@@ -583,3 +584,41 @@ def call_error(correlation_id: int, code: int, message: str) -> sidecar_pb2.Call
 
 def call_batch(replies: list[sidecar_pb2.CallStreamReply]) -> sidecar_pb2.CallStreamResponse:
     return sidecar_pb2.CallStreamResponse(replies=replies)
+
+
+# -- the shared address book ---------------------------------------------------------------------
+
+_ENTRY_KINDS = {
+    EntryKind.USER: sidecar_pb2.PHONEBOOK_ENTRY_KIND_USER,
+    EntryKind.CONTACT: sidecar_pb2.PHONEBOOK_ENTRY_KIND_CONTACT,
+}
+
+
+def phonebook_snapshot(snapshot: PhonebookSnapshot) -> sidecar_pb2.WatchPhonebookResponse:
+    return sidecar_pb2.WatchPhonebookResponse(
+        version=snapshot.version,
+        entries=[
+            sidecar_pb2.PhonebookEntry(
+                key=e.key,
+                kind=_ENTRY_KINDS[e.kind],
+                display_name=e.display_name,
+                extension=e.extension,
+                e164=e.e164,
+                mobile=e.mobile,
+                other=e.other,
+                company=e.company,
+                email=e.email,
+            )
+            for e in snapshot.entries
+        ],
+    )
+
+
+def verify_digest_input(
+    request: sidecar_pb2.VerifyDigestRequest,
+) -> tuple[str, Credentials, str, str]:
+    """(sidecar, credentials, HTTP method, source host); DigestError for unreadable
+    credentials."""
+    credentials = request.credentials
+    origin = request.origin
+    return origin.sidecar, _credentials(credentials), credentials.method, origin.source.host

@@ -192,6 +192,18 @@ def fetch_ldap_records(config: LdapSourceConfig) -> Iterator[SourceRecord]:
     Raises :class:`LdapSourceError` when the server cannot be reached, refuses the bind or
     fails the search; problems with single entries are yielded as :class:`RowError`.
     """
+    for dn, raw in search_ldap(config, config.attributes.requested()):
+        yield map_ldap_entry(dn, raw, config)
+
+
+def search_ldap(
+    config: LdapSourceConfig, attributes: Sequence[str]
+) -> Iterator[tuple[str, Mapping[str, Sequence[bytes]]]]:
+    """Bind, run the paged search for `attributes` and yield each entry's DN and raw values.
+
+    Raises :class:`LdapSourceError` when the server cannot be reached, refuses the bind or
+    fails the search.
+    """
     connection = _connect(config)
     try:
         cookie: bytes | None = None
@@ -201,7 +213,7 @@ def fetch_ldap_records(config: LdapSourceConfig) -> Iterator[SourceRecord]:
                     search_base=config.base_dn,
                     search_filter=config.search_filter,
                     search_scope=ldap3.SUBTREE,
-                    attributes=config.attributes.requested(),
+                    attributes=list(attributes),
                     paged_size=config.page_size,
                     paged_cookie=cookie,
                 )
@@ -209,7 +221,7 @@ def fetch_ldap_records(config: LdapSourceConfig) -> Iterator[SourceRecord]:
                 raise LdapSourceError(f"search under {config.base_dn!r} failed: {exc}") from None
             for response in connection.response or ():
                 if response.get("type") == "searchResEntry":
-                    yield map_ldap_entry(response["dn"], response["raw_attributes"], config)
+                    yield response["dn"], response["raw_attributes"]
             cookie = _next_cookie(connection.result)
             if not cookie:
                 return

@@ -170,6 +170,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Comma-separated, most preferred first; empty: the sidecar's default.
         ("ALTER TABLE devices ADD COLUMN digest_algorithms TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        7,
+        "external contacts of the shared address book",
+        (
+            """CREATE TABLE contacts (
+                id TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                phone TEXT NOT NULL DEFAULT '',
+                mobile TEXT NOT NULL DEFAULT '',
+                other TEXT NOT NULL DEFAULT '',
+                company TEXT NOT NULL DEFAULT '',
+                email TEXT NOT NULL DEFAULT '',
+                source TEXT NOT NULL,
+                source_id TEXT NOT NULL DEFAULT '',
+                create_time DOUBLE PRECISION NOT NULL,
+                update_time DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX contacts_source ON contacts (source, source_id)",
+        ),
+    ),
 )
 
 

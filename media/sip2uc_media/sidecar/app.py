@@ -7,6 +7,8 @@ the first welcome, requests that need the control plane are answered 503 + Retry
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import logging
 import os
 import secrets
@@ -16,10 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from sip2uc_core.sip.digest import Algorithm, NonceCountTracker, NonceIssuer
+from sip2uc_core.sip.digest import Algorithm, Credentials, NonceCountTracker, NonceIssuer
 from sip2uc_core.sip.endpoint import Endpoint, Transport
 
 from ..b2bua.legs import LegConfig
+from ..phonebook.http_auth import HttpDigest
+from ..phonebook.model import Phonebook
+from ..phonebook.server import ControlUnreachable, PhonebookServer, ServerHooks
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortAllocator
 from ..transport.base import Source
@@ -29,7 +34,7 @@ from ..transport.udp import UdpTransport, open_udp
 from .calls import CallHandler
 from .capacity import LegCapacity, leg_capacity, raise_open_file_limit
 from .commands import Command, EdgeSettings, LiftBan
-from .config import SidecarConfig, parse_hostport
+from .config import SidecarConfig, format_hostport, parse_hostport
 from .control_link import ControlLink
 from .dispatch import SipEdge
 from .intake import Intake
@@ -37,8 +42,8 @@ from .known_sources import KnownSources
 from .overload import IntakeQueue
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
-from .requests import HelloInfo
-from .telemetry import IntakeMetrics
+from .requests import ControlUnavailableError, HelloInfo
+from .telemetry import IntakeMetrics, PhonebookMetrics
 
 __all__ = ["Sidecar", "install_uvloop"]
 
@@ -91,6 +96,11 @@ class Sidecar:
         self.relay: RelayEngine | None = None
         self.calls: CallHandler | None = None
         self.capacity = LegCapacity(0, "RTP ports")
+        #: The shared address book as last received from the control plane (None until then).
+        self.phonebook: Phonebook | None = None
+        self.phonebook_server: PhonebookServer | None = None
+        self._phonebook_digest: HttpDigest | None = None
+        self._phonebook_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -172,7 +182,79 @@ class Sidecar:
         await self.control.start()
         for kind, (host, port) in self.listen_addresses.items():
             _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.via_name, host, port)
+        if config.phonebook_listen is not None or config.phonebook_tls_listen is not None:
+            await self._start_phonebook(secret, clock)
         _log.info("sidecar %s: dialling control plane at %s", config.name, config.control)
+
+    async def _start_phonebook(self, secret: bytes, clock: Callable[[], float]) -> None:
+        """Serve the shared address book (`phonebook/`) from the snapshots the control plane
+        sends; the digest nonces get their own key, so a SIP nonce is no HTTP nonce."""
+        config, edge, control = self.config, self.edge, self.control
+        assert edge is not None and control is not None
+        token = ""
+        if config.phonebook_token_file is not None:
+            token = config.phonebook_token_file.read_text(encoding="utf-8").strip()
+            if not token:
+                raise ValueError(f"{config.phonebook_token_file} holds no token")
+        key = hmac.digest(secret, b"sip2uc phonebook digest", "sha256")
+        # Nonces carry wall-clock time like SIP's: ones issued before a restart are stale.
+        self._phonebook_digest = digest = HttpDigest(
+            NonceIssuer(key, NONCE_LIFETIME),
+            NonceCountTracker(50_000, max_idle=NONCE_LIFETIME, started=time.time()),
+            realm=edge.registrar.policy.realm,
+            algorithms=edge.registrar.policy.algorithms,
+        )
+        server = self.phonebook_server = PhonebookServer(
+            ServerHooks(
+                book=lambda: self.phonebook,
+                digest=digest,
+                verify=self._verify_http_digest,
+                clock=time.time,
+                token=token,
+                admits=lambda host: edge.admits(host, clock()),
+                user_banned=lambda host, user: edge.guard.user_banned(host, lambda: user),
+                failed=edge.guard.failed,
+                succeeded=edge.guard.succeeded,
+                refused=lambda host, reason: edge.guard.refused(
+                    host, reason, f"phonebook request from {host} refused: {reason}"
+                ),
+                retry_after=config.retry_after,
+                served=PhonebookMetrics(self._phonebook_size).served,
+            )
+        )
+        if config.phonebook_listen is not None:
+            host, port = parse_hostport(config.phonebook_listen)
+            bound = await server.start(host, port)
+            _log.info("sidecar %s: phonebook on http://%s", config.name, format_hostport(*bound))
+        if config.phonebook_tls_listen is not None:
+            host, port = parse_hostport(config.phonebook_tls_listen)
+            if config.tls_cert is not None and config.tls_key is not None:
+                cert, key_file = config.tls_cert, config.tls_key
+            else:
+                cert, key_file = ensure_self_signed(config.data_dir, [host, "localhost"])
+            bound = await server.start(host, port, server_context(cert, key_file))
+            _log.info("sidecar %s: phonebook on https://%s", config.name, format_hostport(*bound))
+        self._phonebook_task = asyncio.create_task(
+            control.follow_phonebook(config.name, self._set_phonebook), name="phonebook-watch"
+        )
+
+    def _set_phonebook(self, book: Phonebook) -> None:
+        self.phonebook = book
+
+    def _phonebook_size(self) -> tuple[int, int] | None:
+        book = self.phonebook
+        return None if book is None else (len(book.entries), book.version)
+
+    async def _verify_http_digest(self, credentials: Credentials, method: str, source: str) -> bool:
+        control = self.control
+        if control is None:
+            raise ControlUnreachable("sidecar starting")
+        try:
+            return await control.verify_digest(
+                self.config.name, credentials, method, Endpoint(Transport.TCP, source, 0), ""
+            )
+        except ControlUnavailableError as exc:
+            raise ControlUnreachable(str(exc)) from None
 
     def _intake(self, clock: Callable[[], float]) -> Intake:
         """Every received message passes the intake before the edge (`overload.py`)."""
@@ -286,6 +368,8 @@ class Sidecar:
             algorithms=edge.registrar.policy.algorithms,
             device_algorithms=settings.device_algorithms,
         )
+        if self._phonebook_digest is not None:
+            self._phonebook_digest.realm = settings.realm
         edge.bans.configure(settings.ban)
         edge.allow = NetworkAllowList(settings.allowed_networks)
         edge.known.set_trunks(network for network, _port in settings.trunk_sources)
@@ -324,6 +408,12 @@ class Sidecar:
         return connection is not None and connection.write(data)
 
     async def stop(self, grace: float | None = None) -> None:
+        if self._phonebook_task is not None:
+            self._phonebook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._phonebook_task
+        if self.phonebook_server is not None:
+            await self.phonebook_server.stop()
         for server in self._streams.values():
             await server.stop()
         if self._udp is not None:

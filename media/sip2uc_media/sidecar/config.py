@@ -98,11 +98,20 @@ class SidecarConfig:
     rpc_timeout: float = 2.0
     heartbeat_interval: float = 5.0
     retry_after: int = 5
+    #: The shared address book for handsets over HTTP and/or HTTPS (HOST:PORT each); off when
+    #: neither is given. HTTPS uses the SIP TLS certificate (or the self-signed one).
+    phonebook_listen: str | None = None
+    phonebook_tls_listen: str | None = None
+    #: A file holding the per-site token that reads the book without digest credentials.
+    phonebook_token_file: Path | None = None
 
     def __post_init__(self) -> None:
         parse_hostport(self.sip_listen, 5060)
         if self.tls_listen is not None:
             parse_hostport(self.tls_listen, 5061)
+        for listen in (self.phonebook_listen, self.phonebook_tls_listen):
+            if listen is not None:
+                parse_hostport(listen)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together")
         if self.token is not None and self.token_file is not None:

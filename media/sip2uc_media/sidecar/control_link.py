@@ -21,10 +21,13 @@ from typing import Any
 
 import grpc
 from sip2uc.v1 import sidecar_pb2, sidecar_pb2_grpc
+from sip2uc_core.sip.digest import Credentials
+from sip2uc_core.sip.endpoint import Endpoint
 from sip2uc_core.stream_stats import StreamStats
 
 from ..b2bua.actions import ByeRpc, CancelRpc, InviteRpc, ReportLeg
 from ..b2bua.legs import InviteResult
+from ..phonebook.model import Phonebook
 from . import wire
 from .batched_stream import BatchedStream, CallFailedError, CallT, ReplyT
 from .commands import Batch, Command, EdgeSettings, Order, SettingsUpdate, Welcome
@@ -431,3 +434,42 @@ class ControlLink:
                     pass
             await asyncio.sleep(backoff_delay(attempt, self._rng, first=0.2, cap=2.0))
         _log.warning("%s could not reach the control plane", method)
+
+    # -- the shared address book ----------------------------------------------------------------
+
+    async def verify_digest(
+        self, sidecar: str, credentials: Credentials, method: str, source: Endpoint, agent: str
+    ) -> bool:
+        """Whether HTTP Digest `credentials` prove a user (the control plane checks the HA1)."""
+        if not self._up or self._stub is None:
+            raise ControlUnavailableError("control plane link is down")
+        request = wire.verify_digest(sidecar, credentials, method, source, agent)
+        try:
+            reply = await self._stub.VerifyDigest(
+                request, metadata=self._metadata, timeout=self._rpc_timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise ControlUnavailableError(f"VerifyDigest failed: {exc.code().name}") from None
+        return wire.digest_verified(reply)
+
+    async def follow_phonebook(self, sidecar: str, apply: Callable[[Phonebook], None]) -> None:
+        """Keep `apply`ing the address book's snapshots while the link is up, watching again
+        after every reconnect; runs until cancelled."""
+        attempt = 0
+        while True:
+            await self.wait_up()
+            session = self.connects
+            if self._stub is not None:
+                try:
+                    call = self._stub.WatchPhonebook(
+                        wire.watch_phonebook(sidecar), metadata=self._metadata
+                    )
+                    async for message in call:
+                        apply(wire.phonebook(message))
+                        attempt = 0
+                except grpc.aio.AioRpcError as exc:
+                    _log.debug("phonebook watch ended: %s %s", exc.code(), exc.details())
+            # A watch that ended with its session resumes as soon as the link is back (the
+            # link paces its own reconnects); one refused within a session backs off.
+            attempt = attempt + 1 if self._up and self.connects == session else 0
+            await asyncio.sleep(backoff_delay(attempt, self._rng, first=0.1, cap=10.0))

@@ -10,7 +10,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from ..rtp.relay import LegStats
 
-__all__ = ["EdgeMetrics", "IntakeMetrics", "MediaMetrics", "tracer"]
+__all__ = ["EdgeMetrics", "IntakeMetrics", "MediaMetrics", "PhonebookMetrics", "tracer"]
 
 tracer = trace.get_tracer("sip2uc_media.sidecar")
 
@@ -192,3 +192,31 @@ class MediaMetrics:
             self.lost.add(max(0, received.lost))
             self.jitter.record(received.jitter_ms)
             self.mos.record(received.mos)
+
+
+class PhonebookMetrics:
+    """The address book served to handsets: requests by format and status, and the size and
+    version of the book the sidecar holds."""
+
+    def __init__(
+        self, book: Callable[[], tuple[int, int] | None], meter: metrics.Meter | None = None
+    ) -> None:
+        meter = meter or metrics.get_meter("sip2uc_media.sidecar")
+        self._book = book
+        self.requests = meter.create_counter(
+            "sip2uc.sidecar.phonebook.requests",
+            description="Address book requests answered, by format and HTTP status",
+        )
+        meter.create_observable_gauge(
+            "sip2uc.sidecar.phonebook.entries",
+            callbacks=[self._entries],
+            description="Entries in the address book the sidecar serves",
+        )
+
+    def served(self, fmt: str, status: int) -> None:
+        self.requests.add(1, {"format": fmt or "none", "status": str(status)})
+
+    def _entries(self, _options: CallbackOptions) -> Iterable[Observation]:
+        held = self._book()
+        if held is not None:
+            yield Observation(held[0])

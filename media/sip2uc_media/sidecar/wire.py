@@ -20,6 +20,7 @@ from sip2uc_core.stream_stats import StreamStats
 from ..b2bua.actions import ByeRpc, CancelRpc, InviteRpc, LegState, ReportLeg, Tone
 from ..b2bua.legs import CreateLeg, Disposition, InviteResult
 from ..b2bua.offer_answer import CodecSpec, MediaSpec
+from ..phonebook.model import Entry, EntryKind, Phonebook
 from ..rtp.relay import Direction
 from .commands import (
     DEFAULT_DTMF_MS,
@@ -48,16 +49,20 @@ __all__ = [
     "bye_call",
     "call_batch",
     "cancel_call",
+    "digest_verified",
     "heartbeat",
     "hello",
     "invite_call",
     "invite_result",
+    "phonebook",
     "register_batch",
     "register_call",
     "register_result",
     "report_call",
     "results",
     "session_message",
+    "verify_digest",
+    "watch_phonebook",
 ]
 
 VERSION = "0.1.0"
@@ -528,3 +533,50 @@ def call_replies(
     message: sidecar_pb2.CallStreamResponse,
 ) -> Iterable[sidecar_pb2.CallStreamReply]:
     return message.replies
+
+
+# -- the shared address book ---------------------------------------------------------------------
+
+_ENTRY_KINDS = {
+    sidecar_pb2.PHONEBOOK_ENTRY_KIND_USER: EntryKind.USER,
+    sidecar_pb2.PHONEBOOK_ENTRY_KIND_CONTACT: EntryKind.CONTACT,
+}
+
+
+def watch_phonebook(sidecar: str) -> sidecar_pb2.WatchPhonebookRequest:
+    return sidecar_pb2.WatchPhonebookRequest(sidecar=sidecar)
+
+
+def phonebook(message: sidecar_pb2.WatchPhonebookResponse) -> Phonebook:
+    return Phonebook.of(
+        message.version,
+        [
+            Entry(
+                key=e.key,
+                kind=_ENTRY_KINDS.get(e.kind, EntryKind.CONTACT),
+                display_name=e.display_name,
+                extension=e.extension,
+                e164=e.e164,
+                mobile=e.mobile,
+                other=e.other,
+                company=e.company,
+                email=e.email,
+            )
+            for e in message.entries
+        ],
+    )
+
+
+def verify_digest(
+    sidecar: str, credentials: Credentials, method: str, source: Endpoint, user_agent: str
+) -> sidecar_pb2.VerifyDigestRequest:
+    return sidecar_pb2.VerifyDigestRequest(
+        origin=sidecar_pb2.RequestOrigin(
+            sidecar=sidecar, source=_address(source), user_agent=user_agent
+        ),
+        credentials=_credentials(credentials, method),
+    )
+
+
+def digest_verified(message: sidecar_pb2.VerifyDigestResponse) -> bool:
+    return message.verified

@@ -202,7 +202,7 @@ def run_import(
     return 1 if summary.failed else 0
 
 
-_RegionOption = Annotated[
+RegionOption = Annotated[
     str,
     typer.Option(
         "--default-region",
@@ -210,7 +210,7 @@ _RegionOption = Annotated[
         help="Region for numbers without a country code, e.g. DE (default: the server's).",
     ),
 ]
-_DryRunOption = Annotated[
+DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Only show what would change; change nothing.")
 ]
 _CredentialsOption = Annotated[
@@ -236,41 +236,77 @@ _DigitsOption = Annotated[
 ]
 
 
+UrlOption = Annotated[
+    str, typer.Option("--url", help="ldaps://host:636, or ldap://host:389 (StartTLS).")
+]
+BindDnOption = Annotated[str, typer.Option("--bind-dn", metavar="DN", help="DN to bind as.")]
+PasswordFileOption = Annotated[
+    Path,
+    typer.Option(
+        "--password-file",
+        metavar="FILE",
+        help="File holding the bind password (kept off the command line and out of ps).",
+    ),
+]
+BaseOption = Annotated[str, typer.Option("--base", metavar="DN", help="Search base DN.")]
+LdapCaOption = Annotated[
+    Path | None,
+    typer.Option("--ca-file", metavar="FILE", help="PEM CA certificates for the server."),
+]
+InsecureOption = Annotated[
+    bool, typer.Option("--insecure", help="Skip certificate verification (testing only).")
+]
+AllowPlainOption = Annotated[
+    bool,
+    typer.Option("--allow-plain", help="Allow an unencrypted connection (loopback only)."),
+]
+
+
+def ldap_source(
+    *,
+    url: str,
+    bind_dn: str,
+    password_file: Path,
+    base: str,
+    filter_text: str,
+    ca_file: Path | None,
+    insecure: bool,
+    allow_plain: bool,
+) -> directory_pb2.LdapSource:
+    """The LDAP source of an import; the bind password is read from its file."""
+    bind_password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+    if not bind_password:
+        raise ClientError(f"the password file {password_file} is empty")
+    return directory_pb2.LdapSource(
+        url=url,
+        bind_dn=bind_dn,
+        bind_password=bind_password,
+        base_dn=base,
+        filter=filter_text,
+        allow_plain=allow_plain,
+        ca_pem=ca_file.read_text(encoding="utf-8") if ca_file is not None else "",
+        insecure_skip_verify=insecure,
+    )
+
+
 @app.command("ldap")
 def ldap(
     ctx: typer.Context,
-    url: Annotated[
-        str, typer.Option("--url", help="ldaps://host:636, or ldap://host:389 (StartTLS).")
-    ],
-    bind_dn: Annotated[str, typer.Option("--bind-dn", metavar="DN", help="DN to bind as.")],
-    password_file: Annotated[
-        Path,
-        typer.Option(
-            "--password-file",
-            metavar="FILE",
-            help="File holding the bind password (kept off the command line and out of ps).",
-        ),
-    ],
-    base: Annotated[str, typer.Option("--base", metavar="DN", help="Search base DN.")],
+    url: UrlOption,
+    bind_dn: BindDnOption,
+    password_file: PasswordFileOption,
+    base: BaseOption,
     filter_text: Annotated[
         str,
         typer.Option(
             "--filter", help="LDAP search filter. Default: people carrying a SIP address."
         ),
     ] = "",
-    default_region: _RegionOption = "",
-    dry_run: _DryRunOption = False,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option("--ca-file", metavar="FILE", help="PEM CA certificates for the server."),
-    ] = None,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Skip certificate verification (testing only).")
-    ] = False,
-    allow_plain: Annotated[
-        bool,
-        typer.Option("--allow-plain", help="Allow an unencrypted connection (loopback only)."),
-    ] = False,
+    default_region: RegionOption = "",
+    dry_run: DryRunOption = False,
+    ca_file: LdapCaOption = None,
+    insecure: InsecureOption = False,
+    allow_plain: AllowPlainOption = False,
     missing: Annotated[
         Missing,
         typer.Option(
@@ -283,18 +319,15 @@ def ldap(
 ) -> None:
     """Import users from LDAP or Active Directory: create new ones, update
     changed ones, and report, disable or delete the ones that are gone."""
-    bind_password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
-    if not bind_password:
-        raise ClientError(f"the password file {password_file} is empty")
-    source = directory_pb2.LdapSource(
+    source = ldap_source(
         url=url,
         bind_dn=bind_dn,
-        bind_password=bind_password,
-        base_dn=base,
-        filter=filter_text,
+        password_file=password_file,
+        base=base,
+        filter_text=filter_text,
+        ca_file=ca_file,
+        insecure=insecure,
         allow_plain=allow_plain,
-        ca_pem=ca_file.read_text(encoding="utf-8") if ca_file is not None else "",
-        insecure_skip_verify=insecure,
     )
     request = directory_pb2.ImportUsersRequest(
         ldap=source,
@@ -319,8 +352,8 @@ def csv_file(
             help="CSV with a header row (sip_uri, display_name, extension, e164, email, ...).",
         ),
     ],
-    default_region: _RegionOption = "",
-    dry_run: _DryRunOption = False,
+    default_region: RegionOption = "",
+    dry_run: DryRunOption = False,
     missing: Annotated[
         Missing,
         typer.Option(

@@ -14,6 +14,7 @@ from sip2uc.cli import (
     bans,
     calls,
     connectors,
+    contacts,
     importing,
     presence,
     registrations,
@@ -139,6 +140,7 @@ app.add_typer(registrations.app, name="registration")
 app.add_typer(calls.app, name="call")
 app.add_typer(bans.app, name="bans")
 app.add_typer(connectors.app, name="connector")
+app.add_typer(contacts.app, name="contact")
 app.add_typer(status.settings_app, name="settings")
 app.add_typer(sidecars.app, name="sidecar")
 status.register(app)

@@ -167,6 +167,30 @@ LEG_STATE_ENDED: LegState.ValueType  # 6
 """Ended (BYE either way, CANCEL, media timeout)."""
 Global___LegState: _TypeAlias = LegState  # noqa: Y015
 
+class _PhonebookEntryKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PhonebookEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PhonebookEntryKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PHONEBOOK_ENTRY_KIND_UNSPECIFIED: _PhonebookEntryKind.ValueType  # 0
+    """Not set."""
+    PHONEBOOK_ENTRY_KIND_USER: _PhonebookEntryKind.ValueType  # 1
+    """A user of the control plane."""
+    PHONEBOOK_ENTRY_KIND_CONTACT: _PhonebookEntryKind.ValueType  # 2
+    """An external contact."""
+
+class PhonebookEntryKind(_PhonebookEntryKind, metaclass=_PhonebookEntryKindEnumTypeWrapper):
+    """What a phonebook entry is."""
+
+PHONEBOOK_ENTRY_KIND_UNSPECIFIED: PhonebookEntryKind.ValueType  # 0
+"""Not set."""
+PHONEBOOK_ENTRY_KIND_USER: PhonebookEntryKind.ValueType  # 1
+"""A user of the control plane."""
+PHONEBOOK_ENTRY_KIND_CONTACT: PhonebookEntryKind.ValueType  # 2
+"""An external contact."""
+Global___PhonebookEntryKind: _TypeAlias = PhonebookEntryKind  # noqa: Y015
+
 @_typing.final
 class DigestCredentials(_message.Message):
     """Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -2134,3 +2158,159 @@ class SubscribeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
+
+@_typing.final
+class WatchPhonebookRequest(_message.Message):
+    """Request of SidecarService.WatchPhonebook."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    sidecar: _builtins.str
+    """The sidecar asking."""
+    def __init__(
+        self,
+        *,
+        sidecar: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sidecar", b"sidecar"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchPhonebookRequest: _TypeAlias = WatchPhonebookRequest  # noqa: Y015
+
+@_typing.final
+class PhonebookEntry(_message.Message):
+    """One entry of the shared address book."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    EXTENSION_FIELD_NUMBER: _builtins.int
+    E164_FIELD_NUMBER: _builtins.int
+    MOBILE_FIELD_NUMBER: _builtins.int
+    OTHER_FIELD_NUMBER: _builtins.int
+    COMPANY_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """Stable key: the user's or contact's id."""
+    kind: Global___PhonebookEntryKind.ValueType
+    """User or contact."""
+    display_name: _builtins.str
+    """Name shown on handsets."""
+    extension: _builtins.str
+    """Internal extension (users)."""
+    e164: _builtins.str
+    """Office number, E.164."""
+    mobile: _builtins.str
+    """Mobile number."""
+    other: _builtins.str
+    """Any other number."""
+    company: _builtins.str
+    """Company or department."""
+    email: _builtins.str
+    """E-mail address."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        kind: Global___PhonebookEntryKind.ValueType = ...,
+        display_name: _builtins.str = ...,
+        extension: _builtins.str = ...,
+        e164: _builtins.str = ...,
+        mobile: _builtins.str = ...,
+        other: _builtins.str = ...,
+        company: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["company", b"company", "display_name", b"display_name", "e164", b"e164", "email", b"email", "extension", b"extension", "key", b"key", "kind", b"kind", "mobile", b"mobile", "other", b"other"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhonebookEntry: _TypeAlias = PhonebookEntry  # noqa: Y015
+
+@_typing.final
+class WatchPhonebookResponse(_message.Message):
+    """A version of the shared address book, complete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    """Grows with every change; a sidecar keeps the highest it has seen."""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhonebookEntry]:
+        """Every entry."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        entries: _abc.Iterable[Global___PhonebookEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchPhonebookResponse: _TypeAlias = WatchPhonebookResponse  # noqa: Y015
+
+@_typing.final
+class VerifyDigestRequest(_message.Message):
+    """Request of SidecarService.VerifyDigest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    CREDENTIALS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def origin(self) -> Global___RequestOrigin:
+        """Where the HTTP request came from (`transport` unset, `call_id` empty)."""
+
+    @_builtins.property
+    def credentials(self) -> Global___DigestCredentials:
+        """The Authorization header's fields; `method` is the HTTP method."""
+
+    def __init__(
+        self,
+        *,
+        origin: Global___RequestOrigin | None = ...,
+        credentials: Global___DigestCredentials | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "origin", b"origin"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "origin", b"origin"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyDigestRequest: _TypeAlias = VerifyDigestRequest  # noqa: Y015
+
+@_typing.final
+class VerifyDigestResponse(_message.Message):
+    """Response of SidecarService.VerifyDigest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERIFIED_FIELD_NUMBER: _builtins.int
+    verified: _builtins.bool
+    """Whether the credentials prove an enabled user's registering device."""
+    def __init__(
+        self,
+        *,
+        verified: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["verified", b"verified"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyDigestResponse: _TypeAlias = VerifyDigestResponse  # noqa: Y015

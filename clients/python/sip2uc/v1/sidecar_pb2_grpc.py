@@ -73,6 +73,16 @@ class SidecarServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
+        self.WatchPhonebook = channel.unary_stream(
+                '/sip2uc.v1.SidecarService/WatchPhonebook',
+                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchPhonebookRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchPhonebookResponse.FromString,
+                _registered_method=True)
+        self.VerifyDigest = channel.unary_unary(
+                '/sip2uc.v1.SidecarService/VerifyDigest',
+                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestResponse.FromString,
+                _registered_method=True)
 
 
 class SidecarServiceServicer:
@@ -147,6 +157,25 @@ class SidecarServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchPhonebook(self, request, context):
+        """The shared address book that the sidecar serves to handsets over HTTP: one
+        snapshot (users and external contacts, with a version) first, then a new
+        one whenever an entry changes. The sidecar answers handsets' phonebook
+        requests from the last snapshot it received, never by asking per request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyDigest(self, request, context):
+        """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
+        request, verified against the stored HA1 exactly like a REGISTER's. The
+        answer does not say whether the user exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SidecarServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +203,16 @@ def add_SidecarServiceServicer_to_server(servicer, server):
                     servicer.Subscribe,
                     request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.SubscribeRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.SubscribeResponse.SerializeToString,
+            ),
+            'WatchPhonebook': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPhonebook,
+                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchPhonebookRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchPhonebookResponse.SerializeToString,
+            ),
+            'VerifyDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyDigest,
+                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -325,6 +364,60 @@ class SidecarService:
             '/sip2uc.v1.SidecarService/Subscribe',
             sip2uc_dot_v1_dot_sidecar__pb2.SubscribeRequest.SerializeToString,
             sip2uc_dot_v1_dot_sidecar__pb2.SubscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPhonebook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sip2uc.v1.SidecarService/WatchPhonebook',
+            sip2uc_dot_v1_dot_sidecar__pb2.WatchPhonebookRequest.SerializeToString,
+            sip2uc_dot_v1_dot_sidecar__pb2.WatchPhonebookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.SidecarService/VerifyDigest',
+            sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestRequest.SerializeToString,
+            sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestResponse.FromString,
             options,
             channel_credentials,
             insecure,

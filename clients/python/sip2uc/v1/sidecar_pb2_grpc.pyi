@@ -82,6 +82,17 @@ class SidecarServiceStub:
     UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
     SUBSCRIBE 405 themselves).
     """
+    WatchPhonebook: _grpc.UnaryStreamMultiCallable[_sidecar_pb2.WatchPhonebookRequest, _sidecar_pb2.WatchPhonebookResponse]
+    """The shared address book that the sidecar serves to handsets over HTTP: one
+    snapshot (users and external contacts, with a version) first, then a new
+    one whenever an entry changes. The sidecar answers handsets' phonebook
+    requests from the last snapshot it received, never by asking per request.
+    """
+    VerifyDigest: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.VerifyDigestRequest, _sidecar_pb2.VerifyDigestResponse]
+    """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
+    request, verified against the stored HA1 exactly like a REGISTER's. The
+    answer does not say whether the user exists.
+    """
 
 @_typing.type_check_only
 class SidecarServiceAsyncStub(SidecarServiceStub):
@@ -136,6 +147,17 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     Reserved for BLF and not served yet: the control plane answers
     UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
     SUBSCRIBE 405 themselves).
+    """
+    WatchPhonebook: _aio.UnaryStreamMultiCallable[_sidecar_pb2.WatchPhonebookRequest, _sidecar_pb2.WatchPhonebookResponse]  # type: ignore[assignment]
+    """The shared address book that the sidecar serves to handsets over HTTP: one
+    snapshot (users and external contacts, with a version) first, then a new
+    one whenever an entry changes. The sidecar answers handsets' phonebook
+    requests from the last snapshot it received, never by asking per request.
+    """
+    VerifyDigest: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.VerifyDigestRequest, _sidecar_pb2.VerifyDigestResponse]  # type: ignore[assignment]
+    """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
+    request, verified against the stored HA1 exactly like a REGISTER's. The
+    answer does not say whether the user exists.
     """
 
 class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -218,6 +240,29 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         Reserved for BLF and not served yet: the control plane answers
         UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
         SUBSCRIBE 405 themselves).
+        """
+
+    @_abc_1.abstractmethod
+    def WatchPhonebook(
+        self,
+        request: _sidecar_pb2.WatchPhonebookRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sidecar_pb2.WatchPhonebookResponse], _abc.AsyncIterator[_sidecar_pb2.WatchPhonebookResponse]]:
+        """The shared address book that the sidecar serves to handsets over HTTP: one
+        snapshot (users and external contacts, with a version) first, then a new
+        one whenever an entry changes. The sidecar answers handsets' phonebook
+        requests from the last snapshot it received, never by asking per request.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyDigest(
+        self,
+        request: _sidecar_pb2.VerifyDigestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sidecar_pb2.VerifyDigestResponse, _abc.Awaitable[_sidecar_pb2.VerifyDigestResponse]]:
+        """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
+        request, verified against the stored HA1 exactly like a REGISTER's. The
+        answer does not say whether the user exists.
         """
 
 def add_SidecarServiceServicer_to_server(servicer: SidecarServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
