@@ -27,6 +27,8 @@ from sip2uc.v1 import (
     registrations_pb2_grpc,
     sidecar_pb2,
     sidecar_pb2_grpc,
+    trunks_pb2,
+    trunks_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
 )
@@ -38,6 +40,7 @@ from .api.directory import DirectoryServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
+from .api.trunks import TrunkServicer
 from .api.users import UserServicer
 from .auth import (
     Authenticator,
@@ -66,6 +69,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
+    trunks_pb2.DESCRIPTOR.services_by_name["TrunkService"].full_name,
 )
 
 
@@ -158,6 +162,9 @@ class ControlPlane:
         calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(core), server)
         connectors_pb2_grpc.add_ConnectorServiceServicer_to_server(ConnectorServicer(core), server)
+        trunks_pb2_grpc.add_TrunkServiceServicer_to_server(
+            TrunkServicer(core, sidecar.push_settings), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

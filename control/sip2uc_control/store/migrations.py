@@ -170,6 +170,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Comma-separated, most preferred first; empty: the sidecar's default.
         ("ALTER TABLE devices ADD COLUMN digest_algorithms TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        7,
+        "trunks to the UC platform",
+        (
+            """CREATE TABLE trunks (
+                id TEXT PRIMARY KEY,
+                settings TEXT NOT NULL DEFAULT '{}',
+                password TEXT NOT NULL DEFAULT '',
+                create_time DOUBLE PRECISION NOT NULL,
+                update_time DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

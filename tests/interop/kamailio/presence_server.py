@@ -83,16 +83,7 @@ class KamailioPresence:
         if db.exists():
             shutil.rmtree(db)
         shutil.copytree(DBTEXT, db)
-        tls_cfg = self.work / "tls.cfg"
-        if self.tls:
-            from sip2uc_media.transport.tls import ensure_self_signed
-
-            cert, key = ensure_self_signed(self.work / "tls", ["127.0.0.1", "localhost"])
-            self.ca_pem = cert.read_text()
-            tls_cfg.write_text(
-                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
-                f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n"
-            )
+        tls_cfg = self._tls_config()
         text = TEMPLATE.read_text()
         for name, value in {
             "CHILDREN": self.children,
@@ -108,6 +99,25 @@ class KamailioPresence:
             text = text.replace(f"@@{name}@@", str(value))
         cfg = self.work / "presence.cfg"
         cfg.write_text(text)
+        self._launch(cfg)
+        return self
+
+    def _tls_config(self) -> Path:
+        """Kamailio's TLS configuration, with a certificate made here when TLS is on."""
+        tls_cfg = self.work / "tls.cfg"
+        if self.tls:
+            from sip2uc_media.transport.tls import ensure_self_signed
+
+            cert, key = ensure_self_signed(self.work / "tls", ["127.0.0.1", "localhost"])
+            self.ca_pem = cert.read_text()
+            tls_cfg.write_text(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+                f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n"
+            )
+        return tls_cfg
+
+    def _launch(self, cfg: Path) -> None:
+        """Start kamailio with ``cfg`` and wait until it answers OPTIONS."""
         defines = [
             *(["-A", "WITH_AUTH"] if self.auth else []),
             *(["-A", "WITH_TLS"] if self.tls else []),
@@ -118,7 +128,6 @@ class KamailioPresence:
             stderr=self.log_path.open("wb"),
         )
         self._wait_ready()
-        return self
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

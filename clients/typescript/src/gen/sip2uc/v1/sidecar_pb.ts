@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/sidecar.proto.
  */
 export const file_sip2uc_v1_sidecar: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAki+QEKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSAASJgoEYmFucxgFIAEoCzIWLnNpcDJ1Yy52MS5TaWRlY2FyQmFuc0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IuoCCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QiUAoMRGV2aWNlRGlnZXN0EhAKCHVzZXJuYW1lGAEgASgJEi4KCmFsZ29yaXRobXMYAiADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs8ECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSAASLQoIbGlmdF9iYW4YDCABKAsyGS5zaXAydWMudjEuTGlmdEJhbkNvbW1hbmRIAEIJCgdwYXlsb2FkIiAKDkxpZnRCYW5Db21tYW5kEg4KBnNvdXJjZRgBIAEoCSI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsIpABCgxSZWdpc3RlckNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRIrCgdyZXF1ZXN0GAQgASgLMhouc2lwMnVjLnYxLlJlZ2lzdGVyUmVxdWVzdBISCgp0aW1lb3V0X21zGAUgASgNIkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0iygEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJjChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSLPAQoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCSJEChFTdWJzY3JpYmVSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDwoHZXhwaXJlcxgCIAEoDRIOCgZyZWFzb24YAyABKAkqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGMooDCg5TaWRlY2FyU2VydmljZRJECgdDb25uZWN0Ehkuc2lwMnVjLnYxLkNvbm5lY3RSZXF1ZXN0Ghouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWQoOUmVnaXN0ZXJTdHJlYW0SIC5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0GiEuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2UoATABEk0KCkNhbGxTdHJlYW0SHC5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcXVlc3QaHS5zaXAydWMudjEuQ2FsbFN0cmVhbVJlc3BvbnNlKAEwARJACgdNZXNzYWdlEhkuc2lwMnVjLnYxLk1lc3NhZ2VSZXF1ZXN0Ghouc2lwMnVjLnYxLk1lc3NhZ2VSZXNwb25zZRJGCglTdWJzY3JpYmUSGy5zaXAydWMudjEuU3Vic2NyaWJlUmVxdWVzdBocLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAkiqwIKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSAASJgoEYmFucxgFIAEoCzIWLnNpcDJ1Yy52MS5TaWRlY2FyQmFuc0gAEjAKDXRydW5rX3JlcG9ydHMYBiABKAsyFy5zaXAydWMudjEuVHJ1bmtSZXBvcnRzSABCCQoHcGF5bG9hZCJBCgtTaWRlY2FyQmFucxIjCgRiYW5zGAEgAygLMhUuc2lwMnVjLnYxLlNpZGVjYXJCYW4SDQoFdG90YWwYAiABKA0imwEKClNpZGVjYXJCYW4SDgoGc291cmNlGAEgASgJEgwKBHVzZXIYAiABKAkSDgoGcmVhc29uGAMgASgJEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI7Cg5Db21tYW5kUmVzdWx0cxIpCgdyZXN1bHRzGAEgAygLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHQikwMKD1NpZGVjYXJTZXR0aW5ncxINCgVyZWFsbRgBIAEoCRIOCgZkb21haW4YAiABKAkSGAoQYWxsb3dlZF9uZXR3b3JrcxgDIAMoCRItCg10cnVua19zb3VyY2VzGAQgAygLMhYuc2lwMnVjLnYxLlRydW5rU291cmNlEhUKDWJhbl90aHJlc2hvbGQYBSABKA0SGgoSYmFuX3dpbmRvd19zZWNvbmRzGAYgASgNEhMKC2Jhbl9zZWNvbmRzGAcgASgNEhUKDWNoYW5uZWxfbGltaXQYCCABKA0SHQoVbWVkaWFfdGltZW91dF9zZWNvbmRzGAkgASgNEhMKC21pbl9leHBpcmVzGAogASgNEhMKC21heF9leHBpcmVzGAsgASgNEhYKDmJhbl91c2VyX25hbWVzGAwgASgNEi8KDmRldmljZV9kaWdlc3RzGA0gAygLMhcuc2lwMnVjLnYxLkRldmljZURpZ2VzdBInCgZ0cnVua3MYDiADKAsyFy5zaXAydWMudjEuU2lkZWNhclRydW5rIlAKDERldmljZURpZ2VzdBIQCgh1c2VybmFtZRgBIAEoCRIuCgphbGdvcml0aG1zGAIgAygOMhouc2lwMnVjLnYxLkRpZ2VzdEFsZ29yaXRobSL+AQoMU2lkZWNhclRydW5rEgoKAmlkGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDAoEcG9ydBgDIAEoDRInCgl0cmFuc3BvcnQYBCABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EhAKCHVzZXJuYW1lGAUgASgJEhAKCHBhc3N3b3JkGAYgASgJEhAKCHJlZ2lzdGVyGAcgASgIEhgKEHJlZ2lzdGVyX2V4cGlyZXMYCCABKA0SIAoYb3B0aW9uc19pbnRlcnZhbF9zZWNvbmRzGAkgASgNEhQKDGNvbnRhY3RfdXNlchgKIAEoCRISCgp0bHNfY2FfcGVtGAsgASgJIjcKDFRydW5rUmVwb3J0cxInCgdyZXBvcnRzGAEgAygLMhYuc2lwMnVjLnYxLlRydW5rUmVwb3J0ImsKC1RydW5rUmVwb3J0EgoKAmlkGAEgASgJEhEKCXJlYWNoYWJsZRgCIAEoCBISCgpyZWdpc3RlcmVkGAMgASgIEg0KBWVycm9yGAQgASgJEhoKEnJlc29sdmVkX2FkZHJlc3NlcxgFIAMoCSIsCgtUcnVua1NvdXJjZRIPCgduZXR3b3JrGAEgASgJEgwKBHBvcnQYAiABKA0ibwoOU2lkZWNhcldlbGNvbWUSLAoIc2V0dGluZ3MYASABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzEi8KC3NlcnZlcl90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLPBAoPQ29ubmVjdFJlc3BvbnNlEhIKCmNvbW1hbmRfaWQYASABKAkSLAoHd2VsY29tZRgCIAEoCzIZLnNpcDJ1Yy52MS5TaWRlY2FyV2VsY29tZUgAEi4KCHNldHRpbmdzGAMgASgLMhouc2lwMnVjLnYxLlNpZGVjYXJTZXR0aW5nc0gAEjEKCmNyZWF0ZV9sZWcYBCABKAsyGy5zaXAydWMudjEuQ3JlYXRlTGVnQ29tbWFuZEgAEjEKCmFuc3dlcl9sZWcYBSABKAsyGy5zaXAydWMudjEuQW5zd2VyTGVnQ29tbWFuZEgAEisKB2VuZF9sZWcYBiABKAsyGC5zaXAydWMudjEuRW5kTGVnQ29tbWFuZEgAEjMKC2luamVjdF9kdG1mGAcgASgLMhwuc2lwMnVjLnYxLkluamVjdER0bWZDb21tYW5kSAASOwoPZGVsaXZlcl9tZXNzYWdlGAggASgLMiAuc2lwMnVjLnYxLkRlbGl2ZXJNZXNzYWdlQ29tbWFuZEgAEioKBm5vdGlmeRgJIAEoCzIYLnNpcDJ1Yy52MS5Ob3RpZnlDb21tYW5kSAASNQoMdXBkYXRlX21lZGlhGAogASgLMh0uc2lwMnVjLnYxLlVwZGF0ZU1lZGlhQ29tbWFuZEgAEigKBWJhdGNoGAsgASgLMhcuc2lwMnVjLnYxLkNvbW1hbmRCYXRjaEgAEi0KCGxpZnRfYmFuGAwgASgLMhkuc2lwMnVjLnYxLkxpZnRCYW5Db21tYW5kSABCCQoHcGF5bG9hZCIgCg5MaWZ0QmFuQ29tbWFuZBIOCgZzb3VyY2UYASABKAkiPAoMQ29tbWFuZEJhdGNoEiwKCGNvbW1hbmRzGAEgAygLMhouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSLKAQoPUmVnaXN0ZXJSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEgsKA2FvchgDIAEoCRIrCghjb250YWN0cxgEIAMoCzIZLnNpcDJ1Yy52MS5Db250YWN0QmluZGluZxISCgpyZW1vdmVfYWxsGAUgASgIEgwKBGNzZXEYBiABKA0iVAoOQ29udGFjdEJpbmRpbmcSCwoDdXJpGAEgASgJEg8KB2V4cGlyZXMYAiABKA0SDwoHcV9taWxsaRgDIAEoDRITCgtpbnN0YW5jZV9pZBgEIAEoCSKRAQoQUmVnaXN0ZXJSZXNwb25zZRIrCgdvdXRjb21lGAEgASgOMhouc2lwMnVjLnYxLlJlZ2lzdGVyT3V0Y29tZRIrCghiaW5kaW5ncxgCIAMoCzIZLnNpcDJ1Yy52MS5Db250YWN0QmluZGluZxITCgttaW5fZXhwaXJlcxgDIAEoDRIOCgZyZWFzb24YBCABKAkiPwoVUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0EiYKBWNhbGxzGAEgAygLMhcuc2lwMnVjLnYxLlJlZ2lzdGVyQ2FsbCKQAQoMUmVnaXN0ZXJDYWxsEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhMKC3RyYWNlcGFyZW50GAIgASgJEhIKCnRyYWNlc3RhdGUYAyABKAkSKwoHcmVxdWVzdBgEIAEoCzIaLnNpcDJ1Yy52MS5SZWdpc3RlclJlcXVlc3QSEgoKdGltZW91dF9tcxgFIAEoDSJDChZSZWdpc3RlclN0cmVhbVJlc3BvbnNlEikKB3JlcGxpZXMYASADKAsyGC5zaXAydWMudjEuUmVnaXN0ZXJSZXBseSKBAQoNUmVnaXN0ZXJSZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBItCghyZXNwb25zZRgCIAEoCzIbLnNpcDJ1Yy52MS5SZWdpc3RlclJlc3BvbnNlEhIKCmVycm9yX2NvZGUYAyABKAUSFQoNZXJyb3JfbWVzc2FnZRgEIAEoCSI9ChFDYWxsU3RyZWFtUmVxdWVzdBIoCgVjYWxscxgBIAMoCzIZLnNpcDJ1Yy52MS5DYWxsU3RyZWFtQ2FsbCKhAgoOQ2FsbFN0cmVhbUNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRISCgp0aW1lb3V0X21zGAQgASgNEioKBmludml0ZRgFIAEoCzIYLnNpcDJ1Yy52MS5JbnZpdGVSZXF1ZXN0SAASKgoGY2FuY2VsGAYgASgLMhguc2lwMnVjLnYxLkNhbmNlbFJlcXVlc3RIABIkCgNieWUYByABKAsyFS5zaXAydWMudjEuQnllUmVxdWVzdEgAEjEKCnJlcG9ydF9sZWcYCCABKAsyGy5zaXAydWMudjEuUmVwb3J0TGVnUmVxdWVzdEgAQgkKB3JlcXVlc3QiQQoSQ2FsbFN0cmVhbVJlc3BvbnNlEisKB3JlcGxpZXMYASADKAsyGi5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcGx5IpUCCg9DYWxsU3RyZWFtUmVwbHkSFgoOY29ycmVsYXRpb25faWQYASABKAQSEgoKZXJyb3JfY29kZRgCIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAMgASgJEisKBmludml0ZRgEIAEoCzIZLnNpcDJ1Yy52MS5JbnZpdGVSZXNwb25zZUgAEisKBmNhbmNlbBgFIAEoCzIZLnNpcDJ1Yy52MS5DYW5jZWxSZXNwb25zZUgAEiUKA2J5ZRgGIAEoCzIWLnNpcDJ1Yy52MS5CeWVSZXNwb25zZUgAEjIKCnJlcG9ydF9sZWcYByABKAsyHC5zaXAydWMudjEuUmVwb3J0TGVnUmVzcG9uc2VIAEIKCghyZXNwb25zZSL3AQoNSW52aXRlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIOCgZsZWdfaWQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSGQoRZnJvbV9kaXNwbGF5X25hbWUYBiABKAkSDgoGdG9fdXJpGAcgASgJEicKBW9mZmVyGAggASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQisAEKDkludml0ZVJlc3BvbnNlEjEKC2Rpc3Bvc2l0aW9uGAEgASgOMhwuc2lwMnVjLnYxLkludml0ZURpc3Bvc2l0aW9uEg8KB2NhbGxfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCRITCgtyZXRyeV9hZnRlchgFIAEoDRIlCgR0b25lGAYgASgOMhcuc2lwMnVjLnYxLkZlZWRiYWNrVG9uZSJJCg1DYW5jZWxSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEg4KBmxlZ19pZBgCIAEoCSIQCg5DYW5jZWxSZXNwb25zZSJ9CgpCeWVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEg4KBmxlZ19pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSJQoFc3RhdHMYBCADKAsyFi5zaXAydWMudjEuU3RyZWFtU3RhdHMiDQoLQnllUmVzcG9uc2UimwIKEFJlcG9ydExlZ1JlcXVlc3QSDwoHc2lkZWNhchgBIAEoCRIPCgdjYWxsX2lkGAIgASgJEg4KBmxlZ19pZBgDIAEoCRIiCgVzdGF0ZRgEIAEoDjITLnNpcDJ1Yy52MS5MZWdTdGF0ZRIOCgZzdGF0dXMYBSABKA0SDgoGcmVhc29uGAYgASgJEicKBW1lZGlhGAcgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSEwoLZHRtZl9kaWdpdHMYCCABKAkSJQoFc3RhdHMYCSADKAsyFi5zaXAydWMudjEuU3RyZWFtU3RhdHMSLAoJZGlyZWN0aW9uGAogASgOMhkuc2lwMnVjLnYxLk1lZGlhRGlyZWN0aW9uIhMKEVJlcG9ydExlZ1Jlc3BvbnNlIn0KC1N0cmVhbVN0YXRzEhEKCWRpcmVjdGlvbhgBIAEoCRIPCgdwYWNrZXRzGAIgASgEEg0KBWJ5dGVzGAMgASgEEgwKBGxvc3QYBCABKAMSEQoJaml0dGVyX21zGAUgASgBEgsKA21vcxgGIAEoARINCgVjb2RlYxgHIAEoCSL5AgoQQ3JlYXRlTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRITCgtyZXF1ZXN0X3VyaRgDIAEoCRItCgtkZXN0aW5hdGlvbhgEIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgFIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBiABKAkSGQoRZnJvbV9kaXNwbGF5X25hbWUYByABKAkSDgoGdG9fdXJpGAggASgJEiwKCnBlZXJfbWVkaWEYCSABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIcChRyaW5nX3RpbWVvdXRfc2Vjb25kcxgKIAEoDRIVCg1icmlkZ2VfbGVnX2lkGAsgASgJEiUKB2hlYWRlcnMYDCADKAsyFC5zaXAydWMudjEuU2lwSGVhZGVyEhAKCHRydW5rX2lkGA0gASgJIigKCVNpcEhlYWRlchIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJIogBChBBbnN3ZXJMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIsCgpwZWVyX21lZGlhGAQgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSFQoNYnJpZGdlX2xlZ19pZBgFIAEoCSJQCg1FbmRMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIOCgZyZWFzb24YBCABKAkiWQoRSW5qZWN0RHRtZkNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGZGlnaXRzGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIsoBChVEZWxpdmVyTWVzc2FnZUNvbW1hbmQSEwoLcmVxdWVzdF91cmkYASABKAkSLQoLZGVzdGluYXRpb24YAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcxInCgl0cmFuc3BvcnQYAyABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EhAKCGZyb21fdXJpGAQgASgJEg4KBnRvX3VyaRgFIAEoCRIUCgxjb250ZW50X3R5cGUYBiABKAkSDAoEYm9keRgHIAEoDCJfCg1Ob3RpZnlDb21tYW5kEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDAoEYm9keRgDIAEoDBIRCgl0ZXJtaW5hdGUYBCABKAgiYwoSVXBkYXRlTWVkaWFDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEiwKCnBlZXJfbWVkaWEYAyABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCK4AQoOTWVzc2FnZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSEAoIZnJvbV91cmkYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSFAoMY29udGVudF90eXBlGAUgASgJEgwKBGJvZHkYBiABKAwiMQoPTWVzc2FnZVJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoDRIOCgZyZWFzb24YAiABKAkizwEKEFN1YnNjcmliZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDQoFZXZlbnQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSDwoHZXhwaXJlcxgGIAEoDRIXCg9zdWJzY3JpcHRpb25faWQYByABKAkiRAoRU3Vic2NyaWJlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg8KB2V4cGlyZXMYAiABKA0SDgoGcmVhc29uGAMgASgJKoMCCg9SZWdpc3Rlck91dGNvbWUSIAocUkVHSVNURVJfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhcKE1JFR0lTVEVSX09VVENPTUVfT0sQARIhCh1SRUdJU1RFUl9PVVRDT01FX1VOQVVUSE9SSVpFRBACEh4KGlJFR0lTVEVSX09VVENPTUVfRk9SQklEREVOEAMSJwojUkVHSVNURVJfT1VUQ09NRV9JTlRFUlZBTF9UT09fQlJJRUYQBBImCiJSRUdJU1RFUl9PVVRDT01FX1RPT19NQU5ZX0JJTkRJTkdTEAUSIQodUkVHSVNURVJfT1VUQ09NRV9PVVRfT0ZfT1JERVIQBirBAQoRSW52aXRlRGlzcG9zaXRpb24SIgoeSU5WSVRFX0RJU1BPU0lUSU9OX1VOU1BFQ0lGSUVEEAASHgoaSU5WSVRFX0RJU1BPU0lUSU9OX1JPVVRJTkcQARIdChlJTlZJVEVfRElTUE9TSVRJT05fUkVKRUNUEAISIwofSU5WSVRFX0RJU1BPU0lUSU9OX1VOQVVUSE9SSVpFRBADEiQKIElOVklURV9ESVNQT1NJVElPTl9GRUVEQkFDS19UT05FEAQqYQoMRmVlZGJhY2tUb25lEh0KGUZFRURCQUNLX1RPTkVfVU5TUEVDSUZJRUQQABIZChVGRUVEQkFDS19UT05FX0NPTkZJUk0QARIXChNGRUVEQkFDS19UT05FX0VSUk9SEAIqsAEKCExlZ1N0YXRlEhkKFUxFR19TVEFURV9VTlNQRUNJRklFRBAAEhQKEExFR19TVEFURV9UUllJTkcQARIVChFMRUdfU1RBVEVfUklOR0lORxACEhkKFUxFR19TVEFURV9FQVJMWV9NRURJQRADEhYKEkxFR19TVEFURV9BTlNXRVJFRBAEEhQKEExFR19TVEFURV9GQUlMRUQQBRITCg9MRUdfU1RBVEVfRU5ERUQQBjKKAwoOU2lkZWNhclNlcnZpY2USRAoHQ29ubmVjdBIZLnNpcDJ1Yy52MS5Db25uZWN0UmVxdWVzdBoaLnNpcDJ1Yy52MS5Db25uZWN0UmVzcG9uc2UoATABElkKDlJlZ2lzdGVyU3RyZWFtEiAuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVxdWVzdBohLnNpcDJ1Yy52MS5SZWdpc3RlclN0cmVhbVJlc3BvbnNlKAEwARJNCgpDYWxsU3RyZWFtEhwuc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXF1ZXN0Gh0uc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXNwb25zZSgBMAESQAoHTWVzc2FnZRIZLnNpcDJ1Yy52MS5NZXNzYWdlUmVxdWVzdBoaLnNpcDJ1Yy52MS5NZXNzYWdlUmVzcG9uc2USRgoJU3Vic2NyaWJlEhsuc2lwMnVjLnYxLlN1YnNjcmliZVJlcXVlc3QaHC5zaXAydWMudjEuU3Vic2NyaWJlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -379,6 +379,14 @@ export type ConnectRequest = Message<"sip2uc.v1.ConnectRequest"> & {
      */
     value: SidecarBans;
     case: "bans";
+  } | {
+    /**
+     * The state of the trunks the sidecar carries (sent when it changes).
+     *
+     * @generated from field: sip2uc.v1.TrunkReports trunk_reports = 6;
+     */
+    value: TrunkReports;
+    case: "trunkReports";
   } | { case: undefined; value?: undefined };
 };
 
@@ -588,6 +596,14 @@ export type SidecarSettings = Message<"sip2uc.v1.SidecarSettings"> & {
    * @generated from field: repeated sip2uc.v1.DeviceDigest device_digests = 13;
    */
   deviceDigests: DeviceDigest[];
+
+  /**
+   * Trunks this sidecar carries: it registers to them (when asked), checks
+   * them with OPTIONS and reports their state with `TrunkReports`.
+   *
+   * @generated from field: repeated sip2uc.v1.SidecarTrunk trunks = 14;
+   */
+  trunks: SidecarTrunk[];
 };
 
 /**
@@ -626,6 +642,167 @@ export const DeviceDigestSchema: GenMessage<DeviceDigest> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 11);
 
 /**
+ * A trunk as the sidecar that carries it needs it (trunks.proto).
+ *
+ * @generated from message sip2uc.v1.SidecarTrunk
+ */
+export type SidecarTrunk = Message<"sip2uc.v1.SidecarTrunk"> & {
+  /**
+   * The trunk's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Host: an IP address or a DNS name (resolved per RFC 3263).
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * Port; 0: from SRV, else 5060 (5061 for TLS).
+   *
+   * @generated from field: uint32 port = 3;
+   */
+  port: number;
+
+  /**
+   * Transport towards the trunk.
+   *
+   * @generated from field: sip2uc.v1.Transport transport = 4;
+   */
+  transport: Transport;
+
+  /**
+   * Digest username (empty: none).
+   *
+   * @generated from field: string username = 5;
+   */
+  username: string;
+
+  /**
+   * Digest password; sent only on this authenticated stream, never logged.
+   *
+   * @generated from field: string password = 6;
+   */
+  password: string;
+
+  /**
+   * Register to the trunk.
+   *
+   * @generated from field: bool register = 7;
+   */
+  register: boolean;
+
+  /**
+   * Expires asked for on REGISTER, seconds.
+   *
+   * @generated from field: uint32 register_expires = 8;
+   */
+  registerExpires: number;
+
+  /**
+   * Seconds between OPTIONS keep-alives.
+   *
+   * @generated from field: uint32 options_interval_seconds = 9;
+   */
+  optionsIntervalSeconds: number;
+
+  /**
+   * User part of the Contact registered (and of From on OPTIONS).
+   *
+   * @generated from field: string contact_user = 10;
+   */
+  contactUser: string;
+
+  /**
+   * PEM CA certificates for the trunk's TLS certificate (empty: system store).
+   *
+   * @generated from field: string tls_ca_pem = 11;
+   */
+  tlsCaPem: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.SidecarTrunk.
+ * Use `create(SidecarTrunkSchema)` to create a new message.
+ */
+export const SidecarTrunkSchema: GenMessage<SidecarTrunk> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 12);
+
+/**
+ * What the sidecar knows about the trunks it carries, sent on every change.
+ *
+ * @generated from message sip2uc.v1.TrunkReports
+ */
+export type TrunkReports = Message<"sip2uc.v1.TrunkReports"> & {
+  /**
+   * One per trunk of the last settings.
+   *
+   * @generated from field: repeated sip2uc.v1.TrunkReport reports = 1;
+   */
+  reports: TrunkReport[];
+};
+
+/**
+ * Describes the message sip2uc.v1.TrunkReports.
+ * Use `create(TrunkReportsSchema)` to create a new message.
+ */
+export const TrunkReportsSchema: GenMessage<TrunkReports> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 13);
+
+/**
+ * One trunk's state as its sidecar sees it.
+ *
+ * @generated from message sip2uc.v1.TrunkReport
+ */
+export type TrunkReport = Message<"sip2uc.v1.TrunkReport"> & {
+  /**
+   * The trunk's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Whether the trunk answered the last OPTIONS (or REGISTER).
+   *
+   * @generated from field: bool reachable = 2;
+   */
+  reachable: boolean;
+
+  /**
+   * Whether the trunk has a registration that has not expired.
+   *
+   * @generated from field: bool registered = 3;
+   */
+  registered: boolean;
+
+  /**
+   * Why it is unreachable or unregistered.
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * The addresses its name resolved to, `host:port`.
+   *
+   * @generated from field: repeated string resolved_addresses = 5;
+   */
+  resolvedAddresses: string[];
+};
+
+/**
+ * Describes the message sip2uc.v1.TrunkReport.
+ * Use `create(TrunkReportSchema)` to create a new message.
+ */
+export const TrunkReportSchema: GenMessage<TrunkReport> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 14);
+
+/**
  * A trunk device's source, authorised by address.
  *
  * @generated from message sip2uc.v1.TrunkSource
@@ -651,7 +828,7 @@ export type TrunkSource = Message<"sip2uc.v1.TrunkSource"> & {
  * Use `create(TrunkSourceSchema)` to create a new message.
  */
 export const TrunkSourceSchema: GenMessage<TrunkSource> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 12);
+  messageDesc(file_sip2uc_v1_sidecar, 15);
 
 /**
  * First message from the control plane on the Connect stream.
@@ -679,7 +856,7 @@ export type SidecarWelcome = Message<"sip2uc.v1.SidecarWelcome"> & {
  * Use `create(SidecarWelcomeSchema)` to create a new message.
  */
 export const SidecarWelcomeSchema: GenMessage<SidecarWelcome> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 13);
+  messageDesc(file_sip2uc_v1_sidecar, 16);
 
 /**
  * A message from the control plane to a sidecar on the Connect stream.
@@ -796,7 +973,7 @@ export type ConnectResponse = Message<"sip2uc.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 14);
+  messageDesc(file_sip2uc_v1_sidecar, 17);
 
 /**
  * Command: lift the bans of one source address.
@@ -817,7 +994,7 @@ export type LiftBanCommand = Message<"sip2uc.v1.LiftBanCommand"> & {
  * Use `create(LiftBanCommandSchema)` to create a new message.
  */
 export const LiftBanCommandSchema: GenMessage<LiftBanCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 15);
+  messageDesc(file_sip2uc_v1_sidecar, 18);
 
 /**
  * Commands queued for one sidecar while the previous message was being sent.
@@ -838,7 +1015,7 @@ export type CommandBatch = Message<"sip2uc.v1.CommandBatch"> & {
  * Use `create(CommandBatchSchema)` to create a new message.
  */
 export const CommandBatchSchema: GenMessage<CommandBatch> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 16);
+  messageDesc(file_sip2uc_v1_sidecar, 19);
 
 /**
  * A REGISTER, as one `RegisterCall` of the `RegisterStream` carries it.
@@ -894,7 +1071,7 @@ export type RegisterRequest = Message<"sip2uc.v1.RegisterRequest"> & {
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 17);
+  messageDesc(file_sip2uc_v1_sidecar, 20);
 
 /**
  * A Contact of a REGISTER with its requested lifetime.
@@ -937,7 +1114,7 @@ export type ContactBinding = Message<"sip2uc.v1.ContactBinding"> & {
  * Use `create(ContactBindingSchema)` to create a new message.
  */
 export const ContactBindingSchema: GenMessage<ContactBinding> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 18);
+  messageDesc(file_sip2uc_v1_sidecar, 21);
 
 /**
  * The answer to a REGISTER (`RegisterReply.response`).
@@ -979,7 +1156,7 @@ export type RegisterResponse = Message<"sip2uc.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 19);
+  messageDesc(file_sip2uc_v1_sidecar, 22);
 
 /**
  * Request of SidecarService.RegisterStream: a batch of REGISTERs.
@@ -1000,7 +1177,7 @@ export type RegisterStreamRequest = Message<"sip2uc.v1.RegisterStreamRequest"> &
  * Use `create(RegisterStreamRequestSchema)` to create a new message.
  */
 export const RegisterStreamRequestSchema: GenMessage<RegisterStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 20);
+  messageDesc(file_sip2uc_v1_sidecar, 23);
 
 /**
  * One REGISTER on the RegisterStream.
@@ -1052,7 +1229,7 @@ export type RegisterCall = Message<"sip2uc.v1.RegisterCall"> & {
  * Use `create(RegisterCallSchema)` to create a new message.
  */
 export const RegisterCallSchema: GenMessage<RegisterCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 21);
+  messageDesc(file_sip2uc_v1_sidecar, 24);
 
 /**
  * Response of SidecarService.RegisterStream: answers to earlier calls.
@@ -1073,7 +1250,7 @@ export type RegisterStreamResponse = Message<"sip2uc.v1.RegisterStreamResponse">
  * Use `create(RegisterStreamResponseSchema)` to create a new message.
  */
 export const RegisterStreamResponseSchema: GenMessage<RegisterStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 22);
+  messageDesc(file_sip2uc_v1_sidecar, 25);
 
 /**
  * The answer to one RegisterCall.
@@ -1116,7 +1293,7 @@ export type RegisterReply = Message<"sip2uc.v1.RegisterReply"> & {
  * Use `create(RegisterReplySchema)` to create a new message.
  */
 export const RegisterReplySchema: GenMessage<RegisterReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 23);
+  messageDesc(file_sip2uc_v1_sidecar, 26);
 
 /**
  * Request of SidecarService.CallStream: a batch of calls.
@@ -1137,7 +1314,7 @@ export type CallStreamRequest = Message<"sip2uc.v1.CallStreamRequest"> & {
  * Use `create(CallStreamRequestSchema)` to create a new message.
  */
 export const CallStreamRequestSchema: GenMessage<CallStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 24);
+  messageDesc(file_sip2uc_v1_sidecar, 27);
 
 /**
  * One call on the CallStream.
@@ -1224,7 +1401,7 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
  * Use `create(CallStreamCallSchema)` to create a new message.
  */
 export const CallStreamCallSchema: GenMessage<CallStreamCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 25);
+  messageDesc(file_sip2uc_v1_sidecar, 28);
 
 /**
  * Response of SidecarService.CallStream: answers to earlier calls.
@@ -1245,7 +1422,7 @@ export type CallStreamResponse = Message<"sip2uc.v1.CallStreamResponse"> & {
  * Use `create(CallStreamResponseSchema)` to create a new message.
  */
 export const CallStreamResponseSchema: GenMessage<CallStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 26);
+  messageDesc(file_sip2uc_v1_sidecar, 29);
 
 /**
  * The answer to one CallStreamCall.
@@ -1320,7 +1497,7 @@ export type CallStreamReply = Message<"sip2uc.v1.CallStreamReply"> & {
  * Use `create(CallStreamReplySchema)` to create a new message.
  */
 export const CallStreamReplySchema: GenMessage<CallStreamReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 27);
+  messageDesc(file_sip2uc_v1_sidecar, 30);
 
 /**
  * An `Invite` call: a new call from a handset or trunk device.
@@ -1391,7 +1568,7 @@ export type InviteRequest = Message<"sip2uc.v1.InviteRequest"> & {
  * Use `create(InviteRequestSchema)` to create a new message.
  */
 export const InviteRequestSchema: GenMessage<InviteRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 28);
+  messageDesc(file_sip2uc_v1_sidecar, 31);
 
 /**
  * The answer to an `Invite` call.
@@ -1447,7 +1624,7 @@ export type InviteResponse = Message<"sip2uc.v1.InviteResponse"> & {
  * Use `create(InviteResponseSchema)` to create a new message.
  */
 export const InviteResponseSchema: GenMessage<InviteResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 29);
+  messageDesc(file_sip2uc_v1_sidecar, 32);
 
 /**
  * A `Cancel` call: the caller cancelled a pending INVITE.
@@ -1475,7 +1652,7 @@ export type CancelRequest = Message<"sip2uc.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 30);
+  messageDesc(file_sip2uc_v1_sidecar, 33);
 
 /**
  * The answer to a `Cancel` call.
@@ -1490,7 +1667,7 @@ export type CancelResponse = Message<"sip2uc.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 31);
+  messageDesc(file_sip2uc_v1_sidecar, 34);
 
 /**
  * A `Bye` call: a leg ended.
@@ -1533,7 +1710,7 @@ export type ByeRequest = Message<"sip2uc.v1.ByeRequest"> & {
  * Use `create(ByeRequestSchema)` to create a new message.
  */
 export const ByeRequestSchema: GenMessage<ByeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 32);
+  messageDesc(file_sip2uc_v1_sidecar, 35);
 
 /**
  * The answer to a `Bye` call.
@@ -1548,7 +1725,7 @@ export type ByeResponse = Message<"sip2uc.v1.ByeResponse"> & {
  * Use `create(ByeResponseSchema)` to create a new message.
  */
 export const ByeResponseSchema: GenMessage<ByeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 33);
+  messageDesc(file_sip2uc_v1_sidecar, 36);
 
 /**
  * A `ReportLeg` call: progress and events of a leg.
@@ -1633,7 +1810,7 @@ export type ReportLegRequest = Message<"sip2uc.v1.ReportLegRequest"> & {
  * Use `create(ReportLegRequestSchema)` to create a new message.
  */
 export const ReportLegRequestSchema: GenMessage<ReportLegRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 34);
+  messageDesc(file_sip2uc_v1_sidecar, 37);
 
 /**
  * The answer to a `ReportLeg` call.
@@ -1648,7 +1825,7 @@ export type ReportLegResponse = Message<"sip2uc.v1.ReportLegResponse"> & {
  * Use `create(ReportLegResponseSchema)` to create a new message.
  */
 export const ReportLegResponseSchema: GenMessage<ReportLegResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 35);
+  messageDesc(file_sip2uc_v1_sidecar, 38);
 
 /**
  * RTP statistics of one direction of a leg.
@@ -1711,7 +1888,7 @@ export type StreamStats = Message<"sip2uc.v1.StreamStats"> & {
  * Use `create(StreamStatsSchema)` to create a new message.
  */
 export const StreamStatsSchema: GenMessage<StreamStats> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 36);
+  messageDesc(file_sip2uc_v1_sidecar, 39);
 
 /**
  * Command: create an outgoing leg towards a handset or trunk device.
@@ -1795,6 +1972,22 @@ export type CreateLegCommand = Message<"sip2uc.v1.CreateLegCommand"> & {
    * @generated from field: string bridge_leg_id = 11;
    */
   bridgeLegId: string;
+
+  /**
+   * Extra headers for the INVITE (identity headers towards a trunk:
+   * P-Asserted-Identity, Diversion, History-Info); others are ignored.
+   *
+   * @generated from field: repeated sip2uc.v1.SipHeader headers = 12;
+   */
+  headers: SipHeader[];
+
+  /**
+   * The trunk the leg goes to (empty: a handset): the sidecar answers its
+   * digest challenges with the trunk's credentials.
+   *
+   * @generated from field: string trunk_id = 13;
+   */
+  trunkId: string;
 };
 
 /**
@@ -1802,7 +1995,35 @@ export type CreateLegCommand = Message<"sip2uc.v1.CreateLegCommand"> & {
  * Use `create(CreateLegCommandSchema)` to create a new message.
  */
 export const CreateLegCommandSchema: GenMessage<CreateLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 37);
+  messageDesc(file_sip2uc_v1_sidecar, 40);
+
+/**
+ * One SIP header field.
+ *
+ * @generated from message sip2uc.v1.SipHeader
+ */
+export type SipHeader = Message<"sip2uc.v1.SipHeader"> & {
+  /**
+   * Header name, e.g. "P-Asserted-Identity".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Header value.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.SipHeader.
+ * Use `create(SipHeaderSchema)` to create a new message.
+ */
+export const SipHeaderSchema: GenMessage<SipHeader> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 41);
 
 /**
  * Command: pass progress or an answer to the caller's leg.
@@ -1851,7 +2072,7 @@ export type AnswerLegCommand = Message<"sip2uc.v1.AnswerLegCommand"> & {
  * Use `create(AnswerLegCommandSchema)` to create a new message.
  */
 export const AnswerLegCommandSchema: GenMessage<AnswerLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 38);
+  messageDesc(file_sip2uc_v1_sidecar, 42);
 
 /**
  * Command: end a leg.
@@ -1895,7 +2116,7 @@ export type EndLegCommand = Message<"sip2uc.v1.EndLegCommand"> & {
  * Use `create(EndLegCommandSchema)` to create a new message.
  */
 export const EndLegCommandSchema: GenMessage<EndLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 39);
+  messageDesc(file_sip2uc_v1_sidecar, 43);
 
 /**
  * Command: send DTMF on a leg (RFC 4733 events generated by the relay).
@@ -1937,7 +2158,7 @@ export type InjectDtmfCommand = Message<"sip2uc.v1.InjectDtmfCommand"> & {
  * Use `create(InjectDtmfCommandSchema)` to create a new message.
  */
 export const InjectDtmfCommandSchema: GenMessage<InjectDtmfCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 40);
+  messageDesc(file_sip2uc_v1_sidecar, 44);
 
 /**
  * Command: deliver a short message to a handset.
@@ -2000,7 +2221,7 @@ export type DeliverMessageCommand = Message<"sip2uc.v1.DeliverMessageCommand"> &
  * Use `create(DeliverMessageCommandSchema)` to create a new message.
  */
 export const DeliverMessageCommandSchema: GenMessage<DeliverMessageCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 41);
+  messageDesc(file_sip2uc_v1_sidecar, 45);
 
 /**
  * Command: send a NOTIFY for a handset's subscription.
@@ -2042,7 +2263,7 @@ export type NotifyCommand = Message<"sip2uc.v1.NotifyCommand"> & {
  * Use `create(NotifyCommandSchema)` to create a new message.
  */
 export const NotifyCommandSchema: GenMessage<NotifyCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 42);
+  messageDesc(file_sip2uc_v1_sidecar, 46);
 
 /**
  * Command: change a leg's media.
@@ -2077,7 +2298,7 @@ export type UpdateMediaCommand = Message<"sip2uc.v1.UpdateMediaCommand"> & {
  * Use `create(UpdateMediaCommandSchema)` to create a new message.
  */
 export const UpdateMediaCommandSchema: GenMessage<UpdateMediaCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 43);
+  messageDesc(file_sip2uc_v1_sidecar, 47);
 
 /**
  * Request of SidecarService.Message.
@@ -2133,7 +2354,7 @@ export type MessageRequest = Message<"sip2uc.v1.MessageRequest"> & {
  * Use `create(MessageRequestSchema)` to create a new message.
  */
 export const MessageRequestSchema: GenMessage<MessageRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 44);
+  messageDesc(file_sip2uc_v1_sidecar, 48);
 
 /**
  * Response of SidecarService.Message.
@@ -2161,7 +2382,7 @@ export type MessageResponse = Message<"sip2uc.v1.MessageResponse"> & {
  * Use `create(MessageResponseSchema)` to create a new message.
  */
 export const MessageResponseSchema: GenMessage<MessageResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 45);
+  messageDesc(file_sip2uc_v1_sidecar, 49);
 
 /**
  * Request of SidecarService.Subscribe.
@@ -2224,7 +2445,7 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 46);
+  messageDesc(file_sip2uc_v1_sidecar, 50);
 
 /**
  * Response of SidecarService.Subscribe.
@@ -2259,7 +2480,7 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 47);
+  messageDesc(file_sip2uc_v1_sidecar, 51);
 
 /**
  * Outcome of a REGISTER.
