@@ -15,6 +15,7 @@ import math
 import shutil
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,6 +41,7 @@ from test_sipp_calls import (
     IN_A_CALL,
     SCENARIOS,
     FarEnd,
+    Handset,
     Stack,
     callee,
     caller,
@@ -80,6 +82,17 @@ CAROL_PASSWORD = "carol-uc-pw"
 ALICE_E164 = "+498912345601"
 BOB_E164 = "+498912345602"
 SIDECAR = "edge"
+
+
+@dataclass
+class Talk:
+    """A call from alice's handset to carol at the platform, and the parties' ends."""
+
+    call: calls_pb2.Call
+    alice_media: FarEnd
+    carol_media: FarEnd
+    uac: Handset
+    uas: Handset
 
 
 class Trunked:
@@ -155,6 +168,25 @@ class Trunked:
             ),
             metadata=self.stack.metadata,
         )
+
+    async def alice_calls_carol(self) -> Talk:
+        """Alice (a handset of sip2uc, A-law) dials carol's number; carol (SIPp registered at
+        the platform, mu-law) answers. Returns once the call exists."""
+        stack = self.stack
+        await self.handset_user("alice", ALICE_E164)
+        await register(stack, self.sidecar, "alice", "alice-secret")
+        carol_port = await self.carol_registered()
+        alice_media, carol_media = await stack.far_end(), await stack.far_end()
+        uas = await callee(
+            stack, self.sidecar, "uas_pcmu_at.xml", f"{CAROL};{carol_media.addr[1]}", carol_port
+        )
+        uac = await caller(
+            stack,
+            self.sidecar,
+            "uac_pcma_until_bye.xml",
+            f"alice;alice-secret;+{CAROL};{alice_media.addr[1]}",
+        )
+        return Talk(await stack.live_call(), alice_media, carol_media, uac, uas)
 
     async def carol_registered(self) -> int:
         """Carol registers at the platform from a fresh port; she answers calls there."""
@@ -242,36 +274,25 @@ async def test_a_handset_calls_a_uc_user_through_the_platform_with_audio_and_dtm
     stack = trunked.stack
     await trunked.add_trunk("uc", trunked.platform.udp_port)
     await trunked.wait_trunk("uc", "up")
-    await trunked.handset_user("alice", ALICE_E164)
-    await register(stack, trunked.sidecar, "alice", "alice-secret")
-    carol_port = await trunked.carol_registered()
-    alice_media, carol_media = await stack.far_end(), await stack.far_end()
-    uas = await callee(
-        stack, trunked.sidecar, "uas_pcmu_at.xml", f"{CAROL};{carol_media.addr[1]}", carol_port
-    )
-    uac = await caller(
-        stack,
-        trunked.sidecar,
-        "uac_pcma_until_bye.xml",
-        f"alice;alice-secret;+494012345678;{alice_media.addr[1]}",
-    )
-    call = await stack.live_call()
-    await stack.wait_call_state(call.name, calls_pb2.CALL_STATE_CONNECTED)
+    talk = await trunked.alice_calls_carol()
+    await stack.wait_call_state(talk.call.name, calls_pb2.CALL_STATE_CONNECTED)
 
-    await audio_both_ways(trunked, alice_media, 8, carol_media, 0)
+    await audio_both_ways(trunked, talk.alice_media, 8, talk.carol_media, 0)
     await stack.calls.SendDtmf(
-        calls_pb2.SendDtmfRequest(name=call.name, digits="42"), metadata=stack.metadata
+        calls_pb2.SendDtmfRequest(name=talk.call.name, digits="42"), metadata=stack.metadata
     )
     await stack.calls.SendDtmf(
-        calls_pb2.SendDtmfRequest(name=call.name, digits="7", towards=f"sip:alice@{DOMAIN}"),
+        calls_pb2.SendDtmfRequest(name=talk.call.name, digits="7", towards=f"sip:alice@{DOMAIN}"),
         metadata=stack.metadata,
     )
-    await eventually(lambda: ended_digits(carol_media, "42"), "carol to hear 4 and 2")
-    await eventually(lambda: ended_digits(alice_media, "7"), "alice to hear 7")
+    await eventually(lambda: ended_digits(talk.carol_media, "42"), "carol to hear 4 and 2")
+    await eventually(lambda: ended_digits(talk.alice_media, "7"), "alice to hear 7")
 
-    await stack.calls.EndCall(calls_pb2.EndCallRequest(name=call.name), metadata=stack.metadata)
-    await uac.finished(10)
-    await uas.finished(10)
+    await stack.calls.EndCall(
+        calls_pb2.EndCallRequest(name=talk.call.name), metadata=stack.metadata
+    )
+    await talk.uac.finished(10)
+    await talk.uas.finished(10)
     # The platform's user saw the caller as alice's number, written the trunk's way.
     seen = (stack.tmp / "uas.messages.log").read_text(errors="replace")
     assert f'From: "Alice" <sip:{ALICE_E164[1:]}@{DOMAIN}>' in seen
@@ -349,28 +370,17 @@ async def test_a_503_from_the_first_trunk_fails_over_to_the_second(trunked: Trun
     await trunked.add_trunk("node-b", trunked.platform.udp_port, priority=2)
     await trunked.wait_trunk("node-a", "up")
     await trunked.wait_trunk("node-b", "up")
-    await trunked.handset_user("alice", ALICE_E164)
-    await register(stack, trunked.sidecar, "alice", "alice-secret")
-    carol_port = await trunked.carol_registered()
-    alice_media, carol_media = await stack.far_end(), await stack.far_end()
-    uas = await callee(
-        stack, trunked.sidecar, "uas_pcmu_at.xml", f"{CAROL};{carol_media.addr[1]}", carol_port
-    )
-    uac = await caller(
-        stack,
-        trunked.sidecar,
-        "uac_pcma_until_bye.xml",
-        f"alice;alice-secret;+494012345678;{alice_media.addr[1]}",
-    )
-    call = await stack.live_call()
-    connected = await stack.wait_call_state(call.name, calls_pb2.CALL_STATE_CONNECTED)
+    talk = await trunked.alice_calls_carol()
+    connected = await stack.wait_call_state(talk.call.name, calls_pb2.CALL_STATE_CONNECTED)
 
     # One leg to each node: the first refused (503), the second answered.
     trunk_legs = [leg.state for leg in connected.legs if leg.party.startswith("tel:")]
     assert trunk_legs == [sidecar_pb2.LEG_STATE_FAILED, sidecar_pb2.LEG_STATE_ANSWERED]
-    await stack.calls.EndCall(calls_pb2.EndCallRequest(name=call.name), metadata=stack.metadata)
-    await uac.finished(10)
-    await uas.finished(10)
+    await stack.calls.EndCall(
+        calls_pb2.EndCallRequest(name=talk.call.name), metadata=stack.metadata
+    )
+    await talk.uac.finished(10)
+    await talk.uas.finished(10)
 
 
 async def test_trunk_list_and_delete_through_the_api(trunked: Trunked) -> None:
@@ -413,26 +423,15 @@ async def test_a_tls_trunk_verifies_the_platforms_certificate_registers_and_carr
         register=True,
     )
     await trunked.wait_trunk("uc", "registered")
-    await trunked.handset_user("alice", ALICE_E164)
-    await register(stack, trunked.sidecar, "alice", "alice-secret")
-    carol_port = await trunked.carol_registered()
-    alice_media, carol_media = await stack.far_end(), await stack.far_end()
-    uas = await callee(
-        stack, trunked.sidecar, "uas_pcmu_at.xml", f"{CAROL};{carol_media.addr[1]}", carol_port
-    )
-    uac = await caller(
-        stack,
-        trunked.sidecar,
-        "uac_pcma_until_bye.xml",
-        f"alice;alice-secret;+494012345678;{alice_media.addr[1]}",
-    )
-    call = await stack.live_call()
-    await stack.wait_call_state(call.name, calls_pb2.CALL_STATE_CONNECTED)
-    await audio_both_ways(trunked, alice_media, 8, carol_media, 0)
+    talk = await trunked.alice_calls_carol()
+    await stack.wait_call_state(talk.call.name, calls_pb2.CALL_STATE_CONNECTED)
+    await audio_both_ways(trunked, talk.alice_media, 8, talk.carol_media, 0)
 
-    await stack.calls.EndCall(calls_pb2.EndCallRequest(name=call.name), metadata=stack.metadata)
-    await uac.finished(10)
-    await uas.finished(10)
+    await stack.calls.EndCall(
+        calls_pb2.EndCallRequest(name=talk.call.name), metadata=stack.metadata
+    )
+    await talk.uac.finished(10)
+    await talk.uas.finished(10)
     assert trunked.sidecar.dialer is not None and trunked.sidecar.dialer.failures == {}
 
 

@@ -7,24 +7,12 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from sip2uc.v1 import admin_pb2, admin_pb2_grpc, common_pb2, trunks_pb2, trunks_pb2_grpc
 from sip2uc_control.app import ControlConfig, ControlPlane
 
+from .test_connectors_api import violations
+
 PASSWORD = "trunk-pw-secret"
-
-
-def violations(err: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None
-    out = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            br = error_details_pb2.BadRequest()
-            detail.Unpack(br)
-            out += [v.field for v in br.field_violations]
-    return out
 
 
 def stub(channel: grpc.aio.Channel) -> trunks_pb2_grpc.TrunkServiceStub:
