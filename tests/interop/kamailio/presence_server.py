@@ -8,7 +8,9 @@ starts ``kamailio`` in the foreground; it returns once the server answers OPTION
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -126,6 +128,8 @@ class KamailioPresence:
             [KAMAILIO, "-f", str(cfg), "-DD", "-E", "-m", "128", "-M", "16", *defines],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("wb"),
+            # Its own process group: `stop` ends the children too, whatever became of the main one.
+            start_new_session=True,
         )
         self._wait_ready()
 
@@ -157,11 +161,15 @@ class KamailioPresence:
         return ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
+            # A child the main process did not take down would keep the ports.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process = None
