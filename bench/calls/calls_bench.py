@@ -12,6 +12,11 @@ authenticated INVITE, SIPp -trace_rtt, 1 ms resolution) and CPU per process (exa
 
     .venv/bin/python bench/calls/calls_bench.py --rates 100,200,300,400 --seconds 10
     .venv/bin/python bench/calls/calls_bench.py --kamailio --rates 300,1000,2000 --seconds 10
+    .venv/bin/python bench/calls/calls_bench.py --trunk --rates 100,200 --seconds 10
+
+--trunk sends the handsets' calls out a trunk instead: sip2uc routes each dialled E.164 number
+to a trunk whose far end is that same reference proxy, which passes it to the UAS (handset ->
+sidecar -> trunk -> Kamailio -> SIPp UAS); compare with --kamailio at the same rates.
 
 --kamailio drives the reference stateful proxy (<anchors>/kamailio/proxy.cfg,
 4 UDP children, 127.0.0.1:5070, forwarding to the UAS on 127.0.0.1:5090) with `uac_plain.xml`,
@@ -135,7 +140,11 @@ def udp_port_taken(port: int) -> bool:
     return False
 
 
-def start_uas(target: str, port: int, work: Path, seconds: int) -> subprocess.Popen[bytes]:
+def start_uas(
+    target: str, port: int, work: Path, seconds: int, *, answer_options: bool = False
+) -> subprocess.Popen[bytes]:
+    """The callee; with `answer_options` it also answers OPTIONS 200 (a trunk's keep-alive
+    reaches it through the proxy)."""
     uas_dir = work / "uas"
     uas_dir.mkdir(exist_ok=True)
     process = subprocess.Popen(
@@ -156,6 +165,7 @@ def start_uas(target: str, port: int, work: Path, seconds: int) -> subprocess.Po
             "-timeout",
             f"{seconds}s",
             "-trace_err",
+            *(["-aa"] if answer_options else []),
         ],
         cwd=uas_dir,
         stdout=subprocess.DEVNULL,
@@ -205,6 +215,37 @@ def register_callees(target: str, port: int, callees: list[str], work: Path) -> 
     )
     if result.returncode != 0:
         raise SystemExit(f"registering the callees failed ({result.returncode}), see {reg_dir}")
+
+
+async def add_trunk(address: str, token: str, proxy_port: int) -> None:
+    """A trunk from the bench sidecar to the reference proxy; returns once it is up."""
+    import grpc
+    from sip2uc.v1 import trunks_pb2, trunks_pb2_grpc
+
+    metadata = (("authorization", f"Bearer {token}"),)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = trunks_pb2_grpc.TrunkServiceStub(channel)
+        await stub.CreateTrunk(
+            trunks_pb2.CreateTrunkRequest(
+                trunk_id="reference",
+                trunk=trunks_pb2.Trunk(
+                    address="127.0.0.1",
+                    port=proxy_port,
+                    sidecar="bench",
+                    options_interval_seconds=5,
+                ),
+            ),
+            metadata=metadata,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            got = await stub.GetTrunk(
+                trunks_pb2.GetTrunkRequest(name="reference"), metadata=metadata
+            )
+            if got.trunk.status.state == trunks_pb2.TRUNK_STATE_UP:
+                return
+            await asyncio.sleep(0.2)
+    raise SystemExit("the trunk to the reference proxy did not come up")
 
 
 def start_kamailio(log: Path) -> subprocess.Popen[bytes]:
@@ -272,15 +313,13 @@ def _index(item: tuple[str, int]) -> int:
     return int(head) if head.isdigit() else -1
 
 
-def print_step(result: dict[str, object], kamailio: bool, label: str = "rate") -> None:
+def print_step(result: dict[str, object], label: str = "rate") -> None:
     cpu = result["cpu_pct"]
     assert isinstance(cpu, dict)
-    if kamailio:
-        cpu = {
-            "kamailio": round(sum(v for k, v in cpu.items() if k not in ("uas", "sipp")), 1),
-            "uas": cpu["uas"],
-            "sipp": cpu["sipp"],
-        }
+    children = [v for k, v in cpu.items() if k.startswith("kamailio-")]
+    if children:
+        cpu = {k: v for k, v in cpu.items() if not k.startswith("kamailio-")}
+        cpu["kamailio"] = round(sum(children), 1)
     print(
         f"{label} {result['rate']:>5}/s  answered {result['achieved']:>7}/s  "
         f"ok {result['ok']:>6}  refused (503) {result['refused']:>5}  "
@@ -308,6 +347,12 @@ def main() -> None:
     )
     parser.add_argument("--kamailio", action="store_true", help="measure the reference instead")
     parser.add_argument(
+        "--trunk",
+        action="store_true",
+        help="call numbers out a trunk to the reference proxy and its UAS (handset -> trunk -> "
+        "Kamailio -> UAS)",
+    )
+    parser.add_argument(
         "--overload",
         action="store_true",
         help="after the stepped rates, twice the highest clean one (< 1 %% failed or refused)",
@@ -320,6 +365,9 @@ def main() -> None:
     callers = [f"u{100000 + i}" for i in range(args.pairs)]
     callees = [f"u{100000 + args.pairs + i}" for i in range(args.pairs)]
     pairs_csv = work / "pairs.csv"
+    if args.trunk:
+        # Numbers no user has: the dial plan sends them to the trunk.
+        callees = [f"+4930{2000000 + i}" for i in range(args.pairs)]
     pairs_csv.write_text(
         "SEQUENTIAL\n"
         + "".join(f"{a};{PASSWORD};{b}\n" for a, b in zip(callers, callees, strict=True))
@@ -359,13 +407,28 @@ def main() -> None:
             )
             processes.append(sidecar)
             target = f"127.0.0.1:{port}"
-            uas_port = free_udp_port()
-            register_callees(target, uas_port, callees, work)
-            uas = start_uas(target, uas_port, work, longest)
-            processes.append(uas)
             scenario = HERE / "uac_auth.xml"
             pids = {"sidecar": sidecar.pid, "control": control.pid}
-            print(f"sip2uc sidecar on {target} (uvloop), callees on :{uas_port}; work dir {work}")
+            if args.trunk:
+                kam = start_kamailio(work / "kamailio.log")
+                processes.append(kam)
+                uas = start_uas(
+                    "127.0.0.1:5070", KAMAILIO_UAS_PORT, work, longest, answer_options=True
+                )
+                processes.append(uas)
+                asyncio.run(add_trunk(str(info["address"]), str(info["token"]), 5070))
+                print(
+                    f"sip2uc sidecar on {target} (uvloop), trunk to the kamailio stateful proxy "
+                    f"on 127.0.0.1:5070, UAS on :{KAMAILIO_UAS_PORT}; work dir {work}"
+                )
+            else:
+                uas_port = free_udp_port()
+                register_callees(target, uas_port, callees, work)
+                uas = start_uas(target, uas_port, work, longest)
+                processes.append(uas)
+                print(
+                    f"sip2uc sidecar on {target} (uvloop), callees on :{uas_port}; work dir {work}"
+                )
         clean_rate, clean = 0, 0.0
         for rate in (int(r) for r in args.rates.split(",")):
             if args.kamailio:
@@ -373,11 +436,16 @@ def main() -> None:
                     f"kamailio-{i}": p
                     for i, p in enumerate(register_bench.kamailio_pids(processes[0].pid))
                 }
+            elif args.trunk:
+                pids.update(
+                    (f"kamailio-{i}", p)
+                    for i, p in enumerate(register_bench.kamailio_pids(processes[2].pid))
+                )
             pids["uas"] = uas.pid
             result = run_step(
                 target, scenario, pairs_csv, rate, args.seconds, args.hold_ms, work, pids
             )
-            print_step(result, args.kamailio)
+            print_step(result)
             failed, achieved = result["failed_pct"], result["achieved"]
             assert isinstance(failed, float) and isinstance(achieved, float)
             if failed < 1.0 and rate > clean_rate:
@@ -397,7 +465,7 @@ def main() -> None:
                 pids,
                 tag="overload",
             )
-            print_step(result, args.kamailio, label="overload")
+            print_step(result, label="overload")
             achieved = result["achieved"]
             assert isinstance(achieved, float)
             print(

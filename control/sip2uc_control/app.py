@@ -29,6 +29,8 @@ from sip2uc.v1 import (
     registrations_pb2_grpc,
     sidecar_pb2,
     sidecar_pb2_grpc,
+    trunks_pb2,
+    trunks_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
 )
@@ -41,6 +43,7 @@ from .api.directory import DirectoryServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
+from .api.trunks import TrunkServicer
 from .api.users import UserServicer
 from .auth import (
     Authenticator,
@@ -70,6 +73,7 @@ SERVICE_NAMES = (
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
     contacts_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
+    trunks_pb2.DESCRIPTOR.services_by_name["TrunkService"].full_name,
 )
 
 
@@ -163,6 +167,9 @@ class ControlPlane:
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(core), server)
         connectors_pb2_grpc.add_ConnectorServiceServicer_to_server(ConnectorServicer(core), server)
         contacts_pb2_grpc.add_ContactServiceServicer_to_server(ContactServicer(core), server)
+        trunks_pb2_grpc.add_TrunkServiceServicer_to_server(
+            TrunkServicer(core, sidecar.push_settings), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

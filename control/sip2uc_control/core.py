@@ -56,8 +56,11 @@ from .store.enrollments import EnrollmentStore
 from .store.presence import PresenceStore
 from .store.settings import SettingsStore
 from .store.sidecars import SidecarStore
+from .store.trunks import TrunkStore
 from .store.users import UserStore
 from .telemetry import ControlMetrics
+from .trunk_registry import TrunkRegistry
+from .trunks import UPSTREAM_ID, Reachability, Registration, Trunk
 from .watchers import WATCH_QUEUE_LIMIT, WatchQueue
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,8 @@ class ControlCore:
             PresenceStore(db), PresenceEngine(), clock, on_change=self._presence_changed
         )
         self.call_history = CallHistoryStore(db)
+        self.trunk_store = TrunkStore(db)
+        self.trunks = TrunkRegistry(self.trunk_store, self.sidecars.is_connected, clock)
         self.calls = CallController(
             users=self.users,
             bindings=self.bindings,
@@ -90,6 +95,7 @@ class ControlCore:
             save_user_settings=self._save_user_settings,
             authenticate=self.authenticate,
             clock=clock,
+            trunks=self.trunks,
         )
         self.connectors = ConnectorStore(db)
         self.connector_sessions = SessionTable()
@@ -125,6 +131,8 @@ class ControlCore:
         await core.enrollments.load()
         core.lockout.policy = _lockout_policy(core.settings.current)
         await core.contacts.load()
+        await core.trunk_store.load()
+        await core.adopt_upstream_trunk()
         core.metrics.observe(core)
         return core
 
@@ -327,8 +335,11 @@ class ControlCore:
         return SidecarSettings.of(
             self.settings.current,
             sidecar,
-            self.trunk_sources(sidecar),
+            tuple(sorted({*self.trunk_sources(sidecar), *self.trunks.sources(sidecar)})),
             self.users.device_algorithms(),
+            trunks=tuple(
+                t for t in self.trunk_store.all() if t.sidecar == sidecar and not t.disabled
+            ),
         )
 
     # --- logins --------------------------------------------------------------------------------
@@ -532,7 +543,46 @@ class ControlCore:
                 old.realm,
                 saved.realm,
             )
+        if saved.upstream_trunk != old.upstream_trunk:
+            await self.adopt_upstream_trunk()
         return saved
+
+    async def adopt_upstream_trunk(self) -> Trunk | None:
+        """The `upstream_trunk` setting of earlier versions, kept as the trunk `upstream`.
+
+        When the setting is enabled it writes that trunk (created on first use, its address,
+        sidecar and pattern changed with the setting); disabling it disables the trunk. Other
+        trunk fields set through TrunkService stay as they are.
+        """
+        legacy = self.settings.current.upstream_trunk
+        store = self.trunk_store
+        existing = store.get(UPSTREAM_ID)
+        if not legacy.enabled or not legacy.address:
+            if existing is not None and not existing.disabled and legacy.address:
+                return await store.save(replace(existing, disabled=True, update_time=self.clock()))
+            return existing
+        host, _, port = legacy.address.rpartition(":")
+        now = self.clock()
+        fields = {
+            "address": host.strip("[]"),
+            "port": int(port) if port.isdigit() else 0,
+            "sidecar": legacy.sidecar,
+            "outbound_pattern": legacy.allowed_pattern,
+            "disabled": False,
+        }
+        if existing is None:
+            trunk = Trunk(
+                id=UPSTREAM_ID,
+                display_name="upstream trunk (from the upstream_trunk setting)",
+                create_time=now,
+                update_time=now,
+                **fields,  # type: ignore[arg-type]
+            )
+            log.info("upstream_trunk setting kept as trunks/%s", UPSTREAM_ID)
+            return await store.create(trunk)
+        if all(getattr(existing, k) == v for k, v in fields.items()):
+            return existing
+        return await store.save(replace(existing, update_time=now, **fields))  # type: ignore[arg-type]
 
     # --- what the metrics observe ---------------------------------------------------------------
 
@@ -544,6 +594,21 @@ class ControlCore:
 
     def active_call_count(self) -> int:
         return self.calls.active_count()
+
+    def trunk_states(self) -> list[tuple[str, bool, bool]]:
+        out = []
+        for trunk in self.trunk_store.all():
+            if trunk.disabled:
+                continue
+            health = self.trunks.health(trunk)
+            out.append(
+                (
+                    trunk.id,
+                    health.state is Reachability.UP,
+                    health.registration is Registration.REGISTERED,
+                )
+            )
+        return out
 
     def connected_sidecar_count(self) -> int:
         return self.sidecars.connected_count()

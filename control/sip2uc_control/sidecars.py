@@ -12,6 +12,7 @@ from sip2uc_core.sip.digest import Algorithm
 from .calls.commands import Command
 from .errors import AlreadyExists, StorageUnavailable
 from .settings import ServerSettings
+from .trunks import Trunk
 from .watchers import Watchers, WatchQueue
 
 # A session that has sent nothing (heartbeats come every few seconds) for this long is taken to
@@ -39,6 +40,8 @@ class SidecarSettings:
     max_expires: int
     #: Digest user name -> its device's algorithms, for the devices that have their own.
     device_algorithms: tuple[tuple[str, tuple[Algorithm, ...]], ...] = ()
+    #: The trunks this sidecar carries (with their passwords: it answers their challenges).
+    trunks: tuple[Trunk, ...] = ()
 
     @classmethod
     def of(
@@ -47,6 +50,7 @@ class SidecarSettings:
         sidecar: str,
         trunk_sources: tuple[tuple[str, int], ...],
         device_algorithms: tuple[tuple[str, tuple[Algorithm, ...]], ...] = (),
+        trunks: tuple[Trunk, ...] = (),
     ) -> SidecarSettings:
         return cls(
             realm=settings.realm,
@@ -62,6 +66,7 @@ class SidecarSettings:
             min_expires=settings.min_expires,
             max_expires=settings.max_expires,
             device_algorithms=device_algorithms,
+            trunks=trunks,
         )
 
 

@@ -95,6 +95,10 @@ class ObservedState(Protocol):
 
     def connected_sidecar_count(self) -> int: ...
 
+    def trunk_states(self) -> list[tuple[str, bool, bool]]:
+        """(trunk id, up, registered) of every enabled trunk."""
+        ...
+
 
 # The state the observable gauges report: the latest control plane started in this process
 # (tests start several; a process normally runs one).
@@ -147,6 +151,16 @@ class ControlMetrics:
         meter.create_observable_gauge(
             "sip2uc_sidecars_connected", callbacks=[_sidecars], description="Connected sidecars"
         )
+        meter.create_observable_gauge(
+            "sip2uc_trunk_up",
+            callbacks=[_trunks_up],
+            description="1 when the trunk answers OPTIONS (as its sidecar sees it), else 0",
+        )
+        meter.create_observable_gauge(
+            "sip2uc_trunk_registered",
+            callbacks=[_trunks_registered],
+            description="1 when sip2uc holds a registration at the trunk, else 0",
+        )
 
     def observe(self, state: ObservedState) -> None:
         global _observed
@@ -171,3 +185,15 @@ def _calls(_options: CallbackOptions) -> Iterable[Observation]:
 def _sidecars(_options: CallbackOptions) -> Iterable[Observation]:
     if _observed is not None:
         yield Observation(_observed.connected_sidecar_count())
+
+
+def _trunks_up(_options: CallbackOptions) -> Iterable[Observation]:
+    if _observed is not None:
+        for trunk, up, _registered in _observed.trunk_states():
+            yield Observation(int(up), {"trunk": trunk})
+
+
+def _trunks_registered(_options: CallbackOptions) -> Iterable[Observation]:
+    if _observed is not None:
+        for trunk, _up, registered in _observed.trunk_states():
+            yield Observation(int(registered), {"trunk": trunk})

@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -504,6 +505,7 @@ def test_grpcurl_lists_services_health_and_reflection(server: Running) -> None:
         "sip2uc.v1.AdminService",
         "sip2uc.v1.DirectoryService",
         "sip2uc.v1.ContactService",
+        "sip2uc.v1.TrunkService",
         "sip2uc.v1.SidecarService",
         "grpc.health.v1.Health",
     } <= services
@@ -551,3 +553,47 @@ def test_grpcurl_describes_and_creates_a_user_with_the_token(server: Running) ->
     assert (user["extension"], user["display_name"]) == ("4900", "Via grpcurl")
     assert user["devices"][0]["registering"] == {"digest_username": "4900", "has_password": True}
     assert "pw-4900" not in created.stdout
+
+
+def test_trunk_add_list_show_update_delete(server: Running, tmp_path: Path) -> None:
+    secret = tmp_path / "gw-password.txt"
+    secret.write_text("trunk-secret-77\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing answers there once this socket is closed
+
+    added = sip2uc(
+        server,
+        "trunk", "add", "pbx",
+        "--address", f"127.0.0.1:{port}",
+        "--username", "gw",
+        "--password-file", str(secret),
+        "--pattern", r"\+49.*",
+        "--sidecar", "default",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    assert added.stdout.startswith("created trunks/pbx (")
+
+    deadline = time.monotonic() + 20
+    while True:
+        listed = sip2uc(server, "trunk", "list")
+        assert listed.exit_code == 0, listed.stderr
+        words = listed.stdout.split()
+        if words[:2] == ["pbx", "down"] and "no response to OPTIONS" in listed.stdout:
+            break
+        assert time.monotonic() < deadline, listed.stdout
+        time.sleep(0.2)
+    assert len(listed.stdout.splitlines()) == 1
+
+    shown = sip2uc(server, "trunk", "show", "pbx")
+    assert shown.exit_code == 0
+    assert "trunk-secret-77" not in shown.stdout and "(set)" in shown.stdout
+    updated = sip2uc(server, "trunk", "update", "pbx", "--disable")
+    assert updated.stdout == "updated trunks/pbx: disabled\n"
+    assert sip2uc(server, "trunk", "list").stdout.split()[:2] == ["pbx", "disabled"]
+    status = sip2uc(server, "status")
+    assert "trunk pbx" in status.stdout
+
+    deleted = sip2uc(server, "trunk", "delete", "pbx")
+    assert deleted.stdout == "deleted trunks/pbx\n"
+    assert sip2uc(server, "trunk", "list").stdout == ""

@@ -155,9 +155,12 @@ class FarEnd(asyncio.DatagramProtocol):
 
         return await eventually(enough, f"{count} RTP packets of PT {payload_type}", timeout)
 
-    def send_rtp(self, dest: tuple[str, int], payload_type: int, frames: Sequence[bytes]) -> None:
+    def send_rtp(
+        self, dest: tuple[str, int], payload_type: int, frames: Sequence[bytes], start: int = 0
+    ) -> None:
+        """`frames` as RTP, numbered from packet `start` of the stream (sequence, timestamp)."""
         assert self.transport is not None
-        for i, frame in enumerate(frames):
+        for i, frame in enumerate(frames, start):
             header = struct.pack("!BBHII", 0x80, payload_type, 1000 + i, 160 * i, 0x5151)
             self.transport.sendto(header + frame, dest)
 
@@ -344,8 +347,10 @@ async def sipp(
     label: str,
     host: str = "127.0.0.1",
     extra: tuple[str, ...] = (),
+    target: tuple[str, int] | None = None,
 ) -> Handset:
-    sip_host, sip_port = sidecar.listen_addresses[Transport.UDP]
+    """SIPp running ``scenario`` against ``sidecar`` (or another SIP server at ``target``)."""
+    sip_host, sip_port = target or sidecar.listen_addresses[Transport.UDP]
     tmp = stack.tmp
     users = tmp / f"{label}.csv"
     users.write_text("SEQUENTIAL\n" + "".join(f"{row}\n" for row in rows))

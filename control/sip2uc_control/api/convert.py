@@ -16,6 +16,7 @@ from sip2uc.v1 import (
     presence_pb2,
     registrations_pb2,
     sidecar_pb2,
+    trunks_pb2,
     users_pb2,
 )
 from sip2uc_core.stream_stats import StreamStats
@@ -42,6 +43,15 @@ from ..presence import Activity, Availability, EffectivePresence, PresenceChange
 from ..recent_log import LogEntry
 from ..settings import ServerSettings, SidecarPolicy, UpstreamTrunk
 from ..sidecars import SidecarBan, SidecarInfo
+from ..trunks import (
+    IdentityPolicy,
+    NumberFormat,
+    Reachability,
+    Registration,
+    TransportName,
+    Trunk,
+    TrunkHealth,
+)
 
 AVAILABILITY_TO_PB = {
     Availability.AVAILABLE: common_pb2.AVAILABILITY_AVAILABLE,
@@ -630,3 +640,112 @@ def connector_to_pb(connector: Connector, status: ConnectorStatus) -> connectors
     for secret, flag in CONNECTOR_SECRETS[connector.kind].items():
         setattr(config, flag, bool(connector.secrets.get(secret)))
     return out
+
+
+# --- trunks -------------------------------------------------------------------------------------
+
+NUMBER_FORMAT_TO_PB = {
+    NumberFormat.E164: trunks_pb2.NUMBER_FORMAT_E164,
+    NumberFormat.E164_DIGITS: trunks_pb2.NUMBER_FORMAT_E164_DIGITS,
+    NumberFormat.NATIONAL: trunks_pb2.NUMBER_FORMAT_NATIONAL,
+}
+NUMBER_FORMAT_FROM_PB = {v: k for k, v in NUMBER_FORMAT_TO_PB.items()}
+_TRUNK_TRANSPORT_FROM_PB = {
+    common_pb2.TRANSPORT_UNSPECIFIED: TransportName.UDP,
+    common_pb2.TRANSPORT_UDP: TransportName.UDP,
+    common_pb2.TRANSPORT_TCP: TransportName.TCP,
+    common_pb2.TRANSPORT_TLS: TransportName.TLS,
+}
+_REACHABILITY_TO_PB = {
+    Reachability.UNKNOWN: trunks_pb2.TRUNK_STATE_UNSPECIFIED,
+    Reachability.UP: trunks_pb2.TRUNK_STATE_UP,
+    Reachability.DOWN: trunks_pb2.TRUNK_STATE_DOWN,
+}
+_REGISTRATION_TO_PB = {
+    Registration.NOT_REQUIRED: trunks_pb2.TRUNK_REGISTRATION_NOT_REQUIRED,
+    Registration.REGISTERED: trunks_pb2.TRUNK_REGISTRATION_REGISTERED,
+    Registration.UNREGISTERED: trunks_pb2.TRUNK_REGISTRATION_UNREGISTERED,
+}
+
+
+def trunk_to_pb(trunk: Trunk, health: TrunkHealth) -> trunks_pb2.Trunk:
+    """The resource as the API shows it: never the password."""
+    identity = trunk.identity
+    return trunks_pb2.Trunk(
+        name=trunk.name,
+        display_name=trunk.display_name,
+        address=trunk.address,
+        port=trunk.port,
+        transport=TRANSPORT_TO_PB[Transport(trunk.transport.value)],
+        sidecar=trunk.sidecar,
+        username=trunk.username,
+        has_password=bool(trunk.password),
+        register=trunk.register,
+        register_expires=trunk.register_expires,
+        outbound_pattern=trunk.outbound_pattern,
+        inbound_pattern=trunk.inbound_pattern,
+        priority=trunk.priority,
+        number_format=NUMBER_FORMAT_TO_PB[trunk.number_format],
+        region=trunk.region,
+        codecs=list(trunk.codecs),
+        channel_limit=trunk.channel_limit,
+        identity=trunks_pb2.TrunkIdentityPolicy(
+            caller_e164=identity.caller_e164,
+            p_asserted_identity=identity.p_asserted_identity,
+            diversion=identity.diversion,
+            history_info=identity.history_info,
+        ),
+        allow_relay=trunk.allow_relay,
+        options_interval_seconds=trunk.options_interval_seconds,
+        inbound_networks=list(trunk.inbound_networks),
+        tls_ca_pem=trunk.tls_ca_pem,
+        disabled=trunk.disabled,
+        status=trunks_pb2.TrunkStatus(
+            state=_REACHABILITY_TO_PB[health.state],
+            registration=_REGISTRATION_TO_PB[health.registration],
+            last_error=health.last_error,
+            change_time=ts(health.change_time),
+            resolved_addresses=list(health.resolved_addresses),
+        ),
+        create_time=ts(trunk.create_time),
+        update_time=ts(trunk.update_time),
+    )
+
+
+def trunk_from_pb(trunk_id: str, pb: trunks_pb2.Trunk) -> Trunk:
+    """Every configurable field of `pb` (output-only ones ignored); checked by the caller."""
+    identity = pb.identity
+    number_format = NUMBER_FORMAT_FROM_PB.get(pb.number_format, NumberFormat.E164)
+    transport = _TRUNK_TRANSPORT_FROM_PB.get(pb.transport)
+    if transport is None:
+        raise InvalidArgument(FieldViolation("trunk.transport", "UDP, TCP or TLS"))
+    return Trunk(
+        id=trunk_id,
+        display_name=pb.display_name.strip(),
+        address=pb.address.strip(),
+        port=pb.port,
+        transport=transport,
+        sidecar=pb.sidecar.strip(),
+        username=pb.username.strip(),
+        password=pb.password,
+        register=pb.register,
+        register_expires=pb.register_expires,
+        outbound_pattern=pb.outbound_pattern,
+        inbound_pattern=pb.inbound_pattern,
+        priority=pb.priority,
+        number_format=number_format,
+        region=pb.region.strip().upper(),
+        codecs=tuple(c.strip().upper() for c in pb.codecs),
+        channel_limit=pb.channel_limit,
+        identity=IdentityPolicy(
+            caller_e164=identity.caller_e164 if identity.HasField("caller_e164") else True,
+            p_asserted_identity=identity.p_asserted_identity,
+            diversion=identity.diversion,
+            history_info=identity.history_info,
+        ),
+        allow_relay=pb.allow_relay,
+        options_interval_seconds=pb.options_interval_seconds,
+        inbound_networks=tuple(n.strip() for n in pb.inbound_networks),
+        tls_ca_pem=pb.tls_ca_pem,
+        disabled=pb.disabled,
+    )

@@ -28,6 +28,7 @@ from ..sidecars import (
     SessionItem,
     SessionReplaced,
 )
+from ..trunk_registry import TrunkReports
 from . import sidecar_wire, streams
 from .sidecar_wire import ByeInput, CancelInput
 from .status import streaming, unary
@@ -108,6 +109,8 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                     )
                 elif isinstance(report, BansReport):
                     info.bans = report
+                elif isinstance(report, TrunkReports):
+                    self.core.trunks.reported(info.name, report.reports)
                 elif report is not None:
                     for result in report:
                         _log_failure(info.name, result)

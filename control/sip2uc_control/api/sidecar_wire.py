@@ -46,6 +46,8 @@ from ..sidecars import (
     SidecarInfo,
     SidecarSettings,
 )
+from ..trunk_registry import TrunkReport, TrunkReports
+from ..trunks import DEFAULT_OPTIONS_INTERVAL, DEFAULT_REGISTER_EXPIRES, Trunk
 from .convert import (
     DIGEST_ALGORITHM_TO_PB,
     TRANSPORT_FROM_PB,
@@ -239,10 +241,23 @@ def live_legs(message: sidecar_pb2.ConnectRequest) -> list[LiveLeg]:
 
 def session_report(
     message: sidecar_pb2.ConnectRequest,
-) -> Heartbeat | BansReport | tuple[CommandResult, ...] | None:
-    """A heartbeat, the bans in force or command results from a live session; None for anything
-    else."""
+) -> Heartbeat | BansReport | TrunkReports | tuple[CommandResult, ...] | None:
+    """A heartbeat, the bans in force, trunk reports or command results from a live session;
+    None for anything else."""
     kind = message.WhichOneof("payload")
+    if kind == "trunk_reports":
+        return TrunkReports(
+            tuple(
+                TrunkReport(
+                    trunk_id=r.id,
+                    reachable=r.reachable,
+                    registered=r.registered,
+                    error=r.error,
+                    resolved_addresses=tuple(r.resolved_addresses),
+                )
+                for r in message.trunk_reports.reports
+            )
+        )
     if kind == "heartbeat":
         return Heartbeat(message.heartbeat.active_legs, message.heartbeat.relay_ports_in_use)
     if kind == "bans":
@@ -293,6 +308,23 @@ def _settings(settings: SidecarSettings) -> sidecar_pb2.SidecarSettings:
             )
             for username, algorithms in settings.device_algorithms
         ],
+        trunks=[_trunk(t) for t in settings.trunks],
+    )
+
+
+def _trunk(trunk: Trunk) -> sidecar_pb2.SidecarTrunk:
+    return sidecar_pb2.SidecarTrunk(
+        id=trunk.id,
+        address=trunk.address,
+        port=trunk.port,
+        transport=TRANSPORT_TO_PB.get(Transport(trunk.transport.value), common_pb2.TRANSPORT_UDP),
+        username=trunk.username,
+        password=trunk.password,
+        register=trunk.register,
+        register_expires=trunk.register_expires or DEFAULT_REGISTER_EXPIRES,
+        options_interval_seconds=trunk.options_interval_seconds or DEFAULT_OPTIONS_INTERVAL,
+        contact_user=trunk.username or "sip2uc",
+        tls_ca_pem=trunk.tls_ca_pem,
     )
 
 
@@ -336,6 +368,8 @@ def _session_item(item: Command | SettingsChanged | LiftBan) -> sidecar_pb2.Conn
                 peer_media=_media_to_pb(item.peer_media),
                 ring_timeout_seconds=item.ring_timeout_seconds,
                 bridge_leg_id=item.bridge_leg_id,
+                headers=[sidecar_pb2.SipHeader(name=n, value=v) for n, v in item.headers],
+                trunk_id=item.trunk_id,
             )
         )
     elif isinstance(item, AnswerLeg):

@@ -21,6 +21,10 @@ class CreateLeg:
     peer_media: MediaInfo | None
     ring_timeout_seconds: int
     bridge_leg_id: str = ""
+    #: Extra headers for the INVITE (a trunk's identity policy).
+    headers: tuple[tuple[str, str], ...] = ()
+    #: The trunk the leg goes to (empty: a handset).
+    trunk_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from ..routing.dialplan import (
     UserRoute,
     decide_after_no_answer,
 )
+from ..trunks import Trunk
 from ..watchers import WATCH_QUEUE_LIMIT, WatchQueue
 from .click_to_dial import ClickToDial
 from .commands import EndLeg, InjectDtmf, UpdateMedia
@@ -49,6 +50,7 @@ from .ports import (
     SaveUserSettings,
     SettingsSource,
     SidecarLinks,
+    TrunkLookup,
     UserLookup,
 )
 from .presence_codes import PresenceCodes
@@ -56,6 +58,7 @@ from .reconciliation import HALF_CALL, Reconciliation
 from .registry import CallRegistry, new_id
 from .requests import InviteInput, InviteOutcome, LegReport, LiveLeg
 from .routing import CallRouter, RingTrunk, routing_settings, uri_host, user_part
+from .trunk_calls import TrunkCalls
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,7 @@ class CallController:
         save_user_settings: SaveUserSettings,
         authenticate: Authenticate,
         clock: Callable[[], float],
+        trunks: TrunkLookup,
     ) -> None:
         self.users = users
         self.sidecars = sidecars
@@ -83,8 +87,9 @@ class CallController:
         self.clock = clock
         self.registry = CallRegistry()
         self.parties = PartyPresence(users, presence)
-        self.router = CallRouter(users, bindings, presence, settings, authenticate, clock)
+        self.router = CallRouter(users, bindings, presence, settings, authenticate, clock, trunks)
         self.forks = Forking(self.registry, sidecars, users, settings, self.parties, clock)
+        self.trunk_calls = TrunkCalls(self.registry, trunks, sidecars, users, settings, clock)
         self.codes = PresenceCodes(presence, save_user_settings)
         self.click_to_dial = ClickToDial(
             self.registry, self.router, bindings, sidecars, settings, self.parties, clock
@@ -118,6 +123,10 @@ class CallController:
 
     async def invite(self, inp: InviteInput) -> InviteOutcome:
         caller = self.router.caller(inp)
+        if caller is None and inp.credentials is None:
+            trunk = self.trunk_calls.source(inp)
+            if trunk is not None:
+                return await self._invite_from_trunk(inp, trunk)
         if caller is None:
             return InviteOutcome("unauthorized", status=407, reason="Proxy Authentication Required")
         if caller.disabled:
@@ -156,6 +165,39 @@ class CallController:
         self.registry.publish(call)
         return InviteOutcome("routing", call_id=call.id)
 
+    async def _invite_from_trunk(self, inp: InviteInput, trunk: Trunk) -> InviteOutcome:
+        """A call from the UC platform: to a user (or, if the trunk may relay, out again)."""
+        number = self.trunk_calls.inbound_number(trunk, inp)
+        route = number.rejected or self.router.classify_from_trunk(number.dialled, trunk)
+        if isinstance(route, (Rejected, PresenceCodeRoute)):
+            status = route.status if isinstance(route, Rejected) else 404
+            reason = route.reason if isinstance(route, Rejected) else "no such number"
+            return InviteOutcome("reject", status=status, reason=reason)
+        call = Call(
+            id=new_id(),
+            caller=inp.from_uri,
+            dialled=number.dialled,
+            caller_user=None,
+            start_time=self.clock(),
+            caller_leg=inp.leg_id,
+            from_trunk=trunk.id,
+        )
+        call.legs[inp.leg_id] = Leg(
+            id=inp.leg_id,
+            sidecar=inp.sidecar,
+            role="caller",
+            party=inp.from_uri,
+            state=LegState.TRYING,
+            media=inp.offer,
+        )
+        self.registry.add(call)
+        outcome = self._route(call, route, inp.offer, ForwardChain())
+        if outcome is not None:
+            await self._finish(call, outcome.reason, outcome.status, notify_caller=False)
+            return outcome
+        self.registry.publish(call)
+        return InviteOutcome("routing", call_id=call.id)
+
     def _route(
         self,
         call: Call,
@@ -168,7 +210,7 @@ class CallController:
         if isinstance(plan, Rejected):
             return InviteOutcome("reject", status=plan.status, reason=plan.reason)
         if isinstance(plan, RingTrunk):
-            return self.forks.ring_trunk(call, plan.route, offer)
+            return self.trunk_calls.ring(call, plan.route, offer)
         targets = self.router.targets(plan.user)
         if not self.forks.ring_user(call, plan.user, targets, offer, plan.ring_for):
             return InviteOutcome("reject", status=480, reason="Temporarily Unavailable")
@@ -223,6 +265,8 @@ class CallController:
         elif leg.state is LegState.ANSWERED:
             self.forks.answered(call, leg)
         elif leg.state is LegState.FAILED:
+            if call.state is CallState.RINGING and self.trunk_calls.failed(call, leg):
+                return
             if not call.live_forks() and call.state is CallState.RINGING:
                 statuses = [
                     f.status for f in call.forks() if f.state is LegState.FAILED and f.status

@@ -11,13 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..domain import User
-from ..routing.dialplan import TrunkRoute
 from .commands import AnswerLeg, CreateLeg, EndLeg, UpdateMedia
 from .model import Call, CallState, Leg, LegState, MediaInfo
 from .party_presence import PartyPresence
 from .ports import SettingsSource, SidecarLinks, UserLookup
 from .registry import CallRegistry, new_id
-from .requests import InviteOutcome
 from .routing import Target
 
 
@@ -80,40 +78,6 @@ class Forking:
             call.no_answer_deadline = self.clock() + timeout
             self.parties.started(call, user.id, ringing=True)
         return started > 0
-
-    def ring_trunk(
-        self, call: Call, route: TrunkRoute, offer: MediaInfo | None
-    ) -> InviteOutcome | None:
-        """Send the call up the trunk; an outcome when the trunk's sidecar is not there."""
-        trunk = self.settings.current.upstream_trunk
-        host, _, port = trunk.address.rpartition(":")
-        leg_id = new_id()
-        caller_leg = call.legs.get(call.caller_leg)
-        cmd = CreateLeg(
-            call_id=call.id,
-            leg_id=leg_id,
-            request_uri=f"sip:{route.number}@{trunk.address}",
-            host=host.strip("[]"),
-            port=int(port or 5060),
-            transport="udp",
-            from_uri=self.caller_uri(call),
-            from_display_name="",
-            to_uri=f"sip:{route.number}@{trunk.address}",
-            peer_media=offer,
-            ring_timeout_seconds=int(self.settings.current.no_answer_timeout_seconds) + 30,
-            bridge_leg_id=caller_leg.id
-            if caller_leg and caller_leg.sidecar == trunk.sidecar
-            else "",
-        )
-        leg = Leg(id=leg_id, sidecar=trunk.sidecar, role="callee", party=f"tel:{route.number}")
-        self.registry.add_leg(call, leg)
-        if not self.sidecars.send(trunk.sidecar, cmd):
-            leg.state = LegState.FAILED
-            leg.status = 503
-            return InviteOutcome(
-                "reject", status=503, reason="Trunk sidecar unavailable", retry_after=30
-            )
-        return None
 
     def caller_uri(self, call: Call) -> str:
         if call.caller_user and (u := self.users.get(call.caller_user)):

@@ -62,6 +62,8 @@ class Leg:
     media: MediaInfo | None = None
     direction: str = "sendrecv"
     stats: list[StreamStats] = field(default_factory=list)
+    #: The trunk a callee leg goes to (empty: a handset).
+    trunk: str = ""
 
     @property
     def codec(self) -> str:
@@ -92,6 +94,11 @@ class Call:
     presence_users: set[str] = field(default_factory=set)
     #: When a restarted control plane rebuilt the call from its sidecars' legs.
     adopted_at: float | None = None
+    #: Trunks still to try for an outbound number, in order, and that number (E.164).
+    trunk_fallbacks: list[str] = field(default_factory=list)
+    trunk_number: str = ""
+    #: The trunk an inbound call came from (empty: a handset or the API).
+    from_trunk: str = ""
 
     @property
     def name(self) -> str:

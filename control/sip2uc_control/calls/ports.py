@@ -7,7 +7,7 @@ records the commands it is given.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Protocol
 
 from sip2uc_core.sip.digest import Credentials
@@ -17,6 +17,7 @@ from ..domain import Device, User, UserSettings
 from ..presence import PresenceEngine, PresenceRecord, Transition
 from ..registrar import Refusal
 from ..settings import ServerSettings
+from ..trunks import Trunk
 from .commands import Command
 from .model import Call
 
@@ -86,3 +87,19 @@ SaveUserSettings = Callable[[User, UserSettings], Awaitable[object]]
 #: Verify digest credentials for a method from a source host (with account lockout): the user and
 #: device they prove, or why not (`ControlCore.authenticate`).
 Authenticate = Callable[[Credentials, str, str], tuple[User, Device] | Refusal]
+
+
+class TrunkLookup(Protocol):
+    def get(self, trunk_id: str, /) -> Trunk | None: ...
+
+    def all(self) -> list[Trunk]: ...
+
+    def candidates(
+        self, e164: str, busy: Mapping[str, int], emergency: bool = False, /
+    ) -> tuple[list[Trunk], str]:
+        """The trunks to try for a number, in order; with none, why."""
+        ...
+
+    def by_source(self, sidecar: str, host: str, port: int, /) -> Trunk | None:
+        """The trunk carried by `sidecar` that a request from host:port came from."""
+        ...

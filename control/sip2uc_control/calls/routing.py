@@ -8,7 +8,7 @@ finally rings. It sends nothing: `forking.py` rings what it returns.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import ip_address, ip_network
 
 from ..domain import Forwarding as ForwardingSetting
@@ -29,8 +29,16 @@ from ..routing.dialplan import (
     classify,
     decide_user_target,
 )
+from ..trunks import Trunk
 from .model import Call
-from .ports import Authenticate, BindingLookup, PresenceRecords, SettingsSource, UserLookup
+from .ports import (
+    Authenticate,
+    BindingLookup,
+    PresenceRecords,
+    SettingsSource,
+    TrunkLookup,
+    UserLookup,
+)
 from .requests import InviteInput
 
 # Forward chains are bounded by ForwardChain's hop limit too.
@@ -102,6 +110,7 @@ class CallRouter:
         settings: SettingsSource,
         authenticate: Authenticate,
         clock: Callable[[], float],
+        trunks: TrunkLookup,
     ) -> None:
         self.users = users
         self.bindings = bindings
@@ -109,6 +118,7 @@ class CallRouter:
         self.settings = settings
         self.authenticate = authenticate
         self.clock = clock
+        self.trunks = trunks
 
     # --- who calls, and what they dialled ------------------------------------------------------
 
@@ -145,6 +155,19 @@ class CallRouter:
     def classify(self, dialled: str, caller: User | None) -> RouteDecision:
         return classify(dialled, self.dial_context(caller))
 
+    def classify_from_trunk(self, dialled: str, trunk: Trunk) -> RouteDecision:
+        """A call from a trunk: users only, unless the trunk may relay to another trunk. It has
+        no user, so presence codes are refused."""
+        ctx = self.dial_context(None)
+        if trunk.allow_relay:
+            ctx = replace(ctx, caller=trunk.name, caller_may_use_trunk=True)
+        route = classify(dialled, ctx)
+        if isinstance(route, PresenceCodeRoute) or (
+            isinstance(route, Rejected) and route.status == 403
+        ):
+            return Rejected(status=404, reason="no such number")
+        return route
+
     def dial_context(self, caller: User | None) -> DialContext:
         settings = self.settings.current
         users = self.users
@@ -160,7 +183,6 @@ class CallRouter:
             u = users.resolve(f"sip:{user_part}@{domain}")
             return u.id if u else None
 
-        trunk = settings.upstream_trunk
         return DialContext(
             caller=caller.id if caller else None,
             codes=settings.code_table,
@@ -168,9 +190,9 @@ class CallRouter:
             find_e164=users.id_by_e164,
             find_uri_user=find_uri_user,
             default_region=settings.default_region or None,
-            trunk="upstream" if trunk.enabled and trunk.address else None,
+            # Each trunk's own pattern decides which numbers it takes (`trunk_calls.py`).
+            trunk="trunks" if any(not t.disabled for t in self.trunks.all()) else None,
             caller_may_use_trunk=caller is not None,
-            trunk_pattern=settings.trunk_pattern,
         )
 
     # --- whom to ring --------------------------------------------------------------------------

@@ -190,6 +190,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX contacts_source ON contacts (source, source_id)",
         ),
     ),
+    Migration(
+        8,
+        "trunks to the UC platform",
+        (
+            """CREATE TABLE trunks (
+                id TEXT PRIMARY KEY,
+                settings TEXT NOT NULL DEFAULT '{}',
+                password TEXT NOT NULL DEFAULT '',
+                create_time DOUBLE PRECISION NOT NULL,
+                update_time DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
 )
 
 

@@ -15,11 +15,13 @@ never do I/O.  Time comes in as ``now``, randomness through :class:`LegConfig.ra
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sip2uc_core.sip.client_auth import ClientAuth
 from sip2uc_core.sip.endpoint import Endpoint, Transport
-from sip2uc_core.sip.headers import NameAddr
+from sip2uc_core.sip.headers import Headers, NameAddr
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
 from sip2uc_core.sip.sdp import SessionDescription
 from sip2uc_core.sip.transaction import MAGIC_COOKIE, TransactionId
@@ -278,6 +280,10 @@ class CreateLeg:
     peer_media: MediaSpec | None = None
     ring_timeout: float = DEFAULT_RING_TIMEOUT
     bridge_leg_id: str = ""
+    #: Headers to add to the INVITE (a trunk's identity policy), already screened.
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    #: The trunk the leg goes to (empty: a handset).
+    trunk_id: str = ""
 
 
 @dataclass(slots=True)
@@ -389,6 +395,8 @@ class _Leg:
         headers: list[tuple[str, str]] = list(extra)
         tag = self.dialog.local_tag if self.dialog is not None else self._local_tag()
         if 100 < status < 300 and request.method == "INVITE":
+            # RFC 3261 §12.1.1: proxies that record-routed (a UC platform's) stay in the path.
+            headers.extend(("Record-Route", v) for v in request.headers.get_all("Record-Route"))
             headers.append(("Contact", str(self.config.contact(self.transport))))
         if 200 <= status < 300 and request.method in ("INVITE", "OPTIONS"):
             headers.append(("Allow", ALLOW))
@@ -1032,6 +1040,9 @@ class OutboundLeg(_Leg):
         self._ringing = False
         self._ring_timed_out = False
         self._ack: SipRequest | None = None
+        #: Answers a trunk's 401/407 to our INVITE (RFC 3261 §22.2); None towards handsets.
+        self.authenticator: ClientAuth | None = None
+        self._auth_retried = False
 
     def _local_tag(self) -> str:
         return self.from_tag
@@ -1060,6 +1071,8 @@ class OutboundLeg(_Leg):
         h.add("CSeq", "1 INVITE")
         h.add("Contact", str(self.config.contact(self.transport)))
         h.add("Allow", ALLOW)
+        for name, value in command.extra_headers:
+            h.add(name, value)
         h.add("Content-Type", "application/sdp")
         invite.body = sdp.serialize()
         self.invite = invite
@@ -1074,6 +1087,26 @@ class OutboundLeg(_Leg):
         else:
             self.local_bridge = command.bridge_leg_id
         return actions
+
+    def _follow_dialog_route(self) -> None:
+        """A trunk leg's in-dialog requests go where RFC 3261 §12.2.1.1 says: the first route
+        of the route set, else the remote target. (A handset's go back to its own address,
+        the way through its NAT.) Only an IP address is followed here: a name would need a
+        lookup, and the trunk's own address serves meanwhile."""
+        assert self.dialog is not None
+        hop = self.dialog.route_set[0].uri if self.dialog.route_set else self.dialog.remote_target
+        if not isinstance(hop, SipUri):
+            return
+        try:
+            ipaddress.ip_address(hop.host.strip("[]"))
+        except ValueError:
+            return
+        # The URI's transport, else UDP (TLS for sips:), RFC 3263 §4.1 without NAPTR.
+        named = (hop.get_param("transport") or "").lower()
+        default = Transport.TLS if hop.scheme == "sips" else Transport.UDP
+        transport = next((t for t in Transport if t.value == named), default)
+        port = hop.port or (5061 if transport is Transport.TLS else 5060)
+        self.destination = Endpoint(transport, hop.host.strip("[]"), port)
 
     def _stream_pt(self, peer: MediaSpec) -> int | None:
         # This side answers for its handset: the stream carries the law the handset chose.
@@ -1149,6 +1182,8 @@ class OutboundLeg(_Leg):
                 *self._report(state=LegState.FAILED, status=502, reason="2xx without Contact"),
                 *self._release(),
             ]
+        if self.command.trunk_id:
+            self._follow_dialog_route()
         actions: list[Action] = [
             self._ack_for(response),
             CancelTimer(leg_id=self.leg_id, timer=LegTimer.RING_TIMEOUT),
@@ -1181,6 +1216,13 @@ class OutboundLeg(_Leg):
 
     def _on_failure(self, response: SipResponse, now: float) -> list[Action]:
         before = self.state
+        if response.status in (401, 407) and before in (
+            OutboundState.CALLING,
+            OutboundState.PROCEEDING,
+        ):
+            retry = self._authenticated_retry(response)
+            if retry:
+                return retry
         if not self._go(Input.FAILURE):
             return []
         actions: list[Action] = [
@@ -1193,6 +1235,31 @@ class OutboundLeg(_Leg):
             )
         actions.extend(self._release())
         return actions
+
+    def _authenticated_retry(self, response: SipResponse) -> list[Action]:
+        """The INVITE again with credentials for the trunk's challenge: same dialog identity,
+        a new branch and the next CSeq (RFC 3261 §22.2); nothing when that cannot help."""
+        auth = self.authenticator
+        old = self.invite
+        if auth is None or old is None:
+            return []
+        if not auth.challenged(response, retried=self._auth_retried):
+            return []
+        self._auth_retried = True
+        headers = Headers()
+        for name, value in old.headers:
+            key = name.lower()
+            if key in ("authorization", "proxy-authorization"):
+                continue
+            if key == "via":
+                value = self.config.via(self.transport)
+            elif key == "cseq":
+                value = f"{old.cseq.seq + 1} INVITE"
+            headers.add(name, value)
+        invite = SipRequest("INVITE", old.uri, headers, old.body)
+        auth.authorize(invite, old.body)
+        self.invite = invite
+        return [SendRequest(leg_id=self.leg_id, request=invite, destination=self.destination)]
 
     def _send_cancel(self, now: float) -> list[Action]:
         assert self.invite is not None

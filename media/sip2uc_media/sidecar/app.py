@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from sip2uc_core.sip.digest import Algorithm, Credentials, NonceCountTracker, NonceIssuer
 from sip2uc_core.sip.endpoint import Endpoint, Transport
+from sip2uc_core.sip.transaction import TransactionId
 
 from ..b2bua.legs import LegConfig
 from ..phonebook.http_auth import HttpDigest
@@ -28,9 +29,12 @@ from ..phonebook.server import ControlUnreachable, PhonebookServer, ServerHooks
 from ..rtp.aio import RelayEngine
 from ..rtp.ports import PortAllocator
 from ..transport.base import Source
+from ..transport.client import Dialer
 from ..transport.tcp import StreamServer, open_stream_server
 from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
+from ..trunk.carrier import TrunkCarrier
+from ..trunk.upkeep import Outgoing
 from .calls import CallHandler
 from .capacity import LegCapacity, leg_capacity, raise_open_file_limit
 from .commands import Command, EdgeSettings, LiftBan
@@ -95,6 +99,8 @@ class Sidecar:
         self.control: ControlLink | None = None
         self.relay: RelayEngine | None = None
         self.calls: CallHandler | None = None
+        self.trunks: TrunkCarrier | None = None
+        self.dialer: Dialer | None = None
         self.capacity = LegCapacity(0, "RTP ports")
         #: The shared address book as last received from the control plane (None until then).
         self.phonebook: Phonebook | None = None
@@ -178,6 +184,7 @@ class Sidecar:
         self.relay.on_event = self.calls.relay_event
         self.calls.configure(trunk_sources=(), channel_limit=self.capacity.legs, media_timeout=60.0)
         self.edge.attach_calls(self.calls)
+        self.trunks = self._trunk_carrier(clock)
         self.calls.start()
         await self.control.start()
         for kind, (host, port) in self.listen_addresses.items():
@@ -255,6 +262,39 @@ class Sidecar:
             )
         except ControlUnavailableError as exc:
             raise ControlUnreachable(str(exc)) from None
+
+    def _trunk_carrier(self, clock: Callable[[], float]) -> TrunkCarrier:
+        """Registration and keep-alive of the trunks this sidecar carries, over the edge's
+        transaction layer; their state goes to the control plane."""
+        edge, control, calls = self.edge, self.control, self.calls
+        assert edge is not None and control is not None and calls is not None
+
+        def send(outgoing: Outgoing, dest: Endpoint) -> TransactionId | None:
+            txn = edge.send_request(outgoing.request, dest)
+            edge.flush()
+            return txn
+
+        def local(transport: Transport) -> tuple[str, int]:
+            host, port = self.listen_addresses.get(transport, self.listen_addresses[Transport.UDP])
+            return host, port
+
+        def connection_error(dest: Endpoint) -> str | None:
+            dialer = self.dialer
+            key = (dest.transport, dest.host, dest.port)
+            return dialer.last_error.get(key) if dialer is not None else None
+
+        carrier = TrunkCarrier(
+            send=send,
+            local=local,
+            clock=clock,
+            random_bytes=os.urandom,
+            report=control.report_trunks,
+            connection_error=connection_error,
+        )
+        self.dialer = Dialer(self._streams.get, carrier.dial_target)
+        edge.trunks = carrier
+        calls.trunks = carrier
+        return carrier
 
     def _intake(self, clock: Callable[[], float]) -> Intake:
         """Every received message passes the intake before the edge (`overload.py`)."""
@@ -338,6 +378,19 @@ class Sidecar:
             )
             self._streams[Transport.TLS] = tls
             self.listen_addresses[Transport.TLS] = (tls.local_host, tls.local_port)
+        else:
+            # No TLS listener: TLS connections to trunks are still opened and served.
+            outbound = StreamServer(
+                Transport.TLS,
+                intake.receive,
+                max_message_size=config.max_message_size,
+                max_connections=config.max_connections,
+                idle_timeout=config.tcp_idle_timeout,
+                clock=loop.time,
+                message_timeout=config.tcp_message_timeout,
+            )
+            outbound.start_outbound_only()
+            self._streams[Transport.TLS] = outbound
 
     def _control_credentials(self) -> grpc.ChannelCredentials | None:
         if not self.config.control_tls:
@@ -373,6 +426,8 @@ class Sidecar:
         edge.bans.configure(settings.ban)
         edge.allow = NetworkAllowList(settings.allowed_networks)
         edge.known.set_trunks(network for network, _port in settings.trunk_sources)
+        if self.trunks is not None:
+            self.trunks.configure(settings.trunks)
         if self.calls is not None:
             self.calls.configure(
                 trunk_sources=settings.trunk_sources,
@@ -405,6 +460,9 @@ class Sidecar:
             connection = server.connections.get(dest.connection_id)
         if connection is None:
             connection = server.find(dest.host, dest.port)
+        if connection is None and self.dialer is not None:
+            # Only a trunk's address is dialled; a handset must connect to us.
+            return self.dialer.send(dest, data)
         return connection is not None and connection.write(data)
 
     async def stop(self, grace: float | None = None) -> None:
@@ -414,6 +472,10 @@ class Sidecar:
                 await self._phonebook_task
         if self.phonebook_server is not None:
             await self.phonebook_server.stop()
+        if self.trunks is not None:
+            await self.trunks.close()
+        if self.dialer is not None:
+            await self.dialer.close()
         for server in self._streams.values():
             await server.stop()
         if self._udp is not None:

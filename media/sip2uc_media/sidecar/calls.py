@@ -15,10 +15,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from sip2uc_core.refusal_log import printable
+from sip2uc_core.sip.client_auth import ClientAuth
 from sip2uc_core.sip.digest import Credentials
 from sip2uc_core.sip.endpoint import Endpoint
 from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
@@ -122,6 +123,18 @@ class _LegEntry:
     stats_sent: bool = False
 
 
+class TrunkPaths(Protocol):
+    """What the call handler asks of the trunks this sidecar carries (`trunk/carrier.py`)."""
+
+    def destination(self, trunk_id: str, /) -> Endpoint | None: ...
+
+    def authenticator(self, trunk_id: str, /) -> ClientAuth | None:
+        """The trunk's digest credentials, to answer its challenges to our INVITEs."""
+        ...
+
+    def is_trunk_source(self, host: str, port: int, /) -> bool: ...
+
+
 class CallHandler:
     def __init__(
         self,
@@ -150,6 +163,8 @@ class CallHandler:
             tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int], ...
         ] = ()
         self.channel_limit = 0
+        #: The carried trunks: where their legs go, and whose requests need no digest.
+        self.trunks: TrunkPaths | None = None
         self._legs: dict[str, _LegEntry] = {}
         self._by_key: dict[tuple[str, str], str] = {}
         self._by_invite_txn: dict[TransactionId, str] = {}
@@ -213,6 +228,8 @@ class CallHandler:
         return (len(self._legs), 4 * len(self._legs))
 
     def _is_trunk(self, source: Endpoint) -> bool:
+        if self.trunks is not None and self.trunks.is_trunk_source(source.host, source.port):
+            return True
         try:
             address = ipaddress.ip_address(source.host)
         except ValueError:
@@ -433,6 +450,11 @@ class CallHandler:
             return f"leg {create.leg_id} exists"
         if self.channel_limit and len(self._legs) >= self.channel_limit:
             return "channel limit reached"
+        if create.trunk_id and self.trunks is not None:
+            # The trunk's name as this sidecar resolved it (RFC 3263).
+            resolved = self.trunks.destination(create.trunk_id)
+            if resolved is not None:
+                create = replace(create, destination=resolved)
         try:
             relay_port, peer_port = self._open_ports(create.leg_id)
         except PortsExhausted:
@@ -444,6 +466,8 @@ class CallHandler:
         except Exception:
             self._release_ports(create.leg_id)
             return "bad CreateLeg"
+        if create.trunk_id and self.trunks is not None:
+            leg.authenticator = self.trunks.authenticator(create.trunk_id)
         origin = Origin(
             sidecar=self.name, source=create.destination, user_agent="", call_id=leg.sip_call_id
         )

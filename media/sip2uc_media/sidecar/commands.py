@@ -17,6 +17,7 @@ from sip2uc_core.sip.endpoint import Endpoint
 
 from ..b2bua.legs import CreateLeg
 from ..b2bua.offer_answer import MediaSpec
+from ..trunk.upkeep import TrunkConfig
 from .protection import BanPolicy
 
 __all__ = [
@@ -63,6 +64,8 @@ class EdgeSettings:
     device_algorithms: Mapping[str, tuple[Algorithm, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    #: The trunks this sidecar carries (registration, keep-alive).
+    trunks: tuple[TrunkConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +87,7 @@ class SettingsUpdate:
     min_expires: int | None = None
     max_expires: int | None = None
     device_algorithms: tuple[tuple[str, tuple[Algorithm, ...]], ...] = ()
+    trunks: tuple[TrunkConfig, ...] = ()
 
     def applied_to(self, base: EdgeSettings) -> EdgeSettings:
         return EdgeSettings(
@@ -102,6 +106,7 @@ class SettingsUpdate:
             channel_limit=_keep(self.channel_limit, base.channel_limit),
             media_timeout=_keep(self.media_timeout, base.media_timeout),
             device_algorithms=MappingProxyType(dict(self.device_algorithms)),
+            trunks=self.trunks,
         )
 
 

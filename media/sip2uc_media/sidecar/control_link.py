@@ -28,6 +28,7 @@ from sip2uc_core.stream_stats import StreamStats
 from ..b2bua.actions import ByeRpc, CancelRpc, InviteRpc, ReportLeg
 from ..b2bua.legs import InviteResult
 from ..phonebook.model import Phonebook
+from ..trunk.carrier import TrunkStatus
 from . import wire
 from .batched_stream import BatchedStream, CallFailedError, CallT, ReplyT
 from .commands import Batch, Command, EdgeSettings, Order, SettingsUpdate, Welcome
@@ -335,6 +336,13 @@ class ControlLink:
             await asyncio.sleep(self._heartbeat_interval)
             legs, ports = self._load() if self._load is not None else (0, 0)
             outgoing.put_nowait(wire.heartbeat(legs, ports))
+
+    def report_trunks(self, statuses: Sequence[TrunkStatus]) -> None:
+        """Tell the control plane how the carried trunks are (dropped while it is away: the
+        next welcome brings settings, and the trunks are reported again)."""
+        outgoing = self._outgoing
+        if outgoing is not None:
+            outgoing.put_nowait(wire.trunk_reports(statuses))
 
     def backlog(self) -> tuple[int, float]:
         """Requests to the control plane not yet answered, and the age of the oldest (s)."""

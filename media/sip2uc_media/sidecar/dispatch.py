@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 from sip2uc_core.refusal_log import RefusalLog, printable
 from sip2uc_core.sip.endpoint import Endpoint, Transport
@@ -70,6 +71,14 @@ _NO_TRANSACTION = frozenset({"BYE"})
 
 
 Sender = Callable[[bytes, Endpoint], bool]
+
+
+class TrunkTransactions(Protocol):
+    """The trunk carrier's side of the transactions it started (`trunk/carrier.py`)."""
+
+    def response(self, txn_id: TransactionId | None, response: SipResponse, /) -> bool: ...
+
+    def timeout(self, txn_id: TransactionId, /) -> bool: ...
 
 
 class SipEdge:
@@ -136,6 +145,8 @@ class SipEdge:
             "OPTIONS": self._options,
         }
         self.calls: CallHandler | None = None
+        #: The trunks' registrations and keep-alives: their transactions' outcomes go there.
+        self.trunks: TrunkTransactions | None = None
 
     def retry_after(self) -> int:
         """A Retry-After value for a 503, with jitter so that handsets spread out."""
@@ -251,10 +262,14 @@ class SipEdge:
             elif calls is not None:
                 calls.request(None, event.request, event.source)  # an ACK for a 2xx
         elif isinstance(event, (ResponseReceived, StrayResponse)):
+            txn_id = event.txn_id if isinstance(event, ResponseReceived) else None
+            if self.trunks is not None and self.trunks.response(txn_id, event.response):
+                return
             if calls is not None:
-                txn_id = event.txn_id if isinstance(event, ResponseReceived) else None
                 calls.response(txn_id, event.response)
         elif isinstance(event, (TransactionTimeout, TransportFailed)):
+            if self.trunks is not None and self.trunks.timeout(event.txn_id):
+                return
             if calls is not None:
                 calls.transaction_timeout(event.txn_id)
         elif isinstance(event, TransactionTerminated):

@@ -22,6 +22,8 @@ from ..b2bua.legs import CreateLeg, Disposition, InviteResult
 from ..b2bua.offer_answer import CodecSpec, MediaSpec
 from ..phonebook.model import Entry, EntryKind, Phonebook
 from ..rtp.relay import Direction
+from ..trunk.carrier import TrunkStatus
+from ..trunk.upkeep import TrunkConfig
 from .commands import (
     DEFAULT_DTMF_MS,
     AnswerLeg,
@@ -318,6 +320,48 @@ def _settings(message: sidecar_pb2.SidecarSettings) -> SettingsUpdate:
             for device in message.device_digests
             if (chosen := _algorithms(device.algorithms))
         ),
+        trunks=tuple(_trunk(t) for t in message.trunks),
+    )
+
+
+#: The headers a CreateLeg may add to the INVITE (a trunk's identity policy).
+IDENTITY_HEADERS = frozenset({"P-Asserted-Identity", "Diversion", "History-Info"})
+
+
+def _header_value_ok(value: str) -> bool:
+    return 0 < len(value) <= 512 and all(0x20 <= ord(ch) != 0x7F for ch in value)
+
+
+def _trunk(message: sidecar_pb2.SidecarTrunk) -> TrunkConfig:
+    return TrunkConfig(
+        id=message.id,
+        address=message.address,
+        port=message.port,
+        transport=_TRANSPORTS_BACK.get(message.transport, Transport.UDP),
+        username=message.username,
+        password=message.password,
+        register=message.register,
+        register_expires=message.register_expires or 600,
+        options_interval=float(message.options_interval_seconds or 30),
+        contact_user=message.contact_user or "sip2uc",
+        tls_ca_pem=message.tls_ca_pem,
+    )
+
+
+def trunk_reports(statuses: Sequence[TrunkStatus]) -> sidecar_pb2.ConnectRequest:
+    return sidecar_pb2.ConnectRequest(
+        trunk_reports=sidecar_pb2.TrunkReports(
+            reports=[
+                sidecar_pb2.TrunkReport(
+                    id=s.id,
+                    reachable=s.reachable,
+                    registered=s.registered,
+                    error=s.error,
+                    resolved_addresses=list(s.resolved),
+                )
+                for s in statuses
+            ]
+        )
     )
 
 
@@ -344,6 +388,12 @@ def _command(message: sidecar_pb2.ConnectResponse, kind: str | None) -> Command 
             peer_media=_media_spec(create.peer_media) if create.HasField("peer_media") else None,
             ring_timeout=float(create.ring_timeout_seconds or DEFAULT_RING_TIMEOUT_SECONDS),
             bridge_leg_id=create.bridge_leg_id,
+            extra_headers=tuple(
+                (h.name, h.value)
+                for h in create.headers
+                if h.name in IDENTITY_HEADERS and _header_value_ok(h.value)
+            ),
+            trunk_id=create.trunk_id,
         )
     if kind == "answer_leg":
         answer = message.answer_leg

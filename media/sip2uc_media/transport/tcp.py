@@ -198,6 +198,26 @@ class StreamServer:
         if source is not None and self._by_peer.get((source.host, source.port)) is connection:
             del self._by_peer[(source.host, source.port)]
 
+    async def connect(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        server_hostname: str | None,
+    ) -> StreamConnection:
+        """Open a connection to host:port ourselves (a trunk); it is served like an accepted one."""
+        loop = asyncio.get_running_loop()
+        _transport, connection = await loop.create_connection(
+            self._make,
+            host,
+            port,
+            ssl=ssl_context,
+            server_hostname=server_hostname if ssl_context is not None else None,
+        )
+        if connection.id not in self.connections:
+            raise ConnectionRefusedError("connection limit reached")
+        return connection
+
     def find(self, host: str, port: int) -> StreamConnection | None:
         """The live connection from this peer address, if any."""
         return self._by_peer.get((host, port))
@@ -211,6 +231,11 @@ class StreamServer:
         if sockets:
             self.local_host, self.local_port = host_of(sockets[0].getsockname())
         _log.info("SIP %s listening on %s:%d", self.kind.via_name, self.local_host, self.local_port)
+        self._schedule_reap()
+
+    def start_outbound_only(self) -> None:
+        """Serve only the connections we open (`connect`): TLS to a trunk without a TLS
+        listener of our own."""
         self._schedule_reap()
 
     def _schedule_reap(self) -> None:

@@ -8,7 +8,9 @@ starts ``kamailio`` in the foreground; it returns once the server answers OPTION
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -114,16 +116,7 @@ class KamailioPresence:
         if db.exists():
             shutil.rmtree(db)
         shutil.copytree(DBTEXT, db)
-        tls_cfg = self.work / "tls.cfg"
-        if self.tls:
-            from sip2uc_media.transport.tls import ensure_self_signed
-
-            cert, key = ensure_self_signed(self.work / "tls", ["127.0.0.1", "localhost"])
-            self.ca_pem = cert.read_text()
-            tls_cfg.write_text(
-                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
-                f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n"
-            )
+        tls_cfg = self._tls_config()
         text = TEMPLATE.read_text()
         for name, value in {
             "CHILDREN": self.children,
@@ -142,6 +135,25 @@ class KamailioPresence:
             text = text.replace(f"@@{name}@@", str(value))
         cfg = self.work / "presence.cfg"
         cfg.write_text(text)
+        self._launch(cfg)
+        return self
+
+    def _tls_config(self) -> Path:
+        """Kamailio's TLS configuration, with a certificate made here when TLS is on."""
+        tls_cfg = self.work / "tls.cfg"
+        if self.tls:
+            from sip2uc_media.transport.tls import ensure_self_signed
+
+            cert, key = ensure_self_signed(self.work / "tls", ["127.0.0.1", "localhost"])
+            self.ca_pem = cert.read_text()
+            tls_cfg.write_text(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+                f"require_certificate = no\nprivate_key = {key}\ncertificate = {cert}\n"
+            )
+        return tls_cfg
+
+    def _launch(self, cfg: Path) -> None:
+        """Start kamailio with ``cfg`` and wait until it answers OPTIONS."""
         defines = [
             *(["-A", "WITH_AUTH"] if self.auth else []),
             *(["-A", "WITH_TLS"] if self.tls else []),
@@ -161,9 +173,10 @@ class KamailioPresence:
             ],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("wb"),
+            # Its own process group: `stop` ends the children too, whatever became of the main one.
+            start_new_session=True,
         )
         self._wait_ready()
-        return self
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -193,11 +206,15 @@ class KamailioPresence:
         return ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
+            # A child the main process did not take down would keep the ports.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process = None

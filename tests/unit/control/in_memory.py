@@ -24,6 +24,8 @@ from sip2uc_control.presence import EffectivePresence, PresenceEngine, PresenceR
 from sip2uc_control.presence_hub import LoggedChange, PresenceHub, StoredPresence
 from sip2uc_control.registrar import Refusal, authenticate
 from sip2uc_control.settings import ServerSettings
+from sip2uc_control.trunk_registry import TrunkRegistry
+from sip2uc_control.trunks import Trunk
 from sip2uc_control.users import UserDirectory
 from sip2uc_core.sip.digest import (
     Algorithm,
@@ -189,6 +191,19 @@ class Settings:
         self.current = current
 
 
+class Trunks:
+    """Stored trunks in a dict, by priority then id like the store."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Trunk] = {}
+
+    def get(self, trunk_id: str) -> Trunk | None:
+        return self.by_id.get(trunk_id)
+
+    def all(self) -> list[Trunk]:
+        return sorted(self.by_id.values(), key=lambda t: (t.priority, t.id))
+
+
 @dataclass
 class CallLayer:
     """A call controller over in-memory users, bindings, presence and sidecars."""
@@ -204,6 +219,8 @@ class CallLayer:
         self.presence = PresenceHub(self.log, PresenceEngine(), self.clock)
         self.history = History()
         self.saved_settings: list[tuple[str, UserSettings]] = []
+        self.trunk_records = Trunks()
+        self.trunks = TrunkRegistry(self.trunk_records, self.sidecars.is_connected, self.clock)
         self.controller = CallController(
             users=self.users,
             bindings=self.bindings,
@@ -214,6 +231,7 @@ class CallLayer:
             save_user_settings=self._save_settings,
             authenticate=self._authenticate,
             clock=self.clock,
+            trunks=self.trunks,
         )
 
     def _authenticate(

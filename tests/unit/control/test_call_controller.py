@@ -22,7 +22,8 @@ from sip2uc_control.calls import (
 from sip2uc_control.domain import TrunkDevice, User, UserSettings
 from sip2uc_control.errors import FailedPrecondition
 from sip2uc_control.presence import Activity, Availability
-from sip2uc_control.settings import ServerSettings, UpstreamTrunk
+from sip2uc_control.settings import ServerSettings
+from sip2uc_control.trunks import Trunk
 
 from .in_memory import DOMAIN, CallLayer, Clock, Sidecars, forwarding, make_user, media
 
@@ -348,8 +349,8 @@ async def test_a_trunk_device_is_identified_by_its_source_without_credentials(
 
 
 async def test_the_trunk_sidecar_missing_gives_503_with_retry_after() -> None:
-    trunk = UpstreamTrunk(enabled=True, address="192.0.2.10:5060", sidecar="trunk")
-    layer = CallLayer(settings=ServerSettings(upstream_trunk=trunk, default_region="DE"))
+    layer = CallLayer(settings=ServerSettings(default_region="DE"))
+    layer.trunk_records.by_id["up"] = Trunk(id="up", address="192.0.2.10", sidecar="trunk")
     (alice,) = registered(layer, "201")
 
     outcome = await layer.invite(alice, "+4989123456")

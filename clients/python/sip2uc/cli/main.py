@@ -20,6 +20,7 @@ from sip2uc.cli import (
     registrations,
     sidecars,
     status,
+    trunks,
     users,
 )
 from sip2uc.cli.output import error_line
@@ -59,8 +60,8 @@ app = typer.Typer(
     cls=_FriendlyErrors,
     help=(
         "Run sip2uc (control plane and SIP/RTP sidecars) and administer it: users, "
-        "presence, registrations, calls, bans, settings, directory import and the presence "
-        "connectors to UC platforms."
+        "presence, registrations, calls, bans, settings, directory import, the presence "
+        "connectors to UC platforms and the SIP trunks to them."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -141,6 +142,7 @@ app.add_typer(calls.app, name="call")
 app.add_typer(bans.app, name="bans")
 app.add_typer(connectors.app, name="connector")
 app.add_typer(contacts.app, name="contact")
+app.add_typer(trunks.app, name="trunk")
 app.add_typer(status.settings_app, name="settings")
 app.add_typer(sidecars.app, name="sidecar")
 status.register(app)

@@ -9,7 +9,7 @@ import grpc
 import typer
 from google.protobuf import descriptor, json_format
 
-from sip2uc.cli import connectors, output
+from sip2uc.cli import connectors, output, trunks
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.client import Sip2ucClient
 from sip2uc.v1 import admin_pb2, common_pb2
@@ -190,7 +190,7 @@ def settings_set(
 
 def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
     """Show counts of users, registrations, calls, sidecars, bans and locked accounts,
-    presence totals and the connectors' states."""
+    presence totals and the connectors' and trunks' states."""
     state = get_state(ctx)
     client = state.client()
     result = client.admin.GetStatus(admin_pb2.GetStatusRequest(), timeout=client.timeout)
@@ -220,7 +220,24 @@ def status(ctx: typer.Context, json_flag: JsonFlag = False) -> None:
             label = name
         pairs.append((f"presence {label}", str(count)))
     pairs.extend(_connector_pairs(client))
+    pairs.extend(_trunk_pairs(client))
     output.show(output.key_values(None, pairs))
+
+
+def _trunk_pairs(client: Sip2ucClient) -> list[tuple[str, str]]:
+    """One line per trunk: its state word, where it is and its last error."""
+    try:
+        found = list(trunks.iter_trunks(client))
+    except grpc.RpcError as exc:
+        if exc.code() is grpc.StatusCode.UNIMPLEMENTED:  # an older control plane
+            return []
+        raise
+    if not found:
+        return [("trunks", "none")]
+    return [
+        (f"trunk {t.name.removeprefix('trunks/')}", trunks.summary_line(t).split(None, 1)[1])
+        for t in found
+    ]
 
 
 def _connector_pairs(client: Sip2ucClient) -> list[tuple[str, str]]:

@@ -513,6 +513,7 @@ class ConnectRequest(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     RESULTS_FIELD_NUMBER: _builtins.int
     BANS_FIELD_NUMBER: _builtins.int
+    TRUNK_REPORTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___SidecarHello:
         """Must be the first message."""
@@ -535,6 +536,10 @@ class ConnectRequest(_message.Message):
         message a second) and after every welcome.
         """
 
+    @_builtins.property
+    def trunk_reports(self) -> Global___TrunkReports:
+        """The state of the trunks the sidecar carries (sent when it changes)."""
+
     def __init__(
         self,
         *,
@@ -543,12 +548,13 @@ class ConnectRequest(_message.Message):
         result: Global___CommandResult | None = ...,
         results: Global___CommandResults | None = ...,
         bans: Global___SidecarBans | None = ...,
+        trunk_reports: Global___TrunkReports | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results", "trunk_reports", b"trunk_reports"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results", "trunk_reports", b"trunk_reports"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results", "bans"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results", "bans", "trunk_reports"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -667,6 +673,7 @@ class SidecarSettings(_message.Message):
     MAX_EXPIRES_FIELD_NUMBER: _builtins.int
     BAN_USER_NAMES_FIELD_NUMBER: _builtins.int
     DEVICE_DIGESTS_FIELD_NUMBER: _builtins.int
+    TRUNKS_FIELD_NUMBER: _builtins.int
     realm: _builtins.str
     """Digest realm to challenge with."""
     domain: _builtins.str
@@ -707,6 +714,12 @@ class SidecarSettings(_message.Message):
         Any other user name, known or not, gets the default challenge.
         """
 
+    @_builtins.property
+    def trunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___SidecarTrunk]:
+        """Trunks this sidecar carries: it registers to them (when asked), checks
+        them with OPTIONS and reports their state with `TrunkReports`.
+        """
+
     def __init__(
         self,
         *,
@@ -723,10 +736,11 @@ class SidecarSettings(_message.Message):
         max_expires: _builtins.int = ...,
         ban_user_names: _builtins.int = ...,
         device_digests: _abc.Iterable[Global___DeviceDigest] | None = ...,
+        trunks: _abc.Iterable[Global___SidecarTrunk] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_networks", b"allowed_networks", "ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_user_names", b"ban_user_names", "ban_window_seconds", b"ban_window_seconds", "channel_limit", b"channel_limit", "device_digests", b"device_digests", "domain", b"domain", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "min_expires", b"min_expires", "realm", b"realm", "trunk_sources", b"trunk_sources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_networks", b"allowed_networks", "ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_user_names", b"ban_user_names", "ban_window_seconds", b"ban_window_seconds", "channel_limit", b"channel_limit", "device_digests", b"device_digests", "domain", b"domain", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "min_expires", b"min_expires", "realm", b"realm", "trunk_sources", b"trunk_sources", "trunks", b"trunks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -759,6 +773,132 @@ class DeviceDigest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeviceDigest: _TypeAlias = DeviceDigest  # noqa: Y015
+
+@_typing.final
+class SidecarTrunk(_message.Message):
+    """A trunk as the sidecar that carries it needs it (trunks.proto)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    TRANSPORT_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    REGISTER_FIELD_NUMBER: _builtins.int
+    REGISTER_EXPIRES_FIELD_NUMBER: _builtins.int
+    OPTIONS_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    CONTACT_USER_FIELD_NUMBER: _builtins.int
+    TLS_CA_PEM_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The trunk's id."""
+    address: _builtins.str
+    """Host: an IP address or a DNS name (resolved per RFC 3263)."""
+    port: _builtins.int
+    """Port; 0: from SRV, else 5060 (5061 for TLS)."""
+    transport: _common_pb2.Transport.ValueType
+    """Transport towards the trunk."""
+    username: _builtins.str
+    """Digest username (empty: none)."""
+    password: _builtins.str
+    """Digest password; sent only on this authenticated stream, never logged."""
+    register: _builtins.bool
+    """Register to the trunk."""
+    register_expires: _builtins.int
+    """Expires asked for on REGISTER, seconds."""
+    options_interval_seconds: _builtins.int
+    """Seconds between OPTIONS keep-alives."""
+    contact_user: _builtins.str
+    """User part of the Contact registered (and of From on OPTIONS)."""
+    tls_ca_pem: _builtins.str
+    """PEM CA certificates for the trunk's TLS certificate (empty: system store)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        address: _builtins.str = ...,
+        port: _builtins.int = ...,
+        transport: _common_pb2.Transport.ValueType = ...,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
+        register: _builtins.bool = ...,
+        register_expires: _builtins.int = ...,
+        options_interval_seconds: _builtins.int = ...,
+        contact_user: _builtins.str = ...,
+        tls_ca_pem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "contact_user", b"contact_user", "id", b"id", "options_interval_seconds", b"options_interval_seconds", "password", b"password", "port", b"port", "register", b"register", "register_expires", b"register_expires", "tls_ca_pem", b"tls_ca_pem", "transport", b"transport", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SidecarTrunk: _TypeAlias = SidecarTrunk  # noqa: Y015
+
+@_typing.final
+class TrunkReports(_message.Message):
+    """What the sidecar knows about the trunks it carries, sent on every change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPORTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrunkReport]:
+        """One per trunk of the last settings."""
+
+    def __init__(
+        self,
+        *,
+        reports: _abc.Iterable[Global___TrunkReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reports", b"reports"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrunkReports: _TypeAlias = TrunkReports  # noqa: Y015
+
+@_typing.final
+class TrunkReport(_message.Message):
+    """One trunk's state as its sidecar sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
+    REGISTERED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RESOLVED_ADDRESSES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The trunk's id."""
+    reachable: _builtins.bool
+    """Whether the trunk answered the last OPTIONS (or REGISTER)."""
+    registered: _builtins.bool
+    """Whether the trunk has a registration that has not expired."""
+    error: _builtins.str
+    """Why it is unreachable or unregistered."""
+    @_builtins.property
+    def resolved_addresses(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The addresses its name resolved to, `host:port`."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        reachable: _builtins.bool = ...,
+        registered: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        resolved_addresses: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "id", b"id", "reachable", b"reachable", "registered", b"registered", "resolved_addresses", b"resolved_addresses"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrunkReport: _TypeAlias = TrunkReport  # noqa: Y015
 
 @_typing.final
 class TrunkSource(_message.Message):
@@ -1727,6 +1867,8 @@ class CreateLegCommand(_message.Message):
     PEER_MEDIA_FIELD_NUMBER: _builtins.int
     RING_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     BRIDGE_LEG_ID_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    TRUNK_ID_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     """Control-plane call id."""
     leg_id: _builtins.str
@@ -1745,6 +1887,10 @@ class CreateLegCommand(_message.Message):
     """Seconds to ring before giving up (the leg then fails with 408/480)."""
     bridge_leg_id: _builtins.str
     """Id of the leg on the same sidecar to bridge locally, if any."""
+    trunk_id: _builtins.str
+    """The trunk the leg goes to (empty: a handset): the sidecar answers its
+    digest challenges with the trunk's credentials.
+    """
     @_builtins.property
     def destination(self) -> _common_pb2.SocketAddress:
         """Where to send it (the binding's source address)."""
@@ -1752,6 +1898,12 @@ class CreateLegCommand(_message.Message):
     @_builtins.property
     def peer_media(self) -> _common_pb2.MediaEndpoint:
         """The other side's media: the caller's relay address and codecs."""
+
+    @_builtins.property
+    def headers(self) -> _containers.RepeatedCompositeFieldContainer[Global___SipHeader]:
+        """Extra headers for the INVITE (identity headers towards a trunk:
+        P-Asserted-Identity, Diversion, History-Info); others are ignored.
+        """
 
     def __init__(
         self,
@@ -1767,14 +1919,42 @@ class CreateLegCommand(_message.Message):
         peer_media: _common_pb2.MediaEndpoint | None = ...,
         ring_timeout_seconds: _builtins.int = ...,
         bridge_leg_id: _builtins.str = ...,
+        headers: _abc.Iterable[Global___SipHeader] | None = ...,
+        trunk_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "peer_media", b"peer_media"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridge_leg_id", b"bridge_leg_id", "call_id", b"call_id", "destination", b"destination", "from_display_name", b"from_display_name", "from_uri", b"from_uri", "leg_id", b"leg_id", "peer_media", b"peer_media", "request_uri", b"request_uri", "ring_timeout_seconds", b"ring_timeout_seconds", "to_uri", b"to_uri", "transport", b"transport"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridge_leg_id", b"bridge_leg_id", "call_id", b"call_id", "destination", b"destination", "from_display_name", b"from_display_name", "from_uri", b"from_uri", "headers", b"headers", "leg_id", b"leg_id", "peer_media", b"peer_media", "request_uri", b"request_uri", "ring_timeout_seconds", b"ring_timeout_seconds", "to_uri", b"to_uri", "transport", b"transport", "trunk_id", b"trunk_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateLegCommand: _TypeAlias = CreateLegCommand  # noqa: Y015
+
+@_typing.final
+class SipHeader(_message.Message):
+    """One SIP header field."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Header name, e.g. "P-Asserted-Identity"."""
+    value: _builtins.str
+    """Header value."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SipHeader: _TypeAlias = SipHeader  # noqa: Y015
 
 @_typing.final
 class AnswerLegCommand(_message.Message):

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/sidecar.proto.
  */
 export const file_sip2uc_v1_sidecar: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAkikAIKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCBIlCglsaXZlX2xlZ3MYCyADKAsyEi5zaXAydWMudjEuTGl2ZUxlZyK1AQoHTGl2ZUxlZxIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZjYWxsZXIYAyABKAgSEwoLZXN0YWJsaXNoZWQYBCABKAgSDQoFcGFydHkYBSABKAkSJwoFbWVkaWEYBiABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIsCglkaXJlY3Rpb24YByABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iYQoLU2lwTGlzdGVuZXISJwoJdHJhbnNwb3J0GAEgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIpCgdhZGRyZXNzGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MiQwoQU2lkZWNhckhlYXJ0YmVhdBITCgthY3RpdmVfbGVncxgBIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYAiABKA0iPgoNQ29tbWFuZFJlc3VsdBISCgpjb21tYW5kX2lkGAEgASgJEgoKAm9rGAIgASgIEg0KBWVycm9yGAMgASgJIvkBCg5Db25uZWN0UmVxdWVzdBIoCgVoZWxsbxgBIAEoCzIXLnNpcDJ1Yy52MS5TaWRlY2FySGVsbG9IABIwCgloZWFydGJlYXQYAiABKAsyGy5zaXAydWMudjEuU2lkZWNhckhlYXJ0YmVhdEgAEioKBnJlc3VsdBgDIAEoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0SAASLAoHcmVzdWx0cxgEIAEoCzIZLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0c0gAEiYKBGJhbnMYBSABKAsyFi5zaXAydWMudjEuU2lkZWNhckJhbnNIAEIJCgdwYXlsb2FkIkEKC1NpZGVjYXJCYW5zEiMKBGJhbnMYASADKAsyFS5zaXAydWMudjEuU2lkZWNhckJhbhINCgV0b3RhbBgCIAEoDSKbAQoKU2lkZWNhckJhbhIOCgZzb3VyY2UYASABKAkSDAoEdXNlchgCIAEoCRIOCgZyZWFzb24YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjsKDkNvbW1hbmRSZXN1bHRzEikKB3Jlc3VsdHMYASADKAsyGC5zaXAydWMudjEuQ29tbWFuZFJlc3VsdCLqAgoPU2lkZWNhclNldHRpbmdzEg0KBXJlYWxtGAEgASgJEg4KBmRvbWFpbhgCIAEoCRIYChBhbGxvd2VkX25ldHdvcmtzGAMgAygJEi0KDXRydW5rX3NvdXJjZXMYBCADKAsyFi5zaXAydWMudjEuVHJ1bmtTb3VyY2USFQoNYmFuX3RocmVzaG9sZBgFIAEoDRIaChJiYW5fd2luZG93X3NlY29uZHMYBiABKA0SEwoLYmFuX3NlY29uZHMYByABKA0SFQoNY2hhbm5lbF9saW1pdBgIIAEoDRIdChVtZWRpYV90aW1lb3V0X3NlY29uZHMYCSABKA0SEwoLbWluX2V4cGlyZXMYCiABKA0SEwoLbWF4X2V4cGlyZXMYCyABKA0SFgoOYmFuX3VzZXJfbmFtZXMYDCABKA0SLwoOZGV2aWNlX2RpZ2VzdHMYDSADKAsyFy5zaXAydWMudjEuRGV2aWNlRGlnZXN0IlAKDERldmljZURpZ2VzdBIQCgh1c2VybmFtZRgBIAEoCRIuCgphbGdvcml0aG1zGAIgAygOMhouc2lwMnVjLnYxLkRpZ2VzdEFsZ29yaXRobSIsCgtUcnVua1NvdXJjZRIPCgduZXR3b3JrGAEgASgJEgwKBHBvcnQYAiABKA0ibwoOU2lkZWNhcldlbGNvbWUSLAoIc2V0dGluZ3MYASABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzEi8KC3NlcnZlcl90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLPBAoPQ29ubmVjdFJlc3BvbnNlEhIKCmNvbW1hbmRfaWQYASABKAkSLAoHd2VsY29tZRgCIAEoCzIZLnNpcDJ1Yy52MS5TaWRlY2FyV2VsY29tZUgAEi4KCHNldHRpbmdzGAMgASgLMhouc2lwMnVjLnYxLlNpZGVjYXJTZXR0aW5nc0gAEjEKCmNyZWF0ZV9sZWcYBCABKAsyGy5zaXAydWMudjEuQ3JlYXRlTGVnQ29tbWFuZEgAEjEKCmFuc3dlcl9sZWcYBSABKAsyGy5zaXAydWMudjEuQW5zd2VyTGVnQ29tbWFuZEgAEisKB2VuZF9sZWcYBiABKAsyGC5zaXAydWMudjEuRW5kTGVnQ29tbWFuZEgAEjMKC2luamVjdF9kdG1mGAcgASgLMhwuc2lwMnVjLnYxLkluamVjdER0bWZDb21tYW5kSAASOwoPZGVsaXZlcl9tZXNzYWdlGAggASgLMiAuc2lwMnVjLnYxLkRlbGl2ZXJNZXNzYWdlQ29tbWFuZEgAEioKBm5vdGlmeRgJIAEoCzIYLnNpcDJ1Yy52MS5Ob3RpZnlDb21tYW5kSAASNQoMdXBkYXRlX21lZGlhGAogASgLMh0uc2lwMnVjLnYxLlVwZGF0ZU1lZGlhQ29tbWFuZEgAEigKBWJhdGNoGAsgASgLMhcuc2lwMnVjLnYxLkNvbW1hbmRCYXRjaEgAEi0KCGxpZnRfYmFuGAwgASgLMhkuc2lwMnVjLnYxLkxpZnRCYW5Db21tYW5kSABCCQoHcGF5bG9hZCIgCg5MaWZ0QmFuQ29tbWFuZBIOCgZzb3VyY2UYASABKAkiPAoMQ29tbWFuZEJhdGNoEiwKCGNvbW1hbmRzGAEgAygLMhouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSLKAQoPUmVnaXN0ZXJSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEgsKA2FvchgDIAEoCRIrCghjb250YWN0cxgEIAMoCzIZLnNpcDJ1Yy52MS5Db250YWN0QmluZGluZxISCgpyZW1vdmVfYWxsGAUgASgIEgwKBGNzZXEYBiABKA0iVAoOQ29udGFjdEJpbmRpbmcSCwoDdXJpGAEgASgJEg8KB2V4cGlyZXMYAiABKA0SDwoHcV9taWxsaRgDIAEoDRITCgtpbnN0YW5jZV9pZBgEIAEoCSKRAQoQUmVnaXN0ZXJSZXNwb25zZRIrCgdvdXRjb21lGAEgASgOMhouc2lwMnVjLnYxLlJlZ2lzdGVyT3V0Y29tZRIrCghiaW5kaW5ncxgCIAMoCzIZLnNpcDJ1Yy52MS5Db250YWN0QmluZGluZxITCgttaW5fZXhwaXJlcxgDIAEoDRIOCgZyZWFzb24YBCABKAkiPwoVUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0EiYKBWNhbGxzGAEgAygLMhcuc2lwMnVjLnYxLlJlZ2lzdGVyQ2FsbCKQAQoMUmVnaXN0ZXJDYWxsEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhMKC3RyYWNlcGFyZW50GAIgASgJEhIKCnRyYWNlc3RhdGUYAyABKAkSKwoHcmVxdWVzdBgEIAEoCzIaLnNpcDJ1Yy52MS5SZWdpc3RlclJlcXVlc3QSEgoKdGltZW91dF9tcxgFIAEoDSJDChZSZWdpc3RlclN0cmVhbVJlc3BvbnNlEikKB3JlcGxpZXMYASADKAsyGC5zaXAydWMudjEuUmVnaXN0ZXJSZXBseSKBAQoNUmVnaXN0ZXJSZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBItCghyZXNwb25zZRgCIAEoCzIbLnNpcDJ1Yy52MS5SZWdpc3RlclJlc3BvbnNlEhIKCmVycm9yX2NvZGUYAyABKAUSFQoNZXJyb3JfbWVzc2FnZRgEIAEoCSI9ChFDYWxsU3RyZWFtUmVxdWVzdBIoCgVjYWxscxgBIAMoCzIZLnNpcDJ1Yy52MS5DYWxsU3RyZWFtQ2FsbCKhAgoOQ2FsbFN0cmVhbUNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRISCgp0aW1lb3V0X21zGAQgASgNEioKBmludml0ZRgFIAEoCzIYLnNpcDJ1Yy52MS5JbnZpdGVSZXF1ZXN0SAASKgoGY2FuY2VsGAYgASgLMhguc2lwMnVjLnYxLkNhbmNlbFJlcXVlc3RIABIkCgNieWUYByABKAsyFS5zaXAydWMudjEuQnllUmVxdWVzdEgAEjEKCnJlcG9ydF9sZWcYCCABKAsyGy5zaXAydWMudjEuUmVwb3J0TGVnUmVxdWVzdEgAQgkKB3JlcXVlc3QiQQoSQ2FsbFN0cmVhbVJlc3BvbnNlEisKB3JlcGxpZXMYASADKAsyGi5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcGx5IpUCCg9DYWxsU3RyZWFtUmVwbHkSFgoOY29ycmVsYXRpb25faWQYASABKAQSEgoKZXJyb3JfY29kZRgCIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAMgASgJEisKBmludml0ZRgEIAEoCzIZLnNpcDJ1Yy52MS5JbnZpdGVSZXNwb25zZUgAEisKBmNhbmNlbBgFIAEoCzIZLnNpcDJ1Yy52MS5DYW5jZWxSZXNwb25zZUgAEiUKA2J5ZRgGIAEoCzIWLnNpcDJ1Yy52MS5CeWVSZXNwb25zZUgAEjIKCnJlcG9ydF9sZWcYByABKAsyHC5zaXAydWMudjEuUmVwb3J0TGVnUmVzcG9uc2VIAEIKCghyZXNwb25zZSL3AQoNSW52aXRlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIOCgZsZWdfaWQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSGQoRZnJvbV9kaXNwbGF5X25hbWUYBiABKAkSDgoGdG9fdXJpGAcgASgJEicKBW9mZmVyGAggASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQisAEKDkludml0ZVJlc3BvbnNlEjEKC2Rpc3Bvc2l0aW9uGAEgASgOMhwuc2lwMnVjLnYxLkludml0ZURpc3Bvc2l0aW9uEg8KB2NhbGxfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCRITCgtyZXRyeV9hZnRlchgFIAEoDRIlCgR0b25lGAYgASgOMhcuc2lwMnVjLnYxLkZlZWRiYWNrVG9uZSJJCg1DYW5jZWxSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEg4KBmxlZ19pZBgCIAEoCSIQCg5DYW5jZWxSZXNwb25zZSJ9CgpCeWVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEg4KBmxlZ19pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSJQoFc3RhdHMYBCADKAsyFi5zaXAydWMudjEuU3RyZWFtU3RhdHMiDQoLQnllUmVzcG9uc2UimwIKEFJlcG9ydExlZ1JlcXVlc3QSDwoHc2lkZWNhchgBIAEoCRIPCgdjYWxsX2lkGAIgASgJEg4KBmxlZ19pZBgDIAEoCRIiCgVzdGF0ZRgEIAEoDjITLnNpcDJ1Yy52MS5MZWdTdGF0ZRIOCgZzdGF0dXMYBSABKA0SDgoGcmVhc29uGAYgASgJEicKBW1lZGlhGAcgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSEwoLZHRtZl9kaWdpdHMYCCABKAkSJQoFc3RhdHMYCSADKAsyFi5zaXAydWMudjEuU3RyZWFtU3RhdHMSLAoJZGlyZWN0aW9uGAogASgOMhkuc2lwMnVjLnYxLk1lZGlhRGlyZWN0aW9uIhMKEVJlcG9ydExlZ1Jlc3BvbnNlIn0KC1N0cmVhbVN0YXRzEhEKCWRpcmVjdGlvbhgBIAEoCRIPCgdwYWNrZXRzGAIgASgEEg0KBWJ5dGVzGAMgASgEEgwKBGxvc3QYBCABKAMSEQoJaml0dGVyX21zGAUgASgBEgsKA21vcxgGIAEoARINCgVjb2RlYxgHIAEoCSLAAgoQQ3JlYXRlTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRITCgtyZXF1ZXN0X3VyaRgDIAEoCRItCgtkZXN0aW5hdGlvbhgEIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgFIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBiABKAkSGQoRZnJvbV9kaXNwbGF5X25hbWUYByABKAkSDgoGdG9fdXJpGAggASgJEiwKCnBlZXJfbWVkaWEYCSABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIcChRyaW5nX3RpbWVvdXRfc2Vjb25kcxgKIAEoDRIVCg1icmlkZ2VfbGVnX2lkGAsgASgJIogBChBBbnN3ZXJMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIsCgpwZWVyX21lZGlhGAQgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSFQoNYnJpZGdlX2xlZ19pZBgFIAEoCSJQCg1FbmRMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIOCgZyZWFzb24YBCABKAkiWQoRSW5qZWN0RHRtZkNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGZGlnaXRzGAMgASgJEhMKC2R1cmF0aW9uX21zGAQgASgNIsoBChVEZWxpdmVyTWVzc2FnZUNvbW1hbmQSEwoLcmVxdWVzdF91cmkYASABKAkSLQoLZGVzdGluYXRpb24YAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcxInCgl0cmFuc3BvcnQYAyABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EhAKCGZyb21fdXJpGAQgASgJEg4KBnRvX3VyaRgFIAEoCRIUCgxjb250ZW50X3R5cGUYBiABKAkSDAoEYm9keRgHIAEoDCJfCg1Ob3RpZnlDb21tYW5kEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSDAoEYm9keRgDIAEoDBIRCgl0ZXJtaW5hdGUYBCABKAgiegoSVXBkYXRlTWVkaWFDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEiwKCnBlZXJfbWVkaWEYAyABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAQgASgJIrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSLPAQoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCSJEChFTdWJzY3JpYmVSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDwoHZXhwaXJlcxgCIAEoDRIOCgZyZWFzb24YAyABKAkiKAoVV2F0Y2hQaG9uZWJvb2tSZXF1ZXN0Eg8KB3NpZGVjYXIYASABKAkiwAEKDlBob25lYm9va0VudHJ5EgsKA2tleRgBIAEoCRIrCgRraW5kGAIgASgOMh0uc2lwMnVjLnYxLlBob25lYm9va0VudHJ5S2luZBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEQoJZXh0ZW5zaW9uGAQgASgJEgwKBGUxNjQYBSABKAkSDgoGbW9iaWxlGAYgASgJEg0KBW90aGVyGAcgASgJEg8KB2NvbXBhbnkYCCABKAkSDQoFZW1haWwYCSABKAkiVQoWV2F0Y2hQaG9uZWJvb2tSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEEioKB2VudHJpZXMYAiADKAsyGS5zaXAydWMudjEuUGhvbmVib29rRW50cnkicgoTVmVyaWZ5RGlnZXN0UmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscyIoChRWZXJpZnlEaWdlc3RSZXNwb25zZRIQCgh2ZXJpZmllZBgBIAEoCCqDAgoPUmVnaXN0ZXJPdXRjb21lEiAKHFJFR0lTVEVSX09VVENPTUVfVU5TUEVDSUZJRUQQABIXChNSRUdJU1RFUl9PVVRDT01FX09LEAESIQodUkVHSVNURVJfT1VUQ09NRV9VTkFVVEhPUklaRUQQAhIeChpSRUdJU1RFUl9PVVRDT01FX0ZPUkJJRERFThADEicKI1JFR0lTVEVSX09VVENPTUVfSU5URVJWQUxfVE9PX0JSSUVGEAQSJgoiUkVHSVNURVJfT1VUQ09NRV9UT09fTUFOWV9CSU5ESU5HUxAFEiEKHVJFR0lTVEVSX09VVENPTUVfT1VUX09GX09SREVSEAYqwQEKEUludml0ZURpc3Bvc2l0aW9uEiIKHklOVklURV9ESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEh4KGklOVklURV9ESVNQT1NJVElPTl9ST1VUSU5HEAESHQoZSU5WSVRFX0RJU1BPU0lUSU9OX1JFSkVDVBACEiMKH0lOVklURV9ESVNQT1NJVElPTl9VTkFVVEhPUklaRUQQAxIkCiBJTlZJVEVfRElTUE9TSVRJT05fRkVFREJBQ0tfVE9ORRAEKmEKDEZlZWRiYWNrVG9uZRIdChlGRUVEQkFDS19UT05FX1VOU1BFQ0lGSUVEEAASGQoVRkVFREJBQ0tfVE9ORV9DT05GSVJNEAESFwoTRkVFREJBQ0tfVE9ORV9FUlJPUhACKrABCghMZWdTdGF0ZRIZChVMRUdfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBMRUdfU1RBVEVfVFJZSU5HEAESFQoRTEVHX1NUQVRFX1JJTkdJTkcQAhIZChVMRUdfU1RBVEVfRUFSTFlfTUVESUEQAxIWChJMRUdfU1RBVEVfQU5TV0VSRUQQBBIUChBMRUdfU1RBVEVfRkFJTEVEEAUSEwoPTEVHX1NUQVRFX0VOREVEEAYqewoSUGhvbmVib29rRW50cnlLaW5kEiQKIFBIT05FQk9PS19FTlRSWV9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZUEhPTkVCT09LX0VOVFJZX0tJTkRfVVNFUhABEiAKHFBIT05FQk9PS19FTlRSWV9LSU5EX0NPTlRBQ1QQAjK0BAoOU2lkZWNhclNlcnZpY2USRAoHQ29ubmVjdBIZLnNpcDJ1Yy52MS5Db25uZWN0UmVxdWVzdBoaLnNpcDJ1Yy52MS5Db25uZWN0UmVzcG9uc2UoATABElkKDlJlZ2lzdGVyU3RyZWFtEiAuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVxdWVzdBohLnNpcDJ1Yy52MS5SZWdpc3RlclN0cmVhbVJlc3BvbnNlKAEwARJNCgpDYWxsU3RyZWFtEhwuc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXF1ZXN0Gh0uc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXNwb25zZSgBMAESQAoHTWVzc2FnZRIZLnNpcDJ1Yy52MS5NZXNzYWdlUmVxdWVzdBoaLnNpcDJ1Yy52MS5NZXNzYWdlUmVzcG9uc2USRgoJU3Vic2NyaWJlEhsuc2lwMnVjLnYxLlN1YnNjcmliZVJlcXVlc3QaHC5zaXAydWMudjEuU3Vic2NyaWJlUmVzcG9uc2USVwoOV2F0Y2hQaG9uZWJvb2sSIC5zaXAydWMudjEuV2F0Y2hQaG9uZWJvb2tSZXF1ZXN0GiEuc2lwMnVjLnYxLldhdGNoUGhvbmVib29rUmVzcG9uc2UwARJPCgxWZXJpZnlEaWdlc3QSHi5zaXAydWMudjEuVmVyaWZ5RGlnZXN0UmVxdWVzdBofLnNpcDJ1Yy52MS5WZXJpZnlEaWdlc3RSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAkikAIKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCBIlCglsaXZlX2xlZ3MYCyADKAsyEi5zaXAydWMudjEuTGl2ZUxlZyK1AQoHTGl2ZUxlZxIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZjYWxsZXIYAyABKAgSEwoLZXN0YWJsaXNoZWQYBCABKAgSDQoFcGFydHkYBSABKAkSJwoFbWVkaWEYBiABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIsCglkaXJlY3Rpb24YByABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iYQoLU2lwTGlzdGVuZXISJwoJdHJhbnNwb3J0GAEgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIpCgdhZGRyZXNzGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MiQwoQU2lkZWNhckhlYXJ0YmVhdBITCgthY3RpdmVfbGVncxgBIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYAiABKA0iPgoNQ29tbWFuZFJlc3VsdBISCgpjb21tYW5kX2lkGAEgASgJEgoKAm9rGAIgASgIEg0KBWVycm9yGAMgASgJIqsCCg5Db25uZWN0UmVxdWVzdBIoCgVoZWxsbxgBIAEoCzIXLnNpcDJ1Yy52MS5TaWRlY2FySGVsbG9IABIwCgloZWFydGJlYXQYAiABKAsyGy5zaXAydWMudjEuU2lkZWNhckhlYXJ0YmVhdEgAEioKBnJlc3VsdBgDIAEoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0SAASLAoHcmVzdWx0cxgEIAEoCzIZLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0c0gAEiYKBGJhbnMYBSABKAsyFi5zaXAydWMudjEuU2lkZWNhckJhbnNIABIwCg10cnVua19yZXBvcnRzGAYgASgLMhcuc2lwMnVjLnYxLlRydW5rUmVwb3J0c0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IpMDCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QSJwoGdHJ1bmtzGA4gAygLMhcuc2lwMnVjLnYxLlNpZGVjYXJUcnVuayJQCgxEZXZpY2VEaWdlc3QSEAoIdXNlcm5hbWUYASABKAkSLgoKYWxnb3JpdGhtcxgCIAMoDjIaLnNpcDJ1Yy52MS5EaWdlc3RBbGdvcml0aG0i/gEKDFNpZGVjYXJUcnVuaxIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgwKBHBvcnQYAyABKA0SJwoJdHJhbnNwb3J0GAQgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCgh1c2VybmFtZRgFIAEoCRIQCghwYXNzd29yZBgGIAEoCRIQCghyZWdpc3RlchgHIAEoCBIYChByZWdpc3Rlcl9leHBpcmVzGAggASgNEiAKGG9wdGlvbnNfaW50ZXJ2YWxfc2Vjb25kcxgJIAEoDRIUCgxjb250YWN0X3VzZXIYCiABKAkSEgoKdGxzX2NhX3BlbRgLIAEoCSI3CgxUcnVua1JlcG9ydHMSJwoHcmVwb3J0cxgBIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1JlcG9ydCJrCgtUcnVua1JlcG9ydBIKCgJpZBgBIAEoCRIRCglyZWFjaGFibGUYAiABKAgSEgoKcmVnaXN0ZXJlZBgDIAEoCBINCgVlcnJvchgEIAEoCRIaChJyZXNvbHZlZF9hZGRyZXNzZXMYBSADKAkiLAoLVHJ1bmtTb3VyY2USDwoHbmV0d29yaxgBIAEoCRIMCgRwb3J0GAIgASgNIm8KDlNpZGVjYXJXZWxjb21lEiwKCHNldHRpbmdzGAEgASgLMhouc2lwMnVjLnYxLlNpZGVjYXJTZXR0aW5ncxIvCgtzZXJ2ZXJfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAizwQKD0Nvbm5lY3RSZXNwb25zZRISCgpjb21tYW5kX2lkGAEgASgJEiwKB3dlbGNvbWUYAiABKAsyGS5zaXAydWMudjEuU2lkZWNhcldlbGNvbWVIABIuCghzZXR0aW5ncxgDIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3NIABIxCgpjcmVhdGVfbGVnGAQgASgLMhsuc2lwMnVjLnYxLkNyZWF0ZUxlZ0NvbW1hbmRIABIxCgphbnN3ZXJfbGVnGAUgASgLMhsuc2lwMnVjLnYxLkFuc3dlckxlZ0NvbW1hbmRIABIrCgdlbmRfbGVnGAYgASgLMhguc2lwMnVjLnYxLkVuZExlZ0NvbW1hbmRIABIzCgtpbmplY3RfZHRtZhgHIAEoCzIcLnNpcDJ1Yy52MS5JbmplY3REdG1mQ29tbWFuZEgAEjsKD2RlbGl2ZXJfbWVzc2FnZRgIIAEoCzIgLnNpcDJ1Yy52MS5EZWxpdmVyTWVzc2FnZUNvbW1hbmRIABIqCgZub3RpZnkYCSABKAsyGC5zaXAydWMudjEuTm90aWZ5Q29tbWFuZEgAEjUKDHVwZGF0ZV9tZWRpYRgKIAEoCzIdLnNpcDJ1Yy52MS5VcGRhdGVNZWRpYUNvbW1hbmRIABIoCgViYXRjaBgLIAEoCzIXLnNpcDJ1Yy52MS5Db21tYW5kQmF0Y2hIABItCghsaWZ0X2JhbhgMIAEoCzIZLnNpcDJ1Yy52MS5MaWZ0QmFuQ29tbWFuZEgAQgkKB3BheWxvYWQiIAoOTGlmdEJhbkNvbW1hbmQSDgoGc291cmNlGAEgASgJIjwKDENvbW1hbmRCYXRjaBIsCghjb21tYW5kcxgBIAMoCzIaLnNpcDJ1Yy52MS5Db25uZWN0UmVzcG9uc2UiygEKD1JlZ2lzdGVyUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxILCgNhb3IYAyABKAkSKwoIY29udGFjdHMYBCADKAsyGS5zaXAydWMudjEuQ29udGFjdEJpbmRpbmcSEgoKcmVtb3ZlX2FsbBgFIAEoCBIMCgRjc2VxGAYgASgNIlQKDkNvbnRhY3RCaW5kaW5nEgsKA3VyaRgBIAEoCRIPCgdleHBpcmVzGAIgASgNEg8KB3FfbWlsbGkYAyABKA0SEwoLaW5zdGFuY2VfaWQYBCABKAkikQEKEFJlZ2lzdGVyUmVzcG9uc2USKwoHb3V0Y29tZRgBIAEoDjIaLnNpcDJ1Yy52MS5SZWdpc3Rlck91dGNvbWUSKwoIYmluZGluZ3MYAiADKAsyGS5zaXAydWMudjEuQ29udGFjdEJpbmRpbmcSEwoLbWluX2V4cGlyZXMYAyABKA0SDgoGcmVhc29uGAQgASgJIj8KFVJlZ2lzdGVyU3RyZWFtUmVxdWVzdBImCgVjYWxscxgBIAMoCzIXLnNpcDJ1Yy52MS5SZWdpc3RlckNhbGwikAEKDFJlZ2lzdGVyQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEisKB3JlcXVlc3QYBCABKAsyGi5zaXAydWMudjEuUmVnaXN0ZXJSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYBSABKA0iQwoWUmVnaXN0ZXJTdHJlYW1SZXNwb25zZRIpCgdyZXBsaWVzGAEgAygLMhguc2lwMnVjLnYxLlJlZ2lzdGVyUmVwbHkigQEKDVJlZ2lzdGVyUmVwbHkSFgoOY29ycmVsYXRpb25faWQYASABKAQSLQoIcmVzcG9uc2UYAiABKAsyGy5zaXAydWMudjEuUmVnaXN0ZXJSZXNwb25zZRISCgplcnJvcl9jb2RlGAMgASgFEhUKDWVycm9yX21lc3NhZ2UYBCABKAkiPQoRQ2FsbFN0cmVhbVJlcXVlc3QSKAoFY2FsbHMYASADKAsyGS5zaXAydWMudjEuQ2FsbFN0cmVhbUNhbGwioQIKDkNhbGxTdHJlYW1DYWxsEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhMKC3RyYWNlcGFyZW50GAIgASgJEhIKCnRyYWNlc3RhdGUYAyABKAkSEgoKdGltZW91dF9tcxgEIAEoDRIqCgZpbnZpdGUYBSABKAsyGC5zaXAydWMudjEuSW52aXRlUmVxdWVzdEgAEioKBmNhbmNlbBgGIAEoCzIYLnNpcDJ1Yy52MS5DYW5jZWxSZXF1ZXN0SAASJAoDYnllGAcgASgLMhUuc2lwMnVjLnYxLkJ5ZVJlcXVlc3RIABIxCgpyZXBvcnRfbGVnGAggASgLMhsuc2lwMnVjLnYxLlJlcG9ydExlZ1JlcXVlc3RIAEIJCgdyZXF1ZXN0IkEKEkNhbGxTdHJlYW1SZXNwb25zZRIrCgdyZXBsaWVzGAEgAygLMhouc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXBseSKVAgoPQ2FsbFN0cmVhbVJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhIKCmVycm9yX2NvZGUYAiABKAUSFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIrCgZpbnZpdGUYBCABKAsyGS5zaXAydWMudjEuSW52aXRlUmVzcG9uc2VIABIrCgZjYW5jZWwYBSABKAsyGS5zaXAydWMudjEuQ2FuY2VsUmVzcG9uc2VIABIlCgNieWUYBiABKAsyFi5zaXAydWMudjEuQnllUmVzcG9uc2VIABIyCgpyZXBvcnRfbGVnGAcgASgLMhwuc2lwMnVjLnYxLlJlcG9ydExlZ1Jlc3BvbnNlSABCCgoIcmVzcG9uc2Ui9wEKDUludml0ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDgoGbGVnX2lkGAMgASgJEhMKC3JlcXVlc3RfdXJpGAQgASgJEhAKCGZyb21fdXJpGAUgASgJEhkKEWZyb21fZGlzcGxheV9uYW1lGAYgASgJEg4KBnRvX3VyaRgHIAEoCRInCgVvZmZlchgIIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrABCg5JbnZpdGVSZXNwb25zZRIxCgtkaXNwb3NpdGlvbhgBIAEoDjIcLnNpcDJ1Yy52MS5JbnZpdGVEaXNwb3NpdGlvbhIPCgdjYWxsX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIOCgZyZWFzb24YBCABKAkSEwoLcmV0cnlfYWZ0ZXIYBSABKA0SJQoEdG9uZRgGIAEoDjIXLnNpcDJ1Yy52MS5GZWVkYmFja1RvbmUiSQoNQ2FuY2VsUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIOCgZsZWdfaWQYAiABKAkiEAoOQ2FuY2VsUmVzcG9uc2UifQoKQnllUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIOCgZsZWdfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEiUKBXN0YXRzGAQgAygLMhYuc2lwMnVjLnYxLlN0cmVhbVN0YXRzIg0KC0J5ZVJlc3BvbnNlIpsCChBSZXBvcnRMZWdSZXF1ZXN0Eg8KB3NpZGVjYXIYASABKAkSDwoHY2FsbF9pZBgCIAEoCRIOCgZsZWdfaWQYAyABKAkSIgoFc3RhdGUYBCABKA4yEy5zaXAydWMudjEuTGVnU3RhdGUSDgoGc3RhdHVzGAUgASgNEg4KBnJlYXNvbhgGIAEoCRInCgVtZWRpYRgHIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhMKC2R0bWZfZGlnaXRzGAggASgJEiUKBXN0YXRzGAkgAygLMhYuc2lwMnVjLnYxLlN0cmVhbVN0YXRzEiwKCWRpcmVjdGlvbhgKIAEoDjIZLnNpcDJ1Yy52MS5NZWRpYURpcmVjdGlvbiITChFSZXBvcnRMZWdSZXNwb25zZSJ9CgtTdHJlYW1TdGF0cxIRCglkaXJlY3Rpb24YASABKAkSDwoHcGFja2V0cxgCIAEoBBINCgVieXRlcxgDIAEoBBIMCgRsb3N0GAQgASgDEhEKCWppdHRlcl9tcxgFIAEoARILCgNtb3MYBiABKAESDQoFY29kZWMYByABKAki+QIKEENyZWF0ZUxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSEwoLcmVxdWVzdF91cmkYAyABKAkSLQoLZGVzdGluYXRpb24YBCABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcxInCgl0cmFuc3BvcnQYBSABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EhAKCGZyb21fdXJpGAYgASgJEhkKEWZyb21fZGlzcGxheV9uYW1lGAcgASgJEg4KBnRvX3VyaRgIIAEoCRIsCgpwZWVyX21lZGlhGAkgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSHAoUcmluZ190aW1lb3V0X3NlY29uZHMYCiABKA0SFQoNYnJpZGdlX2xlZ19pZBgLIAEoCRIlCgdoZWFkZXJzGAwgAygLMhQuc2lwMnVjLnYxLlNpcEhlYWRlchIQCgh0cnVua19pZBgNIAEoCSIoCglTaXBIZWFkZXISDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSKIAQoQQW5zd2VyTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SLAoKcGVlcl9tZWRpYRgEIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhUKDWJyaWRnZV9sZWdfaWQYBSABKAkiUAoNRW5kTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJIlkKEUluamVjdER0bWZDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBmRpZ2l0cxgDIAEoCRITCgtkdXJhdGlvbl9tcxgEIAEoDSLKAQoVRGVsaXZlck1lc3NhZ2VDb21tYW5kEhMKC3JlcXVlc3RfdXJpGAEgASgJEi0KC2Rlc3RpbmF0aW9uGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgEIAEoCRIOCgZ0b191cmkYBSABKAkSFAoMY29udGVudF90eXBlGAYgASgJEgwKBGJvZHkYByABKAwiXwoNTm90aWZ5Q29tbWFuZBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEgwKBGJvZHkYAyABKAwSEQoJdGVybWluYXRlGAQgASgIInoKElVwZGF0ZU1lZGlhQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIsCgpwZWVyX21lZGlhGAMgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSFQoNYnJpZGdlX2xlZ19pZBgEIAEoCSK4AQoOTWVzc2FnZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSEAoIZnJvbV91cmkYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSFAoMY29udGVudF90eXBlGAUgASgJEgwKBGJvZHkYBiABKAwiMQoPTWVzc2FnZVJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoDRIOCgZyZWFzb24YAiABKAkizwEKEFN1YnNjcmliZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDQoFZXZlbnQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSDwoHZXhwaXJlcxgGIAEoDRIXCg9zdWJzY3JpcHRpb25faWQYByABKAkiRAoRU3Vic2NyaWJlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg8KB2V4cGlyZXMYAiABKA0SDgoGcmVhc29uGAMgASgJIigKFVdhdGNoUGhvbmVib29rUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJIsABCg5QaG9uZWJvb2tFbnRyeRILCgNrZXkYASABKAkSKwoEa2luZBgCIAEoDjIdLnNpcDJ1Yy52MS5QaG9uZWJvb2tFbnRyeUtpbmQSFAoMZGlzcGxheV9uYW1lGAMgASgJEhEKCWV4dGVuc2lvbhgEIAEoCRIMCgRlMTY0GAUgASgJEg4KBm1vYmlsZRgGIAEoCRINCgVvdGhlchgHIAEoCRIPCgdjb21wYW55GAggASgJEg0KBWVtYWlsGAkgASgJIlUKFldhdGNoUGhvbmVib29rUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBBIqCgdlbnRyaWVzGAIgAygLMhkuc2lwMnVjLnYxLlBob25lYm9va0VudHJ5InIKE1ZlcmlmeURpZ2VzdFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMiKAoUVmVyaWZ5RGlnZXN0UmVzcG9uc2USEAoIdmVyaWZpZWQYASABKAgqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGKnsKElBob25lYm9va0VudHJ5S2luZBIkCiBQSE9ORUJPT0tfRU5UUllfS0lORF9VTlNQRUNJRklFRBAAEh0KGVBIT05FQk9PS19FTlRSWV9LSU5EX1VTRVIQARIgChxQSE9ORUJPT0tfRU5UUllfS0lORF9DT05UQUNUEAIytAQKDlNpZGVjYXJTZXJ2aWNlEkQKB0Nvbm5lY3QSGS5zaXAydWMudjEuQ29ubmVjdFJlcXVlc3QaGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJZCg5SZWdpc3RlclN0cmVhbRIgLnNpcDJ1Yy52MS5SZWdpc3RlclN0cmVhbVJlcXVlc3QaIS5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXNwb25zZSgBMAESTQoKQ2FsbFN0cmVhbRIcLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVxdWVzdBodLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVzcG9uc2UoATABEkAKB01lc3NhZ2USGS5zaXAydWMudjEuTWVzc2FnZVJlcXVlc3QaGi5zaXAydWMudjEuTWVzc2FnZVJlc3BvbnNlEkYKCVN1YnNjcmliZRIbLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXF1ZXN0Ghwuc2lwMnVjLnYxLlN1YnNjcmliZVJlc3BvbnNlElcKDldhdGNoUGhvbmVib29rEiAuc2lwMnVjLnYxLldhdGNoUGhvbmVib29rUmVxdWVzdBohLnNpcDJ1Yy52MS5XYXRjaFBob25lYm9va1Jlc3BvbnNlMAESTwoMVmVyaWZ5RGlnZXN0Eh4uc2lwMnVjLnYxLlZlcmlmeURpZ2VzdFJlcXVlc3QaHy5zaXAydWMudjEuVmVyaWZ5RGlnZXN0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -454,6 +454,14 @@ export type ConnectRequest = Message<"sip2uc.v1.ConnectRequest"> & {
      */
     value: SidecarBans;
     case: "bans";
+  } | {
+    /**
+     * The state of the trunks the sidecar carries (sent when it changes).
+     *
+     * @generated from field: sip2uc.v1.TrunkReports trunk_reports = 6;
+     */
+    value: TrunkReports;
+    case: "trunkReports";
   } | { case: undefined; value?: undefined };
 };
 
@@ -663,6 +671,14 @@ export type SidecarSettings = Message<"sip2uc.v1.SidecarSettings"> & {
    * @generated from field: repeated sip2uc.v1.DeviceDigest device_digests = 13;
    */
   deviceDigests: DeviceDigest[];
+
+  /**
+   * Trunks this sidecar carries: it registers to them (when asked), checks
+   * them with OPTIONS and reports their state with `TrunkReports`.
+   *
+   * @generated from field: repeated sip2uc.v1.SidecarTrunk trunks = 14;
+   */
+  trunks: SidecarTrunk[];
 };
 
 /**
@@ -701,6 +717,167 @@ export const DeviceDigestSchema: GenMessage<DeviceDigest> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 12);
 
 /**
+ * A trunk as the sidecar that carries it needs it (trunks.proto).
+ *
+ * @generated from message sip2uc.v1.SidecarTrunk
+ */
+export type SidecarTrunk = Message<"sip2uc.v1.SidecarTrunk"> & {
+  /**
+   * The trunk's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Host: an IP address or a DNS name (resolved per RFC 3263).
+   *
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * Port; 0: from SRV, else 5060 (5061 for TLS).
+   *
+   * @generated from field: uint32 port = 3;
+   */
+  port: number;
+
+  /**
+   * Transport towards the trunk.
+   *
+   * @generated from field: sip2uc.v1.Transport transport = 4;
+   */
+  transport: Transport;
+
+  /**
+   * Digest username (empty: none).
+   *
+   * @generated from field: string username = 5;
+   */
+  username: string;
+
+  /**
+   * Digest password; sent only on this authenticated stream, never logged.
+   *
+   * @generated from field: string password = 6;
+   */
+  password: string;
+
+  /**
+   * Register to the trunk.
+   *
+   * @generated from field: bool register = 7;
+   */
+  register: boolean;
+
+  /**
+   * Expires asked for on REGISTER, seconds.
+   *
+   * @generated from field: uint32 register_expires = 8;
+   */
+  registerExpires: number;
+
+  /**
+   * Seconds between OPTIONS keep-alives.
+   *
+   * @generated from field: uint32 options_interval_seconds = 9;
+   */
+  optionsIntervalSeconds: number;
+
+  /**
+   * User part of the Contact registered (and of From on OPTIONS).
+   *
+   * @generated from field: string contact_user = 10;
+   */
+  contactUser: string;
+
+  /**
+   * PEM CA certificates for the trunk's TLS certificate (empty: system store).
+   *
+   * @generated from field: string tls_ca_pem = 11;
+   */
+  tlsCaPem: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.SidecarTrunk.
+ * Use `create(SidecarTrunkSchema)` to create a new message.
+ */
+export const SidecarTrunkSchema: GenMessage<SidecarTrunk> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 13);
+
+/**
+ * What the sidecar knows about the trunks it carries, sent on every change.
+ *
+ * @generated from message sip2uc.v1.TrunkReports
+ */
+export type TrunkReports = Message<"sip2uc.v1.TrunkReports"> & {
+  /**
+   * One per trunk of the last settings.
+   *
+   * @generated from field: repeated sip2uc.v1.TrunkReport reports = 1;
+   */
+  reports: TrunkReport[];
+};
+
+/**
+ * Describes the message sip2uc.v1.TrunkReports.
+ * Use `create(TrunkReportsSchema)` to create a new message.
+ */
+export const TrunkReportsSchema: GenMessage<TrunkReports> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 14);
+
+/**
+ * One trunk's state as its sidecar sees it.
+ *
+ * @generated from message sip2uc.v1.TrunkReport
+ */
+export type TrunkReport = Message<"sip2uc.v1.TrunkReport"> & {
+  /**
+   * The trunk's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Whether the trunk answered the last OPTIONS (or REGISTER).
+   *
+   * @generated from field: bool reachable = 2;
+   */
+  reachable: boolean;
+
+  /**
+   * Whether the trunk has a registration that has not expired.
+   *
+   * @generated from field: bool registered = 3;
+   */
+  registered: boolean;
+
+  /**
+   * Why it is unreachable or unregistered.
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * The addresses its name resolved to, `host:port`.
+   *
+   * @generated from field: repeated string resolved_addresses = 5;
+   */
+  resolvedAddresses: string[];
+};
+
+/**
+ * Describes the message sip2uc.v1.TrunkReport.
+ * Use `create(TrunkReportSchema)` to create a new message.
+ */
+export const TrunkReportSchema: GenMessage<TrunkReport> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 15);
+
+/**
  * A trunk device's source, authorised by address.
  *
  * @generated from message sip2uc.v1.TrunkSource
@@ -726,7 +903,7 @@ export type TrunkSource = Message<"sip2uc.v1.TrunkSource"> & {
  * Use `create(TrunkSourceSchema)` to create a new message.
  */
 export const TrunkSourceSchema: GenMessage<TrunkSource> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 13);
+  messageDesc(file_sip2uc_v1_sidecar, 16);
 
 /**
  * First message from the control plane on the Connect stream.
@@ -754,7 +931,7 @@ export type SidecarWelcome = Message<"sip2uc.v1.SidecarWelcome"> & {
  * Use `create(SidecarWelcomeSchema)` to create a new message.
  */
 export const SidecarWelcomeSchema: GenMessage<SidecarWelcome> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 14);
+  messageDesc(file_sip2uc_v1_sidecar, 17);
 
 /**
  * A message from the control plane to a sidecar on the Connect stream.
@@ -871,7 +1048,7 @@ export type ConnectResponse = Message<"sip2uc.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 15);
+  messageDesc(file_sip2uc_v1_sidecar, 18);
 
 /**
  * Command: lift the bans of one source address.
@@ -892,7 +1069,7 @@ export type LiftBanCommand = Message<"sip2uc.v1.LiftBanCommand"> & {
  * Use `create(LiftBanCommandSchema)` to create a new message.
  */
 export const LiftBanCommandSchema: GenMessage<LiftBanCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 16);
+  messageDesc(file_sip2uc_v1_sidecar, 19);
 
 /**
  * Commands queued for one sidecar while the previous message was being sent.
@@ -913,7 +1090,7 @@ export type CommandBatch = Message<"sip2uc.v1.CommandBatch"> & {
  * Use `create(CommandBatchSchema)` to create a new message.
  */
 export const CommandBatchSchema: GenMessage<CommandBatch> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 17);
+  messageDesc(file_sip2uc_v1_sidecar, 20);
 
 /**
  * A REGISTER, as one `RegisterCall` of the `RegisterStream` carries it.
@@ -969,7 +1146,7 @@ export type RegisterRequest = Message<"sip2uc.v1.RegisterRequest"> & {
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 18);
+  messageDesc(file_sip2uc_v1_sidecar, 21);
 
 /**
  * A Contact of a REGISTER with its requested lifetime.
@@ -1012,7 +1189,7 @@ export type ContactBinding = Message<"sip2uc.v1.ContactBinding"> & {
  * Use `create(ContactBindingSchema)` to create a new message.
  */
 export const ContactBindingSchema: GenMessage<ContactBinding> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 19);
+  messageDesc(file_sip2uc_v1_sidecar, 22);
 
 /**
  * The answer to a REGISTER (`RegisterReply.response`).
@@ -1054,7 +1231,7 @@ export type RegisterResponse = Message<"sip2uc.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 20);
+  messageDesc(file_sip2uc_v1_sidecar, 23);
 
 /**
  * Request of SidecarService.RegisterStream: a batch of REGISTERs.
@@ -1075,7 +1252,7 @@ export type RegisterStreamRequest = Message<"sip2uc.v1.RegisterStreamRequest"> &
  * Use `create(RegisterStreamRequestSchema)` to create a new message.
  */
 export const RegisterStreamRequestSchema: GenMessage<RegisterStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 21);
+  messageDesc(file_sip2uc_v1_sidecar, 24);
 
 /**
  * One REGISTER on the RegisterStream.
@@ -1127,7 +1304,7 @@ export type RegisterCall = Message<"sip2uc.v1.RegisterCall"> & {
  * Use `create(RegisterCallSchema)` to create a new message.
  */
 export const RegisterCallSchema: GenMessage<RegisterCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 22);
+  messageDesc(file_sip2uc_v1_sidecar, 25);
 
 /**
  * Response of SidecarService.RegisterStream: answers to earlier calls.
@@ -1148,7 +1325,7 @@ export type RegisterStreamResponse = Message<"sip2uc.v1.RegisterStreamResponse">
  * Use `create(RegisterStreamResponseSchema)` to create a new message.
  */
 export const RegisterStreamResponseSchema: GenMessage<RegisterStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 23);
+  messageDesc(file_sip2uc_v1_sidecar, 26);
 
 /**
  * The answer to one RegisterCall.
@@ -1191,7 +1368,7 @@ export type RegisterReply = Message<"sip2uc.v1.RegisterReply"> & {
  * Use `create(RegisterReplySchema)` to create a new message.
  */
 export const RegisterReplySchema: GenMessage<RegisterReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 24);
+  messageDesc(file_sip2uc_v1_sidecar, 27);
 
 /**
  * Request of SidecarService.CallStream: a batch of calls.
@@ -1212,7 +1389,7 @@ export type CallStreamRequest = Message<"sip2uc.v1.CallStreamRequest"> & {
  * Use `create(CallStreamRequestSchema)` to create a new message.
  */
 export const CallStreamRequestSchema: GenMessage<CallStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 25);
+  messageDesc(file_sip2uc_v1_sidecar, 28);
 
 /**
  * One call on the CallStream.
@@ -1299,7 +1476,7 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
  * Use `create(CallStreamCallSchema)` to create a new message.
  */
 export const CallStreamCallSchema: GenMessage<CallStreamCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 26);
+  messageDesc(file_sip2uc_v1_sidecar, 29);
 
 /**
  * Response of SidecarService.CallStream: answers to earlier calls.
@@ -1320,7 +1497,7 @@ export type CallStreamResponse = Message<"sip2uc.v1.CallStreamResponse"> & {
  * Use `create(CallStreamResponseSchema)` to create a new message.
  */
 export const CallStreamResponseSchema: GenMessage<CallStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 27);
+  messageDesc(file_sip2uc_v1_sidecar, 30);
 
 /**
  * The answer to one CallStreamCall.
@@ -1395,7 +1572,7 @@ export type CallStreamReply = Message<"sip2uc.v1.CallStreamReply"> & {
  * Use `create(CallStreamReplySchema)` to create a new message.
  */
 export const CallStreamReplySchema: GenMessage<CallStreamReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 28);
+  messageDesc(file_sip2uc_v1_sidecar, 31);
 
 /**
  * An `Invite` call: a new call from a handset or trunk device.
@@ -1466,7 +1643,7 @@ export type InviteRequest = Message<"sip2uc.v1.InviteRequest"> & {
  * Use `create(InviteRequestSchema)` to create a new message.
  */
 export const InviteRequestSchema: GenMessage<InviteRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 29);
+  messageDesc(file_sip2uc_v1_sidecar, 32);
 
 /**
  * The answer to an `Invite` call.
@@ -1522,7 +1699,7 @@ export type InviteResponse = Message<"sip2uc.v1.InviteResponse"> & {
  * Use `create(InviteResponseSchema)` to create a new message.
  */
 export const InviteResponseSchema: GenMessage<InviteResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 30);
+  messageDesc(file_sip2uc_v1_sidecar, 33);
 
 /**
  * A `Cancel` call: the caller cancelled a pending INVITE.
@@ -1550,7 +1727,7 @@ export type CancelRequest = Message<"sip2uc.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 31);
+  messageDesc(file_sip2uc_v1_sidecar, 34);
 
 /**
  * The answer to a `Cancel` call.
@@ -1565,7 +1742,7 @@ export type CancelResponse = Message<"sip2uc.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 32);
+  messageDesc(file_sip2uc_v1_sidecar, 35);
 
 /**
  * A `Bye` call: a leg ended.
@@ -1608,7 +1785,7 @@ export type ByeRequest = Message<"sip2uc.v1.ByeRequest"> & {
  * Use `create(ByeRequestSchema)` to create a new message.
  */
 export const ByeRequestSchema: GenMessage<ByeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 33);
+  messageDesc(file_sip2uc_v1_sidecar, 36);
 
 /**
  * The answer to a `Bye` call.
@@ -1623,7 +1800,7 @@ export type ByeResponse = Message<"sip2uc.v1.ByeResponse"> & {
  * Use `create(ByeResponseSchema)` to create a new message.
  */
 export const ByeResponseSchema: GenMessage<ByeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 34);
+  messageDesc(file_sip2uc_v1_sidecar, 37);
 
 /**
  * A `ReportLeg` call: progress and events of a leg.
@@ -1708,7 +1885,7 @@ export type ReportLegRequest = Message<"sip2uc.v1.ReportLegRequest"> & {
  * Use `create(ReportLegRequestSchema)` to create a new message.
  */
 export const ReportLegRequestSchema: GenMessage<ReportLegRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 35);
+  messageDesc(file_sip2uc_v1_sidecar, 38);
 
 /**
  * The answer to a `ReportLeg` call.
@@ -1723,7 +1900,7 @@ export type ReportLegResponse = Message<"sip2uc.v1.ReportLegResponse"> & {
  * Use `create(ReportLegResponseSchema)` to create a new message.
  */
 export const ReportLegResponseSchema: GenMessage<ReportLegResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 36);
+  messageDesc(file_sip2uc_v1_sidecar, 39);
 
 /**
  * RTP statistics of one direction of a leg.
@@ -1786,7 +1963,7 @@ export type StreamStats = Message<"sip2uc.v1.StreamStats"> & {
  * Use `create(StreamStatsSchema)` to create a new message.
  */
 export const StreamStatsSchema: GenMessage<StreamStats> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 37);
+  messageDesc(file_sip2uc_v1_sidecar, 40);
 
 /**
  * Command: create an outgoing leg towards a handset or trunk device.
@@ -1870,6 +2047,22 @@ export type CreateLegCommand = Message<"sip2uc.v1.CreateLegCommand"> & {
    * @generated from field: string bridge_leg_id = 11;
    */
   bridgeLegId: string;
+
+  /**
+   * Extra headers for the INVITE (identity headers towards a trunk:
+   * P-Asserted-Identity, Diversion, History-Info); others are ignored.
+   *
+   * @generated from field: repeated sip2uc.v1.SipHeader headers = 12;
+   */
+  headers: SipHeader[];
+
+  /**
+   * The trunk the leg goes to (empty: a handset): the sidecar answers its
+   * digest challenges with the trunk's credentials.
+   *
+   * @generated from field: string trunk_id = 13;
+   */
+  trunkId: string;
 };
 
 /**
@@ -1877,7 +2070,35 @@ export type CreateLegCommand = Message<"sip2uc.v1.CreateLegCommand"> & {
  * Use `create(CreateLegCommandSchema)` to create a new message.
  */
 export const CreateLegCommandSchema: GenMessage<CreateLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 38);
+  messageDesc(file_sip2uc_v1_sidecar, 41);
+
+/**
+ * One SIP header field.
+ *
+ * @generated from message sip2uc.v1.SipHeader
+ */
+export type SipHeader = Message<"sip2uc.v1.SipHeader"> & {
+  /**
+   * Header name, e.g. "P-Asserted-Identity".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Header value.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.SipHeader.
+ * Use `create(SipHeaderSchema)` to create a new message.
+ */
+export const SipHeaderSchema: GenMessage<SipHeader> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 42);
 
 /**
  * Command: pass progress or an answer to the caller's leg.
@@ -1926,7 +2147,7 @@ export type AnswerLegCommand = Message<"sip2uc.v1.AnswerLegCommand"> & {
  * Use `create(AnswerLegCommandSchema)` to create a new message.
  */
 export const AnswerLegCommandSchema: GenMessage<AnswerLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 39);
+  messageDesc(file_sip2uc_v1_sidecar, 43);
 
 /**
  * Command: end a leg.
@@ -1970,7 +2191,7 @@ export type EndLegCommand = Message<"sip2uc.v1.EndLegCommand"> & {
  * Use `create(EndLegCommandSchema)` to create a new message.
  */
 export const EndLegCommandSchema: GenMessage<EndLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 40);
+  messageDesc(file_sip2uc_v1_sidecar, 44);
 
 /**
  * Command: send DTMF on a leg (RFC 4733 events generated by the relay).
@@ -2012,7 +2233,7 @@ export type InjectDtmfCommand = Message<"sip2uc.v1.InjectDtmfCommand"> & {
  * Use `create(InjectDtmfCommandSchema)` to create a new message.
  */
 export const InjectDtmfCommandSchema: GenMessage<InjectDtmfCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 41);
+  messageDesc(file_sip2uc_v1_sidecar, 45);
 
 /**
  * Command: deliver a short message to a handset.
@@ -2075,7 +2296,7 @@ export type DeliverMessageCommand = Message<"sip2uc.v1.DeliverMessageCommand"> &
  * Use `create(DeliverMessageCommandSchema)` to create a new message.
  */
 export const DeliverMessageCommandSchema: GenMessage<DeliverMessageCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 42);
+  messageDesc(file_sip2uc_v1_sidecar, 46);
 
 /**
  * Command: send a NOTIFY for a handset's subscription.
@@ -2117,7 +2338,7 @@ export type NotifyCommand = Message<"sip2uc.v1.NotifyCommand"> & {
  * Use `create(NotifyCommandSchema)` to create a new message.
  */
 export const NotifyCommandSchema: GenMessage<NotifyCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 43);
+  messageDesc(file_sip2uc_v1_sidecar, 47);
 
 /**
  * Command: change a leg's media.
@@ -2160,7 +2381,7 @@ export type UpdateMediaCommand = Message<"sip2uc.v1.UpdateMediaCommand"> & {
  * Use `create(UpdateMediaCommandSchema)` to create a new message.
  */
 export const UpdateMediaCommandSchema: GenMessage<UpdateMediaCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 44);
+  messageDesc(file_sip2uc_v1_sidecar, 48);
 
 /**
  * Request of SidecarService.Message.
@@ -2216,7 +2437,7 @@ export type MessageRequest = Message<"sip2uc.v1.MessageRequest"> & {
  * Use `create(MessageRequestSchema)` to create a new message.
  */
 export const MessageRequestSchema: GenMessage<MessageRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 45);
+  messageDesc(file_sip2uc_v1_sidecar, 49);
 
 /**
  * Response of SidecarService.Message.
@@ -2244,7 +2465,7 @@ export type MessageResponse = Message<"sip2uc.v1.MessageResponse"> & {
  * Use `create(MessageResponseSchema)` to create a new message.
  */
 export const MessageResponseSchema: GenMessage<MessageResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 46);
+  messageDesc(file_sip2uc_v1_sidecar, 50);
 
 /**
  * Request of SidecarService.Subscribe.
@@ -2307,7 +2528,7 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 47);
+  messageDesc(file_sip2uc_v1_sidecar, 51);
 
 /**
  * Response of SidecarService.Subscribe.
@@ -2342,7 +2563,7 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 48);
+  messageDesc(file_sip2uc_v1_sidecar, 52);
 
 /**
  * Request of SidecarService.WatchPhonebook.
@@ -2363,7 +2584,7 @@ export type WatchPhonebookRequest = Message<"sip2uc.v1.WatchPhonebookRequest"> &
  * Use `create(WatchPhonebookRequestSchema)` to create a new message.
  */
 export const WatchPhonebookRequestSchema: GenMessage<WatchPhonebookRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 49);
+  messageDesc(file_sip2uc_v1_sidecar, 53);
 
 /**
  * One entry of the shared address book.
@@ -2440,7 +2661,7 @@ export type PhonebookEntry = Message<"sip2uc.v1.PhonebookEntry"> & {
  * Use `create(PhonebookEntrySchema)` to create a new message.
  */
 export const PhonebookEntrySchema: GenMessage<PhonebookEntry> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 50);
+  messageDesc(file_sip2uc_v1_sidecar, 54);
 
 /**
  * A version of the shared address book, complete.
@@ -2468,7 +2689,7 @@ export type WatchPhonebookResponse = Message<"sip2uc.v1.WatchPhonebookResponse">
  * Use `create(WatchPhonebookResponseSchema)` to create a new message.
  */
 export const WatchPhonebookResponseSchema: GenMessage<WatchPhonebookResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 51);
+  messageDesc(file_sip2uc_v1_sidecar, 55);
 
 /**
  * Request of SidecarService.VerifyDigest.
@@ -2496,7 +2717,7 @@ export type VerifyDigestRequest = Message<"sip2uc.v1.VerifyDigestRequest"> & {
  * Use `create(VerifyDigestRequestSchema)` to create a new message.
  */
 export const VerifyDigestRequestSchema: GenMessage<VerifyDigestRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 52);
+  messageDesc(file_sip2uc_v1_sidecar, 56);
 
 /**
  * Response of SidecarService.VerifyDigest.
@@ -2517,7 +2738,7 @@ export type VerifyDigestResponse = Message<"sip2uc.v1.VerifyDigestResponse"> & {
  * Use `create(VerifyDigestResponseSchema)` to create a new message.
  */
 export const VerifyDigestResponseSchema: GenMessage<VerifyDigestResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 53);
+  messageDesc(file_sip2uc_v1_sidecar, 57);
 
 /**
  * Outcome of a REGISTER.

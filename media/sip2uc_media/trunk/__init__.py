@@ -1,0 +1,1 @@
+"""The trunks a sidecar carries: outbound registration, OPTIONS keep-alive, resolution."""
