@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { DigestAlgorithm, MediaDirection, MediaEndpoint, SocketAddress, Transport } from "./common_pb.js";
+import type { Availability, DigestAlgorithm, MediaDirection, MediaEndpoint, SocketAddress, Transport } from "./common_pb.js";
 import { file_sip2uc_v1_common } from "./common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/sidecar.proto.
  */
 export const file_sip2uc_v1_sidecar: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAki+QEKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSAASJgoEYmFucxgFIAEoCzIWLnNpcDJ1Yy52MS5TaWRlY2FyQmFuc0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IuoCCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QiUAoMRGV2aWNlRGlnZXN0EhAKCHVzZXJuYW1lGAEgASgJEi4KCmFsZ29yaXRobXMYAiADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs8ECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSAASLQoIbGlmdF9iYW4YDCABKAsyGS5zaXAydWMudjEuTGlmdEJhbkNvbW1hbmRIAEIJCgdwYXlsb2FkIiAKDkxpZnRCYW5Db21tYW5kEg4KBnNvdXJjZRgBIAEoCSI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsIpABCgxSZWdpc3RlckNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRIrCgdyZXF1ZXN0GAQgASgLMhouc2lwMnVjLnYxLlJlZ2lzdGVyUmVxdWVzdBISCgp0aW1lb3V0X21zGAUgASgNIkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0iygEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJjChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSLPAQoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCSJEChFTdWJzY3JpYmVSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDwoHZXhwaXJlcxgCIAEoDRIOCgZyZWFzb24YAyABKAkqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGMooDCg5TaWRlY2FyU2VydmljZRJECgdDb25uZWN0Ehkuc2lwMnVjLnYxLkNvbm5lY3RSZXF1ZXN0Ghouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWQoOUmVnaXN0ZXJTdHJlYW0SIC5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0GiEuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2UoATABEk0KCkNhbGxTdHJlYW0SHC5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcXVlc3QaHS5zaXAydWMudjEuQ2FsbFN0cmVhbVJlc3BvbnNlKAEwARJACgdNZXNzYWdlEhkuc2lwMnVjLnYxLk1lc3NhZ2VSZXF1ZXN0Ghouc2lwMnVjLnYxLk1lc3NhZ2VSZXNwb25zZRJGCglTdWJzY3JpYmUSGy5zaXAydWMudjEuU3Vic2NyaWJlUmVxdWVzdBocLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAki+QEKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSAASJgoEYmFucxgFIAEoCzIWLnNpcDJ1Yy52MS5TaWRlY2FyQmFuc0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IuoCCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QiUAoMRGV2aWNlRGlnZXN0EhAKCHVzZXJuYW1lGAEgASgJEi4KCmFsZ29yaXRobXMYAiADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs8ECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSAASLQoIbGlmdF9iYW4YDCABKAsyGS5zaXAydWMudjEuTGlmdEJhbkNvbW1hbmRIAEIJCgdwYXlsb2FkIiAKDkxpZnRCYW5Db21tYW5kEg4KBnNvdXJjZRgBIAEoCSI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsIpABCgxSZWdpc3RlckNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRIrCgdyZXF1ZXN0GAQgASgLMhouc2lwMnVjLnYxLlJlZ2lzdGVyUmVxdWVzdBISCgp0aW1lb3V0X21zGAUgASgNIkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0iygEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJjChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSKOAgoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCRIRCglldmVudGxpc3QYCCABKAgSKgoGYWN0aW9uGAkgASgOMhouc2lwMnVjLnYxLlN1YnNjcmliZUFjdGlvbiKnAQoRU3Vic2NyaWJlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg8KB2V4cGlyZXMYAiABKA0SDgoGcmVhc29uGAMgASgJEg8KB3dhdGNoZXIYBCABKAkSKQoJcmVzb3VyY2VzGAUgAygLMhYuc2lwMnVjLnYxLldhdGNoZWRVc2VyEhAKCGxpc3RfdXJpGAYgASgJEhMKC21pbl9leHBpcmVzGAcgASgNIj4KC1dhdGNoZWRVc2VyEgwKBHVzZXIYASABKAkSCwoDdXJpGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCSJZChJXYXRjaFN0YXRlc1JlcXVlc3QSDwoHc2lkZWNhchgBIAEoCRIyCg1zdWJzY3JpcHRpb25zGAIgAygLMhsuc2lwMnVjLnYxLkhlbGRTdWJzY3JpcHRpb24iywEKEEhlbGRTdWJzY3JpcHRpb24SFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEg8KB3dhdGNoZXIYAiABKAkSDQoFZXZlbnQYAyABKAkSFAoMcmVzb3VyY2VfdXJpGAQgASgJEg0KBXVzZXJzGAUgAygJEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZzb3VyY2UYByABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyKSAQoTV2F0Y2hTdGF0ZXNSZXNwb25zZRIpCghzbmFwc2hvdBgBIAEoCzIVLnNpcDJ1Yy52MS5Vc2VyU3RhdGVzSAASJgoGY2hhbmdlGAIgASgLMhQuc2lwMnVjLnYxLlVzZXJTdGF0ZUgAEh0KFXJldm9rZWRfc3Vic2NyaXB0aW9ucxgDIAMoCUIJCgdwYXlsb2FkIjIKClVzZXJTdGF0ZXMSJAoGc3RhdGVzGAEgAygLMhQuc2lwMnVjLnYxLlVzZXJTdGF0ZSJ+CglVc2VyU3RhdGUSDAoEdXNlchgBIAEoCRItCgxhdmFpbGFiaWxpdHkYAiABKA4yFy5zaXAydWMudjEuQXZhaWxhYmlsaXR5EgwKBG5vdGUYAyABKAkSJgoHZGlhbG9ncxgEIAMoCzIVLnNpcDJ1Yy52MS5Vc2VyRGlhbG9nIn4KClVzZXJEaWFsb2cSCgoCaWQYASABKAkSJQoFcGhhc2UYAiABKA4yFi5zaXAydWMudjEuRGlhbG9nUGhhc2USEQoJaW5pdGlhdG9yGAMgASgIEhIKCnJlbW90ZV91cmkYBCABKAkSFgoOcmVtb3RlX2Rpc3BsYXkYBSABKAkqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGKogBCg9TdWJzY3JpYmVBY3Rpb24SIAocU1VCU0NSSUJFX0FDVElPTl9VTlNQRUNJRklFRBAAEhsKF1NVQlNDUklCRV9BQ1RJT05fQ1JFQVRFEAESHAoYU1VCU0NSSUJFX0FDVElPTl9SRUZSRVNIEAISGAoUU1VCU0NSSUJFX0FDVElPTl9FTkQQAyqVAQoLRGlhbG9nUGhhc2USHAoYRElBTE9HX1BIQVNFX1VOU1BFQ0lGSUVEEAASFwoTRElBTE9HX1BIQVNFX1RSWUlORxABEhYKEkRJQUxPR19QSEFTRV9FQVJMWRACEhoKFkRJQUxPR19QSEFTRV9DT05GSVJNRUQQAxIbChdESUFMT0dfUEhBU0VfVEVSTUlOQVRFRBAEMtoDCg5TaWRlY2FyU2VydmljZRJECgdDb25uZWN0Ehkuc2lwMnVjLnYxLkNvbm5lY3RSZXF1ZXN0Ghouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWQoOUmVnaXN0ZXJTdHJlYW0SIC5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0GiEuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2UoATABEk0KCkNhbGxTdHJlYW0SHC5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcXVlc3QaHS5zaXAydWMudjEuQ2FsbFN0cmVhbVJlc3BvbnNlKAEwARJACgdNZXNzYWdlEhkuc2lwMnVjLnYxLk1lc3NhZ2VSZXF1ZXN0Ghouc2lwMnVjLnYxLk1lc3NhZ2VSZXNwb25zZRJGCglTdWJzY3JpYmUSGy5zaXAydWMudjEuU3Vic2NyaWJlUmVxdWVzdBocLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXNwb25zZRJOCgtXYXRjaFN0YXRlcxIdLnNpcDJ1Yy52MS5XYXRjaFN0YXRlc1JlcXVlc3QaHi5zaXAydWMudjEuV2F0Y2hTdGF0ZXNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -2177,7 +2177,8 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
   origin?: RequestOrigin | undefined;
 
   /**
-   * Credentials, if the request carried them.
+   * Credentials of a new subscription (a refresh or an end carries none:
+   * the dialog was authenticated when it was made).
    *
    * @generated from field: sip2uc.v1.DigestCredentials credentials = 2;
    */
@@ -2191,7 +2192,7 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
   event: string;
 
   /**
-   * Request-URI (the watched resource).
+   * Request-URI (the watched resource) of a new subscription.
    *
    * @generated from field: string request_uri = 4;
    */
@@ -2217,6 +2218,20 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
    * @generated from field: string subscription_id = 7;
    */
   subscriptionId: string;
+
+  /**
+   * The SUBSCRIBE listed `eventlist` in Supported (RFC 4662 section 4.1).
+   *
+   * @generated from field: bool eventlist = 8;
+   */
+  eventlist: boolean;
+
+  /**
+   * What the request does.
+   *
+   * @generated from field: sip2uc.v1.SubscribeAction action = 9;
+   */
+  action: SubscribeAction;
 };
 
 /**
@@ -2233,7 +2248,9 @@ export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*
  */
 export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
   /**
-   * SIP status to answer (200, 401, 404, 489 Bad Event).
+   * SIP status to answer: 200, 401 (digest refused), 403 (not allowed to
+   * watch), 404 (no such user or list), 421 (a list without eventlist),
+   * 423 (expiry too brief), 489 (unknown event).
    *
    * @generated from field: uint32 status = 1;
    */
@@ -2252,6 +2269,34 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
    * @generated from field: string reason = 3;
    */
   reason: string;
+
+  /**
+   * The watcher, `users/{id}`.
+   *
+   * @generated from field: string watcher = 4;
+   */
+  watcher: string;
+
+  /**
+   * The watched users: one for a user's URI, several for a list.
+   *
+   * @generated from field: repeated sip2uc.v1.WatchedUser resources = 5;
+   */
+  resources: WatchedUser[];
+
+  /**
+   * The list's URI when the Request-URI named a buddy list ("" for a user).
+   *
+   * @generated from field: string list_uri = 6;
+   */
+  listUri: string;
+
+  /**
+   * The shortest expiry allowed (with 423).
+   *
+   * @generated from field: uint32 min_expires = 7;
+   */
+  minExpires: number;
 };
 
 /**
@@ -2260,6 +2305,294 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 47);
+
+/**
+ * A user a subscription watches.
+ *
+ * @generated from message sip2uc.v1.WatchedUser
+ */
+export type WatchedUser = Message<"sip2uc.v1.WatchedUser"> & {
+  /**
+   * `users/{id}`.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * The user's SIP URI, the entity of its documents.
+   *
+   * @generated from field: string uri = 2;
+   */
+  uri: string;
+
+  /**
+   * Display name.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchedUser.
+ * Use `create(WatchedUserSchema)` to create a new message.
+ */
+export const WatchedUserSchema: GenMessage<WatchedUser> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 48);
+
+/**
+ * Request of SidecarService.WatchStates.
+ *
+ * @generated from message sip2uc.v1.WatchStatesRequest
+ */
+export type WatchStatesRequest = Message<"sip2uc.v1.WatchStatesRequest"> & {
+  /**
+   * The sidecar's name.
+   *
+   * @generated from field: string sidecar = 1;
+   */
+  sidecar: string;
+
+  /**
+   * The subscriptions the sidecar holds (all of them; empty after a start).
+   *
+   * @generated from field: repeated sip2uc.v1.HeldSubscription subscriptions = 2;
+   */
+  subscriptions: HeldSubscription[];
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchStatesRequest.
+ * Use `create(WatchStatesRequestSchema)` to create a new message.
+ */
+export const WatchStatesRequestSchema: GenMessage<WatchStatesRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 49);
+
+/**
+ * A subscription a sidecar holds, as it re-announces it.
+ *
+ * @generated from message sip2uc.v1.HeldSubscription
+ */
+export type HeldSubscription = Message<"sip2uc.v1.HeldSubscription"> & {
+  /**
+   * The sidecar's id for it.
+   *
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * The watcher, `users/{id}`.
+   *
+   * @generated from field: string watcher = 2;
+   */
+  watcher: string;
+
+  /**
+   * Event package.
+   *
+   * @generated from field: string event = 3;
+   */
+  event: string;
+
+  /**
+   * The watched user's or list's URI.
+   *
+   * @generated from field: string resource_uri = 4;
+   */
+  resourceUri: string;
+
+  /**
+   * The watched users, `users/{id}`.
+   *
+   * @generated from field: repeated string users = 5;
+   */
+  users: string[];
+
+  /**
+   * When it expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * Where the watcher's SUBSCRIBE came from.
+   *
+   * @generated from field: sip2uc.v1.SocketAddress source = 7;
+   */
+  source?: SocketAddress | undefined;
+};
+
+/**
+ * Describes the message sip2uc.v1.HeldSubscription.
+ * Use `create(HeldSubscriptionSchema)` to create a new message.
+ */
+export const HeldSubscriptionSchema: GenMessage<HeldSubscription> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 50);
+
+/**
+ * Response of SidecarService.WatchStates.
+ *
+ * @generated from message sip2uc.v1.WatchStatesResponse
+ */
+export type WatchStatesResponse = Message<"sip2uc.v1.WatchStatesResponse"> & {
+  /**
+   * Payload.
+   *
+   * @generated from oneof sip2uc.v1.WatchStatesResponse.payload
+   */
+  payload: {
+    /**
+     * Every user's state; first on the stream.
+     *
+     * @generated from field: sip2uc.v1.UserStates snapshot = 1;
+     */
+    value: UserStates;
+    case: "snapshot";
+  } | {
+    /**
+     * One user's state changed (its whole current state).
+     *
+     * @generated from field: sip2uc.v1.UserState change = 2;
+     */
+    value: UserState;
+    case: "change";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * With the snapshot: held subscriptions the control plane no longer
+   * allows (the watcher or a watched user was removed, or the watch policy
+   * changed); the sidecar ends them.
+   *
+   * @generated from field: repeated string revoked_subscriptions = 3;
+   */
+  revokedSubscriptions: string[];
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchStatesResponse.
+ * Use `create(WatchStatesResponseSchema)` to create a new message.
+ */
+export const WatchStatesResponseSchema: GenMessage<WatchStatesResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 51);
+
+/**
+ * The states of many users.
+ *
+ * @generated from message sip2uc.v1.UserStates
+ */
+export type UserStates = Message<"sip2uc.v1.UserStates"> & {
+  /**
+   * One per user.
+   *
+   * @generated from field: repeated sip2uc.v1.UserState states = 1;
+   */
+  states: UserState[];
+};
+
+/**
+ * Describes the message sip2uc.v1.UserStates.
+ * Use `create(UserStatesSchema)` to create a new message.
+ */
+export const UserStatesSchema: GenMessage<UserStates> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 52);
+
+/**
+ * One user's state as watchers see it.
+ *
+ * @generated from message sip2uc.v1.UserState
+ */
+export type UserState = Message<"sip2uc.v1.UserState"> & {
+  /**
+   * `users/{id}`.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * Availability as the presence engine resolves it (UC-side states
+   * included).
+   *
+   * @generated from field: sip2uc.v1.Availability availability = 2;
+   */
+  availability: Availability;
+
+  /**
+   * The note that goes with it.
+   *
+   * @generated from field: string note = 3;
+   */
+  note: string;
+
+  /**
+   * The user's calls as dialogs (RFC 4235); a call that ended is sent once
+   * as terminated.
+   *
+   * @generated from field: repeated sip2uc.v1.UserDialog dialogs = 4;
+   */
+  dialogs: UserDialog[];
+};
+
+/**
+ * Describes the message sip2uc.v1.UserState.
+ * Use `create(UserStateSchema)` to create a new message.
+ */
+export const UserStateSchema: GenMessage<UserState> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 53);
+
+/**
+ * One call of a user, as a dialog of that user.
+ *
+ * @generated from message sip2uc.v1.UserDialog
+ */
+export type UserDialog = Message<"sip2uc.v1.UserDialog"> & {
+  /**
+   * Stable id of the dialog (the call's id).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Where the call is.
+   *
+   * @generated from field: sip2uc.v1.DialogPhase phase = 2;
+   */
+  phase: DialogPhase;
+
+  /**
+   * True when the user placed the call (initiator), false when it rings at
+   * the user (recipient).
+   *
+   * @generated from field: bool initiator = 3;
+   */
+  initiator: boolean;
+
+  /**
+   * The other party's URI (the caller for a call that rings at the user:
+   * what directed call pickup needs).
+   *
+   * @generated from field: string remote_uri = 4;
+   */
+  remoteUri: string;
+
+  /**
+   * The other party's display name.
+   *
+   * @generated from field: string remote_display = 5;
+   */
+  remoteDisplay: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.UserDialog.
+ * Use `create(UserDialogSchema)` to create a new message.
+ */
+export const UserDialogSchema: GenMessage<UserDialog> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 54);
 
 /**
  * Outcome of a REGISTER.
@@ -2471,6 +2804,96 @@ export const LegStateSchema: GenEnum<LegState> = /*@__PURE__*/
   enumDesc(file_sip2uc_v1_sidecar, 3);
 
 /**
+ * What a SUBSCRIBE does to its subscription.
+ *
+ * @generated from enum sip2uc.v1.SubscribeAction
+ */
+export enum SubscribeAction {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A new subscription (no To tag).
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_CREATE = 1;
+   */
+  CREATE = 1,
+
+  /**
+   * A refresh in the subscription's dialog.
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_REFRESH = 2;
+   */
+  REFRESH = 2,
+
+  /**
+   * The subscription ended: unsubscribed (Expires 0), expired, or the
+   * watcher went away (481 or no answer to a NOTIFY).
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_END = 3;
+   */
+  END = 3,
+}
+
+/**
+ * Describes the enum sip2uc.v1.SubscribeAction.
+ */
+export const SubscribeActionSchema: GenEnum<SubscribeAction> = /*@__PURE__*/
+  enumDesc(file_sip2uc_v1_sidecar, 4);
+
+/**
+ * RFC 4235 section 4.1.6.1 dialog states sip2uc reports.
+ *
+ * @generated from enum sip2uc.v1.DialogPhase
+ */
+export enum DialogPhase {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: DIALOG_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A call placed, nothing rings yet.
+   *
+   * @generated from enum value: DIALOG_PHASE_TRYING = 1;
+   */
+  TRYING = 1,
+
+  /**
+   * Ringing.
+   *
+   * @generated from enum value: DIALOG_PHASE_EARLY = 2;
+   */
+  EARLY = 2,
+
+  /**
+   * Answered.
+   *
+   * @generated from enum value: DIALOG_PHASE_CONFIRMED = 3;
+   */
+  CONFIRMED = 3,
+
+  /**
+   * Ended.
+   *
+   * @generated from enum value: DIALOG_PHASE_TERMINATED = 4;
+   */
+  TERMINATED = 4,
+}
+
+/**
+ * Describes the enum sip2uc.v1.DialogPhase.
+ */
+export const DialogPhaseSchema: GenEnum<DialogPhase> = /*@__PURE__*/
+  enumDesc(file_sip2uc_v1_sidecar, 5);
+
+/**
  * The internal API between media sidecars and the control plane. A sidecar
  * dials out, keeps one `Connect` stream open (announcement, heartbeats,
  * commands) and sends every handset transaction as one call with a deadline
@@ -2547,10 +2970,13 @@ export const SidecarService: GenService<{
     output: typeof MessageResponseSchema;
   },
   /**
-   * A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
-   * Reserved for BLF and not served yet: the control plane answers
-   * UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
-   * SUBSCRIBE 405 themselves).
+   * A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
+   * to one user or to a buddy list (RFC 4662): new, refreshed or ended. The
+   * control plane verifies the digest of a new subscription, decides whether
+   * the watcher may watch, names the watched users and keeps the
+   * subscription in its registry (`sip2uc subscription list`). The sidecar
+   * keeps the subscription dialog and sends the NOTIFYs itself, from the
+   * states `WatchStates` streams.
    *
    * @generated from rpc sip2uc.v1.SidecarService.Subscribe
    */
@@ -2558,6 +2984,21 @@ export const SidecarService: GenService<{
     methodKind: "unary";
     input: typeof SubscribeRequestSchema;
     output: typeof SubscribeResponseSchema;
+  },
+  /**
+   * The states of the users a sidecar's handsets may watch: presence and the
+   * users' live calls as dialogs, a snapshot first and then every change.
+   * One stream per sidecar, whatever the number of subscriptions; the
+   * request re-announces the subscriptions the sidecar holds (after a
+   * control-plane restart), and the first message says which of them the
+   * control plane no longer allows.
+   *
+   * @generated from rpc sip2uc.v1.SidecarService.WatchStates
+   */
+  watchStates: {
+    methodKind: "server_streaming";
+    input: typeof WatchStatesRequestSchema;
+    output: typeof WatchStatesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sip2uc_v1_sidecar, 0);
