@@ -2065,6 +2065,7 @@ class SubscribeRequest(_message.Message):
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
     EVENTLIST_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
+    WATCHER_FIELD_NUMBER: _builtins.int
     event: _builtins.str
     """Event package, e.g. "presence" or "dialog"."""
     request_uri: _builtins.str
@@ -2079,6 +2080,10 @@ class SubscribeRequest(_message.Message):
     """The SUBSCRIBE listed `eventlist` in Supported (RFC 4662 section 4.1)."""
     action: Global___SubscribeAction.ValueType
     """What the request does."""
+    watcher: _builtins.str
+    """The watcher (`users/{id}`) of a refresh or an end: the control plane's
+    answer to the subscription's creation.
+    """
     @_builtins.property
     def origin(self) -> Global___RequestOrigin:
         """Where the SUBSCRIBE came from."""
@@ -2101,10 +2106,11 @@ class SubscribeRequest(_message.Message):
         subscription_id: _builtins.str = ...,
         eventlist: _builtins.bool = ...,
         action: Global___SubscribeAction.ValueType = ...,
+        watcher: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "origin", b"origin"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "credentials", b"credentials", "event", b"event", "eventlist", b"eventlist", "expires", b"expires", "from_uri", b"from_uri", "origin", b"origin", "request_uri", b"request_uri", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "credentials", b"credentials", "event", b"event", "eventlist", b"eventlist", "expires", b"expires", "from_uri", b"from_uri", "origin", b"origin", "request_uri", b"request_uri", "subscription_id", b"subscription_id", "watcher", b"watcher"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
