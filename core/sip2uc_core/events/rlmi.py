@@ -62,9 +62,7 @@ def rlmi_document(
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def list_notification(
-    root: Part, parts: Sequence[Part], boundary: str
-) -> tuple[str, bytes]:
+def list_notification(root: Part, parts: Sequence[Part], boundary: str) -> tuple[str, bytes]:
     """The Content-Type header value and body of a ``multipart/related`` NOTIFY (RFC 4662 §5,
     RFC 2387) whose root is the RLMI part. ``boundary`` must not occur in any part."""
     for part in (root, *parts):

@@ -38,6 +38,7 @@ from .overload import IntakeQueue
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
 from .requests import HelloInfo
+from .subscribe import SubscribeHandler
 from .telemetry import IntakeMetrics
 
 __all__ = ["Sidecar", "install_uvloop"]
@@ -90,6 +91,7 @@ class Sidecar:
         self.control: ControlLink | None = None
         self.relay: RelayEngine | None = None
         self.calls: CallHandler | None = None
+        self.subscriptions: SubscribeHandler | None = None
         self.capacity = LegCapacity(0, "RTP ports")
 
     async def start(self) -> None:
@@ -169,6 +171,17 @@ class Sidecar:
         self.calls.configure(trunk_sources=(), channel_limit=self.capacity.legs, media_timeout=60.0)
         self.edge.attach_calls(self.calls)
         self.calls.start()
+        self.subscriptions = SubscribeHandler(
+            name=config.name,
+            registrar=registrar,
+            control=self.control,
+            edge=self.edge,
+            config=self.calls.config,
+            clock=clock,
+            wall_clock=time.time,
+        )
+        self.edge.attach_subscriptions(self.subscriptions)
+        self.subscriptions.start()
         await self.control.start()
         for kind, (host, port) in self.listen_addresses.items():
             _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.via_name, host, port)
@@ -331,6 +344,8 @@ class Sidecar:
             self.intake.close()
         if self.edge is not None:
             await self.edge.close()
+        if self.subscriptions is not None:
+            await self.subscriptions.close()
         if self.calls is not None:
             await self.calls.close()
         if self.relay is not None:

@@ -217,6 +217,13 @@ class Registrar:
             cseq=request.cseq.seq,
         )
 
+    def credentials(
+        self, request: SipRequest, source_host: str, now: float
+    ) -> Credentials | Rejection:
+        """Pre-check a request's Authorization exactly as a REGISTER's (401 challenges): what
+        a handset's SUBSCRIBE is authenticated with."""
+        return self._credentials(request, source_host, now, proxy=False)
+
     def authenticate(
         self, request: SipRequest, source_host: str, now: float
     ) -> Credentials | Rejection:
