@@ -357,7 +357,8 @@ class ControlCore:
                     sidecar=inp.sidecar,
                     watcher=watcher.id,
                     event=inp.event,
-                    resource_uri=decision.list_uri or inp.request_uri,
+                    resource_uri=decision.list_uri
+                    or (decision.resources[0].sip_uri if decision.resources else ""),
                     users=tuple(u.id for u in decision.resources),
                     expires_at=self.clock() + decision.expires,
                     source_host=inp.source_host,

@@ -138,7 +138,8 @@ def decide_subscription(
             resources=allowed,
             list_uri=f"sip:{LIST_USER}@{domain}",
         )
-    watched = resolve(user)
+    # The user part is an extension or E.164 number, or the alias of the user's SIP URI.
+    watched = resolve(user) or resolve(f"sip:{user}@{domain}")
     if watched is None:
         return SubscribeDecision(status=404, reason="Not Found")
     if not may_watch(watcher, watched, inp.sidecar, sidecars_of):

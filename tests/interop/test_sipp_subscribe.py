@@ -1,0 +1,234 @@
+"""Buddy lists and BLF with SIPp handsets: SUBSCRIBE through a real sidecar to a real control
+plane, NOTIFYs checked as the handset received them.
+
+The watcher is a SIPp instance running ``sipp/subscribe/watch.xml`` (digest like REGISTER, then
+it answers every NOTIFY until the bodies it waits for arrive, then unsubscribes); the watched
+users' handsets are SIPp instances too, registering, unregistering and calling through the
+sidecar. What the watcher received is read back from SIPp's message log.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from google.protobuf import field_mask_pb2
+from sip2uc.v1 import (
+    calls_pb2,
+    registrations_pb2,
+    registrations_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
+from sip2uc_media.sidecar import Sidecar
+from test_sipp_calls import (
+    DOMAIN,
+    SCENARIOS,
+    Handset,
+    Stack,
+    caller,
+    callee,
+    eventually,
+    free_port,
+    register,
+    sipp,
+    stack,
+)
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+__all__ = ["stack"]
+
+WATCH = SCENARIOS / "subscribe" / "watch.xml"
+
+
+async def watcher(
+    stack: Stack,
+    sidecar: Sidecar,
+    row: str,
+    *,
+    event: str,
+    first: str,
+    second: str,
+    label: str = "watcher",
+) -> tuple[Handset, Path]:
+    scenario = stack.tmp / f"{label}.xml"
+    scenario.write_text(
+        WATCH.read_text()
+        .replace("@EVENT@", event)
+        .replace("@FIRST@", first)
+        .replace("@SECOND@", second)
+    )
+    handset = await sipp(stack, sidecar, scenario, [row], port=free_port(), label=label)
+    return handset, stack.tmp / f"{label}.messages.log"
+
+
+async def subscriptions(stack: Stack) -> list[registrations_pb2.Subscription]:
+    stub = registrations_pb2_grpc.RegistrationServiceStub(stack.channel)
+    response = await stub.ListSubscriptions(
+        registrations_pb2.ListSubscriptionsRequest(), metadata=stack.metadata
+    )
+    return list(response.subscriptions)
+
+
+async def wait_subscribed(stack: Stack, count: int = 1) -> list[registrations_pb2.Subscription]:
+    async def probe() -> list[registrations_pb2.Subscription] | None:
+        found = await subscriptions(stack)
+        return found if len(found) == count else None
+
+    return await eventually(probe, f"{count} subscription(s) in the registry")
+
+
+def notifies(messages: Path) -> list[str]:
+    """Every NOTIFY the watcher received, whole (headers and body), in order."""
+    text = messages.read_text(errors="replace")
+    found: list[str] = []
+    for block in text.split("----------------------------------------------- ")[1:]:
+        _stamp, _, rest = block.partition("\n")
+        what, _, message = rest.partition("\n")
+        if "message received" in what and message.lstrip().startswith("NOTIFY "):
+            found.append(message.lstrip())
+    return found
+
+
+async def users(stack: Stack, *aliases: str) -> None:
+    for alias in aliases:
+        await stack.create_user(alias, f"{alias}-secret")
+
+
+async def test_a_handset_sees_a_user_come_online_and_go_offline_through_presence(
+    stack: Stack,
+) -> None:
+    sidecar = await stack.sidecar("blf")
+    await users(stack, "alice", "bob")
+    handset, messages = await watcher(
+        stack,
+        sidecar,
+        "alice;alice-secret;bob",
+        event="presence",
+        first="<basic>open</basic>",
+        second="<basic>closed</basic>",
+    )
+    (held,) = await wait_subscribed(stack)
+    assert (held.event, held.resource_uri, held.sidecar) == ("presence", f"sip:bob@{DOMAIN}", "blf")
+    assert held.watcher.startswith("users/") and len(held.users) == 1
+
+    bob_port = await register(stack, sidecar, "bob", "bob-secret")
+    unregister = await sipp(
+        stack,
+        sidecar,
+        SCENARIOS / "unregister.xml",
+        ["bob;bob-secret"],
+        port=bob_port,
+        label="unregister-bob",
+    )
+    await unregister.finished(30)
+    await handset.finished(40)
+
+    seen = notifies(messages)
+    assert "Subscription-State: active;expires=" in seen[0]
+    assert "<basic>closed</basic>" in seen[0]  # bob was offline when alice subscribed
+    assert any("<basic>open</basic>" in n for n in seen)
+    assert "Subscription-State: terminated;reason=timeout" in seen[-1]
+    assert all("Content-Type: application/pidf+xml" in n for n in seen)
+    await eventually(lambda: _none_left(stack), "the ended subscription to leave the registry", 10)
+
+
+async def _none_left(stack: Stack) -> bool | None:
+    return True if not await subscriptions(stack) else None
+
+
+async def test_a_blf_key_sees_a_call_ring_with_the_caller_then_connect_and_end(
+    stack: Stack,
+) -> None:
+    sidecar = await stack.sidecar("blf")
+    await users(stack, "alice", "bob", "carol")
+    await register(stack, sidecar, "carol", "carol-secret")
+    bob_port = await register(stack, sidecar, "bob", "bob-secret")
+    handset, messages = await watcher(
+        stack,
+        sidecar,
+        "alice;alice-secret;bob",
+        event="dialog",
+        first="<state>confirmed</state>",
+        second="<state>terminated</state>",
+    )
+    await wait_subscribed(stack)
+
+    carol_media = await stack.far_end()
+    uas = await callee(stack, sidecar, "uas_pcmu.xml", "bob", bob_port)
+    uac = await caller(
+        stack, sidecar, "uac_pcma_until_bye.xml", f"carol;carol-secret;bob;{carol_media.addr[1]}"
+    )
+    call = await stack.live_call()
+    await stack.wait_call_state(call.name, calls_pb2.CALL_STATE_CONNECTED)
+    await stack.calls.EndCall(calls_pb2.EndCallRequest(name=call.name), metadata=stack.metadata)
+    await uac.finished(10)
+    await uas.finished(10)
+    await handset.finished(40)
+
+    seen = notifies(messages)
+    bodies = [n.split("\n\n", 1)[-1] if "\n\n" in n else n for n in seen]
+    versions = [int(m.group(1)) for b in bodies if (m := re.search(r'version="(\d+)"', b))]
+    assert versions == list(range(len(versions)))  # RFC 4235 §4.1.2: one more each time
+    assert 'state="full"' in bodies[0] and "<dialog " not in bodies[0]  # idle: no dialogs
+    ringing = next(b for b in bodies if "<state>early</state>" in b)
+    assert 'direction="recipient"' in ringing
+    # The caller, for directed call pickup.
+    assert f'<identity display="Carol">sip:carol@{DOMAIN}</identity>' in ringing
+    order = [state for b in bodies for state in re.findall(r"<state>(\w+)</state>", b)]
+    assert order.index("early") < order.index("confirmed") < order.index("terminated")
+    assert 'state="partial"' in bodies[-2]
+
+
+async def test_a_buddy_list_subscription_gets_rlmi_with_every_buddy_then_partial_changes(
+    stack: Stack,
+) -> None:
+    sidecar = await stack.sidecar("blf")
+    await users(stack, "alice", "bob", "carol")
+    stub = users_pb2_grpc.UserServiceStub(stack.channel)
+    await stub.UpdateUser(
+        users_pb2.UpdateUserRequest(
+            user=users_pb2.User(
+                name=f"sip:alice@{DOMAIN}",
+                settings=users_pb2.UserSettings(
+                    buddies=[f"sip:bob@{DOMAIN}", f"sip:carol@{DOMAIN}"]
+                ),
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["settings.buddies"]),
+        ),
+        metadata=stack.metadata,
+    )
+    handset, messages = await watcher(
+        stack,
+        sidecar,
+        "alice;alice-secret;buddies",
+        event="presence",
+        first="<basic>open</basic>",
+        second="<basic>closed</basic>",
+    )
+    (held,) = await wait_subscribed(stack)
+    assert held.resource_uri == f"sip:buddies@{DOMAIN}" and len(held.users) == 2
+
+    bob_port = await register(stack, sidecar, "bob", "bob-secret")
+    unregister = await sipp(
+        stack,
+        sidecar,
+        SCENARIOS / "unregister.xml",
+        ["bob;bob-secret"],
+        port=bob_port,
+        label="unregister-bob",
+    )
+    await unregister.finished(30)
+    await handset.finished(40)
+
+    seen = notifies(messages)
+    first = seen[0]
+    assert 'Content-Type: multipart/related;type="application/rlmi+xml"' in first
+    assert "Require: eventlist" in first
+    assert 'fullState="true"' in first
+    assert first.count("Content-Type: application/pidf+xml") == 2  # both buddies
+    change = next(n for n in seen[1:] if "<basic>open</basic>" in n)
+    assert 'fullState="false"' in change
+    assert change.count("Content-Type: application/pidf+xml") == 1  # only bob changed
+    assert f'<resource uri="sip:carol@{DOMAIN}">' in change  # still listed, without a part
