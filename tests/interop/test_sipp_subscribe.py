@@ -9,11 +9,13 @@ sidecar. What the watcher received is read back from SIPp's message log.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import pytest
 from google.protobuf import field_mask_pb2
+from sip2uc.cli.main import app
 from sip2uc.v1 import (
     calls_pb2,
     registrations_pb2,
@@ -27,14 +29,15 @@ from test_sipp_calls import (
     SCENARIOS,
     Handset,
     Stack,
-    caller,
     callee,
+    caller,
     eventually,
     free_port,
     register,
     sipp,
     stack,
 )
+from typer.testing import CliRunner
 
 pytestmark = [pytest.mark.interop, pytest.mark.slow]
 __all__ = ["stack"]
@@ -112,6 +115,16 @@ async def test_a_handset_sees_a_user_come_online_and_go_offline_through_presence
     (held,) = await wait_subscribed(stack)
     assert (held.event, held.resource_uri, held.sidecar) == ("presence", f"sip:bob@{DOMAIN}", "blf")
     assert held.watcher.startswith("users/") and len(held.users) == 1
+    listed = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["subscription", "list"],
+        env={"SIP2UC_CONTROL": stack.control.address, "SIP2UC_TOKEN": stack.control.token},
+    )
+    assert listed.exit_code == 0, listed.output
+    (line,) = [row for row in listed.stdout.splitlines() if "presence" in row]
+    cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+    assert cells[:4] == [f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}", "presence", "blf"]
 
     bob_port = await register(stack, sidecar, "bob", "bob-secret")
     unregister = await sipp(

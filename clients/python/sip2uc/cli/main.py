@@ -19,6 +19,7 @@ from sip2uc.cli import (
     registrations,
     sidecars,
     status,
+    subscriptions,
     users,
 )
 from sip2uc.cli.output import error_line
@@ -58,7 +59,8 @@ app = typer.Typer(
     cls=_FriendlyErrors,
     help=(
         "Run sip2uc (control plane and SIP/RTP sidecars) and administer it: users, "
-        "presence, registrations, calls, bans, settings, directory import and the presence "
+        "presence, registrations, subscriptions (buddy lists, BLF), calls, bans, settings, "
+        "directory import and the presence "
         "connectors to UC platforms."
     ),
     no_args_is_help=True,
@@ -136,6 +138,7 @@ def _global(
 app.add_typer(users.app, name="user")
 app.add_typer(presence.app, name="presence")
 app.add_typer(registrations.app, name="registration")
+app.add_typer(subscriptions.app, name="subscription")
 app.add_typer(calls.app, name="call")
 app.add_typer(bans.app, name="bans")
 app.add_typer(connectors.app, name="connector")
