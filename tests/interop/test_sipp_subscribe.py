@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,16 @@ from google.protobuf import field_mask_pb2
 from sip2uc.cli.main import app
 from sip2uc.v1 import (
     calls_pb2,
+    common_pb2,
     registrations_pb2,
     registrations_pb2_grpc,
     users_pb2,
     users_pb2_grpc,
 )
-from sip2uc_media.sidecar import Sidecar
+from sip2uc_control.app import ControlConfig, ControlPlane
+from sip2uc_media.sidecar import Sidecar, Transport
 from test_sipp_calls import (
+    CALLS,
     DOMAIN,
     SCENARIOS,
     Handset,
@@ -245,3 +249,134 @@ async def test_a_buddy_list_subscription_gets_rlmi_with_every_buddy_then_partial
     assert 'fullState="false"' in change
     assert change.count("Content-Type: application/pidf+xml") == 1  # only bob changed
     assert f'<resource uri="sip:carol@{DOMAIN}">' in change  # still listed, without a part
+
+
+async def test_subscriptions_survive_a_control_plane_restart_and_keep_being_notified(
+    stack: Stack,
+) -> None:
+    sidecar = await stack.sidecar("blf")
+    await users(stack, "alice", "bob")
+    handset, messages = await watcher(
+        stack,
+        sidecar,
+        "alice;alice-secret;bob",
+        event="presence",
+        first="<basic>open</basic>",
+        second="<basic>closed</basic>",
+    )
+    (before,) = await wait_subscribed(stack)
+
+    address = stack.control.address
+    await stack.control.stop(1.0)
+    restarted = ControlPlane(
+        ControlConfig(data_dir=stack.tmp / "control", grpc_listen=address, metrics_listen=None)
+    )
+    await restarted.start()
+    try:
+        # The sidecar re-announces what it holds on its new state watch.
+        (after,) = await wait_subscribed(stack)
+        assert (after.name, after.watcher, after.users) == (
+            before.name,
+            before.watcher,
+            before.users,
+        )
+        assert sidecar.control is not None
+        await asyncio.wait_for(sidecar.control.wait_up(), 10)
+        bob_port = await register(stack, sidecar, "bob", "bob-secret")
+        unregister = await sipp(
+            stack,
+            sidecar,
+            SCENARIOS / "unregister.xml",
+            ["bob;bob-secret"],
+            port=bob_port,
+            label="unregister-bob",
+        )
+        await unregister.finished(30)
+        await handset.finished(40)
+        assert any("<basic>open</basic>" in n for n in notifies(messages))
+    finally:
+        await restarted.stop(1.0)
+
+
+BARESIP = shutil.which("baresip")
+
+
+@pytest.mark.skipif(BARESIP is None, reason="baresip (Debian baresip-core) is not installed")
+async def test_baresip_shows_a_colleague_come_online_take_a_call_and_go_offline(
+    stack: Stack,
+) -> None:
+    sidecar = await stack.sidecar("blf")
+    await users(stack, "alice", "bob", "carol")
+    host, port = sidecar.listen_addresses[Transport.UDP]
+    config = stack.tmp / "baresip"
+    config.mkdir()
+    (config / "config").write_text(
+        "module_path /usr/lib/baresip/modules\n"
+        "sip_listen 127.0.0.1:0\n"
+        "module g711.so\n"
+        "module account.so\n"
+        "module contact.so\n"
+        "module presence.so\n"
+        "audio_player aufile,/dev/null\n"
+        "audio_source aufile,/dev/null\n"
+    )
+    (config / "accounts").write_text(
+        f'<sip:alice@{DOMAIN}>;auth_pass=alice-secret;outbound="sip:{host}:{port}";regint=300\n'
+    )
+    # The presence module subscribes to contacts marked p2p, through the account's outbound proxy.
+    (config / "contacts").write_text(f'"Bob" <sip:bob@{DOMAIN}>;presence=p2p\n')
+    assert BARESIP is not None
+    process = await asyncio.create_subprocess_exec(
+        BARESIP,
+        "-f",
+        str(config),
+        "-t",
+        "30",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_subscribed(stack)
+        carol_port = await register(stack, sidecar, "carol", "carol-secret")
+        bob_port = await register(stack, sidecar, "bob", "bob-secret")
+        await eventually(lambda: _bob_is(stack, "AVAILABILITY_AVAILABLE"), "bob online")
+        bob_media = await stack.far_end()
+        uas = await callee(stack, sidecar, "uas_pcmu.xml", "carol", carol_port)
+        uac = await sipp(
+            stack,
+            sidecar,
+            CALLS / "uac_pcma_until_bye.xml",
+            [f"bob;bob-secret;carol;{bob_media.addr[1]}"],
+            port=bob_port,
+            label="bob-calls",
+        )
+        call = await stack.live_call()
+        await stack.wait_call_state(call.name, calls_pb2.CALL_STATE_CONNECTED)
+        await asyncio.sleep(0.5)  # the handset shows it
+        await stack.calls.EndCall(calls_pb2.EndCallRequest(name=call.name), metadata=stack.metadata)
+        await uac.finished(10)
+        await uas.finished(10)
+        await eventually(lambda: _bob_is(stack, "AVAILABILITY_AVAILABLE"), "bob free again")
+        await asyncio.sleep(0.5)
+        unregister = await sipp(
+            stack,
+            sidecar,
+            SCENARIOS / "unregister.xml",
+            ["bob;bob-secret"],
+            port=bob_port,
+            label="unregister-bob",
+        )
+        await unregister.finished(30)
+        await asyncio.sleep(1.0)
+    finally:
+        process.terminate()
+        output, _ = await asyncio.wait_for(process.communicate(), 20)
+    said = output.decode(errors="replace")
+    changes = re.findall(r"changed status from (\w+) to (\w+)", said)
+    assert [to for _from, to in changes] == ["Offline", "Online", "Busy", "Online", "Offline"], said
+
+
+async def _bob_is(stack: Stack, availability: str) -> bool | None:
+    wanted = common_pb2.Availability.Value(availability)
+    return True if await stack.availability("bob") == wanted else None

@@ -73,6 +73,8 @@ class SubscribeEdge(Protocol):
 
     def internal_error(self, exc: BaseException) -> None: ...
 
+    def ignore(self, txn_id: TransactionId, reason: str) -> None: ...
+
     @property
     def guard(self) -> AuthGuard: ...
 
@@ -133,6 +135,9 @@ class SubscribeHandler:
         if request.to.tag is not None:
             self._in_dialog(txn_id, request, source)
             return
+        if self._edge.guard.user_banned(source.host, lambda: self.registrar.sender_of(request)):
+            self._edge.ignore(txn_id, "banned_user")  # as for REGISTER: it learns nothing
+            return
         checked = self.registrar.credentials(request, source.host, self._wall())
         if isinstance(checked, Rejection):
             if checked.why:
@@ -192,7 +197,10 @@ class SubscribeHandler:
         user = call.credentials.username if call.credentials is not None else ""
         if status == 401:
             self._edge.guard.failed(source.host, user)
-            self._edge.respond(txn_id, self.registrar.challenge(request, source.host, self._wall()))
+            challenge = self.registrar.challenge(
+                request, source.host, self._wall(), user=self.registrar.sender_of(request)
+            )
+            self._edge.respond(txn_id, challenge)
             return
         self._edge.guard.succeeded(source.host, user)
         if grant is None:
