@@ -98,6 +98,24 @@ def notifies(messages: Path) -> list[str]:
     return found
 
 
+async def bob_comes_and_goes(stack: Stack, sidecar: Sidecar) -> None:
+    """bob's handset registers, then unregisters from the same port."""
+    bob_port = await register(stack, sidecar, "bob", "bob-secret")
+    await unregister(stack, sidecar, "bob", bob_port)
+
+
+async def unregister(stack: Stack, sidecar: Sidecar, alias: str, port: int) -> None:
+    handset = await sipp(
+        stack,
+        sidecar,
+        SCENARIOS / "unregister.xml",
+        [f"{alias};{alias}-secret"],
+        port=port,
+        label=f"unregister-{alias}",
+    )
+    await handset.finished(30)
+
+
 async def users(stack: Stack, *aliases: str) -> None:
     for alias in aliases:
         await stack.create_user(alias, f"{alias}-secret")
@@ -130,16 +148,7 @@ async def test_a_handset_sees_a_user_come_online_and_go_offline_through_presence
     cells = [cell.strip() for cell in line.strip("│ ").split("│")]
     assert cells[:4] == [f"sip:alice@{DOMAIN}", f"sip:bob@{DOMAIN}", "presence", "blf"]
 
-    bob_port = await register(stack, sidecar, "bob", "bob-secret")
-    unregister = await sipp(
-        stack,
-        sidecar,
-        SCENARIOS / "unregister.xml",
-        ["bob;bob-secret"],
-        port=bob_port,
-        label="unregister-bob",
-    )
-    await unregister.finished(30)
+    await bob_comes_and_goes(stack, sidecar)
     await handset.finished(40)
 
     seen = notifies(messages)
@@ -227,16 +236,7 @@ async def test_a_buddy_list_subscription_gets_rlmi_with_every_buddy_then_partial
     (held,) = await wait_subscribed(stack)
     assert held.resource_uri == f"sip:buddies@{DOMAIN}" and len(held.users) == 2
 
-    bob_port = await register(stack, sidecar, "bob", "bob-secret")
-    unregister = await sipp(
-        stack,
-        sidecar,
-        SCENARIOS / "unregister.xml",
-        ["bob;bob-secret"],
-        port=bob_port,
-        label="unregister-bob",
-    )
-    await unregister.finished(30)
+    await bob_comes_and_goes(stack, sidecar)
     await handset.finished(40)
 
     seen = notifies(messages)
@@ -282,16 +282,7 @@ async def test_subscriptions_survive_a_control_plane_restart_and_keep_being_noti
         )
         assert sidecar.control is not None
         await asyncio.wait_for(sidecar.control.wait_up(), 10)
-        bob_port = await register(stack, sidecar, "bob", "bob-secret")
-        unregister = await sipp(
-            stack,
-            sidecar,
-            SCENARIOS / "unregister.xml",
-            ["bob;bob-secret"],
-            port=bob_port,
-            label="unregister-bob",
-        )
-        await unregister.finished(30)
+        await bob_comes_and_goes(stack, sidecar)
         await handset.finished(40)
         assert any("<basic>open</basic>" in n for n in notifies(messages))
     finally:
@@ -359,15 +350,7 @@ async def test_baresip_shows_a_colleague_come_online_take_a_call_and_go_offline(
         await uas.finished(10)
         await eventually(lambda: _bob_is(stack, "AVAILABILITY_AVAILABLE"), "bob free again")
         await asyncio.sleep(0.5)
-        unregister = await sipp(
-            stack,
-            sidecar,
-            SCENARIOS / "unregister.xml",
-            ["bob;bob-secret"],
-            port=bob_port,
-            label="unregister-bob",
-        )
-        await unregister.finished(30)
+        await unregister(stack, sidecar, "bob", bob_port)
         await asyncio.sleep(1.0)
     finally:
         process.terminate()

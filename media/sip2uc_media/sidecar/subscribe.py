@@ -25,8 +25,8 @@ from sip2uc_core.sip.message import SipRequest, SipResponse, make_response
 from sip2uc_core.sip.transaction import TransactionId
 
 from ..b2bua.legs import LegConfig
-from .auth_guard import AuthGuard
 from .registrar import Registrar, Rejection
+from .registration import RegisterEdge
 from .requests import ControlUnavailableError, Origin, SubscribeCall
 from .subscriptions import (
     MAX_EXPIRES,
@@ -62,21 +62,12 @@ class SubscribeControl(Protocol):
     ) -> AsyncIterator[StatesItem]: ...
 
 
-class SubscribeEdge(Protocol):
-    def respond(self, txn_id: TransactionId, response: SipResponse) -> None: ...
+class SubscribeEdge(RegisterEdge, Protocol):
+    """What the flow needs from the SIP edge: what the REGISTER flow does, and requests out."""
 
     def send_request(self, request: SipRequest, dest: Endpoint) -> TransactionId | None: ...
 
-    def flush(self) -> None: ...
-
     def retry_after(self) -> int: ...
-
-    def internal_error(self, exc: BaseException) -> None: ...
-
-    def ignore(self, txn_id: TransactionId, reason: str) -> None: ...
-
-    @property
-    def guard(self) -> AuthGuard: ...
 
 
 class SubscribeHandler:
