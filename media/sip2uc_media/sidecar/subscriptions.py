@@ -21,6 +21,7 @@ sends what this module builds and feeds back the answers.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -164,6 +165,9 @@ class SubscriptionTable:
         self._by_user: dict[str, set[str]] = {}
         self.states: dict[str, UserState] = {}
         self._boundary = boundary
+        #: (expiry, id) of every subscription, stale entries included (checked when popped): a
+        #: sweep costs what expired, not what is held.
+        self._expiries: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self.subscriptions)
@@ -217,6 +221,7 @@ class SubscriptionTable:
             list_uri=grant.list_uri,
         )
         self.subscriptions[sub_id] = sub
+        heapq.heappush(self._expiries, (sub.expires_at, sub_id))
         self._by_dialog[dialog.key] = sub_id
         for user in sub.users:
             self._by_user.setdefault(user, set()).add(sub_id)
@@ -233,6 +238,7 @@ class SubscriptionTable:
 
     def refresh(self, sub: Subscription, request: SipRequest, expires: int, now: float) -> None:
         sub.expires_at = now + expires
+        heapq.heappush(self._expiries, (sub.expires_at, sub.id))
         sub.dialog.refresh_target(request)
         sub.shown.clear()  # §4.2.1.2: the NOTIFY after a refresh carries the full state
 
@@ -387,10 +393,25 @@ class SubscriptionTable:
     # -- time ---------------------------------------------------------------------------------
 
     def expired(self, now: float) -> list[Subscription]:
-        return [s for s in self.subscriptions.values() if s.expires_at <= now]
+        """The subscriptions whose expiry has come (each once, until refreshed)."""
+        found: list[Subscription] = []
+        heap = self._expiries
+        while heap and heap[0][0] <= now:
+            at, sub_id = heapq.heappop(heap)
+            sub = self.subscriptions.get(sub_id)
+            if sub is not None and sub.expires_at == at:
+                found.append(sub)
+        return found
 
     def next_deadline(self) -> float | None:
-        return min((s.expires_at for s in self.subscriptions.values()), default=None)
+        heap = self._expiries
+        while heap:
+            at, sub_id = heap[0]
+            sub = self.subscriptions.get(sub_id)
+            if sub is not None and sub.expires_at == at:
+                return at
+            heapq.heappop(heap)
+        return None
 
 
 def _dialog(state: DialogState, local_uri: str) -> Dialog:
