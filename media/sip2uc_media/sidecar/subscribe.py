@@ -257,12 +257,18 @@ class SubscribeHandler:
     async def _refreshed(self, sub: Subscription, call: SubscribeCall) -> None:
         """The control plane decides a refresh again: a watch it no longer allows ends."""
         try:
-            status, _reason, _grant = await self._control.subscribe(call)
+            status, _reason, grant = await self._control.subscribe(call)
         except ControlUnavailableError:
             return
-        if status != 200 and status != 503 and not sub.terminated:
+        if sub.terminated:
+            return
+        if status == 200 and grant is not None and grant.resources != sub.resources:
+            # A buddy list changed since the subscription was made.
+            self.table.set_resources(sub, grant.resources)
+            self._notify(sub)
+        elif status not in (200, 503):
             self._end(sub, "rejected", report=False)
-            self._edge.flush()
+        self._edge.flush()
 
     def _unavailable(self, txn_id: TransactionId, request: SipRequest) -> None:
         self._edge.respond(

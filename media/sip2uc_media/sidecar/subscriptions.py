@@ -242,6 +242,20 @@ class SubscriptionTable:
         sub.dialog.refresh_target(request)
         sub.shown.clear()  # §4.2.1.2: the NOTIFY after a refresh carries the full state
 
+    def set_resources(self, sub: Subscription, resources: tuple[Watched, ...]) -> None:
+        """A list whose members changed (found at a refresh): the next NOTIFY has the full
+        state of the new members."""
+        for user in sub.users:
+            ids = self._by_user.get(user)
+            if ids is not None:
+                ids.discard(sub.id)
+                if not ids:
+                    del self._by_user[user]
+        sub.resources = resources
+        for user in sub.users:
+            self._by_user.setdefault(user, set()).add(sub.id)
+        sub.shown.clear()
+
     def remove(self, sub: Subscription) -> None:
         sub.terminated = True
         self.subscriptions.pop(sub.id, None)

@@ -294,3 +294,15 @@ def test_a_list_notify_is_multipart_with_rlmi_first_and_only_changed_parts_later
     assert '<instance id="s1.0" state="active"/>' in change  # bob: listed, no part
     assert '<instance id="s1.1" state="active" cid="s1.1.1@sip2uc"/>' in change
     assert change.count("Content-Type: application/pidf+xml") == 1
+
+
+def test_a_list_whose_members_changed_notifies_the_new_member_in_full() -> None:
+    table = SubscriptionTable(boundary="b0")
+    sub = created(table, "presence", (BOB,), "sip:buddies@example.net")
+    notify(table, sub)
+    table.answered(sub, 200)
+    table.set_resources(sub, (BOB, CAROL))
+    again = body(notify(table, sub))
+    assert 'fullState="true"' in again and again.count("application/pidf+xml") == 2
+    table.answered(sub, 200)
+    assert table.update(UserState(user="users/c", availability="away")) == [sub]
