@@ -134,10 +134,13 @@ class Handset(asyncio.DatagramProtocol):
     async def watch(self, watched: str) -> None:
         host, port = self.bench.sip
         uri = f"sip:{watched}@{host}:{port}"
-        for _attempt in range(4):
+        for _attempt in range(8):
             call_id = f"{self.user}-{watched}-{secrets.token_hex(3)}"
             if not self.challenge:
                 response = await self.request(self.subscribe_bytes(watched, call_id), call_id)
+                if response.status == 503:  # the sidecar sheds load: as a handset would, later
+                    await asyncio.sleep(0.5)
+                    continue
                 if response.status != 401:
                     raise RuntimeError(f"{self.user}: {response.status} to a bare SUBSCRIBE")
                 self.challenge = response.headers.get("WWW-Authenticate") or ""
