@@ -101,7 +101,7 @@ def test_up_serves_sip_over_tls_and_stops_without_a_warning(
         answer = tls.recv(4096).decode()
 
     assert answer.startswith("SIP/2.0 200 OK\r\n"), answer
-    assert "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE\r\n" in answer
+    assert "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, SUBSCRIBE\r\n" in answer
     assert server.stop() == 0
     said = "".join(server.log)
     assert " WARNING " not in said and " ERROR " not in said and "Traceback" not in said, said
