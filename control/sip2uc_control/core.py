@@ -58,9 +58,19 @@ from .store.settings import SettingsStore
 from .store.sidecars import SidecarStore
 from .store.trunks import TrunkStore
 from .store.users import UserStore
+from .subscriptions import (
+    Action,
+    HeldSubscription,
+    SubscribeDecision,
+    SubscribeInput,
+    SubscriptionRegistry,
+    decide_subscription,
+    may_watch,
+)
 from .telemetry import ControlMetrics
 from .trunk_registry import TrunkRegistry
 from .trunks import UPSTREAM_ID, Reachability, Registration, Trunk
+from .user_states import UserStateView, dialog_of
 from .watchers import WATCH_QUEUE_LIMIT, WatchQueue
 
 log = logging.getLogger(__name__)
@@ -100,6 +110,8 @@ class ControlCore:
         self.connectors = ConnectorStore(db)
         self.connector_sessions = SessionTable()
         self.lockout = AccountLockout()
+        #: Handsets' subscriptions as the sidecars hold them (they re-announce them).
+        self.subscriptions = SubscriptionRegistry()
         self._settings_push: asyncio.TimerHandle | None = None
         self._settings_pushed_at = float("-inf")
         self._refusals = RefusalLog(_auth_log)
@@ -340,6 +352,89 @@ class ControlCore:
             trunks=tuple(
                 t for t in self.trunk_store.all() if t.sidecar == sidecar and not t.disabled
             ),
+        )
+
+    # --- subscriptions (BLF) -------------------------------------------------------------------
+
+    def _sidecars_of(self, user_id: str) -> set[str]:
+        return {b.sidecar for b in self.bindings.for_user(user_id)}
+
+    def subscribe(
+        self, inp: SubscribeInput, creds: Credentials | None, watcher_ref: str
+    ) -> SubscribeDecision:
+        """A handset's SUBSCRIBE: a new one is authenticated like a REGISTER (same digest, same
+        lockout); a refresh is decided again (the policy may have changed); an end is noted."""
+        if inp.action is Action.END:
+            self.subscriptions.remove(inp.sidecar, inp.subscription_id)
+            return SubscribeDecision(status=200)
+        if inp.action is Action.CREATE:
+            if creds is None:
+                return SubscribeDecision(status=401, reason="Unauthorized")
+            found = self.authenticate(creds, "SUBSCRIBE", inp.source_host)
+            if isinstance(found, Refusal):
+                return SubscribeDecision(status=401, reason="Unauthorized")
+            watcher: User | None = found[0]
+        else:
+            watcher = self.users.resolve(watcher_ref) if watcher_ref else None
+        if watcher is None or watcher.disabled:
+            return SubscribeDecision(status=403, reason="Forbidden")
+        decision = decide_subscription(
+            inp, watcher, self.users.resolve, self._sidecars_of, self.settings.current.sip_domain
+        )
+        if decision.status == 200:
+            self.subscriptions.put(
+                HeldSubscription(
+                    id=inp.subscription_id,
+                    sidecar=inp.sidecar,
+                    watcher=watcher.id,
+                    event=inp.event,
+                    resource_uri=decision.list_uri
+                    or (decision.resources[0].sip_uri if decision.resources else ""),
+                    users=tuple(u.id for u in decision.resources),
+                    expires_at=self.clock() + decision.expires,
+                    source_host=inp.source_host,
+                    source_port=inp.source_port,
+                )
+            )
+        else:
+            self.subscriptions.remove(inp.sidecar, inp.subscription_id)
+        return decision
+
+    def reannounced(self, sidecar: str, held: list[HeldSubscription]) -> list[str]:
+        """A sidecar's subscriptions after it (re)connected its state watch: those still
+        allowed are registered; the ids of the others are returned for the sidecar to end."""
+        kept: list[HeldSubscription] = []
+        revoked: list[str] = []
+        for h in held:
+            watcher = self.users.get(h.watcher)
+            watched = [self.users.get(uid) for uid in h.users]
+            if (
+                watcher is None
+                or watcher.disabled
+                or any(
+                    u is None or not may_watch(watcher, u, sidecar, self._sidecars_of)
+                    for u in watched
+                )
+            ):
+                revoked.append(h.id)
+            else:
+                kept.append(h)
+        self.subscriptions.replace_sidecar(sidecar, kept)
+        return revoked
+
+    def user_state(self, user_id: str) -> UserStateView:
+        """What a watcher of the user sees: effective presence and the user's live calls."""
+        effective = self.presence.effective(user_id)
+        dialogs = tuple(
+            d
+            for call in self.calls.live()
+            if (d := dialog_of(call, user_id, self.users.get)) is not None
+        )
+        return UserStateView(
+            user_id=user_id,
+            availability=effective.availability,
+            note=effective.note or "",
+            dialogs=dialogs,
         )
 
     # --- logins --------------------------------------------------------------------------------

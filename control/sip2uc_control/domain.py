@@ -46,6 +46,12 @@ class UserSettings:
     forward_no_answer: Forwarding = Forwarding()
     no_answer_timeout_seconds: int = 0
     call_waiting: bool = True
+    #: User references (extension, SIP URI, users/{id}) on the user's buddy list.
+    buddies: tuple[str, ...] = ()
+    #: Who may watch this user: "everyone" (also when empty), "same-sidecar", "allow-list".
+    watch_policy: str = ""
+    #: With the allow-list policy: user references allowed to watch.
+    allowed_watchers: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         def fwd(f: Forwarding) -> dict[str, Any]:
@@ -58,6 +64,9 @@ class UserSettings:
             "forward_no_answer": fwd(self.forward_no_answer),
             "no_answer_timeout_seconds": self.no_answer_timeout_seconds,
             "call_waiting": self.call_waiting,
+            "buddies": list(self.buddies),
+            "watch_policy": self.watch_policy,
+            "allowed_watchers": list(self.allowed_watchers),
         }
 
     @classmethod
@@ -73,6 +82,9 @@ class UserSettings:
             forward_no_answer=fwd(data.get("forward_no_answer")),
             no_answer_timeout_seconds=int(data.get("no_answer_timeout_seconds", 0)),
             call_waiting=bool(data.get("call_waiting", True)),
+            buddies=tuple(str(b) for b in data.get("buddies", ())),
+            watch_policy=str(data.get("watch_policy", "")),
+            allowed_watchers=tuple(str(w) for w in data.get("allowed_watchers", ())),
         )
 
 

@@ -597,3 +597,28 @@ def test_trunk_add_list_show_update_delete(server: Running, tmp_path: Path) -> N
     deleted = sip2uc(server, "trunk", "delete", "pbx")
     assert deleted.stdout == "deleted trunks/pbx\n"
     assert sip2uc(server, "trunk", "list").stdout == ""
+
+
+def test_buddies_and_watchers_are_set_shown_and_refused_for_unknown_users(
+    server: Running,
+) -> None:
+    for ext in ("4880", "4881", "4882"):
+        add_user(server, ext)
+    assert sip2uc(server, "user", "buddies", "4880", "--set", "4881", "4882").exit_code == 0
+    removed = sip2uc(server, "user", "buddies", "4880", "--remove", "4881")
+    assert removed.exit_code == 0, removed.stderr
+    assert removed.stdout == "4882\n"
+    added = sip2uc(server, "user", "buddies", "4880", "--add", "4881")
+    assert added.stdout == "4882\n4881\n"
+    unknown = sip2uc(server, "user", "buddies", "4880", "--add", "4899")
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("error: not found: ")
+
+    policy = sip2uc(server, "user", "watchers", "4881", "--policy", "allow-list", "--allow", "4880")
+    assert policy.exit_code == 0, policy.stderr
+    assert policy.stdout == "policy: allow-list\nallowed: 4880\n"
+    shown = json.loads(sip2uc(server, "--json", "user", "show", "4881").stdout)
+    assert shown["settings"]["watch_policy"] == "WATCH_POLICY_ALLOW_LIST"
+
+    listed = sip2uc(server, "--json", "subscription", "list", "--user", "4880")
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == []

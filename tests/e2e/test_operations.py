@@ -101,7 +101,7 @@ def test_up_serves_sip_over_tls_and_stops_without_a_warning(
         answer = tls.recv(4096).decode()
 
     assert answer.startswith("SIP/2.0 200 OK\r\n"), answer
-    assert "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO\r\n" in answer
+    assert "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO, SUBSCRIBE\r\n" in answer
     assert server.stop() == 0
     said = "".join(server.log)
     assert " WARNING " not in said and " ERROR " not in said and "Traceback" not in said, said
@@ -119,17 +119,17 @@ def test_a_405_leaves_one_line_per_source_at_the_default_level(
         udp.bind(("127.0.0.1", 0))
         answers = []
         for _ in range(3):
-            udp.sendto(options("SUBSCRIBE", port, "UDP"), (host, port))
+            udp.sendto(options("PUBLISH", port, "UDP"), (host, port))
             answers.append(udp.recv(4096).decode().split("\r\n", 1)[0])
         probe_port = udp.getsockname()[1]
 
     assert answers == ["SIP/2.0 405 Method Not Allowed"] * 3
-    line = server.wait_for(r"INFO sip2uc_media\.sidecar\.dispatch: (405 for SUBSCRIBE .*)")
+    line = server.wait_for(r"INFO sip2uc_media\.sidecar\.dispatch: (405 for PUBLISH .*)")
     assert line.group(1) == (
-        f"405 for SUBSCRIBE from 127.0.0.1:{probe_port} (ops, ops-probe/1.0): "
-        "this sidecar serves REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO"
+        f"405 for PUBLISH from 127.0.0.1:{probe_port} (ops, ops-probe/1.0): "
+        "this sidecar serves REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO, SUBSCRIBE"
     )
-    assert sum("405 for SUBSCRIBE" in entry for entry in server.log) == 1
+    assert sum("405 for PUBLISH" in entry for entry in server.log) == 1
 
 
 def test_sidecars_shows_the_channel_limit_it_enforces(

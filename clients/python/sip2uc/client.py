@@ -346,6 +346,22 @@ class Sip2ucClient:
             if not token:
                 return
 
+    def iter_subscriptions(
+        self, user: str = "", page_size: int = 500
+    ) -> Iterator[registrations_pb2.Subscription]:
+        token = ""
+        while True:
+            response = self.registrations.ListSubscriptions(
+                registrations_pb2.ListSubscriptionsRequest(
+                    page_size=page_size, page_token=token, user=user
+                ),
+                timeout=self.timeout,
+            )
+            yield from response.subscriptions
+            token = response.next_page_token
+            if not token:
+                return
+
 
 # -- errors ------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from sip2uc_core.events import pidf
 from sip2uc_core.sip import Headers, SipParseError, SipRequest, SipResponse, parse_uri
 from sip2uc_core.sip.client_auth import ClientAuth
 from sip2uc_core.sip.endpoint import Endpoint, Transport
@@ -45,7 +46,6 @@ from sip2uc_core.sip.transaction import (
     TransportFailed,
 )
 
-from . import pidf
 from .publication import Outcome, Publication, PublishRequest, RequestKind, classify
 from .subscription import (
     SubscribeKind,

@@ -21,6 +21,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from sip2uc_core.events import dialog_info, pidf
+
 from ..bridge import (
     Activity,
     BridgeContext,
@@ -33,10 +35,9 @@ from ..bridge import (
     PresenceUpdate,
     StateChanges,
 )
-from . import dialog_info, pidf
 from .agent import AgentEvent, Notified, PresenceAgent, Published, PublishFailed, hostport
 from .config import SipPresenceSettings
-from .mapping import inbound_state
+from .mapping import dialog_state, element_prefix, inbound_state
 from .transport import AgentDriver
 
 __all__ = ["SipPresenceBridge"]
@@ -66,7 +67,7 @@ class SipPresenceBridge:
     def __init__(self, config: ConnectorConfig) -> None:
         self.config = config
         self.settings = SipPresenceSettings.from_config(config)
-        self.prefix = pidf.element_prefix(self.settings.connector_id)
+        self.prefix = element_prefix(self.settings.connector_id)
         self.max_concurrent_deliveries = self.settings.max_in_flight
         self.agent: PresenceAgent | None = None
         self.driver: AgentDriver | None = None
@@ -186,7 +187,7 @@ class SipPresenceBridge:
 
     def _dialog_body(self, entity: str, activity: Activity) -> tuple[bool, bytes | None]:
         """Whether the dialog publication changes, and to what (None: withdrawn)."""
-        state = dialog_info.dialog_state(activity)
+        state = dialog_state(activity)
         current = self._dialog_state.get(entity)
         if state == "terminated":
             if current is None:

@@ -31,7 +31,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..bridge import Availability
+from sip2uc_core.events.pidf import (
+    AVAILABILITY_STATES,
+    DEFAULT_DND_NOTE,
+    ForeignState,
+    PidfState,
+)
+
+from ..bridge import Activity, Availability
 
 __all__ = [
     "DEFAULT_DND_NOTE",
@@ -40,24 +47,27 @@ __all__ = [
     "ForeignState",
     "InboundRule",
     "PidfState",
+    "dialog_state",
+    "element_prefix",
     "inbound_rules",
     "inbound_state",
     "publish_table",
 ]
 
-DEFAULT_DND_NOTE = "Do not disturb"
+
+def element_prefix(connector_id: str) -> str:
+    """The id prefix of the tuple and person elements a connector publishes."""
+    return f"sip2uc-{connector_id}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PidfState:
-    """How one availability is published: PIDF <basic>, an RPID activity, a note."""
-
-    open: bool = True
-    #: RPID activity element name without prefix ("" for none).
-    activity: str = ""
-    note: str = ""
-    #: Withdraw the publication instead (Expires: 0).
-    remove: bool = False
+def dialog_state(activity: Activity) -> str:
+    """The dialog state RFC 4235 §4.1.6.1 names for what the handset does (one aggregate
+    dialog per user: the bridge does not know the UC side's dialog identifiers)."""
+    if activity is Activity.IN_A_CALL:
+        return "confirmed"
+    if activity is Activity.RINGING:
+        return "early"
+    return "terminated"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,23 +83,8 @@ class InboundRule:
         return activity == self.activity and self.note_contains in note.lower()
 
 
-@dataclass(frozen=True, slots=True)
-class ForeignState:
-    """What one element (a tuple or a person) of another publisher says."""
-
-    open: bool
-    activities: frozenset[str]
-    note: str = ""
-
-
 DEFAULT_PUBLISH: Mapping[Availability, PidfState] = {
-    Availability.AVAILABLE: PidfState(),
-    Availability.BUSY: PidfState(activity="busy"),
-    Availability.IN_A_CALL: PidfState(activity="on-the-phone"),
-    Availability.DO_NOT_DISTURB: PidfState(activity="busy", note=DEFAULT_DND_NOTE),
-    Availability.BE_RIGHT_BACK: PidfState(activity="away", note="Be right back"),
-    Availability.AWAY: PidfState(activity="away"),
-    Availability.OFFLINE: PidfState(open=False, remove=True),
+    availability: AVAILABILITY_STATES[availability.value] for availability in Availability
 }
 
 

@@ -115,7 +115,19 @@ def settings_to_pb(s: UserSettings) -> users_pb2.UserSettings:
         forward_no_answer=forwarding_to_pb(s.forward_no_answer),
         no_answer_timeout_seconds=s.no_answer_timeout_seconds,
         call_waiting=s.call_waiting,
+        buddies=list(s.buddies),
+        watch_policy=WATCH_POLICY_TO_PB.get(s.watch_policy, users_pb2.WATCH_POLICY_UNSPECIFIED),
+        allowed_watchers=list(s.allowed_watchers),
     )
+
+
+#: The domain's watch policies (see `subscriptions.py`) <-> users.proto's WatchPolicy.
+WATCH_POLICY_TO_PB = {
+    "everyone": users_pb2.WATCH_POLICY_EVERYONE,
+    "same-sidecar": users_pb2.WATCH_POLICY_SAME_SIDECAR,
+    "allow-list": users_pb2.WATCH_POLICY_ALLOW_LIST,
+}
+WATCH_POLICY_FROM_PB = {v: k for k, v in WATCH_POLICY_TO_PB.items()}
 
 
 def settings_from_pb(s: users_pb2.UserSettings) -> UserSettings:
@@ -129,6 +141,9 @@ def settings_from_pb(s: users_pb2.UserSettings) -> UserSettings:
         forward_no_answer=fwd(s.forward_no_answer),
         no_answer_timeout_seconds=s.no_answer_timeout_seconds,
         call_waiting=s.call_waiting,
+        buddies=tuple(b.strip() for b in s.buddies if b.strip()),
+        watch_policy=WATCH_POLICY_FROM_PB.get(s.watch_policy, ""),
+        allowed_watchers=tuple(w.strip() for w in s.allowed_watchers if w.strip()),
     )
 
 

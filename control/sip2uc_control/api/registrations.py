@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from sip2uc.v1 import registrations_pb2, registrations_pb2_grpc
+from sip2uc.v1 import common_pb2, registrations_pb2, registrations_pb2_grpc
 
 from ..core import ControlCore
 from ..errors import FieldViolation, InvalidArgument, NotFound
-from .convert import binding_to_pb
+from .convert import binding_to_pb, ts
 from .paging import decode_token, encode_token, page_size
 from .status import streaming, unary
 
@@ -43,6 +43,32 @@ class RegistrationServicer(registrations_pb2_grpc.RegistrationServiceServicer):
         return registrations_pb2.ListRegistrationsResponse(
             registrations=[binding_to_pb(b) for b in page],
             next_page_token=encode_token(offset + size) if offset + size < len(bindings) else "",
+        )
+
+    @unary
+    async def ListSubscriptions(
+        self, request: registrations_pb2.ListSubscriptionsRequest, context: Ctx
+    ) -> registrations_pb2.ListSubscriptionsResponse:
+        size = page_size(request.page_size)
+        offset = decode_token(request.page_token)
+        uid = self.core.resolve_user(request.user, "user").id if request.user else None
+        held = self.core.subscriptions.listing(uid, self.core.clock())
+        page = held[offset : offset + size]
+        return registrations_pb2.ListSubscriptionsResponse(
+            subscriptions=[
+                registrations_pb2.Subscription(
+                    name=f"subscriptions/{h.id}",
+                    watcher=f"users/{h.watcher}",
+                    event=h.event,
+                    resource_uri=h.resource_uri,
+                    users=[f"users/{u}" for u in h.users],
+                    sidecar=h.sidecar,
+                    source=common_pb2.SocketAddress(host=h.source_host, port=h.source_port),
+                    expire_time=ts(h.expires_at),
+                )
+                for h in page
+            ],
+            next_page_token=encode_token(offset + size) if offset + size < len(held) else "",
         )
 
     @unary

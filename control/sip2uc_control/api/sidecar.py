@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -16,6 +17,7 @@ from sip2uc_core.sip.digest import DigestError
 
 from ..auth import Authenticator, CredentialRefused, Principal, SidecarPrincipal
 from ..calls import InviteInput, InviteOutcome, LegReport
+from ..calls.model import Call, CallState
 from ..core import ControlCore
 from ..enrollments import name_problem
 from ..errors import AlreadyExists, PermissionDenied, Unauthenticated
@@ -29,6 +31,7 @@ from ..sidecars import (
     SessionReplaced,
 )
 from ..trunk_registry import TrunkReports
+from ..user_states import DialogView, dialog_of
 from . import sidecar_wire, streams
 from .sidecar_wire import ByeInput, CancelInput
 from .status import streaming, unary
@@ -268,8 +271,8 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             await self.core.calls.cancel(request.sidecar, request.leg_id)
         return sidecar_wire.empty_reply(call)
 
-    # Reserved for short messages and subscriptions (BLF), not served yet. Sidecars do not call
-    # these: they answer a handset's MESSAGE and SUBSCRIBE 405 (with Allow) themselves.
+    # Reserved for short messages, not served yet. Sidecars do not call it: they answer a
+    # handset's MESSAGE 405 (with Allow) themselves.
 
     async def Message(
         self, request: sidecar_pb2.MessageRequest, context: Ctx
@@ -279,13 +282,76 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
         )
         raise AssertionError("unreachable")
 
+    @unary
     async def Subscribe(
         self, request: sidecar_pb2.SubscribeRequest, context: Ctx
     ) -> sidecar_pb2.SubscribeResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "subscriptions are not available on this control plane"
-        )
-        raise AssertionError("unreachable")
+        """A handset's SUBSCRIBE, new, refreshed or ended (see `subscriptions`)."""
+        principal = await self._principal(context)
+        self._check(principal, request.origin.sidecar)
+        try:
+            inp, creds, watcher = sidecar_wire.subscribe_input(request)
+        except DigestError:
+            return sidecar_pb2.SubscribeResponse(status=401, reason="Unauthorized")
+        return sidecar_wire.subscribe_reply(self.core.subscribe(inp, creds, watcher))
+
+    @streaming
+    async def WatchStates(
+        self, request: sidecar_pb2.WatchStatesRequest, context: Ctx
+    ) -> AsyncIterator[sidecar_pb2.WatchStatesResponse]:
+        """One stream per sidecar: every user's state, then each change (presence or a call
+        the user takes part in), coalesced per user while the stream is busy."""
+        principal = await self._principal(context)
+        self._check(principal, request.sidecar)
+        changed: asyncio.Queue[None] = asyncio.Queue(1)
+        pending: dict[str, list[DialogView]] = {}
+
+        def mark(user_id: str, ended: DialogView | None = None) -> None:
+            ends = pending.setdefault(user_id, [])
+            if ended is not None:
+                ends.append(ended)
+            if changed.empty():
+                changed.put_nowait(None)
+
+        async def presence_changes() -> None:
+            async for item in self.core.presence.watch(None, None, list):
+                if item.change is not None:
+                    mark(item.change.user)
+
+        async def call_changes() -> None:
+            queue = self.core.calls.watch()
+            try:
+                while (call := await queue.get()) is not None:
+                    for user_id in _users_of(call):
+                        view = dialog_of(call, user_id, self.core.users.get)
+                        ended = view if view is not None and call.state is CallState.ENDED else None
+                        mark(user_id, ended)
+            finally:
+                self.core.calls.unwatch(queue)
+
+        revoked = self.core.reannounced(request.sidecar, sidecar_wire.held_subscriptions(request))
+        pumps = [
+            asyncio.create_task(presence_changes()),
+            asyncio.create_task(call_changes()),
+        ]
+        try:
+            yield sidecar_wire.states_snapshot(
+                [self.core.user_state(u.id) for u in self.core.users.all()], revoked
+            )
+            while True:
+                await changed.get()
+                batch, pending = pending, {}
+                for user_id, ended in batch.items():
+                    view = self.core.user_state(user_id)
+                    live = {d.id for d in view.dialogs}
+                    extra = tuple(d for d in ended if d.id not in live)
+                    if extra:
+                        view = replace(view, dialogs=view.dialogs + extra)
+                    yield sidecar_wire.state_change(view)
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
 
     # -- the shared address book ----------------------------------------------------------------
 
@@ -311,3 +377,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             return sidecar_pb2.VerifyDigestResponse(verified=False)
         verified = self.core.verify_digest(credentials, method or "GET", source)
         return sidecar_pb2.VerifyDigestResponse(verified=verified)
+
+
+def _users_of(call: Call) -> set[str]:
+    users = {leg.user_id for leg in call.legs.values() if leg.user_id}
+    users.update(u for u in (call.caller_user, call.callee_user) if u)
+    return users

@@ -46,9 +46,12 @@ from ..sidecars import (
     SidecarInfo,
     SidecarSettings,
 )
+from ..subscriptions import Action, HeldSubscription, SubscribeDecision, SubscribeInput
 from ..trunk_registry import TrunkReport, TrunkReports
 from ..trunks import DEFAULT_OPTIONS_INTERVAL, DEFAULT_REGISTER_EXPIRES, Trunk
+from ..user_states import DialogPhase, UserStateView
 from .convert import (
+    AVAILABILITY_TO_PB,
     DIGEST_ALGORITHM_TO_PB,
     TRANSPORT_FROM_PB,
     TRANSPORT_TO_PB,
@@ -648,6 +651,100 @@ def phonebook_snapshot(snapshot: PhonebookSnapshot) -> sidecar_pb2.WatchPhoneboo
     )
 
 
+# -- subscriptions (BLF) ----------------------------------------------------------------------
+
+_ACTIONS = {
+    sidecar_pb2.SUBSCRIBE_ACTION_CREATE: Action.CREATE,
+    sidecar_pb2.SUBSCRIBE_ACTION_REFRESH: Action.REFRESH,
+    sidecar_pb2.SUBSCRIBE_ACTION_END: Action.END,
+}
+_PHASES = {
+    DialogPhase.TRYING: sidecar_pb2.DIALOG_PHASE_TRYING,
+    DialogPhase.EARLY: sidecar_pb2.DIALOG_PHASE_EARLY,
+    DialogPhase.CONFIRMED: sidecar_pb2.DIALOG_PHASE_CONFIRMED,
+    DialogPhase.TERMINATED: sidecar_pb2.DIALOG_PHASE_TERMINATED,
+}
+
+
+def subscribe_input(
+    request: sidecar_pb2.SubscribeRequest,
+) -> tuple[SubscribeInput, Credentials | None, str]:
+    """The request, its credentials (None when it carries none) and the watcher named by a
+    refresh or an end. Raises DigestError for credentials that cannot be read."""
+    action = _ACTIONS.get(request.action)
+    if action is None:
+        raise InvalidArgument(FieldViolation("action", "required"))
+    if not request.subscription_id:
+        raise InvalidArgument(FieldViolation("subscription_id", "required"))
+    creds = (
+        _credentials(request.credentials)
+        if request.HasField("credentials") and request.credentials.username
+        else None
+    )
+    inp = SubscribeInput(
+        sidecar=request.origin.sidecar,
+        subscription_id=request.subscription_id,
+        action=action,
+        event=request.event,
+        request_uri=request.request_uri,
+        expires=request.expires,
+        eventlist=request.eventlist,
+        source_host=request.origin.source.host,
+        source_port=request.origin.source.port,
+    )
+    return inp, creds, request.watcher
+
+
+def subscribe_reply(decision: SubscribeDecision) -> sidecar_pb2.SubscribeResponse:
+    return sidecar_pb2.SubscribeResponse(
+        status=decision.status,
+        expires=decision.expires,
+        reason=decision.reason,
+        watcher=decision.watcher.name if decision.watcher is not None else "",
+        resources=[
+            sidecar_pb2.WatchedUser(user=u.name, uri=u.sip_uri, display_name=u.display_name)
+            for u in decision.resources
+        ],
+        list_uri=decision.list_uri,
+    )
+
+
+def held_subscriptions(request: sidecar_pb2.WatchStatesRequest) -> list[HeldSubscription]:
+    return [
+        HeldSubscription(
+            id=h.subscription_id,
+            sidecar=request.sidecar,
+            watcher=h.watcher.removeprefix("users/"),
+            event=h.event,
+            resource_uri=h.resource_uri,
+            users=tuple(u.removeprefix("users/") for u in h.users),
+            expires_at=from_ts(h.expire_time),
+            source_host=h.source.host,
+            source_port=h.source.port,
+        )
+        for h in request.subscriptions
+        if h.subscription_id
+    ]
+
+
+def _user_state(view: UserStateView) -> sidecar_pb2.UserState:
+    return sidecar_pb2.UserState(
+        user=f"users/{view.user_id}",
+        availability=AVAILABILITY_TO_PB[view.availability],
+        note=view.note,
+        dialogs=[
+            sidecar_pb2.UserDialog(
+                id=d.id,
+                phase=_PHASES[d.phase],
+                initiator=d.initiator,
+                remote_uri=d.remote_uri,
+                remote_display=d.remote_display,
+            )
+            for d in view.dialogs
+        ],
+    )
+
+
 def verify_digest_input(
     request: sidecar_pb2.VerifyDigestRequest,
 ) -> tuple[str, Credentials, str, str]:
@@ -656,3 +753,16 @@ def verify_digest_input(
     credentials = request.credentials
     origin = request.origin
     return origin.sidecar, _credentials(credentials), credentials.method, origin.source.host
+
+
+def states_snapshot(
+    views: Iterable[UserStateView], revoked: Sequence[str]
+) -> sidecar_pb2.WatchStatesResponse:
+    return sidecar_pb2.WatchStatesResponse(
+        snapshot=sidecar_pb2.UserStates(states=[_user_state(v) for v in views]),
+        revoked_subscriptions=list(revoked),
+    )
+
+
+def state_change(view: UserStateView) -> sidecar_pb2.WatchStatesResponse:
+    return sidecar_pb2.WatchStatesResponse(change=_user_state(view))

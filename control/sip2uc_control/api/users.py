@@ -9,7 +9,7 @@ import grpc
 from sip2uc.v1 import users_pb2, users_pb2_grpc
 
 from ..core import ControlCore
-from ..domain import Algorithm, Device, DirectoryOrigin, User
+from ..domain import Algorithm, Device, DirectoryOrigin, User, UserSettings
 from ..errors import FieldViolation, InvalidArgument, check
 from .convert import devices_from_pb, settings_from_pb, user_to_pb
 from .filters import text_filter
@@ -35,7 +35,37 @@ _SETTINGS_FIELDS = {
     "forward_no_answer",
     "no_answer_timeout_seconds",
     "call_waiting",
+    "buddies",
+    "watch_policy",
+    "allowed_watchers",
 }
+#: Entries a buddy list or allow-list may hold (a BLF key field is at most a few dozen keys).
+MAX_WATCH_ENTRIES = 200
+
+
+def _watch_settings(core: ControlCore, settings: UserSettings) -> UserSettings:
+    """Buddy list and allowed watchers with every entry resolved to `users/{id}` (so that a
+    changed extension does not break them); an entry that names no user is refused."""
+    violations: list[FieldViolation] = []
+    lists: dict[str, tuple[str, ...]] = {}
+    for field_name in ("buddies", "allowed_watchers"):
+        entries: list[str] = []
+        refs: tuple[str, ...] = getattr(settings, field_name)
+        if len(refs) > MAX_WATCH_ENTRIES:
+            violations.append(
+                FieldViolation(f"user.settings.{field_name}", f"at most {MAX_WATCH_ENTRIES}")
+            )
+        for i, ref in enumerate(refs):
+            found = core.users.resolve(ref)
+            if found is None:
+                violations.append(
+                    FieldViolation(f"user.settings.{field_name}[{i}]", f"no user {ref!r}")
+                )
+            elif found.name not in entries:
+                entries.append(found.name)
+        lists[field_name] = tuple(entries)
+    check(violations)
+    return replace(settings, buddies=lists["buddies"], allowed_watchers=lists["allowed_watchers"])
 
 
 def _user_from_pb(pb: users_pb2.User) -> tuple[User, dict[int, str]]:
@@ -73,6 +103,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
         if not request.HasField("user"):
             raise InvalidArgument(FieldViolation("user", "required"))
         user, passwords = _user_from_pb(request.user)
+        user = replace(user, settings=_watch_settings(self.core, user.settings))
         if not user.sip_uri and user.extension:
             user = replace(
                 user, sip_uri=f"sip:{user.extension}@{self.core.settings.current.sip_domain}"
@@ -148,7 +179,7 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
                     FieldViolation("update_mask", f"unknown or read-only field {path!r}")
                 )
         check(violations)
-        changes["settings"] = settings
+        changes["settings"] = _watch_settings(self.core, settings)
         # Hand edits of imported users are remembered so a re-import does not undo them.
         if previous.origin.source:
             touched = {p.split(".", 1)[0] for p in paths} & {

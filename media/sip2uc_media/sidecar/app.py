@@ -47,6 +47,7 @@ from .overload import IntakeQueue
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
 from .requests import ControlUnavailableError, HelloInfo
+from .subscribe import SubscribeHandler
 from .telemetry import IntakeMetrics, PhonebookMetrics
 
 __all__ = ["Sidecar", "install_uvloop"]
@@ -101,6 +102,7 @@ class Sidecar:
         self.calls: CallHandler | None = None
         self.trunks: TrunkCarrier | None = None
         self.dialer: Dialer | None = None
+        self.subscriptions: SubscribeHandler | None = None
         self.capacity = LegCapacity(0, "RTP ports")
         #: The shared address book as last received from the control plane (None until then).
         self.phonebook: Phonebook | None = None
@@ -186,6 +188,17 @@ class Sidecar:
         self.edge.attach_calls(self.calls)
         self.trunks = self._trunk_carrier(clock)
         self.calls.start()
+        self.subscriptions = SubscribeHandler(
+            name=config.name,
+            registrar=registrar,
+            control=self.control,
+            edge=self.edge,
+            config=self.calls.config,
+            clock=clock,
+            wall_clock=time.time,
+        )
+        self.edge.attach_subscriptions(self.subscriptions)
+        self.subscriptions.start()
         await self.control.start()
         for kind, (host, port) in self.listen_addresses.items():
             _log.info("sidecar %s: SIP %s on %s:%d", config.name, kind.via_name, host, port)
@@ -484,6 +497,8 @@ class Sidecar:
             self.intake.close()
         if self.edge is not None:
             await self.edge.close()
+        if self.subscriptions is not None:
+            await self.subscriptions.close()
         if self.calls is not None:
             await self.calls.close()
         if self.relay is not None:

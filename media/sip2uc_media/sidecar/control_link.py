@@ -34,7 +34,15 @@ from .batched_stream import BatchedStream, CallFailedError, CallT, ReplyT
 from .commands import Batch, Command, EdgeSettings, Order, SettingsUpdate, Welcome
 from .protection import Ban
 from .registrar import RegisterAttempt
-from .requests import ControlUnavailableError, HelloInfo, InviteCall, Origin, RegisterDone
+from .requests import (
+    ControlUnavailableError,
+    HelloInfo,
+    InviteCall,
+    Origin,
+    RegisterDone,
+    SubscribeCall,
+)
+from .subscriptions import Grant, Subscription, UserState
 
 __all__ = ["CommandHandler", "ControlLink", "backoff_delay"]
 
@@ -425,6 +433,35 @@ class ControlLink:
         self, sidecar: str, report: ReportLeg, stats: Sequence[StreamStats] = ()
     ) -> None:
         await self._notify("ReportLeg", wire.report_call(sidecar, report, stats, self._timeout_ms))
+
+    async def subscribe(self, call: SubscribeCall) -> tuple[int, str, Grant | None]:
+        """Ask about a SUBSCRIBE (new, refreshed or ended): SIP status, reason, grant."""
+        if not self._up or self._stub is None:
+            raise ControlUnavailableError("control plane link is down")
+        try:
+            response = await self._stub.Subscribe(
+                wire.subscribe_request(call), metadata=self._metadata, timeout=self._rpc_timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise ControlUnavailableError(f"Subscribe failed: {exc.code().name}") from None
+        return wire.subscribe_verdict(response)
+
+    async def watch_states(
+        self, held: Callable[[], Iterable[Subscription]]
+    ) -> AsyncIterator[tuple[list[UserState] | None, UserState | None, tuple[str, ...]]]:
+        """The users' states for this sidecar's subscriptions, on one stream: a snapshot (with
+        the held subscriptions the control plane revoked), then changes. Ends when the stream
+        does; the caller watches again after the next welcome."""
+        if not self._up or self._stub is None:
+            raise ControlUnavailableError("control plane link is down")
+        loop = asyncio.get_running_loop()
+        request = wire.watch_states_request(self._hello().name, held(), loop.time(), time.time())
+        call = self._stub.WatchStates(request, metadata=self._metadata)
+        try:
+            async for message in call:
+                yield wire.watch_states_item(message)
+        finally:
+            call.cancel()
 
     async def _notify(self, method: str, call: sidecar_pb2.CallStreamCall) -> None:
         """A one-way report: retried a few times, since a lost Bye or answer leaves a call

@@ -3,7 +3,8 @@
 Order of business for one message: allow-list, ban list, size, parse, transaction layer
 (retransmissions are absorbed there and the stored response is resent, RFC 3261 §17.2.2), then
 the method table: REGISTER goes to `registration.RegisterHandler`, INVITE and what belongs to a
-call to `calls.CallHandler`, OPTIONS is answered here. Methods this sidecar does not serve yet get
+call to `calls.CallHandler`, SUBSCRIBE (and the answers to our NOTIFYs) to
+`subscribe.SubscribeHandler`, OPTIONS is answered here. Methods this sidecar does not serve yet get
 a clean 405/501 from the same table.
 
 `receive` never raises: a bug in a handler is logged once per kind, counted, and the message
@@ -57,6 +58,7 @@ from .protection import BanList, NetworkAllowList
 from .raw_response import error_response
 from .registrar import Registrar
 from .registration import RegisterControl, RegisterHandler
+from .subscribe import SubscribeHandler
 from .telemetry import EdgeMetrics
 
 __all__ = ["SipEdge"]
@@ -147,6 +149,7 @@ class SipEdge:
         self.calls: CallHandler | None = None
         #: The trunks' registrations and keep-alives: their transactions' outcomes go there.
         self.trunks: TrunkTransactions | None = None
+        self.subscriptions: SubscribeHandler | None = None
 
     def retry_after(self) -> int:
         """A Retry-After value for a 503, with jitter so that handsets spread out."""
@@ -154,13 +157,19 @@ class SipEdge:
 
     @property
     def _allow(self) -> str:
-        return ALLOW_REGISTRAR if self.calls is None else ALLOW
+        allow = ALLOW_REGISTRAR if self.calls is None else ALLOW
+        return allow if self.subscriptions is None else f"{allow}, SUBSCRIBE"
 
     def attach_calls(self, calls: CallHandler) -> None:
         """Serve INVITE and the in-dialog methods with the B2BUA."""
         self.calls = calls
         calls.edge = self
         self._methods["INVITE"] = calls.invite
+
+    def attach_subscriptions(self, subscriptions: SubscribeHandler) -> None:
+        """Serve SUBSCRIBE (presence, dialog, buddy lists) and route the NOTIFYs' answers."""
+        self.subscriptions = subscriptions
+        self._methods["SUBSCRIBE"] = subscriptions.subscribe
 
     # -- entry point ----------------------------------------------------------------------------
 
@@ -208,7 +217,9 @@ class SipEdge:
             return
         dest = source.endpoint
         if isinstance(message, SipResponse):
-            if self.calls is None or validate_response(message) is not None:
+            if (self.calls is None and self.subscriptions is None) or validate_response(
+                message
+            ) is not None:
                 # RFC 3261 §18.1.2 / §8.1.3.3: a response we cannot have asked for.
                 self._drop("stray_response")
                 return
@@ -256,6 +267,9 @@ class SipEdge:
 
     def _event(self, event: Event) -> None:
         calls = self.calls
+        subscriptions = self.subscriptions
+        if subscriptions is not None and _for_subscriptions(subscriptions, event):
+            return
         if isinstance(event, RequestReceived):
             if event.txn_id is not None:
                 self._request(event.txn_id, event.request, event.source)
@@ -470,6 +484,17 @@ class SipEdge:
         if salvaged is not None:
             source.send(salvaged)
             self.metrics.messages_out.add(1, {"method": "unknown", "status": error.status})
+
+
+def _for_subscriptions(subscriptions: SubscribeHandler, event: Event) -> bool:
+    """Whether `event` concerns one of our NOTIFYs (and was handled)."""
+    if isinstance(event, ResponseReceived):
+        return subscriptions.response(event.txn_id, event.response)
+    if isinstance(event, (TransactionTimeout, TransportFailed)):
+        return subscriptions.transaction_timeout(event.txn_id)
+    if isinstance(event, TransactionTerminated):
+        subscriptions.transaction_ended(event.txn_id)
+    return False
 
 
 def _sender(request: SipRequest, source: Endpoint) -> str:

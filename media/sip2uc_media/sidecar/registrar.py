@@ -217,6 +217,23 @@ class Registrar:
             cseq=request.cseq.seq,
         )
 
+    def credentials(
+        self, request: SipRequest, source_host: str, now: float
+    ) -> Credentials | Rejection:
+        """Pre-check a request's Authorization exactly as a REGISTER's (401 challenges): what
+        a handset's SUBSCRIBE is authenticated with. Its sender is the user of From (To names
+        whom it watches)."""
+        return self._credentials(request, source_host, now, proxy=False, sender_in_from=True)
+
+    def sender_of(self, request: SipRequest) -> str:
+        """The digest user name of a request's credentials, else the user of From."""
+        if request.headers.get("Authorization") is not None:
+            return self.user_of(request)
+        try:
+            return _uri_user(request.from_)
+        except SipParseError:
+            return ""
+
     def authenticate(
         self, request: SipRequest, source_host: str, now: float
     ) -> Credentials | Rejection:
@@ -226,11 +243,19 @@ class Registrar:
         return self._credentials(request, source_host, now, proxy=True)
 
     def _credentials(
-        self, request: SipRequest, source_host: str, now: float, *, proxy: bool
+        self,
+        request: SipRequest,
+        source_host: str,
+        now: float,
+        *,
+        proxy: bool,
+        sender_in_from: bool = False,
     ) -> Credentials | Rejection:
         policy = self.policy
 
         def challenge(user: str | None, stale: bool = False) -> SipResponse:
+            if user is None and sender_in_from and policy.device_algorithms:
+                user = self.sender_of(request)
             if proxy:
                 return self.proxy_challenge(request, source_host, now, stale=stale, user=user)
             return self.challenge(request, source_host, now, stale=stale, user=user)

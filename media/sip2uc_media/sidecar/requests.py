@@ -90,3 +90,21 @@ class HelloInfo:
 
 #: How a REGISTER's answer comes back: ``done(result, None)`` or ``done(None, error)``, once.
 RegisterDone = Callable[[RegisterResult | None, ControlUnavailableError | None], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscribeCall:
+    """A SUBSCRIBE for the control plane: a new subscription (with credentials), a refresh or
+    an end (with the watcher the creation was granted to)."""
+
+    origin: Origin
+    subscription_id: str
+    #: "create", "refresh" or "end".
+    action: str
+    event: str
+    request_uri: str = ""
+    from_uri: str = ""
+    expires: int = 0
+    eventlist: bool = False
+    credentials: Credentials | None = None
+    watcher: str = ""

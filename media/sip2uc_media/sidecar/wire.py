@@ -42,7 +42,8 @@ from .commands import (
 )
 from .protection import Ban
 from .registrar import RegisterAttempt, RegisterOutcome, RegisterResult
-from .requests import HelloInfo, InviteCall, Origin
+from .requests import HelloInfo, InviteCall, Origin, SubscribeCall
+from .subscriptions import DialogState, Grant, Subscription, UserState, Watched
 
 __all__ = [
     "MAX_REPORTED_BANS",
@@ -630,3 +631,111 @@ def verify_digest(
 
 def digest_verified(message: sidecar_pb2.VerifyDigestResponse) -> bool:
     return message.verified
+
+
+# -- subscriptions (BLF) ----------------------------------------------------------------------
+
+_SUBSCRIBE_ACTIONS = {
+    "create": sidecar_pb2.SUBSCRIBE_ACTION_CREATE,
+    "refresh": sidecar_pb2.SUBSCRIBE_ACTION_REFRESH,
+    "end": sidecar_pb2.SUBSCRIBE_ACTION_END,
+}
+_PHASES = {
+    sidecar_pb2.DIALOG_PHASE_TRYING: "trying",
+    sidecar_pb2.DIALOG_PHASE_EARLY: "early",
+    sidecar_pb2.DIALOG_PHASE_CONFIRMED: "confirmed",
+    sidecar_pb2.DIALOG_PHASE_TERMINATED: "terminated",
+}
+_AVAILABILITIES = {
+    common_pb2.AVAILABILITY_AVAILABLE: "available",
+    common_pb2.AVAILABILITY_BUSY: "busy",
+    common_pb2.AVAILABILITY_IN_A_CALL: "in-a-call",
+    common_pb2.AVAILABILITY_DO_NOT_DISTURB: "do-not-disturb",
+    common_pb2.AVAILABILITY_BE_RIGHT_BACK: "be-right-back",
+    common_pb2.AVAILABILITY_AWAY: "away",
+    common_pb2.AVAILABILITY_OFFLINE: "offline",
+}
+
+
+def subscribe_request(call: SubscribeCall) -> sidecar_pb2.SubscribeRequest:
+    request = sidecar_pb2.SubscribeRequest(
+        origin=_origin(call.origin),
+        event=call.event,
+        request_uri=call.request_uri,
+        from_uri=call.from_uri,
+        expires=call.expires,
+        subscription_id=call.subscription_id,
+        eventlist=call.eventlist,
+        action=_SUBSCRIBE_ACTIONS[call.action],
+        watcher=call.watcher,
+    )
+    if call.credentials is not None:
+        request.credentials.CopyFrom(_credentials(call.credentials, "SUBSCRIBE"))
+    return request
+
+
+def subscribe_verdict(response: sidecar_pb2.SubscribeResponse) -> tuple[int, str, Grant | None]:
+    """SIP status, reason phrase and, for a 200, what was granted."""
+    if response.status != 200:
+        return response.status or 500, response.reason, None
+    grant = Grant(
+        watcher=response.watcher,
+        expires=response.expires,
+        resources=tuple(
+            Watched(user=r.user, uri=r.uri, display_name=r.display_name) for r in response.resources
+        ),
+        list_uri=response.list_uri,
+    )
+    return 200, response.reason, grant
+
+
+def watch_states_request(
+    sidecar: str, held: Iterable[Subscription], mono_now: float, wall_now: float
+) -> sidecar_pb2.WatchStatesRequest:
+    out = sidecar_pb2.WatchStatesRequest(sidecar=sidecar)
+    for sub in held:
+        expire = Timestamp()
+        expire.FromNanoseconds(int((wall_now + sub.expires_at - mono_now) * 1e9))
+        out.subscriptions.append(
+            sidecar_pb2.HeldSubscription(
+                subscription_id=sub.id,
+                watcher=sub.watcher,
+                event=sub.event,
+                resource_uri=sub.resource_uri,
+                users=list(sub.users),
+                expire_time=expire,
+                source=_address(sub.dest),
+            )
+        )
+    return out
+
+
+def _user_state(message: sidecar_pb2.UserState) -> UserState:
+    return UserState(
+        user=message.user,
+        availability=_AVAILABILITIES.get(message.availability, "offline"),
+        note=message.note,
+        dialogs=tuple(
+            DialogState(
+                id=d.id,
+                phase=_PHASES.get(d.phase, "terminated"),
+                initiator=d.initiator,
+                remote_uri=d.remote_uri,
+                remote_display=d.remote_display,
+            )
+            for d in message.dialogs
+        ),
+    )
+
+
+def watch_states_item(
+    message: sidecar_pb2.WatchStatesResponse,
+) -> tuple[list[UserState] | None, UserState | None, tuple[str, ...]]:
+    """(snapshot, None, revoked subscription ids) or (None, change, ())."""
+    which = message.WhichOneof("payload")
+    if which == "snapshot":
+        states = [_user_state(s) for s in message.snapshot.states]
+        return states, None, tuple(message.revoked_subscriptions)
+    if which == "change":
+        return None, _user_state(message.change), ()
+    return None, None, ()

@@ -6,18 +6,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sip2uc_connectors.bridge import Activity, Availability
-from sip2uc_connectors.sip_presence import dialog_info, pidf
 from sip2uc_connectors.sip_presence.mapping import (
     DEFAULT_PUBLISH,
     ForeignState,
     InboundRule,
     PidfState,
+    dialog_state,
+    element_prefix,
     inbound_rules,
     inbound_state,
     publish_table,
 )
+from sip2uc_core.events import dialog_info, pidf
 
-PREFIX = pidf.element_prefix("kam")
+PREFIX = element_prefix("kam")
 RULES = inbound_rules()
 
 
@@ -185,9 +187,9 @@ def test_any_bytes_give_states_or_pidf_error(body: bytes) -> None:
 
 
 def test_dialog_info_for_a_call_is_exactly_this() -> None:
-    assert dialog_info.dialog_state(Activity.IN_A_CALL) == "confirmed"
-    assert dialog_info.dialog_state(Activity.RINGING) == "early"
-    assert dialog_info.dialog_state(Activity.NONE) == "terminated"
+    assert dialog_state(Activity.IN_A_CALL) == "confirmed"
+    assert dialog_state(Activity.RINGING) == "early"
+    assert dialog_state(Activity.NONE) == "terminated"
     assert dialog_info.dialog_document(
         "sip:1001@uc.example.com", PREFIX, "confirmed", 3
     ).decode() == (

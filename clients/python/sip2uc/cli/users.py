@@ -376,3 +376,109 @@ def update(
         output.print_json(updated)
     else:
         output.info_line(f"updated {updated.name}: {', '.join(paths)}")
+
+
+# -- buddy lists and who may watch (BLF) ---------------------------------------
+
+_POLICIES = {
+    "everyone": users_pb2.WATCH_POLICY_EVERYONE,
+    "same-sidecar": users_pb2.WATCH_POLICY_SAME_SIDECAR,
+    "allow-list": users_pb2.WATCH_POLICY_ALLOW_LIST,
+}
+
+
+def _labels(state_refs: Iterable[str], ctx: typer.Context) -> list[str]:
+    """Extensions (or SIP URIs) for `users/ID` references, for people."""
+    refs = list(state_refs)
+    if not refs:
+        return []
+    labels = {u.name: u.extension or u.sip_uri for u in get_state(ctx).client().iter_users()}
+    return [labels.get(ref, ref) for ref in refs]
+
+
+@app.command("buddies")
+def buddies(
+    ctx: typer.Context,
+    ref: UserRef,
+    members: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[BUDDY]...",
+            help="With --set, --add or --remove: users (extension, E.164, SIP URI or users/ID).",
+            show_default=False,
+        ),
+    ] = None,
+    set_: Annotated[bool, typer.Option("--set", help="Replace the list with BUDDY...")] = False,
+    add_: Annotated[bool, typer.Option("--add", help="Add BUDDY... to the list.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove BUDDY... from it.")] = False,
+    json_flag: JsonFlag = False,
+) -> None:
+    """Show or change a user's buddy list: the users its handsets watch all at once by
+    subscribing to `sip:buddies@<domain>` (an RFC 4662 resource list, presence or dialog)."""
+    state = get_state(ctx)
+    client = state.client()
+    given = list(members or [])
+    if sum((set_, add_, remove)) > 1:
+        raise typer.BadParameter("give one of --set, --add, --remove")
+    current = client.resolve_user(ref)
+    if set_ or add_ or remove:
+        if not given and not set_:
+            raise typer.BadParameter("name at least one BUDDY")
+        wanted = [client.resolve_user(m).name for m in given]
+        if add_:
+            wanted = list(current.settings.buddies) + [
+                w for w in wanted if w not in current.settings.buddies
+            ]
+        elif remove:
+            wanted = [b for b in current.settings.buddies if b not in wanted]
+        user = users_pb2.User(name=current.name, settings=users_pb2.UserSettings(buddies=wanted))
+        current = client.update_user(user, ["settings.buddies"])
+    elif given:
+        raise typer.BadParameter("to change the list, give --set, --add or --remove")
+    if state.wants_json(json_flag):
+        output.print_json(list(current.settings.buddies))
+        return
+    for label in _labels(current.settings.buddies, ctx):
+        typer.echo(label)
+
+
+@app.command("watchers")
+def watchers(
+    ctx: typer.Context,
+    ref: UserRef,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            metavar="POLICY",
+            help=(
+                "Who may watch the user's presence and calls from a handset: everyone (the "
+                "default: every user of this control plane), same-sidecar (watchers on a "
+                "sidecar the user is registered on) or allow-list (only --allow users)."
+            ),
+        ),
+    ] = None,
+    allow: Annotated[
+        list[str] | None,
+        typer.Option("--allow", metavar="EXT", help="With allow-list: a user allowed to watch."),
+    ] = None,
+) -> None:
+    """Show or set who may watch a user (presence, BLF)."""
+    client = get_state(ctx).client()
+    current = client.resolve_user(ref)
+    if policy is not None or allow:
+        paths = []
+        settings = users_pb2.UserSettings()
+        if policy is not None:
+            if policy not in _POLICIES:
+                raise typer.BadParameter(f"policy must be one of {', '.join(_POLICIES)}")
+            settings.watch_policy = _POLICIES[policy]
+            paths.append("settings.watch_policy")
+        if allow is not None:
+            settings.allowed_watchers.extend(client.resolve_user(a).name for a in allow)
+            paths.append("settings.allowed_watchers")
+        current = client.update_user(users_pb2.User(name=current.name, settings=settings), paths)
+    names = {v: k for k, v in _POLICIES.items()}
+    typer.echo(f"policy: {names.get(current.settings.watch_policy, 'everyone')}")
+    for label in _labels(current.settings.allowed_watchers, ctx):
+        typer.echo(f"allowed: {label}")

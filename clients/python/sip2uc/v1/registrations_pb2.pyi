@@ -356,3 +356,119 @@ class WatchRegistrationsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchRegistrationsResponse: _TypeAlias = WatchRegistrationsResponse  # noqa: Y015
+
+@_typing.final
+class Subscription(_message.Message):
+    """A handset's subscription to a user's or a buddy list's state (BLF)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    WATCHER_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    RESOURCE_URI_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name, `subscriptions/{id}`."""
+    watcher: _builtins.str
+    """The watcher, `users/{id}`."""
+    event: _builtins.str
+    """Event package: "presence" or "dialog"."""
+    resource_uri: _builtins.str
+    """The URI the handset subscribed to (a user's or a buddy list's)."""
+    sidecar: _builtins.str
+    """Name of the sidecar that holds the subscription."""
+    @_builtins.property
+    def users(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The watched users, `users/{id}` (one, or a buddy list's members)."""
+
+    @_builtins.property
+    def source(self) -> _common_pb2.SocketAddress:
+        """Where the handset's SUBSCRIBE came from."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it expires unless refreshed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        watcher: _builtins.str = ...,
+        event: _builtins.str = ...,
+        resource_uri: _builtins.str = ...,
+        users: _abc.Iterable[_builtins.str] | None = ...,
+        sidecar: _builtins.str = ...,
+        source: _common_pb2.SocketAddress | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "expire_time", b"expire_time", "name", b"name", "resource_uri", b"resource_uri", "sidecar", b"sidecar", "source", b"source", "users", b"users", "watcher", b"watcher"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Subscription: _TypeAlias = Subscription  # noqa: Y015
+
+@_typing.final
+class ListSubscriptionsRequest(_message.Message):
+    """Request of RegistrationService.ListSubscriptions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """Only the subscriptions of this watcher or watching this user (a user
+    reference: `users/{id}`, extension or SIP URI); empty for all.
+    """
+    page_size: _builtins.int
+    """Maximum results per page (default 100, max 1000)."""
+    page_token: _builtins.str
+    """Token from a previous response."""
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubscriptionsRequest: _TypeAlias = ListSubscriptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListSubscriptionsResponse(_message.Message):
+    """Response of RegistrationService.ListSubscriptions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty on the last."""
+    @_builtins.property
+    def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Subscription]:
+        """The subscriptions, by watcher."""
+
+    def __init__(
+        self,
+        *,
+        subscriptions: _abc.Iterable[Global___Subscription] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "subscriptions", b"subscriptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSubscriptionsResponse: _TypeAlias = ListSubscriptionsResponse  # noqa: Y015

@@ -56,6 +56,11 @@ class RegistrationServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_registrations__pb2.WatchRegistrationsRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_registrations__pb2.WatchRegistrationsResponse.FromString,
                 _registered_method=True)
+        self.ListSubscriptions = channel.unary_unary(
+                '/sip2uc.v1.RegistrationService/ListSubscriptions',
+                request_serializer=sip2uc_dot_v1_dot_registrations__pb2.ListSubscriptionsRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_registrations__pb2.ListSubscriptionsResponse.FromString,
+                _registered_method=True)
 
 
 class RegistrationServiceServicer:
@@ -92,6 +97,14 @@ class RegistrationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSubscriptions(self, request, context):
+        """Lists the event subscriptions (RFC 6665) handsets hold through the
+        sidecars: who watches whom, and for which event (presence or dialog).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistrationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +127,11 @@ def add_RegistrationServiceServicer_to_server(servicer, server):
                     servicer.WatchRegistrations,
                     request_deserializer=sip2uc_dot_v1_dot_registrations__pb2.WatchRegistrationsRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_registrations__pb2.WatchRegistrationsResponse.SerializeToString,
+            ),
+            'ListSubscriptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubscriptions,
+                    request_deserializer=sip2uc_dot_v1_dot_registrations__pb2.ListSubscriptionsRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_registrations__pb2.ListSubscriptionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +244,33 @@ class RegistrationService:
             '/sip2uc.v1.RegistrationService/WatchRegistrations',
             sip2uc_dot_v1_dot_registrations__pb2.WatchRegistrationsRequest.SerializeToString,
             sip2uc_dot_v1_dot_registrations__pb2.WatchRegistrationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubscriptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sip2uc.v1.RegistrationService/ListSubscriptions',
+            sip2uc_dot_v1_dot_registrations__pb2.ListSubscriptionsRequest.SerializeToString,
+            sip2uc_dot_v1_dot_registrations__pb2.ListSubscriptionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

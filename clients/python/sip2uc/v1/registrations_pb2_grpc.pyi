@@ -45,6 +45,10 @@ class RegistrationServiceStub:
     """
     WatchRegistrations: _grpc.UnaryStreamMultiCallable[_registrations_pb2.WatchRegistrationsRequest, _registrations_pb2.WatchRegistrationsResponse]
     """Streams bindings: a snapshot, then every addition, refresh and removal."""
+    ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_registrations_pb2.ListSubscriptionsRequest, _registrations_pb2.ListSubscriptionsResponse]
+    """Lists the event subscriptions (RFC 6665) handsets hold through the
+    sidecars: who watches whom, and for which event (presence or dialog).
+    """
 
 @_typing.type_check_only
 class RegistrationServiceAsyncStub(RegistrationServiceStub):
@@ -63,6 +67,10 @@ class RegistrationServiceAsyncStub(RegistrationServiceStub):
     """
     WatchRegistrations: _aio.UnaryStreamMultiCallable[_registrations_pb2.WatchRegistrationsRequest, _registrations_pb2.WatchRegistrationsResponse]  # type: ignore[assignment]
     """Streams bindings: a snapshot, then every addition, refresh and removal."""
+    ListSubscriptions: _aio.UnaryUnaryMultiCallable[_registrations_pb2.ListSubscriptionsRequest, _registrations_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
+    """Lists the event subscriptions (RFC 6665) handsets hold through the
+    sidecars: who watches whom, and for which event (presence or dialog).
+    """
 
 class RegistrationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Registration bindings: where each handset can be reached. Sidecars create
@@ -102,5 +110,15 @@ class RegistrationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_registrations_pb2.WatchRegistrationsResponse], _abc.AsyncIterator[_registrations_pb2.WatchRegistrationsResponse]]:
         """Streams bindings: a snapshot, then every addition, refresh and removal."""
+
+    @_abc_1.abstractmethod
+    def ListSubscriptions(
+        self,
+        request: _registrations_pb2.ListSubscriptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registrations_pb2.ListSubscriptionsResponse, _abc.Awaitable[_registrations_pb2.ListSubscriptionsResponse]]:
+        """Lists the event subscriptions (RFC 6665) handsets hold through the
+        sidecars: who watches whom, and for which event (presence or dialog).
+        """
 
 def add_RegistrationServiceServicer_to_server(servicer: RegistrationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

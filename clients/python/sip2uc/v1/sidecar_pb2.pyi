@@ -167,6 +167,70 @@ LEG_STATE_ENDED: LegState.ValueType  # 6
 """Ended (BYE either way, CANCEL, media timeout)."""
 Global___LegState: _TypeAlias = LegState  # noqa: Y015
 
+class _SubscribeAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SubscribeActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SubscribeAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SUBSCRIBE_ACTION_UNSPECIFIED: _SubscribeAction.ValueType  # 0
+    """Not set."""
+    SUBSCRIBE_ACTION_CREATE: _SubscribeAction.ValueType  # 1
+    """A new subscription (no To tag)."""
+    SUBSCRIBE_ACTION_REFRESH: _SubscribeAction.ValueType  # 2
+    """A refresh in the subscription's dialog."""
+    SUBSCRIBE_ACTION_END: _SubscribeAction.ValueType  # 3
+    """The subscription ended: unsubscribed (Expires 0), expired, or the
+    watcher went away (481 or no answer to a NOTIFY).
+    """
+
+class SubscribeAction(_SubscribeAction, metaclass=_SubscribeActionEnumTypeWrapper):
+    """What a SUBSCRIBE does to its subscription."""
+
+SUBSCRIBE_ACTION_UNSPECIFIED: SubscribeAction.ValueType  # 0
+"""Not set."""
+SUBSCRIBE_ACTION_CREATE: SubscribeAction.ValueType  # 1
+"""A new subscription (no To tag)."""
+SUBSCRIBE_ACTION_REFRESH: SubscribeAction.ValueType  # 2
+"""A refresh in the subscription's dialog."""
+SUBSCRIBE_ACTION_END: SubscribeAction.ValueType  # 3
+"""The subscription ended: unsubscribed (Expires 0), expired, or the
+watcher went away (481 or no answer to a NOTIFY).
+"""
+Global___SubscribeAction: _TypeAlias = SubscribeAction  # noqa: Y015
+
+class _DialogPhase:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DialogPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DialogPhase.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DIALOG_PHASE_UNSPECIFIED: _DialogPhase.ValueType  # 0
+    """Not set."""
+    DIALOG_PHASE_TRYING: _DialogPhase.ValueType  # 1
+    """A call placed, nothing rings yet."""
+    DIALOG_PHASE_EARLY: _DialogPhase.ValueType  # 2
+    """Ringing."""
+    DIALOG_PHASE_CONFIRMED: _DialogPhase.ValueType  # 3
+    """Answered."""
+    DIALOG_PHASE_TERMINATED: _DialogPhase.ValueType  # 4
+    """Ended."""
+
+class DialogPhase(_DialogPhase, metaclass=_DialogPhaseEnumTypeWrapper):
+    """RFC 4235 section 4.1.6.1 dialog states sip2uc reports."""
+
+DIALOG_PHASE_UNSPECIFIED: DialogPhase.ValueType  # 0
+"""Not set."""
+DIALOG_PHASE_TRYING: DialogPhase.ValueType  # 1
+"""A call placed, nothing rings yet."""
+DIALOG_PHASE_EARLY: DialogPhase.ValueType  # 2
+"""Ringing."""
+DIALOG_PHASE_CONFIRMED: DialogPhase.ValueType  # 3
+"""Answered."""
+DIALOG_PHASE_TERMINATED: DialogPhase.ValueType  # 4
+"""Ended."""
+Global___DialogPhase: _TypeAlias = DialogPhase  # noqa: Y015
+
 class _PhonebookEntryKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -2272,23 +2336,36 @@ class SubscribeRequest(_message.Message):
     FROM_URI_FIELD_NUMBER: _builtins.int
     EXPIRES_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    EVENTLIST_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    WATCHER_FIELD_NUMBER: _builtins.int
     event: _builtins.str
     """Event package, e.g. "presence" or "dialog"."""
     request_uri: _builtins.str
-    """Request-URI (the watched resource)."""
+    """Request-URI (the watched resource) of a new subscription."""
     from_uri: _builtins.str
     """From URI (the watcher)."""
     expires: _builtins.int
     """Requested expiry in seconds; 0 ends the subscription."""
     subscription_id: _builtins.str
     """The sidecar's id for the subscription dialog."""
+    eventlist: _builtins.bool
+    """The SUBSCRIBE listed `eventlist` in Supported (RFC 4662 section 4.1)."""
+    action: Global___SubscribeAction.ValueType
+    """What the request does."""
+    watcher: _builtins.str
+    """The watcher (`users/{id}`) of a refresh or an end: the control plane's
+    answer to the subscription's creation.
+    """
     @_builtins.property
     def origin(self) -> Global___RequestOrigin:
         """Where the SUBSCRIBE came from."""
 
     @_builtins.property
     def credentials(self) -> Global___DigestCredentials:
-        """Credentials, if the request carried them."""
+        """Credentials of a new subscription (a refresh or an end carries none:
+        the dialog was authenticated when it was made).
+        """
 
     def __init__(
         self,
@@ -2300,10 +2377,13 @@ class SubscribeRequest(_message.Message):
         from_uri: _builtins.str = ...,
         expires: _builtins.int = ...,
         subscription_id: _builtins.str = ...,
+        eventlist: _builtins.bool = ...,
+        action: Global___SubscribeAction.ValueType = ...,
+        watcher: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "origin", b"origin"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "event", b"event", "expires", b"expires", "from_uri", b"from_uri", "origin", b"origin", "request_uri", b"request_uri", "subscription_id", b"subscription_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "credentials", b"credentials", "event", b"event", "eventlist", b"eventlist", "expires", b"expires", "from_uri", b"from_uri", "origin", b"origin", "request_uri", b"request_uri", "subscription_id", b"subscription_id", "watcher", b"watcher"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2318,26 +2398,304 @@ class SubscribeResponse(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     EXPIRES_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    WATCHER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    LIST_URI_FIELD_NUMBER: _builtins.int
+    MIN_EXPIRES_FIELD_NUMBER: _builtins.int
     status: _builtins.int
-    """SIP status to answer (200, 401, 404, 489 Bad Event)."""
+    """SIP status to answer: 200, 401 (digest refused), 403 (not allowed to
+    watch), 404 (no such user or list), 421 (a list without eventlist),
+    423 (expiry too brief), 489 (unknown event).
+    """
     expires: _builtins.int
     """Granted expiry."""
     reason: _builtins.str
     """Reason phrase."""
+    watcher: _builtins.str
+    """The watcher, `users/{id}`."""
+    list_uri: _builtins.str
+    """The list's URI when the Request-URI named a buddy list ("" for a user)."""
+    min_expires: _builtins.int
+    """The shortest expiry allowed (with 423)."""
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___WatchedUser]:
+        """The watched users: one for a user's URI, several for a list."""
+
     def __init__(
         self,
         *,
         status: _builtins.int = ...,
         expires: _builtins.int = ...,
         reason: _builtins.str = ...,
+        watcher: _builtins.str = ...,
+        resources: _abc.Iterable[Global___WatchedUser] | None = ...,
+        list_uri: _builtins.str = ...,
+        min_expires: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires", b"expires", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires", b"expires", "list_uri", b"list_uri", "min_expires", b"min_expires", "reason", b"reason", "resources", b"resources", "status", b"status", "watcher", b"watcher"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubscribeResponse: _TypeAlias = SubscribeResponse  # noqa: Y015
+
+@_typing.final
+class WatchedUser(_message.Message):
+    """A user a subscription watches."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """`users/{id}`."""
+    uri: _builtins.str
+    """The user's SIP URI, the entity of its documents."""
+    display_name: _builtins.str
+    """Display name."""
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        uri: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "uri", b"uri", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchedUser: _TypeAlias = WatchedUser  # noqa: Y015
+
+@_typing.final
+class WatchStatesRequest(_message.Message):
+    """Request of SidecarService.WatchStates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIDECAR_FIELD_NUMBER: _builtins.int
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    sidecar: _builtins.str
+    """The sidecar's name."""
+    @_builtins.property
+    def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldSubscription]:
+        """The subscriptions the sidecar holds (all of them; empty after a start)."""
+
+    def __init__(
+        self,
+        *,
+        sidecar: _builtins.str = ...,
+        subscriptions: _abc.Iterable[Global___HeldSubscription] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sidecar", b"sidecar", "subscriptions", b"subscriptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStatesRequest: _TypeAlias = WatchStatesRequest  # noqa: Y015
+
+@_typing.final
+class HeldSubscription(_message.Message):
+    """A subscription a sidecar holds, as it re-announces it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTION_ID_FIELD_NUMBER: _builtins.int
+    WATCHER_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    RESOURCE_URI_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    subscription_id: _builtins.str
+    """The sidecar's id for it."""
+    watcher: _builtins.str
+    """The watcher, `users/{id}`."""
+    event: _builtins.str
+    """Event package."""
+    resource_uri: _builtins.str
+    """The watched user's or list's URI."""
+    @_builtins.property
+    def users(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The watched users, `users/{id}`."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it expires."""
+
+    @_builtins.property
+    def source(self) -> _common_pb2.SocketAddress:
+        """Where the watcher's SUBSCRIBE came from."""
+
+    def __init__(
+        self,
+        *,
+        subscription_id: _builtins.str = ...,
+        watcher: _builtins.str = ...,
+        event: _builtins.str = ...,
+        resource_uri: _builtins.str = ...,
+        users: _abc.Iterable[_builtins.str] | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        source: _common_pb2.SocketAddress | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "source", b"source"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "expire_time", b"expire_time", "resource_uri", b"resource_uri", "source", b"source", "subscription_id", b"subscription_id", "users", b"users", "watcher", b"watcher"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldSubscription: _TypeAlias = HeldSubscription  # noqa: Y015
+
+@_typing.final
+class WatchStatesResponse(_message.Message):
+    """Response of SidecarService.WatchStates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    REVOKED_SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> Global___UserStates:
+        """Every user's state; first on the stream."""
+
+    @_builtins.property
+    def change(self) -> Global___UserState:
+        """One user's state changed (its whole current state)."""
+
+    @_builtins.property
+    def revoked_subscriptions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """With the snapshot: held subscriptions the control plane no longer
+        allows (the watcher or a watched user was removed, or the watch policy
+        changed); the sidecar ends them.
+        """
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___UserStates | None = ...,
+        change: Global___UserState | None = ...,
+        revoked_subscriptions: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "payload", b"payload", "snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "payload", b"payload", "revoked_subscriptions", b"revoked_subscriptions", "snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["snapshot", "change"]  # noqa: Y015
+    _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
+
+Global___WatchStatesResponse: _TypeAlias = WatchStatesResponse  # noqa: Y015
+
+@_typing.final
+class UserStates(_message.Message):
+    """The states of many users."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserState]:
+        """One per user."""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___UserState] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserStates: _TypeAlias = UserStates  # noqa: Y015
+
+@_typing.final
+class UserState(_message.Message):
+    """One user's state as watchers see it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    AVAILABILITY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    DIALOGS_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """`users/{id}`."""
+    availability: _common_pb2.Availability.ValueType
+    """Availability as the presence engine resolves it (UC-side states
+    included).
+    """
+    note: _builtins.str
+    """The note that goes with it."""
+    @_builtins.property
+    def dialogs(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserDialog]:
+        """The user's calls as dialogs (RFC 4235); a call that ended is sent once
+        as terminated.
+        """
+
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        availability: _common_pb2.Availability.ValueType = ...,
+        note: _builtins.str = ...,
+        dialogs: _abc.Iterable[Global___UserDialog] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["availability", b"availability", "dialogs", b"dialogs", "note", b"note", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserState: _TypeAlias = UserState  # noqa: Y015
+
+@_typing.final
+class UserDialog(_message.Message):
+    """One call of a user, as a dialog of that user."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    INITIATOR_FIELD_NUMBER: _builtins.int
+    REMOTE_URI_FIELD_NUMBER: _builtins.int
+    REMOTE_DISPLAY_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Stable id of the dialog (the call's id)."""
+    phase: Global___DialogPhase.ValueType
+    """Where the call is."""
+    initiator: _builtins.bool
+    """True when the user placed the call (initiator), false when it rings at
+    the user (recipient).
+    """
+    remote_uri: _builtins.str
+    """The other party's URI (the caller for a call that rings at the user:
+    what directed call pickup needs).
+    """
+    remote_display: _builtins.str
+    """The other party's display name."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        phase: Global___DialogPhase.ValueType = ...,
+        initiator: _builtins.bool = ...,
+        remote_uri: _builtins.str = ...,
+        remote_display: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "initiator", b"initiator", "phase", b"phase", "remote_display", b"remote_display", "remote_uri", b"remote_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserDialog: _TypeAlias = UserDialog  # noqa: Y015
 
 @_typing.final
 class WatchPhonebookRequest(_message.Message):

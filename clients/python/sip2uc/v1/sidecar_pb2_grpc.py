@@ -83,6 +83,11 @@ class SidecarServiceStub:
                 request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestRequest.SerializeToString,
                 response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestResponse.FromString,
                 _registered_method=True)
+        self.WatchStates = channel.unary_stream(
+                '/sip2uc.v1.SidecarService/WatchStates',
+                request_serializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchStatesRequest.SerializeToString,
+                response_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchStatesResponse.FromString,
+                _registered_method=True)
 
 
 class SidecarServiceServicer:
@@ -148,10 +153,13 @@ class SidecarServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Subscribe(self, request, context):
-        """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
-        Reserved for BLF and not served yet: the control plane answers
-        UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
-        SUBSCRIBE 405 themselves).
+        """A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
+        to one user or to a buddy list (RFC 4662): new, refreshed or ended. The
+        control plane verifies the digest of a new subscription, decides whether
+        the watcher may watch, names the watched users and keeps the
+        subscription in its registry (`sip2uc subscription list`). The sidecar
+        keeps the subscription dialog and sends the NOTIFYs itself, from the
+        states `WatchStates` streams.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,6 +179,18 @@ class SidecarServiceServicer:
         """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
         request, verified against the stored HA1 exactly like a REGISTER's. The
         answer does not say whether the user exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchStates(self, request, context):
+        """The states of the users a sidecar's handsets may watch: presence and the
+        users' live calls as dialogs, a snapshot first and then every change.
+        One stream per sidecar, whatever the number of subscriptions; the
+        request re-announces the subscriptions the sidecar holds (after a
+        control-plane restart), and the first message says which of them the
+        control plane no longer allows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -213,6 +233,11 @@ def add_SidecarServiceServicer_to_server(servicer, server):
                     servicer.VerifyDigest,
                     request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestRequest.FromString,
                     response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestResponse.SerializeToString,
+            ),
+            'WatchStates': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStates,
+                    request_deserializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchStatesRequest.FromString,
+                    response_serializer=sip2uc_dot_v1_dot_sidecar__pb2.WatchStatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -418,6 +443,33 @@ class SidecarService:
             '/sip2uc.v1.SidecarService/VerifyDigest',
             sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestRequest.SerializeToString,
             sip2uc_dot_v1_dot_sidecar__pb2.VerifyDigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sip2uc.v1.SidecarService/WatchStates',
+            sip2uc_dot_v1_dot_sidecar__pb2.WatchStatesRequest.SerializeToString,
+            sip2uc_dot_v1_dot_sidecar__pb2.WatchStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,10 +77,13 @@ class SidecarServiceStub:
     call it (they answer a handset's MESSAGE 405 themselves).
     """
     Subscribe: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.SubscribeRequest, _sidecar_pb2.SubscribeResponse]
-    """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
-    Reserved for BLF and not served yet: the control plane answers
-    UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
-    SUBSCRIBE 405 themselves).
+    """A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
+    to one user or to a buddy list (RFC 4662): new, refreshed or ended. The
+    control plane verifies the digest of a new subscription, decides whether
+    the watcher may watch, names the watched users and keeps the
+    subscription in its registry (`sip2uc subscription list`). The sidecar
+    keeps the subscription dialog and sends the NOTIFYs itself, from the
+    states `WatchStates` streams.
     """
     WatchPhonebook: _grpc.UnaryStreamMultiCallable[_sidecar_pb2.WatchPhonebookRequest, _sidecar_pb2.WatchPhonebookResponse]
     """The shared address book that the sidecar serves to handsets over HTTP: one
@@ -92,6 +95,14 @@ class SidecarServiceStub:
     """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
     request, verified against the stored HA1 exactly like a REGISTER's. The
     answer does not say whether the user exists.
+    """
+    WatchStates: _grpc.UnaryStreamMultiCallable[_sidecar_pb2.WatchStatesRequest, _sidecar_pb2.WatchStatesResponse]
+    """The states of the users a sidecar's handsets may watch: presence and the
+    users' live calls as dialogs, a snapshot first and then every change.
+    One stream per sidecar, whatever the number of subscriptions; the
+    request re-announces the subscriptions the sidecar holds (after a
+    control-plane restart), and the first message says which of them the
+    control plane no longer allows.
     """
 
 @_typing.type_check_only
@@ -143,10 +154,13 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     call it (they answer a handset's MESSAGE 405 themselves).
     """
     Subscribe: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.SubscribeRequest, _sidecar_pb2.SubscribeResponse]  # type: ignore[assignment]
-    """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
-    Reserved for BLF and not served yet: the control plane answers
-    UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
-    SUBSCRIBE 405 themselves).
+    """A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
+    to one user or to a buddy list (RFC 4662): new, refreshed or ended. The
+    control plane verifies the digest of a new subscription, decides whether
+    the watcher may watch, names the watched users and keeps the
+    subscription in its registry (`sip2uc subscription list`). The sidecar
+    keeps the subscription dialog and sends the NOTIFYs itself, from the
+    states `WatchStates` streams.
     """
     WatchPhonebook: _aio.UnaryStreamMultiCallable[_sidecar_pb2.WatchPhonebookRequest, _sidecar_pb2.WatchPhonebookResponse]  # type: ignore[assignment]
     """The shared address book that the sidecar serves to handsets over HTTP: one
@@ -158,6 +172,14 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
     request, verified against the stored HA1 exactly like a REGISTER's. The
     answer does not say whether the user exists.
+    """
+    WatchStates: _aio.UnaryStreamMultiCallable[_sidecar_pb2.WatchStatesRequest, _sidecar_pb2.WatchStatesResponse]  # type: ignore[assignment]
+    """The states of the users a sidecar's handsets may watch: presence and the
+    users' live calls as dialogs, a snapshot first and then every change.
+    One stream per sidecar, whatever the number of subscriptions; the
+    request re-announces the subscriptions the sidecar holds (after a
+    control-plane restart), and the first message says which of them the
+    control plane no longer allows.
     """
 
 class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -236,10 +258,13 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sidecar_pb2.SubscribeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sidecar_pb2.SubscribeResponse, _abc.Awaitable[_sidecar_pb2.SubscribeResponse]]:
-        """A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
-        Reserved for BLF and not served yet: the control plane answers
-        UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
-        SUBSCRIBE 405 themselves).
+        """A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
+        to one user or to a buddy list (RFC 4662): new, refreshed or ended. The
+        control plane verifies the digest of a new subscription, decides whether
+        the watcher may watch, names the watched users and keeps the
+        subscription in its registry (`sip2uc subscription list`). The sidecar
+        keeps the subscription dialog and sends the NOTIFYs itself, from the
+        states `WatchStates` streams.
         """
 
     @_abc_1.abstractmethod
@@ -263,6 +288,20 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         """HTTP Digest credentials (RFC 7616) that a handset sent with a phonebook
         request, verified against the stored HA1 exactly like a REGISTER's. The
         answer does not say whether the user exists.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchStates(
+        self,
+        request: _sidecar_pb2.WatchStatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_sidecar_pb2.WatchStatesResponse], _abc.AsyncIterator[_sidecar_pb2.WatchStatesResponse]]:
+        """The states of the users a sidecar's handsets may watch: presence and the
+        users' live calls as dialogs, a snapshot first and then every change.
+        One stream per sidecar, whatever the number of subscriptions; the
+        request re-announces the subscriptions the sidecar holds (after a
+        control-plane restart), and the first message says which of them the
+        control plane no longer allows.
         """
 
 def add_SidecarServiceServicer_to_server(servicer: SidecarServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

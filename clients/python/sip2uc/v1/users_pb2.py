@@ -27,13 +27,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sip2uc.v1 import common_pb2 as sip2uc_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip2uc/v1/users.proto\x12\tsip2uc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16sip2uc/v1/common.proto\"\x90\x03\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07sip_uri\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x11\n\textension\x18\x04 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x05 \x01(\t\x12\r\n\x05\x65mail\x18\x06 \x01(\t\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\x12\"\n\x07\x64\x65vices\x18\x08 \x03(\x0b\x32\x11.sip2uc.v1.Device\x12)\n\x08settings\x18\t \x01(\x0b\x32\x17.sip2uc.v1.UserSettings\x12*\n\x06origin\x18\n \x01(\x0b\x32\x1a.sip2uc.v1.DirectoryOrigin\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65ntra_object_id\x18\r \x01(\t\x12\x1b\n\x13user_principal_name\x18\x0e \x01(\t\"\x89\x01\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x33\n\x0bregistering\x18\x03 \x01(\x0b\x32\x1c.sip2uc.v1.RegisteringDeviceH\x00\x12\'\n\x05trunk\x18\x04 \x01(\x0b\x32\x16.sip2uc.v1.TrunkDeviceH\x00\x42\x06\n\x04kind\"\xa1\x01\n\x11RegisteringDevice\x12\x17\n\x0f\x64igest_username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0chas_password\x18\x03 \x01(\x08\x12\x14\n\x0cmax_bindings\x18\x04 \x01(\r\x12\x35\n\x11\x64igest_algorithms\x18\x05 \x03(\x0e\x32\x1a.sip2uc.v1.DigestAlgorithm\"\x9e\x01\n\x0bTrunkDevice\x12\x16\n\x0esource_network\x18\x01 \x01(\t\x12\x13\n\x0bsource_port\x18\x02 \x01(\r\x12\x18\n\x10request_uri_user\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\'\n\ttransport\x18\x05 \x01(\x0e\x32\x14.sip2uc.v1.Transport\x12\x0f\n\x07sidecar\x18\x06 \x01(\t\"\xea\x01\n\x0cUserSettings\x12\x13\n\x0b\x64nd_allowed\x18\x01 \x01(\x08\x12-\n\x0e\x66orward_always\x18\x02 \x01(\x0b\x32\x15.sip2uc.v1.Forwarding\x12+\n\x0c\x66orward_busy\x18\x03 \x01(\x0b\x32\x15.sip2uc.v1.Forwarding\x12\x30\n\x11\x66orward_no_answer\x18\x04 \x01(\x0b\x32\x15.sip2uc.v1.Forwarding\x12!\n\x19no_answer_timeout_seconds\x18\x05 \x01(\r\x12\x14\n\x0c\x63\x61ll_waiting\x18\x06 \x01(\x08\"-\n\nForwarding\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x80\x01\n\x0f\x44irectoryOrigin\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x19\n\x11overridden_fields\x18\x03 \x03(\t\x12/\n\x0bimport_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x11\x43reateUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"3\n\x12\x43reateUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x0fGetUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"j\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x11\n\textension\x18\x04 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x05 \x01(\t\"`\n\x11ListUsersResponse\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.sip2uc.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"c\n\x11UpdateUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"3\n\x12UpdateUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"!\n\x11\x44\x65leteUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteUserResponse\x12\x0c\n\x04name\x18\x01 \x01(\t2\xf8\x02\n\x0bUserService\x12I\n\nCreateUser\x12\x1c.sip2uc.v1.CreateUserRequest\x1a\x1d.sip2uc.v1.CreateUserResponse\x12@\n\x07GetUser\x12\x19.sip2uc.v1.GetUserRequest\x1a\x1a.sip2uc.v1.GetUserResponse\x12\x46\n\tListUsers\x12\x1b.sip2uc.v1.ListUsersRequest\x1a\x1c.sip2uc.v1.ListUsersResponse\x12I\n\nUpdateUser\x12\x1c.sip2uc.v1.UpdateUserRequest\x1a\x1d.sip2uc.v1.UpdateUserResponse\x12I\n\nDeleteUser\x12\x1c.sip2uc.v1.DeleteUserRequest\x1a\x1d.sip2uc.v1.DeleteUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sip2uc/v1/users.proto\x12\tsip2uc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16sip2uc/v1/common.proto\"\x90\x03\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07sip_uri\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x11\n\textension\x18\x04 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x05 \x01(\t\x12\r\n\x05\x65mail\x18\x06 \x01(\t\x12\x10\n\x08\x64isabled\x18\x07 \x01(\x08\x12\"\n\x07\x64\x65vices\x18\x08 \x03(\x0b\x32\x11.sip2uc.v1.Device\x12)\n\x08settings\x18\t \x01(\x0b\x32\x17.sip2uc.v1.UserSettings\x12*\n\x06origin\x18\n \x01(\x0b\x32\x1a.sip2uc.v1.DirectoryOrigin\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x65ntra_object_id\x18\r \x01(\t\x12\x1b\n\x13user_principal_name\x18\x0e \x01(\t\"\x89\x01\n\x06\x44\x65vice\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x33\n\x0bregistering\x18\x03 \x01(\x0b\x32\x1c.sip2uc.v1.RegisteringDeviceH\x00\x12\'\n\x05trunk\x18\x04 \x01(\x0b\x32\x16.sip2uc.v1.TrunkDeviceH\x00\x42\x06\n\x04kind\"\xa1\x01\n\x11RegisteringDevice\x12\x17\n\x0f\x64igest_username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x14\n\x0chas_password\x18\x03 \x01(\x08\x12\x14\n\x0cmax_bindings\x18\x04 \x01(\r\x12\x35\n\x11\x64igest_algorithms\x18\x05 \x03(\x0e\x32\x1a.sip2uc.v1.DigestAlgorithm\"\x9e\x01\n\x0bTrunkDevice\x12\x16\n\x0esource_network\x18\x01 \x01(\t\x12\x13\n\x0bsource_port\x18\x02 \x01(\r\x12\x18\n\x10request_uri_user\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\'\n\ttransport\x18\x05 \x01(\x0e\x32\x14.sip2uc.v1.Transport\x12\x0f\n\x07sidecar\x18\x06 \x01(\t\"\xc3\x02\n\x0cUserSettings\x12\x13\n\x0b\x64nd_allowed\x18\x01 \x01(\x08\x12-\n\x0e\x66orward_always\x18\x02 \x01(\x0b\x32\x15.sip2uc.v1.Forwarding\x12+\n\x0c\x66orward_busy\x18\x03 \x01(\x0b\x32\x15.sip2uc.v1.Forwarding\x12\x30\n\x11\x66orward_no_answer\x18\x04 \x01(\x0b\x32\x15.sip2uc.v1.Forwarding\x12!\n\x19no_answer_timeout_seconds\x18\x05 \x01(\r\x12\x14\n\x0c\x63\x61ll_waiting\x18\x06 \x01(\x08\x12\x0f\n\x07\x62uddies\x18\x07 \x03(\t\x12,\n\x0cwatch_policy\x18\x08 \x01(\x0e\x32\x16.sip2uc.v1.WatchPolicy\x12\x18\n\x10\x61llowed_watchers\x18\t \x03(\t\"-\n\nForwarding\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x80\x01\n\x0f\x44irectoryOrigin\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x11\n\tsource_id\x18\x02 \x01(\t\x12\x19\n\x11overridden_fields\x18\x03 \x03(\t\x12/\n\x0bimport_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x11\x43reateUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"3\n\x12\x43reateUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x0fGetUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"j\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x11\n\textension\x18\x04 \x01(\t\x12\x0c\n\x04\x65\x31\x36\x34\x18\x05 \x01(\t\"`\n\x11ListUsersResponse\x12\x1e\n\x05users\x18\x01 \x03(\x0b\x32\x0f.sip2uc.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"c\n\x11UpdateUserRequest\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"3\n\x12UpdateUserResponse\x12\x1d\n\x04user\x18\x01 \x01(\x0b\x32\x0f.sip2uc.v1.User\"!\n\x11\x44\x65leteUserRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12\x44\x65leteUserResponse\x12\x0c\n\x04name\x18\x01 \x01(\t*\x82\x01\n\x0bWatchPolicy\x12\x1c\n\x18WATCH_POLICY_UNSPECIFIED\x10\x00\x12\x19\n\x15WATCH_POLICY_EVERYONE\x10\x01\x12\x1d\n\x19WATCH_POLICY_SAME_SIDECAR\x10\x02\x12\x1b\n\x17WATCH_POLICY_ALLOW_LIST\x10\x03\x32\xf8\x02\n\x0bUserService\x12I\n\nCreateUser\x12\x1c.sip2uc.v1.CreateUserRequest\x1a\x1d.sip2uc.v1.CreateUserResponse\x12@\n\x07GetUser\x12\x19.sip2uc.v1.GetUserRequest\x1a\x1a.sip2uc.v1.GetUserResponse\x12\x46\n\tListUsers\x12\x1b.sip2uc.v1.ListUsersRequest\x1a\x1c.sip2uc.v1.ListUsersResponse\x12I\n\nUpdateUser\x12\x1c.sip2uc.v1.UpdateUserRequest\x1a\x1d.sip2uc.v1.UpdateUserResponse\x12I\n\nDeleteUser\x12\x1c.sip2uc.v1.DeleteUserRequest\x1a\x1d.sip2uc.v1.DeleteUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip2uc.v1.users_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_WATCHPOLICY']._serialized_start=2118
+  _globals['_WATCHPOLICY']._serialized_end=2248
   _globals['_USER']._serialized_start=128
   _globals['_USER']._serialized_end=528
   _globals['_DEVICE']._serialized_start=531
@@ -43,31 +45,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRUNKDEVICE']._serialized_start=835
   _globals['_TRUNKDEVICE']._serialized_end=993
   _globals['_USERSETTINGS']._serialized_start=996
-  _globals['_USERSETTINGS']._serialized_end=1230
-  _globals['_FORWARDING']._serialized_start=1232
-  _globals['_FORWARDING']._serialized_end=1277
-  _globals['_DIRECTORYORIGIN']._serialized_start=1280
-  _globals['_DIRECTORYORIGIN']._serialized_end=1408
-  _globals['_CREATEUSERREQUEST']._serialized_start=1410
-  _globals['_CREATEUSERREQUEST']._serialized_end=1460
-  _globals['_CREATEUSERRESPONSE']._serialized_start=1462
-  _globals['_CREATEUSERRESPONSE']._serialized_end=1513
-  _globals['_GETUSERREQUEST']._serialized_start=1515
-  _globals['_GETUSERREQUEST']._serialized_end=1545
-  _globals['_GETUSERRESPONSE']._serialized_start=1547
-  _globals['_GETUSERRESPONSE']._serialized_end=1595
-  _globals['_LISTUSERSREQUEST']._serialized_start=1597
-  _globals['_LISTUSERSREQUEST']._serialized_end=1703
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1705
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1801
-  _globals['_UPDATEUSERREQUEST']._serialized_start=1803
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1902
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=1904
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=1955
-  _globals['_DELETEUSERREQUEST']._serialized_start=1957
-  _globals['_DELETEUSERREQUEST']._serialized_end=1990
-  _globals['_DELETEUSERRESPONSE']._serialized_start=1992
-  _globals['_DELETEUSERRESPONSE']._serialized_end=2026
-  _globals['_USERSERVICE']._serialized_start=2029
-  _globals['_USERSERVICE']._serialized_end=2405
+  _globals['_USERSETTINGS']._serialized_end=1319
+  _globals['_FORWARDING']._serialized_start=1321
+  _globals['_FORWARDING']._serialized_end=1366
+  _globals['_DIRECTORYORIGIN']._serialized_start=1369
+  _globals['_DIRECTORYORIGIN']._serialized_end=1497
+  _globals['_CREATEUSERREQUEST']._serialized_start=1499
+  _globals['_CREATEUSERREQUEST']._serialized_end=1549
+  _globals['_CREATEUSERRESPONSE']._serialized_start=1551
+  _globals['_CREATEUSERRESPONSE']._serialized_end=1602
+  _globals['_GETUSERREQUEST']._serialized_start=1604
+  _globals['_GETUSERREQUEST']._serialized_end=1634
+  _globals['_GETUSERRESPONSE']._serialized_start=1636
+  _globals['_GETUSERRESPONSE']._serialized_end=1684
+  _globals['_LISTUSERSREQUEST']._serialized_start=1686
+  _globals['_LISTUSERSREQUEST']._serialized_end=1792
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1794
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1890
+  _globals['_UPDATEUSERREQUEST']._serialized_start=1892
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1991
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=1993
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=2044
+  _globals['_DELETEUSERREQUEST']._serialized_start=2046
+  _globals['_DELETEUSERREQUEST']._serialized_end=2079
+  _globals['_DELETEUSERRESPONSE']._serialized_start=2081
+  _globals['_DELETEUSERRESPONSE']._serialized_end=2115
+  _globals['_USERSERVICE']._serialized_start=2251
+  _globals['_USERSERVICE']._serialized_end=2627
 # @@protoc_insertion_point(module_scope)

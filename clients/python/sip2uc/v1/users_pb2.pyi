@@ -9,6 +9,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from sip2uc.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,38 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _WatchPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WatchPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WatchPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WATCH_POLICY_UNSPECIFIED: _WatchPolicy.ValueType  # 0
+    """Not set: everyone of this control plane."""
+    WATCH_POLICY_EVERYONE: _WatchPolicy.ValueType  # 1
+    """Every user of this control plane."""
+    WATCH_POLICY_SAME_SIDECAR: _WatchPolicy.ValueType  # 2
+    """Users whose handset subscribes through a sidecar the user is registered
+    on.
+    """
+    WATCH_POLICY_ALLOW_LIST: _WatchPolicy.ValueType  # 3
+    """Only the users listed in `allowed_watchers`."""
+
+class WatchPolicy(_WatchPolicy, metaclass=_WatchPolicyEnumTypeWrapper):
+    """Who may subscribe to a user's presence and dialog (BLF) state."""
+
+WATCH_POLICY_UNSPECIFIED: WatchPolicy.ValueType  # 0
+"""Not set: everyone of this control plane."""
+WATCH_POLICY_EVERYONE: WatchPolicy.ValueType  # 1
+"""Every user of this control plane."""
+WATCH_POLICY_SAME_SIDECAR: WatchPolicy.ValueType  # 2
+"""Users whose handset subscribes through a sidecar the user is registered
+on.
+"""
+WATCH_POLICY_ALLOW_LIST: WatchPolicy.ValueType  # 3
+"""Only the users listed in `allowed_watchers`."""
+Global___WatchPolicy: _TypeAlias = WatchPolicy  # noqa: Y015
 
 @_typing.final
 class User(_message.Message):
@@ -261,12 +294,17 @@ class UserSettings(_message.Message):
     FORWARD_NO_ANSWER_FIELD_NUMBER: _builtins.int
     NO_ANSWER_TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
     CALL_WAITING_FIELD_NUMBER: _builtins.int
+    BUDDIES_FIELD_NUMBER: _builtins.int
+    WATCH_POLICY_FIELD_NUMBER: _builtins.int
+    ALLOWED_WATCHERS_FIELD_NUMBER: _builtins.int
     dnd_allowed: _builtins.bool
     """Whether the user may set do-not-disturb (presence code or API)."""
     no_answer_timeout_seconds: _builtins.int
     """Seconds to ring before no-answer handling (0: the server default)."""
     call_waiting: _builtins.bool
     """Whether a second call may ring while the user is in a call."""
+    watch_policy: Global___WatchPolicy.ValueType
+    """Who may watch this user's presence and calls from a handset."""
     @_builtins.property
     def forward_always(self) -> Global___Forwarding:
         """Forward every call to this target."""
@@ -279,6 +317,19 @@ class UserSettings(_message.Message):
     def forward_no_answer(self) -> Global___Forwarding:
         """Forward when nobody answers in time."""
 
+    @_builtins.property
+    def buddies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The user's buddy list: users (extension, SIP URI or `users/{id}`) its
+        handsets watch all at once by subscribing to `sip:buddies@<domain>`
+        (RFC 4662 resource list, presence or dialog).
+        """
+
+    @_builtins.property
+    def allowed_watchers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """With WATCH_POLICY_ALLOW_LIST: the users allowed to watch (extension, SIP
+        URI or `users/{id}`).
+        """
+
     def __init__(
         self,
         *,
@@ -288,10 +339,13 @@ class UserSettings(_message.Message):
         forward_no_answer: Global___Forwarding | None = ...,
         no_answer_timeout_seconds: _builtins.int = ...,
         call_waiting: _builtins.bool = ...,
+        buddies: _abc.Iterable[_builtins.str] | None = ...,
+        watch_policy: Global___WatchPolicy.ValueType = ...,
+        allowed_watchers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["forward_always", b"forward_always", "forward_busy", b"forward_busy", "forward_no_answer", b"forward_no_answer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_waiting", b"call_waiting", "dnd_allowed", b"dnd_allowed", "forward_always", b"forward_always", "forward_busy", b"forward_busy", "forward_no_answer", b"forward_no_answer", "no_answer_timeout_seconds", b"no_answer_timeout_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_watchers", b"allowed_watchers", "buddies", b"buddies", "call_waiting", b"call_waiting", "dnd_allowed", b"dnd_allowed", "forward_always", b"forward_always", "forward_busy", b"forward_busy", "forward_no_answer", b"forward_no_answer", "no_answer_timeout_seconds", b"no_answer_timeout_seconds", "watch_policy", b"watch_policy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/registrations.proto.
  */
 export const file_sip2uc_v1_registrations: GenFile = /*@__PURE__*/
-  fileDesc("Ch1zaXAydWMvdjEvcmVnaXN0cmF0aW9ucy5wcm90bxIJc2lwMnVjLnYxIrADCgxSZWdpc3RyYXRpb24SDAoEbmFtZRgBIAEoCRIMCgR1c2VyGAIgASgJEhEKCWRldmljZV9pZBgDIAEoCRILCgNhb3IYBCABKAkSEwoLY29udGFjdF91cmkYBSABKAkSKAoGc291cmNlGAYgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAcgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIPCgdzaWRlY2FyGAggASgJEhIKCnVzZXJfYWdlbnQYCSABKAkSDwoHcV9taWxsaRgKIAEoDRIPCgdjYWxsX2lkGAsgASgJEgwKBGNzZXEYDCABKA0SEwoLaW5zdGFuY2VfaWQYDSABKAkSLwoLZXhwaXJlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxyZWZyZXNoX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImAKGExpc3RSZWdpc3RyYXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIMCgR1c2VyGAMgASgJEg8KB3NpZGVjYXIYBCABKAkiZAoZTGlzdFJlZ2lzdHJhdGlvbnNSZXNwb25zZRIuCg1yZWdpc3RyYXRpb25zGAEgAygLMhcuc2lwMnVjLnYxLlJlZ2lzdHJhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJgoWR2V0UmVnaXN0cmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIkgKF0dldFJlZ2lzdHJhdGlvblJlc3BvbnNlEi0KDHJlZ2lzdHJhdGlvbhgBIAEoCzIXLnNpcDJ1Yy52MS5SZWdpc3RyYXRpb24iKQoZRGVsZXRlUmVnaXN0cmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIi0KGkRlbGV0ZVJlZ2lzdHJhdGlvblJlc3BvbnNlEg8KB3JlbW92ZWQYASABKAUiKQoZV2F0Y2hSZWdpc3RyYXRpb25zUmVxdWVzdBIMCgR1c2VyGAEgASgJIqYBChpXYXRjaFJlZ2lzdHJhdGlvbnNSZXNwb25zZRIuCgR0eXBlGAEgASgOMiAuc2lwMnVjLnYxLlJlZ2lzdHJhdGlvbkV2ZW50VHlwZRItCgxyZWdpc3RyYXRpb24YAiABKAsyFy5zaXAydWMudjEuUmVnaXN0cmF0aW9uEg4KBnJlYXNvbhgDIAEoCRIZChFzbmFwc2hvdF9jb21wbGV0ZRgEIAEoCCrVAQoVUmVnaXN0cmF0aW9uRXZlbnRUeXBlEicKI1JFR0lTVFJBVElPTl9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASJAogUkVHSVNUUkFUSU9OX0VWRU5UX1RZUEVfRVhJU1RJTkcQARIhCh1SRUdJU1RSQVRJT05fRVZFTlRfVFlQRV9BRERFRBACEiUKIVJFR0lTVFJBVElPTl9FVkVOVF9UWVBFX1JFRlJFU0hFRBADEiMKH1JFR0lTVFJBVElPTl9FVkVOVF9UWVBFX1JFTU9WRUQQBDKXAwoTUmVnaXN0cmF0aW9uU2VydmljZRJeChFMaXN0UmVnaXN0cmF0aW9ucxIjLnNpcDJ1Yy52MS5MaXN0UmVnaXN0cmF0aW9uc1JlcXVlc3QaJC5zaXAydWMudjEuTGlzdFJlZ2lzdHJhdGlvbnNSZXNwb25zZRJYCg9HZXRSZWdpc3RyYXRpb24SIS5zaXAydWMudjEuR2V0UmVnaXN0cmF0aW9uUmVxdWVzdBoiLnNpcDJ1Yy52MS5HZXRSZWdpc3RyYXRpb25SZXNwb25zZRJhChJEZWxldGVSZWdpc3RyYXRpb24SJC5zaXAydWMudjEuRGVsZXRlUmVnaXN0cmF0aW9uUmVxdWVzdBolLnNpcDJ1Yy52MS5EZWxldGVSZWdpc3RyYXRpb25SZXNwb25zZRJjChJXYXRjaFJlZ2lzdHJhdGlvbnMSJC5zaXAydWMudjEuV2F0Y2hSZWdpc3RyYXRpb25zUmVxdWVzdBolLnNpcDJ1Yy52MS5XYXRjaFJlZ2lzdHJhdGlvbnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("Ch1zaXAydWMvdjEvcmVnaXN0cmF0aW9ucy5wcm90bxIJc2lwMnVjLnYxIrADCgxSZWdpc3RyYXRpb24SDAoEbmFtZRgBIAEoCRIMCgR1c2VyGAIgASgJEhEKCWRldmljZV9pZBgDIAEoCRILCgNhb3IYBCABKAkSEwoLY29udGFjdF91cmkYBSABKAkSKAoGc291cmNlGAYgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAcgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIPCgdzaWRlY2FyGAggASgJEhIKCnVzZXJfYWdlbnQYCSABKAkSDwoHcV9taWxsaRgKIAEoDRIPCgdjYWxsX2lkGAsgASgJEgwKBGNzZXEYDCABKA0SEwoLaW5zdGFuY2VfaWQYDSABKAkSLwoLZXhwaXJlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxyZWZyZXNoX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImAKGExpc3RSZWdpc3RyYXRpb25zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIMCgR1c2VyGAMgASgJEg8KB3NpZGVjYXIYBCABKAkiZAoZTGlzdFJlZ2lzdHJhdGlvbnNSZXNwb25zZRIuCg1yZWdpc3RyYXRpb25zGAEgAygLMhcuc2lwMnVjLnYxLlJlZ2lzdHJhdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJgoWR2V0UmVnaXN0cmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIkgKF0dldFJlZ2lzdHJhdGlvblJlc3BvbnNlEi0KDHJlZ2lzdHJhdGlvbhgBIAEoCzIXLnNpcDJ1Yy52MS5SZWdpc3RyYXRpb24iKQoZRGVsZXRlUmVnaXN0cmF0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIi0KGkRlbGV0ZVJlZ2lzdHJhdGlvblJlc3BvbnNlEg8KB3JlbW92ZWQYASABKAUiKQoZV2F0Y2hSZWdpc3RyYXRpb25zUmVxdWVzdBIMCgR1c2VyGAEgASgJIqYBChpXYXRjaFJlZ2lzdHJhdGlvbnNSZXNwb25zZRIuCgR0eXBlGAEgASgOMiAuc2lwMnVjLnYxLlJlZ2lzdHJhdGlvbkV2ZW50VHlwZRItCgxyZWdpc3RyYXRpb24YAiABKAsyFy5zaXAydWMudjEuUmVnaXN0cmF0aW9uEg4KBnJlYXNvbhgDIAEoCRIZChFzbmFwc2hvdF9jb21wbGV0ZRgEIAEoCCLNAQoMU3Vic2NyaXB0aW9uEgwKBG5hbWUYASABKAkSDwoHd2F0Y2hlchgCIAEoCRINCgVldmVudBgDIAEoCRIUCgxyZXNvdXJjZV91cmkYBCABKAkSDQoFdXNlcnMYBSADKAkSDwoHc2lkZWNhchgGIAEoCRIoCgZzb3VyY2UYByABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcxIvCgtleHBpcmVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTwoYTGlzdFN1YnNjcmlwdGlvbnNSZXF1ZXN0EgwKBHVzZXIYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiZAoZTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZRIuCg1zdWJzY3JpcHRpb25zGAEgAygLMhcuc2lwMnVjLnYxLlN1YnNjcmlwdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkq1QEKFVJlZ2lzdHJhdGlvbkV2ZW50VHlwZRInCiNSRUdJU1RSQVRJT05fRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEiQKIFJFR0lTVFJBVElPTl9FVkVOVF9UWVBFX0VYSVNUSU5HEAESIQodUkVHSVNUUkFUSU9OX0VWRU5UX1RZUEVfQURERUQQAhIlCiFSRUdJU1RSQVRJT05fRVZFTlRfVFlQRV9SRUZSRVNIRUQQAxIjCh9SRUdJU1RSQVRJT05fRVZFTlRfVFlQRV9SRU1PVkVEEAQy9wMKE1JlZ2lzdHJhdGlvblNlcnZpY2USXgoRTGlzdFJlZ2lzdHJhdGlvbnMSIy5zaXAydWMudjEuTGlzdFJlZ2lzdHJhdGlvbnNSZXF1ZXN0GiQuc2lwMnVjLnYxLkxpc3RSZWdpc3RyYXRpb25zUmVzcG9uc2USWAoPR2V0UmVnaXN0cmF0aW9uEiEuc2lwMnVjLnYxLkdldFJlZ2lzdHJhdGlvblJlcXVlc3QaIi5zaXAydWMudjEuR2V0UmVnaXN0cmF0aW9uUmVzcG9uc2USYQoSRGVsZXRlUmVnaXN0cmF0aW9uEiQuc2lwMnVjLnYxLkRlbGV0ZVJlZ2lzdHJhdGlvblJlcXVlc3QaJS5zaXAydWMudjEuRGVsZXRlUmVnaXN0cmF0aW9uUmVzcG9uc2USYwoSV2F0Y2hSZWdpc3RyYXRpb25zEiQuc2lwMnVjLnYxLldhdGNoUmVnaXN0cmF0aW9uc1JlcXVlc3QaJS5zaXAydWMudjEuV2F0Y2hSZWdpc3RyYXRpb25zUmVzcG9uc2UwARJeChFMaXN0U3Vic2NyaXB0aW9ucxIjLnNpcDJ1Yy52MS5MaXN0U3Vic2NyaXB0aW9uc1JlcXVlc3QaJC5zaXAydWMudjEuTGlzdFN1YnNjcmlwdGlvbnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * One registration binding (RFC 3261 section 10): a contact of a device.
@@ -362,6 +362,140 @@ export const WatchRegistrationsResponseSchema: GenMessage<WatchRegistrationsResp
   messageDesc(file_sip2uc_v1_registrations, 8);
 
 /**
+ * A handset's subscription to a user's or a buddy list's state (BLF).
+ *
+ * @generated from message sip2uc.v1.Subscription
+ */
+export type Subscription = Message<"sip2uc.v1.Subscription"> & {
+  /**
+   * Resource name, `subscriptions/{id}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The watcher, `users/{id}`.
+   *
+   * @generated from field: string watcher = 2;
+   */
+  watcher: string;
+
+  /**
+   * Event package: "presence" or "dialog".
+   *
+   * @generated from field: string event = 3;
+   */
+  event: string;
+
+  /**
+   * The URI the handset subscribed to (a user's or a buddy list's).
+   *
+   * @generated from field: string resource_uri = 4;
+   */
+  resourceUri: string;
+
+  /**
+   * The watched users, `users/{id}` (one, or a buddy list's members).
+   *
+   * @generated from field: repeated string users = 5;
+   */
+  users: string[];
+
+  /**
+   * Name of the sidecar that holds the subscription.
+   *
+   * @generated from field: string sidecar = 6;
+   */
+  sidecar: string;
+
+  /**
+   * Where the handset's SUBSCRIBE came from.
+   *
+   * @generated from field: sip2uc.v1.SocketAddress source = 7;
+   */
+  source?: SocketAddress | undefined;
+
+  /**
+   * When it expires unless refreshed.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 8;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message sip2uc.v1.Subscription.
+ * Use `create(SubscriptionSchema)` to create a new message.
+ */
+export const SubscriptionSchema: GenMessage<Subscription> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_registrations, 9);
+
+/**
+ * Request of RegistrationService.ListSubscriptions.
+ *
+ * @generated from message sip2uc.v1.ListSubscriptionsRequest
+ */
+export type ListSubscriptionsRequest = Message<"sip2uc.v1.ListSubscriptionsRequest"> & {
+  /**
+   * Only the subscriptions of this watcher or watching this user (a user
+   * reference: `users/{id}`, extension or SIP URI); empty for all.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * Maximum results per page (default 100, max 1000).
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * Token from a previous response.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.ListSubscriptionsRequest.
+ * Use `create(ListSubscriptionsRequestSchema)` to create a new message.
+ */
+export const ListSubscriptionsRequestSchema: GenMessage<ListSubscriptionsRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_registrations, 10);
+
+/**
+ * Response of RegistrationService.ListSubscriptions.
+ *
+ * @generated from message sip2uc.v1.ListSubscriptionsResponse
+ */
+export type ListSubscriptionsResponse = Message<"sip2uc.v1.ListSubscriptionsResponse"> & {
+  /**
+   * The subscriptions, by watcher.
+   *
+   * @generated from field: repeated sip2uc.v1.Subscription subscriptions = 1;
+   */
+  subscriptions: Subscription[];
+
+  /**
+   * Token for the next page; empty on the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.ListSubscriptionsResponse.
+ * Use `create(ListSubscriptionsResponseSchema)` to create a new message.
+ */
+export const ListSubscriptionsResponseSchema: GenMessage<ListSubscriptionsResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_registrations, 11);
+
+/**
  * What happened to a binding.
  *
  * @generated from enum sip2uc.v1.RegistrationEventType
@@ -456,6 +590,17 @@ export const RegistrationService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRegistrationsRequestSchema;
     output: typeof WatchRegistrationsResponseSchema;
+  },
+  /**
+   * Lists the event subscriptions (RFC 6665) handsets hold through the
+   * sidecars: who watches whom, and for which event (presence or dialog).
+   *
+   * @generated from rpc sip2uc.v1.RegistrationService.ListSubscriptions
+   */
+  listSubscriptions: {
+    methodKind: "unary";
+    input: typeof ListSubscriptionsRequestSchema;
+    output: typeof ListSubscriptionsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sip2uc_v1_registrations, 0);

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { DigestAlgorithm, MediaDirection, MediaEndpoint, SocketAddress, Transport } from "./common_pb.js";
+import type { Availability, DigestAlgorithm, MediaDirection, MediaEndpoint, SocketAddress, Transport } from "./common_pb.js";
 import { file_sip2uc_v1_common } from "./common_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/sidecar.proto.
  */
 export const file_sip2uc_v1_sidecar: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAkikAIKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCBIlCglsaXZlX2xlZ3MYCyADKAsyEi5zaXAydWMudjEuTGl2ZUxlZyK1AQoHTGl2ZUxlZxIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZjYWxsZXIYAyABKAgSEwoLZXN0YWJsaXNoZWQYBCABKAgSDQoFcGFydHkYBSABKAkSJwoFbWVkaWEYBiABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIsCglkaXJlY3Rpb24YByABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iYQoLU2lwTGlzdGVuZXISJwoJdHJhbnNwb3J0GAEgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIpCgdhZGRyZXNzGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MiQwoQU2lkZWNhckhlYXJ0YmVhdBITCgthY3RpdmVfbGVncxgBIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYAiABKA0iPgoNQ29tbWFuZFJlc3VsdBISCgpjb21tYW5kX2lkGAEgASgJEgoKAm9rGAIgASgIEg0KBWVycm9yGAMgASgJIqsCCg5Db25uZWN0UmVxdWVzdBIoCgVoZWxsbxgBIAEoCzIXLnNpcDJ1Yy52MS5TaWRlY2FySGVsbG9IABIwCgloZWFydGJlYXQYAiABKAsyGy5zaXAydWMudjEuU2lkZWNhckhlYXJ0YmVhdEgAEioKBnJlc3VsdBgDIAEoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0SAASLAoHcmVzdWx0cxgEIAEoCzIZLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0c0gAEiYKBGJhbnMYBSABKAsyFi5zaXAydWMudjEuU2lkZWNhckJhbnNIABIwCg10cnVua19yZXBvcnRzGAYgASgLMhcuc2lwMnVjLnYxLlRydW5rUmVwb3J0c0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IpMDCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QSJwoGdHJ1bmtzGA4gAygLMhcuc2lwMnVjLnYxLlNpZGVjYXJUcnVuayJQCgxEZXZpY2VEaWdlc3QSEAoIdXNlcm5hbWUYASABKAkSLgoKYWxnb3JpdGhtcxgCIAMoDjIaLnNpcDJ1Yy52MS5EaWdlc3RBbGdvcml0aG0i/gEKDFNpZGVjYXJUcnVuaxIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgwKBHBvcnQYAyABKA0SJwoJdHJhbnNwb3J0GAQgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCgh1c2VybmFtZRgFIAEoCRIQCghwYXNzd29yZBgGIAEoCRIQCghyZWdpc3RlchgHIAEoCBIYChByZWdpc3Rlcl9leHBpcmVzGAggASgNEiAKGG9wdGlvbnNfaW50ZXJ2YWxfc2Vjb25kcxgJIAEoDRIUCgxjb250YWN0X3VzZXIYCiABKAkSEgoKdGxzX2NhX3BlbRgLIAEoCSI3CgxUcnVua1JlcG9ydHMSJwoHcmVwb3J0cxgBIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1JlcG9ydCJrCgtUcnVua1JlcG9ydBIKCgJpZBgBIAEoCRIRCglyZWFjaGFibGUYAiABKAgSEgoKcmVnaXN0ZXJlZBgDIAEoCBINCgVlcnJvchgEIAEoCRIaChJyZXNvbHZlZF9hZGRyZXNzZXMYBSADKAkiLAoLVHJ1bmtTb3VyY2USDwoHbmV0d29yaxgBIAEoCRIMCgRwb3J0GAIgASgNIm8KDlNpZGVjYXJXZWxjb21lEiwKCHNldHRpbmdzGAEgASgLMhouc2lwMnVjLnYxLlNpZGVjYXJTZXR0aW5ncxIvCgtzZXJ2ZXJfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAizwQKD0Nvbm5lY3RSZXNwb25zZRISCgpjb21tYW5kX2lkGAEgASgJEiwKB3dlbGNvbWUYAiABKAsyGS5zaXAydWMudjEuU2lkZWNhcldlbGNvbWVIABIuCghzZXR0aW5ncxgDIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3NIABIxCgpjcmVhdGVfbGVnGAQgASgLMhsuc2lwMnVjLnYxLkNyZWF0ZUxlZ0NvbW1hbmRIABIxCgphbnN3ZXJfbGVnGAUgASgLMhsuc2lwMnVjLnYxLkFuc3dlckxlZ0NvbW1hbmRIABIrCgdlbmRfbGVnGAYgASgLMhguc2lwMnVjLnYxLkVuZExlZ0NvbW1hbmRIABIzCgtpbmplY3RfZHRtZhgHIAEoCzIcLnNpcDJ1Yy52MS5JbmplY3REdG1mQ29tbWFuZEgAEjsKD2RlbGl2ZXJfbWVzc2FnZRgIIAEoCzIgLnNpcDJ1Yy52MS5EZWxpdmVyTWVzc2FnZUNvbW1hbmRIABIqCgZub3RpZnkYCSABKAsyGC5zaXAydWMudjEuTm90aWZ5Q29tbWFuZEgAEjUKDHVwZGF0ZV9tZWRpYRgKIAEoCzIdLnNpcDJ1Yy52MS5VcGRhdGVNZWRpYUNvbW1hbmRIABIoCgViYXRjaBgLIAEoCzIXLnNpcDJ1Yy52MS5Db21tYW5kQmF0Y2hIABItCghsaWZ0X2JhbhgMIAEoCzIZLnNpcDJ1Yy52MS5MaWZ0QmFuQ29tbWFuZEgAQgkKB3BheWxvYWQiIAoOTGlmdEJhbkNvbW1hbmQSDgoGc291cmNlGAEgASgJIjwKDENvbW1hbmRCYXRjaBIsCghjb21tYW5kcxgBIAMoCzIaLnNpcDJ1Yy52MS5Db25uZWN0UmVzcG9uc2UiygEKD1JlZ2lzdGVyUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxILCgNhb3IYAyABKAkSKwoIY29udGFjdHMYBCADKAsyGS5zaXAydWMudjEuQ29udGFjdEJpbmRpbmcSEgoKcmVtb3ZlX2FsbBgFIAEoCBIMCgRjc2VxGAYgASgNIlQKDkNvbnRhY3RCaW5kaW5nEgsKA3VyaRgBIAEoCRIPCgdleHBpcmVzGAIgASgNEg8KB3FfbWlsbGkYAyABKA0SEwoLaW5zdGFuY2VfaWQYBCABKAkikQEKEFJlZ2lzdGVyUmVzcG9uc2USKwoHb3V0Y29tZRgBIAEoDjIaLnNpcDJ1Yy52MS5SZWdpc3Rlck91dGNvbWUSKwoIYmluZGluZ3MYAiADKAsyGS5zaXAydWMudjEuQ29udGFjdEJpbmRpbmcSEwoLbWluX2V4cGlyZXMYAyABKA0SDgoGcmVhc29uGAQgASgJIj8KFVJlZ2lzdGVyU3RyZWFtUmVxdWVzdBImCgVjYWxscxgBIAMoCzIXLnNpcDJ1Yy52MS5SZWdpc3RlckNhbGwikAEKDFJlZ2lzdGVyQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEisKB3JlcXVlc3QYBCABKAsyGi5zaXAydWMudjEuUmVnaXN0ZXJSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYBSABKA0iQwoWUmVnaXN0ZXJTdHJlYW1SZXNwb25zZRIpCgdyZXBsaWVzGAEgAygLMhguc2lwMnVjLnYxLlJlZ2lzdGVyUmVwbHkigQEKDVJlZ2lzdGVyUmVwbHkSFgoOY29ycmVsYXRpb25faWQYASABKAQSLQoIcmVzcG9uc2UYAiABKAsyGy5zaXAydWMudjEuUmVnaXN0ZXJSZXNwb25zZRISCgplcnJvcl9jb2RlGAMgASgFEhUKDWVycm9yX21lc3NhZ2UYBCABKAkiPQoRQ2FsbFN0cmVhbVJlcXVlc3QSKAoFY2FsbHMYASADKAsyGS5zaXAydWMudjEuQ2FsbFN0cmVhbUNhbGwioQIKDkNhbGxTdHJlYW1DYWxsEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhMKC3RyYWNlcGFyZW50GAIgASgJEhIKCnRyYWNlc3RhdGUYAyABKAkSEgoKdGltZW91dF9tcxgEIAEoDRIqCgZpbnZpdGUYBSABKAsyGC5zaXAydWMudjEuSW52aXRlUmVxdWVzdEgAEioKBmNhbmNlbBgGIAEoCzIYLnNpcDJ1Yy52MS5DYW5jZWxSZXF1ZXN0SAASJAoDYnllGAcgASgLMhUuc2lwMnVjLnYxLkJ5ZVJlcXVlc3RIABIxCgpyZXBvcnRfbGVnGAggASgLMhsuc2lwMnVjLnYxLlJlcG9ydExlZ1JlcXVlc3RIAEIJCgdyZXF1ZXN0IkEKEkNhbGxTdHJlYW1SZXNwb25zZRIrCgdyZXBsaWVzGAEgAygLMhouc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXBseSKVAgoPQ2FsbFN0cmVhbVJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhIKCmVycm9yX2NvZGUYAiABKAUSFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIrCgZpbnZpdGUYBCABKAsyGS5zaXAydWMudjEuSW52aXRlUmVzcG9uc2VIABIrCgZjYW5jZWwYBSABKAsyGS5zaXAydWMudjEuQ2FuY2VsUmVzcG9uc2VIABIlCgNieWUYBiABKAsyFi5zaXAydWMudjEuQnllUmVzcG9uc2VIABIyCgpyZXBvcnRfbGVnGAcgASgLMhwuc2lwMnVjLnYxLlJlcG9ydExlZ1Jlc3BvbnNlSABCCgoIcmVzcG9uc2Ui9wEKDUludml0ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDgoGbGVnX2lkGAMgASgJEhMKC3JlcXVlc3RfdXJpGAQgASgJEhAKCGZyb21fdXJpGAUgASgJEhkKEWZyb21fZGlzcGxheV9uYW1lGAYgASgJEg4KBnRvX3VyaRgHIAEoCRInCgVvZmZlchgIIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrABCg5JbnZpdGVSZXNwb25zZRIxCgtkaXNwb3NpdGlvbhgBIAEoDjIcLnNpcDJ1Yy52MS5JbnZpdGVEaXNwb3NpdGlvbhIPCgdjYWxsX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIOCgZyZWFzb24YBCABKAkSEwoLcmV0cnlfYWZ0ZXIYBSABKA0SJQoEdG9uZRgGIAEoDjIXLnNpcDJ1Yy52MS5GZWVkYmFja1RvbmUiSQoNQ2FuY2VsUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIOCgZsZWdfaWQYAiABKAkiEAoOQ2FuY2VsUmVzcG9uc2UifQoKQnllUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIOCgZsZWdfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEiUKBXN0YXRzGAQgAygLMhYuc2lwMnVjLnYxLlN0cmVhbVN0YXRzIg0KC0J5ZVJlc3BvbnNlIpsCChBSZXBvcnRMZWdSZXF1ZXN0Eg8KB3NpZGVjYXIYASABKAkSDwoHY2FsbF9pZBgCIAEoCRIOCgZsZWdfaWQYAyABKAkSIgoFc3RhdGUYBCABKA4yEy5zaXAydWMudjEuTGVnU3RhdGUSDgoGc3RhdHVzGAUgASgNEg4KBnJlYXNvbhgGIAEoCRInCgVtZWRpYRgHIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhMKC2R0bWZfZGlnaXRzGAggASgJEiUKBXN0YXRzGAkgAygLMhYuc2lwMnVjLnYxLlN0cmVhbVN0YXRzEiwKCWRpcmVjdGlvbhgKIAEoDjIZLnNpcDJ1Yy52MS5NZWRpYURpcmVjdGlvbiITChFSZXBvcnRMZWdSZXNwb25zZSJ9CgtTdHJlYW1TdGF0cxIRCglkaXJlY3Rpb24YASABKAkSDwoHcGFja2V0cxgCIAEoBBINCgVieXRlcxgDIAEoBBIMCgRsb3N0GAQgASgDEhEKCWppdHRlcl9tcxgFIAEoARILCgNtb3MYBiABKAESDQoFY29kZWMYByABKAki+QIKEENyZWF0ZUxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSEwoLcmVxdWVzdF91cmkYAyABKAkSLQoLZGVzdGluYXRpb24YBCABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcxInCgl0cmFuc3BvcnQYBSABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EhAKCGZyb21fdXJpGAYgASgJEhkKEWZyb21fZGlzcGxheV9uYW1lGAcgASgJEg4KBnRvX3VyaRgIIAEoCRIsCgpwZWVyX21lZGlhGAkgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSHAoUcmluZ190aW1lb3V0X3NlY29uZHMYCiABKA0SFQoNYnJpZGdlX2xlZ19pZBgLIAEoCRIlCgdoZWFkZXJzGAwgAygLMhQuc2lwMnVjLnYxLlNpcEhlYWRlchIQCgh0cnVua19pZBgNIAEoCSIoCglTaXBIZWFkZXISDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSKIAQoQQW5zd2VyTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SLAoKcGVlcl9tZWRpYRgEIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhUKDWJyaWRnZV9sZWdfaWQYBSABKAkiUAoNRW5kTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJIlkKEUluamVjdER0bWZDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBmRpZ2l0cxgDIAEoCRITCgtkdXJhdGlvbl9tcxgEIAEoDSLKAQoVRGVsaXZlck1lc3NhZ2VDb21tYW5kEhMKC3JlcXVlc3RfdXJpGAEgASgJEi0KC2Rlc3RpbmF0aW9uGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgEIAEoCRIOCgZ0b191cmkYBSABKAkSFAoMY29udGVudF90eXBlGAYgASgJEgwKBGJvZHkYByABKAwiXwoNTm90aWZ5Q29tbWFuZBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEgwKBGJvZHkYAyABKAwSEQoJdGVybWluYXRlGAQgASgIInoKElVwZGF0ZU1lZGlhQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIsCgpwZWVyX21lZGlhGAMgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSFQoNYnJpZGdlX2xlZ19pZBgEIAEoCSK4AQoOTWVzc2FnZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSEAoIZnJvbV91cmkYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSFAoMY29udGVudF90eXBlGAUgASgJEgwKBGJvZHkYBiABKAwiMQoPTWVzc2FnZVJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoDRIOCgZyZWFzb24YAiABKAkizwEKEFN1YnNjcmliZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDQoFZXZlbnQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSDwoHZXhwaXJlcxgGIAEoDRIXCg9zdWJzY3JpcHRpb25faWQYByABKAkiRAoRU3Vic2NyaWJlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg8KB2V4cGlyZXMYAiABKA0SDgoGcmVhc29uGAMgASgJIigKFVdhdGNoUGhvbmVib29rUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJIsABCg5QaG9uZWJvb2tFbnRyeRILCgNrZXkYASABKAkSKwoEa2luZBgCIAEoDjIdLnNpcDJ1Yy52MS5QaG9uZWJvb2tFbnRyeUtpbmQSFAoMZGlzcGxheV9uYW1lGAMgASgJEhEKCWV4dGVuc2lvbhgEIAEoCRIMCgRlMTY0GAUgASgJEg4KBm1vYmlsZRgGIAEoCRINCgVvdGhlchgHIAEoCRIPCgdjb21wYW55GAggASgJEg0KBWVtYWlsGAkgASgJIlUKFldhdGNoUGhvbmVib29rUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBBIqCgdlbnRyaWVzGAIgAygLMhkuc2lwMnVjLnYxLlBob25lYm9va0VudHJ5InIKE1ZlcmlmeURpZ2VzdFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMiKAoUVmVyaWZ5RGlnZXN0UmVzcG9uc2USEAoIdmVyaWZpZWQYASABKAgqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGKnsKElBob25lYm9va0VudHJ5S2luZBIkCiBQSE9ORUJPT0tfRU5UUllfS0lORF9VTlNQRUNJRklFRBAAEh0KGVBIT05FQk9PS19FTlRSWV9LSU5EX1VTRVIQARIgChxQSE9ORUJPT0tfRU5UUllfS0lORF9DT05UQUNUEAIytAQKDlNpZGVjYXJTZXJ2aWNlEkQKB0Nvbm5lY3QSGS5zaXAydWMudjEuQ29ubmVjdFJlcXVlc3QaGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlKAEwARJZCg5SZWdpc3RlclN0cmVhbRIgLnNpcDJ1Yy52MS5SZWdpc3RlclN0cmVhbVJlcXVlc3QaIS5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXNwb25zZSgBMAESTQoKQ2FsbFN0cmVhbRIcLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVxdWVzdBodLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVzcG9uc2UoATABEkAKB01lc3NhZ2USGS5zaXAydWMudjEuTWVzc2FnZVJlcXVlc3QaGi5zaXAydWMudjEuTWVzc2FnZVJlc3BvbnNlEkYKCVN1YnNjcmliZRIbLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXF1ZXN0Ghwuc2lwMnVjLnYxLlN1YnNjcmliZVJlc3BvbnNlElcKDldhdGNoUGhvbmVib29rEiAuc2lwMnVjLnYxLldhdGNoUGhvbmVib29rUmVxdWVzdBohLnNpcDJ1Yy52MS5XYXRjaFBob25lYm9va1Jlc3BvbnNlMAESTwoMVmVyaWZ5RGlnZXN0Eh4uc2lwMnVjLnYxLlZlcmlmeURpZ2VzdFJlcXVlc3QaHy5zaXAydWMudjEuVmVyaWZ5RGlnZXN0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAkikAIKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCBIlCglsaXZlX2xlZ3MYCyADKAsyEi5zaXAydWMudjEuTGl2ZUxlZyK1AQoHTGl2ZUxlZxIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZjYWxsZXIYAyABKAgSEwoLZXN0YWJsaXNoZWQYBCABKAgSDQoFcGFydHkYBSABKAkSJwoFbWVkaWEYBiABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIsCglkaXJlY3Rpb24YByABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iYQoLU2lwTGlzdGVuZXISJwoJdHJhbnNwb3J0GAEgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIpCgdhZGRyZXNzGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MiQwoQU2lkZWNhckhlYXJ0YmVhdBITCgthY3RpdmVfbGVncxgBIAEoDRIaChJyZWxheV9wb3J0c19pbl91c2UYAiABKA0iPgoNQ29tbWFuZFJlc3VsdBISCgpjb21tYW5kX2lkGAEgASgJEgoKAm9rGAIgASgIEg0KBWVycm9yGAMgASgJIqsCCg5Db25uZWN0UmVxdWVzdBIoCgVoZWxsbxgBIAEoCzIXLnNpcDJ1Yy52MS5TaWRlY2FySGVsbG9IABIwCgloZWFydGJlYXQYAiABKAsyGy5zaXAydWMudjEuU2lkZWNhckhlYXJ0YmVhdEgAEioKBnJlc3VsdBgDIAEoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0SAASLAoHcmVzdWx0cxgEIAEoCzIZLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0c0gAEiYKBGJhbnMYBSABKAsyFi5zaXAydWMudjEuU2lkZWNhckJhbnNIABIwCg10cnVua19yZXBvcnRzGAYgASgLMhcuc2lwMnVjLnYxLlRydW5rUmVwb3J0c0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IpMDCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QSJwoGdHJ1bmtzGA4gAygLMhcuc2lwMnVjLnYxLlNpZGVjYXJUcnVuayJQCgxEZXZpY2VEaWdlc3QSEAoIdXNlcm5hbWUYASABKAkSLgoKYWxnb3JpdGhtcxgCIAMoDjIaLnNpcDJ1Yy52MS5EaWdlc3RBbGdvcml0aG0i/gEKDFNpZGVjYXJUcnVuaxIKCgJpZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgwKBHBvcnQYAyABKA0SJwoJdHJhbnNwb3J0GAQgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCgh1c2VybmFtZRgFIAEoCRIQCghwYXNzd29yZBgGIAEoCRIQCghyZWdpc3RlchgHIAEoCBIYChByZWdpc3Rlcl9leHBpcmVzGAggASgNEiAKGG9wdGlvbnNfaW50ZXJ2YWxfc2Vjb25kcxgJIAEoDRIUCgxjb250YWN0X3VzZXIYCiABKAkSEgoKdGxzX2NhX3BlbRgLIAEoCSI3CgxUcnVua1JlcG9ydHMSJwoHcmVwb3J0cxgBIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1JlcG9ydCJrCgtUcnVua1JlcG9ydBIKCgJpZBgBIAEoCRIRCglyZWFjaGFibGUYAiABKAgSEgoKcmVnaXN0ZXJlZBgDIAEoCBINCgVlcnJvchgEIAEoCRIaChJyZXNvbHZlZF9hZGRyZXNzZXMYBSADKAkiLAoLVHJ1bmtTb3VyY2USDwoHbmV0d29yaxgBIAEoCRIMCgRwb3J0GAIgASgNIm8KDlNpZGVjYXJXZWxjb21lEiwKCHNldHRpbmdzGAEgASgLMhouc2lwMnVjLnYxLlNpZGVjYXJTZXR0aW5ncxIvCgtzZXJ2ZXJfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAizwQKD0Nvbm5lY3RSZXNwb25zZRISCgpjb21tYW5kX2lkGAEgASgJEiwKB3dlbGNvbWUYAiABKAsyGS5zaXAydWMudjEuU2lkZWNhcldlbGNvbWVIABIuCghzZXR0aW5ncxgDIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3NIABIxCgpjcmVhdGVfbGVnGAQgASgLMhsuc2lwMnVjLnYxLkNyZWF0ZUxlZ0NvbW1hbmRIABIxCgphbnN3ZXJfbGVnGAUgASgLMhsuc2lwMnVjLnYxLkFuc3dlckxlZ0NvbW1hbmRIABIrCgdlbmRfbGVnGAYgASgLMhguc2lwMnVjLnYxLkVuZExlZ0NvbW1hbmRIABIzCgtpbmplY3RfZHRtZhgHIAEoCzIcLnNpcDJ1Yy52MS5JbmplY3REdG1mQ29tbWFuZEgAEjsKD2RlbGl2ZXJfbWVzc2FnZRgIIAEoCzIgLnNpcDJ1Yy52MS5EZWxpdmVyTWVzc2FnZUNvbW1hbmRIABIqCgZub3RpZnkYCSABKAsyGC5zaXAydWMudjEuTm90aWZ5Q29tbWFuZEgAEjUKDHVwZGF0ZV9tZWRpYRgKIAEoCzIdLnNpcDJ1Yy52MS5VcGRhdGVNZWRpYUNvbW1hbmRIABIoCgViYXRjaBgLIAEoCzIXLnNpcDJ1Yy52MS5Db21tYW5kQmF0Y2hIABItCghsaWZ0X2JhbhgMIAEoCzIZLnNpcDJ1Yy52MS5MaWZ0QmFuQ29tbWFuZEgAQgkKB3BheWxvYWQiIAoOTGlmdEJhbkNvbW1hbmQSDgoGc291cmNlGAEgASgJIjwKDENvbW1hbmRCYXRjaBIsCghjb21tYW5kcxgBIAMoCzIaLnNpcDJ1Yy52MS5Db25uZWN0UmVzcG9uc2UiygEKD1JlZ2lzdGVyUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxILCgNhb3IYAyABKAkSKwoIY29udGFjdHMYBCADKAsyGS5zaXAydWMudjEuQ29udGFjdEJpbmRpbmcSEgoKcmVtb3ZlX2FsbBgFIAEoCBIMCgRjc2VxGAYgASgNIlQKDkNvbnRhY3RCaW5kaW5nEgsKA3VyaRgBIAEoCRIPCgdleHBpcmVzGAIgASgNEg8KB3FfbWlsbGkYAyABKA0SEwoLaW5zdGFuY2VfaWQYBCABKAkikQEKEFJlZ2lzdGVyUmVzcG9uc2USKwoHb3V0Y29tZRgBIAEoDjIaLnNpcDJ1Yy52MS5SZWdpc3Rlck91dGNvbWUSKwoIYmluZGluZ3MYAiADKAsyGS5zaXAydWMudjEuQ29udGFjdEJpbmRpbmcSEwoLbWluX2V4cGlyZXMYAyABKA0SDgoGcmVhc29uGAQgASgJIj8KFVJlZ2lzdGVyU3RyZWFtUmVxdWVzdBImCgVjYWxscxgBIAMoCzIXLnNpcDJ1Yy52MS5SZWdpc3RlckNhbGwikAEKDFJlZ2lzdGVyQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEisKB3JlcXVlc3QYBCABKAsyGi5zaXAydWMudjEuUmVnaXN0ZXJSZXF1ZXN0EhIKCnRpbWVvdXRfbXMYBSABKA0iQwoWUmVnaXN0ZXJTdHJlYW1SZXNwb25zZRIpCgdyZXBsaWVzGAEgAygLMhguc2lwMnVjLnYxLlJlZ2lzdGVyUmVwbHkigQEKDVJlZ2lzdGVyUmVwbHkSFgoOY29ycmVsYXRpb25faWQYASABKAQSLQoIcmVzcG9uc2UYAiABKAsyGy5zaXAydWMudjEuUmVnaXN0ZXJSZXNwb25zZRISCgplcnJvcl9jb2RlGAMgASgFEhUKDWVycm9yX21lc3NhZ2UYBCABKAkiPQoRQ2FsbFN0cmVhbVJlcXVlc3QSKAoFY2FsbHMYASADKAsyGS5zaXAydWMudjEuQ2FsbFN0cmVhbUNhbGwioQIKDkNhbGxTdHJlYW1DYWxsEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhMKC3RyYWNlcGFyZW50GAIgASgJEhIKCnRyYWNlc3RhdGUYAyABKAkSEgoKdGltZW91dF9tcxgEIAEoDRIqCgZpbnZpdGUYBSABKAsyGC5zaXAydWMudjEuSW52aXRlUmVxdWVzdEgAEioKBmNhbmNlbBgGIAEoCzIYLnNpcDJ1Yy52MS5DYW5jZWxSZXF1ZXN0SAASJAoDYnllGAcgASgLMhUuc2lwMnVjLnYxLkJ5ZVJlcXVlc3RIABIxCgpyZXBvcnRfbGVnGAggASgLMhsuc2lwMnVjLnYxLlJlcG9ydExlZ1JlcXVlc3RIAEIJCgdyZXF1ZXN0IkEKEkNhbGxTdHJlYW1SZXNwb25zZRIrCgdyZXBsaWVzGAEgAygLMhouc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXBseSKVAgoPQ2FsbFN0cmVhbVJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEhIKCmVycm9yX2NvZGUYAiABKAUSFQoNZXJyb3JfbWVzc2FnZRgDIAEoCRIrCgZpbnZpdGUYBCABKAsyGS5zaXAydWMudjEuSW52aXRlUmVzcG9uc2VIABIrCgZjYW5jZWwYBSABKAsyGS5zaXAydWMudjEuQ2FuY2VsUmVzcG9uc2VIABIlCgNieWUYBiABKAsyFi5zaXAydWMudjEuQnllUmVzcG9uc2VIABIyCgpyZXBvcnRfbGVnGAcgASgLMhwuc2lwMnVjLnYxLlJlcG9ydExlZ1Jlc3BvbnNlSABCCgoIcmVzcG9uc2Ui9wEKDUludml0ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDgoGbGVnX2lkGAMgASgJEhMKC3JlcXVlc3RfdXJpGAQgASgJEhAKCGZyb21fdXJpGAUgASgJEhkKEWZyb21fZGlzcGxheV9uYW1lGAYgASgJEg4KBnRvX3VyaRgHIAEoCRInCgVvZmZlchgIIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrABCg5JbnZpdGVSZXNwb25zZRIxCgtkaXNwb3NpdGlvbhgBIAEoDjIcLnNpcDJ1Yy52MS5JbnZpdGVEaXNwb3NpdGlvbhIPCgdjYWxsX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIOCgZyZWFzb24YBCABKAkSEwoLcmV0cnlfYWZ0ZXIYBSABKA0SJQoEdG9uZRgGIAEoDjIXLnNpcDJ1Yy52MS5GZWVkYmFja1RvbmUiSQoNQ2FuY2VsUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIOCgZsZWdfaWQYAiABKAkiEAoOQ2FuY2VsUmVzcG9uc2UifQoKQnllUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIOCgZsZWdfaWQYAiABKAkSDgoGcmVhc29uGAMgASgJEiUKBXN0YXRzGAQgAygLMhYuc2lwMnVjLnYxLlN0cmVhbVN0YXRzIg0KC0J5ZVJlc3BvbnNlIpsCChBSZXBvcnRMZWdSZXF1ZXN0Eg8KB3NpZGVjYXIYASABKAkSDwoHY2FsbF9pZBgCIAEoCRIOCgZsZWdfaWQYAyABKAkSIgoFc3RhdGUYBCABKA4yEy5zaXAydWMudjEuTGVnU3RhdGUSDgoGc3RhdHVzGAUgASgNEg4KBnJlYXNvbhgGIAEoCRInCgVtZWRpYRgHIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhMKC2R0bWZfZGlnaXRzGAggASgJEiUKBXN0YXRzGAkgAygLMhYuc2lwMnVjLnYxLlN0cmVhbVN0YXRzEiwKCWRpcmVjdGlvbhgKIAEoDjIZLnNpcDJ1Yy52MS5NZWRpYURpcmVjdGlvbiITChFSZXBvcnRMZWdSZXNwb25zZSJ9CgtTdHJlYW1TdGF0cxIRCglkaXJlY3Rpb24YASABKAkSDwoHcGFja2V0cxgCIAEoBBINCgVieXRlcxgDIAEoBBIMCgRsb3N0GAQgASgDEhEKCWppdHRlcl9tcxgFIAEoARILCgNtb3MYBiABKAESDQoFY29kZWMYByABKAki+QIKEENyZWF0ZUxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSEwoLcmVxdWVzdF91cmkYAyABKAkSLQoLZGVzdGluYXRpb24YBCABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcxInCgl0cmFuc3BvcnQYBSABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EhAKCGZyb21fdXJpGAYgASgJEhkKEWZyb21fZGlzcGxheV9uYW1lGAcgASgJEg4KBnRvX3VyaRgIIAEoCRIsCgpwZWVyX21lZGlhGAkgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSHAoUcmluZ190aW1lb3V0X3NlY29uZHMYCiABKA0SFQoNYnJpZGdlX2xlZ19pZBgLIAEoCRIlCgdoZWFkZXJzGAwgAygLMhQuc2lwMnVjLnYxLlNpcEhlYWRlchIQCgh0cnVua19pZBgNIAEoCSIoCglTaXBIZWFkZXISDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSKIAQoQQW5zd2VyTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SLAoKcGVlcl9tZWRpYRgEIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhUKDWJyaWRnZV9sZWdfaWQYBSABKAkiUAoNRW5kTGVnQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJIlkKEUluamVjdER0bWZDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEg4KBmRpZ2l0cxgDIAEoCRITCgtkdXJhdGlvbl9tcxgEIAEoDSLKAQoVRGVsaXZlck1lc3NhZ2VDb21tYW5kEhMKC3JlcXVlc3RfdXJpGAEgASgJEi0KC2Rlc3RpbmF0aW9uGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgEIAEoCRIOCgZ0b191cmkYBSABKAkSFAoMY29udGVudF90eXBlGAYgASgJEgwKBGJvZHkYByABKAwiXwoNTm90aWZ5Q29tbWFuZBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSFAoMY29udGVudF90eXBlGAIgASgJEgwKBGJvZHkYAyABKAwSEQoJdGVybWluYXRlGAQgASgIInoKElVwZGF0ZU1lZGlhQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIsCgpwZWVyX21lZGlhGAMgASgLMhguc2lwMnVjLnYxLk1lZGlhRW5kcG9pbnQSFQoNYnJpZGdlX2xlZ19pZBgEIAEoCSK4AQoOTWVzc2FnZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSEAoIZnJvbV91cmkYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSFAoMY29udGVudF90eXBlGAUgASgJEgwKBGJvZHkYBiABKAwiMQoPTWVzc2FnZVJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoDRIOCgZyZWFzb24YAiABKAkinwIKEFN1YnNjcmliZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDQoFZXZlbnQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSDwoHZXhwaXJlcxgGIAEoDRIXCg9zdWJzY3JpcHRpb25faWQYByABKAkSEQoJZXZlbnRsaXN0GAggASgIEioKBmFjdGlvbhgJIAEoDjIaLnNpcDJ1Yy52MS5TdWJzY3JpYmVBY3Rpb24SDwoHd2F0Y2hlchgKIAEoCSKnAQoRU3Vic2NyaWJlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg8KB2V4cGlyZXMYAiABKA0SDgoGcmVhc29uGAMgASgJEg8KB3dhdGNoZXIYBCABKAkSKQoJcmVzb3VyY2VzGAUgAygLMhYuc2lwMnVjLnYxLldhdGNoZWRVc2VyEhAKCGxpc3RfdXJpGAYgASgJEhMKC21pbl9leHBpcmVzGAcgASgNIj4KC1dhdGNoZWRVc2VyEgwKBHVzZXIYASABKAkSCwoDdXJpGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCSJZChJXYXRjaFN0YXRlc1JlcXVlc3QSDwoHc2lkZWNhchgBIAEoCRIyCg1zdWJzY3JpcHRpb25zGAIgAygLMhsuc2lwMnVjLnYxLkhlbGRTdWJzY3JpcHRpb24iywEKEEhlbGRTdWJzY3JpcHRpb24SFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEg8KB3dhdGNoZXIYAiABKAkSDQoFZXZlbnQYAyABKAkSFAoMcmVzb3VyY2VfdXJpGAQgASgJEg0KBXVzZXJzGAUgAygJEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZzb3VyY2UYByABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyKSAQoTV2F0Y2hTdGF0ZXNSZXNwb25zZRIpCghzbmFwc2hvdBgBIAEoCzIVLnNpcDJ1Yy52MS5Vc2VyU3RhdGVzSAASJgoGY2hhbmdlGAIgASgLMhQuc2lwMnVjLnYxLlVzZXJTdGF0ZUgAEh0KFXJldm9rZWRfc3Vic2NyaXB0aW9ucxgDIAMoCUIJCgdwYXlsb2FkIjIKClVzZXJTdGF0ZXMSJAoGc3RhdGVzGAEgAygLMhQuc2lwMnVjLnYxLlVzZXJTdGF0ZSJ+CglVc2VyU3RhdGUSDAoEdXNlchgBIAEoCRItCgxhdmFpbGFiaWxpdHkYAiABKA4yFy5zaXAydWMudjEuQXZhaWxhYmlsaXR5EgwKBG5vdGUYAyABKAkSJgoHZGlhbG9ncxgEIAMoCzIVLnNpcDJ1Yy52MS5Vc2VyRGlhbG9nIn4KClVzZXJEaWFsb2cSCgoCaWQYASABKAkSJQoFcGhhc2UYAiABKA4yFi5zaXAydWMudjEuRGlhbG9nUGhhc2USEQoJaW5pdGlhdG9yGAMgASgIEhIKCnJlbW90ZV91cmkYBCABKAkSFgoOcmVtb3RlX2Rpc3BsYXkYBSABKAkiKAoVV2F0Y2hQaG9uZWJvb2tSZXF1ZXN0Eg8KB3NpZGVjYXIYASABKAkiwAEKDlBob25lYm9va0VudHJ5EgsKA2tleRgBIAEoCRIrCgRraW5kGAIgASgOMh0uc2lwMnVjLnYxLlBob25lYm9va0VudHJ5S2luZBIUCgxkaXNwbGF5X25hbWUYAyABKAkSEQoJZXh0ZW5zaW9uGAQgASgJEgwKBGUxNjQYBSABKAkSDgoGbW9iaWxlGAYgASgJEg0KBW90aGVyGAcgASgJEg8KB2NvbXBhbnkYCCABKAkSDQoFZW1haWwYCSABKAkiVQoWV2F0Y2hQaG9uZWJvb2tSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEEioKB2VudHJpZXMYAiADKAsyGS5zaXAydWMudjEuUGhvbmVib29rRW50cnkicgoTVmVyaWZ5RGlnZXN0UmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscyIoChRWZXJpZnlEaWdlc3RSZXNwb25zZRIQCgh2ZXJpZmllZBgBIAEoCCqDAgoPUmVnaXN0ZXJPdXRjb21lEiAKHFJFR0lTVEVSX09VVENPTUVfVU5TUEVDSUZJRUQQABIXChNSRUdJU1RFUl9PVVRDT01FX09LEAESIQodUkVHSVNURVJfT1VUQ09NRV9VTkFVVEhPUklaRUQQAhIeChpSRUdJU1RFUl9PVVRDT01FX0ZPUkJJRERFThADEicKI1JFR0lTVEVSX09VVENPTUVfSU5URVJWQUxfVE9PX0JSSUVGEAQSJgoiUkVHSVNURVJfT1VUQ09NRV9UT09fTUFOWV9CSU5ESU5HUxAFEiEKHVJFR0lTVEVSX09VVENPTUVfT1VUX09GX09SREVSEAYqwQEKEUludml0ZURpc3Bvc2l0aW9uEiIKHklOVklURV9ESVNQT1NJVElPTl9VTlNQRUNJRklFRBAAEh4KGklOVklURV9ESVNQT1NJVElPTl9ST1VUSU5HEAESHQoZSU5WSVRFX0RJU1BPU0lUSU9OX1JFSkVDVBACEiMKH0lOVklURV9ESVNQT1NJVElPTl9VTkFVVEhPUklaRUQQAxIkCiBJTlZJVEVfRElTUE9TSVRJT05fRkVFREJBQ0tfVE9ORRAEKmEKDEZlZWRiYWNrVG9uZRIdChlGRUVEQkFDS19UT05FX1VOU1BFQ0lGSUVEEAASGQoVRkVFREJBQ0tfVE9ORV9DT05GSVJNEAESFwoTRkVFREJBQ0tfVE9ORV9FUlJPUhACKrABCghMZWdTdGF0ZRIZChVMRUdfU1RBVEVfVU5TUEVDSUZJRUQQABIUChBMRUdfU1RBVEVfVFJZSU5HEAESFQoRTEVHX1NUQVRFX1JJTkdJTkcQAhIZChVMRUdfU1RBVEVfRUFSTFlfTUVESUEQAxIWChJMRUdfU1RBVEVfQU5TV0VSRUQQBBIUChBMRUdfU1RBVEVfRkFJTEVEEAUSEwoPTEVHX1NUQVRFX0VOREVEEAYqiAEKD1N1YnNjcmliZUFjdGlvbhIgChxTVUJTQ1JJQkVfQUNUSU9OX1VOU1BFQ0lGSUVEEAASGwoXU1VCU0NSSUJFX0FDVElPTl9DUkVBVEUQARIcChhTVUJTQ1JJQkVfQUNUSU9OX1JFRlJFU0gQAhIYChRTVUJTQ1JJQkVfQUNUSU9OX0VORBADKpUBCgtEaWFsb2dQaGFzZRIcChhESUFMT0dfUEhBU0VfVU5TUEVDSUZJRUQQABIXChNESUFMT0dfUEhBU0VfVFJZSU5HEAESFgoSRElBTE9HX1BIQVNFX0VBUkxZEAISGgoWRElBTE9HX1BIQVNFX0NPTkZJUk1FRBADEhsKF0RJQUxPR19QSEFTRV9URVJNSU5BVEVEEAQqewoSUGhvbmVib29rRW50cnlLaW5kEiQKIFBIT05FQk9PS19FTlRSWV9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZUEhPTkVCT09LX0VOVFJZX0tJTkRfVVNFUhABEiAKHFBIT05FQk9PS19FTlRSWV9LSU5EX0NPTlRBQ1QQAjKEBQoOU2lkZWNhclNlcnZpY2USRAoHQ29ubmVjdBIZLnNpcDJ1Yy52MS5Db25uZWN0UmVxdWVzdBoaLnNpcDJ1Yy52MS5Db25uZWN0UmVzcG9uc2UoATABElkKDlJlZ2lzdGVyU3RyZWFtEiAuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVxdWVzdBohLnNpcDJ1Yy52MS5SZWdpc3RlclN0cmVhbVJlc3BvbnNlKAEwARJNCgpDYWxsU3RyZWFtEhwuc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXF1ZXN0Gh0uc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXNwb25zZSgBMAESQAoHTWVzc2FnZRIZLnNpcDJ1Yy52MS5NZXNzYWdlUmVxdWVzdBoaLnNpcDJ1Yy52MS5NZXNzYWdlUmVzcG9uc2USRgoJU3Vic2NyaWJlEhsuc2lwMnVjLnYxLlN1YnNjcmliZVJlcXVlc3QaHC5zaXAydWMudjEuU3Vic2NyaWJlUmVzcG9uc2USVwoOV2F0Y2hQaG9uZWJvb2sSIC5zaXAydWMudjEuV2F0Y2hQaG9uZWJvb2tSZXF1ZXN0GiEuc2lwMnVjLnYxLldhdGNoUGhvbmVib29rUmVzcG9uc2UwARJPCgxWZXJpZnlEaWdlc3QSHi5zaXAydWMudjEuVmVyaWZ5RGlnZXN0UmVxdWVzdBofLnNpcDJ1Yy52MS5WZXJpZnlEaWdlc3RSZXNwb25zZRJOCgtXYXRjaFN0YXRlcxIdLnNpcDJ1Yy52MS5XYXRjaFN0YXRlc1JlcXVlc3QaHi5zaXAydWMudjEuV2F0Y2hTdGF0ZXNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -2481,7 +2481,8 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
   origin?: RequestOrigin | undefined;
 
   /**
-   * Credentials, if the request carried them.
+   * Credentials of a new subscription (a refresh or an end carries none:
+   * the dialog was authenticated when it was made).
    *
    * @generated from field: sip2uc.v1.DigestCredentials credentials = 2;
    */
@@ -2495,7 +2496,7 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
   event: string;
 
   /**
-   * Request-URI (the watched resource).
+   * Request-URI (the watched resource) of a new subscription.
    *
    * @generated from field: string request_uri = 4;
    */
@@ -2521,6 +2522,28 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
    * @generated from field: string subscription_id = 7;
    */
   subscriptionId: string;
+
+  /**
+   * The SUBSCRIBE listed `eventlist` in Supported (RFC 4662 section 4.1).
+   *
+   * @generated from field: bool eventlist = 8;
+   */
+  eventlist: boolean;
+
+  /**
+   * What the request does.
+   *
+   * @generated from field: sip2uc.v1.SubscribeAction action = 9;
+   */
+  action: SubscribeAction;
+
+  /**
+   * The watcher (`users/{id}`) of a refresh or an end: the control plane's
+   * answer to the subscription's creation.
+   *
+   * @generated from field: string watcher = 10;
+   */
+  watcher: string;
 };
 
 /**
@@ -2537,7 +2560,9 @@ export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*
  */
 export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
   /**
-   * SIP status to answer (200, 401, 404, 489 Bad Event).
+   * SIP status to answer: 200, 401 (digest refused), 403 (not allowed to
+   * watch), 404 (no such user or list), 421 (a list without eventlist),
+   * 423 (expiry too brief), 489 (unknown event).
    *
    * @generated from field: uint32 status = 1;
    */
@@ -2556,6 +2581,34 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
    * @generated from field: string reason = 3;
    */
   reason: string;
+
+  /**
+   * The watcher, `users/{id}`.
+   *
+   * @generated from field: string watcher = 4;
+   */
+  watcher: string;
+
+  /**
+   * The watched users: one for a user's URI, several for a list.
+   *
+   * @generated from field: repeated sip2uc.v1.WatchedUser resources = 5;
+   */
+  resources: WatchedUser[];
+
+  /**
+   * The list's URI when the Request-URI named a buddy list ("" for a user).
+   *
+   * @generated from field: string list_uri = 6;
+   */
+  listUri: string;
+
+  /**
+   * The shortest expiry allowed (with 423).
+   *
+   * @generated from field: uint32 min_expires = 7;
+   */
+  minExpires: number;
 };
 
 /**
@@ -2564,6 +2617,294 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 52);
+
+/**
+ * A user a subscription watches.
+ *
+ * @generated from message sip2uc.v1.WatchedUser
+ */
+export type WatchedUser = Message<"sip2uc.v1.WatchedUser"> & {
+  /**
+   * `users/{id}`.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * The user's SIP URI, the entity of its documents.
+   *
+   * @generated from field: string uri = 2;
+   */
+  uri: string;
+
+  /**
+   * Display name.
+   *
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchedUser.
+ * Use `create(WatchedUserSchema)` to create a new message.
+ */
+export const WatchedUserSchema: GenMessage<WatchedUser> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 53);
+
+/**
+ * Request of SidecarService.WatchStates.
+ *
+ * @generated from message sip2uc.v1.WatchStatesRequest
+ */
+export type WatchStatesRequest = Message<"sip2uc.v1.WatchStatesRequest"> & {
+  /**
+   * The sidecar's name.
+   *
+   * @generated from field: string sidecar = 1;
+   */
+  sidecar: string;
+
+  /**
+   * The subscriptions the sidecar holds (all of them; empty after a start).
+   *
+   * @generated from field: repeated sip2uc.v1.HeldSubscription subscriptions = 2;
+   */
+  subscriptions: HeldSubscription[];
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchStatesRequest.
+ * Use `create(WatchStatesRequestSchema)` to create a new message.
+ */
+export const WatchStatesRequestSchema: GenMessage<WatchStatesRequest> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 54);
+
+/**
+ * A subscription a sidecar holds, as it re-announces it.
+ *
+ * @generated from message sip2uc.v1.HeldSubscription
+ */
+export type HeldSubscription = Message<"sip2uc.v1.HeldSubscription"> & {
+  /**
+   * The sidecar's id for it.
+   *
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * The watcher, `users/{id}`.
+   *
+   * @generated from field: string watcher = 2;
+   */
+  watcher: string;
+
+  /**
+   * Event package.
+   *
+   * @generated from field: string event = 3;
+   */
+  event: string;
+
+  /**
+   * The watched user's or list's URI.
+   *
+   * @generated from field: string resource_uri = 4;
+   */
+  resourceUri: string;
+
+  /**
+   * The watched users, `users/{id}`.
+   *
+   * @generated from field: repeated string users = 5;
+   */
+  users: string[];
+
+  /**
+   * When it expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 6;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * Where the watcher's SUBSCRIBE came from.
+   *
+   * @generated from field: sip2uc.v1.SocketAddress source = 7;
+   */
+  source?: SocketAddress | undefined;
+};
+
+/**
+ * Describes the message sip2uc.v1.HeldSubscription.
+ * Use `create(HeldSubscriptionSchema)` to create a new message.
+ */
+export const HeldSubscriptionSchema: GenMessage<HeldSubscription> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 55);
+
+/**
+ * Response of SidecarService.WatchStates.
+ *
+ * @generated from message sip2uc.v1.WatchStatesResponse
+ */
+export type WatchStatesResponse = Message<"sip2uc.v1.WatchStatesResponse"> & {
+  /**
+   * Payload.
+   *
+   * @generated from oneof sip2uc.v1.WatchStatesResponse.payload
+   */
+  payload: {
+    /**
+     * Every user's state; first on the stream.
+     *
+     * @generated from field: sip2uc.v1.UserStates snapshot = 1;
+     */
+    value: UserStates;
+    case: "snapshot";
+  } | {
+    /**
+     * One user's state changed (its whole current state).
+     *
+     * @generated from field: sip2uc.v1.UserState change = 2;
+     */
+    value: UserState;
+    case: "change";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * With the snapshot: held subscriptions the control plane no longer
+   * allows (the watcher or a watched user was removed, or the watch policy
+   * changed); the sidecar ends them.
+   *
+   * @generated from field: repeated string revoked_subscriptions = 3;
+   */
+  revokedSubscriptions: string[];
+};
+
+/**
+ * Describes the message sip2uc.v1.WatchStatesResponse.
+ * Use `create(WatchStatesResponseSchema)` to create a new message.
+ */
+export const WatchStatesResponseSchema: GenMessage<WatchStatesResponse> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 56);
+
+/**
+ * The states of many users.
+ *
+ * @generated from message sip2uc.v1.UserStates
+ */
+export type UserStates = Message<"sip2uc.v1.UserStates"> & {
+  /**
+   * One per user.
+   *
+   * @generated from field: repeated sip2uc.v1.UserState states = 1;
+   */
+  states: UserState[];
+};
+
+/**
+ * Describes the message sip2uc.v1.UserStates.
+ * Use `create(UserStatesSchema)` to create a new message.
+ */
+export const UserStatesSchema: GenMessage<UserStates> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 57);
+
+/**
+ * One user's state as watchers see it.
+ *
+ * @generated from message sip2uc.v1.UserState
+ */
+export type UserState = Message<"sip2uc.v1.UserState"> & {
+  /**
+   * `users/{id}`.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * Availability as the presence engine resolves it (UC-side states
+   * included).
+   *
+   * @generated from field: sip2uc.v1.Availability availability = 2;
+   */
+  availability: Availability;
+
+  /**
+   * The note that goes with it.
+   *
+   * @generated from field: string note = 3;
+   */
+  note: string;
+
+  /**
+   * The user's calls as dialogs (RFC 4235); a call that ended is sent once
+   * as terminated.
+   *
+   * @generated from field: repeated sip2uc.v1.UserDialog dialogs = 4;
+   */
+  dialogs: UserDialog[];
+};
+
+/**
+ * Describes the message sip2uc.v1.UserState.
+ * Use `create(UserStateSchema)` to create a new message.
+ */
+export const UserStateSchema: GenMessage<UserState> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 58);
+
+/**
+ * One call of a user, as a dialog of that user.
+ *
+ * @generated from message sip2uc.v1.UserDialog
+ */
+export type UserDialog = Message<"sip2uc.v1.UserDialog"> & {
+  /**
+   * Stable id of the dialog (the call's id).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Where the call is.
+   *
+   * @generated from field: sip2uc.v1.DialogPhase phase = 2;
+   */
+  phase: DialogPhase;
+
+  /**
+   * True when the user placed the call (initiator), false when it rings at
+   * the user (recipient).
+   *
+   * @generated from field: bool initiator = 3;
+   */
+  initiator: boolean;
+
+  /**
+   * The other party's URI (the caller for a call that rings at the user:
+   * what directed call pickup needs).
+   *
+   * @generated from field: string remote_uri = 4;
+   */
+  remoteUri: string;
+
+  /**
+   * The other party's display name.
+   *
+   * @generated from field: string remote_display = 5;
+   */
+  remoteDisplay: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.UserDialog.
+ * Use `create(UserDialogSchema)` to create a new message.
+ */
+export const UserDialogSchema: GenMessage<UserDialog> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 59);
 
 /**
  * Request of SidecarService.WatchPhonebook.
@@ -2584,7 +2925,7 @@ export type WatchPhonebookRequest = Message<"sip2uc.v1.WatchPhonebookRequest"> &
  * Use `create(WatchPhonebookRequestSchema)` to create a new message.
  */
 export const WatchPhonebookRequestSchema: GenMessage<WatchPhonebookRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 53);
+  messageDesc(file_sip2uc_v1_sidecar, 60);
 
 /**
  * One entry of the shared address book.
@@ -2661,7 +3002,7 @@ export type PhonebookEntry = Message<"sip2uc.v1.PhonebookEntry"> & {
  * Use `create(PhonebookEntrySchema)` to create a new message.
  */
 export const PhonebookEntrySchema: GenMessage<PhonebookEntry> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 54);
+  messageDesc(file_sip2uc_v1_sidecar, 61);
 
 /**
  * A version of the shared address book, complete.
@@ -2689,7 +3030,7 @@ export type WatchPhonebookResponse = Message<"sip2uc.v1.WatchPhonebookResponse">
  * Use `create(WatchPhonebookResponseSchema)` to create a new message.
  */
 export const WatchPhonebookResponseSchema: GenMessage<WatchPhonebookResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 55);
+  messageDesc(file_sip2uc_v1_sidecar, 62);
 
 /**
  * Request of SidecarService.VerifyDigest.
@@ -2717,7 +3058,7 @@ export type VerifyDigestRequest = Message<"sip2uc.v1.VerifyDigestRequest"> & {
  * Use `create(VerifyDigestRequestSchema)` to create a new message.
  */
 export const VerifyDigestRequestSchema: GenMessage<VerifyDigestRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 56);
+  messageDesc(file_sip2uc_v1_sidecar, 63);
 
 /**
  * Response of SidecarService.VerifyDigest.
@@ -2738,7 +3079,7 @@ export type VerifyDigestResponse = Message<"sip2uc.v1.VerifyDigestResponse"> & {
  * Use `create(VerifyDigestResponseSchema)` to create a new message.
  */
 export const VerifyDigestResponseSchema: GenMessage<VerifyDigestResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 57);
+  messageDesc(file_sip2uc_v1_sidecar, 64);
 
 /**
  * Outcome of a REGISTER.
@@ -2950,6 +3291,96 @@ export const LegStateSchema: GenEnum<LegState> = /*@__PURE__*/
   enumDesc(file_sip2uc_v1_sidecar, 3);
 
 /**
+ * What a SUBSCRIBE does to its subscription.
+ *
+ * @generated from enum sip2uc.v1.SubscribeAction
+ */
+export enum SubscribeAction {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A new subscription (no To tag).
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_CREATE = 1;
+   */
+  CREATE = 1,
+
+  /**
+   * A refresh in the subscription's dialog.
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_REFRESH = 2;
+   */
+  REFRESH = 2,
+
+  /**
+   * The subscription ended: unsubscribed (Expires 0), expired, or the
+   * watcher went away (481 or no answer to a NOTIFY).
+   *
+   * @generated from enum value: SUBSCRIBE_ACTION_END = 3;
+   */
+  END = 3,
+}
+
+/**
+ * Describes the enum sip2uc.v1.SubscribeAction.
+ */
+export const SubscribeActionSchema: GenEnum<SubscribeAction> = /*@__PURE__*/
+  enumDesc(file_sip2uc_v1_sidecar, 4);
+
+/**
+ * RFC 4235 section 4.1.6.1 dialog states sip2uc reports.
+ *
+ * @generated from enum sip2uc.v1.DialogPhase
+ */
+export enum DialogPhase {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: DIALOG_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A call placed, nothing rings yet.
+   *
+   * @generated from enum value: DIALOG_PHASE_TRYING = 1;
+   */
+  TRYING = 1,
+
+  /**
+   * Ringing.
+   *
+   * @generated from enum value: DIALOG_PHASE_EARLY = 2;
+   */
+  EARLY = 2,
+
+  /**
+   * Answered.
+   *
+   * @generated from enum value: DIALOG_PHASE_CONFIRMED = 3;
+   */
+  CONFIRMED = 3,
+
+  /**
+   * Ended.
+   *
+   * @generated from enum value: DIALOG_PHASE_TERMINATED = 4;
+   */
+  TERMINATED = 4,
+}
+
+/**
+ * Describes the enum sip2uc.v1.DialogPhase.
+ */
+export const DialogPhaseSchema: GenEnum<DialogPhase> = /*@__PURE__*/
+  enumDesc(file_sip2uc_v1_sidecar, 5);
+
+/**
  * What a phonebook entry is.
  *
  * @generated from enum sip2uc.v1.PhonebookEntryKind
@@ -2981,7 +3412,7 @@ export enum PhonebookEntryKind {
  * Describes the enum sip2uc.v1.PhonebookEntryKind.
  */
 export const PhonebookEntryKindSchema: GenEnum<PhonebookEntryKind> = /*@__PURE__*/
-  enumDesc(file_sip2uc_v1_sidecar, 4);
+  enumDesc(file_sip2uc_v1_sidecar, 6);
 
 /**
  * The internal API between media sidecars and the control plane. A sidecar
@@ -3060,10 +3491,13 @@ export const SidecarService: GenService<{
     output: typeof MessageResponseSchema;
   },
   /**
-   * A SUBSCRIBE (RFC 6665) from a handset, e.g. presence or dialog (BLF).
-   * Reserved for BLF and not served yet: the control plane answers
-   * UNIMPLEMENTED, and sidecars do not call it (they answer a handset's
-   * SUBSCRIBE 405 themselves).
+   * A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
+   * to one user or to a buddy list (RFC 4662): new, refreshed or ended. The
+   * control plane verifies the digest of a new subscription, decides whether
+   * the watcher may watch, names the watched users and keeps the
+   * subscription in its registry (`sip2uc subscription list`). The sidecar
+   * keeps the subscription dialog and sends the NOTIFYs itself, from the
+   * states `WatchStates` streams.
    *
    * @generated from rpc sip2uc.v1.SidecarService.Subscribe
    */
@@ -3096,6 +3530,21 @@ export const SidecarService: GenService<{
     methodKind: "unary";
     input: typeof VerifyDigestRequestSchema;
     output: typeof VerifyDigestResponseSchema;
+  },
+  /**
+   * The states of the users a sidecar's handsets may watch: presence and the
+   * users' live calls as dialogs, a snapshot first and then every change.
+   * One stream per sidecar, whatever the number of subscriptions; the
+   * request re-announces the subscriptions the sidecar holds (after a
+   * control-plane restart), and the first message says which of them the
+   * control plane no longer allows.
+   *
+   * @generated from rpc sip2uc.v1.SidecarService.WatchStates
+   */
+  watchStates: {
+    methodKind: "server_streaming";
+    input: typeof WatchStatesRequestSchema;
+    output: typeof WatchStatesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sip2uc_v1_sidecar, 0);

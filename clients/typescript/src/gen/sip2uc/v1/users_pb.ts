@@ -2,8 +2,8 @@
 // @generated from file sip2uc/v1/users.proto (package sip2uc.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { DigestAlgorithm, Transport } from "./common_pb.js";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/users.proto.
  */
 export const file_sip2uc_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("ChVzaXAydWMvdjEvdXNlcnMucHJvdG8SCXNpcDJ1Yy52MSKQAwoEVXNlchIMCgRuYW1lGAEgASgJEg8KB3NpcF91cmkYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEhEKCWV4dGVuc2lvbhgEIAEoCRIMCgRlMTY0GAUgASgJEg0KBWVtYWlsGAYgASgJEhAKCGRpc2FibGVkGAcgASgIEiIKB2RldmljZXMYCCADKAsyES5zaXAydWMudjEuRGV2aWNlEikKCHNldHRpbmdzGAkgASgLMhcuc2lwMnVjLnYxLlVzZXJTZXR0aW5ncxIqCgZvcmlnaW4YCiABKAsyGi5zaXAydWMudjEuRGlyZWN0b3J5T3JpZ2luEi8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZW50cmFfb2JqZWN0X2lkGA0gASgJEhsKE3VzZXJfcHJpbmNpcGFsX25hbWUYDiABKAkiiQEKBkRldmljZRIKCgJpZBgBIAEoCRINCgVsYWJlbBgCIAEoCRIzCgtyZWdpc3RlcmluZxgDIAEoCzIcLnNpcDJ1Yy52MS5SZWdpc3RlcmluZ0RldmljZUgAEicKBXRydW5rGAQgASgLMhYuc2lwMnVjLnYxLlRydW5rRGV2aWNlSABCBgoEa2luZCKhAQoRUmVnaXN0ZXJpbmdEZXZpY2USFwoPZGlnZXN0X3VzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhQKDGhhc19wYXNzd29yZBgDIAEoCBIUCgxtYXhfYmluZGluZ3MYBCABKA0SNQoRZGlnZXN0X2FsZ29yaXRobXMYBSADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIp4BCgtUcnVua0RldmljZRIWCg5zb3VyY2VfbmV0d29yaxgBIAEoCRITCgtzb3VyY2VfcG9ydBgCIAEoDRIYChByZXF1ZXN0X3VyaV91c2VyGAMgASgJEg4KBnRhcmdldBgEIAEoCRInCgl0cmFuc3BvcnQYBSABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0Eg8KB3NpZGVjYXIYBiABKAki6gEKDFVzZXJTZXR0aW5ncxITCgtkbmRfYWxsb3dlZBgBIAEoCBItCg5mb3J3YXJkX2Fsd2F5cxgCIAEoCzIVLnNpcDJ1Yy52MS5Gb3J3YXJkaW5nEisKDGZvcndhcmRfYnVzeRgDIAEoCzIVLnNpcDJ1Yy52MS5Gb3J3YXJkaW5nEjAKEWZvcndhcmRfbm9fYW5zd2VyGAQgASgLMhUuc2lwMnVjLnYxLkZvcndhcmRpbmcSIQoZbm9fYW5zd2VyX3RpbWVvdXRfc2Vjb25kcxgFIAEoDRIUCgxjYWxsX3dhaXRpbmcYBiABKAgiLQoKRm9yd2FyZGluZxIPCgdlbmFibGVkGAEgASgIEg4KBnRhcmdldBgCIAEoCSKAAQoPRGlyZWN0b3J5T3JpZ2luEg4KBnNvdXJjZRgBIAEoCRIRCglzb3VyY2VfaWQYAiABKAkSGQoRb3ZlcnJpZGRlbl9maWVsZHMYAyADKAkSLwoLaW1wb3J0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjIKEUNyZWF0ZVVzZXJSZXF1ZXN0Eh0KBHVzZXIYASABKAsyDy5zaXAydWMudjEuVXNlciIzChJDcmVhdGVVc2VyUmVzcG9uc2USHQoEdXNlchgBIAEoCzIPLnNpcDJ1Yy52MS5Vc2VyIh4KDkdldFVzZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiMAoPR2V0VXNlclJlc3BvbnNlEh0KBHVzZXIYASABKAsyDy5zaXAydWMudjEuVXNlciJqChBMaXN0VXNlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg4KBmZpbHRlchgDIAEoCRIRCglleHRlbnNpb24YBCABKAkSDAoEZTE2NBgFIAEoCSJgChFMaXN0VXNlcnNSZXNwb25zZRIeCgV1c2VycxgBIAMoCzIPLnNpcDJ1Yy52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFImMKEVVwZGF0ZVVzZXJSZXF1ZXN0Eh0KBHVzZXIYASABKAsyDy5zaXAydWMudjEuVXNlchIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siMwoSVXBkYXRlVXNlclJlc3BvbnNlEh0KBHVzZXIYASABKAsyDy5zaXAydWMudjEuVXNlciIhChFEZWxldGVVc2VyUmVxdWVzdBIMCgRuYW1lGAEgASgJIiIKEkRlbGV0ZVVzZXJSZXNwb25zZRIMCgRuYW1lGAEgASgJMvgCCgtVc2VyU2VydmljZRJJCgpDcmVhdGVVc2VyEhwuc2lwMnVjLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0Gh0uc2lwMnVjLnYxLkNyZWF0ZVVzZXJSZXNwb25zZRJACgdHZXRVc2VyEhkuc2lwMnVjLnYxLkdldFVzZXJSZXF1ZXN0Ghouc2lwMnVjLnYxLkdldFVzZXJSZXNwb25zZRJGCglMaXN0VXNlcnMSGy5zaXAydWMudjEuTGlzdFVzZXJzUmVxdWVzdBocLnNpcDJ1Yy52MS5MaXN0VXNlcnNSZXNwb25zZRJJCgpVcGRhdGVVc2VyEhwuc2lwMnVjLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0Gh0uc2lwMnVjLnYxLlVwZGF0ZVVzZXJSZXNwb25zZRJJCgpEZWxldGVVc2VyEhwuc2lwMnVjLnYxLkRlbGV0ZVVzZXJSZXF1ZXN0Gh0uc2lwMnVjLnYxLkRlbGV0ZVVzZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChVzaXAydWMvdjEvdXNlcnMucHJvdG8SCXNpcDJ1Yy52MSKQAwoEVXNlchIMCgRuYW1lGAEgASgJEg8KB3NpcF91cmkYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEhEKCWV4dGVuc2lvbhgEIAEoCRIMCgRlMTY0GAUgASgJEg0KBWVtYWlsGAYgASgJEhAKCGRpc2FibGVkGAcgASgIEiIKB2RldmljZXMYCCADKAsyES5zaXAydWMudjEuRGV2aWNlEikKCHNldHRpbmdzGAkgASgLMhcuc2lwMnVjLnYxLlVzZXJTZXR0aW5ncxIqCgZvcmlnaW4YCiABKAsyGi5zaXAydWMudjEuRGlyZWN0b3J5T3JpZ2luEi8KC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPZW50cmFfb2JqZWN0X2lkGA0gASgJEhsKE3VzZXJfcHJpbmNpcGFsX25hbWUYDiABKAkiiQEKBkRldmljZRIKCgJpZBgBIAEoCRINCgVsYWJlbBgCIAEoCRIzCgtyZWdpc3RlcmluZxgDIAEoCzIcLnNpcDJ1Yy52MS5SZWdpc3RlcmluZ0RldmljZUgAEicKBXRydW5rGAQgASgLMhYuc2lwMnVjLnYxLlRydW5rRGV2aWNlSABCBgoEa2luZCKhAQoRUmVnaXN0ZXJpbmdEZXZpY2USFwoPZGlnZXN0X3VzZXJuYW1lGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhQKDGhhc19wYXNzd29yZBgDIAEoCBIUCgxtYXhfYmluZGluZ3MYBCABKA0SNQoRZGlnZXN0X2FsZ29yaXRobXMYBSADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIp4BCgtUcnVua0RldmljZRIWCg5zb3VyY2VfbmV0d29yaxgBIAEoCRITCgtzb3VyY2VfcG9ydBgCIAEoDRIYChByZXF1ZXN0X3VyaV91c2VyGAMgASgJEg4KBnRhcmdldBgEIAEoCRInCgl0cmFuc3BvcnQYBSABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0Eg8KB3NpZGVjYXIYBiABKAkiwwIKDFVzZXJTZXR0aW5ncxITCgtkbmRfYWxsb3dlZBgBIAEoCBItCg5mb3J3YXJkX2Fsd2F5cxgCIAEoCzIVLnNpcDJ1Yy52MS5Gb3J3YXJkaW5nEisKDGZvcndhcmRfYnVzeRgDIAEoCzIVLnNpcDJ1Yy52MS5Gb3J3YXJkaW5nEjAKEWZvcndhcmRfbm9fYW5zd2VyGAQgASgLMhUuc2lwMnVjLnYxLkZvcndhcmRpbmcSIQoZbm9fYW5zd2VyX3RpbWVvdXRfc2Vjb25kcxgFIAEoDRIUCgxjYWxsX3dhaXRpbmcYBiABKAgSDwoHYnVkZGllcxgHIAMoCRIsCgx3YXRjaF9wb2xpY3kYCCABKA4yFi5zaXAydWMudjEuV2F0Y2hQb2xpY3kSGAoQYWxsb3dlZF93YXRjaGVycxgJIAMoCSItCgpGb3J3YXJkaW5nEg8KB2VuYWJsZWQYASABKAgSDgoGdGFyZ2V0GAIgASgJIoABCg9EaXJlY3RvcnlPcmlnaW4SDgoGc291cmNlGAEgASgJEhEKCXNvdXJjZV9pZBgCIAEoCRIZChFvdmVycmlkZGVuX2ZpZWxkcxgDIAMoCRIvCgtpbXBvcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMgoRQ3JlYXRlVXNlclJlcXVlc3QSHQoEdXNlchgBIAEoCzIPLnNpcDJ1Yy52MS5Vc2VyIjMKEkNyZWF0ZVVzZXJSZXNwb25zZRIdCgR1c2VyGAEgASgLMg8uc2lwMnVjLnYxLlVzZXIiHgoOR2V0VXNlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSIwCg9HZXRVc2VyUmVzcG9uc2USHQoEdXNlchgBIAEoCzIPLnNpcDJ1Yy52MS5Vc2VyImoKEExpc3RVc2Vyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDgoGZmlsdGVyGAMgASgJEhEKCWV4dGVuc2lvbhgEIAEoCRIMCgRlMTY0GAUgASgJImAKEUxpc3RVc2Vyc1Jlc3BvbnNlEh4KBXVzZXJzGAEgAygLMg8uc2lwMnVjLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUiYwoRVXBkYXRlVXNlclJlcXVlc3QSHQoEdXNlchgBIAEoCzIPLnNpcDJ1Yy52MS5Vc2VyEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayIzChJVcGRhdGVVc2VyUmVzcG9uc2USHQoEdXNlchgBIAEoCzIPLnNpcDJ1Yy52MS5Vc2VyIiEKEURlbGV0ZVVzZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiIgoSRGVsZXRlVXNlclJlc3BvbnNlEgwKBG5hbWUYASABKAkqggEKC1dhdGNoUG9saWN5EhwKGFdBVENIX1BPTElDWV9VTlNQRUNJRklFRBAAEhkKFVdBVENIX1BPTElDWV9FVkVSWU9ORRABEh0KGVdBVENIX1BPTElDWV9TQU1FX1NJREVDQVIQAhIbChdXQVRDSF9QT0xJQ1lfQUxMT1dfTElTVBADMvgCCgtVc2VyU2VydmljZRJJCgpDcmVhdGVVc2VyEhwuc2lwMnVjLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0Gh0uc2lwMnVjLnYxLkNyZWF0ZVVzZXJSZXNwb25zZRJACgdHZXRVc2VyEhkuc2lwMnVjLnYxLkdldFVzZXJSZXF1ZXN0Ghouc2lwMnVjLnYxLkdldFVzZXJSZXNwb25zZRJGCglMaXN0VXNlcnMSGy5zaXAydWMudjEuTGlzdFVzZXJzUmVxdWVzdBocLnNpcDJ1Yy52MS5MaXN0VXNlcnNSZXNwb25zZRJJCgpVcGRhdGVVc2VyEhwuc2lwMnVjLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0Gh0uc2lwMnVjLnYxLlVwZGF0ZVVzZXJSZXNwb25zZRJJCgpEZWxldGVVc2VyEhwuc2lwMnVjLnYxLkRlbGV0ZVVzZXJSZXF1ZXN0Gh0uc2lwMnVjLnYxLkRlbGV0ZVVzZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * A user of sip2uc.
@@ -344,6 +344,30 @@ export type UserSettings = Message<"sip2uc.v1.UserSettings"> & {
    * @generated from field: bool call_waiting = 6;
    */
   callWaiting: boolean;
+
+  /**
+   * The user's buddy list: users (extension, SIP URI or `users/{id}`) its
+   * handsets watch all at once by subscribing to `sip:buddies@<domain>`
+   * (RFC 4662 resource list, presence or dialog).
+   *
+   * @generated from field: repeated string buddies = 7;
+   */
+  buddies: string[];
+
+  /**
+   * Who may watch this user's presence and calls from a handset.
+   *
+   * @generated from field: sip2uc.v1.WatchPolicy watch_policy = 8;
+   */
+  watchPolicy: WatchPolicy;
+
+  /**
+   * With WATCH_POLICY_ALLOW_LIST: the users allowed to watch (extension, SIP
+   * URI or `users/{id}`).
+   *
+   * @generated from field: repeated string allowed_watchers = 9;
+   */
+  allowedWatchers: string[];
 };
 
 /**
@@ -684,6 +708,48 @@ export type DeleteUserResponse = Message<"sip2uc.v1.DeleteUserResponse"> & {
  */
 export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_users, 16);
+
+/**
+ * Who may subscribe to a user's presence and dialog (BLF) state.
+ *
+ * @generated from enum sip2uc.v1.WatchPolicy
+ */
+export enum WatchPolicy {
+  /**
+   * Not set: everyone of this control plane.
+   *
+   * @generated from enum value: WATCH_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every user of this control plane.
+   *
+   * @generated from enum value: WATCH_POLICY_EVERYONE = 1;
+   */
+  EVERYONE = 1,
+
+  /**
+   * Users whose handset subscribes through a sidecar the user is registered
+   * on.
+   *
+   * @generated from enum value: WATCH_POLICY_SAME_SIDECAR = 2;
+   */
+  SAME_SIDECAR = 2,
+
+  /**
+   * Only the users listed in `allowed_watchers`.
+   *
+   * @generated from enum value: WATCH_POLICY_ALLOW_LIST = 3;
+   */
+  ALLOW_LIST = 3,
+}
+
+/**
+ * Describes the enum sip2uc.v1.WatchPolicy.
+ */
+export const WatchPolicySchema: GenEnum<WatchPolicy> = /*@__PURE__*/
+  enumDesc(file_sip2uc_v1_users, 0);
 
 /**
  * Users: the people whose handsets sip2uc brings into the UC platform.

@@ -1,9 +1,10 @@
 """PIDF documents (RFC 3863) with RPID activities (RFC 4480) and the data model's person
-element (RFC 4479): the ones the bridge publishes, and reading those a presence server notifies.
+element (RFC 4479): the ones sip2uc publishes or notifies for a user, and reading what a presence
+server notifies.
 
-Published documents carry one tuple and one person element whose ids start with the connector's
-prefix (`element_prefix`), so that in the document a server merges from every publisher of a
-user (Kamailio does) the bridge can tell its own elements from everybody else's. Namespace
+Documents carry one tuple and, when there is an activity or a note, one person element, with ids
+the caller chooses (the presence bridge prefixes its own, so that in a document a server merged
+from every publisher of a user it can tell its elements from everybody else's). Namespace
 prefixes are written literally as ``rpid:`` and ``dm:``: some clients (baresip) match
 ``<rpid:away/>`` as text.
 
@@ -12,18 +13,22 @@ Reading uses ``defusedxml``: a NOTIFY body is untrusted input (no entities, no D
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-from .mapping import ForeignState, PidfState
-
 __all__ = [
+    "AVAILABILITY_STATES",
     "CONTENT_TYPE",
+    "DEFAULT_DND_NOTE",
+    "ForeignState",
     "PidfError",
-    "element_prefix",
+    "PidfState",
     "foreign_states",
     "presence_document",
 ]
@@ -34,28 +39,61 @@ DM_NS = "urn:ietf:params:xml:ns:pidf:data-model"
 RPID_NS = "urn:ietf:params:xml:ns:pidf:rpid"
 #: Bodies larger than this are not parsed (a presence document is a few hundred bytes).
 MAX_DOCUMENT = 256 * 1024
+DEFAULT_DND_NOTE = "Do not disturb"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PidfState:
+    """How one availability is shown: PIDF <basic>, an RPID activity, a note."""
+
+    open: bool = True
+    #: RPID activity element name without prefix ("" for none).
+    activity: str = ""
+    note: str = ""
+    #: Withdraw the publication instead (Expires: 0); a watcher is shown <basic>closed</basic>.
+    remove: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignState:
+    """What one element (a tuple or a person) of another publisher says."""
+
+    open: bool
+    activities: frozenset[str]
+    note: str = ""
+
+
+#: sip2uc's availabilities (by their API names) as PIDF/RPID shows them. RPID has no
+#: do-not-disturb and no be-right-back: the usual convention is busy or away plus a note.
+AVAILABILITY_STATES: Mapping[str, PidfState] = MappingProxyType(
+    {
+        "available": PidfState(),
+        "busy": PidfState(activity="busy"),
+        "in-a-call": PidfState(activity="on-the-phone"),
+        "do-not-disturb": PidfState(activity="busy", note=DEFAULT_DND_NOTE),
+        "be-right-back": PidfState(activity="away", note="Be right back"),
+        "away": PidfState(activity="away"),
+        "offline": PidfState(open=False, remove=True),
+    }
+)
 
 
 class PidfError(ValueError):
     """A body that is not a PIDF document."""
 
 
-def element_prefix(connector_id: str) -> str:
-    """The id prefix of the tuple and person elements a connector publishes."""
-    return f"sip2uc-{connector_id}"
-
-
-def presence_document(entity: str, prefix: str, state: PidfState) -> bytes:
-    """The PIDF document publishing ``state`` for ``entity`` (a SIP URI)."""
+def presence_document(entity: str, element_id: str, state: PidfState) -> bytes:
+    """The PIDF document showing ``state`` for ``entity`` (a SIP URI); the tuple's id is
+    ``element_id``, the person's ``element_id + "-p"``."""
     basic = "open" if state.open else "closed"
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<presence xmlns="{PIDF_NS}" xmlns:dm="{DM_NS}" xmlns:rpid="{RPID_NS}" '
         f"entity={quoteattr(entity)}>",
-        f'<tuple id="{prefix}"><status><basic>{basic}</basic></status></tuple>',
+        f"<tuple id={quoteattr(element_id)}><status><basic>{basic}</basic></status></tuple>",
     ]
     if state.activity or state.note:
-        person = [f'<dm:person id="{prefix}-p">']
+        person = [f"<dm:person id={quoteattr(element_id + '-p')}>"]
         if state.activity:
             person.append(f"<rpid:activities><rpid:{state.activity}/></rpid:activities>")
         if state.note:
@@ -94,7 +132,7 @@ def _note(element: Element) -> str:
 
 
 def foreign_states(body: bytes, own_prefix: str) -> list[ForeignState]:
-    """What every element *not* published by this connector says.
+    """What every element whose id does *not* start with ``own_prefix`` says.
 
     Tuples report their <basic> status; person elements have none and count as open while any
     other publisher's tuple is open (or when there are no such tuples at all).
