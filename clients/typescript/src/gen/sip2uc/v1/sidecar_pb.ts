@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sip2uc/v1/sidecar.proto.
  */
 export const file_sip2uc_v1_sidecar: GenFile = /*@__PURE__*/
-  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAki+QEKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSAASJgoEYmFucxgFIAEoCzIWLnNpcDJ1Yy52MS5TaWRlY2FyQmFuc0gAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IuoCCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QiUAoMRGV2aWNlRGlnZXN0EhAKCHVzZXJuYW1lGAEgASgJEi4KCmFsZ29yaXRobXMYAiADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs8ECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSAASLQoIbGlmdF9iYW4YDCABKAsyGS5zaXAydWMudjEuTGlmdEJhbkNvbW1hbmRIAEIJCgdwYXlsb2FkIiAKDkxpZnRCYW5Db21tYW5kEg4KBnNvdXJjZRgBIAEoCSI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsIpABCgxSZWdpc3RlckNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRIrCgdyZXF1ZXN0GAQgASgLMhouc2lwMnVjLnYxLlJlZ2lzdGVyUmVxdWVzdBISCgp0aW1lb3V0X21zGAUgASgNIkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0iygEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJjChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50IrgBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDCIxCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCSLPAQoQU3Vic2NyaWJlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxINCgVldmVudBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIPCgdleHBpcmVzGAYgASgNEhcKD3N1YnNjcmlwdGlvbl9pZBgHIAEoCSJEChFTdWJzY3JpYmVSZXNwb25zZRIOCgZzdGF0dXMYASABKA0SDwoHZXhwaXJlcxgCIAEoDRIOCgZyZWFzb24YAyABKAkqgwIKD1JlZ2lzdGVyT3V0Y29tZRIgChxSRUdJU1RFUl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASFwoTUkVHSVNURVJfT1VUQ09NRV9PSxABEiEKHVJFR0lTVEVSX09VVENPTUVfVU5BVVRIT1JJWkVEEAISHgoaUkVHSVNURVJfT1VUQ09NRV9GT1JCSURERU4QAxInCiNSRUdJU1RFUl9PVVRDT01FX0lOVEVSVkFMX1RPT19CUklFRhAEEiYKIlJFR0lTVEVSX09VVENPTUVfVE9PX01BTllfQklORElOR1MQBRIhCh1SRUdJU1RFUl9PVVRDT01FX09VVF9PRl9PUkRFUhAGKsEBChFJbnZpdGVEaXNwb3NpdGlvbhIiCh5JTlZJVEVfRElTUE9TSVRJT05fVU5TUEVDSUZJRUQQABIeChpJTlZJVEVfRElTUE9TSVRJT05fUk9VVElORxABEh0KGUlOVklURV9ESVNQT1NJVElPTl9SRUpFQ1QQAhIjCh9JTlZJVEVfRElTUE9TSVRJT05fVU5BVVRIT1JJWkVEEAMSJAogSU5WSVRFX0RJU1BPU0lUSU9OX0ZFRURCQUNLX1RPTkUQBCphCgxGZWVkYmFja1RvbmUSHQoZRkVFREJBQ0tfVE9ORV9VTlNQRUNJRklFRBAAEhkKFUZFRURCQUNLX1RPTkVfQ09ORklSTRABEhcKE0ZFRURCQUNLX1RPTkVfRVJST1IQAiqwAQoITGVnU3RhdGUSGQoVTEVHX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQTEVHX1NUQVRFX1RSWUlORxABEhUKEUxFR19TVEFURV9SSU5HSU5HEAISGQoVTEVHX1NUQVRFX0VBUkxZX01FRElBEAMSFgoSTEVHX1NUQVRFX0FOU1dFUkVEEAQSFAoQTEVHX1NUQVRFX0ZBSUxFRBAFEhMKD0xFR19TVEFURV9FTkRFRBAGMooDCg5TaWRlY2FyU2VydmljZRJECgdDb25uZWN0Ehkuc2lwMnVjLnYxLkNvbm5lY3RSZXF1ZXN0Ghouc2lwMnVjLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESWQoOUmVnaXN0ZXJTdHJlYW0SIC5zaXAydWMudjEuUmVnaXN0ZXJTdHJlYW1SZXF1ZXN0GiEuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2UoATABEk0KCkNhbGxTdHJlYW0SHC5zaXAydWMudjEuQ2FsbFN0cmVhbVJlcXVlc3QaHS5zaXAydWMudjEuQ2FsbFN0cmVhbVJlc3BvbnNlKAEwARJACgdNZXNzYWdlEhkuc2lwMnVjLnYxLk1lc3NhZ2VSZXF1ZXN0Ghouc2lwMnVjLnYxLk1lc3NhZ2VSZXNwb25zZRJGCglTdWJzY3JpYmUSGy5zaXAydWMudjEuU3Vic2NyaWJlUmVxdWVzdBocLnNpcDJ1Yy52MS5TdWJzY3JpYmVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
+  fileDesc("ChdzaXAydWMvdjEvc2lkZWNhci5wcm90bxIJc2lwMnVjLnYxIq4BChFEaWdlc3RDcmVkZW50aWFscxIQCgh1c2VybmFtZRgBIAEoCRINCgVyZWFsbRgCIAEoCRINCgVub25jZRgDIAEoCRILCgN1cmkYBCABKAkSEAoIcmVzcG9uc2UYBSABKAkSEQoJYWxnb3JpdGhtGAYgASgJEg4KBmNub25jZRgHIAEoCRIKCgJuYxgIIAEoCRILCgNxb3AYCSABKAkSDgoGbWV0aG9kGAogASgJIpgBCg1SZXF1ZXN0T3JpZ2luEg8KB3NpZGVjYXIYASABKAkSKAoGc291cmNlGAIgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAMgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBISCgp1c2VyX2FnZW50GAQgASgJEg8KB2NhbGxfaWQYBSABKAki6QEKDFNpZGVjYXJIZWxsbxIMCgRuYW1lGAEgASgJEgwKBHNpdGUYAiABKAkSLQoNc2lwX2xpc3RlbmVycxgDIAMoCzIWLnNpcDJ1Yy52MS5TaXBMaXN0ZW5lchIQCghydHBfaG9zdBgEIAEoCRIUCgxydHBfcG9ydF9taW4YBSABKA0SFAoMcnRwX3BvcnRfbWF4GAYgASgNEhAKCGNhcGFjaXR5GAcgASgNEg8KB3ZlcnNpb24YCCABKAkSEwoLaW5zdGFuY2VfaWQYCSABKAkSGAoQYmF0Y2hlZF9jb21tYW5kcxgKIAEoCCJhCgtTaXBMaXN0ZW5lchInCgl0cmFuc3BvcnQYASABKA4yFC5zaXAydWMudjEuVHJhbnNwb3J0EikKB2FkZHJlc3MYAiABKAsyGC5zaXAydWMudjEuU29ja2V0QWRkcmVzcyJDChBTaWRlY2FySGVhcnRiZWF0EhMKC2FjdGl2ZV9sZWdzGAEgASgNEhoKEnJlbGF5X3BvcnRzX2luX3VzZRgCIAEoDSI+Cg1Db21tYW5kUmVzdWx0EhIKCmNvbW1hbmRfaWQYASABKAkSCgoCb2sYAiABKAgSDQoFZXJyb3IYAyABKAkiqQIKDkNvbm5lY3RSZXF1ZXN0EigKBWhlbGxvGAEgASgLMhcuc2lwMnVjLnYxLlNpZGVjYXJIZWxsb0gAEjAKCWhlYXJ0YmVhdBgCIAEoCzIbLnNpcDJ1Yy52MS5TaWRlY2FySGVhcnRiZWF0SAASKgoGcmVzdWx0GAMgASgLMhguc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRIABIsCgdyZXN1bHRzGAQgASgLMhkuc2lwMnVjLnYxLkNvbW1hbmRSZXN1bHRzSAASJgoEYmFucxgFIAEoCzIWLnNpcDJ1Yy52MS5TaWRlY2FyQmFuc0gAEi4KCGRlbGl2ZXJ5GAYgASgLMhouc2lwMnVjLnYxLk1lc3NhZ2VEZWxpdmVyeUgAQgkKB3BheWxvYWQiQQoLU2lkZWNhckJhbnMSIwoEYmFucxgBIAMoCzIVLnNpcDJ1Yy52MS5TaWRlY2FyQmFuEg0KBXRvdGFsGAIgASgNIpsBCgpTaWRlY2FyQmFuEg4KBnNvdXJjZRgBIAEoCRIMCgR1c2VyGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRgoPTWVzc2FnZURlbGl2ZXJ5EhMKC2RlbGl2ZXJ5X2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoDRIOCgZyZWFzb24YAyABKAkiOwoOQ29tbWFuZFJlc3VsdHMSKQoHcmVzdWx0cxgBIAMoCzIYLnNpcDJ1Yy52MS5Db21tYW5kUmVzdWx0IuoCCg9TaWRlY2FyU2V0dGluZ3MSDQoFcmVhbG0YASABKAkSDgoGZG9tYWluGAIgASgJEhgKEGFsbG93ZWRfbmV0d29ya3MYAyADKAkSLQoNdHJ1bmtfc291cmNlcxgEIAMoCzIWLnNpcDJ1Yy52MS5UcnVua1NvdXJjZRIVCg1iYW5fdGhyZXNob2xkGAUgASgNEhoKEmJhbl93aW5kb3dfc2Vjb25kcxgGIAEoDRITCgtiYW5fc2Vjb25kcxgHIAEoDRIVCg1jaGFubmVsX2xpbWl0GAggASgNEh0KFW1lZGlhX3RpbWVvdXRfc2Vjb25kcxgJIAEoDRITCgttaW5fZXhwaXJlcxgKIAEoDRITCgttYXhfZXhwaXJlcxgLIAEoDRIWCg5iYW5fdXNlcl9uYW1lcxgMIAEoDRIvCg5kZXZpY2VfZGlnZXN0cxgNIAMoCzIXLnNpcDJ1Yy52MS5EZXZpY2VEaWdlc3QiUAoMRGV2aWNlRGlnZXN0EhAKCHVzZXJuYW1lGAEgASgJEi4KCmFsZ29yaXRobXMYAiADKA4yGi5zaXAydWMudjEuRGlnZXN0QWxnb3JpdGhtIiwKC1RydW5rU291cmNlEg8KB25ldHdvcmsYASABKAkSDAoEcG9ydBgCIAEoDSJvCg5TaWRlY2FyV2VsY29tZRIsCghzZXR0aW5ncxgBIAEoCzIaLnNpcDJ1Yy52MS5TaWRlY2FyU2V0dGluZ3MSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs8ECg9Db25uZWN0UmVzcG9uc2USEgoKY29tbWFuZF9pZBgBIAEoCRIsCgd3ZWxjb21lGAIgASgLMhkuc2lwMnVjLnYxLlNpZGVjYXJXZWxjb21lSAASLgoIc2V0dGluZ3MYAyABKAsyGi5zaXAydWMudjEuU2lkZWNhclNldHRpbmdzSAASMQoKY3JlYXRlX2xlZxgEIAEoCzIbLnNpcDJ1Yy52MS5DcmVhdGVMZWdDb21tYW5kSAASMQoKYW5zd2VyX2xlZxgFIAEoCzIbLnNpcDJ1Yy52MS5BbnN3ZXJMZWdDb21tYW5kSAASKwoHZW5kX2xlZxgGIAEoCzIYLnNpcDJ1Yy52MS5FbmRMZWdDb21tYW5kSAASMwoLaW5qZWN0X2R0bWYYByABKAsyHC5zaXAydWMudjEuSW5qZWN0RHRtZkNvbW1hbmRIABI7Cg9kZWxpdmVyX21lc3NhZ2UYCCABKAsyIC5zaXAydWMudjEuRGVsaXZlck1lc3NhZ2VDb21tYW5kSAASKgoGbm90aWZ5GAkgASgLMhguc2lwMnVjLnYxLk5vdGlmeUNvbW1hbmRIABI1Cgx1cGRhdGVfbWVkaWEYCiABKAsyHS5zaXAydWMudjEuVXBkYXRlTWVkaWFDb21tYW5kSAASKAoFYmF0Y2gYCyABKAsyFy5zaXAydWMudjEuQ29tbWFuZEJhdGNoSAASLQoIbGlmdF9iYW4YDCABKAsyGS5zaXAydWMudjEuTGlmdEJhbkNvbW1hbmRIAEIJCgdwYXlsb2FkIiAKDkxpZnRCYW5Db21tYW5kEg4KBnNvdXJjZRgBIAEoCSI8CgxDb21tYW5kQmF0Y2gSLAoIY29tbWFuZHMYASADKAsyGi5zaXAydWMudjEuQ29ubmVjdFJlc3BvbnNlIsoBCg9SZWdpc3RlclJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSCwoDYW9yGAMgASgJEisKCGNvbnRhY3RzGAQgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhIKCnJlbW92ZV9hbGwYBSABKAgSDAoEY3NlcRgGIAEoDSJUCg5Db250YWN0QmluZGluZxILCgN1cmkYASABKAkSDwoHZXhwaXJlcxgCIAEoDRIPCgdxX21pbGxpGAMgASgNEhMKC2luc3RhbmNlX2lkGAQgASgJIpEBChBSZWdpc3RlclJlc3BvbnNlEisKB291dGNvbWUYASABKA4yGi5zaXAydWMudjEuUmVnaXN0ZXJPdXRjb21lEisKCGJpbmRpbmdzGAIgAygLMhkuc2lwMnVjLnYxLkNvbnRhY3RCaW5kaW5nEhMKC21pbl9leHBpcmVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSI/ChVSZWdpc3RlclN0cmVhbVJlcXVlc3QSJgoFY2FsbHMYASADKAsyFy5zaXAydWMudjEuUmVnaXN0ZXJDYWxsIpABCgxSZWdpc3RlckNhbGwSFgoOY29ycmVsYXRpb25faWQYASABKAQSEwoLdHJhY2VwYXJlbnQYAiABKAkSEgoKdHJhY2VzdGF0ZRgDIAEoCRIrCgdyZXF1ZXN0GAQgASgLMhouc2lwMnVjLnYxLlJlZ2lzdGVyUmVxdWVzdBISCgp0aW1lb3V0X21zGAUgASgNIkMKFlJlZ2lzdGVyU3RyZWFtUmVzcG9uc2USKQoHcmVwbGllcxgBIAMoCzIYLnNpcDJ1Yy52MS5SZWdpc3RlclJlcGx5IoEBCg1SZWdpc3RlclJlcGx5EhYKDmNvcnJlbGF0aW9uX2lkGAEgASgEEi0KCHJlc3BvbnNlGAIgASgLMhsuc2lwMnVjLnYxLlJlZ2lzdGVyUmVzcG9uc2USEgoKZXJyb3JfY29kZRgDIAEoBRIVCg1lcnJvcl9tZXNzYWdlGAQgASgJIj0KEUNhbGxTdHJlYW1SZXF1ZXN0EigKBWNhbGxzGAEgAygLMhkuc2lwMnVjLnYxLkNhbGxTdHJlYW1DYWxsIqECCg5DYWxsU3RyZWFtQ2FsbBIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBITCgt0cmFjZXBhcmVudBgCIAEoCRISCgp0cmFjZXN0YXRlGAMgASgJEhIKCnRpbWVvdXRfbXMYBCABKA0SKgoGaW52aXRlGAUgASgLMhguc2lwMnVjLnYxLkludml0ZVJlcXVlc3RIABIqCgZjYW5jZWwYBiABKAsyGC5zaXAydWMudjEuQ2FuY2VsUmVxdWVzdEgAEiQKA2J5ZRgHIAEoCzIVLnNpcDJ1Yy52MS5CeWVSZXF1ZXN0SAASMQoKcmVwb3J0X2xlZxgIIAEoCzIbLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXF1ZXN0SABCCQoHcmVxdWVzdCJBChJDYWxsU3RyZWFtUmVzcG9uc2USKwoHcmVwbGllcxgBIAMoCzIaLnNpcDJ1Yy52MS5DYWxsU3RyZWFtUmVwbHkilQIKD0NhbGxTdHJlYW1SZXBseRIWCg5jb3JyZWxhdGlvbl9pZBgBIAEoBBISCgplcnJvcl9jb2RlGAIgASgFEhUKDWVycm9yX21lc3NhZ2UYAyABKAkSKwoGaW52aXRlGAQgASgLMhkuc2lwMnVjLnYxLkludml0ZVJlc3BvbnNlSAASKwoGY2FuY2VsGAUgASgLMhkuc2lwMnVjLnYxLkNhbmNlbFJlc3BvbnNlSAASJQoDYnllGAYgASgLMhYuc2lwMnVjLnYxLkJ5ZVJlc3BvbnNlSAASMgoKcmVwb3J0X2xlZxgHIAEoCzIcLnNpcDJ1Yy52MS5SZXBvcnRMZWdSZXNwb25zZUgAQgoKCHJlc3BvbnNlIvcBCg1JbnZpdGVSZXF1ZXN0EigKBm9yaWdpbhgBIAEoCzIYLnNpcDJ1Yy52MS5SZXF1ZXN0T3JpZ2luEjEKC2NyZWRlbnRpYWxzGAIgASgLMhwuc2lwMnVjLnYxLkRpZ2VzdENyZWRlbnRpYWxzEg4KBmxlZ19pZBgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIQCghmcm9tX3VyaRgFIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgGIAEoCRIOCgZ0b191cmkYByABKAkSJwoFb2ZmZXIYCCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludCKwAQoOSW52aXRlUmVzcG9uc2USMQoLZGlzcG9zaXRpb24YASABKA4yHC5zaXAydWMudjEuSW52aXRlRGlzcG9zaXRpb24SDwoHY2FsbF9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKA0SDgoGcmVhc29uGAQgASgJEhMKC3JldHJ5X2FmdGVyGAUgASgNEiUKBHRvbmUYBiABKA4yFy5zaXAydWMudjEuRmVlZGJhY2tUb25lIkkKDUNhbmNlbFJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJIhAKDkNhbmNlbFJlc3BvbnNlIn0KCkJ5ZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SDgoGbGVnX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIlCgVzdGF0cxgEIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cyINCgtCeWVSZXNwb25zZSKbAgoQUmVwb3J0TGVnUmVxdWVzdBIPCgdzaWRlY2FyGAEgASgJEg8KB2NhbGxfaWQYAiABKAkSDgoGbGVnX2lkGAMgASgJEiIKBXN0YXRlGAQgASgOMhMuc2lwMnVjLnYxLkxlZ1N0YXRlEg4KBnN0YXR1cxgFIAEoDRIOCgZyZWFzb24YBiABKAkSJwoFbWVkaWEYByABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBITCgtkdG1mX2RpZ2l0cxgIIAEoCRIlCgVzdGF0cxgJIAMoCzIWLnNpcDJ1Yy52MS5TdHJlYW1TdGF0cxIsCglkaXJlY3Rpb24YCiABKA4yGS5zaXAydWMudjEuTWVkaWFEaXJlY3Rpb24iEwoRUmVwb3J0TGVnUmVzcG9uc2UifQoLU3RyZWFtU3RhdHMSEQoJZGlyZWN0aW9uGAEgASgJEg8KB3BhY2tldHMYAiABKAQSDQoFYnl0ZXMYAyABKAQSDAoEbG9zdBgEIAEoAxIRCglqaXR0ZXJfbXMYBSABKAESCwoDbW9zGAYgASgBEg0KBWNvZGVjGAcgASgJIsACChBDcmVhdGVMZWdDb21tYW5kEg8KB2NhbGxfaWQYASABKAkSDgoGbGVnX2lkGAIgASgJEhMKC3JlcXVlc3RfdXJpGAMgASgJEi0KC2Rlc3RpbmF0aW9uGAQgASgLMhguc2lwMnVjLnYxLlNvY2tldEFkZHJlc3MSJwoJdHJhbnNwb3J0GAUgASgOMhQuc2lwMnVjLnYxLlRyYW5zcG9ydBIQCghmcm9tX3VyaRgGIAEoCRIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCRIOCgZ0b191cmkYCCABKAkSLAoKcGVlcl9tZWRpYRgJIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50EhwKFHJpbmdfdGltZW91dF9zZWNvbmRzGAogASgNEhUKDWJyaWRnZV9sZWdfaWQYCyABKAkiiAEKEEFuc3dlckxlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEiwKCnBlZXJfbWVkaWEYBCABKAsyGC5zaXAydWMudjEuTWVkaWFFbmRwb2ludBIVCg1icmlkZ2VfbGVnX2lkGAUgASgJIlAKDUVuZExlZ0NvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgNEg4KBnJlYXNvbhgEIAEoCSJZChFJbmplY3REdG1mQ29tbWFuZBIPCgdjYWxsX2lkGAEgASgJEg4KBmxlZ19pZBgCIAEoCRIOCgZkaWdpdHMYAyABKAkSEwoLZHVyYXRpb25fbXMYBCABKA0i+gEKFURlbGl2ZXJNZXNzYWdlQ29tbWFuZBITCgtyZXF1ZXN0X3VyaRgBIAEoCRItCgtkZXN0aW5hdGlvbhgCIAEoCzIYLnNpcDJ1Yy52MS5Tb2NrZXRBZGRyZXNzEicKCXRyYW5zcG9ydBgDIAEoDjIULnNpcDJ1Yy52MS5UcmFuc3BvcnQSEAoIZnJvbV91cmkYBCABKAkSDgoGdG9fdXJpGAUgASgJEhQKDGNvbnRlbnRfdHlwZRgGIAEoCRIMCgRib2R5GAcgASgMEhMKC2RlbGl2ZXJ5X2lkGAggASgJEhkKEWZyb21fZGlzcGxheV9uYW1lGAkgASgJIl8KDU5vdGlmeUNvbW1hbmQSFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRIMCgRib2R5GAMgASgMEhEKCXRlcm1pbmF0ZRgEIAEoCCJjChJVcGRhdGVNZWRpYUNvbW1hbmQSDwoHY2FsbF9pZBgBIAEoCRIOCgZsZWdfaWQYAiABKAkSLAoKcGVlcl9tZWRpYRgDIAEoCzIYLnNpcDJ1Yy52MS5NZWRpYUVuZHBvaW50ItMBCg5NZXNzYWdlUmVxdWVzdBIoCgZvcmlnaW4YASABKAsyGC5zaXAydWMudjEuUmVxdWVzdE9yaWdpbhIxCgtjcmVkZW50aWFscxgCIAEoCzIcLnNpcDJ1Yy52MS5EaWdlc3RDcmVkZW50aWFscxIQCghmcm9tX3VyaRgDIAEoCRITCgtyZXF1ZXN0X3VyaRgEIAEoCRIUCgxjb250ZW50X3R5cGUYBSABKAkSDAoEYm9keRgGIAEoDBIZChFmcm9tX2Rpc3BsYXlfbmFtZRgHIAEoCSJWCg9NZXNzYWdlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg4KBnJlYXNvbhgCIAEoCRITCgtyZXRyeV9hZnRlchgDIAEoDRIOCgZhY2NlcHQYBCABKAkizwEKEFN1YnNjcmliZVJlcXVlc3QSKAoGb3JpZ2luGAEgASgLMhguc2lwMnVjLnYxLlJlcXVlc3RPcmlnaW4SMQoLY3JlZGVudGlhbHMYAiABKAsyHC5zaXAydWMudjEuRGlnZXN0Q3JlZGVudGlhbHMSDQoFZXZlbnQYAyABKAkSEwoLcmVxdWVzdF91cmkYBCABKAkSEAoIZnJvbV91cmkYBSABKAkSDwoHZXhwaXJlcxgGIAEoDRIXCg9zdWJzY3JpcHRpb25faWQYByABKAkiRAoRU3Vic2NyaWJlUmVzcG9uc2USDgoGc3RhdHVzGAEgASgNEg8KB2V4cGlyZXMYAiABKA0SDgoGcmVhc29uGAMgASgJKoMCCg9SZWdpc3Rlck91dGNvbWUSIAocUkVHSVNURVJfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhcKE1JFR0lTVEVSX09VVENPTUVfT0sQARIhCh1SRUdJU1RFUl9PVVRDT01FX1VOQVVUSE9SSVpFRBACEh4KGlJFR0lTVEVSX09VVENPTUVfRk9SQklEREVOEAMSJwojUkVHSVNURVJfT1VUQ09NRV9JTlRFUlZBTF9UT09fQlJJRUYQBBImCiJSRUdJU1RFUl9PVVRDT01FX1RPT19NQU5ZX0JJTkRJTkdTEAUSIQodUkVHSVNURVJfT1VUQ09NRV9PVVRfT0ZfT1JERVIQBirBAQoRSW52aXRlRGlzcG9zaXRpb24SIgoeSU5WSVRFX0RJU1BPU0lUSU9OX1VOU1BFQ0lGSUVEEAASHgoaSU5WSVRFX0RJU1BPU0lUSU9OX1JPVVRJTkcQARIdChlJTlZJVEVfRElTUE9TSVRJT05fUkVKRUNUEAISIwofSU5WSVRFX0RJU1BPU0lUSU9OX1VOQVVUSE9SSVpFRBADEiQKIElOVklURV9ESVNQT1NJVElPTl9GRUVEQkFDS19UT05FEAQqYQoMRmVlZGJhY2tUb25lEh0KGUZFRURCQUNLX1RPTkVfVU5TUEVDSUZJRUQQABIZChVGRUVEQkFDS19UT05FX0NPTkZJUk0QARIXChNGRUVEQkFDS19UT05FX0VSUk9SEAIqsAEKCExlZ1N0YXRlEhkKFUxFR19TVEFURV9VTlNQRUNJRklFRBAAEhQKEExFR19TVEFURV9UUllJTkcQARIVChFMRUdfU1RBVEVfUklOR0lORxACEhkKFUxFR19TVEFURV9FQVJMWV9NRURJQRADEhYKEkxFR19TVEFURV9BTlNXRVJFRBAEEhQKEExFR19TVEFURV9GQUlMRUQQBRITCg9MRUdfU1RBVEVfRU5ERUQQBjKKAwoOU2lkZWNhclNlcnZpY2USRAoHQ29ubmVjdBIZLnNpcDJ1Yy52MS5Db25uZWN0UmVxdWVzdBoaLnNpcDJ1Yy52MS5Db25uZWN0UmVzcG9uc2UoATABElkKDlJlZ2lzdGVyU3RyZWFtEiAuc2lwMnVjLnYxLlJlZ2lzdGVyU3RyZWFtUmVxdWVzdBohLnNpcDJ1Yy52MS5SZWdpc3RlclN0cmVhbVJlc3BvbnNlKAEwARJNCgpDYWxsU3RyZWFtEhwuc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXF1ZXN0Gh0uc2lwMnVjLnYxLkNhbGxTdHJlYW1SZXNwb25zZSgBMAESQAoHTWVzc2FnZRIZLnNpcDJ1Yy52MS5NZXNzYWdlUmVxdWVzdBoaLnNpcDJ1Yy52MS5NZXNzYWdlUmVzcG9uc2USRgoJU3Vic2NyaWJlEhsuc2lwMnVjLnYxLlN1YnNjcmliZVJlcXVlc3QaHC5zaXAydWMudjEuU3Vic2NyaWJlUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_sip2uc_v1_common]);
 
 /**
  * Digest credentials from an Authorization header (RFC 7616 / RFC 8760),
@@ -379,6 +379,14 @@ export type ConnectRequest = Message<"sip2uc.v1.ConnectRequest"> & {
      */
     value: SidecarBans;
     case: "bans";
+  } | {
+    /**
+     * How a handset answered a `DeliverMessageCommand`.
+     *
+     * @generated from field: sip2uc.v1.MessageDelivery delivery = 6;
+     */
+    value: MessageDelivery;
+    case: "delivery";
   } | { case: undefined; value?: undefined };
 };
 
@@ -467,6 +475,43 @@ export const SidecarBanSchema: GenMessage<SidecarBan> = /*@__PURE__*/
   messageDesc(file_sip2uc_v1_sidecar, 8);
 
 /**
+ * The final answer of a handset to a MESSAGE the sidecar sent it for a
+ * `DeliverMessageCommand` (the command's own result only says it was sent).
+ *
+ * @generated from message sip2uc.v1.MessageDelivery
+ */
+export type MessageDelivery = Message<"sip2uc.v1.MessageDelivery"> & {
+  /**
+   * The command's `delivery_id`.
+   *
+   * @generated from field: string delivery_id = 1;
+   */
+  deliveryId: string;
+
+  /**
+   * The handset's final SIP status; 408 when it never answered, 503 when the
+   * request could not be sent.
+   *
+   * @generated from field: uint32 status = 2;
+   */
+  status: number;
+
+  /**
+   * Reason phrase.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message sip2uc.v1.MessageDelivery.
+ * Use `create(MessageDeliverySchema)` to create a new message.
+ */
+export const MessageDeliverySchema: GenMessage<MessageDelivery> = /*@__PURE__*/
+  messageDesc(file_sip2uc_v1_sidecar, 9);
+
+/**
  * The outcomes of a batch of commands.
  *
  * @generated from message sip2uc.v1.CommandResults
@@ -485,7 +530,7 @@ export type CommandResults = Message<"sip2uc.v1.CommandResults"> & {
  * Use `create(CommandResultsSchema)` to create a new message.
  */
 export const CommandResultsSchema: GenMessage<CommandResults> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 9);
+  messageDesc(file_sip2uc_v1_sidecar, 10);
 
 /**
  * Settings the control plane pushes to a sidecar (on connect and on change).
@@ -595,7 +640,7 @@ export type SidecarSettings = Message<"sip2uc.v1.SidecarSettings"> & {
  * Use `create(SidecarSettingsSchema)` to create a new message.
  */
 export const SidecarSettingsSchema: GenMessage<SidecarSettings> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 10);
+  messageDesc(file_sip2uc_v1_sidecar, 11);
 
 /**
  * The digest algorithms one device is challenged with.
@@ -623,7 +668,7 @@ export type DeviceDigest = Message<"sip2uc.v1.DeviceDigest"> & {
  * Use `create(DeviceDigestSchema)` to create a new message.
  */
 export const DeviceDigestSchema: GenMessage<DeviceDigest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 11);
+  messageDesc(file_sip2uc_v1_sidecar, 12);
 
 /**
  * A trunk device's source, authorised by address.
@@ -651,7 +696,7 @@ export type TrunkSource = Message<"sip2uc.v1.TrunkSource"> & {
  * Use `create(TrunkSourceSchema)` to create a new message.
  */
 export const TrunkSourceSchema: GenMessage<TrunkSource> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 12);
+  messageDesc(file_sip2uc_v1_sidecar, 13);
 
 /**
  * First message from the control plane on the Connect stream.
@@ -679,7 +724,7 @@ export type SidecarWelcome = Message<"sip2uc.v1.SidecarWelcome"> & {
  * Use `create(SidecarWelcomeSchema)` to create a new message.
  */
 export const SidecarWelcomeSchema: GenMessage<SidecarWelcome> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 13);
+  messageDesc(file_sip2uc_v1_sidecar, 14);
 
 /**
  * A message from the control plane to a sidecar on the Connect stream.
@@ -796,7 +841,7 @@ export type ConnectResponse = Message<"sip2uc.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 14);
+  messageDesc(file_sip2uc_v1_sidecar, 15);
 
 /**
  * Command: lift the bans of one source address.
@@ -817,7 +862,7 @@ export type LiftBanCommand = Message<"sip2uc.v1.LiftBanCommand"> & {
  * Use `create(LiftBanCommandSchema)` to create a new message.
  */
 export const LiftBanCommandSchema: GenMessage<LiftBanCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 15);
+  messageDesc(file_sip2uc_v1_sidecar, 16);
 
 /**
  * Commands queued for one sidecar while the previous message was being sent.
@@ -838,7 +883,7 @@ export type CommandBatch = Message<"sip2uc.v1.CommandBatch"> & {
  * Use `create(CommandBatchSchema)` to create a new message.
  */
 export const CommandBatchSchema: GenMessage<CommandBatch> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 16);
+  messageDesc(file_sip2uc_v1_sidecar, 17);
 
 /**
  * A REGISTER, as one `RegisterCall` of the `RegisterStream` carries it.
@@ -894,7 +939,7 @@ export type RegisterRequest = Message<"sip2uc.v1.RegisterRequest"> & {
  * Use `create(RegisterRequestSchema)` to create a new message.
  */
 export const RegisterRequestSchema: GenMessage<RegisterRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 17);
+  messageDesc(file_sip2uc_v1_sidecar, 18);
 
 /**
  * A Contact of a REGISTER with its requested lifetime.
@@ -937,7 +982,7 @@ export type ContactBinding = Message<"sip2uc.v1.ContactBinding"> & {
  * Use `create(ContactBindingSchema)` to create a new message.
  */
 export const ContactBindingSchema: GenMessage<ContactBinding> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 18);
+  messageDesc(file_sip2uc_v1_sidecar, 19);
 
 /**
  * The answer to a REGISTER (`RegisterReply.response`).
@@ -979,7 +1024,7 @@ export type RegisterResponse = Message<"sip2uc.v1.RegisterResponse"> & {
  * Use `create(RegisterResponseSchema)` to create a new message.
  */
 export const RegisterResponseSchema: GenMessage<RegisterResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 19);
+  messageDesc(file_sip2uc_v1_sidecar, 20);
 
 /**
  * Request of SidecarService.RegisterStream: a batch of REGISTERs.
@@ -1000,7 +1045,7 @@ export type RegisterStreamRequest = Message<"sip2uc.v1.RegisterStreamRequest"> &
  * Use `create(RegisterStreamRequestSchema)` to create a new message.
  */
 export const RegisterStreamRequestSchema: GenMessage<RegisterStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 20);
+  messageDesc(file_sip2uc_v1_sidecar, 21);
 
 /**
  * One REGISTER on the RegisterStream.
@@ -1052,7 +1097,7 @@ export type RegisterCall = Message<"sip2uc.v1.RegisterCall"> & {
  * Use `create(RegisterCallSchema)` to create a new message.
  */
 export const RegisterCallSchema: GenMessage<RegisterCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 21);
+  messageDesc(file_sip2uc_v1_sidecar, 22);
 
 /**
  * Response of SidecarService.RegisterStream: answers to earlier calls.
@@ -1073,7 +1118,7 @@ export type RegisterStreamResponse = Message<"sip2uc.v1.RegisterStreamResponse">
  * Use `create(RegisterStreamResponseSchema)` to create a new message.
  */
 export const RegisterStreamResponseSchema: GenMessage<RegisterStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 22);
+  messageDesc(file_sip2uc_v1_sidecar, 23);
 
 /**
  * The answer to one RegisterCall.
@@ -1116,7 +1161,7 @@ export type RegisterReply = Message<"sip2uc.v1.RegisterReply"> & {
  * Use `create(RegisterReplySchema)` to create a new message.
  */
 export const RegisterReplySchema: GenMessage<RegisterReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 23);
+  messageDesc(file_sip2uc_v1_sidecar, 24);
 
 /**
  * Request of SidecarService.CallStream: a batch of calls.
@@ -1137,7 +1182,7 @@ export type CallStreamRequest = Message<"sip2uc.v1.CallStreamRequest"> & {
  * Use `create(CallStreamRequestSchema)` to create a new message.
  */
 export const CallStreamRequestSchema: GenMessage<CallStreamRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 24);
+  messageDesc(file_sip2uc_v1_sidecar, 25);
 
 /**
  * One call on the CallStream.
@@ -1224,7 +1269,7 @@ export type CallStreamCall = Message<"sip2uc.v1.CallStreamCall"> & {
  * Use `create(CallStreamCallSchema)` to create a new message.
  */
 export const CallStreamCallSchema: GenMessage<CallStreamCall> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 25);
+  messageDesc(file_sip2uc_v1_sidecar, 26);
 
 /**
  * Response of SidecarService.CallStream: answers to earlier calls.
@@ -1245,7 +1290,7 @@ export type CallStreamResponse = Message<"sip2uc.v1.CallStreamResponse"> & {
  * Use `create(CallStreamResponseSchema)` to create a new message.
  */
 export const CallStreamResponseSchema: GenMessage<CallStreamResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 26);
+  messageDesc(file_sip2uc_v1_sidecar, 27);
 
 /**
  * The answer to one CallStreamCall.
@@ -1320,7 +1365,7 @@ export type CallStreamReply = Message<"sip2uc.v1.CallStreamReply"> & {
  * Use `create(CallStreamReplySchema)` to create a new message.
  */
 export const CallStreamReplySchema: GenMessage<CallStreamReply> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 27);
+  messageDesc(file_sip2uc_v1_sidecar, 28);
 
 /**
  * An `Invite` call: a new call from a handset or trunk device.
@@ -1391,7 +1436,7 @@ export type InviteRequest = Message<"sip2uc.v1.InviteRequest"> & {
  * Use `create(InviteRequestSchema)` to create a new message.
  */
 export const InviteRequestSchema: GenMessage<InviteRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 28);
+  messageDesc(file_sip2uc_v1_sidecar, 29);
 
 /**
  * The answer to an `Invite` call.
@@ -1447,7 +1492,7 @@ export type InviteResponse = Message<"sip2uc.v1.InviteResponse"> & {
  * Use `create(InviteResponseSchema)` to create a new message.
  */
 export const InviteResponseSchema: GenMessage<InviteResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 29);
+  messageDesc(file_sip2uc_v1_sidecar, 30);
 
 /**
  * A `Cancel` call: the caller cancelled a pending INVITE.
@@ -1475,7 +1520,7 @@ export type CancelRequest = Message<"sip2uc.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 30);
+  messageDesc(file_sip2uc_v1_sidecar, 31);
 
 /**
  * The answer to a `Cancel` call.
@@ -1490,7 +1535,7 @@ export type CancelResponse = Message<"sip2uc.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 31);
+  messageDesc(file_sip2uc_v1_sidecar, 32);
 
 /**
  * A `Bye` call: a leg ended.
@@ -1533,7 +1578,7 @@ export type ByeRequest = Message<"sip2uc.v1.ByeRequest"> & {
  * Use `create(ByeRequestSchema)` to create a new message.
  */
 export const ByeRequestSchema: GenMessage<ByeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 32);
+  messageDesc(file_sip2uc_v1_sidecar, 33);
 
 /**
  * The answer to a `Bye` call.
@@ -1548,7 +1593,7 @@ export type ByeResponse = Message<"sip2uc.v1.ByeResponse"> & {
  * Use `create(ByeResponseSchema)` to create a new message.
  */
 export const ByeResponseSchema: GenMessage<ByeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 33);
+  messageDesc(file_sip2uc_v1_sidecar, 34);
 
 /**
  * A `ReportLeg` call: progress and events of a leg.
@@ -1633,7 +1678,7 @@ export type ReportLegRequest = Message<"sip2uc.v1.ReportLegRequest"> & {
  * Use `create(ReportLegRequestSchema)` to create a new message.
  */
 export const ReportLegRequestSchema: GenMessage<ReportLegRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 34);
+  messageDesc(file_sip2uc_v1_sidecar, 35);
 
 /**
  * The answer to a `ReportLeg` call.
@@ -1648,7 +1693,7 @@ export type ReportLegResponse = Message<"sip2uc.v1.ReportLegResponse"> & {
  * Use `create(ReportLegResponseSchema)` to create a new message.
  */
 export const ReportLegResponseSchema: GenMessage<ReportLegResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 35);
+  messageDesc(file_sip2uc_v1_sidecar, 36);
 
 /**
  * RTP statistics of one direction of a leg.
@@ -1711,7 +1756,7 @@ export type StreamStats = Message<"sip2uc.v1.StreamStats"> & {
  * Use `create(StreamStatsSchema)` to create a new message.
  */
 export const StreamStatsSchema: GenMessage<StreamStats> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 36);
+  messageDesc(file_sip2uc_v1_sidecar, 37);
 
 /**
  * Command: create an outgoing leg towards a handset or trunk device.
@@ -1802,7 +1847,7 @@ export type CreateLegCommand = Message<"sip2uc.v1.CreateLegCommand"> & {
  * Use `create(CreateLegCommandSchema)` to create a new message.
  */
 export const CreateLegCommandSchema: GenMessage<CreateLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 37);
+  messageDesc(file_sip2uc_v1_sidecar, 38);
 
 /**
  * Command: pass progress or an answer to the caller's leg.
@@ -1851,7 +1896,7 @@ export type AnswerLegCommand = Message<"sip2uc.v1.AnswerLegCommand"> & {
  * Use `create(AnswerLegCommandSchema)` to create a new message.
  */
 export const AnswerLegCommandSchema: GenMessage<AnswerLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 38);
+  messageDesc(file_sip2uc_v1_sidecar, 39);
 
 /**
  * Command: end a leg.
@@ -1895,7 +1940,7 @@ export type EndLegCommand = Message<"sip2uc.v1.EndLegCommand"> & {
  * Use `create(EndLegCommandSchema)` to create a new message.
  */
 export const EndLegCommandSchema: GenMessage<EndLegCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 39);
+  messageDesc(file_sip2uc_v1_sidecar, 40);
 
 /**
  * Command: send DTMF on a leg (RFC 4733 events generated by the relay).
@@ -1937,7 +1982,7 @@ export type InjectDtmfCommand = Message<"sip2uc.v1.InjectDtmfCommand"> & {
  * Use `create(InjectDtmfCommandSchema)` to create a new message.
  */
 export const InjectDtmfCommandSchema: GenMessage<InjectDtmfCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 40);
+  messageDesc(file_sip2uc_v1_sidecar, 41);
 
 /**
  * Command: deliver a short message to a handset.
@@ -1993,6 +2038,20 @@ export type DeliverMessageCommand = Message<"sip2uc.v1.DeliverMessageCommand"> &
    * @generated from field: bytes body = 7;
    */
   body: Uint8Array;
+
+  /**
+   * Quoted in the `MessageDelivery` that reports the handset's answer.
+   *
+   * @generated from field: string delivery_id = 8;
+   */
+  deliveryId: string;
+
+  /**
+   * The sender's display name for the From header, if any.
+   *
+   * @generated from field: string from_display_name = 9;
+   */
+  fromDisplayName: string;
 };
 
 /**
@@ -2000,7 +2059,7 @@ export type DeliverMessageCommand = Message<"sip2uc.v1.DeliverMessageCommand"> &
  * Use `create(DeliverMessageCommandSchema)` to create a new message.
  */
 export const DeliverMessageCommandSchema: GenMessage<DeliverMessageCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 41);
+  messageDesc(file_sip2uc_v1_sidecar, 42);
 
 /**
  * Command: send a NOTIFY for a handset's subscription.
@@ -2042,7 +2101,7 @@ export type NotifyCommand = Message<"sip2uc.v1.NotifyCommand"> & {
  * Use `create(NotifyCommandSchema)` to create a new message.
  */
 export const NotifyCommandSchema: GenMessage<NotifyCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 42);
+  messageDesc(file_sip2uc_v1_sidecar, 43);
 
 /**
  * Command: change a leg's media.
@@ -2077,7 +2136,7 @@ export type UpdateMediaCommand = Message<"sip2uc.v1.UpdateMediaCommand"> & {
  * Use `create(UpdateMediaCommandSchema)` to create a new message.
  */
 export const UpdateMediaCommandSchema: GenMessage<UpdateMediaCommand> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 43);
+  messageDesc(file_sip2uc_v1_sidecar, 44);
 
 /**
  * Request of SidecarService.Message.
@@ -2126,6 +2185,13 @@ export type MessageRequest = Message<"sip2uc.v1.MessageRequest"> & {
    * @generated from field: bytes body = 6;
    */
   body: Uint8Array;
+
+  /**
+   * From display name.
+   *
+   * @generated from field: string from_display_name = 7;
+   */
+  fromDisplayName: string;
 };
 
 /**
@@ -2133,7 +2199,7 @@ export type MessageRequest = Message<"sip2uc.v1.MessageRequest"> & {
  * Use `create(MessageRequestSchema)` to create a new message.
  */
 export const MessageRequestSchema: GenMessage<MessageRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 44);
+  messageDesc(file_sip2uc_v1_sidecar, 45);
 
 /**
  * Response of SidecarService.Message.
@@ -2142,7 +2208,9 @@ export const MessageRequestSchema: GenMessage<MessageRequest> = /*@__PURE__*/
  */
 export type MessageResponse = Message<"sip2uc.v1.MessageResponse"> & {
   /**
-   * SIP status to answer (202 accepted, 401, 404, 415, 480).
+   * SIP status to answer (202 accepted; 403 not allowed or over the rate
+   * limit with `retry_after`; 404, 413, 415 with `accept`, 480 offline; 407
+   * for credentials that do not verify).
    *
    * @generated from field: uint32 status = 1;
    */
@@ -2154,6 +2222,20 @@ export type MessageResponse = Message<"sip2uc.v1.MessageResponse"> & {
    * @generated from field: string reason = 2;
    */
   reason: string;
+
+  /**
+   * Retry-After seconds, 0 for none.
+   *
+   * @generated from field: uint32 retry_after = 3;
+   */
+  retryAfter: number;
+
+  /**
+   * Accept header value for 415.
+   *
+   * @generated from field: string accept = 4;
+   */
+  accept: string;
 };
 
 /**
@@ -2161,7 +2243,7 @@ export type MessageResponse = Message<"sip2uc.v1.MessageResponse"> & {
  * Use `create(MessageResponseSchema)` to create a new message.
  */
 export const MessageResponseSchema: GenMessage<MessageResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 45);
+  messageDesc(file_sip2uc_v1_sidecar, 46);
 
 /**
  * Request of SidecarService.Subscribe.
@@ -2224,7 +2306,7 @@ export type SubscribeRequest = Message<"sip2uc.v1.SubscribeRequest"> & {
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 46);
+  messageDesc(file_sip2uc_v1_sidecar, 47);
 
 /**
  * Response of SidecarService.Subscribe.
@@ -2259,7 +2341,7 @@ export type SubscribeResponse = Message<"sip2uc.v1.SubscribeResponse"> & {
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_sip2uc_v1_sidecar, 47);
+  messageDesc(file_sip2uc_v1_sidecar, 48);
 
 /**
  * Outcome of a REGISTER.
@@ -2535,9 +2617,12 @@ export const SidecarService: GenService<{
     output: typeof CallStreamResponseSchema;
   },
   /**
-   * A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
-   * served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
-   * call it (they answer a handset's MESSAGE 405 themselves).
+   * A MESSAGE (RFC 3428) from a handset, with the credentials of its
+   * Proxy-Authorization header: the control plane verifies them, checks the
+   * content, size and the sender's rate, routes the text to the recipient's
+   * devices (`DeliverMessageCommand`) or the UC side, and says what to answer.
+   * Short messages are rare next to REGISTERs and calls, so a unary call is
+   * enough.
    *
    * @generated from rpc sip2uc.v1.SidecarService.Message
    */
