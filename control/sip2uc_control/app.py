@@ -21,6 +21,8 @@ from sip2uc.v1 import (
     connectors_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
+    messages_pb2,
+    messages_pb2_grpc,
     presence_pb2,
     presence_pb2_grpc,
     registrations_pb2,
@@ -35,6 +37,7 @@ from .api.admin import AdminServicer
 from .api.calls import CallServicer
 from .api.connectors import ConnectorServicer
 from .api.directory import DirectoryServicer
+from .api.messages import MessageServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
@@ -66,6 +69,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     directory_pb2.DESCRIPTOR.services_by_name["DirectoryService"].full_name,
     connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
+    messages_pb2.DESCRIPTOR.services_by_name["MessageService"].full_name,
 )
 
 
@@ -158,6 +162,7 @@ class ControlPlane:
         calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(core), server)
         directory_pb2_grpc.add_DirectoryServiceServicer_to_server(DirectoryServicer(core), server)
         connectors_pb2_grpc.add_ConnectorServiceServicer_to_server(ConnectorServicer(core), server)
+        messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

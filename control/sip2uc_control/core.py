@@ -32,6 +32,7 @@ from .errors import (
     check,
 )
 from .lockout import AccountLock, AccountLockout, LockoutPolicy
+from .messaging.hub import MessageHub
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
 from .registrar import (
@@ -50,6 +51,7 @@ from .store.calls import CallHistoryStore
 from .store.connectors import ConnectorStore
 from .store.db import Database, open_database
 from .store.enrollments import EnrollmentStore
+from .store.messages import MessageStore
 from .store.presence import PresenceStore
 from .store.settings import SettingsStore
 from .store.sidecars import SidecarStore
@@ -88,6 +90,15 @@ class ControlCore:
             authenticate=self.authenticate,
             clock=clock,
         )
+        self.messages = MessageHub(
+            log_store=MessageStore(db),
+            users=self.users,
+            bindings=self.bindings,
+            sidecars=self.sidecars,
+            settings=self.settings,
+            authenticate=self.authenticate,
+            clock=clock,
+        )
         self.connectors = ConnectorStore(db)
         self.connector_sessions = SessionTable()
         self.lockout = AccountLockout()
@@ -111,6 +122,8 @@ class ControlCore:
         await core.connectors.load()
         await core.enrollments.load()
         core.lockout.policy = _lockout_policy(core.settings.current)
+        core.messages.configure(core.settings.current)
+        await core.messages.load()
         core.metrics.observe(core)
         return core
 
@@ -130,6 +143,7 @@ class ControlCore:
         for q in list(self._binding_watchers):
             q.end()
         self.sidecars.close()
+        self.messages.close()
         await self.presence.drain()
         await self.db.close()
 
@@ -486,6 +500,7 @@ class ControlCore:
         old = self.settings.current
         saved = await self.settings.save(new)
         self.lockout.policy = _lockout_policy(saved)
+        self.messages.configure(saved)
         if saved.realm != old.realm:
             log.warning(
                 "realm changed from %r to %r: every handset password must be set again",
@@ -518,6 +533,7 @@ class ControlCore:
             await self.remove_bindings(due, "expired")
         await self.presence.expire_due()
         await self.calls.sweep()
+        await self.messages.sweep()
         grace = self.settings.current.sidecar_grace_seconds
         gone = self.sidecars.lost_longer_than(grace, now)
         if gone:
@@ -539,6 +555,7 @@ class ControlCore:
                 ticks += 1
                 if ticks % 2400 == 0:
                     await self.presence.trim_log()
+                    await self.messages.trim()
             except StorageUnavailable:
                 pass  # the store says so once; the sweep retries on the next tick
             except Exception:

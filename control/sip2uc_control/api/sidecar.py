@@ -19,11 +19,13 @@ from ..calls import InviteInput, InviteOutcome, LegReport
 from ..core import ControlCore
 from ..enrollments import name_problem
 from ..errors import AlreadyExists, PermissionDenied, Unauthenticated
+from ..messaging.model import Verdict
 from ..registrar import Outcome, RegisterDecision
 from ..sidecars import (
     BansReport,
     CommandResult,
     Heartbeat,
+    MessageDelivered,
     SessionEnded,
     SessionItem,
     SessionReplaced,
@@ -37,6 +39,7 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 _SERVICE = "sip2uc.v1.SidecarService"
 # Credentials that cannot be read are answered like wrong ones.
 _UNREADABLE_REGISTER = RegisterDecision(Outcome.UNAUTHORIZED, "Unauthorized")
+_UNREADABLE_MESSAGE = Verdict(status=407, reason="Proxy Authentication Required")
 _UNREADABLE_INVITE = InviteOutcome(
     disposition="unauthorized", status=407, reason="Proxy Authentication Required"
 )
@@ -104,6 +107,10 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                     )
                 elif isinstance(report, BansReport):
                     info.bans = report
+                elif isinstance(report, MessageDelivered):
+                    await self.core.messages.delivered(
+                        info.name, report.delivery_id, report.status, report.reason
+                    )
                 elif report is not None:
                     for result in report:
                         _log_failure(info.name, result)
@@ -261,16 +268,29 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             await self.core.calls.cancel(request.sidecar, request.leg_id)
         return sidecar_wire.empty_reply(call)
 
-    # Reserved for short messages and subscriptions (BLF), not served yet. Sidecars do not call
-    # these: they answer a handset's MESSAGE and SUBSCRIBE 405 (with Allow) themselves.
-
     async def Message(
         self, request: sidecar_pb2.MessageRequest, context: Ctx
     ) -> sidecar_pb2.MessageResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "messaging is not available on this control plane"
-        )
-        raise AssertionError("unreachable")
+        """A handset's MESSAGE (RFC 3428): verified, checked and routed by the message hub."""
+        principal = await self._principal(context)
+        try:
+            self._check(principal, request.origin.sidecar)
+        except (PermissionDenied, Unauthenticated) as exc:
+            code = (
+                grpc.StatusCode.PERMISSION_DENIED
+                if isinstance(exc, PermissionDenied)
+                else grpc.StatusCode.UNAUTHENTICATED
+            )
+            await context.abort(code, str(exc))
+            raise AssertionError("unreachable") from exc
+        try:
+            inp = sidecar_wire.message_input(request)
+        except DigestError:
+            return sidecar_wire.message_response(_UNREADABLE_MESSAGE)
+        return sidecar_wire.message_response(await self.core.messages.from_handset(inp))
+
+    # Reserved for subscriptions (BLF), not served yet. Sidecars do not call it: they answer a
+    # handset's SUBSCRIBE 405 (with Allow) themselves.
 
     async def Subscribe(
         self, request: sidecar_pb2.SubscribeRequest, context: Ctx

@@ -33,12 +33,14 @@ from ..calls import (
     MediaInfo,
 )
 from ..errors import FieldViolation, InvalidArgument
+from ..messaging.model import DeliverMessage, HandsetMessage, Verdict
 from ..registrar import Outcome, RegisterDecision, RegisterInput
 from ..sidecars import (
     BansReport,
     CommandResult,
     Heartbeat,
     LiftBan,
+    MessageDelivered,
     SettingsChanged,
     SidecarBan,
     SidecarInfo,
@@ -64,6 +66,8 @@ __all__ = [
     "call_stream_calls",
     "empty_reply",
     "invite_reply",
+    "message_input",
+    "message_response",
     "outgoing",
     "register_batch",
     "register_error",
@@ -220,10 +224,13 @@ def sidecar_info(message: sidecar_pb2.ConnectRequest, now: float) -> SidecarInfo
 
 def session_report(
     message: sidecar_pb2.ConnectRequest,
-) -> Heartbeat | BansReport | tuple[CommandResult, ...] | None:
-    """A heartbeat, the bans in force or command results from a live session; None for anything
-    else."""
+) -> Heartbeat | BansReport | MessageDelivered | tuple[CommandResult, ...] | None:
+    """A heartbeat, the bans in force, a message delivery or command results from a live
+    session; None for anything else."""
     kind = message.WhichOneof("payload")
+    if kind == "delivery":
+        d = message.delivery
+        return MessageDelivered(d.delivery_id, d.status, d.reason)
     if kind == "heartbeat":
         return Heartbeat(message.heartbeat.active_legs, message.heartbeat.relay_ports_in_use)
     if kind == "bans":
@@ -286,7 +293,7 @@ def welcome(settings: SidecarSettings) -> sidecar_pb2.ConnectResponse:
 
 
 def outgoing(
-    items: Sequence[Command | SettingsChanged | LiftBan], *, batched: bool
+    items: Sequence[Command | DeliverMessage | SettingsChanged | LiftBan], *, batched: bool
 ) -> list[sidecar_pb2.ConnectResponse]:
     """The messages for what a session has queued: one batch for a sidecar that reads them (and
     more than one item), else one message each."""
@@ -296,10 +303,15 @@ def outgoing(
     return messages
 
 
-def _session_item(item: Command | SettingsChanged | LiftBan) -> sidecar_pb2.ConnectResponse:
+def _session_item(
+    item: Command | DeliverMessage | SettingsChanged | LiftBan,
+) -> sidecar_pb2.ConnectResponse:
     if isinstance(item, SettingsChanged):
         return sidecar_pb2.ConnectResponse(settings=_settings(item.settings))
     out = sidecar_pb2.ConnectResponse(command_id=uuid.uuid4().hex[:12])
+    if isinstance(item, DeliverMessage):
+        out.deliver_message.CopyFrom(_deliver_message(item))
+        return out
     if isinstance(item, LiftBan):
         out.lift_ban.source = item.source
         return out
@@ -351,6 +363,48 @@ def _session_item(item: Command | SettingsChanged | LiftBan) -> sidecar_pb2.Conn
             )
         )
     return out
+
+
+def _deliver_message(item: DeliverMessage) -> sidecar_pb2.DeliverMessageCommand:
+    return sidecar_pb2.DeliverMessageCommand(
+        request_uri=item.request_uri,
+        destination=common_pb2.SocketAddress(host=item.host, port=item.port),
+        transport=TRANSPORT_TO_PB.get(Transport(item.transport), common_pb2.TRANSPORT_UDP),
+        from_uri=item.from_uri,
+        from_display_name=item.from_display_name,
+        to_uri=item.to_uri,
+        content_type=item.content_type,
+        body=item.body,
+        delivery_id=item.delivery_id,
+    )
+
+
+# -- MESSAGE (Message) --------------------------------------------------------------------------
+
+
+def message_input(request: sidecar_pb2.MessageRequest) -> HandsetMessage:
+    """Raises DigestError for credentials that cannot be read."""
+    return HandsetMessage(
+        sidecar=request.origin.sidecar,
+        source_host=request.origin.source.host,
+        credentials=(
+            _credentials(request.credentials) if request.HasField("credentials") else None
+        ),
+        from_uri=request.from_uri,
+        from_display_name=request.from_display_name,
+        request_uri=request.request_uri,
+        content_type=request.content_type,
+        body=request.body,
+    )
+
+
+def message_response(verdict: Verdict) -> sidecar_pb2.MessageResponse:
+    return sidecar_pb2.MessageResponse(
+        status=verdict.status,
+        reason=verdict.reason,
+        retry_after=verdict.retry_after,
+        accept=verdict.accept,
+    )
 
 
 # -- REGISTER (RegisterStream) ------------------------------------------------------------------
