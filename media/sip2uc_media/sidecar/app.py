@@ -28,12 +28,13 @@ from ..transport.tls import ensure_self_signed, server_context
 from ..transport.udp import UdpTransport, open_udp
 from .calls import CallHandler
 from .capacity import LegCapacity, leg_capacity, raise_open_file_limit
-from .commands import Command, EdgeSettings, LiftBan
+from .commands import Command, DeliverMessage, EdgeSettings, LiftBan
 from .config import SidecarConfig, parse_hostport
 from .control_link import ControlLink
 from .dispatch import SipEdge
 from .intake import Intake
 from .known_sources import KnownSources
+from .messages import MessageHandler
 from .overload import IntakeQueue
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
@@ -90,6 +91,7 @@ class Sidecar:
         self.control: ControlLink | None = None
         self.relay: RelayEngine | None = None
         self.calls: CallHandler | None = None
+        self.messages: MessageHandler | None = None
         self.capacity = LegCapacity(0, "RTP ports")
 
     async def start(self) -> None:
@@ -168,6 +170,16 @@ class Sidecar:
         self.relay.on_event = self.calls.relay_event
         self.calls.configure(trunk_sources=(), channel_limit=self.capacity.legs, media_timeout=60.0)
         self.edge.attach_calls(self.calls)
+        self.messages = MessageHandler(
+            name=config.name,
+            registrar=registrar,
+            control=self.control,
+            config=self.calls.config,
+            clock=clock,
+            wall_clock=time.time,
+            retry_after=self.edge.retry_after,
+        )
+        self.edge.attach_messages(self.messages)
         self.calls.start()
         await self.control.start()
         for kind, (host, port) in self.listen_addresses.items():
@@ -300,6 +312,10 @@ class Sidecar:
             if self.edge is not None:
                 self.edge.guard.lift(command.source)
             return ""
+        if isinstance(command, DeliverMessage):
+            if self.messages is None:
+                return "sidecar starting"
+            return self.messages.deliver(command)
         if self.calls is None:
             return "sidecar starting"
         return await self.calls.command(command)
@@ -331,6 +347,8 @@ class Sidecar:
             self.intake.close()
         if self.edge is not None:
             await self.edge.close()
+        if self.messages is not None:
+            await self.messages.close()
         if self.calls is not None:
             await self.calls.close()
         if self.relay is not None:

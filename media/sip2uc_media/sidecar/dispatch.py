@@ -50,6 +50,7 @@ from ..transport.base import Source
 from .auth_guard import AuthGuard
 from .calls import CallHandler
 from .known_sources import KnownSources
+from .messages import MessageHandler
 from .overload import retry_after as jittered
 from .protection import BanList, NetworkAllowList
 from .raw_response import error_response
@@ -138,6 +139,7 @@ class SipEdge:
             "OPTIONS": self._options,
         }
         self.calls: CallHandler | None = None
+        self.messages: MessageHandler | None = None
 
     def retry_after(self) -> int:
         """A Retry-After value for a 503, with jitter so that handsets spread out."""
@@ -145,13 +147,20 @@ class SipEdge:
 
     @property
     def _allow(self) -> str:
-        return ALLOW if self.calls is None else ALLOW_WITH_CALLS
+        allow = ALLOW if self.calls is None else ALLOW_WITH_CALLS
+        return allow if self.messages is None else f"{allow}, MESSAGE"
 
     def attach_calls(self, calls: CallHandler) -> None:
         """Serve INVITE and the in-dialog methods with the B2BUA."""
         self.calls = calls
         calls.edge = self
         self._methods["INVITE"] = calls.invite
+
+    def attach_messages(self, messages: MessageHandler) -> None:
+        """Serve MESSAGE (RFC 3428) both ways."""
+        self.messages = messages
+        messages.edge = self
+        self._methods["MESSAGE"] = messages.message
 
     # -- entry point ----------------------------------------------------------------------------
 
@@ -199,7 +208,9 @@ class SipEdge:
             return
         dest = source.endpoint
         if isinstance(message, SipResponse):
-            if self.calls is None or validate_response(message) is not None:
+            if (self.calls is None and self.messages is None) or validate_response(
+                message
+            ) is not None:
                 # RFC 3261 §18.1.2 / §8.1.3.3: a response we cannot have asked for.
                 self._drop("stray_response")
                 return
@@ -253,10 +264,19 @@ class SipEdge:
             elif calls is not None:
                 calls.request(None, event.request, event.source)  # an ACK for a 2xx
         elif isinstance(event, (ResponseReceived, StrayResponse)):
+            messages = self.messages
+            if (
+                isinstance(event, ResponseReceived)
+                and messages is not None
+                and messages.response(event.txn_id, event.response)
+            ):
+                return
             if calls is not None:
                 txn_id = event.txn_id if isinstance(event, ResponseReceived) else None
                 calls.response(txn_id, event.response)
         elif isinstance(event, (TransactionTimeout, TransportFailed)):
+            if self.messages is not None and self.messages.transaction_failed(event.txn_id):
+                return
             if calls is not None:
                 calls.transaction_timeout(event.txn_id)
         elif isinstance(event, TransactionTerminated):
