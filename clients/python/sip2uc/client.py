@@ -26,6 +26,7 @@ from sip2uc.v1 import (
     calls_pb2_grpc,
     common_pb2,
     directory_pb2_grpc,
+    messages_pb2_grpc,
     presence_pb2_grpc,
     registrations_pb2,
     registrations_pb2_grpc,
@@ -235,6 +236,7 @@ class Sip2ucClient:
         self.calls = calls_pb2_grpc.CallServiceStub(channel)
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
         self.directory = directory_pb2_grpc.DirectoryServiceStub(channel)
+        self.messages = messages_pb2_grpc.MessageServiceStub(channel)
         self.sidecars = sidecar_pb2_grpc.SidecarServiceStub(channel)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from sip2uc.cli import (
     calls,
     connectors,
     importing,
+    messages,
     presence,
     registrations,
     sidecars,
@@ -58,7 +59,8 @@ app = typer.Typer(
     cls=_FriendlyErrors,
     help=(
         "Run sip2uc (control plane and SIP/RTP sidecars) and administer it: users, "
-        "presence, registrations, calls, bans, settings, directory import and the presence "
+        "presence, short messages, registrations, calls, bans, settings, directory import and "
+        "the presence "
         "connectors to UC platforms."
     ),
     no_args_is_help=True,
@@ -135,6 +137,7 @@ def _global(
 
 app.add_typer(users.app, name="user")
 app.add_typer(presence.app, name="presence")
+app.add_typer(messages.app, name="message")
 app.add_typer(registrations.app, name="registration")
 app.add_typer(calls.app, name="call")
 app.add_typer(bans.app, name="bans")

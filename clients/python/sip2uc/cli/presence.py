@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 import grpc
 import typer
@@ -69,15 +69,23 @@ LOST = "lost the connection to the control plane"
 CLOSED = "the control plane closed the stream"
 
 
+class _Cursored(Protocol):
+    @property
+    def cursor(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Cursored)
+
+
 def watch_loop(
-    open_stream: Callable[[str, bool], Iterable[presence_pb2.WatchPresenceResponse]],
+    open_stream: Callable[[str, bool], Iterable[R]],
     cursor: str,
-    on_message: Callable[[presence_pb2.WatchPresenceResponse], bool],
+    on_message: Callable[[R], bool],
     on_retry: Callable[[str, float], None],
     sleep: Callable[[float], None] = time.sleep,
     on_resumed: Callable[[], None] | None = None,
 ) -> str:
-    """Reads the presence stream until `on_message` returns False, reopening
+    """Reads a watch stream (presence, messages) until `on_message` returns False, reopening
     it from the last cursor whenever it drops (the server replays what was
     missed, or sends a fresh snapshot if the cursor aged out). Returns the
     last cursor.
