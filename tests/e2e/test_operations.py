@@ -101,7 +101,7 @@ def test_up_serves_sip_over_tls_and_stops_without_a_warning(
         answer = tls.recv(4096).decode()
 
     assert answer.startswith("SIP/2.0 200 OK\r\n"), answer
-    assert "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE\r\n" in answer
+    assert "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, MESSAGE\r\n" in answer
     assert server.stop() == 0
     said = "".join(server.log)
     assert " WARNING " not in said and " ERROR " not in said and "Traceback" not in said, said
@@ -127,7 +127,7 @@ def test_a_405_leaves_one_line_per_source_at_the_default_level(
     line = server.wait_for(r"INFO sip2uc_media\.sidecar\.dispatch: (405 for SUBSCRIBE .*)")
     assert line.group(1) == (
         f"405 for SUBSCRIBE from 127.0.0.1:{probe_port} (ops, ops-probe/1.0): "
-        "this sidecar serves REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE"
+        "this sidecar serves REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, MESSAGE"
     )
     assert sum("405 for SUBSCRIBE" in entry for entry in server.log) == 1
 

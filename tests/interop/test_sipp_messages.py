@@ -46,6 +46,24 @@ def received_message(log: Path) -> tuple[str, str]:
     return found.group(1).strip(), body.split("\n-----", 1)[0].strip()
 
 
+async def history(stack: Stack) -> list[messages_pb2.ShortMessage]:
+    found = await messages_pb2_grpc.MessageServiceStub(stack.channel).ListMessages(
+        messages_pb2.ListMessagesRequest(), metadata=stack.metadata
+    )
+    return list(found.messages)
+
+
+async def send_from_alice(stack: Stack, scenario: str, row: str, recipient: str) -> None:
+    """alice (and `recipient`, without a handset) exist; alice's SIPp runs `scenario`."""
+    sidecar = await stack.sidecar("default")
+    await stack.create_user("alice", "alice-secret")
+    await stack.create_user(recipient, f"{recipient}-secret")
+    sender = await sipp(
+        stack, sidecar, MESSAGES / scenario, [row], port=free_port(), label="sender"
+    )
+    await sender.finished()
+
+
 async def wait_state(stack: Stack, name: str, state: int) -> messages_pb2.ShortMessage:
     stub = messages_pb2_grpc.MessageServiceStub(stack.channel)
 
@@ -113,44 +131,16 @@ async def test_an_api_message_reaches_the_handset_and_says_it_was_delivered(
 
 
 async def test_a_message_to_a_user_without_a_handset_is_refused_480(stack: Stack) -> None:
-    sidecar = await stack.sidecar("default")
-    await stack.create_user("alice", "alice-secret")
-    await stack.create_user("carol", "carol-secret")
-
-    sender = await sipp(
-        stack,
-        sidecar,
-        MESSAGES / "message_offline.xml",
-        ["alice;alice-secret;carol;anyone there?"],
-        port=free_port(),
-        label="sender",
+    await send_from_alice(
+        stack, "message_offline.xml", "alice;alice-secret;carol;anyone there?", "carol"
     )
 
-    await sender.finished()
-    history = await messages_pb2_grpc.MessageServiceStub(stack.channel).ListMessages(
-        messages_pb2.ListMessagesRequest(), metadata=stack.metadata
-    )
-    (kept,) = history.messages
+    (kept,) = await history(stack)
     assert kept.state == messages_pb2.DELIVERY_STATE_FAILED
     assert kept.failure_reason == "recipient offline"
 
 
 async def test_an_html_message_is_refused_415_with_accept_text_plain(stack: Stack) -> None:
-    sidecar = await stack.sidecar("default")
-    await stack.create_user("alice", "alice-secret")
-    await stack.create_user("bob", "bob-secret")
+    await send_from_alice(stack, "message_html.xml", "alice;alice-secret;bob", "bob")
 
-    sender = await sipp(
-        stack,
-        sidecar,
-        MESSAGES / "message_html.xml",
-        ["alice;alice-secret;bob"],
-        port=free_port(),
-        label="sender",
-    )
-
-    await sender.finished()
-    history = await messages_pb2_grpc.MessageServiceStub(stack.channel).ListMessages(
-        messages_pb2.ListMessagesRequest(), metadata=stack.metadata
-    )
-    assert list(history.messages) == []
+    assert await history(stack) == []

@@ -71,6 +71,7 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
         recipient = self.core.resolve_user(request.recipient, "recipient")
         sender = self.core.resolve_user(request.sender, "sender") if request.sender else None
         message = await self.core.messages.send(sender, recipient, request.text)
+        self.core.metrics.messages.add(1, {"origin": "api", "outcome": message.state.value})
         return messages_pb2.SendMessageResponse(message=message_to_pb(message))
 
     @unary

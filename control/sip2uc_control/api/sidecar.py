@@ -287,7 +287,9 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             inp = sidecar_wire.message_input(request)
         except DigestError:
             return sidecar_wire.message_response(_UNREADABLE_MESSAGE)
-        return sidecar_wire.message_response(await self.core.messages.from_handset(inp))
+        verdict = await self.core.messages.from_handset(inp)
+        self.core.metrics.messages.add(1, {"origin": "handset", "outcome": str(verdict.status)})
+        return sidecar_wire.message_response(verdict)
 
     # Reserved for subscriptions (BLF), not served yet. Sidecars do not call it: they answer a
     # handset's SUBSCRIBE 405 (with Allow) themselves.

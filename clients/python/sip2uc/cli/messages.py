@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from sip2uc.cli import output
-from sip2uc.cli.presence import watch_loop
+from sip2uc.cli.presence import stream_notes, watch_loop
 from sip2uc.cli.state import JsonFlag, get_state
 from sip2uc.v1 import messages_pb2
 
@@ -151,12 +151,5 @@ def watch(
             seen += 1
         return count is None or seen < count
 
-    def on_retry(reason: str, delay: float) -> None:
-        sys.stderr.write(f"watch: {reason} at {client.target}; reconnecting in {delay:g}s\n")
-        sys.stderr.flush()
-
-    def on_resumed() -> None:
-        sys.stderr.write(f"watch: reconnected to {client.target}; no message was missed\n")
-        sys.stderr.flush()
-
+    on_retry, on_resumed = stream_notes(client.target, "message")
     watch_loop(open_stream, cursor, on_message, on_retry, on_resumed=on_resumed)

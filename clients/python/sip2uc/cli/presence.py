@@ -129,6 +129,21 @@ def watch_loop(
         backoff = min(backoff * 2, MAX_BACKOFF)
 
 
+def stream_notes(target: str, item: str) -> tuple[Callable[[str, float], None], Callable[[], None]]:
+    """What a watch says on stderr when its stream drops (`on_retry`) and when it is back
+    (`on_resumed`); `item` names what was not missed ("change", "message")."""
+
+    def on_retry(reason: str, delay: float) -> None:
+        sys.stderr.write(f"watch: {reason} at {target}; reconnecting in {delay:g}s\n")
+        sys.stderr.flush()
+
+    def on_resumed() -> None:
+        sys.stderr.write(f"watch: reconnected to {target}; no {item} was missed\n")
+        sys.stderr.flush()
+
+    return on_retry, on_resumed
+
+
 def _accepted(stream: object) -> bool:
     """Whether the server has accepted a freshly opened stream (it sends its headers at once),
     for a call that can tell; False when it cannot (then the first message tells)."""
@@ -296,12 +311,5 @@ def watch(
             seen += 1
         return limit is None or seen < limit
 
-    def on_retry(reason: str, delay: float) -> None:
-        sys.stderr.write(f"watch: {reason} at {client.target}; reconnecting in {delay:g}s\n")
-        sys.stderr.flush()
-
-    def on_resumed() -> None:
-        sys.stderr.write(f"watch: reconnected to {client.target}; no change was missed\n")
-        sys.stderr.flush()
-
+    on_retry, on_resumed = stream_notes(client.target, "change")
     watch_loop(open_stream, cursor, on_message, on_retry, on_resumed=on_resumed)
