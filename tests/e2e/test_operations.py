@@ -231,11 +231,12 @@ def test_a_full_disk_refuses_changes_in_plain_words_and_says_so_once(tiny_disk: 
         admin = server.wait_for(r"sip2uc up: admin API (\S+),").group(1)
         server.wait_for("welcomed this sidecar")
         filler = tiny_disk / "filler"
-        with filler.open("wb") as out:
+        # Unbuffered: a partly written block must not stay in a buffer that closing the file
+        # would try (and fail) to write again, whatever the free space was a multiple of.
+        with filler.open("wb", buffering=0) as out:
             try:
                 while True:
                     out.write(b"\0" * 65536)
-                    out.flush()
             except OSError:
                 pass
 
