@@ -18,6 +18,7 @@ from sip2uc_control.messaging.model import (
     ShortMessage,
 )
 from sip2uc_control.messaging.rate import RateLimiter
+from sip2uc_control.registrar import authenticate
 from sip2uc_control.settings import ServerSettings
 from sip2uc_control.users import UserDirectory
 
@@ -92,6 +93,9 @@ class Setup:
             bindings=self.bindings,
             sidecars=self.sidecars,
             settings=self.settings,
+            authenticate=lambda creds, method, _source: authenticate(
+                self.users, creds, self.settings.current.realm, method
+            ),
             clock=self.clock,
             new_id=lambda: next(ids),
         )
