@@ -52,9 +52,14 @@ def message_to_pb(m: ShortMessage) -> messages_pb2.ShortMessage:
     )
 
 
+#: Message numbers are 64-bit signed integers in the database.
+MAX_NUMBER = 2**63 - 1
+
+
 def _number(text: str, field: str, prefix: str = "") -> int:
     value = text[len(prefix) :] if prefix and text.startswith(prefix) else text
-    if not value.isdigit() or (prefix and not text.startswith(prefix)):
+    ok = value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_NUMBER
+    if not ok or (prefix and not text.startswith(prefix)):
         wanted = f"{prefix}{{number}}" if prefix else "a cursor from a previous response"
         raise InvalidArgument(FieldViolation(field, f"must be {wanted}"))
     return int(value)
@@ -90,6 +95,10 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
     ) -> messages_pb2.ListMessagesResponse:
         size = page_size(request.page_size)
         before = decode_token(request.page_token) if request.page_token else None
+        if before is not None and before > MAX_NUMBER:
+            raise InvalidArgument(
+                FieldViolation("page_token", "not a token from a previous response")
+            )
         user = self.core.resolve_user(request.user, "user") if request.user else None
         found = await self.core.messages.page(user.id if user else None, before, size + 1)
         more = len(found) > size

@@ -8,6 +8,7 @@ SIPp tests in tests/interop/test_sipp_messages.py deliver to real handsets).
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import grpc
@@ -105,15 +106,20 @@ async def test_an_unknown_recipient_is_not_found_and_nothing_is_kept(
 async def test_malformed_names_and_cursors_are_invalid_arguments(
     stub: messages_pb2_grpc.MessageServiceStub,
 ) -> None:
-    for name in ("1", "messages/x", "users/1"):
+    for name in ("1", "messages/x", "users/1", "messages/99999999999999999999", "messages/\u0661"):
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.GetMessage(messages_pb2.GetMessageRequest(name=name))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    call = stub.WatchMessages(messages_pb2.WatchMessagesRequest(cursor="-1"))
+    for cursor in ("-1", "9" * 20):
+        call = stub.WatchMessages(messages_pb2.WatchMessagesRequest(cursor=cursor))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call.read()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(info.value) == ["cursor"]
+    huge = base64.urlsafe_b64encode(b"o:" + b"9" * 30).decode()
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await call.read()
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert violations(info.value) == ["cursor"]
+        await stub.ListMessages(messages_pb2.ListMessagesRequest(page_token=huge))
+    assert violations(info.value) == ["page_token"]
 
 
 async def test_the_history_lists_newest_first_by_page_and_by_user(
