@@ -10,6 +10,8 @@ from typing import Any
 
 import grpc
 from sip2uc.v1 import messages_pb2, messages_pb2_grpc
+from sip2uc_core.sip.errors import SipParseError
+from sip2uc_core.sip.uri import SipUri, parse_uri
 
 from ..core import ControlCore
 from ..errors import FieldViolation, InvalidArgument, NotFound
@@ -20,6 +22,7 @@ from .status import streaming, unary
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 MAX_WATCHED_USERS = 1000
+MAX_DISPLAY_NAME = 128
 
 _ORIGINS = {
     MessageOrigin.HANDSET: messages_pb2.MESSAGE_ORIGIN_HANDSET,
@@ -65,6 +68,30 @@ def _number(text: str, field: str, prefix: str = "") -> int:
     return int(value)
 
 
+def _external_sender(request: messages_pb2.SendMessageRequest) -> tuple[str, str] | None:
+    """(SIP URI, display name) of a sender on the UC side, checked; None without one."""
+    if not request.sender_uri:
+        if request.sender_display_name:
+            raise InvalidArgument(FieldViolation("sender_display_name", "only with sender_uri"))
+        return None
+    if request.sender:
+        raise InvalidArgument(FieldViolation("sender_uri", "give sender or sender_uri, not both"))
+    try:
+        parsed = parse_uri(request.sender_uri)
+    except SipParseError:
+        parsed = None
+    if not isinstance(parsed, SipUri) or parsed.user is None:
+        raise InvalidArgument(FieldViolation("sender_uri", "must be a SIP URI like sip:user@host"))
+    name = request.sender_display_name
+    if len(name) > MAX_DISPLAY_NAME or not name.isprintable():
+        raise InvalidArgument(
+            FieldViolation(
+                "sender_display_name", f"at most {MAX_DISPLAY_NAME} printable characters"
+            )
+        )
+    return str(parsed), name
+
+
 class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
     def __init__(self, core: ControlCore) -> None:
         self.core = core
@@ -75,7 +102,8 @@ class MessageServicer(messages_pb2_grpc.MessageServiceServicer):
     ) -> messages_pb2.SendMessageResponse:
         recipient = self.core.resolve_user(request.recipient, "recipient")
         sender = self.core.resolve_user(request.sender, "sender") if request.sender else None
-        message = await self.core.messages.send(sender, recipient, request.text)
+        external = _external_sender(request)
+        message = await self.core.messages.send(sender, recipient, request.text, external=external)
         self.core.metrics.messages.add(1, {"origin": "api", "outcome": message.state.value})
         return messages_pb2.SendMessageResponse(message=message_to_pb(message))
 

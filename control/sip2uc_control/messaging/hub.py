@@ -196,27 +196,38 @@ class MessageHub:
         return Verdict(status=202, reason="Accepted", message=message)
 
     async def send(
-        self, sender: User | None, recipient: User, text: str, *, wait: float = 5.0
+        self,
+        sender: User | None,
+        recipient: User,
+        text: str,
+        *,
+        external: tuple[str, str] | None = None,
+        wait: float = 5.0,
     ) -> ShortMessage:
-        """A text from the API (from `sender`, or the system when None); returns the message as
-        it stands once every device answered or after `wait` seconds."""
+        """A text from the API: from `sender`, from the UC side when `external` (its sender's
+        SIP URI and display name) is given, or from the system. Returns the message as it stands
+        once every device answered or after `wait` seconds."""
         problem = check_text(text, self.settings.current.message_max_bytes)
         if problem is not None:
             raise InvalidArgument(FieldViolation("text", problem))
         if recipient.disabled:
             raise InvalidArgument(FieldViolation("recipient", f"{recipient.name} is disabled"))
-        if sender is None:
+        origin = MessageOrigin.API
+        if sender is not None:
+            sender_uri, display = sender.sip_uri, sender.display_name
+        elif external is not None:
+            sender_uri, display = external
+            origin = MessageOrigin.UC
+        else:
             sender_uri = f"sip:system@{self.settings.current.sip_domain}"
             display = "sip2uc"
-        else:
-            sender_uri, display = sender.sip_uri, sender.display_name
         message = await self._accept(
             sender=sender,
             sender_uri=sender_uri,
             display_name=display,
             recipient=recipient,
             text=text,
-            origin=MessageOrigin.API,
+            origin=origin,
         )
         settled = self._settled.get(message.seq)
         if settled is not None:

@@ -66,6 +66,8 @@ class KamailioPresence:
     udp_port: int = field(default_factory=free_port)
     tcp_port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
+    #: Where MESSAGEs go (a SIP URI such as sip:127.0.0.1:PORT); empty: 405 like any method.
+    message_target: str = ""
     process: subprocess.Popen[bytes] | None = None
     ca_pem: str = ""
 
@@ -104,6 +106,7 @@ class KamailioPresence:
             "MIN_EXPIRES": self.min_expires,
             "USERNAME": USERNAME,
             "PASSWORD": PASSWORD,
+            "MESSAGE_TARGET": self.message_target,
         }.items():
             text = text.replace(f"@@{name}@@", str(value))
         cfg = self.work / "presence.cfg"
@@ -111,6 +114,7 @@ class KamailioPresence:
         defines = [
             *(["-A", "WITH_AUTH"] if self.auth else []),
             *(["-A", "WITH_TLS"] if self.tls else []),
+            *(["-A", "WITH_MESSAGES"] if self.message_target else []),
         ]
         self.process = subprocess.Popen(
             [KAMAILIO, "-f", str(cfg), "-DD", "-E", "-m", "128", "-M", "16", *defines],

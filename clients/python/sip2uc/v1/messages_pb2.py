@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sip2uc/v1/messages.proto\x12\tsip2uc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x02\n\x0cShortMessage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nsender_uri\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x15\n\rrecipient_uri\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06origin\x18\x08 \x01(\x0e\x32\x18.sip2uc.v1.MessageOrigin\x12\'\n\x05state\x18\t \x01(\x0e\x32\x18.sip2uc.v1.DeliveryState\x12\x19\n\x11\x64\x65vices_attempted\x18\n \x01(\r\x12\x19\n\x11\x64\x65vices_delivered\x18\x0b \x01(\r\x12\x16\n\x0e\x64\x65vices_failed\x18\x0c \x01(\r\x12\x16\n\x0e\x66\x61ilure_reason\x18\r \x01(\t\x12\x1b\n\x13sender_display_name\x18\x0e \x01(\t\"E\n\x12SendMessageRequest\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\"?\n\x13SendMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.sip2uc.v1.ShortMessage\"!\n\x11GetMessageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x12GetMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.sip2uc.v1.ShortMessage\"J\n\x13ListMessagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\"Z\n\x14ListMessagesResponse\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.sip2uc.v1.ShortMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x14WatchMessagesRequest\x12\r\n\x05users\x18\x01 \x03(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"\x90\x01\n\x15WatchMessagesResponse\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x17.sip2uc.v1.ShortMessageH\x00\x12\x32\n\x0e\x63ursor_expired\x18\x02 \x01(\x0b\x32\x18.sip2uc.v1.CursorExpiredH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\tB\x07\n\x05\x65vent\")\n\rCursorExpired\x12\x18\n\x10requested_cursor\x18\x01 \x01(\t*z\n\rMessageOrigin\x12\x1e\n\x1aMESSAGE_ORIGIN_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_ORIGIN_HANDSET\x10\x01\x12\x16\n\x12MESSAGE_ORIGIN_API\x10\x02\x12\x15\n\x11MESSAGE_ORIGIN_UC\x10\x03*\x84\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x03\x32\xd0\x02\n\x0eMessageService\x12L\n\x0bSendMessage\x12\x1d.sip2uc.v1.SendMessageRequest\x1a\x1e.sip2uc.v1.SendMessageResponse\x12I\n\nGetMessage\x12\x1c.sip2uc.v1.GetMessageRequest\x1a\x1d.sip2uc.v1.GetMessageResponse\x12O\n\x0cListMessages\x12\x1e.sip2uc.v1.ListMessagesRequest\x1a\x1f.sip2uc.v1.ListMessagesResponse\x12T\n\rWatchMessages\x12\x1f.sip2uc.v1.WatchMessagesRequest\x1a .sip2uc.v1.WatchMessagesResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sip2uc/v1/messages.proto\x12\tsip2uc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x02\n\x0cShortMessage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x12\n\nsender_uri\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\x12\x15\n\rrecipient_uri\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x06origin\x18\x08 \x01(\x0e\x32\x18.sip2uc.v1.MessageOrigin\x12\'\n\x05state\x18\t \x01(\x0e\x32\x18.sip2uc.v1.DeliveryState\x12\x19\n\x11\x64\x65vices_attempted\x18\n \x01(\r\x12\x19\n\x11\x64\x65vices_delivered\x18\x0b \x01(\r\x12\x16\n\x0e\x64\x65vices_failed\x18\x0c \x01(\r\x12\x16\n\x0e\x66\x61ilure_reason\x18\r \x01(\t\x12\x1b\n\x13sender_display_name\x18\x0e \x01(\t\"v\n\x12SendMessageRequest\x12\x11\n\trecipient\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x12\n\nsender_uri\x18\x04 \x01(\t\x12\x1b\n\x13sender_display_name\x18\x05 \x01(\t\"?\n\x13SendMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.sip2uc.v1.ShortMessage\"!\n\x11GetMessageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\">\n\x12GetMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.sip2uc.v1.ShortMessage\"J\n\x13ListMessagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04user\x18\x03 \x01(\t\"Z\n\x14ListMessagesResponse\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.sip2uc.v1.ShortMessage\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"5\n\x14WatchMessagesRequest\x12\r\n\x05users\x18\x01 \x03(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"\x90\x01\n\x15WatchMessagesResponse\x12*\n\x07message\x18\x01 \x01(\x0b\x32\x17.sip2uc.v1.ShortMessageH\x00\x12\x32\n\x0e\x63ursor_expired\x18\x02 \x01(\x0b\x32\x18.sip2uc.v1.CursorExpiredH\x00\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\tB\x07\n\x05\x65vent\")\n\rCursorExpired\x12\x18\n\x10requested_cursor\x18\x01 \x01(\t*z\n\rMessageOrigin\x12\x1e\n\x1aMESSAGE_ORIGIN_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_ORIGIN_HANDSET\x10\x01\x12\x16\n\x12MESSAGE_ORIGIN_API\x10\x02\x12\x15\n\x11MESSAGE_ORIGIN_UC\x10\x03*\x84\x01\n\rDeliveryState\x12\x1e\n\x1a\x44\x45LIVERY_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44\x45LIVERY_STATE_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATE_DELIVERED\x10\x02\x12\x19\n\x15\x44\x45LIVERY_STATE_FAILED\x10\x03\x32\xd0\x02\n\x0eMessageService\x12L\n\x0bSendMessage\x12\x1d.sip2uc.v1.SendMessageRequest\x1a\x1e.sip2uc.v1.SendMessageResponse\x12I\n\nGetMessage\x12\x1c.sip2uc.v1.GetMessageRequest\x1a\x1d.sip2uc.v1.GetMessageResponse\x12O\n\x0cListMessages\x12\x1e.sip2uc.v1.ListMessagesRequest\x1a\x1f.sip2uc.v1.ListMessagesResponse\x12T\n\rWatchMessages\x12\x1f.sip2uc.v1.WatchMessagesRequest\x1a .sip2uc.v1.WatchMessagesResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sip2uc.v1.messages_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGEORIGIN']._serialized_start=1106
-  _globals['_MESSAGEORIGIN']._serialized_end=1228
-  _globals['_DELIVERYSTATE']._serialized_start=1231
-  _globals['_DELIVERYSTATE']._serialized_end=1363
+  _globals['_MESSAGEORIGIN']._serialized_start=1155
+  _globals['_MESSAGEORIGIN']._serialized_end=1277
+  _globals['_DELIVERYSTATE']._serialized_start=1280
+  _globals['_DELIVERYSTATE']._serialized_end=1412
   _globals['_SHORTMESSAGE']._serialized_start=73
   _globals['_SHORTMESSAGE']._serialized_end=456
   _globals['_SENDMESSAGEREQUEST']._serialized_start=458
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=527
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=529
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=592
-  _globals['_GETMESSAGEREQUEST']._serialized_start=594
-  _globals['_GETMESSAGEREQUEST']._serialized_end=627
-  _globals['_GETMESSAGERESPONSE']._serialized_start=629
-  _globals['_GETMESSAGERESPONSE']._serialized_end=691
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=693
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=767
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=769
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=859
-  _globals['_WATCHMESSAGESREQUEST']._serialized_start=861
-  _globals['_WATCHMESSAGESREQUEST']._serialized_end=914
-  _globals['_WATCHMESSAGESRESPONSE']._serialized_start=917
-  _globals['_WATCHMESSAGESRESPONSE']._serialized_end=1061
-  _globals['_CURSOREXPIRED']._serialized_start=1063
-  _globals['_CURSOREXPIRED']._serialized_end=1104
-  _globals['_MESSAGESERVICE']._serialized_start=1366
-  _globals['_MESSAGESERVICE']._serialized_end=1702
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=576
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=578
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=641
+  _globals['_GETMESSAGEREQUEST']._serialized_start=643
+  _globals['_GETMESSAGEREQUEST']._serialized_end=676
+  _globals['_GETMESSAGERESPONSE']._serialized_start=678
+  _globals['_GETMESSAGERESPONSE']._serialized_end=740
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=742
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=816
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=818
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=908
+  _globals['_WATCHMESSAGESREQUEST']._serialized_start=910
+  _globals['_WATCHMESSAGESREQUEST']._serialized_end=963
+  _globals['_WATCHMESSAGESRESPONSE']._serialized_start=966
+  _globals['_WATCHMESSAGESRESPONSE']._serialized_end=1110
+  _globals['_CURSOREXPIRED']._serialized_start=1112
+  _globals['_CURSOREXPIRED']._serialized_end=1153
+  _globals['_MESSAGESERVICE']._serialized_start=1415
+  _globals['_MESSAGESERVICE']._serialized_end=1751
 # @@protoc_insertion_point(module_scope)

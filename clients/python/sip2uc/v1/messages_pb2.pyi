@@ -165,6 +165,8 @@ class SendMessageRequest(_message.Message):
     RECIPIENT_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     SENDER_FIELD_NUMBER: _builtins.int
+    SENDER_URI_FIELD_NUMBER: _builtins.int
+    SENDER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     recipient: _builtins.str
     """The recipient: a user reference (resource name, extension, E.164
     number or SIP URI).
@@ -173,18 +175,28 @@ class SendMessageRequest(_message.Message):
     """The text, at most the `message_max_bytes` setting in UTF-8."""
     sender: _builtins.str
     """The sending user (a user reference); empty: the system, shown as
-    `sip:system@<sip domain>`.
+    `sip:system@<sip domain>`, or `sender_uri`.
     """
+    sender_uri: _builtins.str
+    """For a text from the UC side (a connector's platform): its sender's SIP
+    URI, shown as the From of the handsets' MESSAGE; `sender` must then be
+    empty, and the message's origin is MESSAGE_ORIGIN_UC. Connectors do not
+    send such messages back to the UC side.
+    """
+    sender_display_name: _builtins.str
+    """With `sender_uri`: the sender's display name."""
     def __init__(
         self,
         *,
         recipient: _builtins.str = ...,
         text: _builtins.str = ...,
         sender: _builtins.str = ...,
+        sender_uri: _builtins.str = ...,
+        sender_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recipient", b"recipient", "sender", b"sender", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recipient", b"recipient", "sender", b"sender", "sender_display_name", b"sender_display_name", "sender_uri", b"sender_uri", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
