@@ -246,3 +246,43 @@ async def test_numbers_and_trimming_survive_a_restart(tmp_path: Path, clock: Clo
     assert sent.name == "messages/3"
     assert (expired.WhichOneof("event"), expired.cursor) == ("cursor_expired", "2")
     assert held.message.text == "three"
+
+
+async def test_a_text_from_the_uc_side_names_its_sender_and_origin(
+    stub: messages_pb2_grpc.MessageServiceStub,
+) -> None:
+    request = messages_pb2.SendMessageRequest(
+        recipient="201",
+        text="from a UC client",
+        sender_uri="sip:carol@uc.example.com",
+        sender_display_name="Carol",
+    )
+
+    sent = (await stub.SendMessage(request)).message
+
+    assert (sent.sender, sent.sender_uri, sent.sender_display_name) == (
+        "",
+        "sip:carol@uc.example.com",
+        "Carol",
+    )
+    assert sent.origin == messages_pb2.MESSAGE_ORIGIN_UC
+
+
+async def test_a_uc_sender_must_be_a_sip_uri_and_not_beside_a_user(
+    stub: messages_pb2_grpc.MessageServiceStub,
+) -> None:
+    cases = [
+        (messages_pb2.SendMessageRequest(sender_uri="carol"), "sender_uri"),
+        (messages_pb2.SendMessageRequest(sender_uri="sip:uc.example.com"), "sender_uri"),
+        (
+            messages_pb2.SendMessageRequest(sender="200", sender_uri="sip:c@uc.example.com"),
+            "sender_uri",
+        ),
+        (messages_pb2.SendMessageRequest(sender_display_name="Carol"), "sender_display_name"),
+    ]
+    for request, field in cases:
+        request.recipient, request.text = "201", "hi"
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.SendMessage(request)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(info.value) == [field]
