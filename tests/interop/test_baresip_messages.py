@@ -119,7 +119,15 @@ async def phones() -> AsyncIterator[list[Baresip]]:
         await phone.stop()
 
 
-async def registered(stack: Stack, user: str) -> None:
+async def registered(stack: Stack, user: str, phone: Baresip) -> None:
+    """Wait (bounded) for `user`'s binding; on failure say what baresip printed."""
+    try:
+        await _registered(stack, user)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; baresip said:\n{phone.output[-3000:]}") from None
+
+
+async def _registered(stack: Stack, user: str) -> None:
     stub = registrations_pb2_grpc.RegistrationServiceStub(stack.channel)
 
     async def probe() -> bool | None:
@@ -129,7 +137,7 @@ async def registered(stack: Stack, user: str) -> None:
         )
         return True if found.registrations else None
 
-    await eventually(probe, f"{user}'s baresip to register", 15)
+    await eventually(probe, f"{user}'s baresip to register", 30)
 
 
 async def cli(stack: Stack, *args: str) -> asyncio.subprocess.Process:
@@ -155,7 +163,7 @@ async def test_baresip_receives_a_message_sent_with_the_cli(
     sip_port = sidecar.listen_addresses[next(iter(sidecar.listen_addresses))][1]
     bob = await start_baresip(stack.tmp, sip_port, "bob", "bob-secret")
     phones.append(bob)
-    await registered(stack, "bob")
+    await registered(stack, "bob", bob)
 
     sender = await cli(stack, "message", "send", "sip:bob@sip2uc.local", "Kantine heute: Spätzle")
     out, err = await asyncio.wait_for(sender.communicate(), 30)
@@ -176,7 +184,7 @@ async def test_a_baresip_message_reaches_the_watch_of_the_cli(
         stack.tmp, sip_port, "alice", "alice-secret", contact=f"sip:bob@{DOMAIN}"
     )
     phones.append(alice)
-    await registered(stack, "alice")
+    await registered(stack, "alice", alice)
     # From the start of the history, so that it cannot miss the message however late it opens.
     watch = await cli(stack, "message", "watch", "--cursor", "0", "--count", "1")
     stack.processes.append(watch)
