@@ -18,6 +18,12 @@ A bridge only has to:
 - ``close`` — stop; with ``remove=True`` (the connector was deleted) also withdraw what it
   published.
 
+A bridge whose platform carries short messages also implements :class:`MessageBridge`: the
+runner then follows ``MessageService.WatchMessages`` and gives it every message accepted from a
+handset or the API (``deliver_message``), and the bridge hands texts from the platform to
+``BridgeContext.bring_in_message`` (sent to the user's handsets with ``SendMessage``, the
+platform's sender as ``sender_uri``). Texts that came from the UC side are never given back.
+
 Loops are impossible by construction: the runner never gives a bridge back a state that this
 same connector brought in. When the deciding state of a user is EXTERNAL from this connector,
 ``deliver`` gets the user's *own* state instead (registration and calls: see
@@ -44,8 +50,11 @@ __all__ = [
     "BridgeHealth",
     "BridgeState",
     "ConnectorConfig",
+    "InboundMessage",
     "InboundPresence",
     "MappedUser",
+    "MessageBridge",
+    "OutboundMessage",
     "PresenceSource",
     "PresenceUpdate",
     "StateChanges",
@@ -144,6 +153,30 @@ class InboundPresence:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundMessage:
+    """A short message sip2uc accepted, for the platform: to `recipient` (``users/{id}``, SIP
+    identity `recipient_uri`) from `sender_uri`."""
+
+    name: str
+    recipient: str
+    recipient_uri: str
+    sender: str
+    sender_uri: str
+    sender_display_name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundMessage:
+    """A short message from the platform for a sip2uc user (`user`, any user reference)."""
+
+    user: str
+    sender_uri: str
+    sender_display_name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MappedUser:
     """A sip2uc user with the identities bridges map by."""
 
@@ -208,6 +241,8 @@ class BridgeContext:
     log: logging.Logger
     #: Epoch seconds; the runner's clock.
     clock: Callable[[], float]
+    #: Hand a short message from the platform to the user's handsets (`MessageBridge` only).
+    bring_in_message: Callable[[InboundMessage], None] = lambda _message: None
 
 
 class Bridge(Protocol):
@@ -227,6 +262,15 @@ class Bridge(Protocol):
     def take_state_changes(self) -> StateChanges: ...
 
     async def close(self, *, remove: bool) -> None: ...
+
+
+class MessageBridge(Bridge, Protocol):
+    """A bridge whose platform carries short messages (see the module docstring)."""
+
+    async def deliver_message(self, message: OutboundMessage) -> None:
+        """Send `message` to the platform when its recipient is on it; raise `BridgeError` when
+        the platform refused it (it is not retried: the sender has had its answer)."""
+        ...
 
 
 #: Builds the bridge of a connector kind (``kinds.BRIDGES``).

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 from sip2uc.client import discover_token, is_loopback, join_target, split_target
-from sip2uc.v1 import connectors_pb2_grpc, presence_pb2_grpc, users_pb2_grpc
+from sip2uc.v1 import connectors_pb2_grpc, messages_pb2_grpc, presence_pb2_grpc, users_pb2_grpc
 
 __all__ = ["ControlApi"]
 
@@ -47,6 +47,7 @@ class ControlApi:
         self.presence = presence_pb2_grpc.PresenceServiceStub(self.channel)
         self.users = users_pb2_grpc.UserServiceStub(self.channel)
         self.connectors = connectors_pb2_grpc.ConnectorServiceStub(self.channel)
+        self.messages = messages_pb2_grpc.MessageServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close(None)

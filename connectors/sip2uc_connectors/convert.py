@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
-from sip2uc.v1 import common_pb2, connectors_pb2, presence_pb2, users_pb2
+from sip2uc.v1 import common_pb2, connectors_pb2, messages_pb2, presence_pb2, users_pb2
 
 from .bridge import (
     Activity,
@@ -13,8 +13,10 @@ from .bridge import (
     BridgeHealth,
     BridgeState,
     ConnectorConfig,
+    InboundMessage,
     InboundPresence,
     MappedUser,
+    OutboundMessage,
     PresenceSource,
     PresenceUpdate,
     StateChanges,
@@ -164,4 +166,28 @@ def state_to_pb(
             connectors_pb2.ConnectorStateEntry(key=k, value=v) for k, v in changes.upserts.items()
         ],
         deletes=sorted(changes.deletes),
+    )
+
+
+def message_from_pb(m: messages_pb2.ShortMessage) -> OutboundMessage | None:
+    """A message for a bridge; None for one that came from the UC side (never sent back)."""
+    if m.origin == messages_pb2.MESSAGE_ORIGIN_UC:
+        return None
+    return OutboundMessage(
+        name=m.name,
+        recipient=m.recipient,
+        recipient_uri=m.recipient_uri,
+        sender=m.sender,
+        sender_uri=m.sender_uri,
+        sender_display_name=m.sender_display_name,
+        text=m.text,
+    )
+
+
+def inbound_message_to_send(message: InboundMessage) -> messages_pb2.SendMessageRequest:
+    return messages_pb2.SendMessageRequest(
+        recipient=message.user,
+        text=message.text,
+        sender_uri=message.sender_uri,
+        sender_display_name=message.sender_display_name,
     )

@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import grpc
 from sip2uc.v1 import connectors_pb2, presence_pb2, users_pb2
@@ -48,8 +48,10 @@ from .bridge import (
     BridgeHealth,
     BridgeState,
     ConnectorConfig,
+    InboundMessage,
     InboundPresence,
     MappedUser,
+    MessageBridge,
     PresenceUpdate,
     StateChanges,
 )
@@ -65,6 +67,7 @@ from .convert import (
     status_to_pb,
     user_from_pb,
 )
+from .message_relay import MessageRelay
 from .outbound import OutboundQueue
 
 __all__ = ["BridgeRunner", "RunnerOptions", "default_runner_name"]
@@ -265,6 +268,12 @@ class _Session:
         self.last_sync = 0.0
         self.changes_in = 0
         self.users_seen: list[MappedUser] = []
+        #: Short messages both ways, for a bridge whose platform carries them.
+        self.messages = (
+            MessageRelay(self.api, cast(MessageBridge, bridge), config.name, runner.log)
+            if hasattr(bridge, "deliver_message")
+            else None
+        )
         # Report often enough that the session never lapses between two reports.
         interval = runner.options.status_interval
         self.status_interval = min(interval, lease / 3) if lease > 0 else interval
@@ -294,6 +303,7 @@ class _Session:
                     bring_in=self._bring_in,
                     log=self.log,
                     clock=self.runner.clock,
+                    bring_in_message=self._bring_in_message,
                 )
             )
             started = True
@@ -335,6 +345,9 @@ class _Session:
                 self._dispatch(self.inbound, self.in_work, _INBOUND_CALLS, self._bring_in_one)
             )
         )
+        if self.messages is not None:
+            relay = self.messages.follow(self.runner.options.max_backoff)
+            tasks.append(asyncio.create_task(relay, name=f"{self.name} messages"))
         stopper = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -352,6 +365,8 @@ class _Session:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.messages is not None:
+                await self.messages.close()
 
     async def _every(self, interval: float, action: Callable[[], object]) -> None:
         while True:
@@ -461,6 +476,10 @@ class _Session:
                 self.last_sync = self._now()
 
     # --- in ------------------------------------------------------------------------------------
+
+    def _bring_in_message(self, message: InboundMessage) -> None:
+        if self.messages is not None:
+            self.messages.bring_in(message)
 
     def _bring_in(self, inbound: InboundPresence) -> None:
         self.inbound.offer(inbound.user, inbound, 0, self._now())

@@ -23,6 +23,8 @@ from sip2uc.v1 import (
     contacts_pb2_grpc,
     directory_pb2,
     directory_pb2_grpc,
+    messages_pb2,
+    messages_pb2_grpc,
     presence_pb2,
     presence_pb2_grpc,
     registrations_pb2,
@@ -40,6 +42,7 @@ from .api.calls import CallServicer
 from .api.connectors import ConnectorServicer
 from .api.contacts import ContactServicer
 from .api.directory import DirectoryServicer
+from .api.messages import MessageServicer
 from .api.presence import PresenceServicer
 from .api.registrations import RegistrationServicer
 from .api.sidecar import SidecarServicer
@@ -74,6 +77,7 @@ SERVICE_NAMES = (
     connectors_pb2.DESCRIPTOR.services_by_name["ConnectorService"].full_name,
     contacts_pb2.DESCRIPTOR.services_by_name["ContactService"].full_name,
     trunks_pb2.DESCRIPTOR.services_by_name["TrunkService"].full_name,
+    messages_pb2.DESCRIPTOR.services_by_name["MessageService"].full_name,
 )
 
 
@@ -170,6 +174,7 @@ class ControlPlane:
         trunks_pb2_grpc.add_TrunkServiceServicer_to_server(
             TrunkServicer(core, sidecar.push_settings), server
         )
+        messages_pb2_grpc.add_MessageServiceServicer_to_server(MessageServicer(core), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server

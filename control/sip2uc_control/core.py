@@ -33,6 +33,7 @@ from .errors import (
     check,
 )
 from .lockout import AccountLock, AccountLockout, LockoutPolicy
+from .messaging.hub import MessageHub
 from .phonebook import PhonebookFeed
 from .presence import Availability, PresenceChange, PresenceEngine, Source
 from .presence_hub import PresenceHub
@@ -53,6 +54,7 @@ from .store.connectors import ConnectorStore
 from .store.contacts import ContactStore
 from .store.db import Database, open_database
 from .store.enrollments import EnrollmentStore
+from .store.messages import MessageStore
 from .store.presence import PresenceStore
 from .store.settings import SettingsStore
 from .store.sidecars import SidecarStore
@@ -107,6 +109,15 @@ class ControlCore:
             clock=clock,
             trunks=self.trunks,
         )
+        self.messages = MessageHub(
+            log_store=MessageStore(db),
+            users=self.users,
+            bindings=self.bindings,
+            sidecars=self.sidecars,
+            settings=self.settings,
+            authenticate=self.authenticate,
+            clock=clock,
+        )
         self.connectors = ConnectorStore(db)
         self.connector_sessions = SessionTable()
         self.lockout = AccountLockout()
@@ -145,6 +156,8 @@ class ControlCore:
         await core.contacts.load()
         await core.trunk_store.load()
         await core.adopt_upstream_trunk()
+        core.messages.configure(core.settings.current)
+        await core.messages.load()
         core.metrics.observe(core)
         return core
 
@@ -166,6 +179,7 @@ class ControlCore:
         self.phonebook.close()
         self.sidecars.close()
         self.connectors.close()
+        self.messages.close()
         await self.presence.drain()
         await self.db.close()
 
@@ -632,6 +646,7 @@ class ControlCore:
         old = self.settings.current
         saved = await self.settings.save(new)
         self.lockout.policy = _lockout_policy(saved)
+        self.messages.configure(saved)
         if saved.realm != old.realm:
             log.warning(
                 "realm changed from %r to %r: every handset password must be set again",
@@ -722,6 +737,7 @@ class ControlCore:
             await self.remove_bindings(due, "expired")
         await self.presence.expire_due()
         await self.calls.sweep()
+        await self.messages.sweep()
         grace = self.settings.current.sidecar_grace_seconds
         gone = self.sidecars.lost_longer_than(grace, now)
         if gone:
@@ -743,6 +759,7 @@ class ControlCore:
                 ticks += 1
                 if ticks % 2400 == 0:
                     await self.presence.trim_log()
+                    await self.messages.trim()
             except StorageUnavailable:
                 pass  # the store says so once; the sweep retries on the next tick
             except Exception:

@@ -59,6 +59,13 @@ class ServerSettings:
     sidecars: tuple[SidecarPolicy, ...] = ()
     upstream_trunk: UpstreamTrunk = field(default_factory=UpstreamTrunk)
     default_region: str = ""
+    # Short messages (docs/handset-features.md): the body limit keeps a MESSAGE inside one UDP
+    # datagram (RFC 3428 §7: 1,300 bytes for the whole request without congestion control).
+    message_max_bytes: int = 1024
+    message_rate_per_minute: int = 30
+    message_burst: int = 10
+    message_retention_days: int = 30
+    message_history_max: int = 100_000
 
     @property
     def code_table(self) -> CodeTable:
@@ -127,6 +134,11 @@ RANGES: dict[str, tuple[int, int]] = {
     "account_lock_seconds": (1, 86400 * 7),
     "sidecar_grace_seconds": (0, 86400),
     "default_channel_limit": (1, CHANNEL_LIMIT_MAX),
+    "message_max_bytes": (16, 60_000),
+    "message_rate_per_minute": (1, 10_000),
+    "message_burst": (1, 1000),
+    "message_retention_days": (1, 3650),
+    "message_history_max": (100, 10_000_000),
 }
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")

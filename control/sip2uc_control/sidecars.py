@@ -11,6 +11,7 @@ from sip2uc_core.sip.digest import Algorithm
 
 from .calls.commands import Command
 from .errors import AlreadyExists, StorageUnavailable
+from .messaging.model import DeliverMessage
 from .settings import ServerSettings
 from .trunks import Trunk
 from .watchers import Watchers, WatchQueue
@@ -97,7 +98,7 @@ class LiftBan:
 
 
 #: What a session's queue holds: what to send the sidecar, or that the session is over.
-SessionItem = Command | SettingsChanged | LiftBan | SessionReplaced | SessionEnded
+SessionItem = Command | DeliverMessage | SettingsChanged | LiftBan | SessionReplaced | SessionEnded
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,15 @@ class Heartbeat:
 
     active_legs: int
     relay_ports_in_use: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """A handset's final answer to a `DeliverMessage` the sidecar sent it."""
+
+    delivery_id: str
+    status: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +283,7 @@ class SidecarRegistry:
         queue.put_nowait(SessionEnded(reason))
         return True
 
-    def send(self, name: str, command: Command) -> bool:
+    def send(self, name: str, command: Command | DeliverMessage) -> bool:
         """Queue a command for a connected sidecar; False when it is not connected."""
         queue = self.queues.get(name)
         if queue is None:

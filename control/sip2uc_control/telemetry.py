@@ -131,6 +131,11 @@ class ControlMetrics:
                 "wrong_password, algorithm, locked)"
             ),
         )
+        self.messages = meter.create_counter(
+            "sip2uc_messages",
+            description="Short messages by origin and outcome (a handset's SIP status, or the "
+            "delivery state of an API text)",
+        )
         self.account_locks = meter.create_counter(
             "sip2uc_auth_account_locks",
             description="Accounts locked after failed logins from many sources",

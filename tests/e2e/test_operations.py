@@ -101,7 +101,9 @@ def test_up_serves_sip_over_tls_and_stops_without_a_warning(
         answer = tls.recv(4096).decode()
 
     assert answer.startswith("SIP/2.0 200 OK\r\n"), answer
-    assert "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO, SUBSCRIBE\r\n" in answer
+    assert (
+        "Allow: REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO, MESSAGE, SUBSCRIBE\r\n" in answer
+    )
     assert server.stop() == 0
     said = "".join(server.log)
     assert " WARNING " not in said and " ERROR " not in said and "Traceback" not in said, said
@@ -127,7 +129,7 @@ def test_a_405_leaves_one_line_per_source_at_the_default_level(
     line = server.wait_for(r"INFO sip2uc_media\.sidecar\.dispatch: (405 for PUBLISH .*)")
     assert line.group(1) == (
         f"405 for PUBLISH from 127.0.0.1:{probe_port} (ops, ops-probe/1.0): "
-        "this sidecar serves REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO, SUBSCRIBE"
+        "this sidecar serves REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, INFO, MESSAGE, SUBSCRIBE"
     )
     assert sum("405 for PUBLISH" in entry for entry in server.log) == 1
 
@@ -231,11 +233,12 @@ def test_a_full_disk_refuses_changes_in_plain_words_and_says_so_once(tiny_disk: 
         admin = server.wait_for(r"sip2uc up: admin API (\S+),").group(1)
         server.wait_for("welcomed this sidecar")
         filler = tiny_disk / "filler"
-        with filler.open("wb") as out:
+        # Unbuffered: a partly written block must not stay in a buffer that closing the file
+        # would try (and fail) to write again, whatever the free space was a multiple of.
+        with filler.open("wb", buffering=0) as out:
             try:
                 while True:
                     out.write(b"\0" * 65536)
-                    out.flush()
             except OSError:
                 pass
 

@@ -408,9 +408,15 @@ class World:
         ).presence
 
 
-async def make_world(tmp_path: Path, *, tls: bool = False, min_expires: int = 0) -> World:
+async def make_world(
+    tmp_path: Path, *, tls: bool = False, min_expires: int = 0, message_target: str = ""
+) -> World:
     kamailio = presence_server.KamailioPresence(
-        tmp_path / "kamailio", auth=True, tls=tls, min_expires=min_expires
+        tmp_path / "kamailio",
+        auth=True,
+        tls=tls,
+        min_expires=min_expires,
+        message_target=message_target,
     ).start()
     control = ControlPlane(
         ControlConfig(data_dir=tmp_path / "control", grpc_listen="127.0.0.1:0", metrics_listen=None)

@@ -27,6 +27,7 @@ from sip2uc.v1 import (
     common_pb2,
     contacts_pb2_grpc,
     directory_pb2_grpc,
+    messages_pb2_grpc,
     presence_pb2_grpc,
     registrations_pb2,
     registrations_pb2_grpc,
@@ -237,6 +238,7 @@ class Sip2ucClient:
         self.admin = admin_pb2_grpc.AdminServiceStub(channel)
         self.directory = directory_pb2_grpc.DirectoryServiceStub(channel)
         self.contacts = contacts_pb2_grpc.ContactServiceStub(channel)
+        self.messages = messages_pb2_grpc.MessageServiceStub(channel)
         self.sidecars = sidecar_pb2_grpc.SidecarServiceStub(channel)
 
     def close(self) -> None:

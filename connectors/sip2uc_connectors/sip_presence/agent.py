@@ -58,6 +58,8 @@ from .subscription import (
 __all__ = [
     "AgentEvent",
     "Endpoint",
+    "MessageAnswered",
+    "MessageReceived",
     "Notified",
     "PresenceAgent",
     "PublishFailed",
@@ -107,7 +109,30 @@ class Notified:
     content_type: str
 
 
-AgentEvent: TypeAlias = Published | PublishFailed | Notified
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A short message (RFC 3428) the server sent for `entity` (its To identity), answered 202."""
+
+    entity: str
+    sender_uri: str
+    sender_display_name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAnswered:
+    """The server's final answer to `send_message` number `token` (status 0: no answer)."""
+
+    token: int
+    status: int
+    reason: str
+
+
+AgentEvent: TypeAlias = Published | PublishFailed | Notified | MessageReceived | MessageAnswered
+#: The one type of text the bridge takes and sends (RFC 3428 §9 makes it the one to support).
+TEXT_PLAIN = "text/plain"
+#: The largest text accepted from the server, in bytes.
+MAX_TEXT_BYTES = 60_000
 _PubKey: TypeAlias = tuple[str, str]  # (entity, event)
 _Key: TypeAlias = tuple[str, str, str]  # ("pub", entity, event) | ("sub", entity, "")
 
@@ -125,12 +150,25 @@ class _PubSlot:
 
 
 @dataclass(slots=True)
+class _OutMessage:
+    token: int
+    to: str
+    sender_uri: str
+    sender_display_name: str
+    body: bytes
+    call_id: str
+    from_tag: str
+    cseq: int = 1
+
+
+@dataclass(slots=True)
 class _Sent:
     key: _Key
     request: SipRequest
     publish: PublishRequest | None = None
     subscribe: SubscribeRequest | None = None
     auth_resends: int = 0
+    message: _OutMessage | None = None
 
 
 def spread_of(text: str) -> float:
@@ -151,6 +189,7 @@ class PresenceAgent:
         max_in_flight: int = 200,
         user_agent: str = "sip2uc",
         watcher_user: str = "sip2uc",
+        knows: Callable[[str], bool] = lambda _entity: False,
     ) -> None:
         self.server = server
         self.local: Endpoint | None = None
@@ -158,6 +197,9 @@ class PresenceAgent:
         self.max_in_flight = max(1, max_in_flight)
         self.user_agent = user_agent
         self.watcher_user = username or watcher_user
+        #: Whether a MESSAGE from the server for this identity has somewhere to go.
+        self.knows = knows
+        self._message_tokens = itertools.count(1)
         self.auth = ClientAuth(username, password, random_bytes)
         self._random = random_bytes
         self._branch = BranchGenerator(random_bytes)
@@ -211,6 +253,27 @@ class PresenceAgent:
     def settled(self, entity: str, event: str) -> int:
         slot = self._pubs.get((entity, event))
         return slot.publication.settled if slot is not None else 0
+
+    def send_message(
+        self, to: str, sender_uri: str, sender_display_name: str, text: str, now: float
+    ) -> int:
+        """Send a short message to `to` through the server; a `MessageAnswered` with the token
+        returned here follows. Messages do not wait in the ready queue: they are rare."""
+        token = next(self._message_tokens)
+        if self.local is None:
+            self._events.append(MessageAnswered(token, 503, "not connected"))
+            return token
+        call_id, from_tag = self._new_dialog_ids()
+        out = _OutMessage(
+            token, to, sender_uri, sender_display_name, text.encode("utf-8"), call_id, from_tag
+        )
+        try:
+            message = self._build_message(out)
+        except SipParseError as exc:
+            self._events.append(MessageAnswered(token, 400, f"bad URI: {exc}"))
+            return token
+        self._send(("msg", str(token), ""), message, now, message_out=out)
+        return token
 
     def subscribe(self, entity: str, now: float) -> None:
         sub = self._subs.get(entity)
@@ -271,7 +334,7 @@ class PresenceAgent:
                     self._final(event.txn_id, event.response, now)
             elif isinstance(event, RequestReceived):
                 if event.txn_id is not None:
-                    self._request(event.txn_id, event.request, now)
+                    self._request(event.txn_id, event.request, source_host, now)
             elif isinstance(event, Overloaded):
                 self.layer.send_stateless(
                     make_response(event.request, 503, headers=[("Retry-After", "5")]),
@@ -444,6 +507,22 @@ class PresenceAgent:
         self.auth.authorize(message, body)
         return message
 
+    def _build_message(self, out: _OutMessage) -> SipRequest:
+        headers = self._headers(self._branch())
+        name = out.sender_display_name
+        quotable = name.isprintable() and not any(c in name for c in '"\\')
+        sender = f'"{name}" ' if name and quotable else ""
+        headers.add("From", f"{sender}<{out.sender_uri}>;tag={out.from_tag}")
+        headers.add("To", f"<{out.to}>")
+        headers.add("Call-ID", out.call_id)
+        headers.add("CSeq", f"{out.cseq} MESSAGE")
+        headers.add("Content-Type", f"{TEXT_PLAIN};charset=UTF-8")
+        headers.add("User-Agent", self.user_agent)
+        message = SipRequest("MESSAGE", parse_uri(out.to), headers, out.body)
+        parse_uri(out.sender_uri)  # refuse a sender that is no URI before anything is sent
+        self.auth.authorize(message, out.body)
+        return message
+
     def _build_subscribe(self, entity: str, request: SubscribeRequest) -> SipRequest:
         local = self.local
         assert local is not None
@@ -475,15 +554,18 @@ class PresenceAgent:
         publish: PublishRequest | None = None,
         subscribe: SubscribeRequest | None = None,
         auth_resends: int = 0,
+        message_out: _OutMessage | None = None,
     ) -> None:
         try:
             txn_id = self.layer.send_request(message, self._dest, now)
         except TransactionError as exc:
             # The layer is full: try again once answers have made room.
             self.last_error = f"transaction layer: {exc}"
+            if message_out is not None:
+                self._events.append(MessageAnswered(message_out.token, 503, "too busy"))
             self._fail_unsent(key, publish, subscribe, now)
             return
-        self._sent[txn_id] = _Sent(key, message, publish, subscribe, auth_resends)
+        self._sent[txn_id] = _Sent(key, message, publish, subscribe, auth_resends, message_out)
 
     def _fail_unsent(
         self,
@@ -517,6 +599,12 @@ class PresenceAgent:
         ):
             self._resend_authorized(sent, now)
             return
+        if sent.message is not None:
+            status, reason = (
+                (0, "no answer") if response is None else (response.status, response.reason)
+            )
+            self._events.append(MessageAnswered(sent.message.token, status, reason))
+            return
         if sent.publish is not None:
             self._publish_answered(sent, response, now)
         elif sent.subscribe is not None:
@@ -525,6 +613,16 @@ class PresenceAgent:
 
     def _resend_authorized(self, sent: _Sent, now: float) -> None:
         key = sent.key
+        if sent.message is not None:
+            sent.message.cseq += 1
+            self._send(
+                key,
+                self._build_message(sent.message),
+                now,
+                auth_resends=sent.auth_resends + 1,
+                message_out=sent.message,
+            )
+            return
         if sent.publish is not None:
             slot = self._pubs.get((key[1], key[2]))
             if slot is None:
@@ -624,7 +722,13 @@ class PresenceAgent:
 
     # --- requests from the server --------------------------------------------------------------
 
-    def _request(self, txn_id: TransactionId, request: SipRequest, now: float) -> None:
+    def _request(
+        self, txn_id: TransactionId, request: SipRequest, source_host: str, now: float
+    ) -> None:
+        if request.method == "MESSAGE":
+            status, headers = self._message_in(request, source_host)
+            self.layer.send_response(txn_id, make_response(request, status, headers=headers), now)
+            return
         if request.method == "NOTIFY":
             status = self._notify(request, now)
             self.layer.send_response(txn_id, make_response(request, status), now)
@@ -633,8 +737,43 @@ class PresenceAgent:
             self.layer.send_response(txn_id, make_response(request, 200), now)
             return
         self.layer.send_response(
-            txn_id, make_response(request, 405, headers=[("Allow", "NOTIFY, OPTIONS")]), now
+            txn_id,
+            make_response(request, 405, headers=[("Allow", "NOTIFY, OPTIONS, MESSAGE")]),
+            now,
         )
+
+    def _message_in(
+        self, request: SipRequest, source_host: str
+    ) -> tuple[int, list[tuple[str, str]]]:
+        """The answer to a MESSAGE from the server (a 202 queues a `MessageReceived`).
+
+        Only the server is heard: a MESSAGE from any other address is refused 403, since the
+        bridge does not authenticate its peers and would otherwise relay anybody's texts to
+        the handsets. RFC 3428 §7: 202, as the text goes on to handsets that have not taken it
+        yet.
+        """
+        if source_host != self.server.host:
+            return 403, []
+        if request.to.tag is not None:
+            return 481, []
+        kind, _, params = (request.headers.get("Content-Type") or "").partition(";")
+        charset = params.replace(" ", "").lower().partition("charset=")[2].strip('"')
+        if kind.strip().lower() != TEXT_PLAIN or charset not in ("", "utf-8", "us-ascii"):
+            return 415, [("Accept", TEXT_PLAIN)]
+        if len(request.body) > MAX_TEXT_BYTES:
+            return 413, []
+        try:
+            text = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return 400, []
+        entity = str(request.to.uri)
+        if not self.knows(entity):
+            return 404, []
+        sender = request.from_
+        self._events.append(
+            MessageReceived(entity, str(sender.uri), sender.display_name or "", text)
+        )
+        return 202, []
 
     def _notify(self, request: SipRequest, now: float) -> int:
         try:

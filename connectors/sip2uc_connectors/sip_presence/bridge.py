@@ -7,6 +7,11 @@ subscribes to each user's presence at the server and brings in what *other* publ
 client set to DND) show, as EXTERNAL presence; its own tuple and person elements are recognised
 by their id prefix and ignored, so it never reads back what it published.
 
+Short messages (RFC 3428): a text sip2uc accepted for a user goes to the server as a MESSAGE to
+the user's SIP URI as well (their UC clients registered there get it), From the sender; a
+MESSAGE the server sends for a user's SIP URI goes to the user's handsets. Only the server's
+address is heard (403 for anyone else), as for NOTIFY.
+
 Saved state (in the control plane, through the runner): each publication's entity-tag and expiry,
 under ``pub <event> <entity>``, so a restarted bridge modifies and refreshes the publications it
 made instead of adding second ones beside them.
@@ -30,12 +35,23 @@ from ..bridge import (
     BridgeHealth,
     BridgeState,
     ConnectorConfig,
+    InboundMessage,
     InboundPresence,
     MappedUser,
+    OutboundMessage,
     PresenceUpdate,
     StateChanges,
 )
-from .agent import AgentEvent, Notified, PresenceAgent, Published, PublishFailed, hostport
+from .agent import (
+    AgentEvent,
+    MessageAnswered,
+    MessageReceived,
+    Notified,
+    PresenceAgent,
+    Published,
+    PublishFailed,
+    hostport,
+)
 from .config import SipPresenceSettings
 from .mapping import dialog_state, element_prefix, inbound_state
 from .transport import AgentDriver
@@ -81,6 +97,7 @@ class SipPresenceBridge:
         self._inbound: dict[str, tuple[object, str]] = {}
         self._dialog_refused = False
         self._users_mapped = 0
+        self._message_answers: dict[int, asyncio.Future[tuple[int, str]]] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -94,6 +111,7 @@ class SipPresenceBridge:
             password=s.password,
             expires=s.expires,
             max_in_flight=s.max_in_flight,
+            knows=lambda entity: entity in self._user_of,
         )
         now = context.clock()
         for key, value in context.saved.items():
@@ -142,6 +160,10 @@ class SipPresenceBridge:
                 if not waiter.future.done():
                     waiter.future.set_exception(BridgeError("the bridge stopped"))
         self._waiters.clear()
+        for answer in self._message_answers.values():
+            if not answer.done():
+                answer.set_exception(BridgeError("the bridge stopped"))
+        self._message_answers.clear()
 
     def _now(self) -> float:
         assert self.context is not None
@@ -238,6 +260,29 @@ class SipPresenceBridge:
                 self.driver.flush()
                 await self._wait_all([(entity, DIALOG, generation)])
 
+    # --- short messages ------------------------------------------------------------------------
+
+    async def deliver_message(self, message: OutboundMessage) -> None:
+        """Send `message` to its recipient's SIP URI at the server, if the user is mapped."""
+        agent, driver = self.agent, self.driver
+        if agent is None or driver is None:
+            raise BridgeError("not started")
+        if message.recipient_uri not in self._user_of:
+            return
+        answer: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        token = agent.send_message(
+            message.recipient_uri,
+            message.sender_uri,
+            message.sender_display_name,
+            message.text,
+            self._now(),
+        )
+        self._message_answers[token] = answer
+        driver.flush()  # sends it, and hands on an answer the agent gave at once
+        status, reason = await answer
+        if not 200 <= status < 300:
+            raise BridgeError(f"MESSAGE to {message.recipient_uri}: {status} {reason}".strip())
+
     # --- events from the agent -----------------------------------------------------------------
 
     def _on_events(self, events: list[AgentEvent]) -> None:
@@ -264,6 +309,12 @@ class SipPresenceBridge:
                     )
             elif isinstance(event, Notified):
                 self._notified(event)
+            elif isinstance(event, MessageAnswered):
+                answer = self._message_answers.pop(event.token, None)
+                if answer is not None and not answer.done():
+                    answer.set_result((event.status, event.reason))
+            elif isinstance(event, MessageReceived):
+                self._message_received(event)
 
     def _settle(self, entity: str, event: str, generation: int, error: BridgeError | None) -> None:
         waiters = self._waiters.get((entity, event))
@@ -284,6 +335,19 @@ class SipPresenceBridge:
             self._waiters[(entity, event)] = remaining
         else:
             del self._waiters[(entity, event)]
+
+    def _message_received(self, event: MessageReceived) -> None:
+        user = self._user_of.get(event.entity)
+        if self.context is None or user is None:
+            return
+        self.context.bring_in_message(
+            InboundMessage(
+                user=user,
+                sender_uri=event.sender_uri,
+                sender_display_name=event.sender_display_name,
+                text=event.text,
+            )
+        )
 
     def _notified(self, event: Notified) -> None:
         context = self.context

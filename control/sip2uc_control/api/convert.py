@@ -379,6 +379,11 @@ def server_settings_to_pb(s: ServerSettings) -> admin_pb2.Settings:
             allowed_pattern=s.upstream_trunk.allowed_pattern,
         ),
         default_region=s.default_region,
+        message_max_bytes=s.message_max_bytes,
+        message_rate_per_minute=s.message_rate_per_minute,
+        message_burst=s.message_burst,
+        message_retention_days=s.message_retention_days,
+        message_history_max=s.message_history_max,
     )
 
 

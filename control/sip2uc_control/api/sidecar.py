@@ -21,11 +21,13 @@ from ..calls.model import Call, CallState
 from ..core import ControlCore
 from ..enrollments import name_problem
 from ..errors import AlreadyExists, PermissionDenied, Unauthenticated
+from ..messaging.model import Verdict
 from ..registrar import Outcome, RegisterDecision
 from ..sidecars import (
     BansReport,
     CommandResult,
     Heartbeat,
+    MessageDelivered,
     SessionEnded,
     SessionItem,
     SessionReplaced,
@@ -42,6 +44,7 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 _SERVICE = "sip2uc.v1.SidecarService"
 # Credentials that cannot be read are answered like wrong ones.
 _UNREADABLE_REGISTER = RegisterDecision(Outcome.UNAUTHORIZED, "Unauthorized")
+_UNREADABLE_MESSAGE = Verdict(status=407, reason="Proxy Authentication Required")
 _UNREADABLE_INVITE = InviteOutcome(
     disposition="unauthorized", status=407, reason="Proxy Authentication Required"
 )
@@ -114,6 +117,10 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
                     info.bans = report
                 elif isinstance(report, TrunkReports):
                     self.core.trunks.reported(info.name, report.reports)
+                elif isinstance(report, MessageDelivered):
+                    await self.core.messages.delivered(
+                        info.name, report.delivery_id, report.status, report.reason
+                    )
                 elif report is not None:
                     for result in report:
                         _log_failure(info.name, result)
@@ -271,16 +278,31 @@ class SidecarServicer(sidecar_pb2_grpc.SidecarServiceServicer):
             await self.core.calls.cancel(request.sidecar, request.leg_id)
         return sidecar_wire.empty_reply(call)
 
-    # Reserved for short messages, not served yet. Sidecars do not call it: they answer a
-    # handset's MESSAGE 405 (with Allow) themselves.
-
     async def Message(
         self, request: sidecar_pb2.MessageRequest, context: Ctx
     ) -> sidecar_pb2.MessageResponse:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "messaging is not available on this control plane"
-        )
-        raise AssertionError("unreachable")
+        """A handset's MESSAGE (RFC 3428): verified, checked and routed by the message hub."""
+        principal = await self._principal(context)
+        try:
+            self._check(principal, request.origin.sidecar)
+        except (PermissionDenied, Unauthenticated) as exc:
+            code = (
+                grpc.StatusCode.PERMISSION_DENIED
+                if isinstance(exc, PermissionDenied)
+                else grpc.StatusCode.UNAUTHENTICATED
+            )
+            await context.abort(code, str(exc))
+            raise AssertionError("unreachable") from exc
+        try:
+            inp = sidecar_wire.message_input(request)
+        except DigestError:
+            return sidecar_wire.message_response(_UNREADABLE_MESSAGE)
+        verdict = await self.core.messages.from_handset(inp)
+        self.core.metrics.messages.add(1, {"origin": "handset", "outcome": str(verdict.status)})
+        return sidecar_wire.message_response(verdict)
+
+    # Reserved for subscriptions (BLF), not served yet. Sidecars do not call it: they answer a
+    # handset's SUBSCRIBE 405 (with Allow) themselves.
 
     @unary
     async def Subscribe(

@@ -34,6 +34,7 @@ from ..calls import (
     MediaInfo,
 )
 from ..errors import FieldViolation, InvalidArgument
+from ..messaging.model import DeliverMessage, HandsetMessage, Verdict
 from ..phonebook import EntryKind, PhonebookSnapshot
 from ..registrar import Outcome, RegisterDecision, RegisterInput
 from ..sidecars import (
@@ -41,6 +42,7 @@ from ..sidecars import (
     CommandResult,
     Heartbeat,
     LiftBan,
+    MessageDelivered,
     SettingsChanged,
     SidecarBan,
     SidecarInfo,
@@ -71,6 +73,8 @@ __all__ = [
     "call_stream_calls",
     "empty_reply",
     "invite_reply",
+    "message_input",
+    "message_response",
     "outgoing",
     "register_batch",
     "register_error",
@@ -244,9 +248,9 @@ def live_legs(message: sidecar_pb2.ConnectRequest) -> list[LiveLeg]:
 
 def session_report(
     message: sidecar_pb2.ConnectRequest,
-) -> Heartbeat | BansReport | TrunkReports | tuple[CommandResult, ...] | None:
-    """A heartbeat, the bans in force, trunk reports or command results from a live session;
-    None for anything else."""
+) -> Heartbeat | BansReport | TrunkReports | MessageDelivered | tuple[CommandResult, ...] | None:
+    """A heartbeat, the bans in force, trunk reports, a message delivery or command results from
+    a live session; None for anything else."""
     kind = message.WhichOneof("payload")
     if kind == "trunk_reports":
         return TrunkReports(
@@ -261,6 +265,9 @@ def session_report(
                 for r in message.trunk_reports.reports
             )
         )
+    if kind == "delivery":
+        d = message.delivery
+        return MessageDelivered(d.delivery_id, d.status, d.reason)
     if kind == "heartbeat":
         return Heartbeat(message.heartbeat.active_legs, message.heartbeat.relay_ports_in_use)
     if kind == "bans":
@@ -340,7 +347,7 @@ def welcome(settings: SidecarSettings) -> sidecar_pb2.ConnectResponse:
 
 
 def outgoing(
-    items: Sequence[Command | SettingsChanged | LiftBan], *, batched: bool
+    items: Sequence[Command | DeliverMessage | SettingsChanged | LiftBan], *, batched: bool
 ) -> list[sidecar_pb2.ConnectResponse]:
     """The messages for what a session has queued: one batch for a sidecar that reads them (and
     more than one item), else one message each."""
@@ -350,10 +357,15 @@ def outgoing(
     return messages
 
 
-def _session_item(item: Command | SettingsChanged | LiftBan) -> sidecar_pb2.ConnectResponse:
+def _session_item(
+    item: Command | DeliverMessage | SettingsChanged | LiftBan,
+) -> sidecar_pb2.ConnectResponse:
     if isinstance(item, SettingsChanged):
         return sidecar_pb2.ConnectResponse(settings=_settings(item.settings))
     out = sidecar_pb2.ConnectResponse(command_id=uuid.uuid4().hex[:12])
+    if isinstance(item, DeliverMessage):
+        out.deliver_message.CopyFrom(_deliver_message(item))
+        return out
     if isinstance(item, LiftBan):
         out.lift_ban.source = item.source
         return out
@@ -410,6 +422,48 @@ def _session_item(item: Command | SettingsChanged | LiftBan) -> sidecar_pb2.Conn
             )
         )
     return out
+
+
+def _deliver_message(item: DeliverMessage) -> sidecar_pb2.DeliverMessageCommand:
+    return sidecar_pb2.DeliverMessageCommand(
+        request_uri=item.request_uri,
+        destination=common_pb2.SocketAddress(host=item.host, port=item.port),
+        transport=TRANSPORT_TO_PB.get(Transport(item.transport), common_pb2.TRANSPORT_UDP),
+        from_uri=item.from_uri,
+        from_display_name=item.from_display_name,
+        to_uri=item.to_uri,
+        content_type=item.content_type,
+        body=item.body,
+        delivery_id=item.delivery_id,
+    )
+
+
+# -- MESSAGE (Message) --------------------------------------------------------------------------
+
+
+def message_input(request: sidecar_pb2.MessageRequest) -> HandsetMessage:
+    """Raises DigestError for credentials that cannot be read."""
+    return HandsetMessage(
+        sidecar=request.origin.sidecar,
+        source_host=request.origin.source.host,
+        credentials=(
+            _credentials(request.credentials) if request.HasField("credentials") else None
+        ),
+        from_uri=request.from_uri,
+        from_display_name=request.from_display_name,
+        request_uri=request.request_uri,
+        content_type=request.content_type,
+        body=request.body,
+    )
+
+
+def message_response(verdict: Verdict) -> sidecar_pb2.MessageResponse:
+    return sidecar_pb2.MessageResponse(
+        status=verdict.status,
+        reason=verdict.reason,
+        retry_after=verdict.retry_after,
+        accept=verdict.accept,
+    )
 
 
 # -- REGISTER (RegisterStream) ------------------------------------------------------------------

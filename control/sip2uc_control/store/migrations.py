@@ -203,6 +203,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        9,
+        "short messages: the history and how far retention has trimmed it",
+        (
+            """CREATE TABLE messages (
+                seq BIGINT PRIMARY KEY,
+                sender_id TEXT NOT NULL,
+                sender_uri TEXT NOT NULL,
+                sender_display_name TEXT NOT NULL DEFAULT '',
+                recipient_id TEXT NOT NULL,
+                recipient_uri TEXT NOT NULL,
+                body TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempted INTEGER NOT NULL DEFAULT 0,
+                delivered INTEGER NOT NULL DEFAULT 0,
+                failed INTEGER NOT NULL DEFAULT 0,
+                failure_reason TEXT NOT NULL DEFAULT '',
+                create_time DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX messages_create_time ON messages (create_time)",
+            "CREATE INDEX messages_sender ON messages (sender_id, seq)",
+            "CREATE INDEX messages_recipient ON messages (recipient_id, seq)",
+            """CREATE TABLE message_log (
+                id INTEGER PRIMARY KEY,
+                trimmed_through BIGINT NOT NULL
+            )""",
+            "INSERT INTO message_log (id, trimmed_through) VALUES (1, 0)",
+        ),
+    ),
 )
 
 

@@ -37,12 +37,13 @@ from ..trunk.carrier import TrunkCarrier
 from ..trunk.upkeep import Outgoing
 from .calls import CallHandler
 from .capacity import LegCapacity, leg_capacity, raise_open_file_limit
-from .commands import Command, EdgeSettings, LiftBan
+from .commands import Command, DeliverMessage, EdgeSettings, LiftBan
 from .config import SidecarConfig, format_hostport, parse_hostport
 from .control_link import ControlLink
 from .dispatch import SipEdge
 from .intake import Intake
 from .known_sources import KnownSources
+from .messages import MessageHandler
 from .overload import IntakeQueue
 from .protection import BanList, NetworkAllowList
 from .registrar import Registrar, RegistrarPolicy
@@ -103,6 +104,7 @@ class Sidecar:
         self.trunks: TrunkCarrier | None = None
         self.dialer: Dialer | None = None
         self.subscriptions: SubscribeHandler | None = None
+        self.messages: MessageHandler | None = None
         self.capacity = LegCapacity(0, "RTP ports")
         #: The shared address book as last received from the control plane (None until then).
         self.phonebook: Phonebook | None = None
@@ -187,6 +189,16 @@ class Sidecar:
         self.calls.configure(trunk_sources=(), channel_limit=self.capacity.legs, media_timeout=60.0)
         self.edge.attach_calls(self.calls)
         self.trunks = self._trunk_carrier(clock)
+        self.messages = MessageHandler(
+            name=config.name,
+            registrar=registrar,
+            control=self.control,
+            config=self.calls.config,
+            clock=clock,
+            wall_clock=time.time,
+            retry_after=self.edge.retry_after,
+        )
+        self.edge.attach_messages(self.messages)
         self.calls.start()
         self.subscriptions = SubscribeHandler(
             name=config.name,
@@ -453,6 +465,10 @@ class Sidecar:
             if self.edge is not None:
                 self.edge.guard.lift(command.source)
             return ""
+        if isinstance(command, DeliverMessage):
+            if self.messages is None:
+                return "sidecar starting"
+            return self.messages.deliver(command)
         if self.calls is None:
             return "sidecar starting"
         return await self.calls.command(command)
@@ -499,6 +515,8 @@ class Sidecar:
             await self.edge.close()
         if self.subscriptions is not None:
             await self.subscriptions.close()
+        if self.messages is not None:
+            await self.messages.close()
         if self.calls is not None:
             await self.calls.close()
         if self.relay is not None:

@@ -163,7 +163,8 @@ class UpdateMedia:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliverMessage:
-    """Deliver a short message (RFC 3428) to a handset. Reserved: not carried out yet."""
+    """Deliver a short message (RFC 3428) to a handset; its answer is reported under
+    `delivery_id` (`messages.py`)."""
 
     request_uri: str
     destination: Endpoint
@@ -171,6 +172,8 @@ class DeliverMessage:
     to_uri: str
     content_type: str
     body: bytes
+    delivery_id: str = ""
+    from_display_name: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

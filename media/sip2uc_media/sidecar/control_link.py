@@ -32,6 +32,7 @@ from ..trunk.carrier import TrunkStatus
 from . import wire
 from .batched_stream import BatchedStream, CallFailedError, CallT, ReplyT
 from .commands import Batch, Command, EdgeSettings, Order, SettingsUpdate, Welcome
+from .messages import MessageAnswer, MessageCall
 from .protection import Ban
 from .registrar import RegisterAttempt
 from .requests import (
@@ -462,6 +463,24 @@ class ControlLink:
                 yield wire.watch_states_item(message)
         finally:
             call.cancel()
+
+    async def message(self, call: MessageCall) -> MessageAnswer:
+        """Ask about a handset's MESSAGE: one unary call (short messages are rare)."""
+        if not self._up or self._stub is None:
+            raise ControlUnavailableError("control plane link is down")
+        try:
+            response = await self._stub.Message(
+                wire.message_request(call), timeout=self._rpc_timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise ControlUnavailableError(f"Message failed: {exc.code().name}") from exc
+        return wire.message_answer(response)
+
+    def message_delivered(self, delivery_id: str, status: int, reason: str) -> None:
+        """Report a handset's answer to a delivered MESSAGE on the session. Without a session the
+        report is lost, and the control plane counts the delivery as unanswered (408)."""
+        if self._outgoing is not None and self._up:
+            self._outgoing.put_nowait(wire.message_delivery(delivery_id, status, reason))
 
     async def _notify(self, method: str, call: sidecar_pb2.CallStreamCall) -> None:
         """A one-way report: retried a few times, since a lost Bye or answer leaves a call

@@ -53,6 +53,7 @@ from ..transport.base import Source
 from .auth_guard import AuthGuard
 from .calls import CallHandler
 from .known_sources import KnownSources
+from .messages import MessageHandler
 from .overload import retry_after as jittered
 from .protection import BanList, NetworkAllowList
 from .raw_response import error_response
@@ -150,6 +151,7 @@ class SipEdge:
         #: The trunks' registrations and keep-alives: their transactions' outcomes go there.
         self.trunks: TrunkTransactions | None = None
         self.subscriptions: SubscribeHandler | None = None
+        self.messages: MessageHandler | None = None
 
     def retry_after(self) -> int:
         """A Retry-After value for a 503, with jitter so that handsets spread out."""
@@ -158,7 +160,8 @@ class SipEdge:
     @property
     def _allow(self) -> str:
         allow = ALLOW_REGISTRAR if self.calls is None else ALLOW
-        return allow if self.subscriptions is None else f"{allow}, SUBSCRIBE"
+        served = (("MESSAGE", self.messages), ("SUBSCRIBE", self.subscriptions))
+        return ", ".join([allow, *(method for method, handler in served if handler is not None)])
 
     def attach_calls(self, calls: CallHandler) -> None:
         """Serve INVITE and the in-dialog methods with the B2BUA."""
@@ -170,6 +173,12 @@ class SipEdge:
         """Serve SUBSCRIBE (presence, dialog, buddy lists) and route the NOTIFYs' answers."""
         self.subscriptions = subscriptions
         self._methods["SUBSCRIBE"] = subscriptions.subscribe
+
+    def attach_messages(self, messages: MessageHandler) -> None:
+        """Serve MESSAGE (RFC 3428) both ways."""
+        self.messages = messages
+        messages.edge = self
+        self._methods["MESSAGE"] = messages.message
 
     # -- entry point ----------------------------------------------------------------------------
 
@@ -217,9 +226,9 @@ class SipEdge:
             return
         dest = source.endpoint
         if isinstance(message, SipResponse):
-            if (self.calls is None and self.subscriptions is None) or validate_response(
-                message
-            ) is not None:
+            if (
+                self.calls is None and self.subscriptions is None and self.messages is None
+            ) or validate_response(message) is not None:
                 # RFC 3261 §18.1.2 / §8.1.3.3: a response we cannot have asked for.
                 self._drop("stray_response")
                 return
@@ -279,10 +288,19 @@ class SipEdge:
             txn_id = event.txn_id if isinstance(event, ResponseReceived) else None
             if self.trunks is not None and self.trunks.response(txn_id, event.response):
                 return
+            messages = self.messages
+            if (
+                txn_id is not None
+                and messages is not None
+                and messages.response(txn_id, event.response)
+            ):
+                return
             if calls is not None:
                 calls.response(txn_id, event.response)
         elif isinstance(event, (TransactionTimeout, TransportFailed)):
             if self.trunks is not None and self.trunks.timeout(event.txn_id):
+                return
+            if self.messages is not None and self.messages.transaction_failed(event.txn_id):
                 return
             if calls is not None:
                 calls.transaction_timeout(event.txn_id)

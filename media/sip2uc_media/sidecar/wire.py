@@ -1,8 +1,9 @@
 """The sidecar's one door to ``sidecar.proto``: every message of `SidecarService` is made from, or
 read into, the sidecar's own types here, and nowhere else.
 
-Outgoing: the session's hello, heartbeats and command results; REGISTERs for ``RegisterStream``;
-``Invite``, ``Cancel``, ``Bye`` and ``ReportLeg`` for ``CallStream``. Incoming: the session's
+Outgoing: the session's hello, heartbeats, command results and message deliveries; REGISTERs for
+``RegisterStream``; ``Invite``, ``Cancel``, ``Bye`` and ``ReportLeg`` for ``CallStream``; a
+handset's MESSAGE for ``Message``. Incoming: the session's
 messages (`commands.SessionMessage`) and the answers to those calls.
 """
 
@@ -40,6 +41,7 @@ from .commands import (
     UpdateMedia,
     Welcome,
 )
+from .messages import MessageAnswer, MessageCall
 from .protection import Ban
 from .registrar import RegisterAttempt, RegisterOutcome, RegisterResult
 from .requests import HelloInfo, InviteCall, Origin, SubscribeCall
@@ -57,6 +59,9 @@ __all__ = [
     "hello",
     "invite_call",
     "invite_result",
+    "message_answer",
+    "message_delivery",
+    "message_request",
     "phonebook",
     "register_batch",
     "register_call",
@@ -433,6 +438,8 @@ def _command(message: sidecar_pb2.ConnectResponse, kind: str | None) -> Command 
             to_uri=deliver.to_uri,
             content_type=deliver.content_type,
             body=deliver.body,
+            delivery_id=deliver.delivery_id,
+            from_display_name=deliver.from_display_name,
         )
     if kind == "notify":
         notify = message.notify
@@ -739,3 +746,37 @@ def watch_states_item(
     if which == "change":
         return None, _user_state(message.change), ()
     return None, None, ()
+
+
+# -- short messages (Message, MessageDelivery) --------------------------------------------------
+
+
+def message_request(call: MessageCall) -> sidecar_pb2.MessageRequest:
+    return sidecar_pb2.MessageRequest(
+        origin=_origin(call.origin),
+        credentials=_credentials(call.credentials, "MESSAGE"),
+        from_uri=call.from_uri,
+        from_display_name=call.from_display_name,
+        request_uri=call.request_uri,
+        content_type=call.content_type,
+        body=call.body,
+    )
+
+
+def message_answer(response: sidecar_pb2.MessageResponse) -> MessageAnswer:
+    status = response.status
+    if not 200 <= status <= 699:
+        # An answer this sidecar cannot pass on: refusing is the safe one.
+        return MessageAnswer(status=500)
+    return MessageAnswer(
+        status=status,
+        reason=response.reason,
+        retry_after=response.retry_after,
+        accept=response.accept,
+    )
+
+
+def message_delivery(delivery_id: str, status: int, reason: str) -> sidecar_pb2.ConnectRequest:
+    return sidecar_pb2.ConnectRequest(
+        delivery=sidecar_pb2.MessageDelivery(delivery_id=delivery_id, status=status, reason=reason)
+    )

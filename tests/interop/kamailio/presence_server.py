@@ -76,6 +76,8 @@ class KamailioPresence:
     udp_port: int = field(default_factory=free_port)
     tcp_port: int = field(default_factory=free_port)
     tls_port: int = field(default_factory=free_port)
+    #: Where MESSAGEs go (a SIP URI such as sip:127.0.0.1:PORT); empty: 405 like any method.
+    message_target: str = ""
     process: subprocess.Popen[bytes] | None = None
     ca_pem: str = ""
 
@@ -131,6 +133,7 @@ class KamailioPresence:
             "MAX_BUFFER": self.max_buffer,
             "USERNAME": USERNAME,
             "PASSWORD": PASSWORD,
+            "MESSAGE_TARGET": self.message_target,
         }.items():
             text = text.replace(f"@@{name}@@", str(value))
         cfg = self.work / "presence.cfg"
@@ -157,6 +160,7 @@ class KamailioPresence:
         defines = [
             *(["-A", "WITH_AUTH"] if self.auth else []),
             *(["-A", "WITH_TLS"] if self.tls else []),
+            *(["-A", "WITH_MESSAGES"] if self.message_target else []),
         ]
         self.process = subprocess.Popen(
             [

@@ -114,6 +114,7 @@ def test_the_domain_does_not_reach_up_to_the_store() -> None:
                     "bindings",
                     "errors",
                     "watchers",
+                    "messaging",
                 )
             )
         )

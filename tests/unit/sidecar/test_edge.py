@@ -381,7 +381,7 @@ async def test_invite_is_not_implemented_yet() -> None:
     assert [r.status for r in h.responses()] == [501]
 
 
-async def test_message_is_not_allowed_yet() -> None:
+async def test_message_is_not_allowed_without_a_message_handler() -> None:
     h = Harness()
 
     h.deliver(request("MESSAGE"))

@@ -16,6 +16,7 @@ from sip2uc.cli import (
     connectors,
     contacts,
     importing,
+    messages,
     presence,
     registrations,
     sidecars,
@@ -61,8 +62,9 @@ app = typer.Typer(
     cls=_FriendlyErrors,
     help=(
         "Run sip2uc (control plane and SIP/RTP sidecars) and administer it: users, "
-        "presence, registrations, subscriptions (buddy lists, BLF), calls, bans, settings, "
-        "directory import, the presence connectors to UC platforms and the SIP trunks to them."
+        "presence, short messages, registrations, subscriptions (buddy lists, BLF), calls, bans, "
+        "settings, directory import, the presence connectors to UC platforms and the SIP trunks "
+        "to them."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -138,6 +140,7 @@ def _global(
 
 app.add_typer(users.app, name="user")
 app.add_typer(presence.app, name="presence")
+app.add_typer(messages.app, name="message")
 app.add_typer(registrations.app, name="registration")
 app.add_typer(subscriptions.app, name="subscription")
 app.add_typer(calls.app, name="call")

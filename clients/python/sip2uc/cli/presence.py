@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Annotated
+from typing import Annotated, Protocol, TypeVar
 
 import grpc
 import typer
@@ -69,15 +69,23 @@ LOST = "lost the connection to the control plane"
 CLOSED = "the control plane closed the stream"
 
 
+class _Cursored(Protocol):
+    @property
+    def cursor(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Cursored)
+
+
 def watch_loop(
-    open_stream: Callable[[str, bool], Iterable[presence_pb2.WatchPresenceResponse]],
+    open_stream: Callable[[str, bool], Iterable[R]],
     cursor: str,
-    on_message: Callable[[presence_pb2.WatchPresenceResponse], bool],
+    on_message: Callable[[R], bool],
     on_retry: Callable[[str, float], None],
     sleep: Callable[[float], None] = time.sleep,
     on_resumed: Callable[[], None] | None = None,
 ) -> str:
-    """Reads the presence stream until `on_message` returns False, reopening
+    """Reads a watch stream (presence, messages) until `on_message` returns False, reopening
     it from the last cursor whenever it drops (the server replays what was
     missed, or sends a fresh snapshot if the cursor aged out). Returns the
     last cursor.
@@ -119,6 +127,21 @@ def watch_loop(
         on_retry(reason, backoff)
         sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF)
+
+
+def stream_notes(target: str, item: str) -> tuple[Callable[[str, float], None], Callable[[], None]]:
+    """What a watch says on stderr when its stream drops (`on_retry`) and when it is back
+    (`on_resumed`); `item` names what was not missed ("change", "message")."""
+
+    def on_retry(reason: str, delay: float) -> None:
+        sys.stderr.write(f"watch: {reason} at {target}; reconnecting in {delay:g}s\n")
+        sys.stderr.flush()
+
+    def on_resumed() -> None:
+        sys.stderr.write(f"watch: reconnected to {target}; no {item} was missed\n")
+        sys.stderr.flush()
+
+    return on_retry, on_resumed
 
 
 def _accepted(stream: object) -> bool:
@@ -289,12 +312,5 @@ def watch(
             seen += 1
         return limit is None or seen < limit
 
-    def on_retry(reason: str, delay: float) -> None:
-        sys.stderr.write(f"watch: {reason} at {client.target}; reconnecting in {delay:g}s\n")
-        sys.stderr.flush()
-
-    def on_resumed() -> None:
-        sys.stderr.write(f"watch: reconnected to {client.target}; no change was missed\n")
-        sys.stderr.flush()
-
+    on_retry, on_resumed = stream_notes(client.target, "change")
     watch_loop(open_stream, cursor, on_message, on_retry, on_resumed=on_resumed)

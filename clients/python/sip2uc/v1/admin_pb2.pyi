@@ -206,6 +206,11 @@ class Settings(_message.Message):
     ACCOUNT_FAILURE_THRESHOLD_FIELD_NUMBER: _builtins.int
     ACCOUNT_FAILURE_WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     ACCOUNT_LOCK_SECONDS_FIELD_NUMBER: _builtins.int
+    MESSAGE_MAX_BYTES_FIELD_NUMBER: _builtins.int
+    MESSAGE_RATE_PER_MINUTE_FIELD_NUMBER: _builtins.int
+    MESSAGE_BURST_FIELD_NUMBER: _builtins.int
+    MESSAGE_RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    MESSAGE_HISTORY_MAX_FIELD_NUMBER: _builtins.int
     sip_domain: _builtins.str
     """SIP domain of users' identities, e.g. "example.com"."""
     realm: _builtins.str
@@ -252,6 +257,16 @@ class Settings(_message.Message):
     """Window for counting an account's failed logins, seconds."""
     account_lock_seconds: _builtins.int
     """How long an account's digest stays locked, seconds."""
+    message_max_bytes: _builtins.int
+    """Short messages: largest text accepted, bytes of UTF-8 (413 beyond it)."""
+    message_rate_per_minute: _builtins.int
+    """Short messages: texts one user may send per minute on average."""
+    message_burst: _builtins.int
+    """Short messages: texts one user may send at once before the rate applies."""
+    message_retention_days: _builtins.int
+    """Short messages: days the history keeps a message."""
+    message_history_max: _builtins.int
+    """Short messages: most messages the history keeps (the oldest go first)."""
     @_builtins.property
     def presence_codes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresenceCode]:
         """The presence codes table."""
@@ -288,10 +303,15 @@ class Settings(_message.Message):
         account_failure_threshold: _builtins.int = ...,
         account_failure_window_seconds: _builtins.int = ...,
         account_lock_seconds: _builtins.int = ...,
+        message_max_bytes: _builtins.int = ...,
+        message_rate_per_minute: _builtins.int = ...,
+        message_burst: _builtins.int = ...,
+        message_retention_days: _builtins.int = ...,
+        message_history_max: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["upstream_trunk", b"upstream_trunk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_failure_threshold", b"account_failure_threshold", "account_failure_window_seconds", b"account_failure_window_seconds", "account_lock_seconds", b"account_lock_seconds", "ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_user_names", b"ban_user_names", "ban_window_seconds", b"ban_window_seconds", "default_channel_limit", b"default_channel_limit", "default_expires", b"default_expires", "default_region", b"default_region", "max_bindings_per_device", b"max_bindings_per_device", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "min_expires", b"min_expires", "no_answer_timeout_seconds", b"no_answer_timeout_seconds", "presence_codes", b"presence_codes", "realm", b"realm", "sidecar_grace_seconds", b"sidecar_grace_seconds", "sidecars", b"sidecars", "sip_domain", b"sip_domain", "upstream_trunk", b"upstream_trunk"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_failure_threshold", b"account_failure_threshold", "account_failure_window_seconds", b"account_failure_window_seconds", "account_lock_seconds", b"account_lock_seconds", "ban_seconds", b"ban_seconds", "ban_threshold", b"ban_threshold", "ban_user_names", b"ban_user_names", "ban_window_seconds", b"ban_window_seconds", "default_channel_limit", b"default_channel_limit", "default_expires", b"default_expires", "default_region", b"default_region", "max_bindings_per_device", b"max_bindings_per_device", "max_expires", b"max_expires", "media_timeout_seconds", b"media_timeout_seconds", "message_burst", b"message_burst", "message_history_max", b"message_history_max", "message_max_bytes", b"message_max_bytes", "message_rate_per_minute", b"message_rate_per_minute", "message_retention_days", b"message_retention_days", "min_expires", b"min_expires", "no_answer_timeout_seconds", b"no_answer_timeout_seconds", "presence_codes", b"presence_codes", "realm", b"realm", "sidecar_grace_seconds", b"sidecar_grace_seconds", "sidecars", b"sidecars", "sip_domain", b"sip_domain", "upstream_trunk", b"upstream_trunk"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

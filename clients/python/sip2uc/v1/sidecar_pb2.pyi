@@ -578,6 +578,7 @@ class ConnectRequest(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     BANS_FIELD_NUMBER: _builtins.int
     TRUNK_REPORTS_FIELD_NUMBER: _builtins.int
+    DELIVERY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___SidecarHello:
         """Must be the first message."""
@@ -604,6 +605,10 @@ class ConnectRequest(_message.Message):
     def trunk_reports(self) -> Global___TrunkReports:
         """The state of the trunks the sidecar carries (sent when it changes)."""
 
+    @_builtins.property
+    def delivery(self) -> Global___MessageDelivery:
+        """How a handset answered a `DeliverMessageCommand`."""
+
     def __init__(
         self,
         *,
@@ -613,12 +618,13 @@ class ConnectRequest(_message.Message):
         results: Global___CommandResults | None = ...,
         bans: Global___SidecarBans | None = ...,
         trunk_reports: Global___TrunkReports | None = ...,
+        delivery: Global___MessageDelivery | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results", "trunk_reports", b"trunk_reports"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "delivery", b"delivery", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results", "trunk_reports", b"trunk_reports"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results", "trunk_reports", b"trunk_reports"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bans", b"bans", "delivery", b"delivery", "heartbeat", b"heartbeat", "hello", b"hello", "payload", b"payload", "result", b"result", "results", b"results", "trunk_reports", b"trunk_reports"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results", "bans", "trunk_reports"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "heartbeat", "result", "results", "bans", "trunk_reports", "delivery"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -693,6 +699,40 @@ class SidecarBan(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SidecarBan: _TypeAlias = SidecarBan  # noqa: Y015
+
+@_typing.final
+class MessageDelivery(_message.Message):
+    """The final answer of a handset to a MESSAGE the sidecar sent it for a
+    `DeliverMessageCommand` (the command's own result only says it was sent).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    delivery_id: _builtins.str
+    """The command's `delivery_id`."""
+    status: _builtins.int
+    """The handset's final SIP status; 408 when it never answered, 503 when the
+    request could not be sent.
+    """
+    reason: _builtins.str
+    """Reason phrase."""
+    def __init__(
+        self,
+        *,
+        delivery_id: _builtins.str = ...,
+        status: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery_id", b"delivery_id", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageDelivery: _TypeAlias = MessageDelivery  # noqa: Y015
 
 @_typing.final
 class CommandResults(_message.Message):
@@ -2144,6 +2184,8 @@ class DeliverMessageCommand(_message.Message):
     TO_URI_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    DELIVERY_ID_FIELD_NUMBER: _builtins.int
+    FROM_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     request_uri: _builtins.str
     """Request-URI (the binding's contact)."""
     transport: _common_pb2.Transport.ValueType
@@ -2156,6 +2198,10 @@ class DeliverMessageCommand(_message.Message):
     """Content type, e.g. "text/plain;charset=UTF-8"."""
     body: _builtins.bytes
     """Body."""
+    delivery_id: _builtins.str
+    """Quoted in the `MessageDelivery` that reports the handset's answer."""
+    from_display_name: _builtins.str
+    """The sender's display name for the From header, if any."""
     @_builtins.property
     def destination(self) -> _common_pb2.SocketAddress:
         """Where to send it."""
@@ -2170,10 +2216,12 @@ class DeliverMessageCommand(_message.Message):
         to_uri: _builtins.str = ...,
         content_type: _builtins.str = ...,
         body: _builtins.bytes = ...,
+        delivery_id: _builtins.str = ...,
+        from_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "destination", b"destination", "from_uri", b"from_uri", "request_uri", b"request_uri", "to_uri", b"to_uri", "transport", b"transport"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "delivery_id", b"delivery_id", "destination", b"destination", "from_display_name", b"from_display_name", "from_uri", b"from_uri", "request_uri", b"request_uri", "to_uri", b"to_uri", "transport", b"transport"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2263,6 +2311,7 @@ class MessageRequest(_message.Message):
     REQUEST_URI_FIELD_NUMBER: _builtins.int
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    FROM_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     from_uri: _builtins.str
     """From URI."""
     request_uri: _builtins.str
@@ -2271,6 +2320,8 @@ class MessageRequest(_message.Message):
     """Content type."""
     body: _builtins.bytes
     """Body."""
+    from_display_name: _builtins.str
+    """From display name."""
     @_builtins.property
     def origin(self) -> Global___RequestOrigin:
         """Where the MESSAGE came from."""
@@ -2288,10 +2339,11 @@ class MessageRequest(_message.Message):
         request_uri: _builtins.str = ...,
         content_type: _builtins.str = ...,
         body: _builtins.bytes = ...,
+        from_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["credentials", b"credentials", "origin", b"origin"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "credentials", b"credentials", "from_uri", b"from_uri", "origin", b"origin", "request_uri", b"request_uri"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "content_type", b"content_type", "credentials", b"credentials", "from_display_name", b"from_display_name", "from_uri", b"from_uri", "origin", b"origin", "request_uri", b"request_uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2305,19 +2357,30 @@ class MessageResponse(_message.Message):
 
     STATUS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_FIELD_NUMBER: _builtins.int
+    ACCEPT_FIELD_NUMBER: _builtins.int
     status: _builtins.int
-    """SIP status to answer (202 accepted, 401, 404, 415, 480)."""
+    """SIP status to answer (202 accepted; 403 not allowed or over the rate
+    limit with `retry_after`; 404, 413, 415 with `accept`, 480 offline; 407
+    for credentials that do not verify).
+    """
     reason: _builtins.str
     """Reason phrase."""
+    retry_after: _builtins.int
+    """Retry-After seconds, 0 for none."""
+    accept: _builtins.str
+    """Accept header value for 415."""
     def __init__(
         self,
         *,
         status: _builtins.int = ...,
         reason: _builtins.str = ...,
+        retry_after: _builtins.int = ...,
+        accept: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept", b"accept", "reason", b"reason", "retry_after", b"retry_after", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

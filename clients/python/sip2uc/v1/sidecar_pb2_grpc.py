@@ -144,9 +144,12 @@ class SidecarServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Message(self, request, context):
-        """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
-        served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
-        call it (they answer a handset's MESSAGE 405 themselves).
+        """A MESSAGE (RFC 3428) from a handset, with the credentials of its
+        Proxy-Authorization header: the control plane verifies them, checks the
+        content, size and the sender's rate, routes the text to the recipient's
+        devices (`DeliverMessageCommand`) or the UC side, and says what to answer.
+        Short messages are rare next to REGISTERs and calls, so a unary call is
+        enough.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

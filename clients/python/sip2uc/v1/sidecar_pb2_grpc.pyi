@@ -72,9 +72,12 @@ class SidecarServiceStub:
     calls of different legs concurrently; answers come in completion order.
     """
     Message: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]
-    """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
-    served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
-    call it (they answer a handset's MESSAGE 405 themselves).
+    """A MESSAGE (RFC 3428) from a handset, with the credentials of its
+    Proxy-Authorization header: the control plane verifies them, checks the
+    content, size and the sender's rate, routes the text to the recipient's
+    devices (`DeliverMessageCommand`) or the UC side, and says what to answer.
+    Short messages are rare next to REGISTERs and calls, so a unary call is
+    enough.
     """
     Subscribe: _grpc.UnaryUnaryMultiCallable[_sidecar_pb2.SubscribeRequest, _sidecar_pb2.SubscribeResponse]
     """A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
@@ -149,9 +152,12 @@ class SidecarServiceAsyncStub(SidecarServiceStub):
     calls of different legs concurrently; answers come in completion order.
     """
     Message: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.MessageRequest, _sidecar_pb2.MessageResponse]  # type: ignore[assignment]
-    """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
-    served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
-    call it (they answer a handset's MESSAGE 405 themselves).
+    """A MESSAGE (RFC 3428) from a handset, with the credentials of its
+    Proxy-Authorization header: the control plane verifies them, checks the
+    content, size and the sender's rate, routes the text to the recipient's
+    devices (`DeliverMessageCommand`) or the UC side, and says what to answer.
+    Short messages are rare next to REGISTERs and calls, so a unary call is
+    enough.
     """
     Subscribe: _aio.UnaryUnaryMultiCallable[_sidecar_pb2.SubscribeRequest, _sidecar_pb2.SubscribeResponse]  # type: ignore[assignment]
     """A SUBSCRIBE (RFC 6665) from a handset for `presence` or `dialog` (BLF),
@@ -247,9 +253,12 @@ class SidecarServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sidecar_pb2.MessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sidecar_pb2.MessageResponse, _abc.Awaitable[_sidecar_pb2.MessageResponse]]:
-        """A MESSAGE (RFC 3428) from a handset. Reserved for short messages and not
-        served yet: the control plane answers UNIMPLEMENTED, and sidecars do not
-        call it (they answer a handset's MESSAGE 405 themselves).
+        """A MESSAGE (RFC 3428) from a handset, with the credentials of its
+        Proxy-Authorization header: the control plane verifies them, checks the
+        content, size and the sender's rate, routes the text to the recipient's
+        devices (`DeliverMessageCommand`) or the UC side, and says what to answer.
+        Short messages are rare next to REGISTERs and calls, so a unary call is
+        enough.
         """
 
     @_abc_1.abstractmethod
