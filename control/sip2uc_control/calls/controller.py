@@ -146,24 +146,9 @@ class CallController:
             start_time=self.clock(),
             caller_leg=inp.leg_id,
         )
-        call.legs[inp.leg_id] = Leg(
-            id=inp.leg_id,
-            sidecar=inp.sidecar,
-            role="caller",
-            party=caller.name,
-            user_id=caller.id,
-            state=LegState.TRYING,
-            media=inp.offer,
-        )
-        self.registry.add(call)
         # The caller's presence moves once the callee rings (forking.py): a call refused before
         # that publishes nothing.
-        outcome = self._route(call, route, inp.offer, ForwardChain())
-        if outcome is not None:
-            await self._finish(call, outcome.reason, outcome.status, notify_caller=False)
-            return outcome
-        self.registry.publish(call)
-        return InviteOutcome("routing", call_id=call.id)
+        return await self._place(call, inp, route, party=caller.name, user_id=caller.id)
 
     async def _invite_from_trunk(self, inp: InviteInput, trunk: Trunk) -> InviteOutcome:
         """A call from the UC platform: to a user (or, if the trunk may relay, out again)."""
@@ -182,11 +167,25 @@ class CallController:
             caller_leg=inp.leg_id,
             from_trunk=trunk.id,
         )
+        return await self._place(call, inp, route, party=inp.from_uri, user_id=None)
+
+    async def _place(
+        self,
+        call: Call,
+        inp: InviteInput,
+        route: UserRoute | TrunkRoute,
+        *,
+        party: str,
+        user_id: str | None,
+    ) -> InviteOutcome:
+        """Register a new call with its caller's leg and route it; a route that fails at once
+        ends it (the caller is answered with the outcome)."""
         call.legs[inp.leg_id] = Leg(
             id=inp.leg_id,
             sidecar=inp.sidecar,
             role="caller",
-            party=inp.from_uri,
+            party=party,
+            user_id=user_id,
             state=LegState.TRYING,
             media=inp.offer,
         )
