@@ -6,10 +6,12 @@ refused and what it serves next; nothing sleeps or reads a clock.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from pathlib import Path
 
 import pytest
-from sip2uc_media.sidecar.config import overload_options
+from sip2uc_media.sidecar.config import OVERLOAD_KEYS, overload_options
 from sip2uc_media.sidecar.known_sources import KnownSources
 from sip2uc_media.sidecar.overload import (
     ANSWERED,
@@ -323,3 +325,24 @@ def test_overload_options_give_the_sidecar_settings_by_name() -> None:
 def test_overload_options_name_what_is_wrong(item: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         overload_options([item])
+
+
+CONFIGURATION_MD = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
+
+
+def test_the_configuration_reference_gives_every_overload_key_its_default_and_bound() -> None:
+    rows: dict[str, list[str]] = {}
+    for line in CONFIGURATION_MD.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = cells
+    for key in OVERLOAD_KEYS:
+        assert key in rows, f"docs/configuration.md has no row for --overload {key}"
+        _name, default, bound, meaning = rows[key][:4]
+        assert default and bound and meaning, f"docs/configuration.md leaves {key} incomplete"
+    for field in dataclasses.fields(OverloadSettings):
+        default = rows[field.name][1]
+        assert float(default.split()[0]) == field.default, (
+            f"docs/configuration.md gives {field.name} the default {default!r}, "
+            f"the code {field.default}"
+        )
