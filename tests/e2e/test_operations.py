@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -265,3 +266,27 @@ def test_a_full_disk_refuses_changes_in_plain_words_and_says_so_once(tiny_disk: 
     said = "".join(server.log)
     assert said.count("storage is full") == 1, said
     assert "Traceback" not in said and "[SQL:" not in said and "sqlalchemy" not in said.lower()
+
+
+def test_the_metrics_scrape_reads_the_sidecars_control_plane_backlog(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    server = up(
+        tmp_path / "data",
+        "--sip-tls-listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        f"127.0.0.1:{metrics_port}",
+    )
+    try:
+        server.wait_for(READY)
+        # The exporter reads its gauges on its own thread, outside the event loop.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            scraped = r.read().decode()
+    finally:
+        assert server.stop() == 0
+    assert "\nsip2uc_sidecar_control_in_flight" in scraped, scraped
+    assert "\nsip2uc_sidecar_control_oldest_seconds" in scraped, scraped
+    said = "".join(server.log)
+    assert "Traceback" not in said, said

@@ -334,7 +334,7 @@ class Sidecar:
             screen=edge.admits,
             clock=clock,
             retry_after=self.config.retry_after,
-            backlog=control.backlog,
+            backlog=lambda: control.backlog(clock()),
             metrics=metrics,
         )
         metrics.observe(
@@ -343,7 +343,7 @@ class Sidecar:
             waiting=lambda: len(queue),
             oldest=lambda: queue.oldest_age(clock()),
             transactions=lambda: len(edge.transactions),
-            control=control.backlog,
+            control=lambda: control.backlog(clock()),
         )
         return intake
 

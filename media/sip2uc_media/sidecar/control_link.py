@@ -353,9 +353,10 @@ class ControlLink:
         if outgoing is not None:
             outgoing.put_nowait(wire.trunk_reports(statuses))
 
-    def backlog(self) -> tuple[int, float]:
-        """Requests to the control plane not yet answered, and the age of the oldest (s)."""
-        now = asyncio.get_running_loop().time()
+    def backlog(self, now: float) -> tuple[int, float]:
+        """Requests to the control plane not yet answered, and the age of the oldest (s) at
+        `now` on the event loop's clock. Takes the time rather than asking the loop, so that a
+        metrics scrape from another thread can read it."""
         in_flight, oldest = 0, 0.0
         for stream in (self._register_stream, self._call_stream):
             if stream is not None:
